@@ -1,0 +1,95 @@
+"""Source locations and user-facing errors.
+
+Every mistake a user can make ends as a ``ConvcError``: a message, the span of source text it is
+about, and optionally a ``help`` line. ``render`` turns one into the familiar compiler format::
+
+    net.conv:3:18: error: strides=(2, 2) cannot be combined with dilation_rate=(2, 2)
+        3 | Conv2D(8, 3, strides=2, dilation_rate=2)
+          |              ^^^^^^^^^
+      help: Keras allows strides > 1 or dilation_rate > 1, not both
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Span:
+    """A range of source text: 1-based lines and columns, end exclusive; offsets into the text."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    start: int = 0
+    end: int = 0
+
+    def to(self, other: Span) -> Span:
+        """The span from the start of this one to the end of ``other``."""
+        return Span(self.line, self.column, other.end_line, other.end_column, self.start, other.end)
+
+
+class ConvcError(Exception):
+    """A user error: a precise message, where it is, and how to fix it when we can say."""
+
+    def __init__(
+        self,
+        message: str,
+        span: Span | None = None,
+        help: str | None = None,
+        *,
+        path: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.help = help
+        self.path = path  # the file it is about, when that is not the .conv source
+
+    def located(self, span: Span | None) -> ConvcError:
+        """This error, placed at ``span`` unless it already has a location."""
+        if self.span is None:
+            self.span = span
+        return self
+
+
+class ConvcErrors(ConvcError):
+    """Several independent errors found in one pass, reported together."""
+
+    def __init__(self, errors: list[ConvcError]):
+        super().__init__(errors[0].message, errors[0].span, errors[0].help)
+        self.errors = errors
+
+
+def errors_of(error: ConvcError) -> list[ConvcError]:
+    return error.errors if isinstance(error, ConvcErrors) else [error]
+
+
+def render(error: ConvcError, source: str | None, filename: str = "<input>") -> str:
+    """Format one error (or each of a ``ConvcErrors``) as ``FILE:LINE:COL: error: ...`` blocks."""
+    return "\n".join(_render_one(e, source, filename) for e in errors_of(error))
+
+
+def _render_one(error: ConvcError, source: str | None, filename: str) -> str:
+    span = error.span
+    if error.path is not None:
+        filename, span = error.path, None
+    if span is None:
+        head = f"{filename}: error: {error.message}"
+        return head + (f"\n  help: {error.help}" if error.help else "")
+    lines = [f"{filename}:{span.line}:{span.column}: error: {error.message}"]
+    source_lines = source.splitlines() if source is not None else []
+    if 0 < span.line <= len(source_lines):
+        text = source_lines[span.line - 1].expandtabs(1)
+        number = str(span.line)
+        gutter = " " * len(number)
+        if span.end_line == span.line:
+            width = max(1, span.end_column - span.column)
+        else:
+            width = max(1, len(text) - span.column + 1)
+        lines.append(f"  {number} | {text}")
+        lines.append(f"  {gutter} | {' ' * (span.column - 1)}{'^' * width}")
+    if error.help:
+        lines.append(f"  help: {error.help}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The .conv grammar, installed with the package as convc.grammar."""
