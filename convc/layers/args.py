@@ -1,0 +1,191 @@
+"""Keras argument rules: binding a call to a signature, and normalizing each argument.
+
+``bind`` does what Python does when it calls a constructor: positional arguments in order, then
+keywords, with the same complaints (too many, unknown, given twice), each at the exact span and
+with a "did you mean" when a keyword is misspelt. The ``*_arg`` helpers then normalize one bound
+value as Keras's constructors do (``standardize_tuple``, ``standardize_padding`` ...), and raise a
+located error that repeats the value received.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from convc.diagnostics import ConvcError, Span
+from convc.syntax import Call, Literal, Sequence, Value, to_python
+
+REQUIRED = object()
+"""Default of a parameter that has none."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any = REQUIRED
+    keyword_only: bool = False
+
+
+def params(*names: str | tuple[str, Any], keyword_only: bool = False) -> tuple[Param, ...]:
+    """A signature written compactly: ``params("filters", ("strides", 1))``."""
+    out = []
+    for item in names:
+        name, default = (item, REQUIRED) if isinstance(item, str) else item
+        out.append(Param(name, default, keyword_only))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The arguments of one call, bound to parameter names; unbound ones take their defaults."""
+
+    call: Call
+    values: dict[str, Value]
+    defaults: dict[str, Any]
+
+    def given(self, name: str) -> bool:
+        return name in self.values
+
+    def value(self, name: str) -> Value | None:
+        return self.values.get(name)
+
+    def python(self, name: str) -> Any:
+        """The plain Python value of an argument (or its default)."""
+        if name in self.values:
+            return to_python(self.values[name])
+        return self.defaults[name]
+
+    def span(self, name: str) -> Span:
+        """Where an argument was written; the call's name when it was not written."""
+        value = self.values.get(name)
+        return value.span if value is not None else self.call.name_span
+
+
+def bind(call: Call, signature: tuple[Param, ...], what: str) -> Bound:
+    """Bind ``call``'s arguments to ``signature`` as Python would; ``what`` names the callee."""
+    positional = [p for p in signature if not p.keyword_only]
+    values: dict[str, Value] = {}
+    if len(call.args) > len(positional):
+        extra = call.args[len(positional)]
+        raise ConvcError(
+            f"{what} takes at most {len(positional)} positional arguments, got {len(call.args)}",
+            extra.span,
+            help="positional order: " + ", ".join(p.name for p in positional),
+        )
+    for param, value in zip(positional, call.args, strict=False):
+        values[param.name] = value
+    names = {p.name for p in signature}
+    for keyword in call.kwargs:
+        if keyword.name not in names:
+            close = difflib.get_close_matches(keyword.name, sorted(names), n=1, cutoff=0.6)
+            raise ConvcError(
+                f"{what} has no argument '{keyword.name}'",
+                keyword.span,
+                help=f"did you mean '{close[0]}'?" if close else None,
+            )
+        if keyword.name in values:
+            raise ConvcError(
+                f"{what} got '{keyword.name}' both by position and by name", keyword.span
+            )
+        values[keyword.name] = keyword.value
+    missing = [p.name for p in signature if p.default is REQUIRED and p.name not in values]
+    if missing:
+        raise ConvcError(
+            f"{what} is missing its required argument '{missing[0]}'",
+            call.span,
+            help="required: " + ", ".join(p.name for p in signature if p.default is REQUIRED),
+        )
+    defaults = {p.name: p.default for p in signature if p.name not in values}
+    return Bound(call, values, defaults)
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalizers. Each takes the bound arguments and a parameter name and returns plain Python.
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def is_int(value: Any) -> bool:
+    """Keras's ints: Python ints and bools (bool is an int subclass, and Keras accepts it)."""
+    return isinstance(value, int)
+
+
+def int_arg(args: Bound, name: str, *, minimum: int | None = None) -> int:
+    value = args.python(name)
+    if not is_int(value):
+        raise ConvcError(f"'{name}' must be an integer, got {name}={_show(value)}", args.span(name))
+    value = int(value)
+    if minimum is not None and value < minimum:
+        bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConvcError(f"'{name}' must be {bound}, got {name}={value}", args.span(name))
+    return value
+
+
+def optional_int_arg(args: Bound, name: str, *, minimum: int | None = None) -> int | None:
+    return None if args.python(name) is None else int_arg(args, name, minimum=minimum)
+
+
+def int_tuple_arg(args: Bound, name: str, n: int, *, minimum: int = 1) -> tuple[int, ...]:
+    """An int repeated ``n`` times, or a tuple/list of exactly ``n`` ints (Keras's
+    ``standardize_tuple``)."""
+    value = args.python(name)
+    span = args.span(name)
+    shape = "an integer" if n == 1 else f"an integer or a tuple of {n} integers"
+    if is_int(value):
+        items = (int(value),) * n
+    elif isinstance(value, tuple | list):
+        if len(value) != n or not all(is_int(v) for v in value):
+            raise ConvcError(f"'{name}' must be {shape}, got {name}={_show(value)}", span)
+        items = tuple(int(v) for v in value)
+    else:
+        raise ConvcError(f"'{name}' must be {shape}, got {name}={_show(value)}", span)
+    if any(v < minimum for v in items):
+        need = "> 0" if minimum == 1 else f">= {minimum}"
+        raise ConvcError(f"every entry of '{name}' must be {need}, got {name}={_show(value)}", span)
+    return items
+
+
+def choice_arg(args: Bound, name: str, choices: tuple[str, ...], *, lower: bool = True) -> str:
+    value = args.python(name)
+    span = args.span(name)
+    accepted = ", ".join(repr(c) for c in choices)
+    if not isinstance(value, str):
+        raise ConvcError(f"'{name}' must be one of {accepted}, got {name}={_show(value)}", span)
+    normalized = value.lower() if lower else value
+    if normalized not in choices:
+        close = difflib.get_close_matches(normalized, choices, n=1, cutoff=0.6)
+        raise ConvcError(
+            f"'{name}' must be one of {accepted}, got {name}={_show(value)}",
+            span,
+            help=f"did you mean {close[0]!r}?" if close else None,
+        )
+    return normalized
+
+
+def bool_arg(args: Bound, name: str) -> bool:
+    value = args.python(name)
+    if not isinstance(value, bool):
+        raise ConvcError(
+            f"'{name}' must be True or False, got {name}={_show(value)}", args.span(name)
+        )
+    return value
+
+
+def string_arg(args: Bound, name: str) -> str | None:
+    value = args.python(name)
+    if value is not None and not isinstance(value, str):
+        raise ConvcError(f"'{name}' must be a string, got {name}={_show(value)}", args.span(name))
+    return value
+
+
+def literal_or_none(value: Value | None) -> Any:
+    """The Python value of a literal; None for anything else (a call, a name) or nothing."""
+    if isinstance(value, Literal | Sequence):
+        try:
+            return to_python(value)
+        except ConvcError:
+            return None
+    return None

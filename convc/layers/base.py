@@ -1,0 +1,109 @@
+"""What every layer type shares: its signature, naming, data_format, and the build contract.
+
+A layer type is constructed once per Keras class (``Conv2D``, ``Cropping3D`` ...). ``configure``
+does what the Keras constructor does (normalize and validate arguments); ``build`` does what
+Keras does when the layer first sees its input shape (check it, compute the output shape and the
+weights' shapes). Both raise located ``ConvcError``s.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from convc.diagnostics import ConvcError
+from convc.layers.args import Bound, Param, choice_arg, params
+from convc.model import Shape, Variable, format_shape
+
+COMMON_PARAMS = params(
+    ("name", None),
+    ("dtype", None),
+    ("trainable", True),
+    ("autocast", True),
+    ("activity_regularizer", None),
+    # Keras 2 forms of declaring the model's input on its first layer:
+    ("input_shape", None),
+    ("input_dim", None),
+    ("batch_size", None),
+    ("batch_input_shape", None),
+    keyword_only=True,
+)
+"""Keyword arguments every Keras layer takes (``Layer.__init__``)."""
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def snake_case(class_name: str) -> str:
+    """Keras's ``to_snake_case``: Conv2DTranspose -> conv2d_transpose, UpSampling2D ->
+    up_sampling2d."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+@dataclass(frozen=True)
+class Built:
+    output_shape: Shape
+    variables: tuple[Variable, ...] = ()
+
+
+class LayerType:
+    """A Keras layer class. Subclasses fix the family; instances fix the rank."""
+
+    family: str = ""
+    class_name: str
+    rank: int
+    aliases: tuple[str, ...] = ()
+    own_params: tuple[Param, ...] = ()
+
+    @property
+    def prefix(self) -> str:
+        """The stem of Keras's automatic layer names and weight-file keys."""
+        return snake_case(self.class_name)
+
+    @property
+    def signature(self) -> tuple[Param, ...]:
+        own = {p.name for p in self.own_params}
+        return self.own_params + tuple(p for p in COMMON_PARAMS if p.name not in own)
+
+    def configure(self, args: Bound, default_data_format: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def build(self, config: dict[str, Any], input_shape: Shape, args: Bound) -> Built:
+        raise NotImplementedError
+
+    # Helpers shared by the families.
+
+    def data_format_arg(self, args: Bound, default: str) -> str:
+        if args.python("data_format") is None:
+            return default
+        return choice_arg(args, "data_format", DATA_FORMATS)
+
+    def check_rank(self, input_shape: Shape, config: dict[str, Any], args: Bound) -> None:
+        expected = self.rank + 2
+        if len(input_shape) != expected:
+            layout = self.layout_words(config.get("data_format", "channels_last"))
+            raise ConvcError(
+                f"{self.class_name} expects a {expected}-D input {layout}, "
+                f"got shape {format_shape(input_shape)}",
+                args.call.name_span,
+            )
+
+    def layout_words(self, data_format: str) -> str:
+        spatial = {1: ["steps"], 2: ["height", "width"], 3: ["depth", "height", "width"]}[self.rank]
+        axes = (
+            ["batch", *spatial, "channels"]
+            if data_format == "channels_last"
+            else ["batch", "channels", *spatial]
+        )
+        return "(" + ", ".join(axes) + ")"
+
+
+def spatial_axes(rank: int, data_format: str) -> tuple[int, ...]:
+    """Positions of the spatial axes in a Keras tensor of the given data_format."""
+    first = 1 if data_format == "channels_last" else 2
+    return tuple(range(first, first + rank))
+
+
+def channel_axis(rank: int, data_format: str) -> int:
+    return rank + 1 if data_format == "channels_last" else 1
