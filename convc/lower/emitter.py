@@ -1,0 +1,218 @@
+"""Build an ONNX graph node by node, knowing each value's physical layout and the opset.
+
+Lowering rules talk to an ``Emitter``: they ask for a value in a layout (``in_layout``), add nodes
+through opset-aware helpers (``pad``, ``resize``, ``clip``, ``gelu`` ...) and never test an opset
+number themselves. Every value carries a permutation: physical axis ``i`` of the tensor holds the
+Keras logical axis ``perm[i]``. A Transpose is emitted only when a rule needs a different order,
+and at most once per value and order.
+
+Names are stable and readable: a node is named ``<layer>/<what>`` and its output value the same,
+so two builds of one file give byte-identical models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+@dataclass(frozen=True)
+class Value:
+    """A tensor in the graph: its name, its physical layout and its logical (Keras) shape."""
+
+    name: str
+    perm: tuple[int, ...]
+    shape: tuple[int | None, ...]  # logical, batch first
+
+    @property
+    def rank(self) -> int:
+        return len(self.perm)
+
+    def physical_axis(self, logical_axis: int) -> int:
+        """Where logical axis ``logical_axis`` (negative counts from the end) is stored."""
+        return self.perm.index(logical_axis % self.rank)
+
+    @property
+    def physical_shape(self) -> tuple[int | None, ...]:
+        return tuple(self.shape[axis] for axis in self.perm)
+
+
+def identity(rank: int) -> tuple[int, ...]:
+    return tuple(range(rank))
+
+
+def channels_first(rank: int) -> tuple[int, ...]:
+    """The physical order ONNX convolutions need for a channels_last Keras tensor of this rank."""
+    return (0, rank - 1, *range(1, rank - 1))
+
+
+class Emitter:
+    def __init__(self, opset: int):
+        self.opset = opset
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._names: set[str] = set()
+        self._transposed: dict[tuple[str, tuple[int, ...]], Value] = {}
+        self._constants: dict[tuple, str] = {}
+        self.scope = ""
+
+    # -- naming -----------------------------------------------------------------------------
+
+    def fresh(self, what: str) -> str:
+        base = f"{self.scope}/{what}" if self.scope else what
+        name, n = base, 1
+        while name in self._names:
+            name = f"{base}_{n}"
+            n += 1
+        self._names.add(name)
+        return name
+
+    # -- primitives -------------------------------------------------------------------------
+
+    def node(
+        self, op: str, inputs: list[str], what: str, *, outputs: int = 1, **attrs
+    ) -> list[str]:
+        name = self.fresh(what)
+        names = [name] if outputs == 1 else [f"{name}:{i}" for i in range(outputs)]
+        self.nodes.append(helper.make_node(op, inputs, names, name=name, **attrs))
+        return names
+
+    def op(self, op: str, inputs: list[str], what: str, **attrs) -> str:
+        return self.node(op, inputs, what, **attrs)[0]
+
+    def weight(self, what: str, array: np.ndarray) -> str:
+        name = self.fresh(what)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def constant(self, values, dtype=np.int64) -> str:
+        """A small shared constant (pads, axes, scales), named by its content."""
+        array = np.asarray(values, dtype=dtype)
+        key = (array.dtype.str, array.shape, array.tobytes())
+        if key not in self._constants:
+            kind = "i" if array.dtype.kind in "iu" else "f"
+            text = "_".join(str(v) for v in array.ravel().tolist()).replace("-", "m")
+            name = (
+                f"const/{kind}{text}"
+                if len(text) < 40 and array.ndim <= 1
+                else f"const/{len(self._constants)}"
+            )
+            name = name.replace(".", "p")
+            while name in self._names:
+                name += "_"
+            self._names.add(name)
+            self.initializers.append(numpy_helper.from_array(array, name))
+            self._constants[key] = name
+        return self._constants[key]
+
+    # -- layout -----------------------------------------------------------------------------
+
+    def in_layout(self, value: Value, perm: tuple[int, ...]) -> Value:
+        """``value`` stored in physical order ``perm``; a Transpose only if it is not already."""
+        if value.perm == perm:
+            return value
+        key = (value.name, perm)
+        if key not in self._transposed:
+            to = [value.perm.index(axis) for axis in perm]
+            name = self.op("Transpose", [value.name], "transpose", perm=to)
+            self._transposed[key] = Value(name, perm, value.shape)
+        return self._transposed[key]
+
+    # -- opset-aware helpers ----------------------------------------------------------------
+
+    def pad(self, x: str, pads: list[int], what: str = "pad") -> str:
+        """Constant zero padding; ``pads`` is ONNX's [begins..., ends...] over every axis."""
+        return self.op("Pad", [x, self.constant(pads)], what, mode="constant")
+
+    def slice(
+        self, x: str, starts: list[int], ends: list[int], axes: list[int], what: str = "slice"
+    ) -> str:
+        inputs = [x, self.constant(starts), self.constant(ends), self.constant(axes)]
+        return self.op("Slice", inputs, what)
+
+    def resize(self, x: str, scales: list[float], mode: str, what: str = "resize", **attrs) -> str:
+        scales_name = self.constant(scales, dtype=np.float32)
+        return self.op("Resize", [x, "", scales_name], what, mode=mode, **attrs)
+
+    def clip(self, x: str, low: float | None, high: float | None, what: str = "clip") -> str:
+        inputs = [
+            x,
+            self.scalar(low) if low is not None else "",
+            self.scalar(high) if high is not None else "",
+        ]
+        while inputs[-1] == "":
+            inputs.pop()
+        return self.op("Clip", inputs, what)
+
+    def scalar(self, value: float) -> str:
+        return self.constant(np.float32(value), dtype=np.float32)
+
+    def gelu(self, x: str) -> str:
+        """Exact (erf) GELU: the Gelu op from opset 20, its definition before."""
+        if self.opset >= 20:
+            return self.op("Gelu", [x], "gelu")
+        scaled = self.op("Div", [x, self.scalar(np.sqrt(2.0))], "gelu_scaled")
+        erf = self.op("Erf", [scaled], "gelu_erf")
+        one_plus = self.op("Add", [erf, self.scalar(1.0)], "gelu_add")
+        half_x = self.op("Mul", [x, self.scalar(0.5)], "gelu_half")
+        return self.op("Mul", [half_x, one_plus], "gelu")
+
+    def hard_swish(self, x: str) -> str:
+        if self.opset >= 14:
+            return self.op("HardSwish", [x], "hard_silu")
+        gate = self.op("HardSigmoid", [x], "hard_silu_gate", alpha=1.0 / 6.0, beta=0.5)
+        return self.op("Mul", [x, gate], "hard_silu")
+
+    def mish(self, x: str) -> str:
+        if self.opset >= 18:
+            return self.op("Mish", [x], "mish")
+        soft = self.op("Softplus", [x], "mish_softplus")
+        return self.op("Mul", [x, self.op("Tanh", [soft], "mish_tanh")], "mish")
+
+    def reduce_sum(self, x: str, axis: int, what: str) -> str:
+        return self.op("ReduceSum", [x, self.constant([axis])], what, keepdims=1)
+
+    # -- the model --------------------------------------------------------------------------
+
+    def model(
+        self,
+        name: str,
+        inputs: list[onnx.ValueInfoProto],
+        outputs: list[onnx.ValueInfoProto],
+        doc: str = "",
+    ) -> onnx.ModelProto:
+        graph = helper.make_graph(
+            self.nodes, name, inputs, outputs, self.initializers, doc_string=doc
+        )
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", self.opset)], producer_name="convc"
+        )
+        return model
+
+    def rename(self, old: str, new: str) -> None:
+        """Give a produced value its final name (the graph output), everywhere it is used."""
+        for node in self.nodes:
+            node.output[:] = [new if o == old else o for o in node.output]
+            node.input[:] = [new if i == old else i for i in node.input]
+
+
+def tensor_info(
+    name: str, dtype: str, shape: tuple[int | None, ...], batch_name: str = "batch"
+) -> onnx.ValueInfoProto:
+    dims = [batch_name if d is None else d for d in shape]
+    return helper.make_tensor_value_info(name, _ONNX_TYPES[dtype], dims)
+
+
+_ONNX_TYPES = {
+    "float32": TensorProto.FLOAT,
+    "float16": TensorProto.FLOAT16,
+    "float64": TensorProto.DOUBLE,
+    "bfloat16": TensorProto.BFLOAT16,
+}
+
+
+def onnx_type(dtype: str) -> int:
+    return _ONNX_TYPES[dtype]

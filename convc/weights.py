@@ -1,0 +1,215 @@
+"""A model's weights, in Keras's own layouts: loaded from a file or drawn from initializers.
+
+``Weights`` maps a layer name to its variables by Keras variable name (``kernel``, ``bias``,
+``depthwise_kernel``, ``pointwise_kernel``). Three sources:
+
+* ``.npz`` (read without pickles) with keys ``<layer name>/<variable name>``;
+* ``.weights.h5`` as Keras 3's ``model.save_weights`` writes it: ``/layers/<key>/vars/<i>``, where
+  the key is the class name in snake case made unique within the model (``conv2d``, ``conv2d_1``)
+  and ``i`` the variable's position in ``layer.weights``;
+* the layers' initializers, drawn from one seed so that a build is reproducible.
+
+Every array is checked against the model: a missing, unexpected, misshapen or non-float array is
+an error that names the file, the layer, the variable and both shapes. Converting to ONNX layouts
+is lowering's job, not this module's.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from convc.diagnostics import ConvcError
+from convc.model import Layer, Model, format_shape
+
+Weights = dict[str, dict[str, np.ndarray]]
+
+_LORA = ("lora_kernel_a", "lora_kernel_b")
+
+
+def initialize(model: Model, seed: int = 0) -> Weights:
+    """Draw every variable from its initializer. Each variable has its own stream, derived from
+    (seed, layer index, variable index), so editing one layer leaves the others' numbers alone."""
+    weights: Weights = {}
+    for index, layer in enumerate(model.layers):
+        weights[layer.name] = {
+            variable.name: variable.initializer.draw(
+                variable.shape, np.random.default_rng([seed, index, position])
+            ).astype(np.float32, copy=False)
+            for position, variable in enumerate(layer.variables)
+        }
+    return weights
+
+
+def load(model: Model, path: str | Path) -> Weights:
+    """Read a .npz or .weights.h5 file and check it against the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConvcError("no such weights file", path=str(path))
+    if path.name.endswith(".h5") or path.name.endswith(".hdf5"):
+        return _load_h5(model, path)
+    if path.suffix == ".npz":
+        return from_arrays(model, _read_npz(path), str(path))
+    raise ConvcError(
+        "unknown weights format",
+        path=str(path),
+        help="give a .npz file (keys 'layer/variable') or a Keras .weights.h5 file",
+    )
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except ValueError as error:
+        if "pickle" in str(error).lower():
+            raise ConvcError(
+                "the file holds pickled objects, which convc never loads", path=str(path)
+            ) from None
+        raise ConvcError(f"cannot read the .npz file: {error}", path=str(path)) from None
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise ConvcError(
+            f"cannot read the .npz file (corrupt or truncated?): {error}", path=str(path)
+        ) from None
+
+
+def from_arrays(
+    model: Model, arrays: Mapping[str, np.ndarray], source: str = "<weights>"
+) -> Weights:
+    """Check ``{"layer/variable": array}`` against the model and group it by layer."""
+    by_layer: dict[str, dict[str, np.ndarray]] = {}
+    layers = {layer.name: layer for layer in model.layers}
+    for key in arrays:
+        layer_name, slash, variable = key.rpartition("/")
+        if not slash:
+            raise ConvcError(
+                f"key {key!r} is not of the form 'layer/variable'",
+                path=source,
+                help="e.g. 'conv2d/kernel' or 'conv2d/bias'",
+            )
+        if layer_name not in layers:
+            raise ConvcError(
+                f"{key!r} names no layer of the model",
+                path=source,
+                help="the model's layers: " + ", ".join(layers) if layers else None,
+            )
+        by_layer.setdefault(layer_name, {})[variable] = arrays[key]
+    return {
+        layer.name: _check_layer(layer, by_layer.get(layer.name, {}), source)
+        for layer in model.layers
+    }
+
+
+def _check_layer(layer: Layer, found: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+    expected = {v.name: v.shape for v in layer.variables}
+    lora = bool(layer.config.get("lora_rank"))
+    for name in found:
+        if name not in expected and not (lora and name in _LORA):
+            raise ConvcError(
+                f"{layer.name}/{name} is not a variable of layer '{layer.name}' "
+                f"({layer.class_name})",
+                path=source,
+                help="its variables: " + ", ".join(expected)
+                if expected
+                else f"{layer.class_name} has no weights",
+            )
+    checked: dict[str, np.ndarray] = {}
+    for name, shape in expected.items():
+        if name not in found:
+            raise ConvcError(
+                f"missing {layer.name}/{name} for layer '{layer.name}' ({layer.class_name}), "
+                f"expected shape {format_shape(shape)}",
+                path=source,
+            )
+        checked[name] = _as_float32(found[name], f"{layer.name}/{name}", shape, source)
+    if lora and any(name in found for name in _LORA):
+        checked["kernel"] = _merge_lora(layer, checked["kernel"], found, source)
+    return checked
+
+
+def _as_float32(array: np.ndarray, key: str, shape: tuple[int, ...], source: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype.kind != "f":
+        raise ConvcError(f"{key} has dtype {array.dtype}, expected a float array", path=source)
+    if array.shape != shape:
+        raise ConvcError(
+            f"{key} has shape {format_shape(array.shape)}, expected {format_shape(shape)}",
+            path=source,
+            help="arrays are in Keras's layouts, as layer.get_weights() returns them",
+        )
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _merge_lora(layer: Layer, kernel: np.ndarray, found: dict, source: str) -> np.ndarray:
+    """Keras's LoRA kernel: kernel + (alpha / rank) * (lora_kernel_a @ lora_kernel_b)."""
+    rank = layer.config["lora_rank"]
+    missing = [n for n in _LORA if n not in found]
+    if missing:
+        raise ConvcError(
+            f"missing {layer.name}/{missing[0]}: LoRA needs both of its kernels", path=source
+        )
+    a = _as_float32(
+        found["lora_kernel_a"], f"{layer.name}/lora_kernel_a", (*kernel.shape[:-1], rank), source
+    )
+    b = _as_float32(
+        found["lora_kernel_b"], f"{layer.name}/lora_kernel_b", (rank, kernel.shape[-1]), source
+    )
+    scale = np.float32(layer.config["lora_alpha"] / rank)
+    return (kernel + scale * np.matmul(a, b)).astype(np.float32)
+
+
+def _load_h5(model: Model, path: Path) -> Weights:
+    import h5py  # heavy; only builds that read .h5 pay for it
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise ConvcError(
+            f"cannot read the HDF5 file (corrupt or truncated?): {error}", path=str(path)
+        ) from None
+    with handle:
+        groups = handle.get("layers")
+        if not isinstance(groups, h5py.Group):
+            raise ConvcError(
+                "not a Keras 3 .weights.h5 file: it has no 'layers' group", path=str(path)
+            )
+        keys = {layer.weights_key: layer for layer in model.layers}
+        for key in groups:
+            if key not in keys:
+                raise ConvcError(
+                    f"the file has weights for a layer '{key}' that the model does not have",
+                    path=str(path),
+                    help="the model's layers, as Keras keys them: " + ", ".join(keys),
+                )
+        weights: Weights = {}
+        for key, layer in keys.items():
+            stored = groups.get(f"{key}/vars")
+            arrays = {}
+            if stored is not None:
+                for index in stored:
+                    if not index.isdigit() or int(index) >= len(layer.variables):
+                        raise ConvcError(
+                            f"layers/{key}/vars/{index} does not match a variable of layer "
+                            f"'{layer.name}' ({layer.class_name}: "
+                            + ", ".join(v.name for v in layer.variables)
+                            + ")",
+                            path=str(path),
+                        )
+                    dataset = stored[index]
+                    if not isinstance(dataset, h5py.Dataset):
+                        raise ConvcError(
+                            f"layers/{key}/vars/{index} is not an array", path=str(path)
+                        )
+                    arrays[layer.variables[int(index)].name] = _read_dataset(dataset, path)
+            weights[layer.name] = _check_layer(layer, arrays, str(path))
+        return weights
+
+
+def _read_dataset(dataset, path: Path) -> np.ndarray:
+    try:
+        return dataset[()]
+    except (OSError, TypeError, ValueError) as error:
+        raise ConvcError(f"cannot read {dataset.name}: {error}", path=str(path)) from None
