@@ -1,0 +1,268 @@
+"""convc's layer signatures and argument checks, held against Keras 3 itself.
+
+* Signatures: every registered class takes the parameters of the Keras class, in Keras's
+  positional order, with Keras's defaults (read with ``inspect``).
+* Rejections: each bad call in the table makes Keras fail (when the model is built or first run)
+  and makes convc fail with a located error whose message contains the given fragment.
+* Acceptance: each unusual-but-valid call builds in both.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+from convc.compiler import compile_text
+from convc.diagnostics import ConvcError, errors_of
+from convc.layers import LAYER_TYPES
+from convc.layers.args import REQUIRED
+
+from oracle import input_for, keras, keras_model, keras_output
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_TYPES))
+def test_signature_matches_keras(name):
+    ours = LAYER_TYPES[name]
+    theirs = inspect.signature(getattr(keras.layers, name).__init__).parameters
+    expected = [
+        (p.name, p.default)
+        for p in theirs.values()
+        if p.name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    own = [
+        (p.name, inspect.Parameter.empty if p.default is REQUIRED else p.default)
+        for p in ours.own_params
+        if not p.keyword_only
+    ]
+    rank = ours.rank
+
+    def same(ours_default, keras_default):  # Keras writes 2-D/3-D defaults as tuples
+        return ours_default == keras_default or (
+            isinstance(keras_default, tuple)
+            and ours_default == keras_default[0]
+            and keras_default == (keras_default[0],) * rank
+        )
+
+    assert [n for n, _ in own] == [n for n, _ in expected]
+    for (name_, default), (_, keras_default) in zip(own, expected, strict=True):
+        assert same(default, keras_default), (name_, default, keras_default)
+    keyword_only = {p.name for p in ours.signature if p.keyword_only}
+    assert keyword_only >= {"name", "dtype", "trainable", "autocast", "input_shape", "input_dim"}
+
+
+REJECTED = [
+    # (id, layer call on the given input, expected fragment of convc's message)
+    ("filters-zero", "(8, 8, 3)", "Conv2D(0, 3)", "'filters' must be a positive integer"),
+    (
+        "filters-negative",
+        "(8, 8, 3)",
+        "Conv2DTranspose(-1, 3)",
+        "'filters' must be a positive integer",
+    ),
+    ("groups-zero", "(8, 8, 4)", "Conv2D(4, 3, groups=0)", "'groups' must be a positive integer"),
+    ("groups-not-dividing-filters", "(8, 8, 4)", "Conv2D(3, 3, groups=2)", "divisible by groups=2"),
+    (
+        "groups-not-dividing-channels",
+        "(8, 8, 3)",
+        "Conv2D(4, 3, groups=2)",
+        "groups=2 does not divide",
+    ),
+    ("kernel-zero", "(8, 8, 3)", "Conv2D(4, 0)", "'kernel_size'"),
+    ("kernel-wrong-length", "(8, 8, 3)", "Conv2D(4, (3, 3, 3))", "'kernel_size' must be"),
+    ("kernel-float", "(8, 8, 3)", "Conv2D(4, 3.0)", "'kernel_size' must be"),
+    ("strides-zero", "(8, 8, 3)", "Conv2D(4, 3, strides=0)", "'strides'"),
+    ("dilation-zero", "(9, 3)", "Conv1D(4, 3, dilation_rate=0)", "'dilation_rate'"),
+    (
+        "strides-with-dilation",
+        "(8, 8, 3)",
+        "Conv2D(4, 3, strides=2, dilation_rate=2)",
+        "cannot be combined",
+    ),
+    (
+        "strides-with-dilation-mixed-axes",
+        "(8, 8, 3)",
+        "Conv2D(4, 3, strides=(2, 1), dilation_rate=(1, 2))",
+        "cannot be combined",
+    ),
+    (
+        "transpose-strides-with-dilation",
+        "(8, 8, 3)",
+        "Conv2DTranspose(4, 3, strides=2, dilation_rate=2)",
+        "cannot be combined",
+    ),
+    ("padding-unknown", "(8, 8, 3)", "Conv2D(4, 3, padding='full')", "'padding' must be one of"),
+    (
+        "padding-causal-conv2d",
+        "(8, 8, 3)",
+        "Conv2D(4, 3, padding='causal')",
+        "only supported by Conv1D",
+    ),
+    (
+        "padding-causal-transpose",
+        "(9, 3)",
+        "Conv1DTranspose(4, 3, padding='causal')",
+        "only supported by Conv1D",
+    ),
+    (
+        "padding-causal-depthwise",
+        "(9, 3)",
+        "DepthwiseConv1D(3, padding='causal')",
+        "only supported by Conv1D",
+    ),
+    (
+        "padding-causal-separable",
+        "(9, 3)",
+        "SeparableConv1D(4, 3, padding='causal')",
+        "only supported by Conv1D",
+    ),
+    (
+        "data_format-unknown",
+        "(8, 8, 3)",
+        "Conv2D(4, 3, data_format='NHWC')",
+        "'data_format' must be one of",
+    ),
+    (
+        "output_padding-equals-stride",
+        "(8, 8, 3)",
+        "Conv2DTranspose(4, 3, strides=2, output_padding=2)",
+        "must be smaller than",
+    ),
+    (
+        "output_padding-stride1",
+        "(9, 3)",
+        "Conv1DTranspose(4, 3, output_padding=1)",
+        "must be smaller than",
+    ),
+    (
+        "depth_multiplier-zero",
+        "(8, 8, 3)",
+        "DepthwiseConv2D(3, depth_multiplier=0)",
+        "'depth_multiplier'",
+    ),
+    ("activation-unknown", "(8, 8, 3)", "Conv2D(4, 3, activation='relu7')", "unknown activation"),
+    ("activation-wrong-case", "(8, 8, 3)", "Conv2D(4, 3, activation='ReLU')", "unknown activation"),
+    (
+        "initializer-unknown",
+        "(8, 8, 3)",
+        "Conv2D(4, 3, kernel_initializer='glorot')",
+        "initializer",
+    ),
+    ("unknown-keyword", "(8, 8, 3)", "Conv2D(4, 3, paddings='same')", "has no argument 'paddings'"),
+    ("too-many-positional", "(9, 3)", "Cropping1D(1, 2)", "at most 1 positional"),
+    (
+        "missing-filters",
+        "(8, 8, 3)",
+        "Conv2D(kernel_size=3)",
+        "missing its required argument 'filters'",
+    ),
+    ("valid-kernel-too-large", "(4, 4, 3)", "Conv2D(4, 5)", "would give an output of length 0"),
+    ("valid-dilated-kernel-too-large", "(6, 3)", "Conv1D(4, 3, dilation_rate=3)", "spans 7"),
+    ("depthwise-kernel-too-large", "(4, 4, 3)", "DepthwiseConv2D(5)", "would give an output"),
+    ("separable-kernel-too-large", "(4, 3)", "SeparableConv1D(2, 5)", "would give an output"),
+    ("wrong-rank", "(8, 8, 3)", "Conv1D(4, 3)", "expects a 3-D input"),
+    ("wrong-rank-3d", "(8, 8, 3)", "Conv3D(4, 3)", "expects a 5-D input"),
+    ("cropping-too-large", "(6, 6, 3)", "Cropping2D(3)", "leaving nothing"),
+    ("cropping1d-too-large", "(4, 3)", "Cropping1D((2, 2))", "leaving nothing"),
+    ("cropping-negative", "(6, 6, 3)", "Cropping2D(-1)", "cannot be negative"),
+    ("cropping1d-negative", "(6, 3)", "Cropping1D(-1)", "cannot be negative"),
+    ("cropping-wrong-length", "(6, 6, 3)", "Cropping2D((1, 2, 3))", "must have 2 entries"),
+    ("cropping-negative-entry", "(6, 6, 3)", "Cropping2D(((1, -1), 0))", "cannot be negative"),
+    (
+        "zero_padding-negative-entry",
+        "(6, 6, 3)",
+        "ZeroPadding2D(((1, -1), 0))",
+        "cannot be negative",
+    ),
+    ("zero_padding1d-negative", "(6, 3)", "ZeroPadding1D(-1)", "cannot be negative"),
+    ("zero_padding-float", "(6, 6, 3)", "ZeroPadding2D(1.5)", "'padding' must be an int"),
+    ("up_sampling1d-tuple", "(6, 3)", "UpSampling1D((2,))", "'size' must be an integer"),
+    ("up_sampling1d-zero", "(6, 3)", "UpSampling1D(0)", "'size' must be"),
+    ("up_sampling2d-zero", "(6, 6, 3)", "UpSampling2D((0, 2))", "'size' must be"),
+    (
+        "up_sampling2d-interpolation-unknown",
+        "(6, 6, 3)",
+        "UpSampling2D(interpolation='cubic')",
+        "'interpolation' must be one of",
+    ),
+    (
+        "up_sampling2d-interpolation-lanczos",
+        "(6, 6, 3)",
+        "UpSampling2D(interpolation='lanczos3')",
+        "JAX or TensorFlow",
+    ),
+    ("glu-odd", "(9, 3)", "Conv1D(5, 3, activation='glu')", "splits the last axis in halves"),
+    ("name-with-slash", "(9, 3)", "Conv1D(4, 3, name='a/b')", "cannot contain '/'"),
+    (
+        "lora-with-constraint",
+        "(8, 8, 3)",
+        "Conv2D(4, 3, lora_rank=2, kernel_constraint='max_norm')",
+        "lora_rank",
+    ),
+]
+
+
+def _keras_fails(text: str) -> bool:
+    try:
+        model = keras_model(text)
+        keras_output(model, input_for(model))
+    except Exception:  # noqa: BLE001 - Keras raises ValueError, TypeError, RuntimeError ...
+        return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("shape", "call", "fragment"), [pytest.param(*row[1:], id=row[0]) for row in REJECTED]
+)
+def test_rejected_like_keras(shape, call, fragment):
+    text = f"Input(shape={shape})\n{call}\n"
+    assert _keras_fails(text), "Keras accepts this; convc must too"
+    with pytest.raises(ConvcError) as caught:
+        compile_text(text)
+    error = errors_of(caught.value)[0]
+    assert fragment in error.message + (error.help or "")
+    assert error.span is not None and error.span.line == 2
+
+
+ACCEPTED = [
+    ("zero_padding2d-negative-int-crops", "(6, 6, 3)", "ZeroPadding2D(-1)"),
+    (
+        "depthwise-strides-and-dilation",
+        "(9, 9, 3)",
+        "DepthwiseConv2D(3, strides=2, dilation_rate=2)",
+    ),
+    (
+        "separable-strides-and-dilation",
+        "(9, 3)",
+        "SeparableConv1D(2, 3, strides=2, dilation_rate=2, padding='same')",
+    ),
+    ("kernel-size-bool", "(8, 8, 3)", "Conv2D(2, True)"),
+    ("kernel-size-list", "(8, 8, 3)", "Conv2D(2, [3, 1])"),
+    ("padding-mixed-case", "(8, 8, 3)", "Conv2D(2, 3, padding='Same')"),
+    ("data_format-upper", "(3, 8, 8)", "Conv2D(2, 3, data_format='CHANNELS_FIRST')"),
+    ("transpose-valid-kernel-larger-than-input", "(1, 3)", "Conv1DTranspose(2, 5)"),
+    ("same-kernel-larger-than-input", "(2, 2, 3)", "Conv2D(2, 5, padding='same')"),
+    (
+        "initializer-by-call",
+        "(8, 8, 3)",
+        "Conv2D(2, 3, kernel_initializer=keras.initializers.HeNormal(seed=1))",
+    ),
+    (
+        "trainable-false",
+        "(8, 8, 3)",
+        "Conv2D(2, 3, trainable=False, dtype='float32', autocast=False)",
+    ),
+    ("activity-regularizer", "(8, 8, 3)", "Conv2D(2, 3, activity_regularizer='l2')"),
+]
+
+
+@pytest.mark.parametrize(("shape", "call"), [pytest.param(*row[1:], id=row[0]) for row in ACCEPTED])
+def test_accepted_like_keras(shape, call):
+    text = f"Input(shape={shape})\n{call}\n"
+    assert not _keras_fails(text)
+    model = keras_model(text)
+    proto = compile_text(text)
+    assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim[1:]] == list(
+        np.array(model.outputs[0].shape[1:])
+    )

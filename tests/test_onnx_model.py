@@ -1,0 +1,102 @@
+"""Properties of the emitted ONNX: checked, shape-inferred, few Transposes, readable names,
+the default opset supported by onnxruntime's kernels, and all opsets 13+ accepted."""
+
+from __future__ import annotations
+
+import onnx
+import onnxruntime.capi.onnxruntime_pybind11_state as ort_state
+import pytest
+from onnx import defs
+
+from convc.compiler import compile_text
+from convc.diagnostics import ConvcError
+from convc.lower import DEFAULT_OPSET, MIN_OPSET
+
+STACK = """model stack
+Input(shape=(16, 16, 3), name="image")
+Conv2D(8, 3, padding="same", activation="gelu", name="enc1")
+SeparableConv2D(8, 3, padding="same", activation="hard_swish")
+DepthwiseConv2D(3, strides=2, padding="same", activation="mish")
+Conv2DTranspose(4, 3, strides=2, padding="same")
+ZeroPadding2D(1)
+Cropping2D(((1, 0), (0, 1)))
+UpSampling2D(interpolation="bilinear")
+Conv2D(4, 1, activation="softmax")
+"""
+
+
+def test_checker_and_static_shapes():
+    proto = compile_text(STACK)
+    onnx.checker.check_model(proto, full_check=True)
+    for info in proto.graph.value_info:
+        dims = info.type.tensor_type.shape.dim
+        assert dims[0].dim_param == "batch"
+        assert all(d.HasField("dim_value") for d in dims[1:]), info.name
+
+
+def test_channels_last_stack_has_two_transposes():
+    proto = compile_text(STACK)
+    assert sum(n.op_type == "Transpose" for n in proto.graph.node) == 2
+
+
+def test_names_are_stable_and_readable():
+    proto = compile_text(STACK)
+    assert proto.graph.name == "stack"
+    assert proto.graph.input[0].name == "image"
+    assert proto.graph.output[0].name == "conv2d"  # enc1 does not consume the counter
+    assert "enc1/conv" in {n.name for n in proto.graph.node}
+    assert all(not i.name.startswith("onnx::") for i in proto.graph.initializer)
+
+
+def test_fixed_batch_is_static():
+    proto = compile_text("Input(shape=(8, 3), batch_size=4)\nConv1D(2, 3)\n")
+    assert proto.graph.output[0].type.tensor_type.shape.dim[0].dim_value == 4
+
+
+def test_input_dtype_is_cast_like_keras_autocast():
+    proto = compile_text("Input(shape=(8, 3), dtype='float64')\nConv1D(2, 3)\n")
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    assert proto.graph.node[0].op_type == "Cast"
+
+
+def _emitted_ops() -> set[str]:
+    ops = set()
+    for opset in (MIN_OPSET, DEFAULT_OPSET):
+        ops |= {n.op_type for n in compile_text(STACK, opset=opset).graph.node}
+        for activation in (
+            "relu6",
+            "leaky_relu",
+            "selu",
+            "celu",
+            "log_sigmoid",
+            "soft_shrink",
+            "sparse_plus",
+            "sparsemax",
+            "glu",
+            "squareplus",
+            "log_softmax",
+            "exponential",
+        ):
+            text = f"Input(shape=(6, 4))\nConv1D(4, 1, activation='{activation}')\n"
+            ops |= {n.op_type for n in compile_text(text, opset=opset).graph.node}
+    return ops
+
+
+def test_default_opset_has_onnxruntime_kernels():
+    """Every op convc emits, at its newest ONNX version up to DEFAULT_OPSET, has an
+    onnxruntime CPU kernel of that version (or is an ONNX function that runtimes expand)."""
+    kernels: dict[str, set[int]] = {}
+    for kernel in ort_state.get_all_opkernel_def():
+        if kernel.domain in ("", "ai.onnx") and kernel.provider == "CPUExecutionProvider":
+            kernels.setdefault(kernel.op_name, set()).add(kernel.version_range[0])
+    for op in sorted(_emitted_ops()):
+        schema = defs.get_schema(op, DEFAULT_OPSET)
+        if schema.has_function or schema.has_context_dependent_function:
+            continue
+        assert schema.since_version in kernels.get(op, set()), (op, schema.since_version)
+
+
+@pytest.mark.parametrize("opset", [1, 11, 12, DEFAULT_OPSET + 1])
+def test_unsupported_opsets_are_refused(opset):
+    with pytest.raises(ConvcError, match=f"opset {opset} is not supported"):
+        compile_text(STACK, opset=opset)
