@@ -31,6 +31,8 @@ class Variable:
     name: str
     shape: tuple[int, ...]
     initializer: Initializer
+    trainable: bool = True
+    optional: bool = False  # may be absent from a weights file (a LoRA layer's LoRA kernels)
 
     @property
     def size(self) -> int:
@@ -69,6 +71,12 @@ class Layer:
     @property
     def parameter_count(self) -> int:
         return sum(v.size for v in self.variables)
+
+    @property
+    def trainable_parameter_count(self) -> int:
+        if not self.config.get("trainable", True):
+            return 0
+        return sum(v.size for v in self.variables if v.trainable)
 
 
 @dataclass(frozen=True, eq=False)

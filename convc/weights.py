@@ -35,12 +35,13 @@ def initialize(model: Model, seed: int = 0) -> Weights:
     (seed, layer index, variable index), so editing one layer leaves the others' numbers alone."""
     weights: Weights = {}
     for index, layer in enumerate(model.layers):
-        weights[layer.name] = {
+        drawn = {
             variable.name: variable.initializer.draw(
                 variable.shape, np.random.default_rng([seed, index, position])
             ).astype(np.float32, copy=False)
             for position, variable in enumerate(layer.variables)
         }
+        weights[layer.name] = _merge_lora(layer, drawn, "<initializers>")
     return weights
 
 
@@ -104,10 +105,9 @@ def from_arrays(
 
 
 def _check_layer(layer: Layer, found: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
-    expected = {v.name: v.shape for v in layer.variables}
-    lora = bool(layer.config.get("lora_rank"))
+    expected = {v.name: v for v in layer.variables}
     for name in found:
-        if name not in expected and not (lora and name in _LORA):
+        if name not in expected:
             raise ConvcError(
                 f"{layer.name}/{name} is not a variable of layer '{layer.name}' "
                 f"({layer.class_name})",
@@ -117,17 +117,16 @@ def _check_layer(layer: Layer, found: dict[str, np.ndarray], source: str) -> dic
                 else f"{layer.class_name} has no weights",
             )
     checked: dict[str, np.ndarray] = {}
-    for name, shape in expected.items():
-        if name not in found:
+    for name, variable in expected.items():
+        if name in found:
+            checked[name] = _as_float32(found[name], f"{layer.name}/{name}", variable.shape, source)
+        elif not variable.optional:
             raise ConvcError(
                 f"missing {layer.name}/{name} for layer '{layer.name}' ({layer.class_name}), "
-                f"expected shape {format_shape(shape)}",
+                f"expected shape {format_shape(variable.shape)}",
                 path=source,
             )
-        checked[name] = _as_float32(found[name], f"{layer.name}/{name}", shape, source)
-    if lora and any(name in found for name in _LORA):
-        checked["kernel"] = _merge_lora(layer, checked["kernel"], found, source)
-    return checked
+    return _merge_lora(layer, checked, source)
 
 
 def _as_float32(array: np.ndarray, key: str, shape: tuple[int, ...], source: str) -> np.ndarray:
@@ -143,22 +142,22 @@ def _as_float32(array: np.ndarray, key: str, shape: tuple[int, ...], source: str
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _merge_lora(layer: Layer, kernel: np.ndarray, found: dict, source: str) -> np.ndarray:
-    """Keras's LoRA kernel: kernel + (alpha / rank) * (lora_kernel_a @ lora_kernel_b)."""
-    rank = layer.config["lora_rank"]
-    missing = [n for n in _LORA if n not in found]
-    if missing:
+def _merge_lora(layer: Layer, arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+    """Fold a LoRA layer's kernels into its kernel, as Keras's ``kernel`` property does:
+    kernel + (alpha / rank) * (lora_kernel_a @ lora_kernel_b)."""
+    present = [name for name in _LORA if name in arrays]
+    if not present:
+        return arrays
+    if len(present) == 1:
+        missing = next(name for name in _LORA if name not in arrays)
         raise ConvcError(
-            f"missing {layer.name}/{missing[0]}: LoRA needs both of its kernels", path=source
+            f"missing {layer.name}/{missing}: LoRA needs both of its kernels", path=source
         )
-    a = _as_float32(
-        found["lora_kernel_a"], f"{layer.name}/lora_kernel_a", (*kernel.shape[:-1], rank), source
-    )
-    b = _as_float32(
-        found["lora_kernel_b"], f"{layer.name}/lora_kernel_b", (rank, kernel.shape[-1]), source
-    )
-    scale = np.float32(layer.config["lora_alpha"] / rank)
-    return (kernel + scale * np.matmul(a, b)).astype(np.float32)
+    merged = dict(arrays)
+    a, b = merged.pop("lora_kernel_a"), merged.pop("lora_kernel_b")
+    scale = np.float32(layer.config["lora_alpha"] / layer.config["lora_rank"])
+    merged["kernel"] = (merged["kernel"] + scale * np.matmul(a, b)).astype(np.float32)
+    return merged
 
 
 def _load_h5(model: Model, path: Path) -> Weights:

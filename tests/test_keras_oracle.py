@@ -453,8 +453,14 @@ ALL_CASES = [
 @pytest.mark.parametrize("text", ALL_CASES)
 def test_matches_keras(text):
     model, _ = assert_matches_keras(text)
-    ours = [layer.name for layer in resolve_text(text).layers]
-    assert ours == [layer.name for layer in model.layers]
+    ours = resolve_text(text).layers
+    assert [layer.name for layer in ours] == [layer.name for layer in model.layers]
+    assert [layer.parameter_count for layer in ours] == [
+        layer.count_params() for layer in model.layers
+    ]
+    for mine, theirs in zip(ours, model.layers, strict=True):
+        if mine.config.get("activation") != "glu":  # Keras's symbolic glu shape is wrong
+            assert mine.output_shape == tuple(theirs.output.shape), mine.name
 
 
 @pytest.mark.parametrize("opset", range(13, 29))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convc.diagnostics import ConvcError
+from convc.diagnostics import ConvcError, Span
 from convc.layers import shapes
 from convc.layers.activations import parse_activation
 from convc.layers.args import (
@@ -283,7 +283,25 @@ class Convolution(LayerType):
             out = config["filters"]
         if bias:
             found.append(Variable("bias", (out,), config["bias_initializer"]))
+        if config.get("lora_rank"):
+            found = self._lora_variables(config, found)
         return tuple(found)
+
+    @staticmethod
+    def _lora_variables(config: dict[str, Any], found: list[Variable]) -> list[Variable]:
+        """Keras's enable_lora: the kernel freezes, and two low-rank kernels follow the bias
+        (A: he_uniform, B: zeros). Keras's .weights.h5 stores the merged kernel without them."""
+        kernel = found[0]
+        rank = config["lora_rank"]
+        span = Span(0, 0, 0, 0)
+        a = parse_initializer(Literal("he_uniform", span), "lora_kernel_a")
+        b = parse_initializer(Literal("zeros", span), "lora_kernel_b")
+        return [
+            Variable(kernel.name, kernel.shape, kernel.initializer, trainable=False),
+            *found[1:],
+            Variable("lora_kernel_a", (*kernel.shape[:-1], rank), a, optional=True),
+            Variable("lora_kernel_b", (rank, kernel.shape[-1]), b, optional=True),
+        ]
 
 
 def _glu_length(length: int | None, args: Bound) -> int | None:

@@ -1,0 +1,63 @@
+"""The command line: build's default output, summary, version, and python -m convc."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import onnx
+
+from convc import __version__
+from convc.cli import main
+
+NET = "model net\nInput(shape=(8, 8, 3), name='image')\nConv2D(4, 3, name='c')\nConv2DTranspose(2, 2, strides=2)\n"
+
+
+def test_build_writes_beside_the_source_by_default(tmp_path, capsys):
+    source = tmp_path / "net.conv"
+    source.write_text(NET)
+    assert main(["build", str(source)]) == 0
+    proto = onnx.load(tmp_path / "net.onnx")
+    assert proto.graph.name == "net"
+    assert f"wrote {tmp_path / 'net.onnx'}: 2 layers" in capsys.readouterr().out
+
+
+def test_build_options(tmp_path):
+    source = tmp_path / "net.conv"
+    source.write_text(NET)
+    out = tmp_path / "out.onnx"
+    assert main(["build", str(source), "-o", str(out), "--opset", "17", "--seed", "3"]) == 0
+    assert onnx.load(out).opset_import[0].version == 17
+
+
+def test_summary_is_keras_like(tmp_path, capsys):
+    source = tmp_path / "net.conv"
+    source.write_text(NET)
+    assert main(["summary", str(source)]) == 0
+    out = capsys.readouterr().out
+    assert 'Model: "net"' in out
+    assert "c (Conv2D)" in out and "(None, 6, 6, 4)" in out and "112" in out
+    assert "conv2d_transpose (Conv2DTranspose)" in out and "(None, 12, 12, 2)" in out
+    assert "Total params: 146" in out
+
+
+def test_version(capsys):
+    try:
+        main(["--version"])
+    except SystemExit as exit_:
+        assert exit_.code == 0
+    assert capsys.readouterr().out.strip() == f"convc {__version__}"
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "build" in capsys.readouterr().out
+
+
+def test_python_dash_m(tmp_path):
+    source = tmp_path / "net.conv"
+    source.write_text(NET)
+    done = subprocess.run([sys.executable, "-m", "convc", "build", str(source), "-o", str(tmp_path / "x.onnx")],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "x.onnx").exists()
