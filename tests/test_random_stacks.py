@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from convc.compiler import compile_text
 from convc.diagnostics import ConvcError, errors_of
+
 from oracle import input_for, keras_model, keras_output, onnx_output, random_weights
 
 ACTIVATIONS = [
