@@ -99,13 +99,16 @@ def stack(draw) -> str:
 
 
 def _keras(text: str):
+    """Keras's model, weights, input and output; None when Keras fails or computes an empty
+    tensor (convc refuses zero-size outputs when it builds, where Keras runs them)."""
     try:
         model = keras_model(text)
         arrays = random_weights(model)
         x = input_for(model, batch=1)
-        return model, arrays, x, keras_output(model, x)
+        output = keras_output(model, x)
     except Exception:  # noqa: BLE001 - Keras fails with many exception types
         return None
+    return None if output.size == 0 else (model, arrays, x, output)
 
 
 @settings(

@@ -52,24 +52,21 @@ def lower(
     outputs.append((model.layers[-1].name, x))
 
     graph_outputs = []
+    published: dict[str, str] = {}  # value name -> the graph output it became
     for name, value in outputs:
         em.scope = name
-        keras_layout = em.in_layout(value, identity(value.rank))
-        if keras_layout.name == model.input.name or any(
-            keras_layout.name == v for v, _ in graph_outputs
-        ):
-            keras_layout = Value(
-                em.op("Identity", [keras_layout.name], "output"),
-                keras_layout.perm,
-                keras_layout.shape,
-            )
-        em.rename(keras_layout.name, name)
-        graph_outputs.append((name, tensor_info(name, "float32", value.shape)))
+        keras_layout = em.in_layout(value, identity(value.rank)).name
+        if keras_layout == model.input.name or keras_layout in published:
+            # A no-op layer shares its input's value; an output needs a value of its own.
+            keras_layout = em.op("Identity", [published.get(keras_layout, keras_layout)], "output")
+        em.rename(keras_layout, name)
+        published[keras_layout] = name
+        graph_outputs.append(tensor_info(name, "float32", value.shape))
 
     proto = em.model(
         model.name,
         [tensor_info(model.input.name, model.input.dtype, model.input.shape)],
-        [info for _, info in graph_outputs],
+        graph_outputs,
     )
     proto.producer_version = __version__
     return check(proto, model)
