@@ -1,4 +1,5 @@
-"""The Keras oracle: build the same .conv text in Keras 3, give both the same weights, compare.
+"""The Keras oracle: build the same .conv text in Keras 3, give both the same weights, compare
+convc's ONNX model in ONNX Runtime and convc's NumPy reference with Keras.
 
 Each call statement of a .conv file is Keras constructor syntax, so the oracle evaluates it
 against ``keras.layers`` itself: the expectation is Keras's own behaviour, never hand-written.
@@ -18,8 +19,10 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from convc.compiler import compile_text  # noqa: E402
+from convc.compiler import compile_text, resolve_text  # noqa: E402
+from convc.reference import run_reference  # noqa: E402
 from convc.syntax import Call, Directive, parse  # noqa: E402
+from convc.weights import from_arrays  # noqa: E402
 
 ATOL = 1e-4
 RTOL = 1e-4
@@ -111,4 +114,12 @@ def assert_matches_keras(
     actual = onnx_output(proto, x)
     assert actual.shape == expected.shape, f"shape {actual.shape} != Keras {expected.shape}"
     np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol)
+    ours = resolve_text(text)
+    reference = run_reference(ours, from_arrays(ours, arrays), x)[-1]
+    assert reference.shape == expected.shape, (
+        f"reference shape {reference.shape} != Keras {expected.shape}"
+    )
+    np.testing.assert_allclose(
+        reference, expected, atol=atol, rtol=rtol, err_msg="NumPy reference vs Keras"
+    )
     return model, proto

@@ -1,0 +1,356 @@
+"""The NumPy reference: every layer computed from Keras's definition, not from the ONNX graph.
+
+This is the second derivation that ``convc check`` holds the compiled model against. It reads each
+layer's Keras arguments and Keras-layout weights and computes padding, output sizes and values
+its own way; it never imports the shape helpers, the lowering or ONNX, so a lowering bug cannot
+hide in both. Where the lowering uses closed forms (ONNX pads, output_padding), this follows
+Keras's mechanisms: a transposed convolution is a convolution of the stride-dilated input with
+the flipped kernel, padded as Keras's JAX backend pads it; resizing is a matrix per axis built
+from the source coordinates PyTorch uses.
+
+One rank-generic convolution (sliding windows, im2col, one batched matmul) serves every
+convolution flavour: dilation, groups and depthwise are arguments. Tensors are computed in
+float32 in channels_last order, as Keras computes them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from convc.model import Layer, Model
+
+Arrays = dict[str, np.ndarray]
+
+
+def run_reference(model: Model, weights: dict[str, Arrays], x: np.ndarray) -> list[np.ndarray]:
+    """Every layer's output (Keras layout) for input ``x``."""
+    x = np.asarray(x).astype(np.float32)
+    outputs = []
+    for layer in model.layers:
+        x = LAYERS[layer.family](layer, weights.get(layer.name, {}), x)
+        outputs.append(x)
+    return outputs
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout: the reference works channels_last.
+
+
+def _to_last(x: np.ndarray, data_format: str) -> np.ndarray:
+    return np.moveaxis(x, 1, -1) if data_format == "channels_first" else x
+
+
+def _from_last(x: np.ndarray, data_format: str) -> np.ndarray:
+    return np.moveaxis(x, -1, 1) if data_format == "channels_first" else x
+
+
+def _pad_or_crop(x: np.ndarray, pads: list[tuple[int, int]]) -> np.ndarray:
+    """Zero-pad the spatial axes of a channels_last tensor; a negative pad crops."""
+    grow = [(0, 0)] + [(max(b, 0), max(e, 0)) for b, e in pads] + [(0, 0)]
+    x = np.pad(x, grow)
+    crop = (slice(None),) + tuple(
+        slice(max(-b, 0), x.shape[i + 1] - max(-e, 0)) for i, (b, e) in enumerate(pads)
+    )
+    return x[crop]
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution
+
+
+def convolve(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    strides: tuple[int, ...],
+    dilation: tuple[int, ...],
+    pads: list[tuple[int, int]],
+    groups: int = 1,
+) -> np.ndarray:
+    """Keras's convolution, any rank: x (N, *spatial, C), kernel (*k, C/groups, F).
+
+    Output channels [j*F/g, (j+1)*F/g) see input channels [j*C/g, (j+1)*C/g).
+    """
+    rank = kernel.ndim - 2
+    sizes = kernel.shape[:rank]
+    x = _pad_or_crop(x, pads)
+    spans = [d * (k - 1) + 1 for k, d in zip(sizes, dilation, strict=True)]
+    windows = sliding_window_view(x, spans, axis=tuple(range(1, rank + 1)))
+    pick = (
+        (slice(None),)
+        + tuple(slice(None, None, s) for s in strides)
+        + (slice(None),)
+        + tuple(slice(None, None, d) for d in dilation)
+    )
+    windows = windows[pick]  # (N, *out, C, *k)
+    batch, *out = windows.shape[: rank + 1]
+    channels, filters = x.shape[-1], kernel.shape[-1]
+    per_group_in, per_group_out = channels // groups, filters // groups
+    taps = per_group_in * math.prod(sizes)
+    columns = windows.reshape(batch * math.prod(out), groups, taps).transpose(1, 0, 2)
+    matrix = np.moveaxis(kernel, rank, 0).reshape(taps, groups, per_group_out).transpose(1, 0, 2)
+    result = np.matmul(columns, matrix)  # (groups, positions, F/g)
+    return result.transpose(1, 0, 2).reshape(batch, *out, filters)
+
+
+def _same_pads(length: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    span = dilation * (kernel - 1) + 1
+    out = -(-length // stride)
+    total = max((out - 1) * stride + span - length, 0)
+    return total // 2, total - total // 2
+
+
+def _forward_pads(layer: Layer, x_last: np.ndarray) -> list[tuple[int, int]]:
+    c = layer.config
+    padding = c["padding"]
+    pads = []
+    for axis, (k, s, d) in enumerate(
+        zip(c["kernel_size"], c["strides"], c["dilation_rate"], strict=True)
+    ):
+        if padding == "valid":
+            pads.append((0, 0))
+        elif padding == "causal":
+            pads.append((d * (k - 1), 0))
+        else:
+            pads.append(_same_pads(x_last.shape[axis + 1], k, s, d))
+    return pads
+
+
+def _bias_and_activation(layer: Layer, weights: Arrays, y: np.ndarray) -> np.ndarray:
+    if "bias" in weights:
+        y = y + weights["bias"]
+    y = _from_last(y, layer.config["data_format"])
+    return ACTIVATIONS[layer.config["activation"]](y).astype(np.float32)
+
+
+def conv(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    c = layer.config
+    x = _to_last(x, c["data_format"])
+    y = convolve(
+        x, weights["kernel"], c["strides"], c["dilation_rate"], _forward_pads(layer, x), c["groups"]
+    )
+    return _bias_and_activation(layer, weights, y)
+
+
+def depthwise(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    c = layer.config
+    x = _to_last(x, c["data_format"])
+    y = _depthwise(x, weights["kernel"], c, _forward_pads(layer, x))
+    return _bias_and_activation(layer, weights, y)
+
+
+def _depthwise(x: np.ndarray, kernel: np.ndarray, c: dict, pads) -> np.ndarray:
+    *k, channels, multiplier = kernel.shape
+    grouped = kernel.reshape(*k, 1, channels * multiplier)  # output channel c*M + j
+    return convolve(x, grouped, c["strides"], c["dilation_rate"], pads, groups=channels)
+
+
+def separable(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    c = layer.config
+    x = _to_last(x, c["data_format"])
+    mid = _depthwise(x, weights["depthwise_kernel"], c, _forward_pads(layer, x))
+    pointwise = weights["pointwise_kernel"]
+    y = np.matmul(mid, pointwise.reshape(pointwise.shape[-2], pointwise.shape[-1]))
+    return _bias_and_activation(layer, weights, y)
+
+
+def _transpose_pads(kernel: int, stride: int, dilation: int, padding: str, output_padding):
+    """Keras's pads of the stride-dilated input (its JAX backend's formulation)."""
+    span = dilation * (kernel - 1) + 1
+    if padding == "valid":
+        extra = max(span, stride) - span if output_padding is None else output_padding
+        return span - 1, span - 1 + extra
+    with_default = output_padding is None
+    total = stride + span - 2 if with_default else span + span % 2 - 2 + output_padding
+    left = min(total // 2 + total % 2, span - 1)
+    return left, total - left
+
+
+def conv_transpose(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    c = layer.config
+    x = _to_last(x, c["data_format"])
+    rank = x.ndim - 2
+    strides = c["strides"]
+    dilated = np.zeros(
+        (
+            x.shape[0],
+            *[(n - 1) * s + 1 for n, s in zip(x.shape[1:-1], strides, strict=True)],
+            x.shape[-1],
+        ),
+        dtype=np.float32,
+    )
+    dilated[(slice(None), *[slice(None, None, s) for s in strides], slice(None))] = x
+    output_padding = c["output_padding"] or (None,) * rank
+    pads = [
+        _transpose_pads(k, s, d, c["padding"], op)
+        for k, s, d, op in zip(
+            c["kernel_size"], strides, c["dilation_rate"], output_padding, strict=True
+        )
+    ]
+    # Keras's kernel is (*k, out, in): flip it in space and swap to (*k, in, out).
+    flipped = weights["kernel"][tuple(slice(None, None, -1) for _ in range(rank))].swapaxes(-1, -2)
+    y = convolve(dilated, flipped, (1,) * rank, c["dilation_rate"], pads)
+    return _bias_and_activation(layer, weights, y)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cropping, padding, upsampling
+
+
+def cropping(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    c = layer.config
+    x = _to_last(x, c["data_format"])
+    return _from_last(_pad_or_crop(x, [(-b, -e) for b, e in c["cropping"]]), c["data_format"])
+
+
+def zero_padding(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    c = layer.config
+    x = _to_last(x, c["data_format"])
+    return _from_last(_pad_or_crop(x, list(c["padding"])), c["data_format"])
+
+
+def up_sampling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    c = layer.config
+    x = _to_last(x, c["data_format"])
+    for axis, factor in enumerate(c["size"], start=1):
+        if c["interpolation"] == "nearest":
+            x = np.repeat(x, factor, axis=axis)
+        else:
+            matrix = _RESIZE[c["interpolation"]](x.shape[axis], factor)
+            x = np.moveaxis(np.tensordot(matrix, x, axes=([1], [axis])), 0, axis)
+    return _from_last(x.astype(np.float32), c["data_format"])
+
+
+def _bilinear(length: int, factor: int) -> np.ndarray:
+    """PyTorch's linear resize (align_corners=False) as an (out, in) matrix."""
+    matrix = np.zeros((length * factor, length), dtype=np.float64)
+    for i in range(length * factor):
+        source = max((i + 0.5) / factor - 0.5, 0.0)
+        low = min(int(math.floor(source)), length - 1)
+        high = low + 1 if low < length - 1 else low
+        weight = min(max(source - low, 0.0), 1.0)
+        matrix[i, low] += 1.0 - weight
+        matrix[i, high] += weight
+    return matrix
+
+
+def _bicubic(length: int, factor: int, a: float = -0.75) -> np.ndarray:
+    """PyTorch's cubic resize (Keys, a=-0.75, align_corners=False, borders replicated)."""
+
+    def near(t: float) -> float:  # |t| <= 1
+        return ((a + 2) * t - (a + 3)) * t * t + 1
+
+    def far(t: float) -> float:  # 1 < |t| < 2
+        return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+
+    matrix = np.zeros((length * factor, length), dtype=np.float64)
+    for i in range(length * factor):
+        source = (i + 0.5) / factor - 0.5
+        base = int(math.floor(source))
+        t = source - base
+        for offset, weight in ((-1, far(t + 1)), (0, near(t)), (1, near(1 - t)), (2, far(2 - t))):
+            matrix[i, min(max(base + offset, 0), length - 1)] += weight
+    return matrix
+
+
+_RESIZE: dict[str, Callable[[int, int], np.ndarray]] = {"bilinear": _bilinear, "bicubic": _bicubic}
+
+
+# ---------------------------------------------------------------------------------------------
+# Activations, as keras/src/activations defines them (float32)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    # Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7), evaluated in float64.
+    z = np.abs(x.astype(np.float64))
+    t = 1.0 / (1.0 + 0.3275911 * z)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    return np.sign(x) * (1.0 - poly * np.exp(-z * z))
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _softplus(x):
+    return np.logaddexp(x, 0.0)
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _log_softmax(x):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _hard_sigmoid(x):
+    return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+def _glu(x):
+    a, b = np.split(x, 2, axis=-1)
+    return a * _sigmoid(b)
+
+
+def _sparsemax(x):
+    ordered = -np.sort(-x, axis=-1)
+    cumulative = np.cumsum(ordered, axis=-1)
+    positions = np.arange(1, x.shape[-1] + 1, dtype=x.dtype)
+    support = ordered - (cumulative - 1) / positions > 0
+    size = support.sum(axis=-1, keepdims=True)
+    tau = (np.where(support, cumulative, 0.0).sum(axis=-1, keepdims=True) - 1) / size
+    return np.maximum(x - tau, 0.0)
+
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "linear": lambda x: x,
+    "relu": lambda x: np.maximum(x, 0.0),
+    "relu6": lambda x: np.clip(x, 0.0, 6.0),
+    "leaky_relu": lambda x: np.maximum(x, 0.2 * x),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
+    "selu": lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0.0))),
+    "celu": lambda x: np.maximum(x, 0.0) + np.expm1(np.minimum(x, 0.0)),
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "softmax": _softmax,
+    "log_softmax": _log_softmax,
+    "gelu": lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))),
+    "silu": lambda x: x * _sigmoid(x),
+    "hard_sigmoid": _hard_sigmoid,
+    "hard_silu": lambda x: x * _hard_sigmoid(x),
+    "softplus": _softplus,
+    "softsign": lambda x: x / (1.0 + np.abs(x)),
+    "exponential": np.exp,
+    "mish": lambda x: x * np.tanh(_softplus(x)),
+    "log_sigmoid": lambda x: -_softplus(-x),
+    "hard_tanh": lambda x: np.clip(x, -1.0, 1.0),
+    "tanh_shrink": lambda x: x - np.tanh(x),
+    "soft_shrink": lambda x: np.where(x > 0.5, x - 0.5, np.where(x < -0.5, x + 0.5, 0.0)),
+    "hard_shrink": lambda x: np.where(np.abs(x) > 0.5, x, 0.0),
+    "squareplus": lambda x: (x + np.sqrt(x * x + 4.0)) / 2.0,
+    "sparse_sigmoid": lambda x: np.clip(0.5 * (x + 1.0), 0.0, 1.0),
+    "sparse_plus": lambda x: np.where(x <= -1, 0.0, np.where(x < 1, 0.25 * (x + 1) ** 2, x)),
+    "glu": _glu,
+    "sparsemax": _sparsemax,
+}
+
+LAYERS: dict[str, Callable[[Layer, Arrays, np.ndarray], np.ndarray]] = {
+    "conv": conv,
+    "conv_transpose": conv_transpose,
+    "depthwise": depthwise,
+    "separable": separable,
+    "cropping": cropping,
+    "zero_padding": zero_padding,
+    "up_sampling": up_sampling,
+}
