@@ -24,15 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    source: str | None = None
-    filename = getattr(args, "source", None) or "<input>"
+    args.loaded = ("<input>", None)  # the .conv file a handler read, for carets in errors
     try:
-        if getattr(args, "source", None):
-            from convc.compiler import read_source
-
-            source = read_source(args.source)
-        return args.handler(args, source)
+        return args.handler(args)
     except ConvcError as error:
+        filename, source = args.loaded
         print(render(error, source, filename), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
@@ -78,9 +74,108 @@ def _parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="print a Keras-style summary of a .conv file")
     summary.add_argument("source", metavar="NET.conv")
     summary.set_defaults(command="summary", handler=_summary)
-    for sub in (build, summary):
+
+    run = commands.add_parser("run", help="run a model (.onnx, or .conv compiled in memory)")
+    run.add_argument("model", metavar="NET.onnx|NET.conv")
+    _input_options(run)
+    run.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs")
+    _weights_options(run)
+    _provider_option(run)
+    run.set_defaults(command="run", handler=_run)
+
+    check = commands.add_parser("check", help="compare every layer with the NumPy reference")
+    check.add_argument("source", metavar="NET.conv")
+    _input_options(check)
+    _weights_options(check)
+    _tolerance_options(check, default=True)
+    _provider_option(check)
+    check.set_defaults(command="check", handler=_check)
+
+    golden = commands.add_parser("golden", help="record or verify golden outputs")
+    golden_commands = golden.add_subparsers(
+        title="golden commands", metavar="COMMAND", required=True
+    )
+    record = golden_commands.add_parser("record", help="compile, run and record outputs")
+    record.add_argument("source", metavar="NET.conv")
+    record.add_argument("directory", metavar="DIR")
+    _weights_options(record)
+    record.add_argument("--sets", type=int, default=1, metavar="K", help="input sets (default 1)")
+    record.add_argument("--batch", type=int, default=1, metavar="B", help="batch size (default 1)")
+    record.add_argument("--opset", type=int, default=None, metavar="N")
+    _tolerance_options(record, default=True)
+    _provider_option(record)
+    record.set_defaults(command="golden record", handler=_golden_record)
+    verify = golden_commands.add_parser("verify", help="check a golden directory")
+    verify.add_argument("directory", metavar="DIR")
+    _tolerance_options(verify, default=False)
+    _provider_option(verify)
+    verify.add_argument(
+        "--strict", action="store_true", help="also fail when only the compiler's output changed"
+    )
+    verify.set_defaults(command="golden verify", handler=_golden_verify)
+
+    for sub in (build, summary, run, check, golden, record, verify):
         sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def _input_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="[NAME=]FILE",
+        help="input from .npy (NAME=FILE.npy, or FILE.npy for the only input) "
+        "or .npz (arrays by input name); repeatable",
+    )
+    command.add_argument(
+        "--random",
+        action="store_true",
+        help="random standard-normal inputs (the default without --input)",
+    )
+    command.add_argument(
+        "--input-seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the random inputs (default 0)",
+    )
+    command.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        metavar="B",
+        help="batch size of random inputs when the batch is dynamic (default 1)",
+    )
+
+
+def _provider_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--provider",
+        default="cpu",
+        choices=["cpu", "cuda", "tensorrt", "auto"],
+        help="ONNX Runtime execution provider (default cpu; auto picks the best)",
+    )
+
+
+def _tolerance_options(command: argparse.ArgumentParser, *, default: bool) -> None:
+    from convc.check import DEFAULT_ATOL, DEFAULT_RTOL
+
+    rtol, atol = (DEFAULT_RTOL, DEFAULT_ATOL) if default else (None, None)
+    command.add_argument(
+        "--rtol",
+        type=float,
+        default=rtol,
+        metavar="R",
+        help=f"relative tolerance (default {rtol if default else 'as recorded'})",
+    )
+    command.add_argument(
+        "--atol",
+        type=float,
+        default=atol,
+        metavar="A",
+        help=f"absolute tolerance (default {atol if default else 'as recorded'})",
+    )
 
 
 def _weights_options(command: argparse.ArgumentParser) -> None:
@@ -98,11 +193,21 @@ def _weights_options(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _build(args: argparse.Namespace, source: str) -> int:
-    from convc.compiler import compile_model, resolve_text, save
+def _load(args: argparse.Namespace, path: str):
+    """Read and resolve a .conv file, keeping its text for error carets."""
+    from convc.compiler import read_source, resolve_text
+
+    args.loaded = (path, None)
+    text = read_source(path)
+    args.loaded = (path, text)
+    return resolve_text(text)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from convc.compiler import compile_model, save
     from convc.lower import DEFAULT_OPSET
 
-    model = resolve_text(source)
+    model = _load(args, args.source)
     opset = DEFAULT_OPSET if args.opset is None else args.opset
     proto = compile_model(model, args.weights, seed=args.seed, opset=opset)
     output = Path(args.output) if args.output else Path(args.source).with_suffix(".onnx")
@@ -114,11 +219,105 @@ def _build(args: argparse.Namespace, source: str) -> int:
     return EXIT_OK
 
 
-def _summary(args: argparse.Namespace, source: str) -> int:
-    from convc.compiler import resolve_text
+def _summary(args: argparse.Namespace) -> int:
     from convc.summary import summary
 
-    print(summary(resolve_text(source)))
+    print(summary(_load(args, args.source)))
+    return EXIT_OK
+
+
+def _inputs(args: argparse.Namespace, session) -> dict:
+    from convc.runtime import check_inputs, random_inputs, read_inputs
+
+    if args.input and args.random:
+        raise ConvcError("give --input or --random, not both")
+    if args.input:
+        return check_inputs(session, read_inputs(args.input, session.input_names))
+    return random_inputs(session, seed=args.input_seed, batch=args.batch)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from convc.compiler import compile_model, write_bytes
+    from convc.runtime import open_session
+
+    if args.model.endswith(".conv"):
+        target = compile_model(_load(args, args.model), args.weights, seed=args.seed)
+    else:
+        if not Path(args.model).is_file():
+            raise ConvcError("no such file", path=args.model)
+        target = args.model
+    session = open_session(target, args.provider)
+    outputs = session.run(_inputs(args, session))
+    print(f"provider: {session.provider}")
+    for name, value in outputs.items():
+        stats = (
+            f"min {value.min():.6g}  max {value.max():.6g}  mean {value.mean():.6g}"
+            if value.size
+            else "empty"
+        )
+        print(f"{name}: shape {tuple(value.shape)} {value.dtype}  {stats}")
+    if args.output:
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **outputs)
+        write_bytes(buffer.getvalue(), args.output)
+        print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from convc.check import check
+    from convc.compiler import model_weights
+    from convc.runtime import random_array, read_inputs
+
+    model = _load(args, args.source)
+    weights = model_weights(model, args.weights, args.seed)
+    if args.input and args.random:
+        raise ConvcError("give --input or --random, not both")
+    if args.input:
+        x = read_inputs(args.input, [model.input.name])[model.input.name]
+    else:
+        x = random_array(model.input.shape, seed=args.input_seed, batch=args.batch)
+    report = check(model, weights, x, provider=args.provider, rtol=args.rtol, atol=args.atol)
+    print(f"{args.source}: input {tuple(x.shape)}, onnxruntime {report.provider}")
+    print(report.render())
+    return EXIT_OK if report.ok else EXIT_USER_ERROR
+
+
+def _golden_record(args: argparse.Namespace) -> int:
+    from convc import golden
+
+    _load(args, args.source)  # resolve first, so errors point into the source
+    recording = golden.record(
+        Path(args.source),
+        Path(args.directory),
+        weights=Path(args.weights) if args.weights else None,
+        seed=args.seed,
+        sets=args.sets,
+        batch=args.batch,
+        opset=args.opset,
+        rtol=args.rtol,
+        atol=args.atol,
+        provider=args.provider,
+    )
+    print(recording.render())
+    return EXIT_OK
+
+
+def _golden_verify(args: argparse.Namespace) -> int:
+    from convc import golden
+
+    verification = golden.verify(
+        Path(args.directory), provider=args.provider, rtol=args.rtol, atol=args.atol
+    )
+    print(verification.render())
+    if not verification.ok:
+        return EXIT_USER_ERROR
+    if args.strict and verification.compiler_output != "unchanged":
+        return EXIT_USER_ERROR
     return EXIT_OK
 
 

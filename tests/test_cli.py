@@ -57,7 +57,11 @@ def test_no_command_prints_help(capsys):
 def test_python_dash_m(tmp_path):
     source = tmp_path / "net.conv"
     source.write_text(NET)
-    done = subprocess.run([sys.executable, "-m", "convc", "build", str(source), "-o", str(tmp_path / "x.onnx")],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "convc", "build", str(source), "-o", str(tmp_path / "x.onnx")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "x.onnx").exists()

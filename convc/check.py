@@ -1,0 +1,122 @@
+"""``convc check``: the compiled model, layer by layer, against the NumPy reference.
+
+The model is compiled with every layer's output exposed as a graph output, run in ONNX Runtime,
+and each layer's output is compared with the reference's. An element agrees when
+``|onnx - reference| <= atol + rtol * |reference|`` (NumPy's ``isclose``). The defaults suit
+float32: both outputs round differently at each layer, by a few units in the last place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from convc.compiler import check_opset
+from convc.lower import DEFAULT_OPSET, lower
+from convc.model import Model, format_shape
+from convc.reference import run_reference
+from convc.runtime import check_inputs, open_session
+from convc.weights import Weights
+
+DEFAULT_RTOL = 1e-4
+DEFAULT_ATOL = 1e-4
+
+
+@dataclass(frozen=True)
+class LayerComparison:
+    name: str
+    class_name: str
+    line: int
+    shape: tuple[int, ...]
+    max_abs: float
+    max_rel: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    layers: tuple[LayerComparison, ...]
+    provider: str
+    rtol: float
+    atol: float
+
+    @property
+    def ok(self) -> bool:
+        return all(layer.ok for layer in self.layers)
+
+    @property
+    def first_divergence(self) -> LayerComparison | None:
+        return next((layer for layer in self.layers if not layer.ok), None)
+
+    def render(self) -> str:
+        rows = [("layer", "class", "output shape", "max abs err", "max rel err", "verdict")]
+        for layer in self.layers:
+            rows.append(
+                (
+                    layer.name,
+                    layer.class_name,
+                    format_shape(layer.shape),
+                    f"{layer.max_abs:.2e}",
+                    f"{layer.max_rel:.2e}",
+                    "ok" if layer.ok else "MISMATCH",
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = [
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        ]
+        lines.insert(1, "  ".join("-" * width for width in widths))
+        first = self.first_divergence
+        if first is None:
+            lines.append(
+                f"all {len(self.layers)} layers agree (rtol {self.rtol:g}, atol {self.atol:g})"
+            )
+        else:
+            lines.append(
+                f"first divergence: layer '{first.name}' ({first.class_name}, line {first.line}): "
+                f"max abs error {first.max_abs:.3g} exceeds rtol {self.rtol:g}, atol {self.atol:g}"
+            )
+        return "\n".join(lines)
+
+
+def check(
+    model: Model,
+    weights: Weights,
+    x: np.ndarray,
+    *,
+    provider: str = "cpu",
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    opset: int = DEFAULT_OPSET,
+) -> CheckReport:
+    """Run ONNX Runtime and the reference on input ``x`` and compare every layer's output."""
+    check_opset(opset)
+    proto = lower(model, weights, opset=opset, layer_outputs=True)
+    session = open_session(proto, provider)
+    inputs = check_inputs(session, {model.input.name: x})
+    actual = session.run(inputs)
+    expected = run_reference(model, weights, inputs[model.input.name])
+    layers = tuple(
+        _compare(
+            layer.name, layer.class_name, layer.span.line, actual[layer.name], reference, rtol, atol
+        )
+        for layer, reference in zip(model.layers, expected, strict=True)
+    )
+    return CheckReport(layers, session.provider, rtol, atol)
+
+
+def _compare(name, class_name, line, actual, expected, rtol, atol) -> LayerComparison:
+    if actual.shape != expected.shape:
+        return LayerComparison(
+            name, class_name, line, actual.shape, float("inf"), float("inf"), False
+        )
+    actual64, expected64 = actual.astype(np.float64), expected.astype(np.float64)
+    error = np.abs(actual64 - expected64)
+    error = np.where(np.isnan(actual64) & np.isnan(expected64), 0.0, error)
+    max_abs = float(np.nanmax(error, initial=0.0)) if error.size else 0.0
+    relative = error / np.maximum(np.abs(expected64), atol)
+    max_rel = float(np.nanmax(relative, initial=0.0)) if error.size else 0.0
+    ok = bool(np.all(np.isclose(actual64, expected64, rtol=rtol, atol=atol, equal_nan=True)))
+    return LayerComparison(name, class_name, line, actual.shape, max_abs, max_rel, ok)

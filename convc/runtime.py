@@ -1,0 +1,193 @@
+"""Running ONNX models in ONNX Runtime: choosing an execution provider, sessions, inputs.
+
+Provider names on the command line are short (``cpu``, ``cuda``, ``tensorrt``, ``auto``).
+``select_providers`` maps them to ONNX Runtime's execution providers given the ones installed;
+it is a pure function so that its logic is tested without a GPU. A session that silently fell
+back to the CPU when a GPU provider was asked for is an error, not a surprise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from convc.diagnostics import ConvcError
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+PREFERENCE = ("tensorrt", "cuda", "cpu")
+"""The order ``auto`` tries."""
+
+_HOW_TO_GET = {
+    "cuda": "install the onnxruntime-gpu package instead of onnxruntime "
+    "(pip uninstall onnxruntime && pip install onnxruntime-gpu), with CUDA and cuDNN",
+    "tensorrt": "install the onnxruntime-gpu package with NVIDIA TensorRT "
+    "(pip uninstall onnxruntime && pip install onnxruntime-gpu tensorrt)",
+}
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return ort.get_available_providers()
+
+
+def select_providers(choice: str, available: Sequence[str]) -> list[str]:
+    """ONNX Runtime providers for ``choice``, best first, always ending with the CPU."""
+    if choice == "auto":
+        return [PROVIDERS[name] for name in PREFERENCE if PROVIDERS[name] in available]
+    if choice not in PROVIDERS:
+        raise ConvcError(
+            f"unknown provider {choice!r}",
+            help="choose one of: auto, " + ", ".join(PROVIDERS),
+        )
+    wanted = PROVIDERS[choice]
+    if wanted not in available:
+        raise ConvcError(
+            f"the {choice} execution provider is not available in this onnxruntime "
+            f"(available: {', '.join(available)})",
+            help=_HOW_TO_GET.get(choice),
+        )
+    return [wanted] if choice == "cpu" else [wanted, PROVIDERS["cpu"]]
+
+
+@dataclass
+class Session:
+    """An ONNX Runtime session and the provider that actually runs the model."""
+
+    session: object
+    provider: str
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.session.get_inputs()]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.session.get_outputs()]
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.session.run(None, dict(inputs))
+        return dict(zip(self.output_names, outputs, strict=True))
+
+
+def open_session(
+    model: onnx.ModelProto | str | os.PathLike, provider: str = "cpu", threads: int | None = None
+) -> Session:
+    """A session for an in-memory model or a file, on the chosen provider."""
+    import onnxruntime as ort
+
+    providers = select_providers(provider, available_providers())
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    try:
+        session = ort.InferenceSession(source, options, providers=providers)
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise ConvcError(f"onnxruntime cannot load the model: {error}") from None
+    used = session.get_providers()[0]
+    if provider not in ("auto", "cpu") and used != providers[0]:
+        raise ConvcError(
+            f"onnxruntime fell back to {used}: the {provider} provider failed to start",
+            help=_HOW_TO_GET.get(provider),
+        )
+    return Session(session, used)
+
+
+def random_array(shape, *, seed: int = 0, batch: int = 1, dtype=np.float32) -> np.ndarray:
+    """A standard-normal array; unknown (None or symbolic) dimensions take ``batch``."""
+    concrete = [d if isinstance(d, int) and d >= 0 else batch for d in shape]
+    return np.random.default_rng(seed).standard_normal(concrete).astype(dtype)
+
+
+def random_inputs(session: Session, *, seed: int = 0, batch: int = 1) -> dict[str, np.ndarray]:
+    """Standard-normal inputs for every graph input (input i drawn with seed + i)."""
+    return {
+        spec.name: random_array(
+            spec.shape, seed=seed + i, batch=batch, dtype=_NUMPY_TYPES.get(spec.type, np.float32)
+        )
+        for i, spec in enumerate(session.session.get_inputs())
+    }
+
+
+_NUMPY_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+}
+
+
+def read_inputs(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Inputs from ``NAME=FILE.npy``, ``FILE.npy`` (the only input) or ``FILE.npz`` (by name)."""
+    inputs: dict[str, np.ndarray] = {}
+    for spec in specs:
+        name, equals, path = spec.partition("=")
+        if not equals:
+            name, path = "", spec
+        path_ = Path(path)
+        if path_.suffix == ".npz":
+            arrays = _load_npz(path_)
+            for key, array in arrays.items():
+                if key not in input_names:
+                    raise ConvcError(
+                        f"the file has an array {key!r}, but the model's inputs are "
+                        + ", ".join(input_names),
+                        path=path,
+                    )
+                inputs[key] = array
+            continue
+        if not name:
+            if len(input_names) != 1:
+                raise ConvcError(f"say which input {path} is: --input NAME={path}")
+            name = input_names[0]
+        if name not in input_names:
+            raise ConvcError(f"the model has no input {name!r} (inputs: {', '.join(input_names)})")
+        inputs[name] = _load_npy(path_)
+    return inputs
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConvcError("no such file", path=str(path)) from None
+    except (ValueError, OSError, EOFError) as error:
+        raise ConvcError(f"cannot read the array: {error}", path=str(path)) from None
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise ConvcError("no such file", path=str(path)) from None
+    except Exception as error:  # zipfile and numpy raise several types for a bad archive
+        raise ConvcError(f"cannot read the arrays: {error}", path=str(path)) from None
+
+
+def check_inputs(session: Session, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every input given, with the model's rank, static dimensions and dtype."""
+    checked = {}
+    for spec in session.session.get_inputs():
+        if spec.name not in inputs:
+            raise ConvcError(f"no value for the model's input {spec.name!r}")
+        array = np.asarray(inputs[spec.name])
+        if array.ndim != len(spec.shape) or any(
+            isinstance(d, int) and d >= 0 and d != n
+            for d, n in zip(spec.shape, array.shape, strict=True)
+        ):
+            expected = (
+                "(" + ", ".join(str(d) if isinstance(d, int) else "batch" for d in spec.shape) + ")"
+            )
+            raise ConvcError(f"input {spec.name!r} has shape {array.shape}, expected {expected}")
+        checked[spec.name] = array.astype(_NUMPY_TYPES.get(spec.type, np.float32), copy=False)
+    return checked

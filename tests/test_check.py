@@ -1,0 +1,104 @@
+"""convc check: ONNX Runtime against the NumPy reference, layer by layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import convc.lower.rules as rules
+from convc.check import check
+from convc.cli import main
+from convc.compiler import resolve_text
+from convc.weights import initialize
+
+SAMPLES = sorted((Path(__file__).parent.parent / "samples").glob("*.conv"))
+
+NET = """Input(shape=(12, 12, 3))
+Conv2D(4, 3, padding="same", name="first")
+Conv2D(4, 3, strides=2, padding="same", name="victim")
+Conv2DTranspose(3, 3, strides=2, padding="same", name="after")
+"""
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
+def test_samples_pass_check(path, capsys):
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "MISMATCH" not in out and "layers agree" in out
+
+
+def _off_by_one(original):
+    def shifted(layer):
+        pads = original(layer)
+        if layer.name == "victim":  # move the odd 'same' pad element to the front
+            half = len(pads) // 2
+            return [p + 1 for p in pads[:half]] + [p - 1 for p in pads[half:]]
+        return pads
+
+    return shifted
+
+
+def test_broken_lowering_is_caught_and_attributed(monkeypatch):
+    monkeypatch.setattr(rules, "_forward_pads", _off_by_one(rules._forward_pads))
+    model = resolve_text(NET)
+    x = np.random.default_rng(0).standard_normal((1, 12, 12, 3)).astype(np.float32)
+    report = check(model, initialize(model, 0), x)
+    assert [layer.ok for layer in report.layers] == [True, False, False]
+    assert report.first_divergence.name == "victim"
+    assert "first divergence: layer 'victim' (Conv2D, line 3)" in report.render()
+
+
+def test_broken_lowering_fails_the_command(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(rules, "_forward_pads", _off_by_one(rules._forward_pads))
+    source = tmp_path / "net.conv"
+    source.write_text(NET)
+    assert main(["check", str(source)]) == 1
+    out = capsys.readouterr().out
+    assert "victim" in out and "MISMATCH" in out and "first divergence: layer 'victim'" in out
+
+
+def test_check_table_and_options(tmp_path, capsys):
+    source = tmp_path / "net.conv"
+    source.write_text(NET)
+    x = tmp_path / "x.npy"
+    np.save(x, np.ones((2, 12, 12, 3), np.float32))
+    assert (
+        main(
+            [
+                "check",
+                str(source),
+                "--input",
+                str(x),
+                "--rtol",
+                "1e-3",
+                "--atol",
+                "1e-3",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "input (2, 12, 12, 3)" in out
+    assert out.splitlines()[1].split()[:3] == ["layer", "class", "output"]
+    assert "all 3 layers agree (rtol 0.001, atol 0.001)" in out
+
+
+def test_check_reports_a_wrong_input_shape(tmp_path, capsys):
+    source = tmp_path / "net.conv"
+    source.write_text(NET)
+    x = tmp_path / "x.npy"
+    np.save(x, np.ones((1, 5, 5, 3), np.float32))
+    assert main(["check", str(source), "--input", str(x)]) == 1
+    assert "has shape (1, 5, 5, 3), expected (batch, 12, 12, 3)" in capsys.readouterr().err
+
+
+def test_no_op_layers_get_their_own_outputs():
+    model = resolve_text(
+        "Input(shape=(8, 3))\nUpSampling1D(1)\nZeroPadding1D(0)\nConv1D(2, 1)\nCropping1D(0)\n"
+    )
+    x = np.ones((1, 8, 3), np.float32)
+    assert check(model, initialize(model, 0), x).ok
