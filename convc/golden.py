@@ -1,0 +1,756 @@
+"""Golden outputs: record what a compiled model computes, and verify later that it still does.
+
+A golden directory uses the layout of ONNX's own backend test data, so that other tools (ONNX's
+backend test runner, onnxruntime's ``onnx_test_runner``) read it as it is::
+
+    DIR/model.onnx                        the compiled model, self-contained
+    DIR/test_data_set_0/input_0.pb        serialized TensorProto, in graph input order
+    DIR/test_data_set_0/output_0.pb       ONNX Runtime's outputs, in graph output order
+    DIR/test_data_set_1/...               one set per recorded input
+    DIR/manifest.json                     how it was made: see ``record``
+
+``verify`` gives two verdicts that mean different things. *The compiler's output* compares the
+model recompiled from the source (when the source is still there) with ``model.onnx``: the graph
+and the initializers separately. *The numbers* run the recompiled model (or ``model.onnx`` when
+the source cannot be recompiled) on the recorded inputs and compare element-wise with the
+recorded outputs, ``|actual - expected| <= atol + rtol * |expected|`` (NumPy's ``isclose``). A
+golden fails when the numbers change; a compiler-output change alone fails only when strict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import helper, numpy_helper
+
+import convc
+from convc.compiler import compile_model, read_source, resolve_text, write_bytes
+from convc.diagnostics import ConvcError
+from convc.lower import DEFAULT_OPSET
+from convc.runtime import Session, check_inputs, open_session, random_inputs
+
+MANIFEST = "manifest.json"
+MODEL = "model.onnx"
+FORMAT_VERSION = 1
+_SET = re.compile(r"test_data_set_(\d+)")
+_TENSOR = re.compile(r"(input|output)_(\d+)\.pb")
+
+UNCHANGED = "unchanged"
+GRAPH_CHANGED = "graph changed"
+WEIGHTS_CHANGED = "weights changed"
+BOTH_CHANGED = "graph and weights changed"
+SOURCE_CHANGED = "source changed"
+NOT_RECOMPILED = "not recompiled"
+
+
+class CompilerOutputChanged(UserWarning):
+    """A golden's numbers still hold, but the compiler no longer emits the recorded model."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    directory: Path
+    sets: int
+    outputs: tuple[tuple[str, tuple[int, ...]], ...]
+    provider: str
+    opset: int
+    nodes: int
+
+    def render(self) -> str:
+        plural = "s" if self.sets != 1 else ""
+        lines = [
+            f"recorded {self.directory}: model.onnx (opset {self.opset}, {self.nodes} nodes) and "
+            f"{self.sets} input set{plural}, run on {self.provider}"
+        ]
+        lines += [f"  output {name}: shape {shape}" for name, shape in self.outputs]
+        lines.append(f"  verify with: convc golden verify {self.directory}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One output of one set outside tolerance: its worst element (the largest excess over its
+    tolerance), or ``problem`` when the output cannot be compared element by element."""
+
+    set_index: int
+    output: str
+    index: tuple[int, ...] | None = None
+    actual: float | None = None
+    expected: float | None = None
+    abs_error: float | None = None
+    rel_error: float | None = None
+    mismatched: int = 0
+    size: int = 0
+    problem: str = ""
+
+    def render(self) -> str:
+        head = f"set {self.set_index}, output {self.output!r}"
+        if self.problem:
+            return f"{head}: {self.problem}"
+        index = "[" + ", ".join(str(i) for i in self.index or ()) + "]"
+        return (
+            f"{head}: {self.mismatched:,} of {self.size:,} elements outside tolerance; worst at "
+            f"{index}: actual {self.actual:.9g}, expected {self.expected:.9g} "
+            f"(abs error {self.abs_error:.3g}, rel error {self.rel_error:.3g})"
+        )
+
+
+@dataclass(frozen=True)
+class Verification:
+    directory: Path
+    compiler_output: str
+    compiler_detail: str
+    failures: tuple[Failure, ...]
+    ran: str
+    sets: int
+    outputs: int
+    provider: str
+    rtol: float
+    atol: float
+    changes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def numbers_ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def ok(self) -> bool:
+        return self.numbers_ok
+
+    def passes(self, *, strict: bool = False) -> bool:
+        """Numbers within tolerance, and with ``strict`` the compiler's output unchanged too."""
+        return self.numbers_ok and (not strict or self.compiler_output == UNCHANGED)
+
+    def render(self) -> str:
+        sets = f"{self.sets} set{'s' if self.sets != 1 else ''}"
+        outputs = f"{self.outputs} output{'s' if self.outputs != 1 else ''}"
+        lines = [f"golden {self.directory}: {sets} x {outputs}, {self.ran} run on {self.provider}"]
+        detail = f" ({self.compiler_detail})" if self.compiler_detail else ""
+        lines.append(f"  the compiler's output: {self.compiler_output}{detail}")
+        tolerance = f"rtol {self.rtol:g}, atol {self.atol:g}"
+        if self.numbers_ok:
+            lines.append(f"  the numbers: ok, every element within {tolerance}")
+        else:
+            lines.append(
+                f"  the numbers: CHANGED, {len(self.failures)} of {self.sets * self.outputs} "
+                f"outputs outside {tolerance}"
+            )
+            lines += [f"    {failure.render()}" for failure in self.failures]
+        if self.changes:
+            lines.append("  since the recording: " + "; ".join(self.changes))
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def record(
+    source: Path,
+    directory: Path,
+    *,
+    weights: Path | None = None,
+    seed: int = 0,
+    sets: int = 1,
+    batch: int = 1,
+    opset: int | None = None,
+    rtol: float = 1e-4,
+    atol: float = 1e-4,
+    provider: str = "cpu",
+) -> Recording:
+    """Compile ``source``, run it on ``sets`` random inputs (seeds ``seed``, ``seed + 1``, …) and
+    write the golden directory. An existing golden directory is replaced; the directory's other
+    contents are never touched, and a non-empty directory that is not a golden is refused."""
+    source, directory = Path(source), Path(directory)
+    if sets < 1:
+        raise ConvcError(f"sets={sets}: record at least one input set")
+    if batch < 1:
+        raise ConvcError(f"batch={batch}: the batch size must be at least 1")
+    if rtol < 0 or atol < 0:
+        raise ConvcError(f"rtol={rtol}, atol={atol}: tolerances cannot be negative")
+    opset = DEFAULT_OPSET if opset is None else opset
+    text = read_source(source)
+    weights = Path(weights) if weights is not None else None
+    proto = compile_model(resolve_text(text), weights, seed=seed, opset=opset)
+    model_bytes = proto.SerializeToString()
+    session = open_session(proto, provider)
+    recorded = []
+    for index in range(sets):
+        inputs = random_inputs(session, seed=seed + index, batch=batch)
+        recorded.append((inputs, session.run(inputs)))
+
+    _prepare(directory)
+    write_bytes(model_bytes, directory / MODEL)
+    for index, (inputs, outputs) in enumerate(recorded):
+        folder = directory / f"test_data_set_{index}"
+        folder.mkdir(exist_ok=True)
+        for kind, arrays in (("input", inputs), ("output", outputs)):
+            for j, (name, array) in enumerate(arrays.items()):
+                tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+                write_bytes(tensor.SerializeToString(), folder / f"{kind}_{j}.pb")
+        _remove_stale(folder, {"input": len(inputs), "output": len(outputs)})
+    for folder in _set_folders(directory)[sets:]:
+        shutil.rmtree(folder)
+
+    first_inputs, first_outputs = recorded[0]
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "source": {"path": _relative(source, directory), "sha256": _text_hash(text)},
+        "weights": None
+        if weights is None
+        else {"path": _relative(weights, directory), "sha256": _file_hash(weights)},
+        "seed": seed,
+        "opset": opset,
+        "batch": batch,
+        "sets": sets,
+        "rtol": rtol,
+        "atol": atol,
+        "provider": session.provider,
+        "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "inputs": _signature(first_inputs),
+        "outputs": _signature(first_outputs),
+        "versions": _versions(),
+    }
+    write_bytes(
+        (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), directory / MANIFEST
+    )
+    return Recording(
+        directory=directory,
+        sets=sets,
+        outputs=tuple((name, tuple(array.shape)) for name, array in first_outputs.items()),
+        provider=session.provider,
+        opset=opset,
+        nodes=len(proto.graph.node),
+    )
+
+
+def verify(
+    directory: Path,
+    *,
+    provider: str = "cpu",
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> Verification:
+    """Recompile (when the source is there), compare with ``model.onnx``, run on the recorded
+    inputs and compare with the recorded outputs. Tolerances default to the recorded ones."""
+    directory = Path(directory)
+    manifest = _read_manifest(directory)
+    rtol = float(manifest["rtol"]) if rtol is None else rtol
+    atol = float(manifest["atol"]) if atol is None else atol
+    model_path = directory / MODEL
+    model_bytes = _read_file(model_path)
+    recorded = _parse_model(model_bytes, model_path)
+    data = _read_sets(directory, recorded, int(manifest["sets"]))
+
+    changes = _version_changes(manifest)
+    if hashlib.sha256(model_bytes).hexdigest() != manifest.get("model_sha256"):
+        changes.append("model.onnx is not the file recorded (its sha256 differs from the manifest)")
+    recompiled, compiler_output, compiler_detail = _recompile(directory, manifest, recorded)
+
+    target = recompiled if recompiled is not None else recorded
+    session = _open(target, provider, None if recompiled is not None else model_path)
+    if session.provider != manifest.get("provider"):
+        changes.append(f"provider {manifest.get('provider')} -> {session.provider}")
+    failures = _check_numbers(session, data, rtol, atol)
+
+    notes = []
+    if failures and recompiled is not None and compiler_output != UNCHANGED:
+        cause = "the edit" if compiler_output == SOURCE_CHANGED else "the compiler's change"
+        notes.append(_diagnose(recorded, provider, data, rtol, atol, cause))
+    return Verification(
+        directory=directory,
+        compiler_output=compiler_output,
+        compiler_detail=compiler_detail,
+        failures=tuple(failures),
+        ran="the recompiled model" if recompiled is not None else "model.onnx as recorded",
+        sets=len(data),
+        outputs=len(recorded.graph.output),
+        provider=session.provider,
+        rtol=rtol,
+        atol=atol,
+        changes=tuple(changes),
+        notes=tuple(notes),
+    )
+
+
+def assert_golden(directory: Path, *, strict: bool = False, **options: Any) -> Verification:
+    """``verify`` for any test runner: raises ``AssertionError`` with the report on failure."""
+    verification = verify(Path(directory), **options)
+    if not verification.passes(strict=strict):
+        raise AssertionError(verification.render())
+    return verification
+
+
+# -- recording --------------------------------------------------------------------------------
+
+
+def _prepare(directory: Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise ConvcError("exists and is not a directory", path=str(directory))
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / MANIFEST).is_file():
+        raise ConvcError(
+            f"the directory is not empty and has no {MANIFEST}, so it is not a golden directory",
+            path=str(directory),
+            help="record into a new or empty directory, or into an existing golden directory",
+        )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConvcError(
+            f"cannot create the directory: {error.strerror}", path=str(directory)
+        ) from None
+
+
+def _remove_stale(folder: Path, counts: dict[str, int]) -> None:
+    for path in folder.iterdir():
+        match = _TENSOR.fullmatch(path.name)
+        if match and int(match[2]) >= counts[match[1]]:
+            path.unlink()
+
+
+def _set_folders(directory: Path) -> list[Path]:
+    folders = [
+        (int(match[1]), path)
+        for path in directory.iterdir()
+        if path.is_dir() and (match := _SET.fullmatch(path.name))
+    ]
+    return [path for _, path in sorted(folders)]
+
+
+def _relative(path: Path, directory: Path) -> str:
+    try:
+        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(directory))).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(os.path.abspath(path)).as_posix()
+
+
+def _text_hash(text: str) -> str:
+    """Of the text with its line endings normalized, so that a checkout with CRLF agrees."""
+    return hashlib.sha256(text.replace("\r\n", "\n").encode("utf-8")).hexdigest()
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(_read_file(path)).hexdigest()
+
+
+def _signature(arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "shape": list(array.shape), "dtype": str(array.dtype)}
+        for name, array in arrays.items()
+    ]
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+
+    return {
+        "convc": convc.__version__,
+        "numpy": np.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+    }
+
+
+# -- reading a golden directory ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Set:
+    index: int
+    inputs: tuple[np.ndarray, ...]
+    outputs: tuple[tuple[str, np.ndarray], ...]
+
+
+_REQUIRED = ("source", "seed", "opset", "sets", "rtol", "atol")
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "no such golden directory"
+        raise ConvcError(what, path=str(directory))
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise ConvcError(
+            f"no {MANIFEST}: not a golden directory",
+            path=str(directory),
+            help="record one with: convc golden record NET.conv DIR",
+        )
+    try:
+        manifest = json.loads(_read_file(path).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConvcError(f"the manifest is not valid JSON: {error}", path=str(path)) from None
+    if not isinstance(manifest, dict):
+        raise ConvcError("the manifest is not a JSON object", path=str(path))
+    missing = [key for key in _REQUIRED if key not in manifest]
+    if missing:
+        raise ConvcError(f"the manifest lacks {', '.join(map(repr, missing))}", path=str(path))
+    source = manifest["source"]
+    if not isinstance(source, dict) or not isinstance(source.get("path"), str):
+        raise ConvcError("the manifest's 'source' has no 'path'", path=str(path))
+    weights = manifest.get("weights")
+    if weights is not None and not (
+        isinstance(weights, dict) and isinstance(weights.get("path"), str)
+    ):
+        raise ConvcError("the manifest's 'weights' has no 'path'", path=str(path))
+    try:
+        for key in ("seed", "opset", "sets"):
+            int(manifest[key])
+        for key in ("rtol", "atol"):
+            float(manifest[key])
+    except (TypeError, ValueError):
+        raise ConvcError(
+            "the manifest's seed, opset, sets, rtol and atol must be numbers", path=str(path)
+        ) from None
+    return manifest
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConvcError("no such file", path=str(path)) from None
+    except IsADirectoryError:
+        raise ConvcError("is a directory, not a file", path=str(path)) from None
+    except OSError as error:
+        raise ConvcError(f"cannot read the file: {error.strerror}", path=str(path)) from None
+
+
+def _parse_model(data: bytes, path: Path) -> onnx.ModelProto:
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except DecodeError:
+        raise ConvcError("not an ONNX model (cannot parse it)", path=str(path)) from None
+    if not proto.HasField("graph") or not proto.graph.output:
+        raise ConvcError("not an ONNX model (it has no graph outputs)", path=str(path))
+    return proto
+
+
+def _read_tensor(path: Path) -> tuple[str, np.ndarray]:
+    tensor = onnx.TensorProto()
+    try:
+        tensor.ParseFromString(_read_file(path))
+        array = numpy_helper.to_array(tensor)
+    except ConvcError:
+        raise
+    except Exception as error:  # protobuf and numpy raise several types for a corrupt tensor
+        raise ConvcError(
+            f"not a serialized TensorProto ({type(error).__name__}: {error})", path=str(path)
+        ) from None
+    if not tensor.dims and array.size != 1 or tensor.data_type == onnx.TensorProto.UNDEFINED:
+        raise ConvcError("not a serialized TensorProto (it has no type or shape)", path=str(path))
+    return tensor.name, array
+
+
+def _read_sets(directory: Path, proto: onnx.ModelProto, recorded_sets: int) -> list[_Set]:
+    folders = _set_folders(directory)
+    present = {int(_SET.fullmatch(folder.name)[1]) for folder in folders}
+    missing = [i for i in range(recorded_sets) if i not in present]
+    if missing:
+        raise ConvcError(
+            f"test_data_set_{missing[0]} is missing (the manifest records {recorded_sets} sets)",
+            path=str(directory),
+        )
+    data = []
+    for folder in folders:
+        index = int(_SET.fullmatch(folder.name)[1])
+        inputs = tuple(
+            _read_tensor(folder / f"input_{j}.pb")[1] for j in range(len(proto.graph.input))
+        )
+        outputs = tuple(
+            _read_tensor(folder / f"output_{j}.pb") for j in range(len(proto.graph.output))
+        )
+        names = [output.name for output in proto.graph.output]
+        data.append(
+            _Set(index, inputs, tuple((n or names[j], a) for j, (n, a) in enumerate(outputs)))
+        )
+    return data
+
+
+# -- the compiler's output --------------------------------------------------------------------
+
+
+def _recompile(
+    directory: Path, manifest: dict[str, Any], recorded: onnx.ModelProto
+) -> tuple[onnx.ModelProto | None, str, str]:
+    source = Path(os.path.normpath(directory / manifest["source"]["path"]))
+    if not source.is_file():
+        return None, f"{NOT_RECOMPILED}: the source {source} is missing", ""
+    weights_entry = manifest.get("weights")
+    weights = Path(os.path.normpath(directory / weights_entry["path"])) if weights_entry else None
+    if weights is not None and not weights.is_file():
+        return None, f"{NOT_RECOMPILED}: the weights file {weights} is missing", ""
+    text = read_source(source)
+    edited = []
+    if _text_hash(text) != manifest["source"].get("sha256"):
+        edited.append(str(source))
+    if weights is not None and _file_hash(weights) != weights_entry.get("sha256"):
+        edited.append(str(weights))
+    try:
+        recompiled = compile_model(
+            resolve_text(text),
+            weights,
+            seed=int(manifest["seed"]),
+            opset=int(manifest["opset"]),
+        )
+    except ConvcError as error:
+        where = f"{error.path}: " if error.path else ""
+        line = f" (line {error.span.line})" if error.span else ""
+        return None, f"{NOT_RECOMPILED}: {where}{error.message}{line}", ""
+    verdict, detail = compare_models(recorded, recompiled)
+    if edited:
+        outcome = f"{verdict}: {detail}" if detail else verdict
+        return recompiled, SOURCE_CHANGED, f"{' and '.join(edited)} edited; recompiled, {outcome}"
+    return recompiled, verdict, detail
+
+
+def compare_models(recorded: onnx.ModelProto, recompiled: onnx.ModelProto) -> tuple[str, str]:
+    """The verdict on the compiler's output (``unchanged``, ``graph changed``, ``weights
+    changed``, ``graph and weights changed``) and a line that says where they first differ."""
+    graph = _graph_difference(recorded, recompiled)
+    weights = _weights_difference(recorded, recompiled)
+    if graph and weights:
+        return BOTH_CHANGED, f"{graph}; {weights}"
+    if graph:
+        return GRAPH_CHANGED, graph
+    if weights:
+        return WEIGHTS_CHANGED, weights
+    return UNCHANGED, ""
+
+
+def _graph_difference(recorded: onnx.ModelProto, recompiled: onnx.ModelProto) -> str:
+    """Where the models differ, initializers and the producer's version aside ('' if nowhere)."""
+    old = [(i.domain, i.version) for i in recorded.opset_import]
+    new = [(i.domain, i.version) for i in recompiled.opset_import]
+    if old != new:
+        return f"opset {_opsets(old)} -> {_opsets(new)}"
+    if recorded.ir_version != recompiled.ir_version:
+        return f"IR version {recorded.ir_version} -> {recompiled.ir_version}"
+    a, b = _skeleton(recorded.graph), _skeleton(recompiled.graph)
+    if a == b:
+        return ""
+    for what in ("input", "output"):
+        x, y = getattr(a, what), getattr(b, what)
+        if x != y:
+            return f"the graph {what}s differ: {_values(x)} -> {_values(y)}"
+    for index, (x, y) in enumerate(zip(a.node, b.node, strict=False)):
+        if x != y:
+            return f"node {index} differs: {_node_difference(x, y)}"
+    if len(a.node) != len(b.node):
+        return f"{len(a.node)} nodes recorded, {len(b.node)} recompiled"
+    if a.value_info != b.value_info:
+        return "the intermediate values' shapes differ (value_info)"
+    if a.name != b.name:
+        return f"the graph's name {a.name!r} -> {b.name!r}"
+    return "the graph's metadata differs"
+
+
+def _skeleton(graph: onnx.GraphProto) -> onnx.GraphProto:
+    copy = onnx.GraphProto()
+    copy.CopyFrom(graph)
+    del copy.initializer[:]
+    return copy
+
+
+def _opsets(opsets: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{domain or 'ai.onnx'} {version}" for domain, version in opsets)
+
+
+def _values(values) -> str:
+    return ", ".join(v.name for v in values) or "none"
+
+
+def _node_difference(x: onnx.NodeProto, y: onnx.NodeProto) -> str:
+    head = f"{x.name!r} ({x.op_type})"
+    if (x.name, x.op_type) != (y.name, y.op_type):
+        return f"{head} -> {y.name!r} ({y.op_type})"
+    if list(x.input) != list(y.input) or list(x.output) != list(y.output):
+        return f"{head} has other inputs or outputs"
+    old = {a.name: helper.get_attribute_value(a) for a in x.attribute}
+    new = {a.name: helper.get_attribute_value(a) for a in y.attribute}
+    for name in sorted(old.keys() | new.keys()):
+        if old.get(name) != new.get(name):
+            before, after = _attribute(old.get(name)), _attribute(new.get(name))
+            return f"{head} attribute {name}: {before} -> {after}"
+    return f"{head} differs"
+
+
+def _attribute(value: Any) -> str:
+    if value is None:
+        return "absent"
+    if isinstance(value, bytes):
+        return repr(value.decode("utf-8", "replace"))
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value) if not isinstance(value, onnx.TensorProto) else "a tensor"
+
+
+def _weights_difference(recorded: onnx.ModelProto, recompiled: onnx.ModelProto) -> str:
+    old = {t.name: t for t in recorded.graph.initializer}
+    new = {t.name: t for t in recompiled.graph.initializer}
+    for name in [*old, *(n for n in new if n not in old)]:
+        if name not in new:
+            return f"initializer {name!r} is gone"
+        if name not in old:
+            return f"new initializer {name!r}"
+        if old[name] != new[name]:
+            return f"initializer {name!r} differs: {_tensor_difference(old[name], new[name])}"
+    if [t.name for t in recorded.graph.initializer] != [
+        t.name for t in recompiled.graph.initializer
+    ]:
+        return "the initializers' order differs"
+    return ""
+
+
+def _tensor_difference(old: onnx.TensorProto, new: onnx.TensorProto) -> str:
+    try:
+        a, b = numpy_helper.to_array(old), numpy_helper.to_array(new)
+    except Exception:  # a tampered tensor may not convert
+        return "its stored bytes differ"
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return f"{a.dtype}{list(a.shape)} -> {b.dtype}{list(b.shape)}"
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    if not diff.size or not np.nanmax(diff, initial=0.0) > 0:
+        return "its stored bytes differ"
+    index = tuple(int(i) for i in np.unravel_index(int(np.nanargmax(diff)), diff.shape))
+    return (
+        f"largest difference at {list(index)}: {a[index].item():.9g} recorded, "
+        f"{b[index].item():.9g} recompiled"
+    )
+
+
+# -- the numbers ------------------------------------------------------------------------------
+
+
+def _open(proto: onnx.ModelProto, provider: str, path: Path | None) -> Session:
+    try:
+        return open_session(proto, provider)
+    except ConvcError as error:
+        if path is not None and error.path is None:
+            error.path = str(path)
+        raise
+
+
+def _check_numbers(session: Session, data: list[_Set], rtol: float, atol: float) -> list[Failure]:
+    failures = []
+    names = session.output_names
+    for golden in data:
+        if len(golden.inputs) != len(session.input_names):
+            failures.append(
+                Failure(
+                    golden.index,
+                    names[0],
+                    problem=f"the model has {len(session.input_names)} inputs, the golden "
+                    f"{len(golden.inputs)}",
+                )
+            )
+            continue
+        try:
+            feeds = check_inputs(
+                session, dict(zip(session.input_names, golden.inputs, strict=True))
+            )
+            actual = session.run(feeds)
+        except ConvcError as error:
+            failures.append(Failure(golden.index, names[0], problem=error.message))
+            continue
+        except Exception as error:  # onnxruntime raises its own exception types
+            failures.append(Failure(golden.index, names[0], problem=f"onnxruntime: {error}"))
+            continue
+        for j, (name, expected) in enumerate(golden.outputs):
+            if j >= len(names):
+                failures.append(Failure(golden.index, name, problem="the model has no such output"))
+                continue
+            failure = compare(golden.index, name, actual[names[j]], expected, rtol, atol)
+            if failure is not None:
+                failures.append(failure)
+        if len(names) > len(golden.outputs):
+            extra = ", ".join(names[len(golden.outputs) :])
+            failures.append(
+                Failure(golden.index, extra, problem="the model has outputs the golden lacks")
+            )
+    return failures
+
+
+def compare(
+    set_index: int,
+    name: str,
+    actual: np.ndarray,
+    expected: np.ndarray,
+    rtol: float,
+    atol: float,
+) -> Failure | None:
+    """``None`` when every element is within tolerance, else the worst element's ``Failure``."""
+    if actual.shape != expected.shape:
+        return Failure(
+            set_index,
+            name,
+            problem=f"shape {tuple(actual.shape)}, but the golden has {tuple(expected.shape)}",
+        )
+    if actual.dtype != expected.dtype:
+        return Failure(
+            set_index, name, problem=f"dtype {actual.dtype}, but the golden has {expected.dtype}"
+        )
+    a, e = actual.astype(np.float64), expected.astype(np.float64)
+    close = np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
+    if close.all():
+        return None
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = np.abs(a - e)
+        excess = error - (atol + rtol * np.abs(e))
+    excess = np.where(close, -np.inf, np.nan_to_num(excess, nan=np.inf, posinf=np.inf))
+    index = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), a.shape))
+    abs_error = float(error[index]) if not np.isnan(error[index]) else float("inf")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_error = abs_error / abs(float(e[index])) if e[index] != 0 else float("inf")
+    return Failure(
+        set_index,
+        name,
+        index=index,
+        actual=float(a[index]),
+        expected=float(e[index]),
+        abs_error=abs_error,
+        rel_error=float(rel_error),
+        mismatched=int((~close).sum()),
+        size=int(a.size),
+    )
+
+
+def _diagnose(
+    recorded: onnx.ModelProto,
+    provider: str,
+    data: list[_Set],
+    rtol: float,
+    atol: float,
+    cause: str,
+) -> str:
+    """Whether model.onnx as recorded still gives the recorded numbers: if it does, what changed
+    the model (the compiler, or an edit of its source) changed them."""
+    try:
+        failures = _check_numbers(open_session(recorded, provider), data, rtol, atol)
+    except ConvcError as error:
+        return f"model.onnx as recorded cannot be run to compare: {error.message}"
+    if failures:
+        return (
+            "model.onnx as recorded is outside tolerance too, so more changed than the model: "
+            "the runtime, the provider or the recorded files"
+        )
+    return f"model.onnx as recorded still gives the recorded numbers: {cause} did this"
+
+
+def _version_changes(manifest: dict[str, Any]) -> list[str]:
+    recorded = manifest.get("versions") or {}
+    return [
+        f"{name} {recorded[name]} -> {version}"
+        for name, version in _versions().items()
+        if name in recorded and recorded[name] != version
+    ]

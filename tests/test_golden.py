@@ -1,0 +1,550 @@
+"""Golden outputs: record and verify, tampering caught, the two verdicts, the pytest fixture, and
+the committed goldens of every sample.
+
+The committed goldens under tests/goldens/ are re-recorded after a deliberate change with::
+
+    convc golden record samples/NAME.conv tests/goldens/NAME --sets 2
+
+(``--sets 1`` for tiny, unet_like, volume_seg and wavenet_like, whose outputs are large).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from convc import golden
+from convc.cli import main
+from convc.diagnostics import ConvcError
+from convc.pytest_plugin import check_golden
+from convc.runtime import open_session, random_inputs
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDENS = ROOT / "tests" / "goldens"
+SAMPLES = ROOT / "samples"
+
+NET = """\
+model net
+Input(shape=(6, 6, 3), name="image")
+Conv2D(4, 3, padding="same", activation="relu", name="c1")
+Conv2D(2, 1, name="c2")
+"""
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "net.conv"
+    path.write_text(NET)
+    return path
+
+
+@pytest.fixture
+def directory(source: Path, tmp_path: Path) -> Path:
+    golden.record(source, tmp_path / "golden", sets=2)
+    return tmp_path / "golden"
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+    }
+
+
+def edit_tensor(path: Path, edit) -> tuple[np.ndarray, np.ndarray]:
+    tensor = onnx.load_tensor(path)
+    before = numpy_helper.to_array(tensor)
+    after = before.copy()
+    edit(after)
+    path.write_bytes(numpy_helper.from_array(after, tensor.name).SerializeToString())
+    return before, after
+
+
+def edit_model(directory: Path, edit) -> None:
+    proto = onnx.load(directory / "model.onnx")
+    edit(proto)
+    (directory / "model.onnx").write_bytes(proto.SerializeToString())
+
+
+def change_weight(proto: onnx.ModelProto) -> None:
+    tensor = next(t for t in proto.graph.initializer if t.name == "c1/kernel")
+    array = numpy_helper.to_array(tensor).copy()
+    array.flat[5] += 1.0
+    tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
+
+
+def change_attribute(proto: onnx.ModelProto) -> None:
+    node = next(n for n in proto.graph.node if n.op_type == "Conv")
+    attribute = next(a for a in node.attribute if a.name == "pads")
+    attribute.ints[:] = [0, 0, 2, 2]
+
+
+# -- record -----------------------------------------------------------------------------------
+
+
+def test_round_trip(source, directory):
+    verification = golden.verify(directory)
+    assert verification.ok and verification.numbers_ok and verification.passes(strict=True)
+    assert verification.compiler_output == "unchanged"
+    assert verification.failures == ()
+    assert (verification.sets, verification.outputs) == (2, 1)
+    assert verification.ran == "the recompiled model"
+    report = verification.render()
+    assert "the compiler's output: unchanged" in report
+    assert "the numbers: ok, every element within rtol 0.0001, atol 0.0001" in report
+
+
+def test_layout_is_onnx_backend_test_data(directory):
+    proto = onnx.load(directory / "model.onnx")
+    assert sorted(files(directory)) == [
+        "manifest.json",
+        "model.onnx",
+        "test_data_set_0/input_0.pb",
+        "test_data_set_0/output_0.pb",
+        "test_data_set_1/input_0.pb",
+        "test_data_set_1/output_0.pb",
+    ]
+    session = open_session(proto)
+    for index in range(2):
+        folder = directory / f"test_data_set_{index}"
+        x = onnx.load_tensor(folder / "input_0.pb")
+        y = onnx.load_tensor(folder / "output_0.pb")
+        assert (x.name, y.name) == ("image", "c2")
+        expected_input = random_inputs(session, seed=index)["image"]
+        np.testing.assert_array_equal(numpy_helper.to_array(x), expected_input)
+        np.testing.assert_array_equal(
+            numpy_helper.to_array(y), session.run({"image": expected_input})["c2"]
+        )
+
+
+def test_manifest(source, directory):
+    text = (directory / "manifest.json").read_text()
+    manifest = json.loads(text)
+    assert text.endswith("}\n") and json.dumps(manifest, indent=2, sort_keys=True) + "\n" == text
+    assert manifest["source"]["path"] == "../net.conv"
+    assert len(manifest["source"]["sha256"]) == 64
+    assert manifest["weights"] is None
+    assert (manifest["seed"], manifest["sets"], manifest["batch"], manifest["opset"]) == (
+        0,
+        2,
+        1,
+        28,
+    )
+    assert (manifest["rtol"], manifest["atol"]) == (1e-4, 1e-4)
+    assert manifest["provider"] == "CPUExecutionProvider"
+    assert set(manifest["versions"]) == {"convc", "onnx", "onnxruntime", "numpy", "python"}
+    assert manifest["outputs"] == [{"name": "c2", "shape": [1, 6, 6, 2], "dtype": "float32"}]
+
+
+def test_rerecording_gives_identical_bytes(source, directory):
+    before = files(directory)
+    recording = golden.record(source, directory, sets=2)
+    assert files(directory) == before
+    assert recording.outputs == (("c2", (1, 6, 6, 2)),)
+    assert recording.sets == 2
+    assert "2 input sets" in recording.render()
+
+
+def test_rerecording_replaces_the_sets(source, tmp_path):
+    directory = tmp_path / "golden"
+    golden.record(source, directory, sets=3, batch=2)
+    golden.record(source, directory, sets=1)
+    assert sorted(files(directory)) == [
+        "manifest.json",
+        "model.onnx",
+        "test_data_set_0/input_0.pb",
+        "test_data_set_0/output_0.pb",
+    ]
+    assert onnx.load_tensor(directory / "test_data_set_0/input_0.pb").dims == [1, 6, 6, 3]
+    assert golden.verify(directory).ok
+
+
+def test_record_with_weights_and_batch(source, tmp_path):
+    weights = tmp_path / "net.npz"
+    rng = np.random.default_rng(1)
+    np.savez(
+        weights,
+        **{
+            "c1/kernel": rng.standard_normal((3, 3, 3, 4)),
+            "c1/bias": rng.standard_normal(4),
+            "c2/kernel": rng.standard_normal((1, 1, 4, 2)),
+            "c2/bias": rng.standard_normal(2),
+        },
+    )
+    directory = tmp_path / "goldens" / "net"
+    golden.record(source, directory, weights=weights, batch=3, seed=7)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["weights"]["path"] == "../../net.npz"
+    assert onnx.load_tensor(directory / "test_data_set_0/output_0.pb").dims == [3, 6, 6, 2]
+    assert golden.verify(directory).compiler_output == "unchanged"
+
+    np.savez(weights, **{**dict(np.load(weights)), "c2/bias": np.zeros(2)})
+    verification = golden.verify(directory)
+    assert verification.compiler_output == "source changed"
+    assert "net.npz edited" in verification.compiler_detail
+    assert "weights changed: initializer 'c2/bias'" in verification.compiler_detail
+    assert not verification.ok
+
+    weights.unlink()
+    verification = golden.verify(directory)
+    assert verification.compiler_output.startswith("not recompiled: the weights file")
+    assert verification.ok and verification.ran == "model.onnx as recorded"
+
+
+def test_record_refuses_a_directory_that_is_not_a_golden(source, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConvcError, match="not empty and has no manifest.json"):
+        golden.record(source, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] != [] and (tmp_path / "notes.txt").exists()
+    assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"sets": 0}, "sets=0"),
+        ({"batch": 0}, "batch=0"),
+        ({"rtol": -1.0}, "cannot be negative"),
+        ({"opset": 7}, "opset 7 is not supported"),
+    ],
+    ids=["no-sets", "no-batch", "negative-rtol", "old-opset"],
+)
+def test_record_rejects_bad_options(source, tmp_path, options, message):
+    with pytest.raises(ConvcError, match=message):
+        golden.record(source, tmp_path / "golden", **options)
+    assert not (tmp_path / "golden").exists()
+
+
+# -- verify: the numbers ----------------------------------------------------------------------
+
+
+def test_tampered_output_is_caught(directory):
+    def bump(array):
+        array[0, 2, 3, 1] += 0.5
+
+    before, after = edit_tensor(directory / "test_data_set_1/output_0.pb", bump)
+    verification = golden.verify(directory)
+    assert not verification.ok and not verification.numbers_ok
+    assert verification.compiler_output == "unchanged"
+    (failure,) = verification.failures
+    assert (failure.set_index, failure.output, failure.index) == (1, "c2", (0, 2, 3, 1))
+    assert failure.actual == pytest.approx(float(before[0, 2, 3, 1]), abs=1e-6)
+    assert failure.expected == float(after[0, 2, 3, 1])
+    assert failure.abs_error == pytest.approx(0.5, abs=1e-5)
+    assert (failure.mismatched, failure.size) == (1, 72)
+    report = verification.render()
+    assert "the compiler's output: unchanged" in report
+    assert "the numbers: CHANGED, 1 of 2 outputs outside rtol 0.0001, atol 0.0001" in report
+    assert "set 1, output 'c2': 1 of 72 elements outside tolerance; worst at [0, 2, 3, 1]" in report
+    assert f"expected {failure.expected:.9g}" in report and f"actual {failure.actual:.9g}" in report
+
+
+def test_tolerances_default_to_the_recorded_ones(directory):
+    edit_tensor(directory / "test_data_set_0/output_0.pb", lambda a: a.__setitem__(0, 3e-5 + a[0]))
+    assert golden.verify(directory).ok
+    strict = golden.verify(directory, rtol=0.0, atol=1e-6)
+    assert not strict.ok and "rtol 0, atol 1e-06" in strict.render()
+
+
+@pytest.mark.parametrize(
+    ("actual", "expected", "index"),
+    [
+        ([1000.11, 0.05], [1000.0, 0.0], (1,)),  # the larger excess, not the larger abs error
+        ([1000.3, 0.0002], [1000.0, 0.0], (0,)),
+        ([np.nan, 1.0], [1.0, 1.0], (0,)),
+        ([1.0, np.inf], [1.0, 2.0], (1,)),
+    ],
+    ids=["worst-by-excess", "worst-large-value", "nan-appears", "inf-appears"],
+)
+def test_compare_reports_the_worst_element(actual, expected, index):
+    failure = golden.compare(0, "y", np.array(actual), np.array(expected), 1e-4, 1e-4)
+    assert failure is not None and failure.index == index
+
+
+@pytest.mark.parametrize(
+    ("actual", "expected"),
+    [([np.nan, 1.0], [np.nan, 1.0]), ([np.inf, 1.0], [np.inf, 1.00005]), ([0.0], [1e-4])],
+    ids=["nan-recorded", "inf-recorded", "atol-boundary"],
+)
+def test_compare_accepts(actual, expected):
+    assert golden.compare(0, "y", np.array(actual), np.array(expected), 1e-4, 1e-4) is None
+
+
+def test_compare_shape_change():
+    failure = golden.compare(0, "y", np.zeros((1, 2)), np.zeros((1, 3)), 1e-4, 1e-4)
+    assert failure.problem == "shape (1, 2), but the golden has (1, 3)"
+    assert failure.render() == "set 0, output 'y': shape (1, 2), but the golden has (1, 3)"
+
+
+# -- verify: the compiler's output ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edits", "verdict", "detail"),
+    [
+        ([change_weight], "weights changed", "initializer 'c1/kernel' differs"),
+        ([change_attribute], "graph changed", "attribute pads: [0, 0, 2, 2] -> [1, 1, 1, 1]"),
+        ([change_weight, change_attribute], "graph and weights changed", "'c1/kernel'"),
+    ],
+    ids=["weights", "graph", "both"],
+)
+def test_tampered_model_is_a_compiler_output_change(directory, edits, verdict, detail):
+    for edit in edits:
+        edit_model(directory, edit)
+    verification = golden.verify(directory)
+    assert verification.compiler_output == verdict
+    assert detail in verification.compiler_detail
+    assert verification.ok and not verification.passes(strict=True)
+    assert verification.ran == "the recompiled model"
+    assert any("model.onnx is not the file recorded" in c for c in verification.changes)
+    assert f"the compiler's output: {verdict} (" in verification.render()
+
+
+def test_tampered_model_without_source_fails_on_numbers(source, directory):
+    edit_model(directory, change_weight)
+    source.unlink()
+    verification = golden.verify(directory)
+    assert verification.compiler_output.startswith("not recompiled: the source")
+    assert verification.ran == "model.onnx as recorded"
+    assert not verification.ok
+
+
+def test_missing_source_is_not_recompiled(source, directory):
+    source.unlink()
+    verification = golden.verify(directory)
+    assert verification.compiler_output == f"not recompiled: the source {source} is missing"
+    assert verification.ok and not verification.passes(strict=True)
+    assert "model.onnx as recorded run on CPUExecutionProvider" in verification.render()
+
+
+@pytest.mark.parametrize(
+    ("edit", "detail", "ok"),
+    [
+        (lambda text: text + "# a comment\n", "recompiled, unchanged", True),
+        (
+            lambda text: text.replace('name="c2"', 'activation="sigmoid", name="c2"'),
+            "recompiled, graph changed: node 4 differs: 'c2/transpose' (Transpose) -> "
+            "'c2/sigmoid' (Sigmoid)",
+            False,
+        ),
+    ],
+    ids=["comment", "activation"],
+)
+def test_edited_source_is_source_changed(source, directory, edit, detail, ok):
+    source.write_text(edit(source.read_text()))
+    verification = golden.verify(directory)
+    assert verification.compiler_output == "source changed"
+    assert f"{source} edited; {detail}" in verification.compiler_detail
+    assert verification.ok is ok
+    if not ok:
+        assert verification.notes == (
+            "model.onnx as recorded still gives the recorded numbers: the edit did this",
+        )
+
+
+def test_source_that_no_longer_compiles_is_not_recompiled(source, directory):
+    source.write_text(NET + "Conv2D(\n")
+    verification = golden.verify(directory)
+    assert verification.compiler_output.startswith("not recompiled: ")
+    assert verification.ok
+
+
+def test_a_compiler_regression_is_told_apart_from_a_runtime_change(directory, monkeypatch):
+    compile_model = golden.compile_model
+
+    def regressed(*args, **kwargs):
+        proto = compile_model(*args, **kwargs)
+        change_weight(proto)
+        return proto
+
+    monkeypatch.setattr(golden, "compile_model", regressed)
+    verification = golden.verify(directory)
+    assert verification.compiler_output == "weights changed"
+    assert not verification.ok
+    assert verification.notes == (
+        "model.onnx as recorded still gives the recorded numbers: the compiler's change did this",
+    )
+    edit_tensor(directory / "test_data_set_0/output_0.pb", lambda a: a.__setitem__(0, a[0] + 1))
+    (note,) = golden.verify(directory).notes
+    assert note.startswith("model.onnx as recorded is outside tolerance too")
+
+
+def test_version_changes_are_reported(directory):
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["versions"]["onnxruntime"] = "1.0.0"
+    path.write_text(json.dumps(manifest))
+    verification = golden.verify(directory)
+    assert verification.ok
+    assert any(c.startswith("onnxruntime 1.0.0 -> ") for c in verification.changes)
+    assert "since the recording: onnxruntime 1.0.0 -> " in verification.render()
+
+
+# -- verify: a directory that cannot be read --------------------------------------------------
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message", "where"),
+    [
+        (lambda d: remove(d), "no such golden directory", ""),
+        (lambda d: remove(d / "manifest.json"), "no manifest.json: not a golden directory", ""),
+        (lambda d: (d / "manifest.json").write_text("{"), "not valid JSON", "manifest.json"),
+        (lambda d: (d / "manifest.json").write_text("{}"), "lacks 'source'", "manifest.json"),
+        (lambda d: remove(d / "model.onnx"), "no such file", "model.onnx"),
+        (lambda d: (d / "model.onnx").write_bytes(b"\xff" * 9), "not an ONNX model", "model.onnx"),
+        (lambda d: remove(d / "test_data_set_1"), "test_data_set_1 is missing", ""),
+        (
+            lambda d: remove(d / "test_data_set_0/output_0.pb"),
+            "no such file",
+            "test_data_set_0/output_0.pb",
+        ),
+        (
+            lambda d: (d / "test_data_set_1/input_0.pb").write_bytes(b"\x00garbage\xff\xff"),
+            "not a serialized TensorProto",
+            "test_data_set_1/input_0.pb",
+        ),
+        (
+            lambda d: (d / "test_data_set_0/output_0.pb").write_bytes(
+                (d / "test_data_set_0/output_0.pb").read_bytes()[:-40]
+            ),
+            "not a serialized TensorProto",
+            "test_data_set_0/output_0.pb",
+        ),
+    ],
+    ids=[
+        "no-directory",
+        "no-manifest",
+        "corrupt-manifest",
+        "incomplete-manifest",
+        "no-model",
+        "corrupt-model",
+        "no-set",
+        "no-output",
+        "corrupt-input",
+        "truncated-output",
+    ],
+)
+def test_unreadable_golden_is_an_error(directory, damage, message, where):
+    damage(directory)
+    with pytest.raises(ConvcError, match=message) as caught:
+        golden.verify(directory)
+    assert caught.value.path == str(directory / where).rstrip("/")
+
+
+# -- for test suites --------------------------------------------------------------------------
+
+
+def test_assert_golden(directory):
+    assert golden.assert_golden(directory).ok
+    edit_tensor(directory / "test_data_set_0/output_0.pb", lambda a: a.__setitem__(0, a[0] + 1))
+    with pytest.raises(AssertionError, match="the numbers: CHANGED"):
+        golden.assert_golden(directory)
+
+
+def test_fixture_function_fails_and_warns(directory):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_golden(directory).ok
+    edit_model(directory, change_weight)
+    with pytest.warns(golden.CompilerOutputChanged, match="weights changed"):
+        check_golden(directory)
+    with pytest.raises(pytest.fail.Exception, match="weights changed"):
+        check_golden(directory, strict=True)
+    edit_tensor(directory / "test_data_set_0/output_0.pb", lambda a: a.__setitem__(0, a[0] + 1))
+    with pytest.raises(pytest.fail.Exception, match="the numbers: CHANGED"):
+        check_golden(directory)
+    with pytest.raises(pytest.fail.Exception, match="no such golden directory"):
+        check_golden(directory / "nowhere")
+
+
+def test_fixture_in_a_test_suite(pytester, directory, tmp_path, monkeypatch):
+    changed = tmp_path / "changed"
+    shutil.copytree(directory, changed)
+    edit_model(changed, change_weight)
+    broken = tmp_path / "broken"
+    shutil.copytree(directory, broken)
+    edit_tensor(broken / "test_data_set_0/output_0.pb", lambda a: a.__setitem__(0, a[0] + 1))
+    pytester.makepyfile(
+        f"""
+        def test_good(convc_golden):
+            assert convc_golden({str(directory)!r}).ok
+
+        def test_changed(convc_golden):
+            convc_golden({str(changed)!r})
+
+        def test_broken(convc_golden):
+            convc_golden({str(broken)!r})
+        """
+    )
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    result = pytester.runpytest_inprocess(
+        "-p",
+        "convc.pytest_plugin",
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+    )
+    result.assert_outcomes(passed=2, failed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*golden * 2 sets x 1 output, the recompiled model run on CPUExecutionProvider",
+            "*the compiler's output: unchanged",
+            "*the numbers: CHANGED, 1 of 2 outputs outside rtol 0.0001, atol 0.0001",
+            "*set 0, output 'c2': 72 of 72 elements outside tolerance; worst at *",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str() and "def test_broken" not in result.stdout.str()
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_command_line(source, tmp_path, capsys):
+    directory = tmp_path / "cli"
+    assert main(["golden", "record", str(source), str(directory), "--sets", "2"]) == 0
+    assert f"recorded {directory}" in capsys.readouterr().out
+    assert main(["golden", "verify", str(directory)]) == 0
+    edit_model(directory, change_weight)
+    assert main(["golden", "verify", str(directory)]) == 0
+    assert main(["golden", "verify", str(directory), "--strict"]) == 1
+    edit_tensor(directory / "test_data_set_0/output_0.pb", lambda a: a.__setitem__(0, a[0] + 1))
+    assert main(["golden", "verify", str(directory)]) == 1
+    assert "the numbers: CHANGED" in capsys.readouterr().out
+    assert main(["golden", "verify", str(tmp_path / "nowhere")]) == 1
+    assert "error: no such golden directory" in capsys.readouterr().err
+
+
+# -- the committed goldens --------------------------------------------------------------------
+
+
+COMMITTED = sorted(p for p in GOLDENS.iterdir() if p.is_dir()) if GOLDENS.is_dir() else []
+
+
+def test_every_sample_has_a_golden():
+    samples = sorted(p.stem for p in SAMPLES.glob("*.conv"))
+    assert sorted(p.name for p in COMMITTED) == samples, (
+        "record a golden for each sample: convc golden record samples/NAME.conv "
+        "tests/goldens/NAME --sets 2"
+    )
+    for directory in COMMITTED:
+        manifest = json.loads((directory / "manifest.json").read_text())
+        assert manifest["source"]["path"] == f"../../../samples/{directory.name}.conv"
+
+
+@pytest.mark.parametrize("directory", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_committed_golden(directory):
+    verification = golden.assert_golden(directory)
+    assert not verification.compiler_output.startswith("not recompiled"), verification.render()
