@@ -211,10 +211,11 @@ def _build(args: argparse.Namespace) -> int:
     opset = DEFAULT_OPSET if args.opset is None else args.opset
     proto = compile_model(model, args.weights, seed=args.seed, opset=opset)
     output = Path(args.output) if args.output else Path(args.source).with_suffix(".onnx")
-    save(proto, output)
+    written = save(proto, output)
     print(
         f"wrote {output}: {len(model.layers)} layers, {len(proto.graph.node)} nodes, "
         f"{model.parameter_count:,} parameters, opset {opset}"
+        + (f", and its weights in {written[0]}" if len(written) > 1 else "")
     )
     return EXIT_OK
 

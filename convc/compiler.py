@@ -1,14 +1,12 @@
-"""The compiler as functions: text or file in, checked ONNX model out, and a safe way to write it.
+"""The compiler as functions: text or file in, checked ONNX model out.
 
 ``compile_text`` runs the whole pipeline: parse, resolve, weights (loaded or initialized), lower,
-check. ``save`` writes atomically: a temporary file in the target directory, then a rename, so a
-failed build never leaves a partial file and never touches an existing one.
+check. Writing is ``convc.onnxfile``'s job (``save`` and ``write_bytes`` are re-exported here).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,13 +15,24 @@ import onnx
 
 from convc import weights as weights_module
 from convc.diagnostics import ConvcError
+from convc.limits import MAX_SOURCE_BYTES
 from convc.lower import DEFAULT_OPSET, MIN_OPSET, lower
 from convc.model import Model
+from convc.onnxfile import save, write_bytes
 from convc.resolve import resolve
 from convc.syntax import parse
 
-MAX_SOURCE_BYTES = 1 << 20
-"""A .conv file larger than this (1 MiB, about 10,000 layers) is refused before parsing."""
+__all__ = [
+    "check_opset",
+    "compile_file",
+    "compile_model",
+    "compile_text",
+    "model_weights",
+    "read_source",
+    "resolve_text",
+    "save",
+    "write_bytes",
+]
 
 WeightsSource = str | os.PathLike | Mapping[str, np.ndarray] | None
 
@@ -111,25 +120,3 @@ def check_opset(opset: int) -> None:
             help=f"convc emits opsets {MIN_OPSET} to {DEFAULT_OPSET}; below {MIN_OPSET}, Softmax "
             "works on flattened axes and Pad, Slice and Resize take other forms",
         )
-
-
-def save(proto: onnx.ModelProto, path: str | os.PathLike) -> None:
-    """Write a model atomically: nothing is left behind on failure, an old file stays intact."""
-    write_bytes(proto.SerializeToString(), path)
-
-
-def write_bytes(data: bytes, path: str | os.PathLike) -> None:
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise ConvcError("the output directory does not exist", path=str(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

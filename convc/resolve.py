@@ -18,11 +18,9 @@ from convc.diagnostics import ConvcError, ConvcErrors, Span
 from convc.layers.args import Bound, bind, bool_arg, params, string_arg
 from convc.layers.base import DATA_FORMATS, LayerType, snake_case
 from convc.layers.initializers import parse_regularizer
+from convc.limits import MAX_ERRORS, MAX_INT, MAX_LAYERS, MAX_WEIGHT_BYTES
 from convc.model import Layer, Model, ModelInput, Shape
 from convc.syntax import Call, Directive, Literal, Program, Sequence
-
-MAX_ERRORS = 20
-MAX_LAYERS = 100_000
 
 INPUT_PARAMS = params(
     ("shape", None),
@@ -102,6 +100,7 @@ class _Resolver:
     auto_counts: dict[str, int] = field(default_factory=dict)
     key_counts: dict[str, int] = field(default_factory=dict)
     shape: Shape | None = None  # the running output shape; None once it is unknown
+    weight_bytes: int = 0
     failed: bool = False
 
     def run(self, program: Program) -> Model:
@@ -229,7 +228,7 @@ class _Resolver:
         dims = self.dims(args, shape_name, with_batch=False)
         batch = args.python(batch_size_name)
         if batch is not None and (
-            not isinstance(batch, int) or isinstance(batch, bool) or batch < 1
+            not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_INT
         ):
             raise ConvcError(
                 f"'{batch_size_name}' must be a positive integer or None, got {batch!r}",
@@ -257,7 +256,7 @@ class _Resolver:
                     where,
                     help="give the size the model will run at",
                 )
-            if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            if not isinstance(d, int) or isinstance(d, bool) or not 1 <= d <= MAX_INT:
                 raise ConvcError(
                     f"every dimension of '{name}' must be a positive integer, got {d!r} at "
                     f"position {i}",
@@ -293,6 +292,7 @@ class _Resolver:
         if self.shape is None:
             return  # an earlier error left the input shape unknown; constructor checks are done
         built = layer_type.build(config, self.shape, args)
+        self.check_size(layer_type, name, built, call)
         layer = Layer(
             layer_type,
             name,
@@ -305,6 +305,25 @@ class _Resolver:
         )
         self.layers.append(layer)
         self.shape = built.output_shape
+
+    def check_size(self, layer_type: LayerType, name: str, built, call: Call) -> None:
+        """No dimension beyond 32 bits, no weights beyond MAX_WEIGHT_BYTES in all."""
+        for axis, length in enumerate(built.output_shape):
+            if length is not None and length > MAX_INT:
+                raise ConvcError(
+                    f"the output of {layer_type.class_name} '{name}' would have {length:,} entries "
+                    f"on axis {axis}; convc allows at most {MAX_INT:,}",
+                    call.name_span,
+                )
+        layer_bytes = 4 * sum(variable.size for variable in built.variables)
+        self.weight_bytes += layer_bytes
+        if self.weight_bytes > MAX_WEIGHT_BYTES:
+            raise ConvcError(
+                f"the model's weights would need {_bytes(self.weight_bytes)} with this layer "
+                f"({_bytes(layer_bytes)} of its own); convc builds models with at most "
+                f"{_bytes(MAX_WEIGHT_BYTES)} of weights",
+                call.name_span,
+            )
 
     def layer_type(self, call: Call) -> LayerType:
         module, _, name = call.name.rpartition(".")
@@ -397,6 +416,14 @@ class _Resolver:
         count = self.key_counts.get(base, 0)
         self.key_counts[base] = count + 1
         return base if count == 0 else f"{base}_{count}"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
 
 
 def _is_data_format_call(call: Call) -> bool:

@@ -17,10 +17,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from convc.diagnostics import ConvcError, Span
-
-MAX_NESTING = 32
-"""Brackets nest at most this deep; Keras arguments need three levels at most."""
-
+from convc.limits import MAX_NESTING
 
 # ---------------------------------------------------------------------------------------------
 # The syntax objects
@@ -436,5 +433,11 @@ def _bad_character(error: UnexpectedCharacters, source: str) -> ConvcError:
         )
     if char == "=":
         return ConvcError("unexpected '='", span, help="a keyword argument is written name=value")
+    if char in "*/%":
+        return ConvcError(
+            f"unexpected '{char}': arguments are literal values, not expressions",
+            span,
+            help="write the number itself, e.g. 1024 rather than 2**10",
+        )
     shown = repr(char) if char.isprintable() and char != " " else f"U+{ord(char):04X}"
     return ConvcError(f"unexpected character {shown}", span)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import onnx
 
@@ -65,3 +66,14 @@ def test_python_dash_m(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "x.onnx").exists()
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    code = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    monkeypatch.setattr("convc.compiler.save", lambda proto, path: None)  # keep the tree clean
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["report"].ok
+    assert namespace["outputs"]["cropping2d"].shape == (1, 127, 188, 4)

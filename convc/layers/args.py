@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from convc.diagnostics import ConvcError, Span
+from convc.limits import MAX_INT
 from convc.syntax import Call, Literal, Sequence, Value, to_python
 
 REQUIRED = object()
@@ -118,6 +119,7 @@ def int_arg(args: Bound, name: str, *, minimum: int | None = None) -> int:
     if not is_int(value):
         raise ConvcError(f"'{name}' must be an integer, got {name}={_show(value)}", args.span(name))
     value = int(value)
+    check_magnitude(value, name, args.span(name))
     if minimum is not None and value < minimum:
         bound = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ConvcError(f"'{name}' must be {bound}, got {name}={value}", args.span(name))
@@ -142,10 +144,18 @@ def int_tuple_arg(args: Bound, name: str, n: int, *, minimum: int = 1) -> tuple[
         items = tuple(int(v) for v in value)
     else:
         raise ConvcError(f"'{name}' must be {shape}, got {name}={_show(value)}", span)
+    for v in items:
+        check_magnitude(v, name, span)
     if any(v < minimum for v in items):
         need = "> 0" if minimum == 1 else f">= {minimum}"
         raise ConvcError(f"every entry of '{name}' must be {need}, got {name}={_show(value)}", span)
     return items
+
+
+def check_magnitude(value: int, what: str, span: Span | None) -> None:
+    """Integers beyond 32 bits are refused: no layer or runtime can use them."""
+    if abs(value) > MAX_INT:
+        raise ConvcError(f"'{what}' is too large: {value} (the limit is {MAX_INT:,})", span)
 
 
 def choice_arg(args: Bound, name: str, choices: tuple[str, ...], *, lower: bool = True) -> str:

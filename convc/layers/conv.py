@@ -7,6 +7,7 @@ shapes and how the output length is computed. Constructor checks and build check
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from convc.diagnostics import ConvcError, Span
@@ -167,10 +168,12 @@ class Convolution(LayerType):
             config["lora_rank"] = optional_int_arg(args, "lora_rank", minimum=1)
             alpha = args.python("lora_alpha")
             if alpha is not None and (
-                isinstance(alpha, bool) or not isinstance(alpha, int | float)
+                isinstance(alpha, bool)
+                or not isinstance(alpha, int | float)
+                or not math.isfinite(alpha)
             ):
                 raise ConvcError(
-                    f"'lora_alpha' must be a number, got lora_alpha={alpha!r}",
+                    f"'lora_alpha' must be a finite number, got lora_alpha={alpha!r}",
                     args.span("lora_alpha"),
                 )
             config["lora_alpha"] = alpha if alpha is not None else config["lora_rank"]

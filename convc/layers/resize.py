@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from convc.diagnostics import ConvcError
-from convc.layers.args import Bound, choice_arg, int_tuple_arg, is_int, params
+from convc.layers.args import Bound, check_magnitude, choice_arg, int_tuple_arg, is_int, params
 from convc.layers.base import Built, LayerType, spatial_axes
 from convc.model import Shape, format_shape
 
@@ -31,6 +31,7 @@ def _pairs(
     if rank == 1:
         return (_pair(value, name, span),)
     if is_int(value):
+        check_magnitude(value, name, span)
         if value < 0 and not negative_int_ok:
             raise ConvcError(f"'{name}' cannot be negative, got {name}={value}", span)
         return ((int(value), int(value)),) * rank
@@ -60,6 +61,8 @@ def _pair(value: Any, what: str, span) -> tuple[int, int]:
         raise ConvcError(
             f"{what} must be an int or a (begin, end) pair of ints, got {value!r}", span
         )
+    for entry in pair:
+        check_magnitude(entry, what, span)
     if min(pair) < 0:
         raise ConvcError(f"{what} cannot be negative, got {value!r}", span)
     return pair

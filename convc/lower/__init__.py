@@ -15,6 +15,7 @@ from convc import __version__
 from convc.lower.emitter import Emitter, Value, identity, onnx_type, tensor_info
 from convc.lower.rules import RULES
 from convc.model import Model
+from convc.onnxfile import skeleton
 
 DEFAULT_OPSET = 28
 """The newest opset of the pinned onnx; onnxruntime 1.32 has a CPU kernel for the newest version
@@ -74,9 +75,12 @@ def lower(
 
 def check(proto: onnx.ModelProto, model: Model) -> onnx.ModelProto:
     """ONNX's full check, then shape inference that must give every value a static shape."""
+    # Checked without its weights, so that models beyond protobuf's 2 GiB are checked too.
     try:
-        onnx.checker.check_model(proto, full_check=True)
-        inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        onnx.checker.check_model(proto_without_weights := skeleton(proto), full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(
+            proto_without_weights, check_type=True, strict_mode=True
+        )
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         raise InternalError(f"the emitted ONNX model is invalid: {error}") from error
     batch = model.input.shape[0]
@@ -95,4 +99,5 @@ def check(proto: onnx.ModelProto, model: Model) -> onnx.ModelProto:
             dims[0].dim_param = "batch"
         elif dims[0].dim_value != batch:
             raise InternalError(f"shape inference gave '{info.name}' a batch of {dims[0]}")
-    return inferred
+    proto.graph.value_info.extend(inferred.graph.value_info)
+    return proto

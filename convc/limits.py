@@ -1,0 +1,27 @@
+"""The limits convc enforces on its input, in one place.
+
+Hostile or careless input must end in a clean error, quickly, without exhausting memory or
+recursion. Each limit is far above what a real model needs.
+"""
+
+MAX_SOURCE_BYTES = 1 << 20
+"""A .conv file is at most 1 MiB (about 20,000 layers of typical length)."""
+
+MAX_NESTING = 32
+"""Brackets nest at most this deep; Keras arguments need three levels at most."""
+
+MAX_LAYERS = 100_000
+"""Layers in one model."""
+
+MAX_ERRORS = 20
+"""Errors reported from one file before convc stops looking for more."""
+
+MAX_INT = 2**31 - 1
+"""The largest integer argument or tensor dimension (ONNX runtimes index with 32 bits)."""
+
+MAX_WEIGHT_BYTES = 16 << 30
+"""The largest total of weights (float32) a model may have: 16 GiB."""
+
+EXTERNAL_DATA_BYTES = 2**31 - 1 - (64 << 20)
+"""Above this many bytes of serialized model, weights go to an external data file beside the
+.onnx (protobuf cannot hold 2 GiB; the margin leaves room for the graph itself)."""

@@ -1,0 +1,137 @@
+"""ONNX models on disk: atomic writes, and external data for weights beyond protobuf's 2 GiB.
+
+``save`` writes the weights to ``NET.onnx.data`` beside the model when they are too large to be
+embedded (``weights_set_aside`` points the tensors at that file while the model is serialized).
+``skeleton`` gives a weight-less copy of a model for the checker and shape inference, which then
+work whatever the model's size.
+
+Every file is written atomically: to a temporary file in the target directory, then renamed. On
+any failure nothing is left behind and an existing file is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import onnx
+from onnx.external_data_helper import set_external_data
+
+from convc.diagnostics import ConvcError
+from convc.limits import EXTERNAL_DATA_BYTES
+
+SMALL_TENSOR_BYTES = 1024
+"""Constants up to this size (pads, axes, scales) stay in a skeleton: shape inference reads them."""
+
+
+def weight_bytes(proto: onnx.ModelProto) -> int:
+    return sum(len(t.raw_data) for t in proto.graph.initializer)
+
+
+def skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its large weights declared as graph inputs instead of stored."""
+    copy = onnx.ModelProto()
+    copy.ir_version = proto.ir_version
+    copy.opset_import.extend(proto.opset_import)
+    graph = copy.graph
+    graph.name = proto.graph.name
+    graph.node.extend(proto.graph.node)
+    graph.input.extend(proto.graph.input)
+    graph.output.extend(proto.graph.output)
+    for tensor in proto.graph.initializer:
+        if len(tensor.raw_data) <= SMALL_TENSOR_BYTES:
+            graph.initializer.append(tensor)
+        else:
+            graph.input.append(
+                onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims)
+            )
+    return copy
+
+
+@contextlib.contextmanager
+def weights_set_aside(
+    proto: onnx.ModelProto, location: str = "weights.data"
+) -> Iterator[list[bytes]]:
+    """Within the block, initializers reference ``location`` instead of holding their bytes; the
+    bytes are yielded in initializer order and restored afterwards."""
+    tensors = [t for t in proto.graph.initializer if t.HasField("raw_data")]
+    blobs: list[bytes] = []
+    offset = 0
+    for tensor in tensors:
+        blob = tensor.raw_data
+        blobs.append(blob)
+        set_external_data(tensor, location, offset=offset, length=len(blob))
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        offset += len(blob)
+    try:
+        yield blobs
+    finally:
+        for tensor, blob in zip(tensors, blobs, strict=True):
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            tensor.raw_data = blob
+
+
+def save(proto: onnx.ModelProto, path: str | os.PathLike) -> list[Path]:
+    """Write a model; weights too large to embed go to ``<name>.data`` beside it.
+    Returns the files written."""
+    path = Path(path)
+    if weight_bytes(proto) <= EXTERNAL_DATA_BYTES:
+        write_files([(path, [proto.SerializeToString()])])
+        return [path]
+    data_path = path.with_name(path.name + ".data")
+    with weights_set_aside(proto, data_path.name) as blobs:
+        skeleton = proto.SerializeToString()
+        write_files([(data_path, blobs), (path, [skeleton])])
+    return [data_path, path]
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
+def write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    write_files([(Path(path), [data])])
+
+
+def write_files(files: list[tuple[Path, Iterable[bytes]]]) -> None:
+    """Write each file to a temporary beside it, then rename them all (in order)."""
+    temporaries: list[tuple[str, Path]] = []
+    path = files[0][0]
+    try:
+        for path, chunks in files:
+            directory = path.parent if str(path.parent) else Path(".")
+            if not directory.is_dir():
+                raise ConvcError("the output directory does not exist", path=str(path))
+            handle, temporary = tempfile.mkstemp(
+                dir=directory, prefix=f".{path.name}.", suffix=".tmp"
+            )
+            temporaries.append((temporary, path))
+            os.chmod(temporary, _FILE_MODE)  # mkstemp makes 0600; give what open() would
+            with os.fdopen(handle, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        for temporary, path in temporaries:
+            os.replace(temporary, path)
+    except OSError as error:
+        _remove(temporaries)
+        raise ConvcError(f"cannot write the file: {error.strerror}", path=str(path)) from None
+    except BaseException:
+        _remove(temporaries)
+        raise
+
+
+def _remove(temporaries: list[tuple[str, Path]]) -> None:
+    for temporary, _ in temporaries:
+        Path(temporary).unlink(missing_ok=True)
