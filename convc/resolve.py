@@ -291,6 +291,7 @@ class _Resolver:
             self.shape = self.model_input.shape
         if self.shape is None:
             return  # an earlier error left the input shape unknown; constructor checks are done
+        config["name"] = name
         built = layer_type.build(config, self.shape, args)
         self.check_size(layer_type, name, built, call)
         layer = Layer(
@@ -328,10 +329,13 @@ class _Resolver:
     def layer_type(self, call: Call) -> LayerType:
         module, _, name = call.name.rpartition(".")
         if module and module.rsplit(".", 1)[-1] != "layers":
+            known = name if registry.lookup(name) else registry.suggest(name)
             raise ConvcError(
                 f"'{call.name}' does not name a Keras layer",
                 call.name_span,
-                help=f"write {name}(...) or keras.layers.{name}(...)",
+                help=f"write {known}(...) or keras.layers.{known}(...)"
+                if known
+                else "convc compiles Keras layers, e.g. keras.layers.Conv2D(...)",
             )
         layer_type = registry.lookup(name)
         if layer_type is not None:

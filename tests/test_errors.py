@@ -140,6 +140,196 @@ BAD = [
         11,
         "output of length 0",
     ),
+    # more structure and arguments
+    (
+        "keras2-both-input-shapes",
+        "Conv2D(8, 3, input_shape=(8, 8, 3), batch_input_shape=(1, 8, 8, 3))\n",
+        1,
+        55,
+        "not both",
+    ),
+    (
+        "keras2-input_shape-not-tuple",
+        "Conv2D(8, 3, input_shape='8x8')\n",
+        1,
+        26,
+        "must be a tuple of dimensions",
+    ),
+    (
+        "inputlayer-input_tensor",
+        "InputLayer(shape=(8, 8, 3), input_tensor=1)\nConv2D(8, 3)\n",
+        1,
+        42,
+        "'input_tensor' cannot be used",
+    ),
+    (
+        "input-shape-and-batch_shape",
+        "Input(shape=(8, 8, 3), batch_shape=(1, 8, 8, 3))\nConv2D(8, 3)\n",
+        1,
+        36,
+        "not both",
+    ),
+    (
+        "set_image_data_format-bad",
+        I2 + "keras.config.set_image_data_format('NCHW')\nConv2D(8, 3)\n",
+        2,
+        36,
+        "data_format must be",
+    ),
+    (
+        "data_format-call-extra-arg",
+        I2 + "set_image_data_format('channels_last', 1)\nConv2D(8, 3)\n",
+        2,
+        40,
+        "at most 1 positional argument,",
+    ),
+    (
+        "cropping2d-wrong-pair",
+        I2 + "Cropping2D(((1, 2, 3), 0))\n",
+        2,
+        12,
+        "1st entry of cropping must be",
+    ),
+    (
+        "zero_padding3d-wrong-length",
+        "Input(shape=(4, 4, 4, 1))\nZeroPadding3D((1, 1))\n",
+        2,
+        15,
+        "must have 3 entries",
+    ),
+    (
+        "initializer-misspelt",
+        I2 + "Conv2D(8, 3, kernel_initializer='he_normall')\n",
+        2,
+        33,
+        "unknown initializer 'he_normall'",
+    ),
+    (
+        "initializer-bad-arg",
+        I2 + "Conv2D(8, 3, kernel_initializer=VarianceScaling(mode='fan_middle'))\n",
+        2,
+        54,
+        "'mode' must be one of",
+    ),
+    (
+        "initializer-unknown-kwarg",
+        I2 + "Conv2D(8, 3, kernel_initializer=HeNormal(sed=1))\n",
+        2,
+        42,
+        "HeNormal has no argument 'sed'",
+    ),
+    (
+        "initializer-dict-no-class",
+        I2 + "Conv2D(8, 3, kernel_initializer={'config': {}})\n",
+        2,
+        33,
+        "needs a 'class_name'",
+    ),
+    (
+        "initializer-dict-bad-key",
+        I2 + "Conv2D(8, 3, kernel_initializer={[1]: 2})\n",
+        2,
+        34,
+        "must be strings",
+    ),
+    (
+        "regularizer-unknown",
+        I2 + "Conv2D(8, 3, kernel_regularizer='l3')\n",
+        2,
+        33,
+        "unknown regularizer 'l3'",
+    ),
+    (
+        "constraint-bad-arg",
+        I2 + "Conv2D(8, 3, kernel_constraint=MaxNorm('x'))\n",
+        2,
+        40,
+        "'max_value' must be a number",
+    ),
+    ("name-not-string", I2 + "Conv2D(8, 3, name=5)\n", 2, 19, "'name' must be a string"),
+    ("empty-name", I2 + "Conv2D(8, 3, name='')\n", 2, 19, "must be non-empty"),
+    ("trainable-not-bool", I2 + "Conv2D(8, 3, trainable=1)\n", 2, 24, "True or False"),
+    (
+        "upsampling1d-float",
+        "Input(shape=(8, 3))\nUpSampling1D(2.0)\n",
+        2,
+        14,
+        "'size' must be an integer",
+    ),
+    (
+        "interpolation-not-string",
+        I2 + "UpSampling2D(interpolation=1)\n",
+        2,
+        28,
+        "'interpolation' must be one of",
+    ),
+    (
+        "output_padding-wrong-length",
+        I2 + "Conv2DTranspose(4, 3, strides=2, output_padding=(1, 1, 1))\n",
+        2,
+        49,
+        "tuple of 2 integers",
+    ),
+    (
+        "depth_multiplier-float",
+        I2 + "DepthwiseConv2D(3, depth_multiplier=1.5)\n",
+        2,
+        37,
+        "must be an integer",
+    ),
+    ("activation-number", I2 + "Conv2D(8, 3, activation=1)\n", 2, 25, "name of a Keras activation"),
+    (
+        "activation-reference-unknown",
+        I2 + "Conv2D(8, 3, activation=keras.activations.relu7)\n",
+        2,
+        25,
+        "unknown activation",
+    ),
+    (
+        "activation-wrong-case",
+        I2 + "Conv2D(8, 3, activation='Relu')\n",
+        2,
+        25,
+        "did you mean 'relu'",
+    ),
+    (
+        "threshold-activation",
+        I2 + "Conv2D(8, 3, activation='threshold')\n",
+        2,
+        25,
+        "Keras fails at call time",
+    ),
+    ("layer-in-other-module", I2 + "torch.nn.Conv2d(3, 8, 3)\n", 2, 1, "keras.layers.Conv2D"),
+    (
+        "channels-first-rank",
+        "data_format channels_first\nInput(shape=(3, 8))\nConv2D(8, 3)\n",
+        3,
+        1,
+        "expects a 4-D input (batch, channels, height, width)",
+    ),
+    ("empty-model-name", "model ''\n" + I2 + "Conv2D(8, 3)\n", 1, 7, "cannot be empty"),
+    (
+        "transpose-groups",
+        I2 + "Conv2DTranspose(4, 3, groups=2)\n",
+        2,
+        23,
+        "has no argument 'groups'",
+    ),
+    ("arithmetic", I2 + "Conv2D(2**5, 3)\n", 2, 9, "not expressions"),
+    (
+        "groups-channels-names-layer",
+        "Input(shape=(8, 8, 3))\nConv2D(4, 3, groups=2, name='g')\n",
+        2,
+        21,
+        "Conv2D 'g' gets 3 input channels",
+    ),
+    (
+        "shape-error-names-layer",
+        I2 + "Conv2D(8, 3)\nConv2D(8, 7)\n",
+        3,
+        11,
+        "Conv2D 'conv2d_1' with padding='valid' would give an output of length 0",
+    ),
 ]
 
 
@@ -147,6 +337,7 @@ BAD = [
     ("text", "line", "column", "fragment"), [pytest.param(*row[1:], id=row[0]) for row in BAD]
 )
 def test_error_is_located(text, line, column, fragment):
+    """Each row: the input, the line and column of the first error, and a fragment of its words."""
     with pytest.raises(ConvcError) as caught:
         compile_text(text)
     error = errors_of(caught.value)[0]
@@ -155,6 +346,10 @@ def test_error_is_located(text, line, column, fragment):
         assert error.span is None
     else:
         assert (error.span.line, error.span.column) == (line, column)
+
+
+def test_the_corpus_is_large():
+    assert len(BAD) >= 60
 
 
 def test_several_errors_are_reported_together():

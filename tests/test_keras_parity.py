@@ -67,7 +67,7 @@ REJECTED = [
         "groups-not-dividing-channels",
         "(8, 8, 3)",
         "Conv2D(4, 3, groups=2)",
-        "groups=2 does not divide",
+        "which groups=2 does not divide",
     ),
     ("kernel-zero", "(8, 8, 3)", "Conv2D(4, 0)", "'kernel_size'"),
     ("kernel-wrong-length", "(8, 8, 3)", "Conv2D(4, (3, 3, 3))", "'kernel_size' must be"),

@@ -70,7 +70,8 @@ def bind(call: Call, signature: tuple[Param, ...], what: str) -> Bound:
     if len(call.args) > len(positional):
         extra = call.args[len(positional)]
         raise ConvcError(
-            f"{what} takes at most {len(positional)} positional arguments, got {len(call.args)}",
+            f"{what} takes at most {len(positional)} positional argument"
+            f"{'' if len(positional) == 1 else 's'}, got {len(call.args)}",
             extra.span,
             help="positional order: " + ", ".join(p.name for p in positional),
         )

@@ -84,10 +84,14 @@ class LayerType:
         if len(input_shape) != expected:
             layout = self.layout_words(config.get("data_format", "channels_last"))
             raise ConvcError(
-                f"{self.class_name} expects a {expected}-D input {layout}, "
+                f"{self.label(config)} expects a {expected}-D input {layout}, "
                 f"got shape {format_shape(input_shape)}",
                 args.call.name_span,
             )
+
+    def label(self, config: dict[str, Any]) -> str:
+        """How build-time errors name the layer: ``Conv2D 'enc1'``."""
+        return f"{self.class_name} '{config['name']}'" if "name" in config else self.class_name
 
     def layout_words(self, data_format: str) -> str:
         spatial = {1: ["steps"], 2: ["height", "width"], 3: ["depth", "height", "width"]}[self.rank]

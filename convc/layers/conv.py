@@ -203,14 +203,15 @@ class Convolution(LayerType):
         channels = input_shape[channel_axis(self.rank, data_format)]
         if channels is None:
             raise ConvcError(
-                f"{self.class_name} needs a known number of input channels, "
+                f"{self.label(config)} needs a known number of input channels, "
                 f"got input shape {format_shape(input_shape)}",
                 args.call.name_span,
             )
         groups = config.get("groups", 1)
         if channels % groups:
             raise ConvcError(
-                f"the input has {channels} channels, which groups={groups} does not divide",
+                f"{self.label(config)} gets {channels} input channels, which groups={groups} "
+                "does not divide",
                 args.span("groups"),
                 help=f"input shape {format_shape(input_shape)}",
             )
@@ -248,8 +249,8 @@ class Convolution(LayerType):
             span = shapes.effective_kernel(k, d)
             kernel = f"kernel_size={k}" + (f" with dilation_rate={d} spans {span}" if d > 1 else "")
             raise ConvcError(
-                f"{self.class_name} with padding='valid' would give an output of length {out} on "
-                f"spatial axis {axis}: the input has length {length} and {kernel}",
+                f"{self.label(config)} with padding='valid' would give an output of length {out} "
+                f"on spatial axis {axis}: the input has length {length} and {kernel}",
                 args.span("kernel_size"),
                 help=f"output length = floor(({length} - {span}) / {s}) + 1 = {out}; input shape "
                 f"{format_shape(input_shape)}; use padding='same' or a smaller kernel",

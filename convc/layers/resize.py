@@ -119,7 +119,7 @@ class Cropping(_SpatialLayer):
         length = input_shape[position]
         if begin + end >= length:
             raise ConvcError(
-                f"{self.class_name} would crop {begin} + {end} = {begin + end} of the "
+                f"{self.label(config)} would crop {begin} + {end} = {begin + end} of the "
                 f"{length} entries of spatial axis {axis}, leaving nothing",
                 args.span("cropping"),
                 help=f"the crop on each axis must be smaller than its length; input shape "
@@ -148,7 +148,7 @@ class ZeroPadding(_SpatialLayer):
         length = input_shape[position] + begin + end
         if length <= 0:
             raise ConvcError(
-                f"{self.class_name} with padding {begin} would leave spatial axis {axis} "
+                f"{self.label(config)} with padding {begin} would leave spatial axis {axis} "
                 f"({input_shape[position]} entries) with {length}",
                 args.span("padding"),
                 help="a negative ZeroPadding crops; it must leave at least one entry",
