@@ -115,7 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     verify.set_defaults(command="golden verify", handler=_golden_verify)
 
     for sub in (build, summary, run, check, golden, record, verify):
-        sub.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        # SUPPRESS: a default here would overwrite a --debug given before the command.
+        sub.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 

@@ -9,6 +9,7 @@ back to the CPU when a GPU provider was asked for is an error, not a surprise.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 import onnx
 
 from convc.diagnostics import ConvcError
+from convc.limits import EXTERNAL_DATA_BYTES
+from convc.onnxfile import save, weight_bytes
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -89,9 +92,20 @@ def open_session(
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    if largest_tensor_bytes(model) > EXTERNAL_DATA_BYTES:
+        # onnxruntime's NCHWc layout pass copies each weight into an embedded initializer,
+        # which it then refuses beyond 2 GiB; the other optimizations are kept.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     try:
-        session = ort.InferenceSession(source, options, providers=providers)
+        if isinstance(model, onnx.ModelProto) and weight_bytes(model) > EXTERNAL_DATA_BYTES:
+            # Beyond protobuf's 2 GiB: hand it over as a file with external data.
+            with tempfile.TemporaryDirectory() as directory:
+                path = Path(directory) / "model.onnx"
+                save(model, path)
+                session = ort.InferenceSession(str(path), options, providers=providers)
+        else:
+            source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+            session = ort.InferenceSession(source, options, providers=providers)
     except Exception as error:  # onnxruntime raises its own exception types
         raise ConvcError(f"onnxruntime cannot load the model: {error}") from None
     used = session.get_providers()[0]
@@ -101,6 +115,20 @@ def open_session(
             help=_HOW_TO_GET.get(provider),
         )
     return Session(session, used)
+
+
+def largest_tensor_bytes(model: onnx.ModelProto | str | os.PathLike) -> int:
+    """The size of the largest initializer, embedded or external, without loading weights."""
+    if not isinstance(model, onnx.ModelProto):
+        try:
+            model = onnx.load(str(model), load_external_data=False)
+        except Exception:  # not a model file: onnxruntime will say so when it loads it
+            return 0
+    sizes = [0]
+    for tensor in model.graph.initializer:
+        external = {entry.key: entry.value for entry in tensor.external_data}
+        sizes.append(int(external.get("length", 0)) if external else len(tensor.raw_data))
+    return max(sizes)
 
 
 def random_array(shape, *, seed: int = 0, batch: int = 1, dtype=np.float32) -> np.ndarray:

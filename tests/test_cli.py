@@ -77,3 +77,15 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["report"].ok
     assert namespace["outputs"]["cropping2d"].shape == (1, 127, 188, 4)
+
+
+def test_debug_before_the_command_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    source = tmp_path / "net.conv"
+    source.write_text(NET)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("convc.compiler.lower", broken)
+    assert main(["--debug", "build", str(source)]) == 3
+    assert "Traceback" in capsys.readouterr().err

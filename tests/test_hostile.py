@@ -212,3 +212,15 @@ def test_command_line_writes_external_data(tmp_path, monkeypatch, capsys):
     assert main(["build", str(source)]) == 0
     assert "and its weights in" in capsys.readouterr().out
     assert (tmp_path / "net.onnx.data").exists()
+
+
+def test_largest_tensor_is_measured_in_memory_and_on_disk(tmp_path, monkeypatch):
+    from convc.runtime import largest_tensor_bytes
+
+    proto = compile_text(NET)
+    biggest = 64 * 3 * 3 * 3 * 4
+    assert largest_tensor_bytes(proto) == biggest
+    monkeypatch.setattr(onnxfile, "EXTERNAL_DATA_BYTES", 1000)
+    save(proto, tmp_path / "net.onnx")
+    assert largest_tensor_bytes(tmp_path / "net.onnx") == biggest
+    assert largest_tensor_bytes(tmp_path / "absent.onnx") == 0

@@ -234,40 +234,14 @@ def _reshaping_cases():
     )
 
 
-ACTIVATIONS = (
-    "linear",
-    "relu",
-    "relu6",
-    "leaky_relu",
-    "elu",
-    "selu",
-    "celu",
-    "sigmoid",
-    "tanh",
-    "softmax",
-    "log_softmax",
-    "gelu",
-    "silu",
-    "swish",
-    "hard_sigmoid",
-    "hard_silu",
-    "hard_swish",
-    "softplus",
-    "softsign",
-    "exponential",
-    "mish",
-    "log_sigmoid",
-    "hard_tanh",
-    "tanh_shrink",
-    "soft_shrink",
-    "hard_shrink",
-    "squareplus",
-    "sparse_sigmoid",
-    "sparse_plus",
-    "glu",
-    "sparsemax",
-    None,
-)
+def _keras_activation_names() -> list:
+    """Every string name Keras's activations.get accepts (threshold needs extra arguments)."""
+    from keras.src.activations import ALL_OBJECTS_DICT
+
+    return sorted(name for name in ALL_OBJECTS_DICT if name != "threshold") + [None]
+
+
+ACTIVATIONS = _keras_activation_names()
 
 
 def _activation_cases():

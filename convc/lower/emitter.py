@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Emitter:
     def __init__(self, opset: int):
         self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
+        self.initializers: list[tuple[str, np.ndarray]] = []  # turned into tensors in model()
         self._names: set[str] = set()
         self._transposed: dict[tuple[str, tuple[int, ...]], Value] = {}
         self._constants: dict[tuple, str] = {}
@@ -85,7 +85,7 @@ class Emitter:
 
     def weight(self, what: str, array: np.ndarray) -> str:
         name = self.fresh(what)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.initializers.append((name, np.ascontiguousarray(array)))
         return name
 
     def constant(self, values, dtype=np.int64) -> str:
@@ -104,7 +104,7 @@ class Emitter:
             while name in self._names:
                 name += "_"
             self._names.add(name)
-            self.initializers.append(numpy_helper.from_array(array, name))
+            self.initializers.append((name, array))
             self._constants[key] = name
         return self._constants[key]
 
@@ -178,18 +178,23 @@ class Emitter:
     # -- the model --------------------------------------------------------------------------
 
     def model(
-        self,
-        name: str,
-        inputs: list[onnx.ValueInfoProto],
-        outputs: list[onnx.ValueInfoProto],
-        doc: str = "",
+        self, name: str, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto]
     ) -> onnx.ModelProto:
-        graph = helper.make_graph(
-            self.nodes, name, inputs, outputs, self.initializers, doc_string=doc
-        )
-        model = helper.make_model(
-            graph, opset_imports=[helper.make_opsetid("", self.opset)], producer_name="convc"
-        )
+        """The ModelProto, built in place: onnx.helper copies tensors by serializing them, which
+        fails for a tensor beyond protobuf's 2 GiB."""
+        model = onnx.ModelProto(ir_version=onnx.IR_VERSION, producer_name="convc")
+        model.opset_import.add(domain="", version=self.opset)
+        graph = model.graph
+        graph.name = name
+        graph.node.extend(self.nodes)
+        graph.input.extend(inputs)
+        graph.output.extend(outputs)
+        for tensor_name, array in self.initializers:
+            tensor = graph.initializer.add()
+            tensor.name = tensor_name
+            tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+            tensor.dims.extend(array.shape)
+            tensor.raw_data = array.tobytes()
         return model
 
     def rename(self, old: str, new: str) -> None:
