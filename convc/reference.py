@@ -8,8 +8,8 @@ Keras's mechanisms: a transposed convolution is a convolution of the stride-dila
 the flipped kernel, padded as Keras's JAX backend pads it; resizing is a matrix per axis built
 from the source coordinates PyTorch uses.
 
-One rank-generic convolution (sliding windows, im2col, one batched matmul) serves every
-convolution flavour: dilation, groups and depthwise are arguments. Tensors are computed in
+One rank-generic convolution (a matmul per kernel tap over strided views of the input) serves
+every convolution flavour: dilation, groups and depthwise are arguments. Tensors are computed in
 float32 in channels_last order, as Keras computes them.
 """
 
@@ -19,7 +19,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from convc.model import Layer, Model
 
@@ -72,28 +71,33 @@ def convolve(
 ) -> np.ndarray:
     """Keras's convolution, any rank: x (N, *spatial, C), kernel (*k, C/groups, F).
 
-    Output channels [j*F/g, (j+1)*F/g) see input channels [j*C/g, (j+1)*C/g).
+    Output channels [j*F/g, (j+1)*F/g) see input channels [j*C/g, (j+1)*C/g). Computed one kernel
+    tap at a time: each tap's strided view of the input times that tap's weights, accumulated;
+    the arithmetic of im2col without its (positions x taps) matrix.
     """
     rank = kernel.ndim - 2
-    sizes = kernel.shape[:rank]
     x = _pad_or_crop(x, pads)
-    spans = [d * (k - 1) + 1 for k, d in zip(sizes, dilation, strict=True)]
-    windows = sliding_window_view(x, spans, axis=tuple(range(1, rank + 1)))
-    pick = (
-        (slice(None),)
-        + tuple(slice(None, None, s) for s in strides)
-        + (slice(None),)
-        + tuple(slice(None, None, d) for d in dilation)
-    )
-    windows = windows[pick]  # (N, *out, C, *k)
-    batch, *out = windows.shape[: rank + 1]
-    channels, filters = x.shape[-1], kernel.shape[-1]
+    sizes = kernel.shape[:rank]
+    out = [
+        (n - (d * (k - 1) + 1)) // s + 1
+        for n, k, s, d in zip(x.shape[1:-1], sizes, strides, dilation, strict=True)
+    ]
+    batch, channels, filters = x.shape[0], x.shape[-1], kernel.shape[-1]
     per_group_in, per_group_out = channels // groups, filters // groups
-    taps = per_group_in * math.prod(sizes)
-    columns = windows.reshape(batch * math.prod(out), groups, taps).transpose(1, 0, 2)
-    matrix = np.moveaxis(kernel, rank, 0).reshape(taps, groups, per_group_out).transpose(1, 0, 2)
-    result = np.matmul(columns, matrix)  # (groups, positions, F/g)
-    return result.transpose(1, 0, 2).reshape(batch, *out, filters)
+    positions = batch * math.prod(out)
+    result = np.zeros((positions, groups, per_group_out), dtype=np.float32)
+    for tap in np.ndindex(*sizes):
+        window = tuple(
+            slice(t * d, t * d + (o - 1) * s + 1, s)
+            for t, d, o, s in zip(tap, dilation, out, strides, strict=True)
+        )
+        patch = x[(slice(None), *window, slice(None))].reshape(positions, groups, per_group_in)
+        weights = kernel[tap].reshape(per_group_in, groups, per_group_out).transpose(1, 0, 2)
+        if per_group_in == 1:  # depthwise: a broadcast product, not tiny matmuls
+            result += patch * weights[:, 0, :]
+        else:
+            result += np.matmul(patch.transpose(1, 0, 2), weights).transpose(1, 0, 2)
+    return result.reshape(batch, *out, filters)
 
 
 def _same_pads(length: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
