@@ -100,3 +100,12 @@ def test_default_opset_has_onnxruntime_kernels():
 def test_unsupported_opsets_are_refused(opset):
     with pytest.raises(ConvcError, match=f"opset {opset} is not supported"):
         compile_text(STACK, opset=opset)
+
+
+@pytest.mark.parametrize("opset", [13, 17, 21, DEFAULT_OPSET])
+def test_ir_version_is_the_oldest_the_opset_allows(opset):
+    from onnx import helper
+
+    proto = compile_text(STACK, opset=opset)
+    assert proto.ir_version == helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
+    assert proto.opset_import[0].version == opset

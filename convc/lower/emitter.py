@@ -182,8 +182,13 @@ class Emitter:
     ) -> onnx.ModelProto:
         """The ModelProto, built in place: onnx.helper copies tensors by serializing them, which
         fails for a tensor beyond protobuf's 2 GiB."""
-        model = onnx.ModelProto(ir_version=onnx.IR_VERSION, producer_name="convc")
-        model.opset_import.add(domain="", version=self.opset)
+        # The oldest IR version the opset allows: runtimes that predate newer IR versions
+        # refuse the model otherwise.
+        opset = helper.make_opsetid("", self.opset)
+        model = onnx.ModelProto(
+            ir_version=helper.find_min_ir_version_for([opset]), producer_name="convc"
+        )
+        model.opset_import.append(opset)
         graph = model.graph
         graph.name = name
         graph.node.extend(self.nodes)
