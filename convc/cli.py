@@ -99,8 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("source", metavar="NET.conv")
     record.add_argument("directory", metavar="DIR")
     _weights_options(record)
-    record.add_argument("--sets", type=int, default=1, metavar="K", help="input sets (default 1)")
-    record.add_argument("--batch", type=int, default=1, metavar="B", help="batch size (default 1)")
+    record.add_argument(
+        "--sets", type=_count, default=1, metavar="K", help="input sets (default 1)"
+    )
+    record.add_argument(
+        "--batch", type=_count, default=1, metavar="B", help="batch size (default 1)"
+    )
     record.add_argument("--opset", type=int, default=None, metavar="N")
     _tolerance_options(record, default=True)
     _provider_option(record)
@@ -122,6 +126,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {value}")
+    return value
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def _input_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--input",
@@ -138,14 +172,14 @@ def _input_options(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument(
         "--input-seed",
-        type=int,
+        type=_seed,
         default=0,
         metavar="N",
         help="seed of the random inputs (default 0)",
     )
     command.add_argument(
         "--batch",
-        type=int,
+        type=_count,
         default=1,
         metavar="B",
         help="batch size of random inputs when the batch is dynamic (default 1)",
@@ -167,14 +201,14 @@ def _tolerance_options(command: argparse.ArgumentParser, *, default: bool) -> No
     rtol, atol = (DEFAULT_RTOL, DEFAULT_ATOL) if default else (None, None)
     command.add_argument(
         "--rtol",
-        type=float,
+        type=_tolerance,
         default=rtol,
         metavar="R",
         help=f"relative tolerance (default {rtol if default else 'as recorded'})",
     )
     command.add_argument(
         "--atol",
-        type=float,
+        type=_tolerance,
         default=atol,
         metavar="A",
         help=f"absolute tolerance (default {atol if default else 'as recorded'})",
@@ -189,7 +223,7 @@ def _weights_options(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument(
         "--seed",
-        type=int,
+        type=_seed,
         default=0,
         metavar="N",
         help="seed of the initializers when no --weights are given (default 0)",

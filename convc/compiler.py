@@ -50,6 +50,8 @@ def model_weights(
     model: Model, weights: WeightsSource = None, seed: int = 0
 ) -> weights_module.Weights:
     """The model's weights from a file, from ``{"layer/variable": array}``, or initialized."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConvcError(f"the seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
     if weights is None:
         return weights_module.initialize(model, seed)
     if isinstance(weights, Mapping):

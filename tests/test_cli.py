@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import onnx
+import pytest
 
 from convc import __version__
 from convc.cli import main
@@ -89,3 +90,29 @@ def test_debug_before_the_command_shows_the_traceback(tmp_path, capsys, monkeypa
     monkeypatch.setattr("convc.compiler.lower", broken)
     assert main(["--debug", "build", str(source)]) == 3
     assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--batch", "0"], "--batch: must be at least 1"),
+        (["--batch", "x"], "--batch: expected an integer, got 'x'"),
+        (["--input-seed", "-1"], "--input-seed: must be between 0"),
+        (["--seed", "-3"], "--seed: must be between 0"),
+    ],
+)
+def test_bad_flag_values_are_usage_errors(tmp_path, capsys, flags, fragment):
+    source = tmp_path / "net.conv"
+    source.write_text(NET)
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(source), *flags])
+    assert exit_.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_api_refuses_a_negative_seed():
+    from convc.compiler import compile_text
+    from convc.diagnostics import ConvcError
+
+    with pytest.raises(ConvcError, match="the seed must be"):
+        compile_text(NET, seed=-1)
