@@ -2,7 +2,7 @@
 
 * Resource limits (convc.limits): huge files, deep nesting, huge integers, too many layers,
   weights that would need terabytes.
-* A property-based fuzz test: random mutations of the samples (deleted or duplicated characters,
+* A property-based fuzz test (4,000 examples): random mutations of the samples (deleted or duplicated characters,
   swapped tokens, odd values in number slots) give either a model or a ConvcError, never another
   exception.
 * Writing: atomic (a failed write leaves nothing and keeps the old file); models beyond the
@@ -147,7 +147,7 @@ def mutated_sample(draw) -> str:
 
 
 @settings(
-    max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+    max_examples=4000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
 )
 @given(mutated_sample())
 def test_mutated_samples_compile_or_fail_cleanly(text):
