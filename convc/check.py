@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convc.compiler import check_opset
+from convc.diagnostics import ConvcError
 from convc.lower import DEFAULT_OPSET, lower
 from convc.model import Model, format_shape
 from convc.reference import run_reference
@@ -92,6 +93,9 @@ def check(
     opset: int = DEFAULT_OPSET,
 ) -> CheckReport:
     """Run ONNX Runtime and the reference on input ``x`` and compare every layer's output."""
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if not 0 <= value < float("inf"):
+            raise ConvcError(f"{name} must be a finite number >= 0, got {value}")
     check_opset(opset)
     proto = lower(model, weights, opset=opset, layer_outputs=True)
     session = open_session(proto, provider)

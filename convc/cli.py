@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("convc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. convc run ... | head -1: the reader left; nothing to report
+        sys.stderr.close()
+        return EXIT_OK
+    except MemoryError:
+        print("convc: error: not enough memory for this model or input", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as error:  # a bug: say so, without a traceback unless asked
         if args.debug:
             traceback.print_exc()
@@ -275,16 +281,21 @@ def _inputs(args: argparse.Namespace, session) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    from convc.arrays import npz_bytes
     from convc.compiler import compile_model, write_bytes
     from convc.runtime import open_session
 
     if args.model.endswith(".conv"):
         target = compile_model(_load(args, args.model), args.weights, seed=args.seed)
     else:
+        args.loaded = (args.model, None)
         if not Path(args.model).is_file():
             raise ConvcError("no such file", path=args.model)
+        if args.weights:
+            raise ConvcError(
+                "--weights applies to .conv sources; an .onnx model carries its weights",
+                path=args.model,
+            )
         target = args.model
     session = open_session(target, args.provider)
     outputs = session.run(_inputs(args, session))
@@ -297,11 +308,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         print(f"{name}: shape {tuple(value.shape)} {value.dtype}  {stats}")
     if args.output:
-        import io
-
-        buffer = io.BytesIO()
-        np.savez(buffer, **outputs)
-        write_bytes(buffer.getvalue(), args.output)
+        write_bytes(npz_bytes(outputs), args.output)
         print(f"wrote {args.output}")
     return EXIT_OK
 

@@ -102,7 +102,7 @@ def read_source(path: str | os.PathLike) -> str:
                 f"the file is {size:,} bytes; convc reads at most {MAX_SOURCE_BYTES:,}",
                 path=str(path),
             )
-        return path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not an error
     except FileNotFoundError:
         raise ConvcError("no such file", path=str(path)) from None
     except IsADirectoryError:

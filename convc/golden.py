@@ -41,6 +41,7 @@ from convc.lower import DEFAULT_OPSET
 from convc.runtime import Session, check_inputs, open_session, random_inputs
 
 MANIFEST = "manifest.json"
+MAX_SETS = 10_000
 MODEL = "model.onnx"
 FORMAT_VERSION = 1
 _SET = re.compile(r"test_data_set_(\d+)")
@@ -171,8 +172,8 @@ def record(
     write the golden directory. An existing golden directory is replaced; the directory's other
     contents are never touched, and a non-empty directory that is not a golden is refused."""
     source, directory = Path(source), Path(directory)
-    if sets < 1:
-        raise ConvcError(f"sets={sets}: record at least one input set")
+    if not 1 <= sets <= MAX_SETS:
+        raise ConvcError(f"sets={sets}: record from 1 to {MAX_SETS:,} input sets")
     if batch < 1:
         raise ConvcError(f"batch={batch}: the batch size must be at least 1")
     if rtol < 0 or atol < 0:
@@ -402,15 +403,32 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         isinstance(weights, dict) and isinstance(weights.get("path"), str)
     ):
         raise ConvcError("the manifest's 'weights' has no 'path'", path=str(path))
-    try:
-        for key in ("seed", "opset", "sets"):
-            int(manifest[key])
-        for key in ("rtol", "atol"):
-            float(manifest[key])
-    except (TypeError, ValueError):
-        raise ConvcError(
-            "the manifest's seed, opset, sets, rtol and atol must be numbers", path=str(path)
-        ) from None
+    bounds = {
+        "seed": (0, 2**63 - 1),
+        "opset": (1, 10_000),
+        "sets": (1, MAX_SETS),
+        "batch": (1, 2**31 - 1),
+    }
+    for key, (low, high) in bounds.items():
+        value = manifest.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConvcError(
+                f"the manifest's {key!r} must be an integer from {low} to {high:,}, got {value!r}",
+                path=str(path),
+            )
+    for key in ("rtol", "atol"):
+        value = manifest[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 <= value < float("inf")
+        ):
+            raise ConvcError(
+                f"the manifest's {key!r} must be a finite number >= 0, got {value!r}",
+                path=str(path),
+            )
+    if not isinstance(manifest.get("versions", {}), dict):
+        raise ConvcError("the manifest's 'versions' must be an object", path=str(path))
     return manifest
 
 

@@ -16,6 +16,9 @@ MAX_LAYERS = 100_000
 MAX_ERRORS = 20
 """Errors reported from one file before convc stops looking for more."""
 
+MAX_INT_DIGITS = 100
+"""An integer literal has at most this many digits (the 32-bit limit is checked later)."""
+
 MAX_INT = 2**31 - 1
 """The largest integer argument or tensor dimension (ONNX runtimes index with 32 bits)."""
 

@@ -8,15 +8,18 @@ back to the CPU when a GPU provider was asked for is an error, not a surprise.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import onnx
 
+from convc.arrays import read_npy, read_npz
 from convc.diagnostics import ConvcError
 from convc.limits import EXTERNAL_DATA_BYTES
 from convc.onnxfile import save, weight_bytes
@@ -78,7 +81,19 @@ class Session:
         return [o.name for o in self.session.get_outputs()]
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self.session.run(None, dict(inputs))
+        import onnxruntime as ort
+
+        feed = {}
+        for name, array in inputs.items():
+            if array.dtype == BFLOAT16:  # onnxruntime takes bfloat16 only as an OrtValue
+                array = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(array.view(np.uint16), 16)
+            feed[name] = array
+        try:
+            outputs = self.session.run(None, feed)
+        except MemoryError:
+            raise ConvcError("not enough memory to run the model on this input") from None
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ConvcError(f"onnxruntime failed to run the model: {error}") from None
         return dict(zip(self.output_names, outputs, strict=True))
 
 
@@ -132,26 +147,56 @@ def largest_tensor_bytes(model: onnx.ModelProto | str | os.PathLike) -> int:
 
 
 def random_array(shape, *, seed: int = 0, batch: int = 1, dtype=np.float32) -> np.ndarray:
-    """A standard-normal array; unknown (None or symbolic) dimensions take ``batch``."""
+    """A random array: standard-normal floats, small non-negative ints, or booleans. Unknown
+    (None or symbolic) dimensions take ``batch``."""
     concrete = [d if isinstance(d, int) and d >= 0 else batch for d in shape]
-    return np.random.default_rng(seed).standard_normal(concrete).astype(dtype)
+    size = math.prod(concrete) * np.dtype(dtype).itemsize
+    if size > MAX_INPUT_BYTES:
+        raise ConvcError(
+            f"a random input of shape {tuple(concrete)} would need {size / 2**30:,.1f} GiB",
+            help="give a smaller --batch, or the input as a file",
+        )
+    rng = np.random.default_rng(seed)
+    kind = np.dtype(dtype).kind
+    if kind == "b":
+        return rng.random(concrete, dtype=np.float32) < 0.5
+    if kind in "iu":
+        return rng.integers(0, 10, concrete).astype(dtype)
+    return rng.standard_normal(concrete, dtype=np.float32).astype(dtype)
 
 
 def random_inputs(session: Session, *, seed: int = 0, batch: int = 1) -> dict[str, np.ndarray]:
-    """Standard-normal inputs for every graph input (input i drawn with seed + i)."""
+    """Random inputs for every graph input (input i drawn with seed + i)."""
     return {
-        spec.name: random_array(
-            spec.shape, seed=seed + i, batch=batch, dtype=_NUMPY_TYPES.get(spec.type, np.float32)
-        )
+        spec.name: random_array(spec.shape, seed=seed + i, batch=batch, dtype=_dtype_of(spec))
         for i, spec in enumerate(session.session.get_inputs())
     }
 
+
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+MAX_INPUT_BYTES = 8 << 30
+"""Random inputs convc draws are at most 8 GiB."""
 
 _NUMPY_TYPES = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
     "tensor(float16)": np.float16,
+    "tensor(bfloat16)": BFLOAT16,
+    "tensor(bool)": np.bool_,
+    **{
+        f"tensor({t})": np.dtype(t)
+        for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+    },
 }
+
+
+def _dtype_of(spec) -> np.dtype:
+    if spec.type not in _NUMPY_TYPES:
+        raise ConvcError(
+            f"convc cannot make random values for input {spec.name!r} of type {spec.type}",
+            help=f"give it with --input {spec.name}=FILE.npy",
+        )
+    return np.dtype(_NUMPY_TYPES[spec.type])
 
 
 def read_inputs(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -163,7 +208,7 @@ def read_inputs(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, n
             name, path = "", spec
         path_ = Path(path)
         if path_.suffix == ".npz":
-            arrays = _load_npz(path_)
+            arrays = read_npz(path_)
             for key, array in arrays.items():
                 if key not in input_names:
                     raise ConvcError(
@@ -179,27 +224,8 @@ def read_inputs(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, n
             name = input_names[0]
         if name not in input_names:
             raise ConvcError(f"the model has no input {name!r} (inputs: {', '.join(input_names)})")
-        inputs[name] = _load_npy(path_)
+        inputs[name] = read_npy(path_)
     return inputs
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ConvcError("no such file", path=str(path)) from None
-    except (ValueError, OSError, EOFError) as error:
-        raise ConvcError(f"cannot read the array: {error}", path=str(path)) from None
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise ConvcError("no such file", path=str(path)) from None
-    except Exception as error:  # zipfile and numpy raise several types for a bad archive
-        raise ConvcError(f"cannot read the arrays: {error}", path=str(path)) from None
 
 
 def check_inputs(session: Session, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -217,5 +243,9 @@ def check_inputs(session: Session, inputs: Mapping[str, np.ndarray]) -> dict[str
                 "(" + ", ".join(str(d) if isinstance(d, int) else "batch" for d in spec.shape) + ")"
             )
             raise ConvcError(f"input {spec.name!r} has shape {array.shape}, expected {expected}")
-        checked[spec.name] = array.astype(_NUMPY_TYPES.get(spec.type, np.float32), copy=False)
+        if array.dtype.kind not in "fiub" and array.dtype != BFLOAT16:
+            raise ConvcError(
+                f"input {spec.name!r} has dtype {array.dtype}; the model takes real numbers"
+            )
+        checked[spec.name] = array.astype(_dtype_of(spec), copy=False)
     return checked

@@ -27,9 +27,7 @@ def summary(model: Model) -> str:
     total = model.parameter_count
     out.append(f" Input: {model.input.name} {format_shape(model.input.shape)} {model.input.dtype}")
     out.append(f" Total params: {total:,} ({_size(total * 4)})")
-    trainable = sum(
-        layer.parameter_count for layer in model.layers if layer.config.get("trainable", True)
-    )
+    trainable = sum(layer.trainable_parameter_count for layer in model.layers)
     out.append(f" Trainable params: {trainable:,} ({_size(trainable * 4)})")
     out.append(f" Non-trainable params: {total - trainable:,} ({_size((total - trainable) * 4)})")
     return "\n".join(out)

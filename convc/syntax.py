@@ -17,7 +17,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from convc.diagnostics import ConvcError, Span
-from convc.limits import MAX_NESTING
+from convc.limits import MAX_INT_DIGITS, MAX_NESTING
 
 # ---------------------------------------------------------------------------------------------
 # The syntax objects
@@ -271,6 +271,11 @@ class _ToSyntax(Transformer):
 
     def int(self, meta, children):
         (token,) = children
+        if len(token) > MAX_INT_DIGITS:
+            raise ConvcError(
+                f"an integer of {len(token):,} digits; convc reads at most {MAX_INT_DIGITS}",
+                _token_span(token),
+            )
         return Literal(
             int(token, 0) if token[:2].lower() in {"0x", "0o", "0b"} else int(token),
             _token_span(token),
@@ -293,9 +298,16 @@ class _ToSyntax(Transformer):
 
 def _string_value(token: Token) -> str:
     try:
-        return ast.literal_eval(str(token))
+        value = ast.literal_eval(str(token))
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConvcError(
+            "the string holds an unpaired surrogate (\\ud800-\\udfff), which is not text",
+            _token_span(token),
+        ) from None
     except (ValueError, SyntaxError) as error:
         raise ConvcError(f"invalid string literal: {error}", _token_span(token)) from None
+    return value
 
 
 # ---------------------------------------------------------------------------------------------

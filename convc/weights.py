@@ -16,12 +16,12 @@ is lowering's job, not this module's.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from convc.arrays import read_npz
 from convc.diagnostics import ConvcError
 from convc.model import Layer, Model, format_shape
 
@@ -53,28 +53,12 @@ def load(model: Model, path: str | Path) -> Weights:
     if path.name.endswith(".h5") or path.name.endswith(".hdf5"):
         return _load_h5(model, path)
     if path.suffix == ".npz":
-        return from_arrays(model, _read_npz(path), str(path))
+        return from_arrays(model, read_npz(path), str(path))
     raise ConvcError(
         "unknown weights format",
         path=str(path),
         help="give a .npz file (keys 'layer/variable') or a Keras .weights.h5 file",
     )
-
-
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except ValueError as error:
-        if "pickle" in str(error).lower():
-            raise ConvcError(
-                "the file holds pickled objects, which convc never loads", path=str(path)
-            ) from None
-        raise ConvcError(f"cannot read the .npz file: {error}", path=str(path)) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as error:
-        raise ConvcError(
-            f"cannot read the .npz file (corrupt or truncated?): {error}", path=str(path)
-        ) from None
 
 
 def from_arrays(
@@ -187,9 +171,12 @@ def _load_h5(model: Model, path: Path) -> Weights:
         for key, layer in keys.items():
             stored = groups.get(f"{key}/vars")
             arrays = {}
+            if stored is not None and not isinstance(stored, h5py.Group):
+                raise ConvcError(f"layers/{key}/vars is not a group of arrays", path=str(path))
             if stored is not None:
                 for index in stored:
-                    if not index.isdigit() or int(index) >= len(layer.variables):
+                    canonical = index.isdigit() and str(int(index)) == index
+                    if not canonical or int(index) >= len(layer.variables):
                         raise ConvcError(
                             f"layers/{key}/vars/{index} does not match a variable of layer "
                             f"'{layer.name}' ({layer.class_name}: "
@@ -202,12 +189,24 @@ def _load_h5(model: Model, path: Path) -> Weights:
                         raise ConvcError(
                             f"layers/{key}/vars/{index} is not an array", path=str(path)
                         )
-                    arrays[layer.variables[int(index)].name] = _read_dataset(dataset, path)
+                    variable = layer.variables[int(index)]
+                    arrays[variable.name] = _read_dataset(dataset, path, layer, variable.name)
             weights[layer.name] = _check_layer(layer, arrays, str(path))
         return weights
 
 
-def _read_dataset(dataset, path: Path) -> np.ndarray:
+def _read_dataset(dataset, path: Path, layer: Layer, name: str) -> np.ndarray:
+    """A variable's array, its shape and dtype checked before anything is read."""
+    expected = next(v.shape for v in layer.variables if v.name == name)
+    key = f"{layer.name}/{name}"
+    if dataset.dtype.kind != "f":
+        raise ConvcError(f"{key} has dtype {dataset.dtype}, expected a float array", path=str(path))
+    if tuple(dataset.shape) != expected:
+        raise ConvcError(
+            f"{key} has shape {format_shape(tuple(dataset.shape))}, expected "
+            f"{format_shape(expected)}",
+            path=str(path),
+        )
     try:
         return dataset[()]
     except (OSError, TypeError, ValueError) as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 
 from convc.compiler import resolve_text
@@ -431,6 +432,9 @@ def test_matches_keras(text):
     assert [layer.name for layer in ours] == [layer.name for layer in model.layers]
     assert [layer.parameter_count for layer in ours] == [
         layer.count_params() for layer in model.layers
+    ]
+    assert [layer.trainable_parameter_count for layer in ours] == [
+        sum(int(np.prod(w.shape)) for w in layer.trainable_weights) for layer in model.layers
     ]
     for mine, theirs in zip(ours, model.layers, strict=True):
         if mine.config.get("activation") != "glu":  # Keras's symbolic glu shape is wrong

@@ -105,7 +105,7 @@ def test_run_onnx_with_npy_and_npz_inputs(tmp_path, capsys):
     [
         ("other=x.npy", "the model has no input 'other'"),
         ("missing.npy", "no such file"),
-        ("bad.npy", "cannot read the array"),
+        ("bad.npy", "not an .npy array"),
     ],
 )
 def test_run_input_errors(tmp_path, capsys, spec, fragment):

@@ -169,15 +169,25 @@ def lower_cropping(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Val
 
 
 def lower_zero_padding(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
-    begins = [0] * x.rank
-    ends = [0] * x.rank
-    for physical, (begin, end) in zip(
-        _spatial_physical_axes(layer, x), layer.config["padding"], strict=True
+    # Keras's negative ZeroPadding2D/3D crops: that part becomes a Slice, which every runtime
+    # takes (ONNX allows negative Pad amounts, but not every implementation does).
+    begins, ends = [0] * x.rank, [0] * x.rank
+    axes, starts, stops = [], [], []
+    logical = spatial_axes(layer.type.rank, layer.config["data_format"])
+    for physical, axis, (begin, end) in zip(
+        _spatial_physical_axes(layer, x), logical, layer.config["padding"], strict=True
     ):
-        begins[physical], ends[physical] = begin, end
-    if not any(begins) and not any(ends):
-        return Value(x.name, x.perm, layer.output_shape)
-    return Value(em.pad(x.name, begins + ends), x.perm, layer.output_shape)
+        begins[physical], ends[physical] = max(begin, 0), max(end, 0)
+        if begin < 0 or end < 0:
+            axes.append(physical)
+            starts.append(max(-begin, 0))
+            stops.append(layer.input_shape[axis] - max(-end, 0))
+    name = x.name
+    if axes:
+        name = em.slice(name, starts, stops, axes, "crop")
+    if any(begins) or any(ends):
+        name = em.pad(name, begins + ends)
+    return Value(name, x.perm, layer.output_shape)
 
 
 def lower_up_sampling(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
