@@ -123,12 +123,6 @@ def _hashable(key: Any, node: Value) -> Any:
     return key
 
 
-def source_text(value: Value | Keyword, source: str) -> str:
-    """The exact text a value was written as."""
-    span = value.full_span if isinstance(value, Keyword) else value.span
-    return source[span.start : span.end]
-
-
 # ---------------------------------------------------------------------------------------------
 # Parsing
 

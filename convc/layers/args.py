@@ -15,7 +15,7 @@ from typing import Any
 
 from convc.diagnostics import ConvcError, Span
 from convc.limits import MAX_INT
-from convc.syntax import Call, Literal, Sequence, Value, to_python
+from convc.syntax import Call, Value, to_python
 
 REQUIRED = object()
 """Default of a parameter that has none."""
@@ -190,13 +190,3 @@ def string_arg(args: Bound, name: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ConvcError(f"'{name}' must be a string, got {name}={_show(value)}", args.span(name))
     return value
-
-
-def literal_or_none(value: Value | None) -> Any:
-    """The Python value of a literal; None for anything else (a call, a name) or nothing."""
-    if isinstance(value, Literal | Sequence):
-        try:
-            return to_python(value)
-        except ConvcError:
-            return None
-    return None

@@ -35,10 +35,6 @@ class Value:
         """Where logical axis ``logical_axis`` (negative counts from the end) is stored."""
         return self.perm.index(logical_axis % self.rank)
 
-    @property
-    def physical_shape(self) -> tuple[int | None, ...]:
-        return tuple(self.shape[axis] for axis in self.perm)
-
 
 def identity(rank: int) -> tuple[int, ...]:
     return tuple(range(rank))
