@@ -91,13 +91,14 @@ def check(
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
     opset: int = DEFAULT_OPSET,
+    optimize: bool = True,
 ) -> CheckReport:
     """Run ONNX Runtime and the reference on input ``x`` and compare every layer's output."""
     for name, value in (("rtol", rtol), ("atol", atol)):
         if not 0 <= value < float("inf"):
             raise ConvcError(f"{name} must be a finite number >= 0, got {value}")
     check_opset(opset)
-    proto = lower(model, weights, opset=opset, layer_outputs=True)
+    proto = lower(model, weights, opset=opset, layer_outputs=True, optimize=optimize)
     session = open_session(proto, provider)
     inputs = check_inputs(session, {model.input.name: x})
     actual = session.run(inputs)

@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="ONNX opset to emit (default: the newest supported)",
     )
+    _optimize_option(build)
     build.set_defaults(command="build", handler=_build)
 
     summary = commands.add_parser("summary", help="print a Keras-style summary of a .conv file")
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs")
     _weights_options(run)
     _provider_option(run)
+    _optimize_option(run)
     run.set_defaults(command="run", handler=_run)
 
     check = commands.add_parser("check", help="compare every layer with the NumPy reference")
@@ -95,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     _weights_options(check)
     _tolerance_options(check, default=True)
     _provider_option(check)
+    _optimize_option(check)
     check.set_defaults(command="check", handler=_check)
 
     golden = commands.add_parser("golden", help="record or verify golden outputs")
@@ -160,6 +163,15 @@ def _tolerance(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+def _optimize_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--no-optimize",
+        dest="optimize",
+        action="store_false",
+        help="skip the exact graph rewrites (fold ZeroPadding into Conv pads ...), for debugging",
+    )
 
 
 def _input_options(command: argparse.ArgumentParser) -> None:
@@ -252,7 +264,7 @@ def _build(args: argparse.Namespace) -> int:
 
     model = _load(args, args.source)
     opset = DEFAULT_OPSET if args.opset is None else args.opset
-    proto = compile_model(model, args.weights, seed=args.seed, opset=opset)
+    proto = compile_model(model, args.weights, seed=args.seed, opset=opset, optimize=args.optimize)
     output = Path(args.output) if args.output else Path(args.source).with_suffix(".onnx")
     written = save(proto, output)
     print(
@@ -286,7 +298,9 @@ def _run(args: argparse.Namespace) -> int:
     from convc.runtime import open_session
 
     if args.model.endswith(".conv"):
-        target = compile_model(_load(args, args.model), args.weights, seed=args.seed)
+        target = compile_model(
+            _load(args, args.model), args.weights, seed=args.seed, optimize=args.optimize
+        )
     else:
         args.loaded = (args.model, None)
         if not Path(args.model).is_file():
@@ -326,7 +340,15 @@ def _check(args: argparse.Namespace) -> int:
         x = read_inputs(args.input, [model.input.name])[model.input.name]
     else:
         x = random_array(model.input.shape, seed=args.input_seed, batch=args.batch)
-    report = check(model, weights, x, provider=args.provider, rtol=args.rtol, atol=args.atol)
+    report = check(
+        model,
+        weights,
+        x,
+        provider=args.provider,
+        rtol=args.rtol,
+        atol=args.atol,
+        optimize=args.optimize,
+    )
     print(f"{args.source}: input {tuple(x.shape)}, onnxruntime {report.provider}")
     print(report.render())
     return EXIT_OK if report.ok else EXIT_USER_ERROR

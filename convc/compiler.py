@@ -66,10 +66,15 @@ def compile_model(
     seed: int = 0,
     opset: int = DEFAULT_OPSET,
     layer_outputs: bool = False,
+    optimize: bool = True,
 ) -> onnx.ModelProto:
     check_opset(opset)
     return lower(
-        model, model_weights(model, weights, seed), opset=opset, layer_outputs=layer_outputs
+        model,
+        model_weights(model, weights, seed),
+        opset=opset,
+        layer_outputs=layer_outputs,
+        optimize=optimize,
     )
 
 
@@ -80,10 +85,16 @@ def compile_text(
     seed: int = 0,
     opset: int = DEFAULT_OPSET,
     layer_outputs: bool = False,
+    optimize: bool = True,
 ) -> onnx.ModelProto:
     """Compile .conv source text to an ONNX model (in memory)."""
     return compile_model(
-        resolve_text(text), weights, seed=seed, opset=opset, layer_outputs=layer_outputs
+        resolve_text(text),
+        weights,
+        seed=seed,
+        opset=opset,
+        layer_outputs=layer_outputs,
+        optimize=optimize,
     )
 
 

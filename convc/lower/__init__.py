@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from convc import __version__
+from convc.lower import rewrites
 from convc.lower.emitter import Emitter, Value, identity, onnx_type, tensor_info
 from convc.lower.rules import RULES
 from convc.model import Model
@@ -35,9 +36,11 @@ def lower(
     *,
     opset: int = DEFAULT_OPSET,
     layer_outputs: bool = False,
+    optimize: bool = True,
 ) -> onnx.ModelProto:
     """Build the ONNX model. With ``layer_outputs``, every layer's output (in Keras layout) is
-    also a graph output, named after the layer, for checking layer by layer."""
+    also a graph output, named after the layer, for checking layer by layer. ``optimize``
+    applies the exact graph rewrites of ``convc.lower.rewrites``."""
     em = Emitter(opset)
     rank = len(model.input.shape)
     x = Value(model.input.name, identity(rank), model.input.shape)
@@ -48,6 +51,7 @@ def lower(
     for layer in model.layers:
         em.scope = layer.name
         x = RULES[layer.family](em, layer, x, weights.get(layer.name, {}))
+        em.value_shapes[x.name] = tuple(0 if d is None else d for d in (x.shape[a] for a in x.perm))
         if layer_outputs and layer is not model.layers[-1]:
             outputs.append((layer.name, x))
     outputs.append((model.layers[-1].name, x))
@@ -64,6 +68,8 @@ def lower(
         published[keras_layout] = name
         graph_outputs.append(tensor_info(name, "float32", value.shape))
 
+    if optimize:
+        rewrites.optimize(em, {info.name for info in graph_outputs})
     proto = em.model(
         model.name,
         [tensor_info(model.input.name, model.input.dtype, model.input.shape)],

@@ -53,6 +53,8 @@ class Emitter:
         self._names: set[str] = set()
         self._transposed: dict[tuple[str, tuple[int, ...]], Value] = {}
         self._constants: dict[tuple, str] = {}
+        self.constant_values: dict[str, np.ndarray] = {}  # for rewrites that read them
+        self.value_shapes: dict[str, tuple[int, ...]] = {}  # physical shapes of layer outputs
         self.scope = ""
 
     # -- naming -----------------------------------------------------------------------------
@@ -102,6 +104,7 @@ class Emitter:
             self._names.add(name)
             self.initializers.append((name, array))
             self._constants[key] = name
+            self.constant_values[name] = array
         return self._constants[key]
 
     # -- layout -----------------------------------------------------------------------------
@@ -190,7 +193,10 @@ class Emitter:
         graph.node.extend(self.nodes)
         graph.input.extend(inputs)
         graph.output.extend(outputs)
+        used = {name for node in self.nodes for name in node.input}
         for tensor_name, array in self.initializers:
+            if tensor_name not in used:  # a constant that a rewrite made redundant
+                continue
             tensor = graph.initializer.add()
             tensor.name = tensor_name
             tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)

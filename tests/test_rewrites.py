@@ -1,0 +1,76 @@
+"""The graph rewrites: each pattern's node sequence, and the same numbers as Keras and as the
+model built without rewrites (--no-optimize)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convc.check import check
+from convc.compiler import compile_text, resolve_text
+from convc.weights import initialize
+
+from oracle import assert_matches_keras, onnx_output
+
+HEAD = "Input(shape=(9, 8, 3))\n"
+
+CASES = [
+    ("pad-into-valid-conv", "Conv2D(4, 1)\nZeroPadding2D(((1, 2), (0, 1)))\nConv2D(4, 3)\n",
+     ["Transpose", "Conv", "Conv", "Transpose"]),
+    ("pad-into-same-conv", "Conv2D(4, 1)\nZeroPadding2D(1)\nConv2D(4, 3, strides=2, padding='same')\n",
+     ["Transpose", "Conv", "Conv", "Transpose"]),
+    ("pad-into-depthwise", "Conv2D(4, 1)\nZeroPadding2D(1)\nDepthwiseConv2D(3)\n",
+     ["Transpose", "Conv", "Conv", "Transpose"]),
+    ("pad-into-separable", "Conv2D(4, 1)\nZeroPadding2D(1)\nSeparableConv2D(2, 3)\n",
+     ["Transpose", "Conv", "Conv", "Conv", "Transpose"]),
+    ("pad-then-crop-cancel", "Conv2D(4, 1)\nZeroPadding2D(1)\nCropping2D(1)\nConv2D(2, 1)\n",
+     ["Transpose", "Conv", "Conv", "Transpose"]),
+    ("pad-then-smaller-crop", "Conv2D(4, 1)\nZeroPadding2D(2)\nCropping2D(1)\nConv2D(2, 1, padding='same')\n",
+     ["Transpose", "Conv", "Conv", "Transpose"]),
+    ("pad-then-larger-crop", "Conv2D(4, 1)\nZeroPadding2D(1)\nCropping2D(((2, 1), (1, 3)))\nConv2D(2, 1)\n",
+     ["Transpose", "Conv", "Slice", "Conv", "Transpose"]),
+    ("pad-and-crop-mixed-stay", "Conv2D(4, 1)\nZeroPadding2D(((1, 0), (0, 1)))\nCropping2D(((0, 1), (1, 0)))\n",
+     ["Transpose", "Conv", "Pad", "Slice", "Transpose"]),
+    ("pad-before-transpose-conv-stays", "Conv2D(4, 1)\nZeroPadding2D(1)\nConv2DTranspose(2, 3)\n",
+     ["Transpose", "Conv", "Pad", "ConvTranspose", "Transpose"]),
+    ("pad-on-the-input-stays", "ZeroPadding2D(1)\nConv2D(2, 3)\n",
+     ["Pad", "Transpose", "Conv", "Transpose"]),
+    ("pad-as-last-layer-stays", "Conv2D(4, 1)\nZeroPadding2D(1)\n",
+     ["Transpose", "Conv", "Pad", "Transpose"]),
+    ("cancelling-pair-at-the-output-stays", "ZeroPadding2D(2)\nCropping2D(2)\n", ["Pad", "Slice"]),
+    ("cancelling-pair-before-the-output-transpose", "Conv2D(4, 1)\nZeroPadding2D(2)\nCropping2D(2)\n",
+     ["Transpose", "Conv", "Transpose"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("layers", "ops"), [pytest.param(*c[1:], id=c[0]) for c in CASES])
+def test_rewrite(layers, ops):
+    text = HEAD + layers
+    _, proto = assert_matches_keras(text)
+    assert [node.op_type for node in proto.graph.node] == ops
+    x = np.random.default_rng(2).standard_normal((2, 9, 8, 3)).astype(np.float32)
+    plain = compile_text(text, optimize=False)
+    np.testing.assert_allclose(
+        onnx_output(compile_text(text), x), onnx_output(plain, x), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_layer_outputs_are_never_folded_away():
+    model = resolve_text(HEAD + "Conv2D(4, 1)\nZeroPadding2D(1)\nCropping2D(1)\nConv2D(2, 3)\n")
+    x = np.ones((1, 9, 8, 3), np.float32)
+    report = check(model, initialize(model, 0), x)
+    assert report.ok and [layer.name for layer in report.layers][1:3] == [
+        "zero_padding2d",
+        "cropping2d",
+    ]
+
+
+def test_no_optimize_keeps_every_layer_node(tmp_path, capsys):
+    from convc.cli import main
+
+    source = tmp_path / "net.conv"
+    source.write_text(HEAD + "Conv2D(4, 1)\nZeroPadding2D(1)\nCropping2D(1)\nConv2D(2, 1)\n")
+    assert main(["build", str(source), "--no-optimize"]) == 0
+    assert "6 nodes" in capsys.readouterr().out
+    assert main(["build", str(source)]) == 0
+    assert "4 nodes" in capsys.readouterr().out
