@@ -99,10 +99,12 @@ def stack(draw) -> str:
 
 
 def _keras(text: str):
-    """Keras's model, weights, input and output; None when Keras fails or computes an empty
-    tensor (convc refuses zero-size outputs when it builds, where Keras runs them)."""
+    """Keras's model, weights, input and output; None when Keras fails or any layer computes an
+    empty tensor (convc refuses zero-size outputs when it builds, where Keras runs on)."""
     try:
         model = keras_model(text)
+        if any(0 in layer.output.shape for layer in model.layers):
+            return None
         arrays = random_weights(model)
         x = input_for(model, batch=1)
         output = keras_output(model, x)
