@@ -192,6 +192,15 @@ def lower_zero_padding(em: Emitter, layer: Layer, x: Value, weights: Weights) ->
 
 def lower_up_sampling(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
     c = layer.config
+    if c["interpolation"] != "nearest":
+        # onnxruntime's linear Resize scales only the inner or the middle axes, its cubic one
+        # only the inner ones; a mixed-format chain can leave the spatial axes elsewhere.
+        positions = sorted(_spatial_physical_axes(layer, x))
+        allowed = [list(range(2, x.rank))]
+        if c["interpolation"] == "bilinear":
+            allowed.append(list(range(1, x.rank - 1)))
+        if positions not in allowed:
+            x = em.in_layout(x, _conv_layout(layer, x.rank))
     scales = [1.0] * x.rank
     for physical, factor in zip(_spatial_physical_axes(layer, x), c["size"], strict=True):
         scales[physical] = float(factor)
