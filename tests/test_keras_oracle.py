@@ -329,6 +329,24 @@ def _data_format_cases():
         "Conv2D(5, 3)",
         "Conv2D(3, 1, data_format='channels_first', activation='softmax')",
     )
+    yield case(
+        "bilinear-channels_first-after-last",
+        "Input(shape=(5, 6, 3))",
+        "Conv2D(4, 1)",
+        "UpSampling2D(2, data_format='channels_first', interpolation='bilinear')",
+    )
+    yield case(
+        "bilinear-last-after-first",
+        "Input(shape=(4, 5, 6))",
+        "Conv2D(4, 1, data_format='channels_first')",
+        "UpSampling2D(2, interpolation='bilinear')",
+    )
+    yield case(
+        "bicubic-last-after-first",
+        "Input(shape=(4, 5, 6))",
+        "Conv2D(4, 1, data_format='channels_first')",
+        "UpSampling2D(2, interpolation='bicubic')",
+    )
 
 
 def _stack_cases():
