@@ -132,9 +132,18 @@ def open_session(
     return Session(session, used)
 
 
+SMALL_MODEL_FILE = 64 << 20
+"""A model file smaller than this may hold external-data references worth reading; a larger
+one embeds its weights, so none of them exceeds 2 GiB."""
+
+
 def largest_tensor_bytes(model: onnx.ModelProto | str | os.PathLike) -> int:
     """The size of the largest initializer, embedded or external, without loading weights."""
     if not isinstance(model, onnx.ModelProto):
+        if not os.path.isfile(model):
+            return 0  # onnxruntime will say what is wrong with it
+        if os.path.getsize(model) > SMALL_MODEL_FILE:
+            return 0  # weights embedded in the file: none can exceed protobuf's 2 GiB
         try:
             model = onnx.load(str(model), load_external_data=False)
         except Exception:  # not a model file: onnxruntime will say so when it loads it

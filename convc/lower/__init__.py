@@ -57,16 +57,16 @@ def lower(
     outputs.append((model.layers[-1].name, x))
 
     graph_outputs = []
-    published: dict[str, str] = {}  # value name -> the graph output it became
+    published: dict[str, str] = {}  # value name -> the graph output it becomes
     for name, value in outputs:
         em.scope = name
         keras_layout = em.in_layout(value, identity(value.rank)).name
         if keras_layout == model.input.name or keras_layout in published:
             # A no-op layer shares its input's value; an output needs a value of its own.
-            keras_layout = em.op("Identity", [published.get(keras_layout, keras_layout)], "output")
-        em.rename(keras_layout, name)
+            keras_layout = em.op("Identity", [keras_layout], "output")
         published[keras_layout] = name
         graph_outputs.append(tensor_info(name, "float32", value.shape))
+    em.rename(published)
 
     if optimize:
         rewrites.optimize(em, {info.name for info in graph_outputs})

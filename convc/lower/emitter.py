@@ -204,11 +204,12 @@ class Emitter:
             tensor.raw_data = array.tobytes()
         return model
 
-    def rename(self, old: str, new: str) -> None:
-        """Give a produced value its final name (the graph output), everywhere it is used."""
+    def rename(self, names: dict[str, str]) -> None:
+        """Give values new names (graph outputs take their layers' names), everywhere they are
+        used, in one pass over the nodes."""
         for node in self.nodes:
-            node.output[:] = [new if o == old else o for o in node.output]
-            node.input[:] = [new if i == old else i for i in node.input]
+            node.output[:] = [names.get(o, o) for o in node.output]
+            node.input[:] = [names.get(i, i) for i in node.input]
 
 
 def tensor_info(

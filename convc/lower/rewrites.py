@@ -102,7 +102,7 @@ def _merge_pad_and_slice(em: Emitter, graph_outputs: set[str]) -> bool:
         em.nodes.remove(pad)
         if not net.any():
             em.nodes.remove(crop)
-            em.rename(crop.output[0], source)
+            em.rename({crop.output[0]: source})
         elif (net >= 0).all():
             crop.op_type, crop.input[:] = "Pad", [source, em.constant(net.tolist())]
             crop.attribute.append(helper.make_attribute("mode", "constant"))
