@@ -1,21 +1,30 @@
-"""convc's speed benchmark: the compiler, the emitted models in ONNX Runtime, and the reference.
+"""convc's speed benchmark: the compiler and its models side by side with other exporters'.
 
-    python benchmarks/run.py [--quick] [--nets NAME ...]
+    python benchmarks/run.py [--quick] [--nets NAME ...] [--exporters NAME ...] [--no-exporters]
 
 For each net in benchmarks/nets/ (the five reference nets, unchanged) it measures:
 
 * ``convc build`` as a whole process, launch to written .onnx (median of 5), and its peak
   resident memory;
-* the emitted model: node count, Transposes, and its latency in ONNX Runtime on the CPU
-  (batch 1, default session options, 2 intra-op threads; warm-up, then timed runs in blocks,
-  round-robin across the models of a net so that drift hits all alike): median, p10, p90 and
-  GFLOP/s (FLOPs are 2 x multiply-adds of the convolutions);
-* ``convc check`` as a whole process, and its ratio to one ORT inference;
+* with the exporters' virtualenvs present (``bash benchmarks/exporters/setup.sh`` makes them;
+  found automatically), the same net exported by each other exporter as a whole process,
+  launch to written .onnx (median of 3): Keras 3 on torch with ``torch.onnx.export``, Keras 3
+  on TensorFlow with tf2onnx, and the net written in ``torch.nn`` with ``torch.onnx.export``.
+  All of them and convc load one set of random weights (a Keras ``.weights.h5``), and every
+  exporter's output must agree with convc's model on one random input (max abs difference);
+* each model's node count, Transposes, and latency in ONNX Runtime on the CPU, all the models
+  of a net in one process: batch 1, default session options except one shared intra-op pool
+  of 2 threads (per-session pools would spin against one another on 2 cores), warm-up, then
+  timed runs in blocks, round-robin across the models so that drift hits all alike; median,
+  p10, p90 and GFLOP/s (FLOPs are 2 x multiply-adds of the convolutions);
+* ``convc check`` as a whole process, its ratio to one ORT inference, and the same after
+  taking off start-up (``convc check`` of a one-layer net, and ``import convc.cli`` alone);
+* an ORT profile (time by kernel type) of convc's model and the fastest exporter's for
+  volume3d and wavenet_like1d;
 * build time of generated stacks of 1,000 and 10,000 layers (linear scaling).
 
-Exporters other than convc are not installed here; the Markdown table quotes the figures the
-speed issue gives for the fastest exporter per net (measured on this kind of machine, not in
-this run), and says so. Results go to benchmarks/results.json and benchmarks/results.md.
+Without the exporters' virtualenvs it measures convc alone and says what it skipped. Results
+go to benchmarks/results.json and benchmarks/results.md.
 """
 
 from __future__ import annotations
@@ -33,10 +42,22 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 NETS = HERE / "nets"
+EXPORT_SCRIPT = HERE / "exporters" / "export.py"
 
-# The fastest exporter per net, from the speed issue (2 cores, onnxruntime 1.32 CPU, batch 1).
+# Exporter -> the virtualenv (under benchmarks/) that runs benchmarks/exporters/export.py for it.
 EXPORTERS = {
+    "keras-torch": ".venv-exporters",
+    "torch-native": ".venv-exporters",
+    "keras-tf2onnx": ".venv-exporters-tf",
+}
+PROFILED = ("volume3d", "wavenet_like1d")
+THREADS = 2
+
+# The fastest exporter per net as the speed issue quotes it (2 cores, onnxruntime 1.32 CPU,
+# batch 1): kept for reference only, beside the figures this script measures.
+ISSUE_QUOTED = {
     "unet_like2d": {"gflop": 0.52, "ms": 4.7, "nodes": 16, "export_s": 3.4},
     "mobilenet_like": {"gflop": 0.56, "ms": 3.7, "nodes": 24, "export_s": 3.8},
     "wavenet_like1d": {"gflop": 0.66, "ms": 9.3, "nodes": 24, "export_s": 4.3},
@@ -50,19 +71,59 @@ _MEASURE_BUILD = (
 )
 
 
+def convc_env() -> dict[str, str]:
+    """The environment of convc's processes: this tree's convc, whatever is installed."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
 def timed_process(args: list[str], repeats: int) -> tuple[float, int]:
     """Median wall time of a convc command as a fresh process, and its peak RSS (KiB)."""
     times, peak = [], 0
     for _ in range(repeats):
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-c", _MEASURE_BUILD, *args], capture_output=True, text=True
+            [sys.executable, "-c", _MEASURE_BUILD, *args],
+            capture_output=True,
+            text=True,
+            env=convc_env(),
         )
         times.append(time.perf_counter() - start)
-        if done.returncode not in (0, 1):
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        if done.returncode not in (0, 1) or not last.isdigit():
             raise RuntimeError(f"convc {' '.join(args)} failed:\n{done.stderr}")
-        peak = max(peak, int(done.stderr.strip().splitlines()[-1]))
+        peak = max(peak, int(last))
     return statistics.median(times), peak
+
+
+def startup_s(repeats: int) -> float:
+    """Median wall time of a process that only imports convc's command line."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import convc.cli"], check=True, env=convc_env())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def exporter_python(name: str) -> Path | None:
+    python = HERE / EXPORTERS[name] / "bin" / "python"
+    return python if python.exists() else None
+
+
+def run_export_script(python: Path, args: list[str]) -> tuple[float, dict]:
+    """One run of exporters/export.py as a fresh process: its wall time and its JSON report."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [str(python), str(EXPORT_SCRIPT), *args], capture_output=True, text=True, env=env
+    )
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-3:]
+        raise RuntimeError(" | ".join(tail) or f"exit status {done.returncode}")
+    return wall, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def gflop(model) -> float:
@@ -86,30 +147,115 @@ def gflop(model) -> float:
     return 2 * total / 1e9
 
 
-def ort_latency(model_path: Path, runs: int, warmup: int) -> list[float]:
-    import numpy as np
+def session(path: Path, profile_prefix: str | None = None):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    spec = session.get_inputs()[0]
-    x = (
-        np.random.default_rng(0)
-        .standard_normal([d if isinstance(d, int) else 1 for d in spec.shape])
-        .astype(np.float32)
-    )
-    feed = {spec.name: x}
-    for _ in range(warmup):
-        session.run(None, feed)
-    samples = []
-    blocks = 5
-    for _ in range(blocks):  # one model per net here; blocks keep the protocol of the issue
-        for _ in range(max(1, runs // blocks)):
-            start = time.perf_counter()
-            session.run(None, feed)
-            samples.append((time.perf_counter() - start) * 1000)
-    return samples
+    options.use_per_session_threads = False  # the process's one pool: see set_thread_pool
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def set_thread_pool() -> None:
+    """One intra-op pool of THREADS threads for every session of this process. Each session's
+    own pool would keep spinning after its runs and steal the cores from the next model."""
+    import onnxruntime as ort
+
+    ort.set_global_thread_pool_sizes(THREADS, 1)
+
+
+def feed_for(spec_shape, x, layout: str):
+    """The input for a model: ``x`` in the .conv's layout, or moved to channels first."""
+    import numpy as np
+
+    shape = [d if isinstance(d, int) else 1 for d in spec_shape]
+    if list(x.shape) != shape and layout.startswith("channels_first"):
+        x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    if list(x.shape) != shape:
+        raise ValueError(f"input shape {shape} fits neither layout of {list(x.shape)}")
+    return x
+
+
+def ort_latency(
+    models: dict[str, tuple[Path, str]], x, runs: int, warmup: int, blocks: int
+) -> tuple[dict[str, list[float]], dict[str, object]]:
+    """Latency samples (ms) of each model, timed in blocks round-robin across the models; and
+    each model's output for ``x``."""
+    sessions, outputs = {}, {}
+    for name, (path, layout) in models.items():
+        s = session(path)
+        spec = s.get_inputs()[0]
+        feed = {spec.name: feed_for(spec.shape, x, layout)}
+        outputs[name] = s.run(None, feed)[0]
+        sessions[name] = (s, feed)
+    for s, feed in sessions.values():
+        for _ in range(warmup):
+            s.run(None, feed)
+    samples: dict[str, list[float]] = {name: [] for name in sessions}
+    per_block = max(1, runs // blocks)
+    for block in range(blocks):
+        # Alternate the order too, so that no model always follows the same one.
+        order = list(sessions) if block % 2 == 0 else list(reversed(sessions))
+        for name in order:
+            s, feed = sessions[name]
+            for _ in range(per_block):
+                start = time.perf_counter()
+                s.run(None, feed)
+                samples[name].append((time.perf_counter() - start) * 1000)
+    return samples, outputs
+
+
+def ort_profile(path: Path, x, layout: str, runs: int, warmup: int, scratch: Path) -> dict:
+    """Where one model's time goes in ORT: kernel time by op type (after ORT's own graph
+    rewrites, so fused and layout ops such as ReorderInput show as ORT runs them)."""
+    s = session(path, profile_prefix=str(scratch / f"profile-{path.stem}"))
+    spec = s.get_inputs()[0]
+    feed = {spec.name: feed_for(spec.shape, x, layout)}
+    for _ in range(warmup + runs):
+        s.run(None, feed)
+    events = json.loads(Path(s.end_profiling()).read_text())
+    starts = sorted(e["ts"] for e in events if e.get("name") == "model_run")
+    cutoff = starts[warmup]
+    by_op: dict[str, dict] = {}
+    nodes: dict[str, dict] = {}
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time") or e["ts"] < cutoff:
+            continue
+        op = e["args"].get("op_name", "?")
+        entry = by_op.setdefault(op, {"us": 0, "events": 0})
+        entry["us"] += e["dur"]
+        entry["events"] += 1
+        node = nodes.setdefault(e["name"][: -len("_kernel_time")], {"op": op, "us": 0})
+        node["us"] += e["dur"]
+        shapes = e["args"].get("output_type_shape") or [{}]
+        node["output"] = next(iter(shapes[0].values()), None)
+    kernel_us = sum(v["us"] for v in by_op.values())
+    ops = [
+        {
+            "op": op,
+            "ms_per_run": round(v["us"] / runs / 1000, 3),
+            "share": round(v["us"] / kernel_us, 3),
+            "nodes": v["events"] // runs,
+        }
+        for op, v in sorted(by_op.items(), key=lambda item: -item[1]["us"])
+    ]
+    top = sorted(nodes.items(), key=lambda item: -item[1]["us"])[:5]
+    return {
+        "runs": runs,
+        "kernel_ms_per_run": round(kernel_us / runs / 1000, 3),
+        "by_op": ops,
+        "top_nodes": [
+            {
+                "node": name,
+                "op": v["op"],
+                "ms_per_run": round(v["us"] / runs / 1000, 3),
+                "output": v.get("output"),
+            }
+            for name, v in top
+        ],
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -119,56 +265,184 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
 
 
+def latency_summary(samples: list[float], work: float) -> tuple[dict, float]:
+    median = statistics.median(samples)
+    summary = {
+        "median": round(median, 3),
+        "p10": round(percentile(samples, 0.1), 3),
+        "p90": round(percentile(samples, 0.9), 3),
+        "runs": len(samples),
+    }
+    return summary, round(work / (median / 1000), 1)
+
+
+def graph_counts(path: Path) -> tuple[int, int]:
+    import onnx
+
+    graph = onnx.load(path).graph
+    return len(graph.node), sum(n.op_type == "Transpose" for n in graph.node)
+
+
 def stack_text(layers: int) -> str:
     return "Input(shape=(32, 8))\n" + "Conv1D(8, 3, padding='same', activation='relu')\n" * layers
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(statistics.fmean(math.log(v) for v in values))
+
+
+def git_commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip() or "?"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     parser.add_argument("--nets", nargs="*", default=None, help="only these nets")
+    parser.add_argument(
+        "--exporters", nargs="*", choices=list(EXPORTERS), default=None, help="only these"
+    )
+    parser.add_argument("--no-exporters", action="store_true", help="measure convc alone")
     args = parser.parse_args()
-    sys.path.insert(0, str(HERE.parent))
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
     import onnx
 
     from convc.compiler import resolve_text
 
-    repeats, runs, warmup = (2, 20, 3) if args.quick else (5, 200, 20)
+    set_thread_pool()
+    if args.quick:
+        repeats, export_repeats, runs, warmup, blocks = 2, 1, 20, 3, 4
+    else:
+        repeats, export_repeats, runs, warmup, blocks = 5, 3, 200, 20, 10
     nets = sorted(NETS.glob("*.conv"))
     if args.nets:
         nets = [n for n in nets if n.stem in args.nets]
-    results: dict = {"nets": {}, "scaling": {}, "skipped": []}
+    results: dict = {"nets": {}, "scaling": {}, "skipped": [], "profiles": {}}
+    wanted = [] if args.no_exporters else (args.exporters or list(EXPORTERS))
+    exporters = {name: exporter_python(name) for name in wanted}
+    for name, python in exporters.items():
+        if python is None:
+            results["skipped"].append(
+                f"{name}: benchmarks/{EXPORTERS[name]} is absent "
+                "(bash benchmarks/exporters/setup.sh makes it)"
+            )
+    if args.no_exporters:
+        results["skipped"].append("other exporters: --no-exporters")
+    exporters = {name: python for name, python in exporters.items() if python is not None}
+    versions: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
+        start_s = startup_s(repeats)
+        trivial = scratch / "trivial.conv"
+        trivial.write_text("Input(shape=(8, 1))\nConv1D(1, 1)\n")
+        trivial_check_s, _ = timed_process(["check", str(trivial)], repeats)
+        results["startup"] = {
+            "import_convc_cli_s": round(start_s, 3),
+            "trivial_check_s": round(trivial_check_s, 3),
+        }
         for net in nets:
-            out = scratch / f"{net.stem}.onnx"
-            build_s, build_kib = timed_process(["build", str(net), "-o", str(out)], repeats)
-            proto = onnx.load(out)
             model = resolve_text(net.read_text())
-            latency = ort_latency(out, runs, warmup)
-            median = statistics.median(latency)
-            check_s, _ = timed_process(["check", str(net)], max(1, repeats // 2))
             work = gflop(model)
-            results["nets"][net.stem] = {
-                "gflop": round(work, 3),
-                "build_s": round(build_s, 3),
-                "build_peak_mib": round(build_kib / 1024, 1),
-                "weights_mib": round(model.parameter_count * 4 / 2**20, 2),
-                "nodes": len(proto.graph.node),
-                "transposes": sum(n.op_type == "Transpose" for n in proto.graph.node),
-                "ort_ms": {
-                    "median": round(median, 3),
-                    "p10": round(percentile(latency, 0.1), 3),
-                    "p90": round(percentile(latency, 0.9), 3),
-                    "runs": len(latency),
-                },
-                "gflops_per_s": round(work / (median / 1000), 1),
-                "check_s": round(check_s, 3),
-                "check_over_ort": round(check_s / (median / 1000), 1),
+            entry: dict = {"gflop": round(work, 3), "exporters": {}}
+            weights = scratch / f"{net.stem}.weights.h5"
+            if exporters:
+                python = next(iter(exporters.values()))
+                run_export_script(python, [str(net), "--save-weights", str(weights)])
+                entry["weights"] = "random, drawn by exporters/export.py (.weights.h5), shared"
+            else:
+                entry["weights"] = "convc's initializers, seed 0"
+            out = scratch / f"{net.stem}.convc.onnx"
+            build = ["build", str(net), "-o", str(out)]
+            if exporters:
+                build += ["--weights", str(weights)]
+            build_s, build_kib = timed_process(build, repeats)
+            nodes, transposes = graph_counts(out)
+            entry.update(
+                build_s=round(build_s, 3),
+                build_peak_mib=round(build_kib / 1024, 1),
+                weights_mib=round(model.parameter_count * 4 / 2**20, 2),
+                nodes=nodes,
+                transposes=transposes,
+            )
+            models = {"convc": (out, "as the .conv")}
+            for name, python in exporters.items():
+                path = scratch / f"{net.stem}.{name}.onnx"
+                export_args = [str(net), str(path), "--exporter", name, "--weights", str(weights)]
+                try:
+                    walls, report = [], {}
+                    for _ in range(export_repeats):
+                        wall, report = run_export_script(python, export_args)
+                        walls.append(wall)
+                except RuntimeError as error:
+                    entry["exporters"][name] = {"error": str(error)}
+                    print(f"{net.stem}: {name} failed: {error}", flush=True)
+                    continue
+                versions[name] = report.get("versions", {})
+                nodes, transposes = graph_counts(path)
+                entry["exporters"][name] = {
+                    "variant": report.get("variant"),
+                    "fallbacks": report.get("failures", []),
+                    "input_layout": report.get("input_layout"),
+                    "export_s": round(statistics.median(walls), 3),
+                    "export_call_s": report.get("export_s"),
+                    "nodes": nodes,
+                    "transposes": transposes,
+                }
+                models[name] = (path, report.get("input_layout", ""))
+            shape = [d if d is not None else 1 for d in model.input.shape]
+            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+            samples, outputs = ort_latency(models, x, runs, warmup, blocks)
+            entry["ort_ms"], entry["gflops_per_s"] = latency_summary(samples["convc"], work)
+            reference = outputs["convc"]
+            entry["output_max_abs"] = float(np.abs(reference).max())
+            for name, (_, layout) in models.items():
+                if name == "convc":
+                    continue
+                e = entry["exporters"][name]
+                e["ort_ms"], e["gflops_per_s"] = latency_summary(samples[name], work)
+                got = outputs[name]
+                if layout.startswith("channels_first"):
+                    got = np.moveaxis(got, 1, -1)
+                e["max_abs_diff"] = (
+                    float(np.abs(got - reference).max()) if got.shape == reference.shape else None
+                )
+            timed = {
+                n: e["ort_ms"]["median"] for n, e in entry["exporters"].items() if "ort_ms" in e
             }
+            if timed:
+                best = min(timed, key=timed.get)
+                entry["best_exporter"] = best
+                entry["convc_over_best"] = round(entry["ort_ms"]["median"] / timed[best], 3)
+            check_s, _ = timed_process(["check", str(net)], max(1, repeats // 2))
+            ort_s = entry["ort_ms"]["median"] / 1000
+            entry.update(
+                check_s=round(check_s, 3),
+                check_over_ort=round(check_s / ort_s, 1),
+                check_less_startup_over_ort=round((check_s - trivial_check_s) / ort_s, 1),
+            )
+            if net.stem in PROFILED:
+                profiled = {"convc": models["convc"]}
+                if timed:
+                    profiled[entry["best_exporter"]] = models[entry["best_exporter"]]
+                results["profiles"][net.stem] = {
+                    name: ort_profile(path, x, layout, runs // 4, warmup, scratch)
+                    for name, (path, layout) in profiled.items()
+                }
+            results["nets"][net.stem] = entry
+            line = ", ".join(
+                f"{n} {e['ort_ms']['median']:.2f} ms"
+                for n, e in entry["exporters"].items()
+                if "ort_ms" in e
+            )
             print(
-                f"{net.stem}: build {build_s:.2f} s, {len(proto.graph.node)} nodes, "
-                f"ORT {median:.2f} ms",
+                f"{net.stem}: build {build_s:.2f} s, {entry['nodes']} nodes, "
+                f"ORT {entry['ort_ms']['median']:.2f} ms" + (f"; {line}" if line else ""),
                 flush=True,
             )
         for layers in (1_000, 10_000):
@@ -185,11 +459,8 @@ def main() -> int:
                 f"{layers}-layer stack: build {build_s:.2f} s, peak {build_kib / 1024:.0f} MiB",
                 flush=True,
             )
-    results["skipped"].append(
-        "other exporters (torch.onnx, tf2onnx) are not installed in this environment; the table "
-        "quotes the speed issue's figures for the fastest exporter per net, not measured in "
-        "this run"
-    )
+    results["summary"] = summary(results)
+    results["issue_quoted_fastest_exporter"] = ISSUE_QUOTED
     import onnxruntime
 
     results["machine"] = {
@@ -199,7 +470,14 @@ def main() -> int:
         "processor": platform.processor() or platform.machine(),
         "onnxruntime": onnxruntime.__version__,
         "onnx": onnx.__version__,
+        "convc_commit": git_commit(),
+        "exporter_versions": versions,
         "command": "python benchmarks/run.py" + (" --quick" if args.quick else ""),
+        "protocol": (
+            f"batch 1, CPU, one shared intra-op pool of {THREADS} threads; {warmup} warm-up "
+            f"runs each, then {runs} timed runs each in {blocks} blocks, round-robin across "
+            "the models of a net (order reversed every other block)"
+        ),
     }
     (HERE / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     (HERE / "results.md").write_text(markdown(results))
@@ -207,26 +485,163 @@ def main() -> int:
     return 0
 
 
+def summary(results: dict) -> dict:
+    """The speed issue's targets, judged on this run's figures."""
+    nets = results["nets"]
+    ratios = {n: r["convc_over_best"] for n, r in nets.items() if "convc_over_best" in r}
+    out: dict = {"convc_over_best": ratios}
+    if ratios:
+        out["geomean_convc_over_best"] = round(geomean(list(ratios.values())), 3)
+        out["nets_slower_than_best"] = sorted(n for n, v in ratios.items() if v > 1)
+        out["target_every_net_at_most_best"] = not out["nets_slower_than_best"]
+        out["target_geomean_at_most_0.9"] = out["geomean_convc_over_best"] <= 0.9
+    out["target_build"] = all(
+        r["build_s"] < (1.0 if n == "deep_stack2d" else 0.5) for n, r in nets.items()
+    )
+    out["target_check_within_20x_ort_plus_startup"] = all(
+        r["check_less_startup_over_ort"] <= 20 for r in nets.values()
+    )
+    return out
+
+
+def ms(o: dict) -> str:
+    return f"{o['median']:.2f} [{o['p10']:.2f}, {o['p90']:.2f}]"
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
+    names = sorted({e for r in results["nets"].values() for e in r["exporters"]})
     lines = [
-        f"Measured {m['date']} with `{m['command']}`: {m['cpu_count']} cores, "
-        f"Python {m['python']}, "
-        f"onnxruntime {m['onnxruntime']} (CPU, 2 intra-op threads, batch 1).",
+        f"Measured {m['date']} with `{m['command']}` (convc {m['convc_commit']}): "
+        f"{m['cpu_count']} cores ({m['processor']}), Python {m['python']}, onnxruntime "
+        f"{m['onnxruntime']} CPU. Protocol: {m['protocol']}.",
         "",
-        "| net | GFLOP | convc build (process) | build peak | nodes (fewest exporter) | transposes "
-        "| ORT median [p10, p90] | GFLOP/s | fastest exporter (issue) | check | check / ORT |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in results["nets"].items():
-        exporter = EXPORTERS.get(name, {})
-        o = r["ort_ms"]
+    for name, v in sorted(m["exporter_versions"].items()):
+        lines.append(f"- {name}: " + ", ".join(f"{k} {v[k]}" for k in sorted(v)))
+    lines += [
+        "",
+        "### ONNX Runtime latency, ms: median [p10, p90]",
+        "",
+        "| net | GFLOP | convc | " + " | ".join(names) + " | convc / best |",
+        "|---|---|---|" + "---|" * len(names) + "---|",
+    ]
+    for net, r in results["nets"].items():
+        cells = []
+        for name in names:
+            e = r["exporters"].get(name, {})
+            cells.append(ms(e["ort_ms"]) if "ort_ms" in e else "failed" if e else "—")
+        ratio = (
+            f"{r['convc_over_best']:.2f} ({r['best_exporter']})" if "best_exporter" in r else "—"
+        )
+        row = [net, f"{r['gflop']:.2f}", ms(r["ort_ms"]), *cells, ratio]
+        lines.append("| " + " | ".join(row) + " |")
+    s = results["summary"]
+    if "geomean_convc_over_best" in s:
+        slower = ", ".join(s["nets_slower_than_best"]) or "none"
+        lines += [
+            "",
+            f"Geometric mean of convc / best exporter over {len(s['convc_over_best'])} nets: "
+            f"**{s['geomean_convc_over_best']:.3f}** (target at most 0.90: "
+            f"{'met' if s['target_geomean_at_most_0.9'] else 'not met'}); nets where convc is "
+            f"slower than the best exporter: {slower}.",
+        ]
+    lines += [
+        "",
+        "### Graphs, export time, agreement",
+        "",
+        "Nodes (Transposes); build or export as a whole process, launch to written .onnx "
+        "(median); GFLOP/s at the median; max abs difference of the output from convc's on one "
+        "random input, with the same weights.",
+        "",
+        "| net | model | nodes (Transposes) | build / export | GFLOP/s | max abs diff | how |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for net, r in results["nets"].items():
         lines.append(
-            f"| {name} | {r['gflop']:.2f} | {r['build_s']:.2f} s | {r['build_peak_mib']:.0f} MiB "
-            f"| {r['nodes']} ({exporter.get('nodes', '?')}) | {r['transposes']} "
-            f"| {o['median']:.2f} ms [{o['p10']:.2f}, {o['p90']:.2f}] | {r['gflops_per_s']:.0f} "
-            f"| {exporter.get('ms', '?')} ms, export {exporter.get('export_s', '?')} s "
-            f"| {r['check_s']:.2f} s | {r['check_over_ort']:.0f}x |"
+            f"| {net} | convc | {r['nodes']} ({r['transposes']}) | {r['build_s']:.2f} s "
+            f"| {r['gflops_per_s']:.0f} | (output max {r['output_max_abs']:.2g}) "
+            f"| convc build, peak {r['build_peak_mib']:.0f} MiB |"
+        )
+        for name in names:
+            e = r["exporters"].get(name)
+            if not e:
+                continue
+            if "error" in e:
+                lines.append(f"| | {name} | — | — | — | — | failed: {e['error'][:120]} |")
+                continue
+            how = e["variant"]
+            if e["fallbacks"]:
+                how += " (after " + "; ".join(f[:60] for f in e["fallbacks"]) + ")"
+            if e["input_layout"].startswith("channels_first"):
+                how += "; channels-first input"
+            lines.append(
+                f"| | {name} | {e['nodes']} ({e['transposes']}) | {e['export_s']:.2f} s "
+                f"| {e['gflops_per_s']:.0f} | {e['max_abs_diff']:.1e} | {how} |"
+            )
+    st = results["startup"]
+    lines += [
+        "",
+        "### convc check",
+        "",
+        f"Start-up: `import convc.cli` {st['import_convc_cli_s']:.2f} s; `convc check` of a "
+        f"one-layer net {st['trivial_check_s']:.2f} s (taken as the start-up below).",
+        "",
+        "| net | check (process) | check / ORT | (check - start-up) / ORT |",
+        "|---|---|---|---|",
+    ]
+    for net, r in results["nets"].items():
+        lines.append(
+            f"| {net} | {r['check_s']:.2f} s | {r['check_over_ort']:.0f}x "
+            f"| {r['check_less_startup_over_ort']:.0f}x |"
+        )
+    lines += ["", "### Targets of the speed issue", ""]
+    if "geomean_convc_over_best" in s:
+        lines.append(
+            "- convc at most as slow as the best exporter on every net: "
+            + ("met" if s["target_every_net_at_most_best"] else "not met")
+        )
+        lines.append(
+            f"- geomean at least 10% faster (convc / best <= 0.90): "
+            f"{s['geomean_convc_over_best']:.3f}, "
+            + ("met" if s["target_geomean_at_most_0.9"] else "not met")
+        )
+    lines.append(
+        "- convc build < 0.5 s (deep_stack2d < 1 s): " + ("met" if s["target_build"] else "not met")
+    )
+    lines.append(
+        "- check within 20x ORT plus start-up: "
+        + ("met" if s["target_check_within_20x_ort_plus_startup"] else "not met")
+    )
+    for net, profiles in results["profiles"].items():
+        lines += ["", f"### ORT profile: {net} (kernel time by op type, ms per run)", ""]
+        models = list(profiles)
+        lines.append("| op | " + " | ".join(models) + " |")
+        lines.append("|---|" + "---|" * len(models))
+        ops = []
+        for p in profiles.values():
+            ops += [o["op"] for o in p["by_op"] if o["op"] not in ops]
+        for op in ops:
+            cells = []
+            for p in profiles.values():
+                found = next((o for o in p["by_op"] if o["op"] == op), None)
+                cells.append(
+                    f"{found['ms_per_run']:.2f} ({found['share']:.0%}, {found['nodes']} nodes)"
+                    if found
+                    else "—"
+                )
+            lines.append(f"| {op} | " + " | ".join(cells) + " |")
+        lines.append(
+            "| all kernels | "
+            + " | ".join(f"{p['kernel_ms_per_run']:.2f}" for p in profiles.values())
+            + " |"
+        )
+        top = profiles["convc"]["top_nodes"]
+        lines.append("")
+        lines.append(
+            "convc's costliest nodes: "
+            + "; ".join(f"{t['node']} ({t['op']}, {t['ms_per_run']:.2f} ms)" for t in top)
+            + "."
         )
     lines.append("")
     for layers, r in results["scaling"].items():
@@ -236,6 +651,15 @@ def markdown(results: dict) -> str:
         )
     for note in results["skipped"]:
         lines.append(f"- skipped: {note}")
+    if not names:
+        lines.append(
+            "- for reference, the speed issue quotes for the fastest exporter per net (not "
+            "measured here): "
+            + "; ".join(
+                f"{n} {q['ms']} ms, {q['nodes']} nodes, export {q['export_s']} s"
+                for n, q in ISSUE_QUOTED.items()
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
