@@ -8,8 +8,10 @@ For each net in benchmarks/nets/ (the five reference nets, unchanged) it measure
   resident memory;
 * with the exporters' virtualenvs present (``bash benchmarks/exporters/setup.sh`` makes them;
   found automatically), the same net exported by each other exporter as a whole process,
-  launch to written .onnx (median of 3): Keras 3 on torch with ``torch.onnx.export``, Keras 3
-  on TensorFlow with tf2onnx, and the net written in ``torch.nn`` with ``torch.onnx.export``.
+  launch to written .onnx (median of 3): Keras 3 on torch with ``torch.onnx.export``
+  (keras-torch), Keras 3 on TensorFlow with tf2onnx (keras-tf2onnx), and the net written in
+  ``torch.nn`` with ``torch.onnx.export``'s dynamo exporter (torch-native) and its TorchScript
+  one (torch-native-ts); see benchmarks/exporters/README.md.
   All of them and convc load one set of random weights (a Keras ``.weights.h5``), and every
   exporter's output must agree with convc's model on one random input (max abs difference);
 * each model's node count, Transposes, and latency in ONNX Runtime on the CPU, all the models
@@ -46,11 +48,16 @@ ROOT = HERE.parent
 NETS = HERE / "nets"
 EXPORT_SCRIPT = HERE / "exporters" / "export.py"
 
-# Exporter -> the virtualenv (under benchmarks/) that runs benchmarks/exporters/export.py for it.
+# Exporter -> the virtualenv (under benchmarks/) that runs benchmarks/exporters/export.py for
+# it, and that script's arguments.
 EXPORTERS = {
-    "keras-torch": ".venv-exporters",
-    "torch-native": ".venv-exporters",
-    "keras-tf2onnx": ".venv-exporters-tf",
+    "keras-torch": (".venv-exporters", ["--exporter", "keras-torch"]),
+    "keras-tf2onnx": (".venv-exporters-tf", ["--exporter", "keras-tf2onnx"]),
+    "torch-native": (".venv-exporters", ["--exporter", "torch-native"]),
+    "torch-native-ts": (
+        ".venv-exporters",
+        ["--exporter", "torch-native", "--torch-exporter", "torchscript"],
+    ),
 }
 PROFILED = ("volume3d", "wavenet_like1d")
 THREADS = 2
@@ -65,9 +72,14 @@ ISSUE_QUOTED = {
     "deep_stack2d": {"gflop": 3.77, "ms": 32.0, "nodes": 402, "export_s": 12.6},
 }
 
+# Peak RSS as VmHWM, the high-water mark of the process's own memory map: ru_maxrss would also
+# count the benchmark's own memory, which the child inherits across fork and exec.
 _MEASURE_BUILD = (
     "import resource, sys; from convc.cli import main; code = main(sys.argv[1:]); "
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(code)"
+    "status = open('/proc/self/status').read().split('VmHWM:')[1:]; "
+    "peak = status[0].split()[0] if status else "
+    "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+    "print(peak, file=sys.stderr); sys.exit(code)"
 )
 
 
@@ -108,7 +120,7 @@ def startup_s(repeats: int) -> float:
 
 
 def exporter_python(name: str) -> Path | None:
-    python = HERE / EXPORTERS[name] / "bin" / "python"
+    python = HERE / EXPORTERS[name][0] / "bin" / "python"
     return python if python.exists() else None
 
 
@@ -329,7 +341,7 @@ def main() -> int:
     for name, python in exporters.items():
         if python is None:
             results["skipped"].append(
-                f"{name}: benchmarks/{EXPORTERS[name]} is absent "
+                f"{name}: benchmarks/{EXPORTERS[name][0]} is absent "
                 "(bash benchmarks/exporters/setup.sh makes it)"
             )
     if args.no_exporters:
@@ -373,7 +385,7 @@ def main() -> int:
             models = {"convc": (out, "as the .conv")}
             for name, python in exporters.items():
                 path = scratch / f"{net.stem}.{name}.onnx"
-                export_args = [str(net), str(path), "--exporter", name, "--weights", str(weights)]
+                export_args = [str(net), str(path), *EXPORTERS[name][1], "--weights", str(weights)]
                 try:
                     walls, report = [], {}
                     for _ in range(export_repeats):

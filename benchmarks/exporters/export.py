@@ -38,6 +38,7 @@ from pathlib import Path
 
 EXPORTERS = ("keras-torch", "keras-tf2onnx", "torch-native")
 OPSET = 18
+TORCH_EXPORTER = "auto"  # --torch-exporter: auto (dynamo, then torchscript), dynamo, torchscript
 
 
 def statements(text: str) -> list[tuple[str, str]]:
@@ -122,7 +123,8 @@ def export_with_torch(module, example, out: Path, report: dict) -> None:
     import torch
 
     failures = report.setdefault("failures", [])
-    for variant in ("dynamo", "torchscript"):
+    variants = ("dynamo", "torchscript") if TORCH_EXPORTER == "auto" else (TORCH_EXPORTER,)
+    for variant in variants:
         start = time.perf_counter()
         try:
             with torch.no_grad():
@@ -209,7 +211,7 @@ def native_module(model):
 
         def forward(self, x):
             index = [slice(None), slice(None)]
-            index += [slice(a, x.shape[2 + i] - b) for i, (a, b) in enumerate(self.crops)]
+            index += [slice(a, -b if b else None) for a, b in self.crops]
             return x[tuple(index)]
 
     class Resize(nn.Module):
@@ -346,7 +348,12 @@ def main() -> int:
     parser.add_argument("--weights", type=Path, help="Keras .weights.h5 to load")
     parser.add_argument("--save-weights", type=Path, help="draw weights, save them, then stop")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--torch-exporter", choices=("auto", "dynamo", "torchscript"), default="auto"
+    )
     args = parser.parse_args()
+    global TORCH_EXPORTER
+    TORCH_EXPORTER = args.torch_exporter
     launched = time.perf_counter()
     backend = "tensorflow" if args.exporter == "keras-tf2onnx" else "torch"
     os.environ["KERAS_BACKEND"] = backend
