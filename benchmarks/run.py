@@ -328,6 +328,9 @@ def main() -> int:
     from convc.compiler import resolve_text
 
     set_thread_pool()
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        print(f"warning: load average {load_before:.1f}: timings will be noisy", flush=True)
     if args.quick:
         repeats, export_repeats, runs, warmup, blocks = 2, 1, 20, 3, 4
     else:
@@ -483,6 +486,7 @@ def main() -> int:
         "onnxruntime": onnxruntime.__version__,
         "onnx": onnx.__version__,
         "convc_commit": git_commit(),
+        "load_average_1min": {"before": load_before, "after": round(os.getloadavg()[0], 2)},
         "exporter_versions": versions,
         "command": "python benchmarks/run.py" + (" --quick" if args.quick else ""),
         "protocol": (
@@ -526,7 +530,8 @@ def markdown(results: dict) -> str:
     lines = [
         f"Measured {m['date']} with `{m['command']}` (convc {m['convc_commit']}): "
         f"{m['cpu_count']} cores ({m['processor']}), Python {m['python']}, onnxruntime "
-        f"{m['onnxruntime']} CPU. Protocol: {m['protocol']}.",
+        f"{m['onnxruntime']} CPU (1-minute load average {m['load_average_1min']['before']:.1f} "
+        f"before, {m['load_average_1min']['after']:.1f} after). Protocol: {m['protocol']}.",
         "",
     ]
     for name, v in sorted(m["exporter_versions"].items()):
