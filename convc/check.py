@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convc.compiler import check_opset
 from convc.diagnostics import ConvcError
-from convc.lower import DEFAULT_OPSET, lower
+from convc.lower import lower
 from convc.model import Model, format_shape
 from convc.reference import run_reference
 from convc.runtime import check_inputs, open_session
+from convc.targets import DEFAULT_TARGET, get_target, resolve_opset
 from convc.weights import Weights
 
 DEFAULT_RTOL = 1e-4
@@ -90,15 +90,18 @@ def check(
     provider: str = "cpu",
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
-    opset: int = DEFAULT_OPSET,
+    target: str = DEFAULT_TARGET,
+    opset: int | None = None,
     optimize: bool = True,
 ) -> CheckReport:
-    """Run ONNX Runtime and the reference on input ``x`` and compare every layer's output."""
+    """Run ONNX Runtime and the reference on input ``x`` and compare every layer's output; the
+    model is lowered for ``target`` (``convc.targets``) as ``convc build`` lowers it."""
     for name, value in (("rtol", rtol), ("atol", atol)):
         if not 0 <= value < float("inf"):
             raise ConvcError(f"{name} must be a finite number >= 0, got {value}")
-    check_opset(opset)
-    proto = lower(model, weights, opset=opset, layer_outputs=True, optimize=optimize)
+    chosen = get_target(target)
+    opset = resolve_opset(chosen, opset)
+    proto = lower(model, weights, opset=opset, target=chosen, layer_outputs=True, optimize=optimize)
     session = open_session(proto, provider)
     inputs = check_inputs(session, {model.input.name: x})
     actual = session.run(inputs)

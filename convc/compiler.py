@@ -16,13 +16,15 @@ import onnx
 from convc import weights as weights_module
 from convc.diagnostics import ConvcError
 from convc.limits import MAX_SOURCE_BYTES
-from convc.lower import DEFAULT_OPSET, MIN_OPSET, lower
+from convc.lower import IO_LAYOUTS, lower
 from convc.model import Model
 from convc.onnxfile import save, write_bytes
 from convc.resolve import resolve
 from convc.syntax import parse
+from convc.targets import DEFAULT_TARGET, get_target, resolve_opset
 
 __all__ = [
+    "check_io_layout",
     "check_opset",
     "compile_file",
     "compile_model",
@@ -64,38 +66,32 @@ def compile_model(
     weights: WeightsSource = None,
     *,
     seed: int = 0,
-    opset: int = DEFAULT_OPSET,
+    target: str = DEFAULT_TARGET,
+    opset: int | None = None,
+    io_layout: str = "keras",
     layer_outputs: bool = False,
     optimize: bool = True,
 ) -> onnx.ModelProto:
-    check_opset(opset)
+    """Lower a resolved model for ``target`` (``convc.targets``); ``opset`` defaults to the
+    target's."""
+    chosen = get_target(target)
+    opset = resolve_opset(chosen, opset)
+    check_io_layout(io_layout)
     return lower(
         model,
         model_weights(model, weights, seed),
         opset=opset,
+        target=chosen,
+        io_layout=io_layout,
         layer_outputs=layer_outputs,
         optimize=optimize,
     )
 
 
-def compile_text(
-    text: str,
-    weights: WeightsSource = None,
-    *,
-    seed: int = 0,
-    opset: int = DEFAULT_OPSET,
-    layer_outputs: bool = False,
-    optimize: bool = True,
-) -> onnx.ModelProto:
-    """Compile .conv source text to an ONNX model (in memory)."""
-    return compile_model(
-        resolve_text(text),
-        weights,
-        seed=seed,
-        opset=opset,
-        layer_outputs=layer_outputs,
-        optimize=optimize,
-    )
+def compile_text(text: str, weights: WeightsSource = None, **options) -> onnx.ModelProto:
+    """Compile .conv source text to an ONNX model (in memory); ``options`` are
+    ``compile_model``'s."""
+    return compile_model(resolve_text(text), weights, **options)
 
 
 def compile_file(
@@ -126,10 +122,13 @@ def read_source(path: str | os.PathLike) -> str:
         raise ConvcError(f"cannot read the file: {error.strerror}", path=str(path)) from None
 
 
-def check_opset(opset: int) -> None:
-    if not MIN_OPSET <= opset <= DEFAULT_OPSET:
+def check_opset(opset: int, target: str = DEFAULT_TARGET) -> None:
+    resolve_opset(get_target(target), opset)
+
+
+def check_io_layout(io_layout: str) -> None:
+    if io_layout not in IO_LAYOUTS:
         raise ConvcError(
-            f"opset {opset} is not supported",
-            help=f"convc emits opsets {MIN_OPSET} to {DEFAULT_OPSET}; below {MIN_OPSET}, Softmax "
-            "works on flattened axes and Pad, Slice and Resize take other forms",
+            f"unknown input/output layout {io_layout!r}",
+            help="choose one of: " + ", ".join(IO_LAYOUTS),
         )

@@ -37,8 +37,8 @@ from onnx import helper, numpy_helper
 import convc
 from convc.compiler import compile_model, read_source, resolve_text, write_bytes
 from convc.diagnostics import ConvcError
-from convc.lower import DEFAULT_OPSET
 from convc.runtime import Session, check_inputs, open_session, random_inputs
+from convc.targets import DEFAULT_TARGET, get_target, resolve_opset
 
 MANIFEST = "manifest.json"
 MAX_SETS = 10_000
@@ -163,6 +163,7 @@ def record(
     seed: int = 0,
     sets: int = 1,
     batch: int = 1,
+    target: str = DEFAULT_TARGET,
     opset: int | None = None,
     rtol: float = 1e-4,
     atol: float = 1e-4,
@@ -178,10 +179,10 @@ def record(
         raise ConvcError(f"batch={batch}: the batch size must be at least 1")
     if rtol < 0 or atol < 0:
         raise ConvcError(f"rtol={rtol}, atol={atol}: tolerances cannot be negative")
-    opset = DEFAULT_OPSET if opset is None else opset
+    opset = resolve_opset(get_target(target), opset)
     text = read_source(source)
     weights = Path(weights) if weights is not None else None
-    proto = compile_model(resolve_text(text), weights, seed=seed, opset=opset)
+    proto = compile_model(resolve_text(text), weights, seed=seed, target=target, opset=opset)
     model_bytes = proto.SerializeToString()
     session = open_session(proto, provider)
     recorded = []
@@ -210,6 +211,7 @@ def record(
         if weights is None
         else {"path": _relative(weights, directory), "sha256": _file_hash(weights)},
         "seed": seed,
+        "target": target,
         "opset": opset,
         "batch": batch,
         "sets": sets,
@@ -429,6 +431,9 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
             )
     if not isinstance(manifest.get("versions", {}), dict):
         raise ConvcError("the manifest's 'versions' must be an object", path=str(path))
+    target = manifest.get("target", DEFAULT_TARGET)
+    if not isinstance(target, str):
+        raise ConvcError(f"the manifest's 'target' must be a name, got {target!r}", path=str(path))
     return manifest
 
 
@@ -519,6 +524,7 @@ def _recompile(
             resolve_text(text),
             weights,
             seed=int(manifest["seed"]),
+            target=str(manifest.get("target", DEFAULT_TARGET)),
             opset=int(manifest["opset"]),
         )
     except ConvcError as error:

@@ -132,12 +132,8 @@ def test_manifest(source, directory):
     assert manifest["source"]["path"] == "../net.conv"
     assert len(manifest["source"]["sha256"]) == 64
     assert manifest["weights"] is None
-    assert (manifest["seed"], manifest["sets"], manifest["batch"], manifest["opset"]) == (
-        0,
-        2,
-        1,
-        28,
-    )
+    assert (manifest["seed"], manifest["sets"], manifest["batch"]) == (0, 2, 1)
+    assert (manifest["target"], manifest["opset"]) == ("portable", 17)
     assert (manifest["rtol"], manifest["atol"]) == (1e-4, 1e-4)
     assert manifest["provider"] == "CPUExecutionProvider"
     assert set(manifest["versions"]) == {"convc", "onnx", "onnxruntime", "numpy", "python"}

@@ -10,7 +10,7 @@ from onnx import defs
 
 from convc.compiler import compile_text
 from convc.diagnostics import ConvcError
-from convc.lower import DEFAULT_OPSET, MIN_OPSET
+from convc.lower import MAX_OPSET, MIN_OPSET
 
 STACK = """model stack
 Input(shape=(16, 16, 3), name="image")
@@ -61,7 +61,7 @@ def test_input_dtype_is_cast_like_keras_autocast():
 
 def _emitted_ops() -> set[str]:
     ops = set()
-    for opset in (MIN_OPSET, DEFAULT_OPSET):
+    for opset in (MIN_OPSET, MAX_OPSET):
         ops |= {n.op_type for n in compile_text(STACK, opset=opset).graph.node}
         for activation in (
             "relu6",
@@ -82,27 +82,46 @@ def _emitted_ops() -> set[str]:
     return ops
 
 
-def test_default_opset_has_onnxruntime_kernels():
-    """Every op convc emits, at its newest ONNX version up to DEFAULT_OPSET, has an
+def test_newest_opset_has_onnxruntime_kernels():
+    """Every op convc emits, at its newest ONNX version up to MAX_OPSET, has an
     onnxruntime CPU kernel of that version (or is an ONNX function that runtimes expand)."""
     kernels: dict[str, set[int]] = {}
     for kernel in ort_state.get_all_opkernel_def():
         if kernel.domain in ("", "ai.onnx") and kernel.provider == "CPUExecutionProvider":
             kernels.setdefault(kernel.op_name, set()).add(kernel.version_range[0])
     for op in sorted(_emitted_ops()):
-        schema = defs.get_schema(op, DEFAULT_OPSET)
+        schema = defs.get_schema(op, MAX_OPSET)
         if schema.has_function or schema.has_context_dependent_function:
             continue
         assert schema.since_version in kernels.get(op, set()), (op, schema.since_version)
 
 
-@pytest.mark.parametrize("opset", [1, 11, 12, DEFAULT_OPSET + 1])
+@pytest.mark.parametrize("opset", [1, 11, 12, MAX_OPSET + 1])
 def test_unsupported_opsets_are_refused(opset):
     with pytest.raises(ConvcError, match=f"opset {opset} is not supported"):
         compile_text(STACK, opset=opset)
 
 
-@pytest.mark.parametrize("opset", [13, 17, 21, DEFAULT_OPSET])
+def test_an_opset_too_new_for_the_target_is_refused():
+    with pytest.raises(ConvcError, match="opset 23 is too new for target 'tensorrt'") as info:
+        compile_text(STACK, target="tensorrt", opset=23)
+    assert "reads opsets up to 22" in info.value.help
+
+
+def test_unknown_target_and_io_layout_are_refused():
+    with pytest.raises(ConvcError, match="unknown target 'onnxruntime'") as info:
+        compile_text(STACK, target="onnxruntime")
+    assert "portable, ort, onnx-reference" in info.value.help
+    with pytest.raises(ConvcError, match="unknown input/output layout 'nchw'"):
+        compile_text(STACK, io_layout="nchw")
+
+
+def test_portable_is_the_default_target_with_opset_17():
+    assert compile_text(STACK).opset_import[0].version == 17
+    assert compile_text(STACK, target="ort").opset_import[0].version == MAX_OPSET
+
+
+@pytest.mark.parametrize("opset", [13, 17, 21, MAX_OPSET])
 def test_ir_version_is_the_oldest_the_opset_allows(opset):
     from onnx import helper
 

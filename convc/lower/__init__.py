@@ -13,17 +13,22 @@ import onnx
 
 from convc import __version__
 from convc.lower import rewrites
-from convc.lower.emitter import Emitter, Value, identity, onnx_type, tensor_info
+from convc.lower.emitter import Emitter, Value, channels_first, identity, onnx_type, tensor_info
 from convc.lower.rules import RULES
-from convc.model import Model
+from convc.model import Layer, Model
 from convc.onnxfile import skeleton
+from convc.targets import DEFAULT_TARGET, NEWEST_OPSET, OLDEST_OPSET, TARGETS, Target
 
-DEFAULT_OPSET = 28
-"""The newest opset of the pinned onnx; onnxruntime 1.32 has a CPU kernel for the newest version
-of every op convc emits at this opset (tests/test_opsets.py checks it against its registry)."""
+DEFAULT_OPSET = TARGETS[DEFAULT_TARGET].opset
+"""The opset of the default target. onnxruntime 1.32 has a CPU kernel for the newest version of
+every op convc emits at any opset up to 28 (tests/test_opsets.py checks it against its registry)."""
 
-MIN_OPSET = 13
-"""Softmax and LogSoftmax along one axis, Resize's and Pad's input forms, Split/Slice inputs."""
+MIN_OPSET = OLDEST_OPSET
+MAX_OPSET = NEWEST_OPSET
+
+IO_LAYOUTS = ("keras", "channels_first", "channels_last")
+"""The order of the model's inputs and outputs: Keras's own, or channels first / last whatever
+the layers' data_format (a channels_last net with channels_first I/O carries no Transpose)."""
 
 
 class InternalError(Exception):
@@ -35,48 +40,67 @@ def lower(
     weights: dict[str, dict[str, np.ndarray]],
     *,
     opset: int = DEFAULT_OPSET,
+    target: Target = TARGETS[DEFAULT_TARGET],
+    io_layout: str = "keras",
     layer_outputs: bool = False,
     optimize: bool = True,
 ) -> onnx.ModelProto:
-    """Build the ONNX model. With ``layer_outputs``, every layer's output (in Keras layout) is
-    also a graph output, named after the layer, for checking layer by layer. ``optimize``
-    applies the exact graph rewrites of ``convc.lower.rewrites``."""
-    em = Emitter(opset)
+    """Build the ONNX model for ``target``. With ``layer_outputs``, every layer's output is also
+    a graph output, named after the layer, for checking layer by layer. ``io_layout`` orders the
+    graph's inputs and outputs (``IO_LAYOUTS``). ``optimize`` applies the exact graph rewrites
+    of ``convc.lower.rewrites``."""
+    em = Emitter(opset, target)
     rank = len(model.input.shape)
-    x = Value(model.input.name, identity(rank), model.input.shape)
+    x = Value(model.input.name, io_order(model.layers[0], rank, io_layout), model.input.shape)
+    input_shape = [model.input.shape[a] for a in x.perm]
     if model.input.dtype != "float32":
         em.scope = model.input.name
         x = Value(em.op("Cast", [x.name], "cast", to=onnx_type("float32")), x.perm, x.shape)
-    outputs: list[tuple[str, Value]] = []
+    outputs: list[tuple[Layer, Value]] = []
     for layer in model.layers:
         em.scope = layer.name
         x = RULES[layer.family](em, layer, x, weights.get(layer.name, {}))
         em.value_shapes[x.name] = tuple(0 if d is None else d for d in (x.shape[a] for a in x.perm))
         if layer_outputs and layer is not model.layers[-1]:
-            outputs.append((layer.name, x))
-    outputs.append((model.layers[-1].name, x))
+            outputs.append((layer, x))
+    outputs.append((model.layers[-1], x))
 
     graph_outputs = []
     published: dict[str, str] = {}  # value name -> the graph output it becomes
-    for name, value in outputs:
-        em.scope = name
-        keras_layout = em.in_layout(value, identity(value.rank)).name
-        if keras_layout == model.input.name or keras_layout in published:
+    for layer, value in outputs:
+        name = em.scope = layer.name
+        order = io_order(layer, value.rank, io_layout)
+        result = em.in_layout(value, order).name
+        if result == model.input.name or result in published:
             # A no-op layer shares its input's value; an output needs a value of its own.
-            keras_layout = em.op("Identity", [keras_layout], "output")
-        published[keras_layout] = name
-        graph_outputs.append(tensor_info(name, "float32", value.shape))
+            result = em.op("Identity", [result], "output")
+        published[result] = name
+        graph_outputs.append(tensor_info(name, "float32", [value.shape[a] for a in order]))
     em.rename(published)
 
     if optimize:
         rewrites.optimize(em, {info.name for info in graph_outputs})
     proto = em.model(
         model.name,
-        [tensor_info(model.input.name, model.input.dtype, model.input.shape)],
+        [tensor_info(model.input.name, model.input.dtype, input_shape)],
         graph_outputs,
     )
     proto.producer_version = __version__
+    if em.workarounds:
+        entry = proto.metadata_props.add()
+        entry.key = "convc.workarounds"
+        entry.value = "\n".join(f"{layer}: {text}" for layer, text in em.workarounds)
     return check(proto, model)
+
+
+def io_order(layer: Layer, rank: int, io_layout: str) -> tuple[int, ...]:
+    """The physical order of a graph input or output next to ``layer``, for ``io_layout``."""
+    data_format = layer.config.get("data_format", "channels_last")
+    if io_layout == "keras" or io_layout == data_format:
+        return identity(rank)
+    if io_layout == "channels_first":  # a channels_last tensor, channels moved to axis 1
+        return channels_first(rank)
+    return (0, *range(2, rank), 1)  # a channels_first tensor, channels moved last
 
 
 def check(proto: onnx.ModelProto, model: Model) -> onnx.ModelProto:

@@ -2,7 +2,9 @@
 
 Lowering rules talk to an ``Emitter``: they ask for a value in a layout (``in_layout``), add nodes
 through opset-aware helpers (``pad``, ``resize``, ``clip``, ``gelu`` ...) and never test an opset
-number themselves. Every value carries a permutation: physical axis ``i`` of the tensor holds the
+number themselves. What a runtime cannot take is a question to ``emitter.target``
+(``convc.targets``); a rule that picks another form because of it says so with ``workaround``.
+Every value carries a permutation: physical axis ``i`` of the tensor holds the
 Keras logical axis ``perm[i]``. A Transpose is emitted only when a rule needs a different order,
 and at most once per value and order.
 
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+
+from convc.targets import TARGETS, Target
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,10 @@ def channels_first(rank: int) -> tuple[int, ...]:
 
 
 class Emitter:
-    def __init__(self, opset: int):
+    def __init__(self, opset: int, target: Target = TARGETS["ort"]):
         self.opset = opset
+        self.target = target
+        self.workarounds: list[tuple[str, str]] = []  # (layer, what was done and why)
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[tuple[str, np.ndarray]] = []  # turned into tensors in model()
         self._names: set[str] = set()
@@ -107,6 +113,11 @@ class Emitter:
             self.constant_values[name] = array
         return self._constants[key]
 
+    def workaround(self, text: str) -> None:
+        """Record that the current layer took another form for the target's sake."""
+        if (self.scope, text) not in self.workarounds:
+            self.workarounds.append((self.scope, text))
+
     # -- layout -----------------------------------------------------------------------------
 
     def in_layout(self, value: Value, perm: tuple[int, ...]) -> Value:
@@ -135,6 +146,10 @@ class Emitter:
     def resize(self, x: str, scales: list[float], mode: str, what: str = "resize", **attrs) -> str:
         scales_name = self.constant(scales, dtype=np.float32)
         return self.op("Resize", [x, "", scales_name], what, mode=mode, **attrs)
+
+    def reshape(self, x: str, shape: list[int], what: str = "reshape") -> str:
+        """Reshape; a 0 copies the input's dimension (the batch, which is symbolic)."""
+        return self.op("Reshape", [x, self.constant(shape)], what)
 
     def clip(self, x: str, low: float | None, high: float | None, what: str = "clip") -> str:
         inputs = [

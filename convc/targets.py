@@ -1,0 +1,160 @@
+"""Compatibility targets: what each runtime that loads convc's models can and cannot take.
+
+A target is data, not code paths: the lowering rules ask the emitter's target a question about a
+construct ("may Resize scale a rank-3 tensor?") and pick an equivalent form when the answer is
+no. Every limitation below was found by running convc's per-layer cases in the runtime itself
+(tests/test_runtime_matrix.py proves each workaround there); the docstring of each field says
+which runtime mishandles what.
+
+``portable`` is the default: it takes every workaround whose cost in onnxruntime was measured as
+nil, and an opset that every runtime listed here reads, so one file runs everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from convc.diagnostics import ConvcError
+
+NEWEST_OPSET = 28
+"""The newest opset of the pinned onnx package."""
+
+OLDEST_OPSET = 13
+"""Softmax and LogSoftmax along one axis, Resize's and Pad's input forms, Split/Slice inputs."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    runtime: str
+    """The runtime this target is for, in words."""
+
+    opset: int
+    """The opset emitted when none is asked for."""
+
+    max_opset: int
+    """The newest opset the runtime reads."""
+
+    resize_ranks: frozenset[int]
+    """Ranks at which Resize runs correctly. OpenCV's DNN module resizes only 4-D NCHW
+    tensors: a rank-3 or rank-5 Resize is refused at load time. convc views other ranks as 4-D
+    (Reshape) around the Resize. onnxruntime's rank-5 Resize is 20 times slower than that view,
+    so no target uses it."""
+
+    resize_inner_axes_only: bool
+    """Resize may scale only the two innermost axes. OpenCV's DNN module takes a Resize of
+    NHWC-ordered axes as if they were NCHW and returns a wrongly shaped result without an
+    error; OpenVINO computes cubic Resize of middle axes wrongly. convc transposes to
+    channels-first around such a Resize."""
+
+    tested: bool = True
+    """Whether the runtime runs in convc's test suite when installed. TensorRT needs an NVIDIA
+    GPU, which the test machines may lack."""
+
+
+_EVERY_RESIZE = frozenset({3, 4})
+_ONLY_4D_RESIZE = frozenset({4})
+
+TARGETS: dict[str, Target] = {
+    target.name: target
+    for target in (
+        Target(
+            "portable",
+            "every runtime below",
+            opset=17,
+            max_opset=NEWEST_OPSET,
+            resize_ranks=_ONLY_4D_RESIZE,
+            resize_inner_axes_only=True,
+        ),
+        Target(
+            "ort",
+            "ONNX Runtime",
+            opset=NEWEST_OPSET,
+            max_opset=NEWEST_OPSET,
+            resize_ranks=_EVERY_RESIZE,
+            resize_inner_axes_only=False,
+        ),
+        Target(
+            "onnx-reference",
+            "onnx.reference.ReferenceEvaluator",
+            opset=NEWEST_OPSET,
+            max_opset=NEWEST_OPSET,
+            resize_ranks=_EVERY_RESIZE,
+            resize_inner_axes_only=False,
+        ),
+        Target(
+            "openvino",
+            "OpenVINO (CPU plugin)",
+            opset=NEWEST_OPSET,
+            max_opset=NEWEST_OPSET,
+            resize_ranks=_EVERY_RESIZE,
+            resize_inner_axes_only=True,
+        ),
+        Target(
+            "opencv",
+            "OpenCV DNN",
+            opset=17,
+            max_opset=NEWEST_OPSET,
+            resize_ranks=_ONLY_4D_RESIZE,
+            resize_inner_axes_only=True,
+        ),
+        Target(
+            "tract",
+            "tract",
+            opset=NEWEST_OPSET,
+            max_opset=NEWEST_OPSET,
+            resize_ranks=_EVERY_RESIZE,
+            resize_inner_axes_only=False,
+        ),
+        Target(
+            "tensorrt",
+            "NVIDIA TensorRT (through onnxruntime's TensorRT provider)",
+            opset=17,
+            max_opset=22,
+            resize_ranks=_ONLY_4D_RESIZE,
+            resize_inner_axes_only=True,
+            tested=False,
+        ),
+    )
+}
+
+DEFAULT_TARGET = "portable"
+
+RUNTIMES = tuple(name for name in TARGETS if name != "portable")
+"""The runtimes convc runs models in (``convc run --runtime``, ``convc.runners``)."""
+
+
+def get_target(name: str) -> Target:
+    """The target called ``name``, or a ConvcError listing the known ones."""
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise ConvcError(
+            f"unknown target {name!r}", help="choose one of: " + ", ".join(TARGETS)
+        ) from None
+
+
+def resolve_opset(target: Target, opset: int | None) -> int:
+    """The opset to emit for ``target``: its default, or ``opset`` if the target reads it."""
+    if opset is None:
+        return target.opset
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise ConvcError(f"the opset must be an integer, got {opset!r}")
+    if opset < OLDEST_OPSET:
+        raise ConvcError(
+            f"opset {opset} is not supported",
+            help=f"convc emits opsets {OLDEST_OPSET} to {NEWEST_OPSET}; below {OLDEST_OPSET}, "
+            "Softmax works on flattened axes and Pad, Slice and Resize take other forms",
+        )
+    if opset > target.max_opset:
+        if target.max_opset == NEWEST_OPSET:
+            raise ConvcError(
+                f"opset {opset} is not supported",
+                help=f"convc emits opsets {OLDEST_OPSET} to {NEWEST_OPSET}, the newest that "
+                "its onnx package knows",
+            )
+        raise ConvcError(
+            f"opset {opset} is too new for target {target.name!r}",
+            help=f"{target.runtime} reads opsets up to {target.max_opset}",
+        )
+    return opset
