@@ -68,13 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="NET.onnx", help="default: NET.onnx beside the source"
     )
     _weights_options(build)
-    build.add_argument(
-        "--opset",
-        type=int,
-        default=None,
-        metavar="N",
-        help="ONNX opset to emit (default: the newest supported)",
-    )
+    _target_options(build)
     _optimize_option(build)
     build.set_defaults(command="build", handler=_build)
 
@@ -82,12 +76,22 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("source", metavar="NET.conv")
     summary.set_defaults(command="summary", handler=_summary)
 
+    from convc.targets import RUNTIMES
+
     run = commands.add_parser("run", help="run a model (.onnx, or .conv compiled in memory)")
     run.add_argument("model", metavar="NET.onnx|NET.conv")
     _input_options(run)
     run.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs")
     _weights_options(run)
+    run.add_argument(
+        "--runtime",
+        default="ort",
+        metavar="NAME",
+        help="run in: " + ", ".join(RUNTIMES) + " (default ort; the others are optional extras)",
+        choices=RUNTIMES,
+    )
     _provider_option(run)
+    _target_options(run, for_run=True)
     _optimize_option(run)
     run.set_defaults(command="run", handler=_run)
 
@@ -97,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     _weights_options(check)
     _tolerance_options(check, default=True)
     _provider_option(check)
+    _target_options(check, io_layout=False)
     _optimize_option(check)
     check.set_defaults(command="check", handler=_check)
 
@@ -114,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument(
         "--batch", type=_count, default=1, metavar="B", help="batch size (default 1)"
     )
-    record.add_argument("--opset", type=int, default=None, metavar="N")
+    _target_options(record, io_layout=False)
     _tolerance_options(record, default=True)
     _provider_option(record)
     record.set_defaults(command="golden record", handler=_golden_record)
@@ -163,6 +168,40 @@ def _tolerance(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+def _target_options(
+    command: argparse.ArgumentParser, *, io_layout: bool = True, for_run: bool = False
+) -> None:
+    from convc.targets import DEFAULT_TARGET, TARGETS
+
+    command.add_argument(
+        "--target",
+        default=None if for_run else DEFAULT_TARGET,
+        metavar="NAME",
+        help="the runtime to emit for: "
+        + ", ".join(TARGETS)
+        + (
+            " (for a .conv source; default: the --runtime's own)"
+            if for_run
+            else f" (default {DEFAULT_TARGET}: runs in all of them)"
+        ),
+    )
+    command.add_argument(
+        "--opset",
+        type=int,
+        default=None,
+        metavar="N",
+        help="ONNX opset to emit (default: the target's; portable takes 17)",
+    )
+    if io_layout:
+        command.add_argument(
+            "--io-layout",
+            default="keras",
+            choices=["keras", "channels_first", "channels_last"],
+            help="axis order of the model's inputs and outputs (default keras: as the layers "
+            "take them; channels_first spares a channels_last net its Transposes)",
+        )
 
 
 def _optimize_option(command: argparse.ArgumentParser) -> None:
@@ -260,18 +299,29 @@ def _load(args: argparse.Namespace, path: str):
 
 def _build(args: argparse.Namespace) -> int:
     from convc.compiler import compile_model, save
-    from convc.lower import DEFAULT_OPSET
 
     model = _load(args, args.source)
-    opset = DEFAULT_OPSET if args.opset is None else args.opset
-    proto = compile_model(model, args.weights, seed=args.seed, opset=opset, optimize=args.optimize)
+    proto = compile_model(
+        model,
+        args.weights,
+        seed=args.seed,
+        target=args.target,
+        opset=args.opset,
+        io_layout=args.io_layout,
+        optimize=args.optimize,
+    )
     output = Path(args.output) if args.output else Path(args.source).with_suffix(".onnx")
     written = save(proto, output)
+    opset = proto.opset_import[0].version
     print(
         f"wrote {output}: {len(model.layers)} layers, {len(proto.graph.node)} nodes, "
-        f"{model.parameter_count:,} parameters, opset {opset}"
+        f"{model.parameter_count:,} parameters, target {args.target}, opset {opset}"
         + (f", and its weights in {written[0]}" if len(written) > 1 else "")
     )
+    for entry in proto.metadata_props:
+        if entry.key == "convc.workarounds":
+            for line in entry.value.splitlines():
+                print(f"  workaround for {args.target}: {line}")
     return EXIT_OK
 
 
@@ -295,11 +345,19 @@ def _inputs(args: argparse.Namespace, session) -> dict:
 def _run(args: argparse.Namespace) -> int:
     from convc.arrays import npz_bytes
     from convc.compiler import compile_model, write_bytes
-    from convc.runtime import open_session
+    from convc.runners import open_runner
+    from convc.targets import TARGETS
 
     if args.model.endswith(".conv"):
-        target = compile_model(
-            _load(args, args.model), args.weights, seed=args.seed, optimize=args.optimize
+        target = args.target or (args.runtime if args.runtime in TARGETS else "portable")
+        model = compile_model(
+            _load(args, args.model),
+            args.weights,
+            seed=args.seed,
+            target=target,
+            opset=args.opset,
+            io_layout=args.io_layout,
+            optimize=args.optimize,
         )
     else:
         args.loaded = (args.model, None)
@@ -310,10 +368,18 @@ def _run(args: argparse.Namespace) -> int:
                 "--weights applies to .conv sources; an .onnx model carries its weights",
                 path=args.model,
             )
-        target = args.model
-    session = open_session(target, args.provider)
+        for option, given in (("--target", args.target), ("--opset", args.opset)):
+            if given is not None:
+                raise ConvcError(
+                    f"{option} applies to .conv sources; an .onnx model is already built",
+                    path=args.model,
+                )
+        model = args.model
+    if args.provider != "cpu" and args.runtime != "ort":
+        raise ConvcError("--provider applies to --runtime ort")
+    session = open_runner(model, args.runtime, args.provider)
     outputs = session.run(_inputs(args, session))
-    print(f"provider: {session.provider}")
+    print(f"runtime: {session.runtime} ({session.device})")
     for name, value in outputs.items():
         stats = (
             f"min {value.min():.6g}  max {value.max():.6g}  mean {value.mean():.6g}"
@@ -345,6 +411,8 @@ def _check(args: argparse.Namespace) -> int:
         weights,
         x,
         provider=args.provider,
+        target=args.target,
+        opset=args.opset,
         rtol=args.rtol,
         atol=args.atol,
         optimize=args.optimize,
@@ -365,6 +433,7 @@ def _golden_record(args: argparse.Namespace) -> int:
         seed=args.seed,
         sets=args.sets,
         batch=args.batch,
+        target=args.target,
         opset=args.opset,
         rtol=args.rtol,
         atol=args.atol,

@@ -73,8 +73,13 @@ class Session:
     provider: str
 
     @property
+    def inputs(self) -> list:
+        """The graph's inputs (each with ``name``, ``shape`` and ``type``)."""
+        return self.session.get_inputs()
+
+    @property
     def input_names(self) -> list[str]:
-        return [i.name for i in self.session.get_inputs()]
+        return [i.name for i in self.inputs]
 
     @property
     def output_names(self) -> list[str]:
@@ -174,11 +179,12 @@ def random_array(shape, *, seed: int = 0, batch: int = 1, dtype=np.float32) -> n
     return rng.standard_normal(concrete, dtype=np.float32).astype(dtype)
 
 
-def random_inputs(session: Session, *, seed: int = 0, batch: int = 1) -> dict[str, np.ndarray]:
-    """Random inputs for every graph input (input i drawn with seed + i)."""
+def random_inputs(session, *, seed: int = 0, batch: int = 1) -> dict[str, np.ndarray]:
+    """Random inputs for every graph input of a ``Session`` or a ``convc.runners.Runner``
+    (input i drawn with seed + i)."""
     return {
         spec.name: random_array(spec.shape, seed=seed + i, batch=batch, dtype=_dtype_of(spec))
-        for i, spec in enumerate(session.session.get_inputs())
+        for i, spec in enumerate(session.inputs)
     }
 
 
@@ -237,10 +243,11 @@ def read_inputs(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, n
     return inputs
 
 
-def check_inputs(session: Session, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every input given, with the model's rank, static dimensions and dtype."""
+def check_inputs(session, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every input of a ``Session`` or a ``convc.runners.Runner`` given, with the model's rank,
+    static dimensions and dtype."""
     checked = {}
-    for spec in session.session.get_inputs():
+    for spec in session.inputs:
         if spec.name not in inputs:
             raise ConvcError(f"no value for the model's input {spec.name!r}")
         array = np.asarray(inputs[spec.name])

@@ -80,7 +80,7 @@ def test_run_conv_with_random_inputs(tmp_path, capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "provider: CPUExecutionProvider" in out
+    assert "runtime: ort (CPUExecutionProvider)" in out
     assert "c: shape (4, 6, 2) float32  min " in out and "mean" in out
     with np.load(output) as saved:
         assert saved["c"].shape == (4, 6, 2)

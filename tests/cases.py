@@ -1,0 +1,440 @@
+"""The per-layer case table: every layer and argument path, as .conv texts.
+
+The Keras oracle (test_keras_oracle.py) runs each case against Keras 3, the runtime matrix
+(test_runtime_matrix.py) in every runtime convc targets. The cases aim at the places where a naive
+lowering goes wrong: 'same' with even kernels and strides, causal with dilation, groups,
+depth_multiplier order, transposed-conv sizes with and without output_padding, bilinear factors,
+channels_first and mixed data formats.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+
+INPUTS = {1: "(9, 4)", 2: "(7, 8, 4)", 3: "(5, 6, 7, 4)"}
+INPUTS_FIRST = {1: "(4, 9)", 2: "(4, 7, 8)", 3: "(4, 5, 6, 7)"}
+
+
+def case(id_: str, *lines: str, input_shape: str | None = None):
+    return pytest.param("\n".join(lines) + "\n", id=id_)
+
+
+def _conv_cases():
+    for rank in (1, 2, 3):
+        kernels = (1, 2, 3, 4) if rank < 3 else (1, 2, 3)
+        for k, s, d, padding in itertools.product(
+            kernels, (1, 2, 3), (1, 2), ("valid", "same", "causal")
+        ):
+            if s > 1 and d > 1 or padding == "causal" and rank != 1:
+                continue
+            if rank == 3 and (s == 3 or k == 1 and d == 2):
+                continue
+            yield case(
+                f"conv{rank}d-{padding}-k{k}-s{s}-d{d}",
+                f"Input(shape={INPUTS[rank]})",
+                f'Conv{rank}D(3, {k}, strides={s}, dilation_rate={d}, padding="{padding}")',
+            )
+    yield case("conv2d-groups2", "Input(shape=(7, 8, 4))", "Conv2D(6, 3, groups=2, padding='same')")
+    yield case(
+        "conv2d-groups4-stride2", "Input(shape=(7, 8, 4))", "Conv2D(4, 2, strides=2, groups=4)"
+    )
+    yield case(
+        "conv1d-groups2-causal-d2",
+        "Input(shape=(9, 4))",
+        "Conv1D(2, 3, groups=2, dilation_rate=2, padding='causal')",
+    )
+    yield case("conv3d-groups2", "Input(shape=(5, 6, 7, 4))", "Conv3D(2, 2, groups=2)")
+    yield case(
+        "conv2d-nonsquare",
+        "Input(shape=(7, 8, 4))",
+        "Conv2D(3, (1, 3), strides=(2, 1), padding='same')",
+    )
+    yield case(
+        "conv2d-nonsquare-dilation",
+        "Input(shape=(9, 8, 4))",
+        "Conv2D(3, (3, 2), dilation_rate=(2, 1), padding='same')",
+    )
+    yield case(
+        "conv3d-nonsquare",
+        "Input(shape=(5, 6, 7, 4))",
+        "Conv3D(3, (1, 2, 3), strides=(1, 2, 1), padding='same')",
+    )
+    yield case("conv2d-no-bias", "Input(shape=(7, 8, 4))", "Conv2D(3, 3, use_bias=False)")
+    yield case("conv2d-kernel-equals-input", "Input(shape=(3, 3, 2))", "Conv2D(5, 3)")
+    yield case("conv1d-padding-uppercase", "Input(shape=(9, 4))", "Conv1D(2, 2, padding='SAME')")
+    yield case("conv1d-causal-uppercase", "Input(shape=(9, 4))", "Conv1D(2, 2, padding='Causal')")
+
+
+def _transpose_cases():
+    for rank in (1, 2, 3):
+        kernels = (1, 2, 3, 4, 5) if rank == 1 else (1, 2, 3) if rank == 2 else (2, 3)
+        strides = (1, 2, 3) if rank < 3 else (1, 2)
+        for k, s, padding in itertools.product(kernels, strides, ("valid", "same")):
+            for op in [None, *range(s)]:
+                if rank > 1 and op not in (None, s - 1):
+                    continue
+                op_arg = "" if op is None else f", output_padding={op}"
+                yield case(
+                    f"conv{rank}d_transpose-{padding}-k{k}-s{s}-op{op}",
+                    f"Input(shape={INPUTS[rank]})",
+                    f'Conv{rank}DTranspose(3, {k}, strides={s}, padding="{padding}"{op_arg})',
+                )
+        for k, d, padding in itertools.product((2, 3), (2, 3), ("valid", "same")):
+            if rank == 3 and d == 3:
+                continue
+            yield case(
+                f"conv{rank}d_transpose-{padding}-k{k}-dilated{d}",
+                f"Input(shape={INPUTS[rank]})",
+                f'Conv{rank}DTranspose(2, {k}, dilation_rate={d}, padding="{padding}")',
+            )
+    yield case(
+        "conv1d_transpose-k1-s2-short", "Input(shape=(3, 2))", "Conv1DTranspose(1, 1, strides=2)"
+    )
+    yield case(
+        "conv2d_transpose-nonsquare-op",
+        "Input(shape=(4, 5, 3))",
+        "Conv2DTranspose(2, (3, 2), strides=(2, 3), padding='same', output_padding=(1, 0))",
+    )
+    yield case(
+        "conv3d_transpose-positional-data_format",
+        "Input(shape=(4, 5, 3, 2))",
+        "Conv3DTranspose(2, 2, 2, 'same', 'channels_last', 1)",
+    )
+    yield case(
+        "conv2d_transpose-no-bias",
+        "Input(shape=(4, 5, 3))",
+        "Conv2DTranspose(2, 3, strides=2, use_bias=False)",
+    )
+
+
+def _depthwise_separable_cases():
+    for cls, rank in (
+        ("DepthwiseConv", 1),
+        ("DepthwiseConv", 2),
+        ("SeparableConv", 1),
+        ("SeparableConv", 2),
+    ):
+        head = "" if cls == "DepthwiseConv" else "3, "
+        for k, s, d, m, padding in itertools.product(
+            (1, 2, 3), (1, 2), (1, 2), (1, 2, 3), ("valid", "same")
+        ):
+            if m == 2 and (k, s, d) not in ((3, 1, 1), (2, 2, 2)):
+                continue
+            yield case(
+                f"{cls.lower()}{rank}d-{padding}-k{k}-s{s}-d{d}-m{m}",
+                f"Input(shape={INPUTS[rank]})",
+                f'{cls}{rank}D({head}{k}, strides={s}, dilation_rate={d}, depth_multiplier={m}, padding="{padding}")',
+            )
+    yield case(
+        "depthwise1d-positional-multiplier",
+        "Input(shape=(9, 3))",
+        "DepthwiseConv1D(3, 1, 'valid', 2)",
+    )
+    yield case(
+        "separable2d-positional-multiplier",
+        "Input(shape=(7, 8, 3))",
+        "SeparableConv2D(4, 3, 1, 'same', None, 1, 2)",
+    )
+    yield case(
+        "depthwise2d-no-bias",
+        "Input(shape=(7, 8, 3))",
+        "DepthwiseConv2D(3, use_bias=False, depth_multiplier=2)",
+    )
+    yield case(
+        "separable1d-no-bias", "Input(shape=(9, 3))", "SeparableConv1D(4, 3, use_bias=False)"
+    )
+
+
+def _reshaping_cases():
+    yield case("cropping1d-default", "Input(shape=(9, 4))", "Cropping1D()")
+    yield case("cropping1d-int", "Input(shape=(9, 4))", "Cropping1D(3)")
+    yield case("cropping1d-pair", "Input(shape=(9, 4))", "Cropping1D((0, 4))")
+    for value in (
+        "0",
+        "1",
+        "(1, 2)",
+        "((1, 2), (3, 0))",
+        "((1, 2), 3)",
+        "(0, (2, 1))",
+        "[[1, 1], [0, 2]]",
+    ):
+        yield case(f"cropping2d-{value}", "Input(shape=(7, 8, 4))", f"Cropping2D({value})")
+        yield case(
+            f"cropping2d-cf-{value}",
+            "Input(shape=(4, 7, 8))",
+            f"Cropping2D({value}, data_format='channels_first')",
+        )
+    for value in ("", "0", "1", "(1, 0, 2)", "((1, 0), (0, 2), 1)"):
+        yield case(
+            f"cropping3d-{value or 'default'}", "Input(shape=(5, 6, 7, 4))", f"Cropping3D({value})"
+        )
+    yield case("zero_padding1d-default", "Input(shape=(9, 4))", "ZeroPadding1D()")
+    yield case("zero_padding1d-pair", "Input(shape=(9, 4))", "ZeroPadding1D((0, 3))")
+    yield case(
+        "zero_padding1d-cf", "Input(shape=(4, 9))", "ZeroPadding1D(2, data_format='channels_first')"
+    )
+    for value in ("", "0", "2", "-1", "(1, 2)", "((1, 2), (3, 0))", "((0, 2), 1)"):
+        yield case(
+            f"zero_padding2d-{value or 'default'}",
+            "Input(shape=(7, 8, 4))",
+            f"ZeroPadding2D({value})",
+        )
+    yield case(
+        "zero_padding2d-cf",
+        "Input(shape=(4, 7, 8))",
+        "ZeroPadding2D(((1, 0), (0, 2)), data_format='channels_first')",
+    )
+    for value in ("", "1", "-1", "(1, 0, 2)", "((1, 0), (0, 2), (2, 1))"):
+        yield case(
+            f"zero_padding3d-{value or 'default'}",
+            "Input(shape=(5, 6, 7, 4))",
+            f"ZeroPadding3D({value})",
+        )
+    yield case("up_sampling1d-default", "Input(shape=(9, 4))", "UpSampling1D()")
+    yield case("up_sampling1d-3", "Input(shape=(9, 4))", "UpSampling1D(3)")
+    yield case("up_sampling1d-1", "Input(shape=(9, 4))", "UpSampling1D(1)")
+    for interpolation in ("nearest", "bilinear", "bicubic"):
+        for size in ("2", "3", "(2, 3)", "(1, 4)", "(4, 1)", "(3, 5)"):
+            yield case(
+                f"up_sampling2d-{interpolation}-{size}",
+                "Input(shape=(4, 5, 3))",
+                f"UpSampling2D({size}, interpolation='{interpolation}')",
+            )
+            yield case(
+                f"up_sampling2d-cf-{interpolation}-{size}",
+                "Input(shape=(3, 4, 5))",
+                f"UpSampling2D({size}, data_format='channels_first', interpolation='{interpolation}')",
+            )
+    yield case(
+        "up_sampling2d-bilinear-1x6",
+        "Input(shape=(1, 6, 2))",
+        "UpSampling2D((3, 2), interpolation='bilinear')",
+    )
+    yield case(
+        "up_sampling2d-interpolation-uppercase",
+        "Input(shape=(4, 5, 3))",
+        "UpSampling2D(interpolation='BILINEAR')",
+    )
+    for size in ("", "2", "(1, 2, 3)"):
+        yield case(
+            f"up_sampling3d-{size or 'default'}",
+            "Input(shape=(3, 4, 5, 2))",
+            f"UpSampling3D({size})",
+        )
+    yield case(
+        "up_sampling3d-cf",
+        "Input(shape=(2, 3, 4, 5))",
+        "UpSampling3D((2, 1, 3), data_format='channels_first')",
+    )
+
+
+def _keras_activation_names() -> list:
+    """Every string name Keras's activations.get accepts (threshold needs extra arguments)."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # before Keras is imported
+    from keras.src.activations import ALL_OBJECTS_DICT
+
+    return sorted(name for name in ALL_OBJECTS_DICT if name != "threshold") + [None]
+
+
+ACTIVATIONS = _keras_activation_names()
+
+
+def _activation_cases():
+    for name in ACTIVATIONS:
+        arg = "None" if name is None else f"'{name}'"
+        yield case(f"activation-{name}", "Input(shape=(9, 4))", f"Conv1D(6, 2, activation={arg})")
+        yield case(
+            f"activation-{name}-channels_first",
+            "Input(shape=(4, 6, 8))",
+            f"Conv2D(6, 1, data_format='channels_first', activation={arg})",
+        )
+    yield case(
+        "activation-reference",
+        "Input(shape=(9, 4))",
+        "Conv1D(6, 2, activation=keras.activations.gelu)",
+    )
+
+
+def _data_format_cases():
+    classes = {
+        1: [
+            "Conv1D(3, 3, padding='same')",
+            "Conv1DTranspose(3, 3, strides=2)",
+            "DepthwiseConv1D(3, depth_multiplier=2)",
+            "SeparableConv1D(3, 2, strides=2, padding='same')",
+            "ZeroPadding1D((1, 2))",
+        ],
+        2: [
+            "Conv2D(3, 3, strides=2, padding='same')",
+            "Conv2DTranspose(3, 3, strides=2, padding='same', output_padding=1)",
+            "DepthwiseConv2D(2, padding='same')",
+            "SeparableConv2D(3, 3)",
+            "Cropping2D(((1, 0), (0, 2)))",
+            "ZeroPadding2D((1, 2))",
+            "UpSampling2D((2, 3), interpolation='bilinear')",
+        ],
+        3: [
+            "Conv3D(3, 2, padding='same')",
+            "Conv3DTranspose(3, 2, strides=2)",
+            "Cropping3D(1)",
+            "ZeroPadding3D(1)",
+            "UpSampling3D()",
+        ],
+    }
+    for rank, calls in classes.items():
+        for call in calls:
+            name = call.split("(")[0]
+            with_format = call[:-1] + ", data_format='channels_first')"
+            with_format = with_format.replace("(, ", "(")
+            yield case(f"{name}-channels_first", f"Input(shape={INPUTS_FIRST[rank]})", with_format)
+    yield case(
+        "directive-channels_first",
+        "data_format channels_first",
+        "Input(shape=(4, 7, 8))",
+        "Conv2D(3, 3, padding='same')",
+        "SeparableConv2D(3, 3)",
+        "UpSampling2D()",
+    )
+    yield case(
+        "set_image_data_format-midway",
+        "Input(shape=(7, 8, 4))",
+        "Conv2D(3, 3)",
+        "keras.config.set_image_data_format('channels_first')",
+        "Conv2D(2, 2)",
+    )
+    yield case(
+        "mixed-last-then-first",
+        "Input(shape=(7, 8, 4))",
+        "Conv2D(5, 3, padding='same')",
+        "Conv2D(3, 2, data_format='channels_first')",
+        "Conv2D(2, 1)",
+    )
+    yield case(
+        "mixed-first-then-last",
+        "Input(shape=(4, 7, 8))",
+        "Conv2D(5, 3, data_format='channels_first')",
+        "Cropping2D(1)",
+        "UpSampling2D((1, 2), data_format='channels_first')",
+        "Conv2D(2, 2)",
+    )
+    yield case(
+        "softmax-channels_first-after-last",
+        "Input(shape=(7, 8, 4))",
+        "Conv2D(5, 3)",
+        "Conv2D(3, 1, data_format='channels_first', activation='softmax')",
+    )
+    yield case(
+        "bilinear-channels_first-after-last",
+        "Input(shape=(5, 6, 3))",
+        "Conv2D(4, 1)",
+        "UpSampling2D(2, data_format='channels_first', interpolation='bilinear')",
+    )
+    yield case(
+        "bilinear-last-after-first",
+        "Input(shape=(4, 5, 6))",
+        "Conv2D(4, 1, data_format='channels_first')",
+        "UpSampling2D(2, interpolation='bilinear')",
+    )
+    yield case(
+        "bicubic-last-after-first",
+        "Input(shape=(4, 5, 6))",
+        "Conv2D(4, 1, data_format='channels_first')",
+        "UpSampling2D(2, interpolation='bicubic')",
+    )
+
+
+def _stack_cases():
+    yield case(
+        "stack-tiny-sample",
+        "model tiny",
+        'Input(shape=(32, 32, 3), batch_size=None, dtype="float32", name="image")',
+        'Conv2D(8, 3, padding="same", activation="relu", name="enc1")',
+        'Conv2DTranspose(4, (3, 3), strides=2, padding="same", output_padding=1)',
+        'UpSampling2D(size=(2, 3), interpolation="bilinear")',
+        "Cropping2D(((1, 0), (2, 2)))",
+    )
+    yield case(
+        "stack-autonames",
+        "Input(shape=(16, 4))",
+        "Conv1D(4, 2, padding='causal')",
+        "Conv1D(4, 2, padding='causal', dilation_rate=2)",
+        "Conv1D(4, 2, name='named')",
+        "Conv1D(4, 2)",
+        "Convolution1D(4, 1)",
+        "UpSampling1D()",
+        "ZeroPadding1D()",
+        "Cropping1D()",
+        "UpSampling1D()",
+    )
+    yield case(
+        "stack-keras2-input_shape",
+        "Conv2D(4, 3, input_shape=(8, 8, 3))",
+        "Conv2D(2, 3)",
+    )
+    yield case(
+        "stack-dotted-prefixes",
+        "keras.Input(shape=(8, 8, 3))",
+        "keras.layers.Conv2D(4, 3)",
+        "layers.Conv2D(2, 1)",
+        "tf.keras.layers.Conv2D(2, 1)",
+    )
+    yield case(
+        "stack-aliases",
+        "Input(shape=(8, 8, 3))",
+        "Convolution2D(4, 3)",
+        "Convolution2DTranspose(2, 2, strides=2)",
+        "SeparableConvolution2D(3, 3)",
+    )
+    yield case("stack-fixed-batch", "Input(shape=(8, 8, 3), batch_size=2)", "Conv2D(4, 3)")
+    yield case(
+        "stack-mobilenet-block",
+        "Input(shape=(16, 16, 3))",
+        "Conv2D(8, 3, strides=2, padding='same', activation='relu6')",
+        "DepthwiseConv2D(3, padding='same', activation='relu6')",
+        "Conv2D(16, 1, activation='relu6')",
+        "DepthwiseConv2D(3, strides=2, padding='same', depth_multiplier=2)",
+        "SeparableConv2D(8, 3, padding='same', activation='swish')",
+    )
+    yield case(
+        "stack-volume",
+        "Input(shape=(6, 8, 8, 2))",
+        "Conv3D(4, 3, padding='same', activation='relu')",
+        "Conv3D(4, 2, strides=2)",
+        "Conv3DTranspose(4, 2, strides=2)",
+        "Cropping3D(((0, 1), 0, 1))",
+        "Conv3D(1, 1, activation='sigmoid')",
+    )
+    yield case(
+        "stack-zero-pad-then-conv",
+        "Input(shape=(8, 8, 3))",
+        "ZeroPadding2D(((1, 2), (0, 1)))",
+        "Conv2D(4, 3)",
+    )
+    yield case(
+        "stack-noop-layers",
+        "Input(shape=(8, 8, 3))",
+        "UpSampling2D(1)",
+        "ZeroPadding2D(0)",
+        "Cropping2D(0)",
+        "Conv2D(2, 1)",
+    )
+    yield case(
+        "stack-regularizers-recorded",
+        "Input(shape=(8, 8, 3))",
+        "Conv2D(4, 3, kernel_regularizer=keras.regularizers.l2(1e-4), kernel_constraint=keras.constraints.MaxNorm(2), trainable=False)",
+    )
+    yield case("stack-lora", "Input(shape=(8, 8, 3))", "Conv2D(4, 3, lora_rank=2)")
+
+
+ALL_CASES = [
+    *_conv_cases(),
+    *_transpose_cases(),
+    *_depthwise_separable_cases(),
+    *_reshaping_cases(),
+    *_activation_cases(),
+    *_data_format_cases(),
+    *_stack_cases(),
+]

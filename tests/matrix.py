@@ -1,0 +1,237 @@
+"""The portability matrix: every per-layer case and sample, built for a target, run in a runtime,
+compared with convc's NumPy reference.
+
+``evaluate`` gives one cell; test_runtime_matrix.py asserts that no cell fails, and
+
+    python tests/matrix.py
+
+runs every cell and writes the README's matrix (between its ``matrix`` markers) and the
+per-case detail in docs/runtime-matrix.md, so the table is generated from the same function the
+tests assert on, never written by hand.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convc.compiler import model_weights, resolve_text
+from convc.diagnostics import ConvcError
+from convc.lower import lower
+from convc.reference import run_reference
+from convc.runners import available, how_to_get, open_runner
+from convc.targets import RUNTIMES, get_target, resolve_opset
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = sorted((ROOT / "samples").glob("*.conv"))
+ATOL = RTOL = 1e-4
+BATCH = 2
+
+PASS, WORKAROUND, REFUSED, FAIL, NOT_RUN = (
+    "pass",
+    "pass with workaround",
+    "refused",
+    "FAIL",
+    "not run",
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    status: str
+    detail: str = ""
+
+
+def runtime_missing(runtime: str) -> str | None:
+    """Why ``runtime`` cannot run here, or None."""
+    if available(runtime):
+        return None
+    return f"{runtime} is not installed here ({how_to_get(runtime)})"
+
+
+def evaluate(text: str, runtime: str, target: str | None = None) -> Cell:
+    """Build ``text`` for ``target`` (the runtime's own by default), run it in ``runtime`` on a
+    random batch and compare every output with the NumPy reference."""
+    missing = runtime_missing(runtime)
+    if missing:
+        return Cell(NOT_RUN, missing)
+    model = resolve_text(text)
+    weights = model_weights(model, None, seed=0)
+    chosen = get_target(target or runtime)
+    try:
+        proto = lower(model, weights, opset=resolve_opset(chosen, None), target=chosen)
+    except ConvcError as error:
+        return Cell(REFUSED, error.message)
+    batch = model.input.shape[0] or BATCH
+    x = np.random.default_rng(1).standard_normal((batch, *model.input.shape[1:]))
+    x = x.astype(np.float32)
+    expected = run_reference(model, weights, x)[-1]
+    try:
+        runner = open_runner(proto, runtime)
+        (actual,) = runner.run({model.input.name: x}).values()
+    except ConvcError as error:
+        return Cell(FAIL, error.message)
+    if actual.shape != expected.shape:
+        return Cell(FAIL, f"shape {actual.shape}, expected {expected.shape}")
+    if not np.allclose(actual, expected, rtol=RTOL, atol=ATOL):
+        return Cell(FAIL, f"max abs difference {np.abs(actual - expected).max():.3g}")
+    notes = [p.value for p in proto.metadata_props if p.key == "convc.workarounds"]
+    if notes:
+        return Cell(WORKAROUND, "; ".join(line.split(": ", 1)[1] for line in notes[0].splitlines()))
+    return Cell(PASS)
+
+
+# -- rows -------------------------------------------------------------------------------------
+
+_PATHS = {"valid", "same", "causal", "nearest", "bilinear", "bicubic", "cf"}
+
+
+def row_of(case_id: str) -> str:
+    """The README row a per-layer case belongs to: its layer and argument path."""
+    words = case_id.split("-")
+    if words[0] == "activation":
+        return "Conv + activation (every Keras activation)"
+    head = words[0].lower()
+    layer = _LAYERS.get(head)
+    if layer is None:
+        return "stacks, data_format directives, mixed formats"
+    if len(words) > 1 and words[1] in _PATHS:
+        path = "channels_first" if words[1] == "cf" else words[1]
+        return f"{layer} {path}"
+    if len(words) > 1 and words[1] == "channels_first":
+        return f"{layer} channels_first"
+    return f"{layer} other forms"
+
+
+_LAYERS = {
+    **{f"conv{r}d": f"Conv{r}D" for r in (1, 2, 3)},
+    **{f"conv{r}d_transpose": f"Conv{r}DTranspose" for r in (1, 2, 3)},
+    **{f"conv{r}dtranspose": f"Conv{r}DTranspose" for r in (1, 2, 3)},
+    **{f"depthwiseconv{r}d": f"DepthwiseConv{r}D" for r in (1, 2)},
+    **{f"depthwise{r}d": f"DepthwiseConv{r}D" for r in (1, 2)},
+    **{f"separableconv{r}d": f"SeparableConv{r}D" for r in (1, 2)},
+    **{f"separable{r}d": f"SeparableConv{r}D" for r in (1, 2)},
+    **{f"cropping{r}d": f"Cropping{r}D" for r in (1, 2, 3)},
+    **{f"zero_padding{r}d": f"ZeroPadding{r}D" for r in (1, 2, 3)},
+    **{f"zeropadding{r}d": f"ZeroPadding{r}D" for r in (1, 2, 3)},
+    **{f"up_sampling{r}d": f"UpSampling{r}D" for r in (1, 2, 3)},
+    **{f"upsampling{r}d": f"UpSampling{r}D" for r in (1, 2, 3)},
+}
+
+
+def all_cells() -> list[tuple[str, str, str]]:
+    """(row, case id, text) for every per-layer case and every sample."""
+    from cases import ALL_CASES
+
+    rows = [(row_of(p.id), p.id, p.values[0]) for p in ALL_CASES]
+    rows += [(f"sample {path.name}", path.stem, path.read_text()) for path in SAMPLES]
+    return rows
+
+
+# -- the generated tables ---------------------------------------------------------------------
+
+_WORST = [FAIL, NOT_RUN, REFUSED, WORKAROUND, PASS]
+COLUMNS = [("portable", runtime) for runtime in RUNTIMES] + [(r, r) for r in RUNTIMES if r != "ort"]
+
+
+def render(results: dict[tuple[str, str, str, str], Cell]) -> tuple[str, str]:
+    """The README table (one row per layer and argument path) and the per-case detail."""
+    import onnxruntime
+
+    versions = _versions()
+    grouped: dict[str, dict[tuple[str, str], list[tuple[str, Cell]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for (row, case_id, target, runtime), cell in results.items():
+        grouped[row][(target, runtime)].append((case_id, cell))
+    header = ["layer / argument path", "cases"] + [
+        runtime if target == "portable" else f"{runtime} (--target {target})"
+        for target, runtime in COLUMNS
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in sorted(grouped, key=_row_order):
+        cells = grouped[row]
+        count = len(next(iter(cells.values())))
+        rendered = [_summarise(cells[column]) for column in COLUMNS]
+        lines.append("| " + " | ".join([row, str(count), *rendered]) + " |")
+    legend = (
+        f"Columns `ort` to `tensorrt`: the default `--target portable` model in each runtime; "
+        f"then each runtime's own `--target`. Versions: onnxruntime {onnxruntime.__version__}, "
+        + ", ".join(f"{name} {version}" for name, version in versions.items())
+        + f". Each cell: every case of the row, batch {BATCH}, compared with convc's NumPy "
+        f"reference (atol = rtol = {ATOL})."
+    )
+    table = legend + "\n\n" + "\n".join(lines)
+    detail = ["# Runtime matrix, case by case", "", "Generated by `python tests/matrix.py`.", ""]
+    for row in sorted(grouped, key=_row_order):
+        for column in COLUMNS:
+            for case_id, cell in grouped[row][column]:
+                if cell.status != PASS:
+                    detail.append(
+                        f"- {case_id}, target {column[0]}, {column[1]}: {cell.status}"
+                        + (f": {cell.detail}" if cell.detail else "")
+                    )
+    return table, "\n".join(detail) + "\n"
+
+
+def _row_order(row: str) -> tuple:
+    return (row.startswith("sample"), row.startswith("stacks"), row.startswith("Conv +"), row)
+
+
+def _summarise(cells: list[tuple[str, Cell]]) -> str:
+    worst = min((cell.status for _, cell in cells), key=_WORST.index)
+    if worst == PASS:
+        return "pass"
+    details = sorted({cell.detail for _, cell in cells if cell.status == worst})
+    count = sum(cell.status == worst for _, cell in cells)
+    if worst == NOT_RUN:
+        return "not run: " + details[0]
+    return f"{worst} ({count} of {len(cells)}): " + "; ".join(details)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata
+
+    versions = {}
+    for name, package in (
+        ("onnx", "onnx"),
+        ("OpenVINO", "openvino"),
+        ("OpenCV", "opencv-python-headless"),
+        ("tract", "tract"),
+    ):
+        try:
+            versions[name] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def main() -> int:
+    results = {}
+    for row, case_id, text in all_cells():
+        for target, runtime in COLUMNS:
+            results[(row, case_id, target, runtime)] = evaluate(text, runtime, target)
+    table, detail = render(results)
+    readme = ROOT / "README.md"
+    start, end = "<!-- matrix:start -->", "<!-- matrix:end -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        print(f"README.md lacks the {start} and {end} markers", file=sys.stderr)
+        return 1
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    readme.write_text(f"{before}{start}\n{table}\n{end}{after}")
+    (ROOT / "docs").mkdir(exist_ok=True)
+    (ROOT / "docs" / "runtime-matrix.md").write_text(detail)
+    failed = [key for key, cell in results.items() if cell.status == FAIL]
+    print(f"{len(results)} cells, {len(failed)} failed; wrote README.md and docs/runtime-matrix.md")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())
