@@ -28,6 +28,7 @@ succeeded, the input layout, timings of the phases and the failures of variants 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import os
@@ -355,7 +356,10 @@ def main() -> int:
     global TORCH_EXPORTER
     TORCH_EXPORTER = args.torch_exporter
     launched = time.perf_counter()
-    backend = "tensorflow" if args.exporter == "keras-tf2onnx" else "torch"
+    if args.exporter:
+        backend = "tensorflow" if args.exporter == "keras-tf2onnx" else "torch"
+    else:  # drawing weights: whichever backend this environment has
+        backend = "torch" if importlib.util.find_spec("torch") else "tensorflow"
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
