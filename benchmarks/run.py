@@ -150,7 +150,7 @@ def wait_for_quiet(limit_s: float, threshold: float = 0.2) -> float:
         load = foreign_load(before, 3)
         waited = time.perf_counter() - start
         if load < threshold or waited >= limit_s:
-            if waited > 3:
+            if waited > 4:
                 print(f"  waited {waited:.0f} s for a quiet machine (other load {load:.2f})")
             return waited
 
@@ -324,6 +324,12 @@ def latency_summary(samples: list[float], work: float) -> tuple[dict, float]:
     return summary, round(work / (median / 1000), 1)
 
 
+def op_types(path: Path) -> list[str]:
+    import onnx
+
+    return [n.op_type for n in onnx.load(path).graph.node]
+
+
 def graph_counts(path: Path) -> tuple[int, int]:
     import onnx
 
@@ -428,6 +434,14 @@ def main() -> int:
                 transposes=transposes,
             )
             models = {"convc": (out, "as the .conv")}
+            # convc's default target is portable; --target ort is the graph made for this very
+            # runtime. Where the two differ in their nodes, the ort build is timed too.
+            ort_out = scratch / f"{net.stem}.convc-ort.onnx"
+            timed_process([*build[:3], str(ort_out), *build[4:], "--target", "ort"], 1)
+            entry["target"] = "default (portable)"
+            entry["target_ort_same_ops"] = op_types(ort_out) == op_types(out)
+            if not entry["target_ort_same_ops"]:
+                models["convc-ort"] = (ort_out, "as the .conv")
             for name, python in exporters.items():
                 path = scratch / f"{net.stem}.{name}.onnx"
                 export_args = [str(net), str(path), *EXPORTERS[name][1], "--weights", str(weights)]
@@ -470,7 +484,11 @@ def main() -> int:
             for name, (_, layout) in models.items():
                 if name == "convc":
                     continue
-                e = entry["exporters"][name]
+                if name == "convc-ort":
+                    e = entry.setdefault("convc_target_ort", {})
+                    e["nodes"], e["transposes"] = graph_counts(models[name][0])
+                else:
+                    e = entry["exporters"][name]
                 e["ort_ms"], e["gflops_per_s"] = latency_summary(samples[name], work)
                 got = outputs[name]
                 if layout.startswith("channels_first"):
@@ -615,6 +633,23 @@ def markdown(results: dict) -> str:
             f"{'met' if s['target_geomean_at_most_0.9'] else 'not met'}); nets where convc is "
             f"slower than the best exporter: {slower}.",
         ]
+    same = [n for n, r in results["nets"].items() if r.get("target_ort_same_ops")]
+    lines += [
+        "",
+        "convc is built for its default target (portable, opset 17); "
+        + (
+            f"`--target ort` gives the same nodes on {', '.join(same)}."
+            if same
+            else "`--target ort` was not compared."
+        ),
+    ]
+    for net, r in results["nets"].items():
+        if "convc_target_ort" in r:
+            o = r["convc_target_ort"]
+            lines.append(
+                f"- {net}, convc `--target ort`: {ms(o['ort_ms'])} ms, {o['nodes']} nodes "
+                f"({o['transposes']} Transposes), max abs diff {o['max_abs_diff']:.1e}"
+            )
     lines += [
         "",
         "### Graphs, export time, agreement",
@@ -695,7 +730,8 @@ def markdown(results: dict) -> str:
             for p in profiles.values():
                 found = next((o for o in p["by_op"] if o["op"] == op), None)
                 cells.append(
-                    f"{found['ms_per_run']:.2f} ({found['share']:.0%}, {found['nodes']} nodes)"
+                    f"{found['ms_per_run']:.2f} ({found['share']:.0%}, "
+                    f"{found['nodes']} node{'s' if found['nodes'] != 1 else ''})"
                     if found
                     else "—"
                 )
