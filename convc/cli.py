@@ -346,10 +346,9 @@ def _run(args: argparse.Namespace) -> int:
     from convc.arrays import npz_bytes
     from convc.compiler import compile_model, write_bytes
     from convc.runners import open_runner
-    from convc.targets import TARGETS
 
     if args.model.endswith(".conv"):
-        target = args.target or (args.runtime if args.runtime in TARGETS else "portable")
+        target = args.target or args.runtime  # every runtime is also a target
         model = compile_model(
             _load(args, args.model),
             args.weights,

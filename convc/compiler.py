@@ -25,7 +25,6 @@ from convc.targets import DEFAULT_TARGET, get_target, resolve_opset
 
 __all__ = [
     "check_io_layout",
-    "check_opset",
     "compile_file",
     "compile_model",
     "compile_text",
@@ -120,10 +119,6 @@ def read_source(path: str | os.PathLike) -> str:
         ) from None
     except OSError as error:
         raise ConvcError(f"cannot read the file: {error.strerror}", path=str(path)) from None
-
-
-def check_opset(opset: int, target: str = DEFAULT_TARGET) -> None:
-    resolve_opset(get_target(target), opset)
 
 
 def check_io_layout(io_layout: str) -> None:

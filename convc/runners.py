@@ -104,7 +104,7 @@ def available(runtime: str) -> bool:
 def how_to_get(runtime: str) -> str:
     if runtime == "tensorrt":
         return "install onnxruntime-gpu and NVIDIA TensorRT (an NVIDIA GPU is needed)"
-    module, package = _PACKAGES[runtime]
+    package = _PACKAGES[runtime][1]
     return f'pip install "convc[runtimes]" (or only: pip install {package})'
 
 

@@ -192,63 +192,55 @@ def lower_zero_padding(em: Emitter, layer: Layer, x: Value, weights: Weights) ->
 
 def lower_up_sampling(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
     c = layer.config
+    logical = spatial_axes(layer.type.rank, c["data_format"])
     if all(factor == 1 for factor in c["size"]):
         return Value(x.name, x.perm, layer.output_shape)
-    if c["interpolation"] == "nearest":
-        factors = [1] * x.rank
-        for physical, factor in zip(_spatial_physical_axes(layer, x), c["size"], strict=True):
-            factors[physical] = factor
+    # Along an axis of length 1 every interpolated sample is that one value: a repeat.
+    interpolates = c["interpolation"] != "nearest" and any(
+        factor > 1 and layer.input_shape[axis] > 1
+        for axis, factor in zip(logical, c["size"], strict=True)
+    )
+    if interpolates:
+        x = em.in_layout(x, _interpolation_layout(em, layer, x))
+    spatial = _spatial_physical_axes(layer, x)
+    factors = [1] * x.rank
+    for physical, factor in zip(spatial, c["size"], strict=True):
+        factors[physical] = factor
+    if not interpolates:
         return Value(_nearest(em, x, factors), x.perm, layer.output_shape)
-
-    x = em.in_layout(x, _interpolation_layout(em, layer, x))
-    # Along an axis of length 1 every interpolated sample is that one value: the axis is
-    # repeated before the Resize, and one that is not scaled is doubled and sliced back after it.
-    # OpenCV's interpolating Resize reads out of bounds along an axis of length 1.
-    scales, repeats = [1.0] * x.rank, [1] * x.rank
-    shape = list(x.shape)
-    unscaled_units = []
-    for physical, factor in zip(_spatial_physical_axes(layer, x), c["size"], strict=True):
-        logical = x.perm[physical]
-        if x.shape[logical] == 1:
-            repeats[physical] = factor if factor > 1 else 2
-            shape[logical] = repeats[physical]
-            if factor == 1:
-                unscaled_units.append(physical)
-        else:
-            scales[physical] = float(factor)
-    out = x.name
-    if any(r > 1 for r in repeats) and any(s != 1.0 for s in scales):
-        physical_shape = [x.shape[axis] for axis in x.perm]
-        out = _repeat(em, out, physical_shape, repeats)
-    elif any(r > 1 for r in repeats):  # nothing to interpolate: a plain repeat
-        return Value(
-            _nearest(
-                em,
-                x,
-                [r if r > 1 and a not in unscaled_units else 1 for a, r in enumerate(repeats)],
-            ),
-            x.perm,
-            layer.output_shape,
-        )
-    if c["interpolation"] == "bilinear":
-        out = em.resize(
-            out, scales, "linear", "upsample", coordinate_transformation_mode="half_pixel"
-        )
-    else:  # bicubic, as Keras's torch backend computes it
-        out = em.resize(
-            out,
-            scales,
-            "cubic",
-            "upsample",
-            coordinate_transformation_mode="half_pixel",
-            cubic_coeff_a=-0.75,
-            exclude_outside=0,
-        )
-    if unscaled_units:
-        out = em.slice(
-            out, [0] * len(unscaled_units), [1] * len(unscaled_units), unscaled_units, "unrepeat"
-        )
+    out = _interpolate(em, x, spatial, factors, c["interpolation"])
     return Value(out, x.perm, layer.output_shape)
+
+
+_INTERPOLATIONS = {
+    "bilinear": {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+    # bicubic as Keras's torch backend computes it
+    "bicubic": {
+        "mode": "cubic",
+        "coordinate_transformation_mode": "half_pixel",
+        "cubic_coeff_a": -0.75,
+        "exclude_outside": 0,
+    },
+}
+
+
+def _interpolate(
+    em: Emitter, x: Value, spatial: list[int], factors: list[int], interpolation: str
+) -> str:
+    """A bilinear or bicubic Resize. OpenCV's reads out of bounds along an axis of length 1, so
+    such an axis is repeated before the Resize instead (exact: every sample along it is its one
+    value), and one that is not scaled is doubled and sliced back after it."""
+    physical = [x.shape[axis] for axis in x.perm]
+    units = [axis for axis in spatial if physical[axis] == 1]
+    repeats = [max(factors[axis], 2) if axis in units else 1 for axis in range(x.rank)]
+    scales = [1.0 if axis in units else float(factors[axis]) for axis in range(x.rank)]
+    out = _repeat(em, x.name, physical, repeats) if units else x.name
+    attrs = dict(_INTERPOLATIONS[interpolation])
+    out = em.resize(out, scales, attrs.pop("mode"), "upsample", **attrs)
+    doubled = [axis for axis in units if factors[axis] == 1]
+    if doubled:
+        out = em.slice(out, [0] * len(doubled), [1] * len(doubled), doubled, "unrepeat")
+    return out
 
 
 def _interpolation_layout(em: Emitter, layer: Layer, x: Value) -> tuple[int, ...]:
