@@ -330,6 +330,14 @@ BAD = [
         11,
         "Conv2D 'conv2d_1' with padding='valid' would give an output of length 0",
     ),
+    (
+        "transpose-same-empty-output",
+        "Input(shape=(1, 4, 3))\nConv2DTranspose(2, 2, padding='same', output_padding=0)\n",
+        2,
+        54,
+        "Conv2DTranspose 'conv2d_transpose' with padding='same' and output_padding=0 would give "
+        "an output of length 0 on spatial axis 0",
+    ),
 ]
 
 

@@ -243,7 +243,18 @@ class Convolution(LayerType):
         padding = config["padding"]
         if self.kind == "transpose":
             op = config["output_padding"][axis] if config["output_padding"] else None
-            return shapes.transpose_output_length(length, k, s, d, padding, op)
+            out = shapes.transpose_output_length(length, k, s, d, padding, op)
+            if out <= 0:  # 'same' on a length-1 axis, an even span and output_padding=0
+                span = shapes.effective_kernel(k, d)
+                raise ConvcError(
+                    f"{self.label(config)} with padding='same' and output_padding={op} would give "
+                    f"an output of length {out} on spatial axis {axis}",
+                    args.span("output_padding"),
+                    help=f"output length = ({length} - 1) * {s} + {span} % 2 + {op} = {out}; "
+                    f"input shape {format_shape(input_shape)}; "
+                    "drop output_padding or use padding='valid'",
+                )
+            return out
         out = shapes.conv_output_length(length, k, s, d, padding)
         if out <= 0:
             span = shapes.effective_kernel(k, d)
