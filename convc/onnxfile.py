@@ -81,13 +81,66 @@ def save(proto: onnx.ModelProto, path: str | os.PathLike) -> list[Path]:
     Returns the files written."""
     path = Path(path)
     if weight_bytes(proto) <= EXTERNAL_DATA_BYTES:
-        write_files([(path, [proto.SerializeToString()])])
+        write_files([(path, serialized_pieces(proto))])
         return [path]
     data_path = path.with_name(path.name + ".data")
     with weights_set_aside(proto, data_path.name) as blobs:
         skeleton = proto.SerializeToString()
         write_files([(data_path, blobs), (path, [skeleton])])
     return [data_path, path]
+
+
+def serialized_pieces(proto: onnx.ModelProto) -> Iterator[bytes]:
+    """The model's protobuf encoding in pieces, one weight tensor at a time.
+
+    ``SerializeToString`` of a whole model holds its encoding twice while it runs, on top of the
+    model itself; encoding each initializer on its own holds one tensor's. The bytes parse to
+    the same model: the graph comes last instead of in field order, and its initializers after
+    its other fields, which protobuf allows."""
+    graph = proto.graph
+    header = _copy_without(proto, "graph").SerializeToString()
+    graph_header = _copy_without(graph, "initializer").SerializeToString()
+    sizes = [tensor.ByteSize() for tensor in graph.initializer]
+    graph_size = len(graph_header) + sum(
+        len(_length_delimited(_INITIALIZER_FIELD, size)) + size for size in sizes
+    )
+    yield header + _length_delimited(_GRAPH_FIELD, graph_size) + graph_header
+    for tensor, size in zip(graph.initializer, sizes, strict=True):
+        yield _length_delimited(_INITIALIZER_FIELD, size) + tensor.SerializeToString()
+
+
+_GRAPH_FIELD = 7  # ModelProto.graph
+_INITIALIZER_FIELD = 5  # GraphProto.initializer
+
+
+def _length_delimited(field: int, length: int) -> bytes:
+    """The key and length that precede a length-delimited protobuf field's bytes."""
+    return _varint(field << 3 | 2) + _varint(length)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _copy_without(message, skipped: str):
+    """A copy of a protobuf message without one of its fields (which is never copied)."""
+    copy = type(message)()
+    for field, value in message.ListFields():
+        if field.name == skipped:
+            continue
+        current = getattr(copy, field.name)
+        if hasattr(current, "extend"):  # a repeated field
+            current.extend(value)
+        elif field.message_type is not None:
+            current.CopyFrom(value)
+        else:
+            setattr(copy, field.name, value)
+    return copy
 
 
 def _file_mode() -> int:
