@@ -47,6 +47,12 @@ class Target:
     error; OpenVINO computes cubic Resize of middle axes wrongly. convc transposes to
     channels-first around such a Resize."""
 
+    pointwise_conv_pads: bool = True
+    """A Conv whose kernel is one element on every axis may pad. OpenCV's DNN module returns
+    garbage (values near 1e30) from such a Conv (ZeroPadding before a 1x1 Conv folds into one,
+    and the sub-pixel form of a transposed convolution makes them); convc pads with a Pad
+    node first instead."""
+
     tested: bool = True
     """Whether the runtime runs in convc's test suite when installed. TensorRT needs an NVIDIA
     GPU, which the test machines may lack."""
@@ -65,6 +71,7 @@ TARGETS: dict[str, Target] = {
             max_opset=NEWEST_OPSET,
             resize_ranks=_ONLY_4D_RESIZE,
             resize_inner_axes_only=True,
+            pointwise_conv_pads=False,
         ),
         Target(
             "ort",
@@ -97,6 +104,7 @@ TARGETS: dict[str, Target] = {
             max_opset=NEWEST_OPSET,
             resize_ranks=_ONLY_4D_RESIZE,
             resize_inner_axes_only=True,
+            pointwise_conv_pads=False,
         ),
         Target(
             "tract",

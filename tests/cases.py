@@ -110,6 +110,63 @@ def _transpose_cases():
     )
 
 
+def _conv_form_cases():
+    """Where convc.lower.conv_forms replaces the plain op: convolutions with one or two output
+    channels over several kernel axes, and 3-D transposed convolutions with strides."""
+    forms = itertools.product(
+        (2, 3), (1, 2), ((3, 2), (2, 3), (3, 1)), ("valid", "same"), ((1, 1), (1, 2), (2, 1))
+    )
+    for rank, filters, kernel, padding, (s, d) in forms:
+        if rank == 3 and (kernel != (3, 2) or filters == 2 and padding == "valid"):
+            continue
+        k = (2, *kernel) if rank == 3 else kernel
+        strides = (*[1] * (rank - 1), s)
+        dilation = (d, *[1] * (rank - 1))
+        yield case(
+            f"conv{rank}d-few-out{filters}-{padding}-k{''.join(map(str, k))}-s{s}-d{d}",
+            f"Input(shape={INPUTS[rank]})",
+            f"Conv{rank}D({filters}, {k}, strides={strides}, dilation_rate={dilation}, "
+            f"padding='{padding}', activation='relu')",
+        )
+    yield case(
+        "conv2d-few-out-strided-leading",
+        "Input(shape=(7, 8, 4))",
+        "Conv2D(1, 3, strides=(2, 1))",
+    )
+    yield case(
+        "conv2d-few-out-channels-first",
+        "Input(shape=(4, 7, 8))",
+        "Conv2D(2, (2, 3), padding='same', data_format='channels_first')",
+    )
+    for kernel, strides, padding, op in [
+        ((2, 3, 4), (2, 1, 3), "valid", None),
+        ((3, 2, 2), (2, 2, 2), "same", (1, 1, 1)),
+        ((4, 3, 3), (3, 2, 2), "same", None),
+        ((2, 2, 2), (2, 2, 2), "valid", (1, 0, 1)),
+        ((1, 3, 3), (1, 2, 2), "valid", None),
+    ]:
+        op_arg = "" if op is None else f", output_padding={op}"
+        yield case(
+            f"conv3d_transpose-sub-pixel-k{''.join(map(str, kernel))}-s{''.join(map(str, strides))}"
+            f"-{padding}-op{op is not None}",
+            f"Input(shape={INPUTS[3]})",
+            f"Conv3DTranspose(2, {kernel}, strides={strides}, padding='{padding}'{op_arg})",
+        )
+    yield case(
+        "conv3d_transpose-sub-pixel-channels-first-no-bias",
+        "Input(shape=(4, 5, 6, 7))",
+        "Conv3DTranspose(3, 3, strides=2, padding='same', use_bias=False, "
+        "data_format='channels_first')",
+    )
+    for rank in (1, 2, 3):
+        yield case(
+            f"zero_padding{rank}d-then-pointwise-conv",
+            f"Input(shape={INPUTS[rank]})",
+            f"ZeroPadding{rank}D(1)",
+            f"Conv{rank}D(2, 1)",
+        )
+
+
 def _depthwise_separable_cases():
     for cls, rank in (
         ("DepthwiseConv", 1),
@@ -432,6 +489,7 @@ def _stack_cases():
 ALL_CASES = [
     *_conv_cases(),
     *_transpose_cases(),
+    *_conv_form_cases(),
     *_depthwise_separable_cases(),
     *_reshaping_cases(),
     *_activation_cases(),

@@ -47,9 +47,9 @@ def lower(
 ) -> onnx.ModelProto:
     """Build the ONNX model for ``target``. With ``layer_outputs``, every layer's output is also
     a graph output, named after the layer, for checking layer by layer. ``io_layout`` orders the
-    graph's inputs and outputs (``IO_LAYOUTS``). ``optimize`` applies the exact graph rewrites
-    of ``convc.lower.rewrites``."""
-    em = Emitter(opset, target)
+    graph's inputs and outputs (``IO_LAYOUTS``). ``optimize`` picks the faster exact forms of
+    ``convc.lower.conv_forms`` and applies the graph rewrites of ``convc.lower.rewrites``."""
+    em = Emitter(opset, target, optimize)
     rank = len(model.input.shape)
     x = Value(model.input.name, io_order(model.layers[0], rank, io_layout), model.input.shape)
     input_shape = [model.input.shape[a] for a in x.perm]

@@ -50,9 +50,10 @@ def channels_first(rank: int) -> tuple[int, ...]:
 
 
 class Emitter:
-    def __init__(self, opset: int, target: Target = TARGETS["ort"]):
+    def __init__(self, opset: int, target: Target = TARGETS["ort"], optimize: bool = True):
         self.opset = opset
         self.target = target
+        self.optimize = optimize  # pick the faster exact forms of convc.lower.conv_forms
         self.workarounds: list[tuple[str, str]] = []  # (layer, what was done and why)
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[tuple[str, np.ndarray]] = []  # turned into tensors in model()
@@ -143,6 +144,18 @@ class Emitter:
         inputs = [x, self.constant(starts), self.constant(ends), self.constant(axes)]
         return self.op("Slice", inputs, what)
 
+    def conv(self, inputs: list[str], what: str, **attrs) -> str:
+        """A Conv; one with a one-element kernel pads with a Pad node first where the target
+        cannot pad it (``Target.pointwise_conv_pads``)."""
+        pads = attrs["pads"]
+        if any(pads) and set(attrs["kernel_shape"]) == {1} and not self.target.pointwise_conv_pads:
+            self.workaround("padded by a Pad node: a 1x1 Conv does not pad correctly in the target")
+            rank = len(pads) // 2
+            padded = self.pad(inputs[0], [0, 0, *pads[:rank], 0, 0, *pads[rank:]])
+            inputs = [padded, *inputs[1:]]
+            attrs = {**attrs, "pads": [0] * len(pads)}
+        return self.op("Conv", inputs, what, **attrs)
+
     def resize(self, x: str, scales: list[float], mode: str, what: str = "resize", **attrs) -> str:
         scales_name = self.constant(scales, dtype=np.float32)
         return self.op("Resize", [x, "", scales_name], what, mode=mode, **attrs)
@@ -195,7 +208,7 @@ class Emitter:
         self, name: str, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto]
     ) -> onnx.ModelProto:
         """The ModelProto, built in place: onnx.helper copies tensors by serializing them, which
-        fails for a tensor beyond protobuf's 2 GiB."""
+        fails for a tensor beyond protobuf's 2 GiB. Takes the emitter's arrays: call it once."""
         # The oldest IR version the opset allows: runtimes that predate newer IR versions
         # refuse the model otherwise.
         opset = helper.make_opsetid("", self.opset)
@@ -209,7 +222,11 @@ class Emitter:
         graph.input.extend(inputs)
         graph.output.extend(outputs)
         used = {name for node in self.nodes for name in node.input}
-        for tensor_name, array in self.initializers:
+        # Each array is dropped once its bytes are in the model, so that the weights are held
+        # about once here rather than twice (building is bounded by memory, #6).
+        self.initializers.reverse()
+        while self.initializers:
+            tensor_name, array = self.initializers.pop()
             if tensor_name not in used:  # a constant that a rewrite made redundant
                 continue
             tensor = graph.initializer.add()
@@ -217,6 +234,7 @@ class Emitter:
             tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
             tensor.dims.extend(array.shape)
             tensor.raw_data = array.tobytes()
+            del array
         return model
 
     def rename(self, names: dict[str, str]) -> None:

@@ -6,7 +6,8 @@ exact (the same numbers, not approximately). They run until none applies. ``conv
 
 * **Pad into Conv.** A zero Pad of only the spatial axes, by non-negative amounts, whose output
   feeds only a Conv: the Conv pads with zeros itself, so its pads grow instead (ZeroPadding2D
-  before a 'valid' Conv2D becomes one node, and no padded copy of the tensor is made).
+  before a 'valid' Conv2D becomes one node, and no padded copy of the tensor is made), unless
+  the Conv's kernel is 1x1 and the target cannot pad those (``Target.pointwise_conv_pads``).
 * **Pad then Slice.** A zero Pad whose output feeds only a Slice: their net effect per axis is
   one pad or one crop, so they become one Pad, one Slice, or nothing (ZeroPadding2D(1) then
   Cropping2D(1) cancel).
@@ -50,6 +51,9 @@ def _fold_pad_into_conv(em: Emitter, graph_outputs: set[str]) -> bool:
         if len(consumers) != 1 or consumers[0].op_type != "Conv":
             continue
         conv = consumers[0]
+        kernel_shape = next(a.ints for a in conv.attribute if a.name == "kernel_shape")
+        if set(kernel_shape) == {1} and not em.target.pointwise_conv_pads:
+            continue
         rank = len(amounts) // 2
         begins, ends = amounts[:rank], amounts[rank:]
         # Conv pads only the spatial axes (2..), never batch or channels; crops it cannot do.

@@ -14,6 +14,7 @@ import numpy as np
 
 from convc.layers import shapes
 from convc.layers.base import spatial_axes
+from convc.lower import conv_forms
 from convc.lower.activations import emit_activation
 from convc.lower.emitter import Emitter, Value, channels_first, identity
 from convc.model import Layer
@@ -71,13 +72,19 @@ def _pre_activation_shape(layer: Layer) -> tuple:
     return tuple(shape)
 
 
+def _spatial_lengths(layer: Layer, shape: tuple) -> list[int]:
+    return [shape[a] for a in spatial_axes(layer.type.rank, layer.config["data_format"])]
+
+
 def lower_conv(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
     x = em.in_layout(x, _conv_layout(layer, x.rank))
-    inputs = [x.name, em.weight("kernel", onnx_kernel(weights["kernel"]))]
-    if "bias" in weights:
-        inputs.append(em.weight("bias", weights["bias"]))
-    out = em.op(
-        "Conv", inputs, "conv", **_conv_attrs(layer, _forward_pads(layer), layer.config["groups"])
+    out = conv_forms.conv(
+        em,
+        x.name,
+        onnx_kernel(weights["kernel"]),
+        weights.get("bias"),
+        _conv_attrs(layer, _forward_pads(layer), layer.config["groups"]),
+        _spatial_lengths(layer, layer.input_shape),
     )
     return _finish(em, layer, out, x)
 
@@ -85,7 +92,7 @@ def lower_conv(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
 def lower_conv_transpose(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
     c = layer.config
     x = em.in_layout(x, _conv_layout(layer, x.rank))
-    lengths = [layer.input_shape[a] for a in spatial_axes(layer.type.rank, c["data_format"])]
+    lengths = _spatial_lengths(layer, layer.input_shape)
     output_padding = c["output_padding"] or (None,) * len(lengths)
     triples = [
         shapes.transpose_pads(n, k, s, d, c["padding"], op)
@@ -94,13 +101,18 @@ def lower_conv_transpose(em: Emitter, layer: Layer, x: Value, weights: Weights) 
         )
     ]
     pads = [t[0] for t in triples] + [t[1] for t in triples]
-    inputs = [x.name, em.weight("kernel", onnx_kernel(weights["kernel"]))]
-    if "bias" in weights:
-        inputs.append(em.weight("bias", weights["bias"]))
     attrs = _conv_attrs(layer, pads, 1)
     if any(t[2] for t in triples):
         attrs["output_padding"] = [t[2] for t in triples]
-    out = em.op("ConvTranspose", inputs, "conv_transpose", **attrs)
+    out = conv_forms.conv_transpose(
+        em,
+        x.name,
+        onnx_kernel(weights["kernel"]),
+        weights.get("bias"),
+        attrs,
+        lengths,
+        _spatial_lengths(layer, layer.output_shape),
+    )
     return _finish(em, layer, out, x)
 
 
