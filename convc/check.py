@@ -104,8 +104,10 @@ def check(
     proto = lower(model, weights, opset=opset, target=chosen, layer_outputs=True, optimize=optimize)
     session = open_session(proto, provider)
     inputs = check_inputs(session, {model.input.name: x})
-    actual = session.run(inputs)
+    # The reference first: onnxruntime's threads spin on the cores for a while after a run,
+    # which made NumPy's work after it up to twice as slow.
     expected = run_reference(model, weights, inputs[model.input.name])
+    actual = session.run(inputs)
     layers = tuple(
         _compare(
             layer.name, layer.class_name, layer.span.line, actual[layer.name], reference, rtol, atol
@@ -120,11 +122,18 @@ def _compare(name, class_name, line, actual, expected, rtol, atol) -> LayerCompa
         return LayerComparison(
             name, class_name, line, actual.shape, float("inf"), float("inf"), False
         )
-    actual64, expected64 = actual.astype(np.float64), expected.astype(np.float64)
-    error = np.abs(actual64 - expected64)
-    error = np.where(np.isnan(actual64) & np.isnan(expected64), 0.0, error)
-    max_abs = float(np.nanmax(error, initial=0.0)) if error.size else 0.0
-    relative = error / np.maximum(np.abs(expected64), atol)
-    max_rel = float(np.nanmax(relative, initial=0.0)) if error.size else 0.0
-    ok = bool(np.all(np.isclose(actual64, expected64, rtol=rtol, atol=atol, equal_nan=True)))
+    if actual.size == 0:
+        return LayerComparison(name, class_name, line, actual.shape, 0.0, 0.0, True)
+    # In float32, where two close floats differ exactly; a handful of passes over the outputs
+    # (these are the largest arrays a check touches).
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = np.abs(actual - expected)
+        magnitude = np.abs(expected)
+        ok = bool(np.all(error <= atol + rtol * magnitude))
+        if not ok:  # NaN in both, or equal infinities, also agree (numpy's isclose rule)
+            same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
+            error[same] = 0.0
+            ok = bool(np.all(same | (error <= atol + rtol * magnitude)))
+        max_abs = float(np.max(error))  # NaN where only one side is NaN
+        max_rel = float(np.max(error / np.maximum(magnitude, np.float32(atol))))
     return LayerComparison(name, class_name, line, actual.shape, max_abs, max_rel, ok)

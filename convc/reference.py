@@ -73,7 +73,8 @@ def convolve(
 
     Output channels [j*F/g, (j+1)*F/g) see input channels [j*C/g, (j+1)*C/g). Computed one kernel
     tap at a time: each tap's strided view of the input times that tap's weights, accumulated;
-    the arithmetic of im2col without its (positions x taps) matrix.
+    the arithmetic of im2col without its (positions x taps) matrix, except for a few input
+    channels (``_TAP_DEPTH``), where that matrix is small and one product beats many thin ones.
     """
     rank = kernel.ndim - 2
     x = _pad_or_crop(x, pads)
@@ -85,19 +86,39 @@ def convolve(
     batch, channels, filters = x.shape[0], x.shape[-1], kernel.shape[-1]
     per_group_in, per_group_out = channels // groups, filters // groups
     positions = batch * math.prod(out)
-    result = np.zeros((positions, groups, per_group_out), dtype=np.float32)
-    for tap in np.ndindex(*sizes):
+
+    def patch(tap: tuple[int, ...]) -> np.ndarray:
         window = tuple(
             slice(t * d, t * d + (o - 1) * s + 1, s)
             for t, d, o, s in zip(tap, dilation, out, strides, strict=True)
         )
-        patch = x[(slice(None), *window, slice(None))].reshape(positions, groups, per_group_in)
+        return x[(slice(None), *window, slice(None))]
+
+    taps = list(np.ndindex(*sizes))
+    if groups == 1:
+        result = np.zeros((positions, filters), dtype=np.float32)
+        step = len(taps) if channels * len(taps) <= _TAP_DEPTH else 1
+        for first in range(0, len(taps), step):
+            chunk = taps[first : first + step]
+            patches = np.concatenate([patch(t) for t in chunk], axis=-1)
+            weights = np.concatenate([kernel[t] for t in chunk], axis=0)
+            result += patches.reshape(positions, -1) @ weights
+        return result.reshape(batch, *out, filters)
+
+    result = np.zeros((positions, groups, per_group_out), dtype=np.float32)
+    for tap in taps:
+        grouped = patch(tap).reshape(positions, groups, per_group_in)
         weights = kernel[tap].reshape(per_group_in, groups, per_group_out).transpose(1, 0, 2)
         if per_group_in == 1:  # depthwise: a broadcast product, not tiny matmuls
-            result += patch * weights[:, 0, :]
+            result += grouped * weights[:, 0, :]
         else:
-            result += np.matmul(patch.transpose(1, 0, 2), weights).transpose(1, 0, 2)
+            result += np.matmul(grouped.transpose(1, 0, 2), weights).transpose(1, 0, 2)
     return result.reshape(batch, *out, filters)
+
+
+_TAP_DEPTH = 64
+"""Up to this many input channels times taps, ``convolve`` multiplies all taps at once (a first
+layer of 1 to 3 channels); beyond it, gathering taps side by side costs more than it saves."""
 
 
 def _same_pads(length: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -174,29 +195,47 @@ def _transpose_pads(kernel: int, stride: int, dilation: int, padding: str, outpu
 
 
 def conv_transpose(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """Keras's transposed convolution: a convolution of the input dilated by the strides, padded
+    by ``_transpose_pads``, with the kernel flipped. Computed directly: each kernel tap scatters
+    its product into the unpadded ("full") output, which is then cropped or extended to what the
+    padded convolution would give, without the products of the dilation's zeros."""
     c = layer.config
     x = _to_last(x, c["data_format"])
     rank = x.ndim - 2
-    strides = c["strides"]
-    dilated = np.zeros(
+    strides, dilation = c["strides"], c["dilation_rate"]
+    kernel = weights["kernel"]  # (*k, out, in)
+    sizes = kernel.shape[:rank]
+    lengths = x.shape[1:-1]
+    full = np.zeros(
         (
             x.shape[0],
-            *[(n - 1) * s + 1 for n, s in zip(x.shape[1:-1], strides, strict=True)],
-            x.shape[-1],
+            *[
+                (n - 1) * s + d * (k - 1) + 1
+                for n, s, d, k in zip(lengths, strides, dilation, sizes, strict=True)
+            ],
+            kernel.shape[-2],
         ),
         dtype=np.float32,
     )
-    dilated[(slice(None), *[slice(None, None, s) for s in strides], slice(None))] = x
-    output_padding = c["output_padding"] or (None,) * rank
-    pads = [
-        _transpose_pads(k, s, d, c["padding"], op)
-        for k, s, d, op in zip(
-            c["kernel_size"], strides, c["dilation_rate"], output_padding, strict=True
+    for tap in np.ndindex(*sizes):
+        window = tuple(
+            slice(t * d, t * d + (n - 1) * s + 1, s)
+            for t, d, n, s in zip(tap, dilation, lengths, strides, strict=True)
         )
-    ]
-    # Keras's kernel is (*k, out, in): flip it in space and swap to (*k, in, out).
-    flipped = weights["kernel"][tuple(slice(None, None, -1) for _ in range(rank))].swapaxes(-1, -2)
-    y = convolve(dilated, flipped, (1,) * rank, c["dilation_rate"], pads)
+        full[(slice(None), *window, slice(None))] += x @ kernel[tap].T
+    output_padding = c["output_padding"] or (None,) * rank
+    # The padded convolution's output o is full-output position o + span - 1 - left; positions
+    # past the full output's end hold only the bias.
+    pads = []
+    for k, s, d, op, n, m in zip(
+        sizes, strides, dilation, output_padding, lengths, full.shape[1:-1], strict=True
+    ):
+        left, right = _transpose_pads(k, s, d, c["padding"], op)
+        span = d * (k - 1) + 1
+        out = (n - 1) * s + 1 + left + right - span + 1
+        start = span - 1 - left
+        pads.append((-start, start + out - m))
+    y = _pad_or_crop(full, pads)
     return _bias_and_activation(layer, weights, y)
 
 
