@@ -46,6 +46,7 @@ def test_taps_into_channels_fires_where_it_pays(text, fires):
         ("Input(shape=(4, 5, 6, 3))\nConv3DTranspose(2, 3, strides=2, padding='same')\n", True),
         ("Input(shape=(4, 5, 6, 3))\nConv3DTranspose(2, 3, strides=(1, 1, 2))\n", True),
         ("Input(shape=(4, 5, 6, 3))\nConv3DTranspose(2, 3)\n", False),  # no stride: no phases
+        ("Input(shape=(4, 5, 6, 3))\nConv3DTranspose(2, 3, strides=(3, 3, 1))\n", False),  # 9
         ("Input(shape=(4, 5, 6, 3))\nConv3DTranspose(2, 1, strides=2)\n", False),  # tapless phases
         ("Input(shape=(4, 5, 6, 3))\nConv3DTranspose(2, 2, dilation_rate=2)\n", False),
         ("Input(shape=(7, 8, 3))\nConv2DTranspose(2, 3, strides=2)\n", False),  # 2-D col2im is fast

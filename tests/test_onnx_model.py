@@ -128,3 +128,30 @@ def test_ir_version_is_the_oldest_the_opset_allows(opset):
     proto = compile_text(STACK, opset=opset)
     assert proto.ir_version == helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
     assert proto.opset_import[0].version == opset
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Input(shape=(8, 8, 3))\nConv2D(4, 3, name='only')\n",
+        "Input(shape=(6, 6, 6, 2))\nConv3DTranspose(2, 3, strides=2)\nUpSampling3D(1)\n",
+        "Input(shape=(9, 2))\nCropping1D(1)\n",  # a graph of no weights
+    ],
+)
+def test_models_are_written_one_tensor_at_a_time_and_parse_the_same(text, tmp_path):
+    """save() encodes each weight on its own (build memory); the file parses to the same model
+    as SerializeToString's, and onnxruntime loads it."""
+    import onnxruntime as ort
+
+    from convc.onnxfile import save, serialized_pieces
+
+    proto = compile_text(text)
+    proto.metadata_props.add(key="k", value="v")
+    pieces = list(serialized_pieces(proto))
+    assert len(pieces) == 1 + len(proto.graph.initializer)
+    parsed = onnx.ModelProto()
+    parsed.ParseFromString(b"".join(pieces))
+    assert parsed == proto
+    (path,) = save(proto, tmp_path / "m.onnx")
+    assert onnx.load(path) == proto
+    ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

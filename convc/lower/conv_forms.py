@@ -35,8 +35,10 @@ from convc.lower.emitter import Emitter
 
 # Output channels up to which a Conv moves its leading kernel taps into channels.
 _TAPS_INTO_CHANNELS_MAX_OUT = 2
-# Spatial ranks at which a ConvTranspose runs as per-phase convolutions.
+# Spatial ranks at which a ConvTranspose runs as per-phase convolutions, and the most phases
+# (the product of the strides): measured at stride 2, where 8 phases take 30 nodes.
 _SUB_PIXEL_RANKS = (3,)
+_SUB_PIXEL_MAX_PHASES = 8
 
 
 def conv(
@@ -138,7 +140,7 @@ def _sub_pixel_pays(kernel: np.ndarray, attrs: dict) -> bool:
         len(sizes) in _SUB_PIXEL_RANKS
         and attrs["group"] == 1
         and all(d == 1 for d in attrs["dilations"])
-        and any(s > 1 for s in strides)
+        and 1 < math.prod(strides) <= _SUB_PIXEL_MAX_PHASES
         and all(k >= s for k, s in zip(sizes, strides, strict=True))  # every phase has a tap
     )
 
