@@ -87,6 +87,9 @@ def convc_env() -> dict[str, str]:
     """The environment of convc's processes: this tree's convc, whatever is installed."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    # A user's installed convc has its bytecode cached; where the environment forbids writing
+    # it (as this workplace's does), every process would compile convc's sources first.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 

@@ -102,10 +102,9 @@ def check(
     chosen = get_target(target)
     opset = resolve_opset(chosen, opset)
     proto = lower(model, weights, opset=opset, target=chosen, layer_outputs=True, optimize=optimize)
-    session = open_session(proto, provider)
+    # Without spinning: onnxruntime's idle threads would otherwise compete with NumPy's.
+    session = open_session(proto, provider, spin=False)
     inputs = check_inputs(session, {model.input.name: x})
-    # The reference first: onnxruntime's threads spin on the cores for a while after a run,
-    # which made NumPy's work after it up to twice as slow.
     expected = run_reference(model, weights, inputs[model.input.name])
     actual = session.run(inputs)
     layers = tuple(
@@ -124,16 +123,22 @@ def _compare(name, class_name, line, actual, expected, rtol, atol) -> LayerCompa
         )
     if actual.size == 0:
         return LayerComparison(name, class_name, line, actual.shape, 0.0, 0.0, True)
-    # In float32, where two close floats differ exactly; a handful of passes over the outputs
-    # (these are the largest arrays a check touches).
+    # In float32 (two close floats differ exactly) and in place: these are the largest arrays a
+    # check touches, and each fresh one costs page faults.
     with np.errstate(invalid="ignore", over="ignore"):
-        error = np.abs(actual - expected)
-        magnitude = np.abs(expected)
-        ok = bool(np.all(error <= atol + rtol * magnitude))
+        error = np.subtract(actual, expected)
+        np.abs(error, out=error)
+        scale = np.abs(expected)  # |expected|, then the tolerance, then the relative error's base
+        bound = scale * np.float32(rtol)
+        bound += np.float32(atol)
+        ok = bool(np.all(error <= bound))
         if not ok:  # NaN in both, or equal infinities, also agree (numpy's isclose rule)
             same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
             error[same] = 0.0
-            ok = bool(np.all(same | (error <= atol + rtol * magnitude)))
+            ok = bool(np.all(same | (error <= bound)))
+        del bound
         max_abs = float(np.max(error))  # NaN where only one side is NaN
-        max_rel = float(np.max(error / np.maximum(magnitude, np.float32(atol))))
+        np.maximum(scale, np.float32(atol), out=scale)
+        np.divide(error, scale, out=scale)
+        max_rel = float(np.max(scale))
     return LayerComparison(name, class_name, line, actual.shape, max_abs, max_rel, ok)
