@@ -47,11 +47,10 @@ def conv(
     kernel: np.ndarray,
     bias: np.ndarray | None,
     attrs: dict,
-    input_spatial: list[int],
     what: str = "conv",
 ) -> str:
     """``Conv(x, kernel, bias)`` with ONNX attributes ``attrs``; ``kernel`` in ONNX layout
-    (out, in/group, k..), ``input_spatial`` the lengths of x's spatial axes."""
+    (out, in/group, k..)."""
     if em.optimize and _taps_into_channels_pays(kernel, attrs):
         return _taps_into_channels(em, x, kernel, bias, attrs, what)
     inputs = [x, em.weight("kernel", kernel)]

@@ -84,7 +84,6 @@ def lower_conv(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
         onnx_kernel(weights["kernel"]),
         weights.get("bias"),
         _conv_attrs(layer, _forward_pads(layer), layer.config["groups"]),
-        _spatial_lengths(layer, layer.input_shape),
     )
     return _finish(em, layer, out, x)
 
