@@ -209,7 +209,8 @@ def _optimize_option(command: argparse.ArgumentParser) -> None:
         "--no-optimize",
         dest="optimize",
         action="store_false",
-        help="skip the exact graph rewrites (fold ZeroPadding into Conv pads ...), for debugging",
+        help="emit one ONNX op per Keras operation, for debugging: no faster forms of "
+        "convolutions, no exact graph rewrites (ZeroPadding folded into Conv pads ...)",
     )
 
 
