@@ -7,7 +7,9 @@ no. Every limitation below was found by running convc's per-layer cases in the r
 which runtime mishandles what.
 
 ``portable`` is the default: it takes every workaround whose cost in onnxruntime was measured as
-nil, and an opset that every runtime listed here reads, so one file runs everywhere.
+nil, and an opset that every runtime listed here reads, so one file runs everywhere. One
+workaround has a cost and is taken anyway, because OpenCV is otherwise wrong: a ZeroPadding
+before a 1x1 convolution stays a Pad node (one copy of the tensor) instead of folding into it.
 """
 
 from __future__ import annotations
