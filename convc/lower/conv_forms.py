@@ -53,10 +53,7 @@ def conv(
     (out, in/group, k..)."""
     if em.optimize and _taps_into_channels_pays(kernel, attrs):
         return _taps_into_channels(em, x, kernel, bias, attrs, what)
-    inputs = [x, em.weight("kernel", kernel)]
-    if bias is not None:
-        inputs.append(em.weight("bias", bias))
-    return em.conv(inputs, what, **attrs)
+    return em.conv(_plain_inputs(em, x, kernel, bias), what, **attrs)
 
 
 def _taps_into_channels_pays(kernel: np.ndarray, attrs: dict) -> bool:
@@ -127,10 +124,16 @@ def conv_transpose(
     auto_pad); ``kernel`` in ONNX layout (in, out, k..)."""
     if em.optimize and _sub_pixel_pays(kernel, attrs):
         return _sub_pixel(em, x, kernel, bias, attrs, input_spatial, output_spatial, what)
-    inputs = [x, em.weight("kernel", kernel)]
-    if bias is not None:
-        inputs.append(em.weight("bias", bias))
-    return em.op("ConvTranspose", inputs, what, **attrs)
+    return em.op("ConvTranspose", _plain_inputs(em, x, kernel, bias), what, **attrs)
+
+
+def _plain_inputs(em: Emitter, x: str, kernel: np.ndarray, bias: np.ndarray | None) -> list[str]:
+    """The inputs of the plain op: x, the kernel and, if any, the bias."""
+    return [
+        x,
+        em.weight("kernel", kernel),
+        *([em.weight("bias", bias)] if bias is not None else []),
+    ]
 
 
 def _sub_pixel_pays(kernel: np.ndarray, attrs: dict) -> bool:

@@ -234,7 +234,6 @@ class Emitter:
             tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
             tensor.dims.extend(array.shape)
             tensor.raw_data = array.tobytes()
-            del array
         return model
 
     def rename(self, names: dict[str, str]) -> None:

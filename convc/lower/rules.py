@@ -36,9 +36,13 @@ def _conv_layout(layer: Layer, rank: int) -> tuple[int, ...]:
     )
 
 
+def _spatial_lengths(layer: Layer, shape: tuple) -> list[int]:
+    return [shape[a] for a in spatial_axes(layer.type.rank, layer.config["data_format"])]
+
+
 def _forward_pads(layer: Layer) -> list[int]:
     c = layer.config
-    lengths = [layer.input_shape[a] for a in spatial_axes(layer.type.rank, c["data_format"])]
+    lengths = _spatial_lengths(layer, layer.input_shape)
     pairs = [
         shapes.conv_pads(n, k, s, d, c["padding"])
         for n, k, s, d in zip(
@@ -70,10 +74,6 @@ def _pre_activation_shape(layer: Layer) -> tuple:
     if layer.config["activation"] == "glu":
         shape[-1] *= 2
     return tuple(shape)
-
-
-def _spatial_lengths(layer: Layer, shape: tuple) -> list[int]:
-    return [shape[a] for a in spatial_axes(layer.type.rank, layer.config["data_format"])]
 
 
 def lower_conv(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
