@@ -19,6 +19,10 @@ plain ONNX op and an equivalent graph that computes the same sums in another ord
   onnxruntime's ConvTranspose scatters its products through a generic col2im, which this
   avoids: a 3-D ConvTranspose of 32 to 16 channels from 32^3 to 64^3 takes 17 ms instead of
   21 to 24 ms. In 1-D and 2-D onnxruntime's own col2im is fast, and the plain op is kept.
+  One Conv for all phases (a 2x2x2 kernel with 8 x 16 channels, zero where a phase has fewer
+  taps) and a depth-to-space Reshape, Transpose, Reshape would take 4 nodes instead of 30, but
+  it does 2.4 times the multiplications: 33.5 ms against 20.2 for the per-phase form and 28.7
+  for ConvTranspose, measured side by side.
 
 Both are sums of the same products in a different order, so they agree with the plain op to
 float32 rounding; the oracle tests check every layer with and without them.
