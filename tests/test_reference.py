@@ -6,11 +6,25 @@ paths (all taps at once, products first, grouped) to a naive definition on many 
 
 from __future__ import annotations
 
+import contextlib
+from unittest import mock
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import convc.reference as reference
 from convc.reference import convolve
+
+# Bounds that send every groups=1 convolution down one path: the shapes drawn here are small,
+# so by default they would all take the one-product paths.
+PATHS = {
+    "default": {},
+    "per-tap": {"_TAP_DEPTH": 0, "_IM2COL_ELEMENTS": 0, "_FEW_FILTERS": 10**9},
+    "all-taps": {"_TAP_DEPTH": 10**9},
+    "products-first": {"_TAP_DEPTH": 0, "_IM2COL_ELEMENTS": 0, "_FEW_FILTERS": 0},
+}
 
 
 def _naive(x, kernel, strides, dilation, pads, groups):
@@ -56,12 +70,16 @@ def convolutions(draw):
     return rank, groups, channels, filters, sizes, strides, dilation, pads, lengths, seed
 
 
-@settings(max_examples=150, deadline=None)
-@given(convolutions())
-def test_convolve_matches_the_definition(drawn):
+@pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=80, deadline=None)
+@given(drawn=convolutions())
+def test_convolve_matches_the_definition(path, drawn):
     rank, groups, channels, filters, sizes, strides, dilation, pads, lengths, seed = drawn
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((2, *lengths, channels)).astype(np.float32)
     kernel = rng.standard_normal((*sizes, channels // groups, filters)).astype(np.float32)
-    got = convolve(x, kernel, tuple(strides), tuple(dilation), pads, groups)
+    with contextlib.ExitStack() as bounds:
+        for name, value in PATHS[path].items():
+            bounds.enter_context(mock.patch.object(reference, name, value))
+        got = convolve(x, kernel, tuple(strides), tuple(dilation), pads, groups)
     np.testing.assert_allclose(got, _naive(x, kernel, strides, dilation, pads, groups), atol=1e-4)
