@@ -128,8 +128,8 @@ def convolve(
 
 
 _TAP_DEPTH = 64
-"""Up to this many input channels times taps, ``convolve`` multiplies all taps at once (a first
-layer of 1 to 3 channels); beyond it, gathering taps side by side costs more than it saves."""
+"""Up to this many input channels times taps (a first layer of 1 to 3 channels), ``convolve``
+multiplies all taps at once, gathered channel-major, however large the layer."""
 
 
 def _convolve_all_taps(kernel, taps, patch, out_shape) -> np.ndarray:
