@@ -4,6 +4,10 @@ Keras 3 on the torch backend is the oracle: every accepted text is also evaluate
 (``keras.initializers.get(eval(text))``) and its class and config compared; the statistics of the
 draws are checked against bounds computed here from the formulas in keras/src/initializers, and
 Keras's own samples are checked against the same bounds.
+
+TensorFlow 1's objects (``tf.zeros_initializer()``, ``tf.contrib.layers.xavier_initializer()``
+...) have no oracle here: their draws are checked against bounds computed from the formulas in
+TF1's tensorflow/python/ops/init_ops.py and tensorflow/contrib/layers/python/layers/.
 """
 
 import os
@@ -20,12 +24,15 @@ from keras.src import constraints as keras_constraints  # noqa: E402
 from keras.src import initializers as keras_initializers  # noqa: E402
 from keras.src import regularizers as keras_regularizers  # noqa: E402
 from keras.src.initializers.random_initializers import compute_fans as keras_fans  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
 
+from convc.compiler import compile_text  # noqa: E402
 from convc.diagnostics import ConvcError  # noqa: E402
 from convc.layers.initializers import (  # noqa: E402
     CONSTRAINTS,
     INITIALIZERS,
     REGULARIZERS,
+    TF1_FUNCTIONS,
     Initializer,
     Recorded,
     compute_fans,
@@ -1076,3 +1083,779 @@ def test_regularizer_and_constraint_errors(kind, text, message, at, help):
     assert error.value.span.column == column(text, at)
     if help is not None:
         assert error.value.help is not None and help in error.value.help
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorFlow 1: the initializer classes of tf.* and tf.compat.v1.* (init_ops.py), and the
+# initializer and regularizer functions of tf.contrib.layers. Each becomes the Keras class and
+# config that draw what TF1 draws, with TF1's defaults.
+
+TF1_FORMS = [
+    # id, text, Keras class name, expected config entries
+    ("zeros", "tf.zeros_initializer()", "Zeros", {}),
+    ("zeros-compat-dtype", "tf.compat.v1.zeros_initializer(dtype=tf.float32)", "Zeros", {}),
+    # TF1's make_variable instantiates an initializer class given without a call
+    ("zeros-class", "tf.zeros_initializer", "Zeros", {}),
+    ("ones-positional-dtype", "tf.ones_initializer(tf.dtypes.float32)", "Ones", {}),
+    ("ones-compat-numpy-dtype", "tf.compat.v1.ones_initializer(dtype=np.float32)", "Ones", {}),
+    ("constant-default-zero", "tf.constant_initializer()", "Constant", {"value": 0.0}),
+    ("constant-int", "tf.constant_initializer(value=2)", "Constant", {"value": 2.0}),
+    (
+        "constant-every-argument",
+        "tf.compat.v1.constant_initializer(-0.5, 'float32', False)",
+        "Constant",
+        {"value": -0.5},
+    ),
+    (
+        "glorot-uniform",
+        "tf.glorot_uniform_initializer()",
+        "GlorotUniform",
+        {"seed": None, "input_axes": None, "output_axes": None},
+    ),
+    (
+        "glorot-uniform-seeded",
+        "tf.glorot_uniform_initializer(seed=3, dtype=tf.compat.v1.float32)",
+        "GlorotUniform",
+        {"seed": 3},
+    ),
+    (
+        "glorot-normal-compat-dtype-none",
+        "tf.compat.v1.glorot_normal_initializer(7, dtype=None)",
+        "GlorotNormal",
+        {"seed": 7},
+    ),
+    (
+        "random-normal-tf1-stddev",
+        "tf.random_normal_initializer()",
+        "RandomNormal",
+        {"mean": 0.0, "stddev": 1.0, "seed": None},
+    ),
+    (
+        "random-normal-positional",
+        "tf.random_normal_initializer(0.5, 0.02, 4, tf.float32)",
+        "RandomNormal",
+        {"mean": 0.5, "stddev": 0.02, "seed": 4},
+    ),
+    # TF1 multiplies a standard sample by stddev: a negative one is the same distribution
+    (
+        "random-normal-negative-stddev",
+        "tf.random_normal_initializer(stddev=-0.1)",
+        "RandomNormal",
+        {"stddev": 0.1},
+    ),
+    (
+        "random-uniform-tf1-range",
+        "tf.random_uniform_initializer()",
+        "RandomUniform",
+        {"minval": 0.0, "maxval": 1.0, "seed": None},
+    ),
+    (
+        "random-uniform-maxval-none",
+        "tf.compat.v1.random_uniform_initializer(-2, None)",
+        "RandomUniform",
+        {"minval": -2.0, "maxval": 1.0},
+    ),
+    (
+        "random-uniform-keywords",
+        "tf.random_uniform_initializer(minval=-0.1, maxval=0.1, seed=5)",
+        "RandomUniform",
+        {"minval": -0.1, "maxval": 0.1, "seed": 5},
+    ),
+    (
+        "truncated-normal-tf1-stddev",
+        "tf.truncated_normal_initializer()",
+        "TruncatedNormal",
+        {"mean": 0.0, "stddev": 1.0, "seed": None},
+    ),
+    (
+        "truncated-normal-string-float",
+        "tf.compat.v1.truncated_normal_initializer(stddev=0.01, dtype='float')",
+        "TruncatedNormal",
+        {"stddev": 0.01},
+    ),
+    (
+        "variance-scaling-default",
+        "tf.variance_scaling_initializer()",
+        "VarianceScaling",
+        {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal", "seed": None},
+    ),
+    (
+        "variance-scaling-normal-alias",
+        "tf.compat.v1.variance_scaling_initializer(2.0, 'fan_avg', 'Normal', 1)",
+        "VarianceScaling",
+        {"scale": 2.0, "mode": "fan_avg", "distribution": "truncated_normal", "seed": 1},
+    ),
+    (
+        "variance-scaling-uniform",
+        "tf.variance_scaling_initializer(scale=0.5, mode='fan_out', distribution='uniform')",
+        "VarianceScaling",
+        {"scale": 0.5, "mode": "fan_out", "distribution": "uniform"},
+    ),
+    ("orthogonal", "tf.orthogonal_initializer()", "Orthogonal", {"gain": 1.0, "seed": None}),
+    (
+        "orthogonal-python-float-dtype",
+        "tf.compat.v1.orthogonal_initializer(gain=2.0, seed=1, dtype=float)",
+        "Orthogonal",
+        {"gain": 2.0, "seed": 1},
+    ),
+    (
+        "xavier-uniform",
+        "tf.contrib.layers.xavier_initializer()",
+        "VarianceScaling",
+        {"scale": 1.0, "mode": "fan_avg", "distribution": "uniform", "seed": None},
+    ),
+    # contrib's normal draws N(0, 1.3 * factor / n) cut at 2 stddev; Keras's truncated normal
+    # draws N(0, scale / n / TRUNCATED**2) cut at 2 stddev
+    (
+        "xavier-normal",
+        "tf.contrib.layers.xavier_initializer(uniform=False, seed=2)",
+        "VarianceScaling",
+        {
+            "scale": pytest.approx(1.3 * TRUNCATED**2),
+            "mode": "fan_avg",
+            "distribution": "truncated_normal",
+            "seed": 2,
+        },
+    ),
+    (
+        "xavier-conv2d-alias",
+        "tf.contrib.layers.xavier_initializer_conv2d(False)",
+        "VarianceScaling",
+        {"scale": pytest.approx(1.3 * TRUNCATED**2), "distribution": "truncated_normal"},
+    ),
+    (
+        "contrib-variance-scaling-default",
+        "tf.contrib.layers.variance_scaling_initializer()",
+        "VarianceScaling",
+        {
+            "scale": pytest.approx(2.0 * 1.3 * TRUNCATED**2),
+            "mode": "fan_in",
+            "distribution": "truncated_normal",
+        },
+    ),
+    (
+        "contrib-variance-scaling-uniform",
+        "tf.contrib.layers.variance_scaling_initializer(1.0, 'FAN_AVG', True)",
+        "VarianceScaling",
+        {"scale": 1.0, "mode": "fan_avg", "distribution": "uniform"},
+    ),
+    (
+        "contrib-variance-scaling-keywords",
+        "tf.contrib.layers.variance_scaling_initializer(factor=3.0, mode='FAN_OUT', seed=4,"
+        " dtype=tf.float32)",
+        "VarianceScaling",
+        {"scale": pytest.approx(3.0 * 1.3 * TRUNCATED**2), "mode": "fan_out", "seed": 4},
+    ),
+    # a zero limit or standard deviation: TF1 makes zeros
+    (
+        "contrib-variance-scaling-zero-factor",
+        "tf.contrib.layers.variance_scaling_initializer(factor=0.0)",
+        "Zeros",
+        {},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "class_name", "expected"),
+    [row[1:] for row in TF1_FORMS],
+    ids=[row[0] for row in TF1_FORMS],
+)
+def test_tf1_forms(text, class_name, expected):
+    init = initializer(text)
+    assert init.class_name == class_name
+    config = dict(init.config)
+    assert {k: config[k] for k in expected} == expected
+    # every parameter of the Keras class, so that drawing needs nothing TF1's own
+    keras_class = INITIALIZERS.classes[class_name]
+    assert [k for k, _ in init.config] == [p.name for p in keras_class.signature]
+
+
+LAYER = "Input(shape=(5, 5, 5, 2))\ntf.layers.Conv3D(4, 3, {arguments})\n"
+
+
+def layer_weights(arguments: str) -> dict[str, np.ndarray]:
+    """The weights of a compiled Conv3D given ``arguments``, by initializer name."""
+    model = compile_text(LAYER.format(arguments=arguments))
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
+@pytest.mark.parametrize("text", [row[1] for row in TF1_FORMS], ids=[row[0] for row in TF1_FORMS])
+def test_tf1_forms_compile_in_a_layer_as_their_keras_equivalent(text):
+    init = initializer(text)
+    keras_text = f"{init.class_name}({', '.join(f'{k}={v!r}' for k, v in init.config)})"
+    ours = layer_weights(f"kernel_initializer={text}")
+    keras_equivalent = layer_weights(f"kernel_initializer={keras_text}")
+    assert ours.keys() == keras_equivalent.keys()
+    for name, weight in ours.items():
+        assert weight.tobytes() == keras_equivalent[name].tobytes(), name
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p for p, f in TF1_FUNCTIONS.items() if f.kind == "initializer")
+)
+def test_every_tf1_initializer_draws_with_its_defaults(path):
+    weight = initializer(f"{path}()").draw((3, 3, 4, 8), np.random.default_rng(0))
+    assert weight.shape == (3, 3, 4, 8) and weight.dtype == np.float32
+    assert np.isfinite(weight).all()
+
+
+TF1_EXACT = [
+    ("zeros", "tf.zeros_initializer()", 0.0),
+    ("ones", "tf.compat.v1.ones_initializer()", 1.0),
+    ("constant", "tf.constant_initializer(0.25)", 0.25),
+    ("constant-default", "tf.constant_initializer()", 0.0),
+    ("contrib-zero-factor", "tf.contrib.layers.variance_scaling_initializer(0.0, seed=1)", 0.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "fill"), [row[1:] for row in TF1_EXACT], ids=[row[0] for row in TF1_EXACT]
+)
+def test_tf1_fills(text, fill):
+    drawn = initializer(text).draw((3, 3, 2, 4), np.random.default_rng(0))
+    np.testing.assert_array_equal(drawn, np.full((3, 3, 2, 4), fill, np.float32))
+    weights = layer_weights(f"kernel_initializer={text}, bias_initializer={text}")
+    assert len(weights) == 2  # the kernel and the bias
+    for name, weight in weights.items():
+        np.testing.assert_array_equal(weight, np.full(weight.shape, fill, np.float32), name)
+
+
+def _contrib_truncated(factor, n):
+    # contrib: truncated_normal(shape, 0.0, sqrt(1.3 * factor / n)), cut at 2 stddev
+    sigma = math.sqrt(1.3 * factor / n)
+    return {"low": -2 * sigma, "high": 2 * sigma, "mean": 0.0, "std": sigma * TRUNCATED}
+
+
+TF1_DISTRIBUTIONS = [
+    ("random_normal", "tf.random_normal_initializer(seed=31)", _normal(0.0, 1.0)),
+    (
+        "random_normal-negative-stddev",
+        "tf.random_normal_initializer(1.0, -0.2, seed=32)",
+        _normal(1.0, 0.2),
+    ),
+    ("truncated_normal", "tf.truncated_normal_initializer(seed=33)", _truncated(0.0, 1.0)),
+    ("random_uniform", "tf.random_uniform_initializer(seed=34)", _uniform(1.0, low=0.0)),
+    (
+        "random_uniform-range",
+        "tf.compat.v1.random_uniform_initializer(-3, 2, seed=35)",
+        _uniform(2.0, low=-3.0),
+    ),
+    (
+        "glorot_uniform",
+        "tf.glorot_uniform_initializer(seed=36)",
+        _uniform(math.sqrt(6 / (FAN_IN + FAN_OUT))),
+    ),
+    ("glorot_normal", "tf.glorot_normal_initializer(seed=37)", _scaled_truncated(1 / FAN_AVG)),
+    (
+        "variance_scaling",
+        "tf.variance_scaling_initializer(seed=38)",
+        _scaled_truncated(1 / FAN_IN),
+    ),
+    (
+        "variance_scaling-uniform-fan_out",
+        "tf.variance_scaling_initializer(2.0, 'fan_out', 'uniform', 39)",
+        _uniform(math.sqrt(3 * 2 / FAN_OUT)),
+    ),
+    (
+        "variance_scaling-untruncated",
+        "tf.compat.v1.variance_scaling_initializer(3.0, 'fan_avg', 'untruncated_normal', 40)",
+        _normal(0.0, math.sqrt(3 / FAN_AVG)),
+    ),
+    (
+        "xavier-uniform",
+        "tf.contrib.layers.xavier_initializer(seed=41)",
+        _uniform(math.sqrt(3 / FAN_AVG)),
+    ),
+    (
+        "xavier-normal",
+        "tf.contrib.layers.xavier_initializer(False, 42)",
+        _contrib_truncated(1.0, FAN_AVG),
+    ),
+    (
+        "contrib-he-default",
+        "tf.contrib.layers.variance_scaling_initializer(seed=43)",
+        _contrib_truncated(2.0, FAN_IN),
+    ),
+    (
+        "contrib-uniform-fan_in",
+        "tf.contrib.layers.variance_scaling_initializer(1.0, 'FAN_IN', True, 44)",
+        _uniform(math.sqrt(3 / FAN_IN)),
+    ),
+    (
+        "contrib-fan_out",
+        "tf.contrib.layers.variance_scaling_initializer(factor=3.0, mode='FAN_OUT', seed=45)",
+        _contrib_truncated(3.0, FAN_OUT),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [row[1:] for row in TF1_DISTRIBUTIONS],
+    ids=[row[0] for row in TF1_DISTRIBUTIONS],
+)
+def test_tf1_draws_follow_tf1_formulas(text, expected):
+    sample = initializer(text).draw(SHAPE, np.random.default_rng(0))
+    assert sample.shape == SHAPE and sample.dtype == np.float32
+    _check_sample(sample.astype(np.float64), expected)
+
+
+def test_contrib_normal_std_is_tf1s_not_keras():
+    # sqrt(1.3) * TRUNCATED = 1.0029: contrib's weights are 0.29% wider than Keras's
+    # VarianceScaling with the same factor. The sample std of 4 million draws has a relative
+    # standard error of 0.033%, so the bounds below are 3.5 standard errors wide.
+    init = initializer("tf.contrib.layers.variance_scaling_initializer(seed=1)")
+    sample = init.draw((2000, 2000), np.random.default_rng(0)).astype(np.float64)
+    n = 2000  # fan_in
+    assert sample.std() == pytest.approx(math.sqrt(1.3 * 2 / n) * TRUNCATED, rel=1.2e-3)
+    assert sample.std() / math.sqrt(2 / n) - 1 > 1.7e-3
+
+
+def test_tf1_orthogonal_is_orthogonal_times_gain():
+    init = initializer("tf.orthogonal_initializer(gain=2.0, seed=3)")
+    flat = init.draw((3, 3, 16, 32), np.random.default_rng(0)).reshape(-1, 32).astype(np.float64)
+    np.testing.assert_allclose(flat.T @ flat, 4 * np.eye(32), atol=1e-5)
+
+
+def _l1_loss(scale):
+    # contrib's l1: scale * reduce_sum(abs(w))
+    return lambda w: scale * np.abs(w).sum()
+
+
+def _l2_loss(scale):
+    # contrib's l2: scale * nn.l2_loss(w), and l2_loss(w) = sum(w ** 2) / 2
+    return lambda w: scale * (w**2).sum() / 2
+
+
+TF1_REGULARIZERS = [
+    # id, text, Keras class name, config, the loss TF1 adds for a weight w
+    ("l2", "tf.contrib.layers.l2_regularizer(0.1)", "L2", {"l2": 0.05}, _l2_loss(0.1)),
+    (
+        "l2-keywords",
+        "tf.contrib.layers.l2_regularizer(scale=1e-4, scope='weights')",
+        "L2",
+        {"l2": 5e-5},
+        _l2_loss(1e-4),
+    ),
+    ("l1", "tf.contrib.layers.l1_regularizer(0.001)", "L1", {"l1": 0.001}, _l1_loss(0.001)),
+    (
+        "l1-scope-none",
+        "tf.contrib.layers.l1_regularizer(scale=0.5, scope=None)",
+        "L1",
+        {"l1": 0.5},
+        _l1_loss(0.5),
+    ),
+    # "Scale of 0 disables regularizer": TF1 returns a function whose None adds no loss
+    ("l2-zero", "tf.contrib.layers.l2_regularizer(0.0)", "Regularizer", {}, lambda w: 0.0),
+    ("l1-zero", "tf.contrib.layers.l1_regularizer(scale=0.0)", "Regularizer", {}, lambda w: 0.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "class_name", "expected", "tf1_loss"),
+    [row[1:] for row in TF1_REGULARIZERS],
+    ids=[row[0] for row in TF1_REGULARIZERS],
+)
+def test_tf1_regularizers_are_the_keras_regularizer_with_the_same_loss(
+    text, class_name, expected, tf1_loss
+):
+    recorded = regularizer(text)
+    assert recorded == Recorded(class_name, tuple(expected.items()))
+    keras_regularizer = keras.regularizers.get({"class_name": class_name, "config": expected})
+    weight = np.random.default_rng(0).normal(size=(3, 3, 2, 4)).astype(np.float32)
+    loss = keras_regularizer(keras.ops.convert_to_tensor(weight))
+    assert float(keras.ops.convert_to_numpy(loss)) == pytest.approx(
+        tf1_loss(weight.astype(np.float64)), rel=1e-5
+    )
+
+
+def test_tf1_regularizer_compiles_in_a_layer():
+    plain = layer_weights("")
+    regularized = layer_weights(
+        "kernel_regularizer=tf.contrib.layers.l2_regularizer(0.1),"
+        " bias_regularizer=tf.contrib.layers.l1_regularizer(0.01)"
+    )
+    assert plain.keys() == regularized.keys()  # recorded only: the weights are unchanged
+    for name, weight in plain.items():
+        assert weight.tobytes() == regularized[name].tobytes(), name
+
+
+TF1_ERRORS = [
+    # id, kind, text, message fragment, located at, help fragment
+    (
+        "misspelt-name",
+        "initializer",
+        "tf.zeros_initialiser()",
+        "unknown initializer 'tf.zeros_initialiser'",
+        "tf",
+        "did you mean 'tf.zeros_initializer'?",
+    ),
+    (
+        "misspelt-compat-name",
+        "initializer",
+        "tf.compat.v1.glorot_unifrom_initializer(seed=1)",
+        "unknown initializer 'tf.compat.v1.glorot_unifrom_initializer'",
+        "tf",
+        "did you mean 'tf.compat.v1.glorot_uniform_initializer'?",
+    ),
+    (
+        "misspelt-contrib-name",
+        "initializer",
+        "tf.contrib.layers.xavier_initialiser()",
+        "unknown initializer",
+        "tf",
+        "did you mean 'tf.contrib.layers.xavier_initializer'?",
+    ),
+    (
+        "misspelt-contrib-module",
+        "initializer",
+        "tf.contrib.layer.xavier_initializer()",
+        "unknown initializer 'tf.contrib.layer.xavier_initializer'",
+        "tf",
+        "did you mean 'tf.contrib.layers.xavier_initializer'?",
+    ),
+    (
+        "contrib-under-compat",
+        "initializer",
+        "tf.compat.v1.contrib.layers.xavier_initializer()",
+        "unknown initializer",
+        "tf",
+        "did you mean 'tf.contrib.layers.xavier_initializer'?",
+    ),
+    (
+        "misspelt-keyword",
+        "initializer",
+        "tf.random_normal_initializer(std=0.1)",
+        "tf.random_normal_initializer has no argument 'std'",
+        "std",
+        "did you mean 'stddev'?",
+    ),
+    (
+        "keras-only-keyword",
+        "initializer",
+        "tf.glorot_uniform_initializer(input_axes=[0])",
+        "tf.glorot_uniform_initializer has no argument 'input_axes'",
+        "input_axes",
+        None,
+    ),
+    (
+        "too-many-positionals",
+        "initializer",
+        "tf.zeros_initializer(tf.float32, 1)",
+        "tf.zeros_initializer takes at most 1 positional argument, got 2",
+        "1)",
+        None,
+    ),
+    (
+        "dtype-float16",
+        "initializer",
+        "tf.zeros_initializer(dtype=tf.float16)",
+        "convc makes float32 weights: dtype=tf.float16 is not supported",
+        "tf.float16",
+        "dtype=tf.float32",
+    ),
+    (
+        "dtype-string-float64",
+        "initializer",
+        "tf.random_normal_initializer(dtype='float64')",
+        "dtype='float64' is not supported",
+        "'float64'",
+        None,
+    ),
+    (
+        "dtype-int-positional",
+        "initializer",
+        "tf.ones_initializer(tf.int32)",
+        "dtype=tf.int32 is not supported",
+        "tf.int32",
+        None,
+    ),
+    (
+        "dtype-bfloat16-contrib",
+        "initializer",
+        "tf.contrib.layers.xavier_initializer(dtype=tf.bfloat16)",
+        "dtype=tf.bfloat16 is not supported",
+        "tf.bfloat16",
+        None,
+    ),
+    (
+        "dtype-misspelt",
+        "initializer",
+        "tf.glorot_uniform_initializer(dtype=tf.flaot32)",
+        "unknown dtype tf.flaot32",
+        "tf.flaot32",
+        "did you mean tf.float32?",
+    ),
+    (
+        "dtype-misspelt-string",
+        "initializer",
+        "tf.orthogonal_initializer(dtype='flaot32')",
+        "unknown dtype 'flaot32'",
+        "'flaot32'",
+        "did you mean 'float32'?",
+    ),
+    (
+        "dtype-number",
+        "initializer",
+        "tf.truncated_normal_initializer(dtype=32)",
+        "'dtype' must be a TensorFlow dtype such as tf.float32, got dtype=32",
+        "32",
+        None,
+    ),
+    (
+        "constant-list",
+        "initializer",
+        "tf.constant_initializer([1, 2])",
+        "takes one number, got a list",
+        "[1",
+        "repeats the last one",
+    ),
+    (
+        "constant-string",
+        "initializer",
+        "tf.constant_initializer('a')",
+        "'value' must be a number, got value='a'",
+        "'a'",
+        None,
+    ),
+    (
+        "constant-verify-shape",
+        "initializer",
+        "tf.constant_initializer(0.5, verify_shape=True)",
+        "verify_shape=True makes TF1 fail",
+        "True",
+        "leave verify_shape out",
+    ),
+    (
+        "constant-verify-shape-int",
+        "initializer",
+        "tf.constant_initializer(0.5, tf.float32, 1)",
+        "'verify_shape' must be True or False, got verify_shape=1",
+        "1)",
+        None,
+    ),
+    (
+        "random-uniform-minval-none",
+        "initializer",
+        "tf.random_uniform_initializer(minval=None)",
+        "'minval' must be a number, got minval=None",
+        "None",
+        None,
+    ),
+    (
+        "random-normal-string-mean",
+        "initializer",
+        "tf.random_normal_initializer(mean='0')",
+        "'mean' must be a number, got mean='0'",
+        "'0'",
+        None,
+    ),
+    (
+        "float-seed",
+        "initializer",
+        "tf.glorot_normal_initializer(seed=1.5)",
+        "'seed' must be an integer or None, got seed=1.5",
+        "1.5",
+        None,
+    ),
+    (
+        "variance-scaling-zero-scale",
+        "initializer",
+        "tf.variance_scaling_initializer(scale=0.0)",
+        "'scale' must be > 0, got scale=0.0",
+        "0.0",
+        None,
+    ),
+    (
+        "variance-scaling-contrib-mode",
+        "initializer",
+        "tf.variance_scaling_initializer(mode='FAN_IN')",
+        "'mode' must be one of 'fan_in', 'fan_out', 'fan_avg'",
+        "'FAN_IN'",
+        "case-sensitive: write 'fan_in'",
+    ),
+    (
+        "variance-scaling-distribution",
+        "initializer",
+        "tf.compat.v1.variance_scaling_initializer(distribution='gaussian')",
+        "'distribution' must be one of",
+        "'gaussian'",
+        None,
+    ),
+    (
+        "contrib-keras-mode",
+        "initializer",
+        "tf.contrib.layers.variance_scaling_initializer(mode='fan_in')",
+        "'mode' must be one of 'FAN_IN', 'FAN_OUT', 'FAN_AVG', got mode='fan_in'",
+        "'fan_in'",
+        "case-sensitive: write 'FAN_IN'",
+    ),
+    (
+        "contrib-mode-misspelt",
+        "initializer",
+        "tf.contrib.layers.variance_scaling_initializer(mode='FAN_AGV')",
+        "got mode='FAN_AGV'",
+        "'FAN_AGV'",
+        "did you mean 'FAN_AVG'?",
+    ),
+    (
+        "contrib-negative-factor",
+        "initializer",
+        "tf.contrib.layers.variance_scaling_initializer(-1.0)",
+        "'factor' must be >= 0, got factor=-1.0",
+        "-1.0",
+        None,
+    ),
+    (
+        "contrib-uniform-string",
+        "initializer",
+        "tf.contrib.layers.xavier_initializer(uniform='yes')",
+        "'uniform' must be True or False, got uniform='yes'",
+        "'yes'",
+        None,
+    ),
+    (
+        "contrib-uncalled",
+        "initializer",
+        "tf.contrib.layers.xavier_initializer",
+        "tf.contrib.layers.xavier_initializer must be called",
+        "tf",
+        "call it: tf.contrib.layers.xavier_initializer()",
+    ),
+    (
+        "regularizer-as-initializer",
+        "initializer",
+        "tf.contrib.layers.l2_regularizer(0.1)",
+        "tf.contrib.layers.l2_regularizer is a TF1 regularizer, not an initializer",
+        "tf",
+        "'kernel_initializer' takes an initializer",
+    ),
+    (
+        "l2-integer-scale",
+        "regularizer",
+        "tf.contrib.layers.l2_regularizer(1)",
+        "TF1 refuses an integer scale",
+        "1",
+        "write scale=1.0",
+    ),
+    (
+        "l1-integer-zero",
+        "regularizer",
+        "tf.contrib.layers.l1_regularizer(scale=0)",
+        "got scale=0",
+        "0",
+        "write scale=0.0",
+    ),
+    (
+        "l2-negative-scale",
+        "regularizer",
+        "tf.contrib.layers.l2_regularizer(-0.1)",
+        "'scale' must be a non-negative number, got scale=-0.1",
+        "-0.1",
+        None,
+    ),
+    (
+        "l2-string-scale",
+        "regularizer",
+        "tf.contrib.layers.l2_regularizer('0.1')",
+        "got scale='0.1'",
+        "'0.1'",
+        None,
+    ),
+    (
+        "l2-missing-scale",
+        "regularizer",
+        "tf.contrib.layers.l2_regularizer()",
+        "tf.contrib.layers.l2_regularizer is missing its required argument 'scale'",
+        "tf",
+        None,
+    ),
+    (
+        "l2-number-scope",
+        "regularizer",
+        "tf.contrib.layers.l2_regularizer(0.1, scope=3)",
+        "'scope' must be a string, got scope=3",
+        "3)",
+        None,
+    ),
+    (
+        "l2-uncalled",
+        "regularizer",
+        "tf.contrib.layers.l2_regularizer",
+        "must be called: it is a function that returns a regularizer",
+        "tf",
+        "tf.contrib.layers.l2_regularizer(scale=...)",
+    ),
+    (
+        "l2-misspelt",
+        "regularizer",
+        "tf.contrib.layers.l2_regularizr(0.1)",
+        "unknown regularizer 'tf.contrib.layers.l2_regularizr'",
+        "tf",
+        "did you mean 'tf.contrib.layers.l2_regularizer'?",
+    ),
+    (
+        "initializer-as-regularizer",
+        "regularizer",
+        "tf.zeros_initializer()",
+        "tf.zeros_initializer is a TF1 initializer, not a regularizer",
+        "tf",
+        "'kernel_regularizer' takes a regularizer",
+    ),
+    (
+        "initializer-as-constraint",
+        "constraint",
+        "tf.compat.v1.ones_initializer()",
+        "tf.compat.v1.ones_initializer is a TF1 initializer, not a constraint",
+        "tf",
+        None,
+    ),
+    (
+        "regularizer-as-constraint",
+        "constraint",
+        "tf.contrib.layers.l1_regularizer(0.1)",
+        "is a TF1 regularizer, not a constraint",
+        "tf",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "message", "at", "help"),
+    [row[1:] for row in TF1_ERRORS],
+    ids=[row[0] for row in TF1_ERRORS],
+)
+def test_tf1_errors(kind, text, message, at, help):
+    with pytest.raises(ConvcError) as error:
+        _PARSERS[kind](text)
+    assert message in error.value.message
+    assert error.value.span is not None and error.value.span.line == 1
+    assert error.value.span.column == column(text, at)
+    if help is None:
+        assert error.value.help is None or "did you mean" not in error.value.help
+    else:
+        assert error.value.help is not None and help in error.value.help
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message", "at"),
+    [
+        (
+            "bias_initializer=tf.zeros_initializer(dtype=tf.float16)",
+            "dtype=tf.float16",
+            "tf.float16",
+        ),
+        ("kernel_initializer=tf.random_normal_initializer(std=1.0)", "no argument 'std'", "std"),
+        ("kernel_regularizer=tf.contrib.layers.l2_regularizer(1)", "integer scale", "1)"),
+    ],
+    ids=["dtype", "keyword", "regularizer-scale"],
+)
+def test_tf1_errors_in_a_layer_point_at_the_argument(arguments, message, at):
+    text = LAYER.format(arguments=arguments)
+    with pytest.raises(ConvcError) as error:
+        compile_text(text)
+    assert message in error.value.message
+    assert error.value.span is not None and error.value.span.line == 2
+    assert error.value.span.column == text.splitlines()[1].index(at) + 1

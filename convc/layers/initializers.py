@@ -11,6 +11,13 @@ truncation, QR) with a NumPy generator.
 
 Regularizers and constraints matter only for training, so they are read the same way
 (``keras.regularizers.get``, ``keras.constraints.get``), validated and kept as ``Recorded``.
+
+TensorFlow 1 code passes TF1's own objects instead: the initializer classes of ``tf.`` and
+``tf.compat.v1.`` (``tf.zeros_initializer()``, ``tf.random_normal_initializer(stddev=0.1)``
+...) and the functions of ``tf.contrib.layers`` (``xavier_initializer()``, ``l2_regularizer(0.1)``
+...). Each is bound to its TF1 signature, with TF1's defaults (``random_normal_initializer``'s
+stddev is 1.0, not Keras's 0.05), checked as TF1 checks it, and becomes the Keras class and config
+that behave the same (see ``TF1_FUNCTIONS``); drawing is then Keras's.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from convc.diagnostics import ConvcError, Span
-from convc.layers.args import Bound, Param, bind, bool_arg, params
+from convc.layers.args import REQUIRED, Bound, Param, bind, bool_arg, params, string_arg
 from convc.syntax import Call, Keyword, Literal, Mapping, Reference, Sequence, Value
 
 Config = tuple[tuple[str, Any], ...]
@@ -177,8 +184,9 @@ def _choice(args: Bound, name: str, choices: tuple[str, ...], *, lower: bool = F
     accepted = ", ".join(repr(c) for c in choices)
     help = None
     if isinstance(value, str):
-        if value.lower() in choices:
-            help = f"'{name}' is case-sensitive: write {value.lower()!r}"
+        by_lower = {c.lower(): c for c in choices}
+        if value.lower() in by_lower:
+            help = f"'{name}' is case-sensitive: write {by_lower[value.lower()]!r}"
         elif close := difflib.get_close_matches(normalized, choices, n=1, cutoff=0.6):
             help = f"did you mean {close[0]!r}?"
     raise ConvcError(
@@ -242,13 +250,18 @@ def _fixed_scaling(args: Bound) -> Config:
     )
 
 
-def _variance_scaling(args: Bound) -> Config:
+def _scaling(args: Bound) -> Config:
+    """VarianceScaling's scale, mode and distribution, checked as Keras (and TF1) check them."""
     scale = _number(args, "scale", above=0.0)
     mode = _choice(args, "mode", ("fan_in", "fan_out", "fan_avg"))
     choices = ("truncated_normal", "untruncated_normal", "uniform", "normal")
     distribution = _choice(args, "distribution", choices, lower=True)
     distribution = "truncated_normal" if distribution == "normal" else distribution
-    return (("scale", scale), ("mode", mode), ("distribution", distribution), *_fixed_scaling(args))
+    return (("scale", scale), ("mode", mode), ("distribution", distribution))
+
+
+def _variance_scaling(args: Bound) -> Config:
+    return (*_scaling(args), *_fixed_scaling(args))
 
 
 def _normal(args: Bound) -> Config:
@@ -609,12 +622,284 @@ _REGISTRIES = (INITIALIZERS, REGULARIZERS, CONSTRAINTS)
 
 
 # ---------------------------------------------------------------------------------------------
+# TensorFlow 1: the classes of tensorflow/python/ops/init_ops.py (exported as tf.* and
+# tf.compat.v1.*) and the functions of tensorflow/contrib/layers (initializers.py,
+# regularizers.py). Each converts its bound call into the Keras class and config that draw the
+# same distribution (or, for a regularizer, add the same penalty).
+
+
+@dataclass(frozen=True)
+class TF1Function:
+    """A TF1 initializer or regularizer: its signature, and what it amounts to in Keras."""
+
+    kind: str  # "initializer" or "regularizer"
+    signature: tuple[Param, ...]
+    convert: Callable[[Bound], tuple[str, Config]]  # the Keras class name and its config
+    is_class: bool = True  # an init_ops class; the tf.contrib.layers ones are factory functions
+
+
+_NO_AXES: Config = (("input_axes", None), ("output_axes", None))
+
+_TF1_DTYPE_MODULES = ("tf", "tf.dtypes", "tf.compat.v1", "tf.compat.v1.dtypes", "np", "numpy")
+# fmt: off
+_TF1_OTHER_DTYPES = ("float16", "half", "bfloat16", "float64", "double", "int8", "int16", "int32",
+                     "int64", "uint8", "uint16", "uint32", "uint64", "bool", "complex64",
+                     "complex128", "string")
+# fmt: on
+
+
+def _tf1_dtype(args: Bound) -> None:
+    """Check ``dtype=``: ``tf.float32`` (``tf.dtypes.``, ``np.`` ...), Python's ``float``, or the
+    strings ``"float32"`` and ``"float"``, as ``dtypes.as_dtype`` reads them; or None, or nothing.
+
+    TF1 knows other dtypes, but convc makes float32 weights.
+    """
+    value = args.value("dtype")
+    if value is None or _is_none(value):
+        return
+    if isinstance(value, Reference):
+        module, _, name = value.name.rpartition(".")
+        if value.name == "float" or module in _TF1_DTYPE_MODULES and name == "float32":
+            return
+        unsupported = module in _TF1_DTYPE_MODULES and name in _TF1_OTHER_DTYPES
+        shown = value.name
+        prefix = module if module in _TF1_DTYPE_MODULES else "tf"
+        spellings = [f"{prefix}.{n}" for n in ("float32", *_TF1_OTHER_DTYPES)]
+    elif isinstance(value, Literal) and isinstance(value.value, str):
+        if value.value in ("float32", "float"):
+            return
+        unsupported = value.value in _TF1_OTHER_DTYPES
+        shown = repr(value.value)
+        spellings = [repr(n) for n in ("float32", "float", *_TF1_OTHER_DTYPES)]
+    else:
+        raise ConvcError(
+            f"'dtype' must be a TensorFlow dtype such as tf.float32, got dtype={_described(value)}",
+            value.span,
+        )
+    if unsupported:
+        raise ConvcError(
+            f"convc makes float32 weights: dtype={shown} is not supported",
+            value.span,
+            help="leave dtype out, or write dtype=tf.float32",
+        )
+    close = difflib.get_close_matches(shown, spellings, n=1, cutoff=0.6)
+    raise ConvcError(
+        f"unknown dtype {shown}",
+        value.span,
+        help=f"did you mean {close[0]}?" if close else "write dtype=tf.float32",
+    )
+
+
+def _described(value: Value) -> str:
+    """A value as a message shows it: a literal as written, anything else by its kind."""
+    if isinstance(value, Literal):
+        return _show(value.value)
+    return f"a {value.kind}" if isinstance(value, Sequence) else "a call"
+
+
+def _tf1_fill(class_name: str) -> Callable[[Bound], tuple[str, Config]]:
+    """zeros_initializer and ones_initializer: Keras's Zeros and Ones."""
+
+    def convert(args: Bound) -> tuple[str, Config]:
+        _tf1_dtype(args)
+        return class_name, ()
+
+    return convert
+
+
+def _tf1_constant(args: Bound) -> tuple[str, Config]:
+    _tf1_dtype(args)
+    value = args.python("value")
+    if isinstance(value, list | tuple):
+        raise ConvcError(
+            "convc's constant_initializer takes one number, got a list of values",
+            args.span("value"),
+            help="TF1 fills the weight with a list's values in order and repeats the last one; "
+            "convc fills it with one number",
+        )
+    if not _is_number(value):
+        raise ConvcError(f"'value' must be a number, got value={_show(value)}", args.span("value"))
+    if bool_arg(args, "verify_shape"):
+        # constant_v1 then compares the value's shape, (), with the weight's
+        raise ConvcError(
+            "verify_shape=True makes TF1 fail (TypeError: Expected Tensor's shape): "
+            "one number never has the shape of the weight",
+            args.span("verify_shape"),
+            help="leave verify_shape out",
+        )
+    return "Constant", (("value", float(value)),)
+
+
+def _tf1_random_normal(args: Bound) -> tuple[str, Config]:
+    _tf1_dtype(args)
+    mean, stddev = _number(args, "mean"), _number(args, "stddev")
+    # TF1 multiplies a standard sample by stddev: a negative one draws the same distribution
+    return "RandomNormal", (("mean", mean), ("stddev", abs(stddev)), *_seed_only(args))
+
+
+def _tf1_truncated_normal(args: Bound) -> tuple[str, Config]:
+    _tf1_dtype(args)
+    return "TruncatedNormal", _normal(args)
+
+
+def _tf1_random_uniform(args: Bound) -> tuple[str, Config]:
+    _tf1_dtype(args)
+    minval = _number(args, "minval")
+    # random_ops.random_uniform: maxval None is 1 for a float weight
+    maxval = 1.0 if args.python("maxval") is None else _number(args, "maxval")
+    return "RandomUniform", (("minval", minval), ("maxval", maxval), *_seed_only(args))
+
+
+def _tf1_variance_scaling(args: Bound) -> tuple[str, Config]:
+    # the v1 class checks scale, mode and distribution as Keras does, "normal" included
+    _tf1_dtype(args)
+    return "VarianceScaling", (*_scaling(args), *_seed_only(args), *_NO_AXES)
+
+
+def _tf1_scaling_subclass(class_name: str) -> Callable[[Bound], tuple[str, Config]]:
+    """glorot_uniform_initializer and glorot_normal_initializer: the v1 VarianceScaling
+    subclasses, with Keras's scale, mode and distribution."""
+
+    def convert(args: Bound) -> tuple[str, Config]:
+        _tf1_dtype(args)
+        return class_name, (*_seed_only(args), *_NO_AXES)
+
+    return convert
+
+
+def _tf1_orthogonal(args: Bound) -> tuple[str, Config]:
+    _tf1_dtype(args)
+    return "Orthogonal", _orthogonal(args)
+
+
+CONTRIB_TRUNCATED_FACTOR = 1.3
+"""tf.contrib.layers' normal variance scaling draws N(0, 1.3 * factor / n) cut at 2 stddev."""
+
+
+def _contrib_scaling(args: Bound, factor: float, mode: str, uniform: bool) -> tuple[str, Config]:
+    """contrib's variance scaling as Keras's VarianceScaling.
+
+    contrib computes fans as Keras does (but divides by n without Keras's max(1, n), which only
+    a weight with a zero dimension reaches). Uniform, it draws from +-sqrt(3 * factor / n), as
+    VarianceScaling(factor, mode, "uniform") does. Normal, it cuts N(0, 1.3 * factor / n) at two
+    standard deviations, where VarianceScaling's truncated normal cuts
+    N(0, scale / n / TRUNCATION_STDDEV**2): the same when scale is 1.3 * TRUNCATION_STDDEV**2 *
+    factor, so the weight's standard deviation is 0.3% above sqrt(factor / n).
+    """
+    seed = _seed(args)
+    if factor == 0:  # a zero limit or standard deviation: TF1 makes zeros
+        return "Zeros", ()
+    if uniform:
+        scale, distribution = factor, "uniform"
+    else:
+        scale = CONTRIB_TRUNCATED_FACTOR * TRUNCATION_STDDEV**2 * factor
+        distribution = "truncated_normal"
+    config = (("scale", scale), ("mode", mode.lower()), ("distribution", distribution))
+    return "VarianceScaling", (*config, ("seed", seed), *_NO_AXES)
+
+
+def _contrib_variance_scaling(args: Bound) -> tuple[str, Config]:
+    _tf1_dtype(args)
+    # TF1 refuses any other mode (TypeError) and takes any factor; a negative one fails when
+    # the weight is made (math.sqrt)
+    mode = _choice(args, "mode", ("FAN_IN", "FAN_OUT", "FAN_AVG"))
+    factor = _number(args, "factor", least=0.0)
+    return _contrib_scaling(args, factor, mode, bool_arg(args, "uniform"))
+
+
+def _contrib_xavier(args: Bound) -> tuple[str, Config]:
+    # variance_scaling_initializer(factor=1.0, mode="FAN_AVG", uniform, seed, dtype)
+    _tf1_dtype(args)
+    return _contrib_scaling(args, 1.0, "FAN_AVG", bool_arg(args, "uniform"))
+
+
+def _contrib_scale(args: Bound) -> float:
+    """A contrib regularizer's scale, checked as l1_regularizer and l2_regularizer check it."""
+    value = args.python("scale")
+    string_arg(args, "scope")
+    if isinstance(value, int):  # numbers.Integral, bool included
+        raise ConvcError(
+            f"TF1 refuses an integer scale (ValueError: scale cannot be an integer), "
+            f"got scale={value}",
+            args.span("scale"),
+            help=f"write scale={float(value)}",
+        )
+    if not _is_number(value) or value < 0:
+        raise ConvcError(
+            f"'scale' must be a non-negative number, got scale={_show(value)}", args.span("scale")
+        )
+    return float(value)
+
+
+def _contrib_l1(args: Bound) -> tuple[str, Config]:
+    # scale * sum(|w|), as Keras's L1; a scale of 0.0 disables the regularizer
+    scale = _contrib_scale(args)
+    return ("L1", (("l1", scale),)) if scale else ("Regularizer", ())
+
+
+def _contrib_l2(args: Bound) -> tuple[str, Config]:
+    # scale * nn.l2_loss(w) is scale * sum(w ** 2) / 2: Keras's L2 with half the factor
+    scale = _contrib_scale(args)
+    return ("L2", (("l2", scale / 2),)) if scale else ("Regularizer", ())
+
+
+_T = TF1Function
+_DTYPE = ("dtype", "float32")
+_SEEDED = params(("seed", None), _DTYPE)
+
+# fmt: off
+_TF1_CORE = {
+    "zeros_initializer": _T("initializer", params(_DTYPE), _tf1_fill("Zeros")),
+    "ones_initializer": _T("initializer", params(_DTYPE), _tf1_fill("Ones")),
+    "constant_initializer": _T("initializer",
+                               params(("value", 0), _DTYPE, ("verify_shape", False)),
+                               _tf1_constant),
+    "random_normal_initializer": _T("initializer", params(("mean", 0.0), ("stddev", 1.0))
+                                    + _SEEDED, _tf1_random_normal),
+    "truncated_normal_initializer": _T("initializer", params(("mean", 0.0), ("stddev", 1.0))
+                                       + _SEEDED, _tf1_truncated_normal),
+    "random_uniform_initializer": _T("initializer", params(("minval", 0), ("maxval", None))
+                                     + _SEEDED, _tf1_random_uniform),
+    "variance_scaling_initializer": _T("initializer",
+                                       params(("scale", 1.0), ("mode", "fan_in"),
+                                              ("distribution", "truncated_normal")) + _SEEDED,
+                                       _tf1_variance_scaling),
+    "glorot_uniform_initializer": _T("initializer", _SEEDED,
+                                     _tf1_scaling_subclass("GlorotUniform")),
+    "glorot_normal_initializer": _T("initializer", _SEEDED, _tf1_scaling_subclass("GlorotNormal")),
+    "orthogonal_initializer": _T("initializer", params(("gain", 1.0)) + _SEEDED, _tf1_orthogonal),
+}
+_TF1_CONTRIB = {
+    "xavier_initializer": _T("initializer", params(("uniform", True)) + _SEEDED, _contrib_xavier,
+                             is_class=False),
+    "variance_scaling_initializer": _T("initializer",
+                                       params(("factor", 2.0), ("mode", "FAN_IN"),
+                                              ("uniform", False)) + _SEEDED,
+                                       _contrib_variance_scaling, is_class=False),
+    "l1_regularizer": _T("regularizer", params("scale", ("scope", None)), _contrib_l1,
+                         is_class=False),
+    "l2_regularizer": _T("regularizer", params("scale", ("scope", None)), _contrib_l2,
+                         is_class=False),
+}
+# fmt: on
+_TF1_CONTRIB["xavier_initializer_conv2d"] = _TF1_CONTRIB["xavier_initializer"]  # TF1's alias
+
+TF1_FUNCTIONS: dict[str, TF1Function] = {
+    **{f"{module}.{name}": f for module in ("tf", "tf.compat.v1") for name, f in _TF1_CORE.items()},
+    **{f"tf.contrib.layers.{name}": f for name, f in _TF1_CONTRIB.items()},
+}
+"""Every TF1 spelling convc reads, by its full dotted name."""
+
+
+# ---------------------------------------------------------------------------------------------
 # Reading a value
 
 
 def _parse(registry: Registry, value: Value, argument: str) -> tuple[str, Config]:
     if isinstance(value, Literal) and isinstance(value.value, str):
         return _from_string(registry, value)
+    if isinstance(value, Call | Reference) and value.name in TF1_FUNCTIONS:
+        return _from_tf1(registry, value, argument)
     if isinstance(value, Call):
         keras_class = _attribute(registry, value.name, value.name_span, argument)
         return _build(keras_class, value, value.short_name)
@@ -655,6 +940,33 @@ def _build(keras_class: KerasClass, call: Call, what: str) -> tuple[str, Config]
         )
     args = bind(call, keras_class.signature, what)
     return keras_class.name, keras_class.check(args)
+
+
+def _from_tf1(registry: Registry, value: Call | Reference, argument: str) -> tuple[str, Config]:
+    function = TF1_FUNCTIONS[value.name]
+    span = value.name_span if isinstance(value, Call) else value.span
+    if function.kind != registry.kind:
+        article = "an" if function.kind[0] in "aeiou" else "a"
+        raise ConvcError(
+            f"{value.name} is a TF1 {function.kind}, not {registry.article} {registry.kind}",
+            span,
+            help=f"'{argument}' takes {registry.article} {registry.kind}, not {article} "
+            f"{function.kind}",
+        )
+    if isinstance(value, Reference):
+        if not function.is_class:  # TF1 would call the function itself with the weight's shape
+            required = ", ".join(
+                f"{p.name}=..." for p in function.signature if p.default is REQUIRED
+            )
+            raise ConvcError(
+                f"{value.name} must be called: it is a function that returns "
+                f"{registry.article} {registry.kind}",
+                span,
+                help=f"call it: {value.name}({required})",
+            )
+        # as a Keras class: TF1's make_variable instantiates a class given without a call
+        value = Call(value.name, (), (), value.span, value.span)
+    return function.convert(bind(value, function.signature, value.name))
 
 
 def _from_string(registry: Registry, literal: Literal) -> tuple[str, Config]:
@@ -709,8 +1021,23 @@ def _attribute(registry: Registry, dotted: str, span: Span, argument: str) -> Ke
     raise ConvcError(
         f"unknown {registry.kind} '{dotted}'",
         span,
-        help=_unknown_help(registry, name, registry.attributes),
+        help=_tf1_help(registry, dotted) or _unknown_help(registry, name, registry.attributes),
     )
+
+
+def _tf1_help(registry: Registry, dotted: str) -> str | None:
+    """A "did you mean" among the TF1 names of the same kind: first those of the same module
+    (tf, tf.compat.v1, tf.contrib.layers), then, for a misspelt module, the whole names."""
+    if not dotted.startswith("tf."):
+        return None
+    paths = sorted(p for p, f in TF1_FUNCTIONS.items() if f.kind == registry.kind)
+    module, _, name = dotted.rpartition(".")
+    by_name = {p.rpartition(".")[2]: p for p in paths if p.rpartition(".")[0] == module}
+    if close := difflib.get_close_matches(name, sorted(by_name), n=1, cutoff=0.6):
+        return f"did you mean '{by_name[close[0]]}'?"
+    if close := difflib.get_close_matches(dotted, paths, n=1, cutoff=0.8):
+        return f"did you mean '{close[0]}'?"
+    return None
 
 
 def _unknown_help(registry: Registry, name: str, known: dict[str, str]) -> str | None:
