@@ -86,7 +86,7 @@ class CheckReport:
 def check(
     model: Model,
     weights: Weights,
-    x: np.ndarray,
+    x: np.ndarray | dict[str, np.ndarray],
     *,
     provider: str = "cpu",
     rtol: float = DEFAULT_RTOL,
@@ -95,8 +95,9 @@ def check(
     opset: int | None = None,
     optimize: bool = True,
 ) -> CheckReport:
-    """Run ONNX Runtime and the reference on input ``x`` and compare every layer's output; the
-    model is lowered for ``target`` (``convc.targets``) as ``convc build`` lowers it."""
+    """Run ONNX Runtime and the reference on ``x`` (one array for a one-input model, else arrays
+    by input name) and compare every node's output, in the model's order; the model is lowered
+    for ``target`` (``convc.targets``) as ``convc build`` lowers it."""
     for name, value in (("rtol", rtol), ("atol", atol)):
         if not 0 <= value < float("inf"):
             raise ConvcError(f"{name} must be a finite number >= 0, got {value}")
@@ -105,14 +106,15 @@ def check(
     proto = lower(model, weights, opset=opset, target=chosen, layer_outputs=True, optimize=optimize)
     # Without spinning: onnxruntime's idle threads would otherwise compete with NumPy's.
     session = open_session(proto, provider, spin=False)
-    inputs = check_inputs(session, {model.input.name: x})
-    expected = run_reference(model, weights, inputs[model.input.name])
+    given = x if isinstance(x, dict) else {model.input.name: x}
+    inputs = check_inputs(session, given)
+    expected = run_reference(model, weights, inputs)
     actual = session.run(inputs)
     layers = tuple(
         _compare(
-            layer.name, layer.class_name, layer.span.line, actual[layer.name], reference, rtol, atol
+            node.name, node.class_name, node.span.line, actual[node.name], reference, rtol, atol
         )
-        for layer, reference in zip(model.layers, expected, strict=True)
+        for node, reference in zip(model.nodes, expected, strict=True)
     )
     return CheckReport(layers, session.provider, rtol, atol)
 

@@ -295,7 +295,10 @@ def _load(args: argparse.Namespace, path: str):
     args.loaded = (path, None)
     text = read_source(path)
     args.loaded = (path, text)
-    return resolve_text(text)
+    model = resolve_text(text)
+    for warning in model.warnings:
+        print(render(warning, text, path).replace(": error: ", ": warning: ", 1), file=sys.stderr)
+    return model
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -402,10 +405,16 @@ def _check(args: argparse.Namespace) -> int:
     weights = model_weights(model, args.weights, args.seed)
     if args.input and args.random:
         raise ConvcError("give --input or --random, not both")
+    names = [model_input.name for model_input in model.inputs]
     if args.input:
-        x = read_inputs(args.input, [model.input.name])[model.input.name]
+        x = read_inputs(args.input, names)
     else:
-        x = random_array(model.input.shape, seed=args.input_seed, batch=args.batch)
+        x = {
+            model_input.name: random_array(
+                model_input.shape, seed=args.input_seed + i, batch=args.batch
+            )
+            for i, model_input in enumerate(model.inputs)
+        }
     report = check(
         model,
         weights,
@@ -417,7 +426,11 @@ def _check(args: argparse.Namespace) -> int:
         atol=args.atol,
         optimize=args.optimize,
     )
-    print(f"{args.source}: input {tuple(x.shape)}, onnxruntime {report.provider}")
+    shapes = ", ".join(
+        f"{name} {tuple(array.shape)}" if len(x) > 1 else str(tuple(array.shape))
+        for name, array in x.items()
+    )
+    print(f"{args.source}: input {shapes}, onnxruntime {report.provider}")
     print(report.render())
     return EXIT_OK if report.ok else EXIT_USER_ERROR
 

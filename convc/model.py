@@ -1,20 +1,23 @@
-"""The resolved program: a Keras Sequential model as data, with every shape known.
+"""The resolved program: a Keras model as a graph of layer applications, every shape known.
 
-Resolve builds it from the syntax tree; weights, lowering, the reference and ``summary`` read it.
-Shapes are Keras's logical shapes, batch first (``None`` when the batch is dynamic).
+A front end (the ``.conv`` resolver) builds it; weights, lowering, the reference, ``check`` and
+``summary`` read it. The graph is Keras's functional model: ``Tensor``s flow from the graph's
+``ModelInput``s through ``Node``s, each one application of a ``Layer`` to its input tensors. A
+layer applied twice (a shared layer) is one ``Layer``, with one set of weights, and two nodes. A
+Sequential model is a chain: one input, one node per layer, the last node's output the output.
+
+Shapes are Keras's logical shapes, batch first (``None`` when the batch is dynamic). This module
+imports nothing of the front end: a layer's type is any object with the ``LayerKind`` protocol.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol
 
-from convc.diagnostics import Span
-
-if TYPE_CHECKING:
-    from convc.layers.base import LayerType
-    from convc.layers.initializers import Initializer
+from convc.diagnostics import ConvcError, Span
 
 Shape = tuple[int | None, ...]
 
@@ -24,13 +27,25 @@ def format_shape(shape: Shape) -> str:
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
 
 
+class Draw(Protocol):
+    def draw(self, shape: tuple[int, ...], rng: Any) -> Any: ...
+
+
+class LayerKind(Protocol):
+    """What the IR needs of a layer's type: its Keras class, family and rank."""
+
+    class_name: str
+    family: str
+    rank: int
+
+
 @dataclass(frozen=True)
 class Variable:
     """A weight of a layer, in Keras's own layout (as ``layer.weights`` lists it)."""
 
     name: str
     shape: tuple[int, ...]
-    initializer: Initializer
+    initializer: Draw
     trainable: bool = True
     optional: bool = False  # may be absent from a weights file (a LoRA layer's LoRA kernels)
 
@@ -39,26 +54,35 @@ class Variable:
         return math.prod(self.shape)
 
 
-@dataclass(frozen=True)
-class ModelInput:
+@dataclass(frozen=True, eq=False)
+class Tensor:
+    """A value of the graph: a model input or a node's output, named as its ONNX value is."""
+
     name: str
-    shape: Shape  # batch first
-    dtype: str
-    span: Span
+    shape: Shape
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelInput(Tensor):
+    """A graph input, as ``keras.Input`` declares it."""
+
+    dtype: str = "float32"
+    span: Span = field(default_factory=lambda: Span(0, 0, 0, 0))
 
 
 @dataclass(frozen=True, eq=False)
 class Layer:
-    """One layer: its Keras class, Keras name, normalized arguments and shapes."""
+    """One layer object: its Keras class, Keras name, normalized arguments and weights."""
 
-    type: LayerType
+    type: LayerKind
     name: str
-    weights_key: str  # the group name Keras's .weights.h5 uses for this layer
     config: dict[str, Any]
-    input_shape: Shape
-    output_shape: Shape
     variables: tuple[Variable, ...]
-    span: Span
+    span: Span  # where it is constructed
 
     @property
     def class_name(self) -> str:
@@ -80,14 +104,105 @@ class Layer:
 
 
 @dataclass(frozen=True, eq=False)
-class Model:
-    name: str
-    input: ModelInput
-    layers: tuple[Layer, ...]
+class Node:
+    """One application of a layer to input tensors, giving one output tensor.
+
+    Its name is its output's: the layer's name for the layer's first application, ``name[1]``,
+    ``name[2]`` ... for later ones (Keras's "Connected to" notation). Single-input rules read
+    ``config``, ``type``, ``input_shape`` and ``output_shape`` straight from the node."""
+
+    layer: Layer
+    inputs: tuple[Tensor, ...]
+    output: Tensor
+    span: Span  # where it is applied
+
+    @property
+    def name(self) -> str:
+        return self.output.name
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.layer.config
+
+    @property
+    def type(self) -> LayerKind:
+        return self.layer.type
+
+    @property
+    def class_name(self) -> str:
+        return self.layer.class_name
+
+    @property
+    def family(self) -> str:
+        return self.layer.family
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.inputs[0].shape
 
     @property
     def output_shape(self) -> Shape:
-        return self.layers[-1].output_shape if self.layers else self.input.shape
+        return self.output.shape
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """A Keras model: inputs, nodes in an order where every tensor is made before it is used,
+    and outputs. ``warnings`` are what resolve noticed but did not refuse (an unused input)."""
+
+    name: str
+    inputs: tuple[ModelInput, ...]
+    nodes: tuple[Node, ...]
+    outputs: tuple[Tensor, ...]
+    warnings: tuple[ConvcError, ...] = ()
+
+    @property
+    def input(self) -> ModelInput:
+        """The model's one input; a model with several has no single one."""
+        if len(self.inputs) != 1:
+            raise ConvcError(
+                f"the model has {len(self.inputs)} inputs: "
+                + ", ".join(i.name for i in self.inputs),
+                help="give each input by name",
+            )
+        return self.inputs[0]
+
+    @cached_property
+    def layers(self) -> tuple[Layer, ...]:
+        """Every layer once, in the order of its first application."""
+        seen: dict[int, Layer] = {}
+        for node in self.nodes:
+            seen.setdefault(id(node.layer), node.layer)
+        return tuple(seen.values())
+
+    @cached_property
+    def consumers(self) -> dict[int, tuple[Node, ...]]:
+        """For each tensor (by ``id``), the nodes that read it, in order."""
+        found: dict[int, list[Node]] = {}
+        for node in self.nodes:
+            for tensor in dict.fromkeys(node.inputs):
+                found.setdefault(id(tensor), []).append(node)
+        return {key: tuple(value) for key, value in found.items()}
+
+    @cached_property
+    def producers(self) -> dict[int, Node]:
+        return {id(node.output): node for node in self.nodes}
+
+    @property
+    def is_chain(self) -> bool:
+        """A Sequential model: one input, one output, each node reading the one before."""
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            return False
+        previous: Tensor = self.inputs[0]
+        for node in self.nodes:
+            if len(node.inputs) != 1 or node.inputs[0] is not previous:
+                return False
+            previous = node.output
+        return self.outputs[0] is previous
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.outputs[0].shape
 
     @property
     def parameter_count(self) -> int:

@@ -20,19 +20,33 @@ from collections.abc import Callable
 
 import numpy as np
 
-from convc.model import Layer, Model
+from convc.model import Model
+from convc.model import Node as Layer  # a rule reads one application of a layer
 
 Arrays = dict[str, np.ndarray]
 
 
-def run_reference(model: Model, weights: dict[str, Arrays], x: np.ndarray) -> list[np.ndarray]:
-    """Every layer's output (Keras layout) for input ``x``."""
-    x = np.asarray(x).astype(np.float32)
+def run_reference(
+    model: Model, weights: dict[str, Arrays], inputs: np.ndarray | dict[str, np.ndarray]
+) -> list[np.ndarray]:
+    """Every node's output (Keras layout), in the model's node order, for ``inputs``: one array
+    for a one-input model, or arrays by input name. The last is a chain's output."""
+    if not isinstance(inputs, dict):
+        inputs = {model.input.name: inputs}
+    values = {id(i): np.asarray(inputs[i.name]).astype(np.float32) for i in model.inputs}
     outputs = []
-    for layer in model.layers:
-        x = LAYERS[layer.family](layer, weights.get(layer.name, {}), x)
+    for node in model.nodes:
+        xs = [values[id(tensor)] for tensor in node.inputs]
+        x = LAYERS[node.family](node, weights.get(node.layer.name, {}), xs if node.type.takes_list else xs[0])
+        values[id(node.output)] = x
         outputs.append(x)
     return outputs
+
+
+def model_outputs(model: Model, node_outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's outputs by name, from ``run_reference``'s node outputs."""
+    by_name = {node.name: out for node, out in zip(model.nodes, node_outputs, strict=True)}
+    return {tensor.name: by_name[tensor.name] for tensor in model.outputs}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,7 +472,66 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sparsemax": _sparsemax,
 }
 
+# ---------------------------------------------------------------------------------------------
+# Merges and activation layers, as keras/src/layers/merging and activations compute them
+
+
+def _aligned(xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Keras's Merge: inputs of lower rank gain axes right after the batch axis."""
+    rank = max(x.ndim for x in xs)
+    out = []
+    for x in xs:
+        while x.ndim < rank:
+            x = np.expand_dims(x, 1)
+        out.append(x)
+    return out
+
+
+def merge(layer: Layer, weights: Arrays, xs: list[np.ndarray]) -> np.ndarray:
+    xs = _aligned(xs)
+    operation = layer.config["operation"]
+    result = xs[0]
+    if operation == "subtract":
+        return (xs[0] - xs[1]).astype(np.float32)
+    combine = {
+        "add": np.add,
+        "average": np.add,
+        "multiply": np.multiply,
+        "maximum": np.maximum,
+        "minimum": np.minimum,
+    }[operation]
+    for x in xs[1:]:
+        result = combine(result, x)
+    if operation == "average":
+        result = result / np.float32(len(xs))
+    return np.asarray(result, dtype=np.float32)
+
+
+def concatenate(layer: Layer, weights: Arrays, xs: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(xs, axis=layer.config["axis"])
+
+
+def activation(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    return ACTIVATIONS[layer.config["activation"]](x).astype(np.float32)
+
+
+def relu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """keras.activations.relu with all its arguments: above the threshold, x capped at
+    max_value; at or below it, negative_slope times the distance below it."""
+    c = layer.config
+    threshold = np.float32(c["threshold"])
+    positive = np.where(x > threshold, x, np.float32(0.0))
+    if c["max_value"] is not None:
+        positive = np.minimum(positive, np.float32(c["max_value"]))
+    negative = np.maximum(threshold - x, np.float32(0.0))
+    return (positive - np.float32(c["negative_slope"]) * negative).astype(np.float32)
+
+
 LAYERS: dict[str, Callable[[Layer, Arrays, np.ndarray], np.ndarray]] = {
+    "merge": merge,
+    "concatenate": concatenate,
+    "activation": activation,
+    "relu": relu,
     "conv": conv,
     "conv_transpose": conv_transpose,
     "depthwise": depthwise,

@@ -83,6 +83,43 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Apply:
+    """A layer called on tensors: ``Conv2D(8, 3)(x)``, ``Concatenate()([a, b])``.
+
+    (A bound layer called by name, ``conv(x)``, parses as a ``Call``; resolve tells them apart.)
+    """
+
+    callee: Call | Apply
+    args: tuple[Value, ...]
+    kwargs: tuple[Keyword, ...]
+    span: Span
+
+    @property
+    def name_span(self) -> Span:
+        return self.callee.span
+
+
+@dataclass(frozen=True)
+class Assign:
+    """``NAME = value``: binds a tensor, a layer object or a model to a name."""
+
+    target: str
+    value: Value
+    span: Span
+    target_span: Span
+
+
+@dataclass(frozen=True)
+class Import:
+    """``import keras`` or ``from keras import layers as L``: builds nothing, but names modules.
+
+    ``names`` pairs each bound name with the dotted path it stands for."""
+
+    names: tuple[tuple[str, str], ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class Directive:
     """A file-level setting: ``model tiny`` or ``data_format channels_first``."""
 
@@ -93,8 +130,8 @@ class Directive:
     value_span: Span
 
 
-Value = Literal | Sequence | Mapping | Reference | Call
-Statement = Directive | Call
+Value = Literal | Sequence | Mapping | Reference | Call | Apply
+Statement = Directive | Call | Apply | Assign | Import
 
 
 @dataclass(frozen=True)
@@ -111,7 +148,7 @@ def to_python(value: Value) -> Any:
         return tuple(items) if value.kind == "tuple" else items
     if isinstance(value, Mapping):
         return {_hashable(to_python(k), k): to_python(v) for k, v in value.entries}
-    what = "a call" if isinstance(value, Call) else f"the name '{value.name}'"
+    what = "a call" if isinstance(value, Call | Apply) else f"the name '{value.name}'"
     raise ConvcError(f"expected a literal value here, got {what}", value.span)
 
 
@@ -218,26 +255,34 @@ class _ToSyntax(Transformer):
     def call(self, meta, children):
         dotted, *arguments = children
         name, name_span = dotted
-        args: list[Value] = []
-        kwargs: list[Keyword] = []
-        for argument in arguments:
-            if argument is None:
-                continue
-            if isinstance(argument, Keyword):
-                if any(k.name == argument.name for k in kwargs):
-                    raise ConvcError(
-                        f"keyword argument '{argument.name}' is given twice", argument.span
-                    )
-                kwargs.append(argument)
-            elif kwargs:
-                raise ConvcError(
-                    "a positional argument cannot follow a keyword argument",
-                    argument.span,
-                    help=f"write it before '{kwargs[0].name}=' or give it by name",
-                )
-            else:
-                args.append(argument)
-        return Call(name, tuple(args), tuple(kwargs), _meta_span(meta), name_span)
+        args, kwargs = _split_arguments(arguments)
+        return Call(name, args, kwargs, _meta_span(meta), name_span)
+
+    def apply(self, meta, children):
+        callee, *arguments = children
+        args, kwargs = _split_arguments(arguments)
+        return Apply(callee, args, kwargs, _meta_span(meta))
+
+    def assign(self, meta, children):
+        target, value = children
+        return Assign(str(target), value, _meta_span(meta), _token_span(target))
+
+    def import_modules(self, meta, children):
+        names = []
+        for (path, _), alias in zip(children[::2], children[1::2], strict=True):
+            # ``import keras.layers`` binds ``keras``; ``import keras.layers as L`` binds ``L``
+            bound = str(alias) if alias is not None else path.split(".")[0]
+            names.append((bound, path if alias is not None else bound))
+        return Import(tuple(names), _meta_span(meta))
+
+    def import_from(self, meta, children):
+        module = children[0][0] if children and isinstance(children[0], tuple) else ""
+        rest = children[1:] if module else children
+        names = [
+            (str(alias if alias is not None else name), f"{module}.{name}" if module else str(name))
+            for name, alias in zip(rest[::2], rest[1::2], strict=True)
+        ]
+        return Import(tuple(names), _meta_span(meta))
 
     def keyword(self, meta, children):
         name, value = children
@@ -288,6 +333,28 @@ class _ToSyntax(Transformer):
     def string(self, meta, children):
         (token,) = children
         return Literal(_string_value(token), _token_span(token))
+
+
+def _split_arguments(arguments: list) -> tuple[tuple[Value, ...], tuple[Keyword, ...]]:
+    """A call's positional and keyword arguments, with Python's complaints about their order."""
+    args: list[Value] = []
+    kwargs: list[Keyword] = []
+    for argument in arguments:
+        if argument is None:
+            continue
+        if isinstance(argument, Keyword):
+            if any(k.name == argument.name for k in kwargs):
+                raise ConvcError(f"keyword argument '{argument.name}' is given twice", argument.span)
+            kwargs.append(argument)
+        elif kwargs:
+            raise ConvcError(
+                "a positional argument cannot follow a keyword argument",
+                argument.span,
+                help=f"write it before '{kwargs[0].name}=' or give it by name",
+            )
+        else:
+            args.append(argument)
+    return tuple(args), tuple(kwargs)
 
 
 def _string_value(token: Token) -> str:
@@ -351,6 +418,12 @@ def _syntax_error(error: UnexpectedInput, source: str, postlexer: _BracketPostLe
     open_brackets = [t for t in postlexer.open if t is not token]
     opened = open_brackets[-1] if open_brackets else None
 
+    if str(token) == "*" and token.type != "STRING":
+        return ConvcError(
+            "unexpected '*': arguments are literal values, not expressions",
+            span,
+            help="write the number itself, e.g. 1024 rather than 2**10",
+        )
     if token.type == "$END" and opened is not None:
         return ConvcError(
             f"'{opened}' is never closed",
@@ -439,7 +512,7 @@ def _bad_character(error: UnexpectedCharacters, source: str) -> ConvcError:
         )
     if char == "=":
         return ConvcError("unexpected '='", span, help="a keyword argument is written name=value")
-    if char in "*/%":
+    if char in "/%":
         return ConvcError(
             f"unexpected '{char}': arguments are literal values, not expressions",
             span,

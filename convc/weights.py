@@ -6,7 +6,8 @@
 * ``.npz`` (read without pickles) with keys ``<layer name>/<variable name>``;
 * ``.weights.h5`` as Keras 3's ``model.save_weights`` writes it: ``/layers/<key>/vars/<i>``, where
   the key is the class name in snake case made unique within the model (``conv2d``, ``conv2d_1``)
-  and ``i`` the variable's position in ``layer.weights``;
+  in the order of Keras's ``model.layers`` (``keras_layer_order``), and ``i`` the variable's
+  position in ``layer.weights``;
 * the layers' initializers, drawn from one seed so that a build is reproducible.
 
 Every array is checked against the model: a missing, unexpected, misshapen or non-float array is
@@ -23,7 +24,8 @@ import numpy as np
 
 from convc.arrays import read_npz
 from convc.diagnostics import ConvcError
-from convc.model import Layer, Model, format_shape
+from convc.layers.base import snake_case
+from convc.model import Layer, Model, ModelInput, Node, format_shape
 
 Weights = dict[str, dict[str, np.ndarray]]
 
@@ -159,9 +161,12 @@ def _load_h5(model: Model, path: Path) -> Weights:
             raise ConvcError(
                 "not a Keras 3 .weights.h5 file: it has no 'layers' group", path=str(path)
             )
-        keys = {layer.weights_key: layer for layer in model.layers}
+        keys = {
+            key: layer for key, layer in weight_keys(model).items() if isinstance(layer, Layer)
+        }
+        inputs = set(weight_keys(model)) - set(keys)  # a functional model's InputLayers
         for key in groups:
-            if key not in keys:
+            if key not in keys and key not in inputs:
                 raise ConvcError(
                     f"the file has weights for a layer '{key}' that the model does not have",
                     path=str(path),
@@ -211,3 +216,69 @@ def _read_dataset(dataset, path: Path, layer: Layer, name: str) -> np.ndarray:
         return dataset[()]
     except (OSError, TypeError, ValueError) as error:
         raise ConvcError(f"cannot read {dataset.name}: {error}", path=str(path)) from None
+
+
+def keras_layer_order(model: Model) -> list[Layer | ModelInput]:
+    """The order of Keras's ``model.layers``, which numbers the keys of a ``.weights.h5``.
+
+    A Sequential model lists its layers in order. A functional model lists them by depth (the
+    longest path to an output), deepest first, InputLayers included; layers of one depth in the
+    order a depth-first walk from the outputs first meets them (Keras's ``map_graph``)."""
+    if model.is_chain:  # a Sequential's file has no key for its input; a functional one has
+        return [*model.inputs, *model.layers]
+    producers = model.producers
+    order: dict[int, int] = {}  # operation id -> first meeting in the walk
+    operations: dict[int, Layer | ModelInput] = {}
+    finished: set[int] = set()
+    decreasing: list[Node | ModelInput] = []
+
+    def walk(tensor) -> None:
+        node = producers.get(id(tensor))
+        operation = node.layer if node is not None else tensor
+        item = node if node is not None else tensor
+        if id(item) in finished:
+            return
+        order.setdefault(id(operation), len(order))
+        operations[id(operation)] = operation
+        if node is not None:
+            for source in node.inputs:
+                walk(source)
+        finished.add(id(item))
+        decreasing.append(item)
+
+    for output in model.outputs:
+        walk(output)
+    node_depth: dict[int, int] = {}
+    operation_depth: dict[int, int] = {}
+    for item in reversed(decreasing):
+        operation = item.layer if isinstance(item, Node) else item
+        depth = max(node_depth.setdefault(id(item), 0), operation_depth.get(id(operation), 0))
+        operation_depth[id(operation)] = depth
+        node_depth[id(item)] = depth
+        if isinstance(item, Node):
+            for source in item.inputs:
+                parent = producers.get(id(source)) or source
+                node_depth[id(parent)] = max(depth + 1, node_depth.get(id(parent), 0))
+    for model_input in model.inputs:
+        if id(model_input) not in operation_depth:
+            operation_depth[id(model_input)] = 0
+            order[id(model_input)] = -1
+            operations[id(model_input)] = model_input
+    return sorted(
+        operations.values(), key=lambda op: (-operation_depth[id(op)], order[id(op)])
+    )
+
+
+def weight_keys(model: Model) -> dict[str, Layer | ModelInput]:
+    """Each layer's group name in Keras's ``.weights.h5``: its class in snake case, numbered
+    within the model in ``keras_layer_order`` (``conv2d``, ``conv2d_1``; ``input_layer``)."""
+    counts: dict[str, int] = {}
+    keys = {}
+    for operation in keras_layer_order(model):
+        base = "input_layer" if isinstance(operation, ModelInput) else snake_case(
+            operation.class_name
+        )
+        count = counts.get(base, 0)
+        counts[base] = count + 1
+        keys[base if count == 0 else f"{base}_{count}"] = operation
+    return keys

@@ -20,8 +20,8 @@ import keras  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from convc.compiler import compile_text, resolve_text  # noqa: E402
-from convc.reference import run_reference  # noqa: E402
-from convc.syntax import Call, Directive, parse  # noqa: E402
+from convc.reference import model_outputs, run_reference  # noqa: E402
+from convc.syntax import Apply, Assign, Call, Directive, Import, parse  # noqa: E402
 from convc.weights import from_arrays  # noqa: E402
 
 ATOL = 1e-4
@@ -42,11 +42,14 @@ _NAMESPACE = {
 
 
 def keras_model(text: str) -> keras.Model:
-    """The Keras Sequential model a .conv text describes, built by Keras from the same calls."""
+    """The Keras model a .conv text describes, built by Keras from the same calls: a file in the
+    functional form is run as the Python it is; a file of bare layer calls becomes a Sequential."""
     keras.backend.clear_session()
     keras.config.set_image_data_format("channels_last")
     program = parse(text)
     source = text if text.endswith("\n") else text + "\n"
+    if any(isinstance(s, Assign | Apply | Import) for s in program.statements):
+        return _functional(program, source)
     items = []
     try:
         for statement in program.statements:
@@ -63,6 +66,25 @@ def keras_model(text: str) -> keras.Model:
         return keras.Sequential(items)
     finally:
         keras.config.set_image_data_format("channels_last")
+
+
+def _functional(program, source: str) -> keras.Model:
+    """Run a functional .conv text as Python; the model is what keras.Model(...) built."""
+    lines = []
+    for statement in program.statements:
+        if isinstance(statement, Directive):
+            if statement.name == "data_format":
+                lines.append(f"keras.config.set_image_data_format({statement.value!r})")
+            continue
+        lines.append(source[statement.span.start : statement.span.end])
+    namespace = dict(_NAMESPACE)
+    try:
+        exec("\n".join(lines), namespace)
+    finally:
+        keras.config.set_image_data_format("channels_last")
+    models = [value for value in namespace.values() if isinstance(value, keras.Model)]
+    assert models, "the functional text builds no keras.Model"
+    return models[-1]
 
 
 def random_weights(model: keras.Model, seed: int = 0) -> dict[str, np.ndarray]:
@@ -82,23 +104,47 @@ def random_weights(model: keras.Model, seed: int = 0) -> dict[str, np.ndarray]:
     return arrays
 
 
+def keras_outputs(model: keras.Model, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Every output of the Keras model, in ``model.outputs`` order."""
+    result = model(xs if len(xs) > 1 else xs[0], training=False)
+    if isinstance(result, dict):
+        result = [result[key] for key in sorted(result)]
+    if not isinstance(result, list | tuple):
+        result = [result]
+    return [keras.ops.convert_to_numpy(r) for r in result]
+
+
 def keras_output(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    return keras.ops.convert_to_numpy(model(x, training=False))
+    return keras_outputs(model, [x])[0]
 
 
-def onnx_output(proto, x: np.ndarray) -> np.ndarray:
+def onnx_outputs(proto, xs: list[np.ndarray]) -> list[np.ndarray]:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(
         proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-    (output,) = session.run(None, {session.get_inputs()[0].name: x})
+    feeds = {spec.name: x for spec, x in zip(session.get_inputs(), xs, strict=True)}
+    return session.run(None, feeds)
+
+
+def onnx_output(proto, x: np.ndarray) -> np.ndarray:
+    (output,) = onnx_outputs(proto, [x])
     return output
 
 
+def inputs_for(model: keras.Model, batch: int = 2, seed: int = 1) -> list[np.ndarray]:
+    """One standard-normal array per model input (input i drawn from seed + i)."""
+    return [
+        np.random.default_rng(seed + i)
+        .standard_normal(tuple(batch if d is None else d for d in tensor.shape))
+        .astype(np.float32)
+        for i, tensor in enumerate(model.inputs)
+    ]
+
+
 def input_for(model: keras.Model, batch: int = 2, seed: int = 1) -> np.ndarray:
-    shape = tuple(batch if d is None else d for d in model.inputs[0].shape)
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return inputs_for(model, batch, seed)[0]
 
 
 def assert_matches_keras(
@@ -107,19 +153,23 @@ def assert_matches_keras(
     """Compile ``text`` with convc and build it in Keras; outputs and layer names must agree."""
     model = keras_model(text)
     arrays = random_weights(model)
-    x = input_for(model, batch)
-    expected = keras_output(model, x)
+    xs = inputs_for(model, batch)
+    expected = keras_outputs(model, xs)
     options = {} if opset is None else {"opset": opset}
     proto = compile_text(text, arrays, **options)
-    actual = onnx_output(proto, x)
-    assert actual.shape == expected.shape, f"shape {actual.shape} != Keras {expected.shape}"
-    np.testing.assert_allclose(actual, expected, atol=atol, rtol=rtol)
+    actual = onnx_outputs(proto, xs)
     ours = resolve_text(text)
-    reference = run_reference(ours, from_arrays(ours, arrays), x)[-1]
-    assert reference.shape == expected.shape, (
-        f"reference shape {reference.shape} != Keras {expected.shape}"
-    )
-    np.testing.assert_allclose(
-        reference, expected, atol=atol, rtol=rtol, err_msg="NumPy reference vs Keras"
-    )
+    assert [i.name for i in ours.inputs] == [t.name.split(":")[0] for t in proto.graph.input]
+    assert len(actual) == len(expected), f"{len(actual)} outputs, Keras {len(expected)}"
+    by_name = {i.name: x for i, x in zip(ours.inputs, xs, strict=True)}
+    reference = model_outputs(ours, run_reference(ours, from_arrays(ours, arrays), by_name))
+    for name, mine, theirs, ref in zip(
+        [t.name for t in ours.outputs], actual, expected, reference.values(), strict=True
+    ):
+        assert mine.shape == theirs.shape, f"{name}: shape {mine.shape} != Keras {theirs.shape}"
+        np.testing.assert_allclose(mine, theirs, atol=atol, rtol=rtol, err_msg=f"ONNX {name}")
+        assert ref.shape == theirs.shape, f"{name}: reference {ref.shape} != Keras {theirs.shape}"
+        np.testing.assert_allclose(
+            ref, theirs, atol=atol, rtol=rtol, err_msg=f"NumPy reference vs Keras, {name}"
+        )
     return model, proto

@@ -61,7 +61,7 @@ BAD = [
         1,
         "must be the first",
     ),
-    ("no-layers", I2, None, None, "the model has no layers"),
+    ("no-layers", I2, 1, 1, "the model has no layers"),
     ("input-without-shape", "Input()\nConv2D(8, 3)\n", 1, 1, "needs a shape"),
     ("input-none-dim", "Input(shape=(None, 8, 3))\nConv2D(8, 3)\n", 1, 14, "unknown dimension"),
     ("input-zero-dim", "Input(shape=(0, 8, 3))\nConv2D(8, 3)\n", 1, 14, "positive integer"),

@@ -35,8 +35,11 @@ CASES = [
      ["Transpose", "Conv", "Pad", "Slice", "Transpose"]),
     ("pad-before-transpose-conv-stays", "Conv2D(4, 1)\nZeroPadding2D(1)\nConv2DTranspose(2, 3)\n",
      ["Transpose", "Conv", "Pad", "ConvTranspose", "Transpose"]),
-    ("pad-on-the-input-stays", "ZeroPadding2D(1)\nConv2D(3, 3)\n",
-     ["Pad", "Transpose", "Conv", "Transpose"]),
+    # the input is transposed before its padding, so that the padding folds into the Conv
+    ("pad-on-the-input-folds", "ZeroPadding2D(1)\nConv2D(3, 3)\n",
+     ["Transpose", "Conv", "Transpose"]),
+    ("pad-on-the-input-stays-before-upsampling", "ZeroPadding2D(1)\nUpSampling2D(2)\n",
+     ["Pad", "Reshape", "Concat", "Concat", "Reshape"]),
     ("pad-as-last-layer-stays", "Conv2D(4, 1)\nZeroPadding2D(1)\n",
      ["Transpose", "Conv", "Pad", "Transpose"]),
     ("cancelling-pair-at-the-output-stays", "ZeroPadding2D(2)\nCropping2D(2)\n", ["Pad", "Slice"]),

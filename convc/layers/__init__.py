@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import difflib
 
+from convc.layers.activation_layers import activation_layer_types
 from convc.layers.base import LayerType
 from convc.layers.conv import convolution_types
+from convc.layers.merge import merge_types
 from convc.layers.resize import resize_types
 
 LAYER_TYPES: dict[str, LayerType] = {}
-for _type in [*convolution_types(), *resize_types()]:
+for _type in [*convolution_types(), *resize_types(), *merge_types(), *activation_layer_types()]:
     for _name in (_type.class_name, *_type.aliases):
         LAYER_TYPES[_name] = _type
 
 
 def lookup(name: str) -> LayerType | None:
     return LAYER_TYPES.get(name)
+
+
+def lookup_snake(name: str) -> LayerType | None:
+    """The class whose Keras name prefix is ``name`` (TF1's ``tf.layers.conv2d`` functions)."""
+    return next((t for t in LAYER_TYPES.values() if t.prefix == name), None)
 
 
 def suggest(name: str) -> str | None:

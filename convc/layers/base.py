@@ -52,9 +52,11 @@ class LayerType:
 
     family: str = ""
     class_name: str
-    rank: int
+    rank: int = 0
     aliases: tuple[str, ...] = ()
     own_params: tuple[Param, ...] = ()
+    takes_list: bool = False
+    """Whether the layer is called on a list of tensors (a merge) rather than on one tensor."""
 
     @property
     def prefix(self) -> str:
@@ -71,6 +73,17 @@ class LayerType:
 
     def build(self, config: dict[str, Any], input_shape: Shape, args: Bound) -> Built:
         raise NotImplementedError
+
+    def build_inputs(
+        self,
+        config: dict[str, Any],
+        input_shapes: tuple[Shape, ...],
+        args: Bound,
+        input_names: tuple[str, ...],
+    ) -> Built:
+        """``build`` for the shapes of every input (named as the file names them, for errors);
+        a one-input layer has one."""
+        return self.build(config, input_shapes[0], args)
 
     # Helpers shared by the families.
 

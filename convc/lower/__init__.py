@@ -15,7 +15,7 @@ from convc import __version__
 from convc.lower import rewrites
 from convc.lower.emitter import Emitter, Value, channels_first, identity, onnx_type, tensor_info
 from convc.lower.rules import RULES
-from convc.model import Layer, Model
+from convc.model import Model, Tensor
 from convc.onnxfile import skeleton
 from convc.targets import DEFAULT_TARGET, NEWEST_OPSET, OLDEST_OPSET, TARGETS, Target
 
@@ -45,33 +45,49 @@ def lower(
     layer_outputs: bool = False,
     optimize: bool = True,
 ) -> onnx.ModelProto:
-    """Build the ONNX model for ``target``. With ``layer_outputs``, every layer's output is also
-    a graph output, named after the layer, for checking layer by layer. ``io_layout`` orders the
+    """Build the ONNX model for ``target``. With ``layer_outputs``, every node's output is also
+    a graph output, named after the node, for checking layer by layer. ``io_layout`` orders the
     graph's inputs and outputs (``IO_LAYOUTS``). ``optimize`` picks the faster exact forms of
     ``convc.lower.conv_forms`` and applies the graph rewrites of ``convc.lower.rewrites``."""
     em = Emitter(opset, target, optimize)
-    rank = len(model.input.shape)
-    x = Value(model.input.name, io_order(model.layers[0], rank, io_layout), model.input.shape)
-    input_shape = [model.input.shape[a] for a in x.perm]
-    if model.input.dtype != "float32":
-        em.scope = model.input.name
-        x = Value(em.op("Cast", [x.name], "cast", to=onnx_type("float32")), x.perm, x.shape)
-    outputs: list[tuple[Layer, Value]] = []
-    for layer in model.layers:
-        em.scope = layer.name
-        x = RULES[layer.family](em, layer, x, weights.get(layer.name, {}))
+    values: dict[int, Value] = {}  # tensor id -> its value in the graph
+    graph_inputs = []
+    for model_input in model.inputs:
+        order = io_order(tensor_format(model, model_input), model_input.rank, io_layout)
+        x = Value(model_input.name, order, model_input.shape)
+        graph_inputs.append(
+            tensor_info(model_input.name, model_input.dtype, [model_input.shape[a] for a in order])
+        )
+        if model_input.dtype != "float32":
+            em.scope = model_input.name
+            x = Value(em.op("Cast", [x.name], "cast", to=onnx_type("float32")), x.perm, x.shape)
+        if _feeds_convolutions_through_padding(model, model_input) and x.perm == identity(x.rank):
+            em.scope = model_input.name
+            x = em.in_layout(x, channels_first(x.rank))
+        values[id(model_input)] = x
+    for node in model.nodes:
+        em.scope = node.name
+        inputs = [values[id(tensor)] for tensor in node.inputs]
+        if node.family in LAYOUT_FREE:
+            inputs = [em.existing_layout(x) for x in inputs]
+        rule = RULES[node.family]
+        x = rule(em, node, inputs if node.type.takes_list else inputs[0], weights.get(node.layer.name, {}))
         em.value_shapes[x.name] = tuple(0 if d is None else d for d in (x.shape[a] for a in x.perm))
-        if layer_outputs and layer is not model.layers[-1]:
-            outputs.append((layer, x))
-    outputs.append((model.layers[-1], x))
+        values[id(node.output)] = x
 
+    exposed = list(model.outputs)
+    if layer_outputs:
+        listed = {id(t) for t in exposed}
+        exposed += [node.output for node in model.nodes if id(node.output) not in listed]
     graph_outputs = []
     published: dict[str, str] = {}  # value name -> the graph output it becomes
-    for layer, value in outputs:
-        name = em.scope = layer.name
-        order = io_order(layer, value.rank, io_layout)
+    input_names = {model_input.name for model_input in model.inputs}
+    for tensor in exposed:
+        value = values[id(tensor)]
+        name = em.scope = tensor.name
+        order = io_order(tensor_format(model, tensor), value.rank, io_layout)
         result = em.in_layout(value, order).name
-        if result == model.input.name or result in published:
+        if result in input_names or result in published:
             # A no-op layer shares its input's value; an output needs a value of its own.
             result = em.op("Identity", [result], "output")
         published[result] = name
@@ -80,11 +96,7 @@ def lower(
 
     if optimize:
         rewrites.optimize(em, {info.name for info in graph_outputs})
-    proto = em.model(
-        model.name,
-        [tensor_info(model.input.name, model.input.dtype, input_shape)],
-        graph_outputs,
-    )
+    proto = em.model(model.name, graph_inputs, graph_outputs)
     proto.producer_version = __version__
     if em.workarounds:
         entry = proto.metadata_props.add()
@@ -93,10 +105,57 @@ def lower(
     return check(proto, model)
 
 
-def io_order(layer: Layer, rank: int, io_layout: str) -> tuple[int, ...]:
-    """The physical order of a graph input or output next to ``layer``, for ``io_layout``."""
-    data_format = layer.config.get("data_format", "channels_last")
-    if io_layout == "keras" or io_layout == data_format:
+LAYOUT_FREE = frozenset(
+    {"zero_padding", "cropping", "up_sampling", "activation", "relu", "merge", "concatenate"}
+)
+"""Families whose rules work in any physical order."""
+
+_CONVOLUTIONS = frozenset({"conv", "conv_transpose", "depthwise", "separable"})
+
+
+def _feeds_convolutions_through_padding(model: Model, tensor: Tensor) -> bool:
+    """Whether a channels_last input reaches only convolutions, through ZeroPadding or Cropping
+    layers: then it is transposed first, so that the padding folds into the convolution."""
+    consumers = model.consumers.get(id(tensor), ())
+    if not consumers or any(node.family not in ("zero_padding", "cropping") for node in consumers):
+        return False
+    for node in consumers:
+        if node.config["data_format"] != "channels_last":
+            return False
+        after = model.consumers.get(id(node.output), ())
+        if not after or any(
+            n.family not in _CONVOLUTIONS or n.config["data_format"] != "channels_last"
+            for n in after
+        ):
+            return False
+    return True
+
+
+def tensor_format(model: Model, tensor: Tensor) -> str:
+    """The data_format of the layers nearest a graph input or output: where a layout-free layer
+    (a merge, an activation) stands between, the nearest layer beyond it decides."""
+    seen: set[int] = set()
+    frontier = [tensor]
+    while frontier:
+        current = frontier.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        producer = model.producers.get(id(current))
+        near = ([producer] if producer else []) + list(model.consumers.get(id(current), ()))
+        for node in near:
+            if "data_format" in node.config:
+                return node.config["data_format"]
+        if producer is not None:
+            frontier.extend(producer.inputs)
+        for node in model.consumers.get(id(current), ()):
+            frontier.append(node.output)
+    return "channels_last"
+
+
+def io_order(data_format: str, rank: int, io_layout: str) -> tuple[int, ...]:
+    """The physical order of a graph input or output of ``data_format``, for ``io_layout``."""
+    if io_layout == "keras" or io_layout == data_format or rank < 3:
         return identity(rank)
     if io_layout == "channels_first":  # a channels_last tensor, channels moved to axis 1
         return channels_first(rank)
@@ -113,7 +172,7 @@ def check(proto: onnx.ModelProto, model: Model) -> onnx.ModelProto:
         )
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         raise InternalError(f"the emitted ONNX model is invalid: {error}") from error
-    batch = model.input.shape[0]
+    batch = model.inputs[0].shape[0]
     for info in inferred.graph.value_info:
         tensor = info.type.tensor_type
         dims = tensor.shape.dim

@@ -132,6 +132,14 @@ class Emitter:
             self._transposed[key] = Value(name, perm, value.shape)
         return self._transposed[key]
 
+    def existing_layout(self, value: Value) -> Value:
+        """``value`` in an order a Transpose already gave it, if one did: a layout-free rule
+        (padding, cropping, activations, merges) then works on that copy, so that the order
+        it passes on is the one its neighbours use, and no second Transpose is needed."""
+        return next(
+            (copy for (name, _), copy in self._transposed.items() if name == value.name), value
+        )
+
     # -- opset-aware helpers ----------------------------------------------------------------
 
     def pad(self, x: str, pads: list[int], what: str = "pad") -> str:

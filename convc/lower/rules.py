@@ -9,6 +9,7 @@ through the layout. Pads are explicit numbers from ``convc.layers.shapes``: neve
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -17,10 +18,10 @@ from convc.layers.base import spatial_axes
 from convc.lower import conv_forms
 from convc.lower.activations import emit_activation
 from convc.lower.emitter import Emitter, Value, channels_first, identity
-from convc.model import Layer
+from convc.model import Node
 
 Weights = dict[str, np.ndarray]
-Rule = Callable[[Emitter, Layer, Value, Weights], Value]
+Rule = Callable[[Emitter, Node, Any, Weights], Value]
 
 
 def onnx_kernel(kernel: np.ndarray) -> np.ndarray:
@@ -30,17 +31,17 @@ def onnx_kernel(kernel: np.ndarray) -> np.ndarray:
     return kernel.transpose(r + 1, r, *range(r))
 
 
-def _conv_layout(layer: Layer, rank: int) -> tuple[int, ...]:
+def _conv_layout(layer: Node, rank: int) -> tuple[int, ...]:
     return (
         channels_first(rank) if layer.config["data_format"] == "channels_last" else identity(rank)
     )
 
 
-def _spatial_lengths(layer: Layer, shape: tuple) -> list[int]:
+def _spatial_lengths(layer: Node, shape: tuple) -> list[int]:
     return [shape[a] for a in spatial_axes(layer.type.rank, layer.config["data_format"])]
 
 
-def _forward_pads(layer: Layer) -> list[int]:
+def _forward_pads(layer: Node) -> list[int]:
     c = layer.config
     lengths = _spatial_lengths(layer, layer.input_shape)
     pairs = [
@@ -52,7 +53,7 @@ def _forward_pads(layer: Layer) -> list[int]:
     return [b for b, _ in pairs] + [e for _, e in pairs]
 
 
-def _conv_attrs(layer: Layer, pads: list[int], group: int) -> dict:
+def _conv_attrs(layer: Node, pads: list[int], group: int) -> dict:
     c = layer.config
     return {
         "kernel_shape": list(c["kernel_size"]),
@@ -63,20 +64,20 @@ def _conv_attrs(layer: Layer, pads: list[int], group: int) -> dict:
     }
 
 
-def _finish(em: Emitter, layer: Layer, out: str, x: Value) -> Value:
+def _finish(em: Emitter, layer: Node, out: str, x: Value) -> Value:
     """Wrap a channels-first result as a Value and apply the layer's activation."""
     value = Value(out, x.perm, _pre_activation_shape(layer))
     return emit_activation(em, layer.config["activation"], value)
 
 
-def _pre_activation_shape(layer: Layer) -> tuple:
+def _pre_activation_shape(layer: Node) -> tuple:
     shape = list(layer.output_shape)
     if layer.config["activation"] == "glu":
         shape[-1] *= 2
     return tuple(shape)
 
 
-def lower_conv(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
+def lower_conv(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     x = em.in_layout(x, _conv_layout(layer, x.rank))
     out = conv_forms.conv(
         em,
@@ -88,7 +89,7 @@ def lower_conv(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
     return _finish(em, layer, out, x)
 
 
-def lower_conv_transpose(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
+def lower_conv_transpose(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     c = layer.config
     x = em.in_layout(x, _conv_layout(layer, x.rank))
     lengths = _spatial_lengths(layer, layer.input_shape)
@@ -121,7 +122,7 @@ def _depthwise_kernel(kernel: np.ndarray) -> np.ndarray:
     return onnx_kernel(kernel.reshape(*k, 1, cin * m))
 
 
-def lower_depthwise(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
+def lower_depthwise(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     x = em.in_layout(x, _conv_layout(layer, x.rank))
     kernel = weights["kernel"]
     inputs = [x.name, em.weight("kernel", _depthwise_kernel(kernel))]
@@ -132,7 +133,7 @@ def lower_depthwise(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Va
     return _finish(em, layer, out, x)
 
 
-def lower_separable(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
+def lower_separable(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     x = em.in_layout(x, _conv_layout(layer, x.rank))
     depthwise = weights["depthwise_kernel"]
     attrs = _conv_attrs(layer, _forward_pads(layer), depthwise.shape[-2])
@@ -160,11 +161,11 @@ def lower_separable(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Va
     return _finish(em, layer, out, x)
 
 
-def _spatial_physical_axes(layer: Layer, x: Value) -> list[int]:
+def _spatial_physical_axes(layer: Node, x: Value) -> list[int]:
     return [x.perm.index(a) for a in spatial_axes(layer.type.rank, layer.config["data_format"])]
 
 
-def lower_cropping(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
+def lower_cropping(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     axes, starts, ends = [], [], []
     logical = spatial_axes(layer.type.rank, layer.config["data_format"])
     for physical, axis, (begin, end) in zip(
@@ -179,7 +180,7 @@ def lower_cropping(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Val
     return Value(em.slice(x.name, starts, ends, axes, "crop"), x.perm, layer.output_shape)
 
 
-def lower_zero_padding(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
+def lower_zero_padding(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     # Keras's negative ZeroPadding2D/3D crops: that part becomes a Slice, which every runtime
     # takes (ONNX allows negative Pad amounts, but not every implementation does).
     begins, ends = [0] * x.rank, [0] * x.rank
@@ -201,7 +202,7 @@ def lower_zero_padding(em: Emitter, layer: Layer, x: Value, weights: Weights) ->
     return Value(name, x.perm, layer.output_shape)
 
 
-def lower_up_sampling(em: Emitter, layer: Layer, x: Value, weights: Weights) -> Value:
+def lower_up_sampling(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     c = layer.config
     logical = spatial_axes(layer.type.rank, c["data_format"])
     if all(factor == 1 for factor in c["size"]):
@@ -254,7 +255,7 @@ def _interpolate(
     return out
 
 
-def _interpolation_layout(em: Emitter, layer: Layer, x: Value) -> tuple[int, ...]:
+def _interpolation_layout(em: Emitter, layer: Node, x: Value) -> tuple[int, ...]:
     """The order in which a bilinear or bicubic Resize gets its input. onnxruntime's linear
     Resize scales the inner or the middle axes, its cubic one only the inner ones; a mixed-format
     chain can leave the spatial axes elsewhere. Some targets take only the inner ones."""
@@ -336,7 +337,103 @@ def _repeat(em: Emitter, x: str, physical: list, factors: list[int]) -> str:
     return em.reshape(repeated, out, "upsample")
 
 
+# ---------------------------------------------------------------------------------------------
+# Merges and activation layers
+
+
+def _common_layout(em: Emitter, xs: list[Value]) -> list[Value]:
+    """The inputs of a merge in one rank and one physical order. A lower-rank input gains unit
+    axes after the batch axis (Keras aligns the other axes from the right). The order is the one
+    that transposes the fewest elements, so a channels_last graph merges channels-first values
+    without a Transpose; ties keep the first input's order."""
+    rank = max(x.rank for x in xs)
+    aligned = []
+    for x in xs:
+        if x.rank < rank:
+            x = em.in_layout(x, identity(x.rank))
+            added = list(range(1, rank - x.rank + 1))
+            name = em.op("Unsqueeze", [x.name, em.constant(added)], "align")
+            shape = (x.shape[0], *([1] * len(added)), *x.shape[1:])
+            x = Value(name, identity(rank), shape)
+        aligned.append(x)
+
+    def size(x: Value) -> int:
+        return int(np.prod([d or 1 for d in x.shape]))
+
+    candidates = list(dict.fromkeys(x.perm for x in aligned))
+    best = min(
+        candidates, key=lambda perm: sum(size(x) for x in aligned if x.perm != perm)
+    )
+    return [em.in_layout(x, best) for x in aligned]
+
+
+_MERGE_OPS = {"add": "Sum", "maximum": "Max", "minimum": "Min", "multiply": "Mul"}
+
+
+def lower_merge(em: Emitter, layer: Node, xs: list[Value], weights: Weights) -> Value:
+    xs = _common_layout(em, xs)
+    names = [x.name for x in xs]
+    operation = layer.config["operation"]
+    if len(names) == 1:
+        out = names[0]
+    elif operation == "subtract":
+        out = em.op("Sub", names, "subtract")
+    elif len(names) == 2 and operation in ("add", "average"):
+        out = em.op("Add", names, "add")
+    elif operation == "multiply":
+        out = names[0]
+        for other in names[1:]:  # Mul is binary; Keras multiplies left to right
+            out = em.op("Mul", [out, other], "multiply")
+    elif operation == "average":
+        out = em.op("Sum", names, "add")
+    else:
+        op = _MERGE_OPS[operation]
+        out = em.op("Add" if op == "Sum" and len(names) == 2 else op, names, operation)
+    if operation == "average" and len(names) > 1:
+        out = em.op("Div", [out, em.scalar(float(len(names)))], "average")
+    return Value(out, xs[0].perm, layer.output_shape)
+
+
+def lower_concatenate(em: Emitter, layer: Node, xs: list[Value], weights: Weights) -> Value:
+    xs = _common_layout(em, xs)
+    if len(xs) == 1:
+        return Value(xs[0].name, xs[0].perm, layer.output_shape)
+    axis = xs[0].physical_axis(layer.config["axis"])
+    out = em.op("Concat", [x.name for x in xs], "concat", axis=axis)
+    return Value(out, xs[0].perm, layer.output_shape)
+
+
+def lower_activation(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    out = emit_activation(em, layer.config["activation"], x)
+    return Value(out.name, out.perm, layer.output_shape)
+
+
+def lower_relu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    """Keras's ReLU: x where x > threshold (at most max_value), else
+    negative_slope * (x - threshold). The common cases are one node."""
+    c = layer.config
+    top, slope, threshold = c["max_value"], c["negative_slope"], c["threshold"]
+    if threshold == 0 and slope == 0:
+        out = em.clip(x.name, 0.0, top, "relu6" if top == 6 else "clip") if top is not None else (
+            em.op("Relu", [x.name], "relu")
+        )
+        return Value(out, x.perm, layer.output_shape)
+    if threshold == 0 and top is None:
+        return Value(em.op("LeakyRelu", [x.name], "leaky_relu", alpha=slope), x.perm, x.shape)
+    above = em.op("Greater", [x.name, em.scalar(threshold)], "above")
+    kept = em.clip(x.name, None, top, "clip") if top is not None else x.name
+    out = em.op("Where", [above, kept, em.scalar(0.0)], "relu")
+    if slope:
+        below = em.op("Min", [em.op("Sub", [x.name, em.scalar(threshold)], "shift"), em.scalar(0.0)], "below")
+        out = em.op("Add", [out, em.op("Mul", [below, em.scalar(slope)], "slope")], "leaky")
+    return Value(out, x.perm, layer.output_shape)
+
+
 RULES: dict[str, Rule] = {
+    "merge": lower_merge,
+    "concatenate": lower_concatenate,
+    "activation": lower_activation,
+    "relu": lower_relu,
     "conv": lower_conv,
     "conv_transpose": lower_conv_transpose,
     "depthwise": lower_depthwise,
