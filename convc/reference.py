@@ -37,7 +37,9 @@ def run_reference(
     outputs = []
     for node in model.nodes:
         xs = [values[id(tensor)] for tensor in node.inputs]
-        x = LAYERS[node.family](node, weights.get(node.layer.name, {}), xs if node.type.takes_list else xs[0])
+        x = LAYERS[node.family](
+            node, weights.get(node.layer.name, {}), xs if node.type.takes_list else xs[0]
+        )
         values[id(node.output)] = x
         outputs.append(x)
     return outputs

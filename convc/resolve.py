@@ -26,7 +26,7 @@ from typing import Any
 from convc import layers as registry
 from convc.diagnostics import ConvcError, ConvcErrors, Span
 from convc.layers.args import Bound, bind, bool_arg, params, string_arg
-from convc.layers.base import DATA_FORMATS, LayerType, snake_case
+from convc.layers.base import DATA_FORMATS, LayerType
 from convc.layers.initializers import parse_regularizer
 from convc.layers.merge import MERGE_FUNCTIONS
 from convc.limits import MAX_ERRORS, MAX_INT, MAX_LAYERS, MAX_WEIGHT_BYTES
@@ -107,7 +107,6 @@ _OTHER_KERAS_LAYERS = {
 }
 
 
-
 MODEL_PARAMS = params(("inputs", None), ("outputs", None)) + params(
     ("name", None), ("trainable", True), keyword_only=True
 )
@@ -118,6 +117,9 @@ SEQUENTIAL_PARAMS = params(("layers", None), ("trainable", True), ("name", None)
 _TF1_LAYER_MODULES = ("tf.layers", "tf.compat.v1.layers", "tensorflow.layers")
 """Modules whose lowercase functions (``tf.layers.conv2d(inputs, ...)``) build and apply a
 layer; TF1's layers default to channels_last whatever Keras's setting."""
+
+_INERT_METHODS = ("summary", "compile", "build")
+"""Methods a pasted program calls on its model that change nothing convc compiles."""
 
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
 
@@ -189,6 +191,7 @@ class _Resolver:
     sequential: _SequentialObject | None = None
     functional: bool = False  # whether the file uses functional forms at all
     layers_applied: int = 0
+    constructed: list[_LayerObject] = field(default_factory=list)
     weight_bytes: int = 0
 
     def run(self) -> Model:
@@ -253,14 +256,14 @@ class _Resolver:
             if kind == "layer":
                 obj = self.construct(statement, target)
                 return self.apply_to_previous(obj, statement)
-            if kind == "input" and (self.nodes or self.inputs or self.current is _FAILED):
-                if not self.functional:
-                    raise ConvcError(
-                        f"{statement.short_name}(...) must be the first statement of the model",
-                        statement.name_span,
-                        help="a Sequential model has one input, declared before its layers; "
-                        "for a second input, bind it to a name: input_2 = Input(...)",
-                    )
+            started = self.nodes or self.inputs or self.current is _FAILED
+            if kind == "input" and started and not self.functional:
+                raise ConvcError(
+                    f"{statement.short_name}(...) must be the first statement of the model",
+                    statement.name_span,
+                    help="a Sequential model has one input, declared before its layers; "
+                    "for a second input, bind it to a name: input_2 = Input(...)",
+                )
         else:
             self.functional = True
         return self.evaluate(statement)
@@ -425,7 +428,9 @@ class _Resolver:
         config.update(self.common_config(args))
         name = self.take_name(args, layer_type.prefix)
         config["name"] = name
-        return _LayerObject(layer_type, name, config, args)
+        obj = _LayerObject(layer_type, name, config, args)
+        self.constructed.append(obj)
+        return obj
 
     def apply(self, obj: _LayerObject, inputs: Any, where: Any, span: Span) -> Tensor:
         """A node: ``obj`` applied to ``inputs`` (a tensor, or a list for a merge)."""
@@ -596,6 +601,8 @@ class _Resolver:
 
     def method(self, bound: Any, call: Call) -> Any:
         method = call.name.split(".", 1)[1]
+        if isinstance(bound, _SequentialObject | _ModelSpec) and method in _INERT_METHODS:
+            return None
         if isinstance(bound, _SequentialObject) and method == "add":
             if len(call.args) != 1 or call.kwargs:
                 raise ConvcError("add() takes one layer", call.span)
@@ -629,7 +636,8 @@ class _Resolver:
         if isinstance(obj, _LayerObject):
             if sequential.output is None:
                 raise ConvcError(
-                    "the Sequential model's input shape is not declared", item.span,
+                    "the Sequential model's input shape is not declared",
+                    item.span,
                     help="begin its list with Input(shape=(...))",
                 )
             sequential.output = self.apply(obj, sequential.output, item, item.span)
@@ -726,6 +734,15 @@ class _Resolver:
                 self.warnings.append(
                     ConvcError(f"the input '{tensor.name}' is not used by any output", tensor.span)
                 )
+        for obj in self.constructed:
+            if obj.applications == 0:
+                self.warnings.append(
+                    ConvcError(
+                        f"the layer '{obj.name}' ({obj.type.class_name}) is never applied to a "
+                        "tensor",
+                        obj.args.call.span,
+                    )
+                )
         for node in self.nodes:
             if id(node) not in needed:
                 self.warnings.append(
@@ -751,9 +768,7 @@ class _Resolver:
                     )
                 )
             elif id(tensor) in seen:
-                self.errors.append(
-                    ConvcError(f"the output '{tensor.name}' is listed twice", where)
-                )
+                self.errors.append(ConvcError(f"the output '{tensor.name}' is listed twice", where))
             seen.add(id(tensor))
 
     # -- directives -------------------------------------------------------------------------
@@ -1021,7 +1036,10 @@ def _items(value: Value) -> list[Value]:
     if isinstance(value, Sequence):
         return list(value.items)
     if isinstance(value, Mapping):  # Keras flattens a dict by its sorted keys
-        keyed = [(repr(key.value) if isinstance(key, Literal) else "", entry) for key, entry in value.entries]
+        keyed = [
+            (repr(key.value) if isinstance(key, Literal) else "", entry)
+            for key, entry in value.entries
+        ]
         return [entry for _, entry in sorted(keyed, key=lambda pair: pair[0])]
     return [value]
 

@@ -344,7 +344,9 @@ def _split_arguments(arguments: list) -> tuple[tuple[Value, ...], tuple[Keyword,
             continue
         if isinstance(argument, Keyword):
             if any(k.name == argument.name for k in kwargs):
-                raise ConvcError(f"keyword argument '{argument.name}' is given twice", argument.span)
+                raise ConvcError(
+                    f"keyword argument '{argument.name}' is given twice", argument.span
+                )
             kwargs.append(argument)
         elif kwargs:
             raise ConvcError(

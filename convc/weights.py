@@ -161,9 +161,7 @@ def _load_h5(model: Model, path: Path) -> Weights:
             raise ConvcError(
                 "not a Keras 3 .weights.h5 file: it has no 'layers' group", path=str(path)
             )
-        keys = {
-            key: layer for key, layer in weight_keys(model).items() if isinstance(layer, Layer)
-        }
+        keys = {key: layer for key, layer in weight_keys(model).items() if isinstance(layer, Layer)}
         inputs = set(weight_keys(model)) - set(keys)  # a functional model's InputLayers
         for key in groups:
             if key not in keys and key not in inputs:
@@ -264,9 +262,7 @@ def keras_layer_order(model: Model) -> list[Layer | ModelInput]:
             operation_depth[id(model_input)] = 0
             order[id(model_input)] = -1
             operations[id(model_input)] = model_input
-    return sorted(
-        operations.values(), key=lambda op: (-operation_depth[id(op)], order[id(op)])
-    )
+    return sorted(operations.values(), key=lambda op: (-operation_depth[id(op)], order[id(op)]))
 
 
 def weight_keys(model: Model) -> dict[str, Layer | ModelInput]:
@@ -275,8 +271,8 @@ def weight_keys(model: Model) -> dict[str, Layer | ModelInput]:
     counts: dict[str, int] = {}
     keys = {}
     for operation in keras_layer_order(model):
-        base = "input_layer" if isinstance(operation, ModelInput) else snake_case(
-            operation.class_name
+        base = (
+            "input_layer" if isinstance(operation, ModelInput) else snake_case(operation.class_name)
         )
         count = counts.get(base, 0)
         counts[base] = count + 1

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from graph_cases import GRAPH_CASES
 
 from convc.compiler import compile_text, resolve_text
 from convc.weights import load, weight_keys
 
-from graph_cases import GRAPH_CASES
 from oracle import (
     assert_matches_keras,
     inputs_for,
@@ -30,7 +30,9 @@ from oracle import (
 def test_graph_matches_keras(text):
     model, proto = assert_matches_keras(text)
     ours = resolve_text(text)
-    theirs = {layer.name: layer for layer in model.layers if layer.__class__.__name__ != "InputLayer"}
+    theirs = {
+        layer.name: layer for layer in model.layers if layer.__class__.__name__ != "InputLayer"
+    }
     assert sorted(layer.name for layer in ours.layers) == sorted(theirs)
     for layer in ours.layers:
         assert layer.parameter_count == theirs[layer.name].count_params(), layer.name
@@ -64,7 +66,9 @@ def test_weight_keys_follow_keras_depth_order():
     counts: dict[str, int] = {}
     for layer in model.layers:
         base = {"InputLayer": "input_layer"}.get(type(layer).__name__) or layer.path.split("/")[0]
-        base = "input_layer" if type(layer).__name__ == "InputLayer" else _snake(type(layer).__name__)
+        base = (
+            "input_layer" if type(layer).__name__ == "InputLayer" else _snake(type(layer).__name__)
+        )
         n = counts.get(base, 0)
         counts[base] = n + 1
         expected[base if n == 0 else f"{base}_{n}"] = layer.name
@@ -84,8 +88,15 @@ def _ops(proto) -> list[str]:
 
 @pytest.mark.parametrize(
     "case_id",
-    ["unet-skip-concat", "resnet-strided-shortcut", "two-inputs-two-outputs", "shared-layer",
-     "3d-residual", "wavenet-gated", "dict-outputs"],
+    [
+        "unet-skip-concat",
+        "resnet-strided-shortcut",
+        "two-inputs-two-outputs",
+        "shared-layer",
+        "3d-residual",
+        "wavenet-gated",
+        "dict-outputs",
+    ],
 )
 def test_channels_last_graph_transposes_once_per_input_and_output(case_id):
     text = next(p.values[0] for p in GRAPH_CASES if p.id == case_id)
@@ -151,7 +162,9 @@ def test_sequential_forms_compute_the_same(text):
     weights = {
         "conv2d/kernel": np.random.default_rng(0).standard_normal((3, 3, 3, 4)).astype(np.float32),
         "conv2d/bias": np.linspace(-1, 1, 4, dtype=np.float32),
-        "conv2d_1/kernel": np.random.default_rng(1).standard_normal((3, 3, 4, 2)).astype(np.float32),
+        "conv2d_1/kernel": np.random.default_rng(1)
+        .standard_normal((3, 3, 4, 2))
+        .astype(np.float32),
         "conv2d_1/bias": np.linspace(-1, 1, 2, dtype=np.float32),
     }
     x = np.random.default_rng(2).standard_normal((2, 10, 10, 3)).astype(np.float32)
@@ -164,7 +177,9 @@ def test_sequential_files_stay_sequential():
     model = resolve_text(SEQUENTIAL)
     assert model.is_chain and model.name == "sequential"
     assert resolve_text("x = Input(shape=(4, 4, 1))\ny = Conv2D(1, 1)(x)\n").name == "functional"
-    named = resolve_text("model = keras.Sequential([Input(shape=(4, 4, 1)), Conv2D(1, 1)], name='s')\n")
+    named = resolve_text(
+        "model = keras.Sequential([Input(shape=(4, 4, 1)), Conv2D(1, 1)], name='s')\n"
+    )
     assert named.name == "s"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, int_arg, params
 from convc.layers.base import Built, LayerType
-from convc.model import Shape, format_shape
+from convc.model import format_shape
 
 ELEMENTWISE = {
     "Add": "add",

@@ -71,7 +71,12 @@ def lower(
         if node.family in LAYOUT_FREE:
             inputs = [em.existing_layout(x) for x in inputs]
         rule = RULES[node.family]
-        x = rule(em, node, inputs if node.type.takes_list else inputs[0], weights.get(node.layer.name, {}))
+        x = rule(
+            em,
+            node,
+            inputs if node.type.takes_list else inputs[0],
+            weights.get(node.layer.name, {}),
+        )
         em.value_shapes[x.name] = tuple(0 if d is None else d for d in (x.shape[a] for a in x.perm))
         values[id(node.output)] = x
 

@@ -361,9 +361,7 @@ def _common_layout(em: Emitter, xs: list[Value]) -> list[Value]:
         return int(np.prod([d or 1 for d in x.shape]))
 
     candidates = list(dict.fromkeys(x.perm for x in aligned))
-    best = min(
-        candidates, key=lambda perm: sum(size(x) for x in aligned if x.perm != perm)
-    )
+    best = min(candidates, key=lambda perm: sum(size(x) for x in aligned if x.perm != perm))
     return [em.in_layout(x, best) for x in aligned]
 
 
@@ -414,8 +412,10 @@ def lower_relu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     c = layer.config
     top, slope, threshold = c["max_value"], c["negative_slope"], c["threshold"]
     if threshold == 0 and slope == 0:
-        out = em.clip(x.name, 0.0, top, "relu6" if top == 6 else "clip") if top is not None else (
-            em.op("Relu", [x.name], "relu")
+        out = (
+            em.clip(x.name, 0.0, top, "relu6" if top == 6 else "clip")
+            if top is not None
+            else (em.op("Relu", [x.name], "relu"))
         )
         return Value(out, x.perm, layer.output_shape)
     if threshold == 0 and top is None:
@@ -424,7 +424,9 @@ def lower_relu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     kept = em.clip(x.name, None, top, "clip") if top is not None else x.name
     out = em.op("Where", [above, kept, em.scalar(0.0)], "relu")
     if slope:
-        below = em.op("Min", [em.op("Sub", [x.name, em.scalar(threshold)], "shift"), em.scalar(0.0)], "below")
+        below = em.op(
+            "Min", [em.op("Sub", [x.name, em.scalar(threshold)], "shift"), em.scalar(0.0)], "below"
+        )
         out = em.op("Add", [out, em.op("Mul", [below, em.scalar(slope)], "slope")], "leaky")
     return Value(out, x.perm, layer.output_shape)
 
