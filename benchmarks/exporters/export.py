@@ -32,6 +32,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import sys
 import time
 import tokenize
@@ -67,7 +68,8 @@ def statements(text: str) -> list[tuple[str, str]]:
 
 
 def keras_model(text: str):
-    """The Keras Sequential model of a .conv text, each call evaluated by Keras itself."""
+    """The Keras model of a .conv text: a graph in functional syntax is run as the Python it
+    is; a stack of calls becomes a Sequential, each call evaluated by Keras itself."""
     import types
 
     import keras
@@ -85,8 +87,13 @@ def keras_model(text: str):
     )
     keras.backend.clear_session()  # automatic names start afresh: conv2d, conv2d_1, ...
     keras.config.set_image_data_format("channels_last")
+    found = statements(text)
+    if any(re.match(r"\s*(\w+\s*=[^=]|import |from )", source) for _, source in found):
+        code = "\n".join(source for kind, source in found if kind == "call")
+        exec(code, namespace)
+        return [value for value in namespace.values() if isinstance(value, keras.Model)][-1]
     items = []
-    for kind, source in statements(text):
+    for kind, source in found:
         if kind == "directive":
             name, value = source.split(None, 1)
             if name == "data_format":
