@@ -22,7 +22,7 @@ import numpy as np
 from convc.compiler import model_weights, resolve_text
 from convc.diagnostics import ConvcError
 from convc.lower import lower
-from convc.reference import run_reference
+from convc.reference import model_outputs, run_reference
 from convc.runners import available, how_to_get, open_runner
 from convc.targets import RUNTIMES, get_target, resolve_opset
 
@@ -66,19 +66,24 @@ def evaluate(text: str, runtime: str, target: str | None = None) -> Cell:
         proto = lower(model, weights, opset=resolve_opset(chosen, None), target=chosen)
     except ConvcError as error:
         return Cell(REFUSED, error.message)
-    batch = model.input.shape[0] or BATCH
-    x = np.random.default_rng(1).standard_normal((batch, *model.input.shape[1:]))
-    x = x.astype(np.float32)
-    expected = run_reference(model, weights, x)[-1]
+    inputs = {
+        i.name: np.random.default_rng(1 + n)
+        .standard_normal((i.shape[0] or BATCH, *i.shape[1:]))
+        .astype(np.float32)
+        for n, i in enumerate(model.inputs)
+    }
+    expected = model_outputs(model, run_reference(model, weights, inputs))
     try:
         runner = open_runner(proto, runtime)
-        (actual,) = runner.run({model.input.name: x}).values()
+        outputs = runner.run(inputs)
     except ConvcError as error:
         return Cell(FAIL, error.message)
-    if actual.shape != expected.shape:
-        return Cell(FAIL, f"shape {actual.shape}, expected {expected.shape}")
-    if not np.allclose(actual, expected, rtol=RTOL, atol=ATOL):
-        return Cell(FAIL, f"max abs difference {np.abs(actual - expected).max():.3g}")
+    for name, want in expected.items():
+        got = outputs[name]
+        if got.shape != want.shape:
+            return Cell(FAIL, f"{name}: shape {got.shape}, expected {want.shape}")
+        if not np.allclose(got, want, rtol=RTOL, atol=ATOL):
+            return Cell(FAIL, f"{name}: max abs difference {np.abs(got - want).max():.3g}")
     notes = [p.value for p in proto.metadata_props if p.key == "convc.workarounds"]
     if notes:
         texts = sorted({line.split(": ", 1)[1] for line in notes[0].splitlines()})
@@ -127,8 +132,10 @@ _LAYERS = {
 def all_cells() -> list[tuple[str, str, str]]:
     """(row, case id, text) for every per-layer case and every sample."""
     from cases import ALL_CASES
+    from graph_cases import GRAPH_CASES
 
     rows = [(row_of(p.id), p.id, p.values[0]) for p in ALL_CASES]
+    rows += [(f"graph {p.id}", p.id, p.values[0]) for p in GRAPH_CASES]
     rows += [(f"sample {path.name}", path.stem, path.read_text()) for path in SAMPLES]
     return rows
 
@@ -188,7 +195,13 @@ def render(results: dict[tuple[str, str, str, str], Cell]) -> tuple[str, str]:
 
 
 def _row_order(row: str) -> tuple:
-    return (row.startswith("sample"), row.startswith("stacks"), row.startswith("Conv +"), row)
+    return (
+        row.startswith("sample"),
+        row.startswith("graph"),
+        row.startswith("stacks"),
+        row.startswith("Conv +"),
+        row,
+    )
 
 
 def _summarise(cells: list[tuple[str, Cell]], notes: list[str]) -> str:

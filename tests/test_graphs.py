@@ -192,3 +192,65 @@ def test_warnings_for_unused_inputs_and_unreachable_statements():
     assert ("the input 'input_layer_1' is not used by any output", 2) in messages
     assert any("conv2d_1" in m and line == 4 for m, line in messages)
     assert [n.name for n in model.nodes] == ["conv2d"]
+
+
+
+
+
+def _siamese():
+    from pathlib import Path
+
+    return Path(__file__).parent.parent / "samples" / "siamese_two_heads.conv"
+
+
+def test_cli_runs_and_checks_a_two_input_two_output_model(tmp_path, capsys):
+    from convc.cli import main
+
+    left, right = tmp_path / "l.npy", tmp_path / "r.npy"
+    np.save(left, np.ones((1, 48, 48, 3), np.float32))
+    np.save(right, np.zeros((1, 48, 48, 3), np.float32))
+    out = tmp_path / "out.npz"
+    assert main(["run", str(_siamese()), "--input", f"left={left}", "--input", f"right={right}",
+                 "-o", str(out)]) == 0  # fmt: skip
+    saved = np.load(out)
+    assert sorted(saved.files) == ["difference", "score"]
+    assert saved["score"].shape == (1, 1, 1, 1)
+    assert main(["check", str(_siamese())]) == 0
+    printed = capsys.readouterr().out
+    assert "input left (1, 48, 48, 3), right (1, 48, 48, 3)" in printed
+    assert "encode1[1]" in printed and "agree" in printed
+
+
+def test_io_layout_channels_first_graph_has_no_transpose():
+    proto = compile_text(_siamese().read_text(), io_layout="channels_first")
+    assert "Transpose" not in _ops(proto)
+    assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[1:]] == [3, 48, 48]
+
+
+def test_shared_layer_has_one_set_of_weights():
+    model = resolve_text(_siamese().read_text())
+    assert [n.name for n in model.nodes if n.layer.name == "encode1"] == ["encode1", "encode1[1]"]
+    proto = compile_text(_siamese().read_text())
+    kernels = [i.name for i in proto.graph.initializer if i.name.startswith("encode1")]
+    assert len(kernels) == 2  # one kernel and one bias, used by both applications
+
+
+def test_tf1_conv3d_with_tf1_initializers_builds_like_keras():
+    """The TF1 signatures of the seed documents: the functional tf.layers.conv3d and the class
+    with TF1's initializer objects, dtype=tf.float32 and reuse= accepted."""
+    tf1 = (
+        "x = tf.keras.Input(shape=(6, 6, 6, 2), dtype=tf.float32)\n"
+        "y = tf.layers.conv3d(x, 4, 3, padding='same', bias_initializer=tf.zeros_initializer(),"
+        " kernel_initializer=tf.glorot_uniform_initializer(), reuse=None, name='c3')\n"
+        "z = tf.layers.Conv3D(4, 3, bias_initializer=tf.zeros_initializer())(y)\n"
+    )
+    keras_text = (
+        "x = Input(shape=(6, 6, 6, 2))\ny = Conv3D(4, 3, padding='same', name='c3')(x)\n"
+        "z = Conv3D(4, 3)(y)\nmodel = keras.Model(x, z)\n"
+    )
+    model = keras_model(keras_text)
+    arrays = random_weights(model)
+    xs = inputs_for(model)
+    (expected,) = keras_outputs(model, xs)
+    (actual,) = onnx_outputs(compile_text(tf1, arrays), xs)
+    np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=1e-4)

@@ -65,8 +65,14 @@ def lower(
             em.scope = model_input.name
             x = em.in_layout(x, channels_first(x.rank))
         values[id(model_input)] = x
+    applications: dict[int, int] = {}
+    for node in model.nodes:
+        applications[id(node.layer)] = applications.get(id(node.layer), 0) + 1
     for node in model.nodes:
         em.scope = node.name
+        # Only a shared layer's weights are remembered for reuse: the others' arrays are
+        # dropped as soon as their bytes are in the model (building is bounded by memory).
+        em.layer = node.layer.name if applications[id(node.layer)] > 1 else ""
         inputs = [values[id(tensor)] for tensor in node.inputs]
         if node.family in LAYOUT_FREE:
             inputs = [em.existing_layout(x) for x in inputs]

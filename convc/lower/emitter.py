@@ -63,6 +63,8 @@ class Emitter:
         self.constant_values: dict[str, np.ndarray] = {}  # for rewrites that read them
         self.value_shapes: dict[str, tuple[int, ...]] = {}  # physical shapes of layer outputs
         self.scope = ""
+        self.layer = ""  # the shared layer whose node is being lowered, if it is shared
+        self._weights: dict[tuple[str, str, tuple[int, ...]], tuple[str, np.ndarray]] = {}
 
     # -- naming -----------------------------------------------------------------------------
 
@@ -89,8 +91,17 @@ class Emitter:
         return self.node(op, inputs, what, **attrs)[0]
 
     def weight(self, what: str, array: np.ndarray) -> str:
+        """An initializer of the current layer. A shared layer's later applications reuse the
+        first one's tensor when it is the same array (they take the same weights, unless a
+        faster form for another input size rearranges them)."""
+        key = (self.layer, what, array.shape)
+        if key in self._weights and np.array_equal(self._weights[key][1], array):
+            return self._weights[key][0]
         name = self.fresh(what)
-        self.initializers.append((name, np.ascontiguousarray(array)))
+        array = np.ascontiguousarray(array)
+        self.initializers.append((name, array))
+        if self.layer:
+            self._weights[key] = (name, array)
         return name
 
     def constant(self, values, dtype=np.int64) -> str:
@@ -232,6 +243,7 @@ class Emitter:
         used = {name for node in self.nodes for name in node.input}
         # Each array is dropped once its bytes are in the model, so that the weights are held
         # about once here rather than twice (building is bounded by memory, #6).
+        self._weights.clear()
         self.initializers.reverse()
         while self.initializers:
             tensor_name, array = self.initializers.pop()
