@@ -27,7 +27,8 @@ def test_matches_keras(text):
     assert [layer.trainable_parameter_count for layer in ours] == [
         sum(int(np.prod(w.shape)) for w in layer.trainable_weights) for layer in model.layers
     ]
-    for mine, theirs in zip(ours, model.layers, strict=True):
+    nodes = resolve_text(text).nodes  # a stack: one node per layer
+    for mine, theirs in zip(nodes, model.layers, strict=True):
         if mine.config.get("activation") != "glu":  # Keras's symbolic glu shape is wrong
             assert mine.output_shape == tuple(theirs.output.shape), mine.name
 
