@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from convc.diagnostics import ConvcError, Span
+from convc.specs import Draw
 
 Shape = tuple[int | None, ...]
 
@@ -25,10 +26,6 @@ Shape = tuple[int | None, ...]
 def format_shape(shape: Shape) -> str:
     inner = ", ".join("None" if d is None else str(d) for d in shape)
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
-
-
-class Draw(Protocol):
-    def draw(self, shape: tuple[int, ...], rng: Any) -> Any: ...
 
 
 class LayerKind(Protocol):
