@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from convc.diagnostics import ConvcError, Span
-from convc.specs import Draw
+from convc.specs import Draw, TrainingOnly
 
 Shape = tuple[int | None, ...]
 
@@ -73,13 +73,17 @@ class ModelInput(Tensor):
 
 @dataclass(frozen=True, eq=False)
 class Layer:
-    """One layer object: its Keras class, Keras name, normalized arguments and weights."""
+    """One layer object: its Keras class, Keras name, normalized arguments, the arguments every
+    Keras layer takes, and its weights."""
 
     type: LayerKind
     name: str
     config: dict[str, Any]
     variables: tuple[Variable, ...]
     span: Span  # where it is constructed
+    trainable: bool = True
+    autocast: bool = True
+    activity_regularizer: TrainingOnly | None = None
 
     @property
     def class_name(self) -> str:
@@ -95,7 +99,7 @@ class Layer:
 
     @property
     def trainable_parameter_count(self) -> int:
-        if not self.config.get("trainable", True):
+        if not self.trainable:
             return 0
         return sum(v.size for v in self.variables if v.trainable)
 
