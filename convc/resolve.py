@@ -31,7 +31,7 @@ from convc.layers.initializers import parse_regularizer
 from convc.layers.merge import MERGE_FUNCTIONS
 from convc.limits import MAX_ERRORS, MAX_INT, MAX_LAYERS, MAX_WEIGHT_BYTES
 from convc.model import Layer, Model, ModelInput, Node, Shape, Tensor, format_shape
-from convc.specs import TrainingOnly
+from convc.specs import LayerSpec, TrainingOnly
 from convc.syntax import (
     Apply,
     Assign,
@@ -147,7 +147,7 @@ class _LayerObject:
 
     type: LayerType
     name: str
-    config: dict[str, Any]
+    spec: LayerSpec
     trainable: bool
     autocast: bool
     activity_regularizer: TrainingOnly | None
@@ -428,7 +428,7 @@ class _Resolver:
         if self.layers_applied > MAX_LAYERS:
             raise ConvcError(f"the model has more than {MAX_LAYERS:,} layers", call.name_span)
         args = args or bind(call, layer_type.signature, layer_type.class_name)
-        config = layer_type.configure(args, data_format or self.data_format)
+        spec = layer_type.configure(args, data_format or self.data_format)
         check_layer_dtype(args)
         trainable = bool_arg(args, "trainable")
         autocast = bool_arg(args, "autocast")
@@ -437,10 +437,7 @@ class _Resolver:
             "activity_regularizer",
         )
         name = self.take_name(args, layer_type.prefix)
-        config["name"] = name
-        obj = _LayerObject(
-            layer_type, name, config, trainable, autocast, activity_regularizer, args
-        )
+        obj = _LayerObject(layer_type, name, spec, trainable, autocast, activity_regularizer, args)
         self.constructed.append(obj)
         return obj
 
@@ -453,13 +450,13 @@ class _Resolver:
                 raise _Quiet
         shapes = tuple(t.shape for t in tensors)
         names = tuple(self.tensor_label(t) for t in tensors)
-        built = obj.type.build_inputs(obj.config, shapes, obj.args, names)
+        built = obj.type.build_inputs(obj.spec, shapes, obj.args, obj.name, names)
         if obj.layer is None:
             self.check_size(obj, built)
             obj.layer = Layer(
                 obj.type,
                 obj.name,
-                obj.config,
+                obj.spec,
                 built.variables,
                 obj.args.call.span,
                 trainable=obj.trainable,
