@@ -192,23 +192,27 @@ def run_export_script(python: Path, args: list[str]) -> tuple[float, dict]:
 
 
 def gflop(model) -> float:
-    """2 x multiply-adds of the convolution layers, batch 1."""
+    """2 x multiply-adds of the convolution layers' applications, batch 1."""
+    from convc.specs import ConvSpec
+
     total = 0
-    for layer in model.layers:
-        c = layer.config
-        kernel = math.prod(c.get("kernel_size", (1,)))
-        first = c.get("data_format") == "channels_first"
-        in_spatial = layer.input_shape[2:] if first else layer.input_shape[1:-1]
-        out_positions = math.prod(layer.output_shape[2:] if first else layer.output_shape[1:-1])
-        cin = layer.input_shape[1] if first else layer.input_shape[-1]
-        if layer.family == "conv":
-            total += out_positions * c["filters"] * kernel * cin // c["groups"]
-        elif layer.family == "conv_transpose":
-            total += math.prod(in_spatial) * cin * c["filters"] * kernel
-        elif layer.family == "depthwise":
-            total += out_positions * cin * c["depth_multiplier"] * kernel
-        elif layer.family == "separable":
-            total += out_positions * cin * c["depth_multiplier"] * (kernel + c["filters"])
+    for node in model.nodes:
+        c = node.spec
+        if not isinstance(c, ConvSpec):
+            continue
+        kernel = math.prod(c.kernel_size)
+        first = c.data_format == "channels_first"
+        in_spatial = node.input_shape[2:] if first else node.input_shape[1:-1]
+        out_positions = math.prod(node.output_shape[2:] if first else node.output_shape[1:-1])
+        cin = node.input_shape[1] if first else node.input_shape[-1]
+        if c.kind == "conv":
+            total += out_positions * c.filters * kernel * cin // c.groups
+        elif c.kind == "transpose":
+            total += math.prod(in_spatial) * cin * c.filters * kernel
+        elif c.kind == "depthwise":
+            total += out_positions * cin * c.depth_multiplier * kernel
+        else:
+            total += out_positions * cin * c.depth_multiplier * (kernel + c.filters)
     return 2 * total / 1e9
 
 

@@ -7,7 +7,8 @@ layer applied twice (a shared layer) is one ``Layer``, with one set of weights, 
 Sequential model is a chain: one input, one node per layer, the last node's output the output.
 
 Shapes are Keras's logical shapes, batch first (``None`` when the batch is dynamic). This module
-imports nothing of the front end: a layer's type is any object with the ``LayerKind`` protocol.
+imports nothing of the front end: a layer's type is any object with the ``LayerKind`` protocol,
+and its arguments are its family's spec (``convc.specs``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Protocol
 
 from convc.diagnostics import ConvcError, Span
+from convc.specs import Draw, LayerSpec, TrainingOnly
 
 Shape = tuple[int | None, ...]
 
@@ -25,10 +27,6 @@ Shape = tuple[int | None, ...]
 def format_shape(shape: Shape) -> str:
     inner = ", ".join("None" if d is None else str(d) for d in shape)
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
-
-
-class Draw(Protocol):
-    def draw(self, shape: tuple[int, ...], rng: Any) -> Any: ...
 
 
 class LayerKind(Protocol):
@@ -76,13 +74,17 @@ class ModelInput(Tensor):
 
 @dataclass(frozen=True, eq=False)
 class Layer:
-    """One layer object: its Keras class, Keras name, normalized arguments and weights."""
+    """One layer object: its Keras class, Keras name, its family's arguments (``spec``), the
+    arguments every Keras layer takes, and its weights."""
 
     type: LayerKind
     name: str
-    config: dict[str, Any]
+    spec: LayerSpec
     variables: tuple[Variable, ...]
     span: Span  # where it is constructed
+    trainable: bool = True
+    autocast: bool = True
+    activity_regularizer: TrainingOnly | None = None
 
     @property
     def class_name(self) -> str:
@@ -98,7 +100,7 @@ class Layer:
 
     @property
     def trainable_parameter_count(self) -> int:
-        if not self.config.get("trainable", True):
+        if not self.trainable:
             return 0
         return sum(v.size for v in self.variables if v.trainable)
 
@@ -109,7 +111,7 @@ class Node:
 
     Its name is its output's: the layer's name for the layer's first application, ``name[1]``,
     ``name[2]`` ... for later ones (Keras's "Connected to" notation). Single-input rules read
-    ``config``, ``type``, ``input_shape`` and ``output_shape`` straight from the node."""
+    ``spec``, ``type``, ``input_shape`` and ``output_shape`` straight from the node."""
 
     layer: Layer
     inputs: tuple[Tensor, ...]
@@ -121,8 +123,8 @@ class Node:
         return self.output.name
 
     @property
-    def config(self) -> dict[str, Any]:
-        return self.layer.config
+    def spec(self) -> LayerSpec:
+        return self.layer.spec
 
     @property
     def type(self) -> LayerKind:

@@ -22,6 +22,17 @@ import numpy as np
 
 from convc.model import Model
 from convc.model import Node as Layer  # a rule reads one application of a layer
+from convc.specs import (
+    ActivationSpec,
+    ConcatenateSpec,
+    ConvSpec,
+    CroppingSpec,
+    MergeSpec,
+    ReLUSpec,
+    UpSamplingSpec,
+    ZeroPaddingSpec,
+    expect,
+)
 
 Arrays = dict[str, np.ndarray]
 
@@ -214,13 +225,10 @@ def _same_pads(length: int, kernel: int, stride: int, dilation: int) -> tuple[in
     return total // 2, total - total // 2
 
 
-def _forward_pads(layer: Layer, x_last: np.ndarray) -> list[tuple[int, int]]:
-    c = layer.config
-    padding = c["padding"]
+def _forward_pads(c: ConvSpec, x_last: np.ndarray) -> list[tuple[int, int]]:
+    padding = c.padding
     pads = []
-    for axis, (k, s, d) in enumerate(
-        zip(c["kernel_size"], c["strides"], c["dilation_rate"], strict=True)
-    ):
+    for axis, (k, s, d) in enumerate(zip(c.kernel_size, c.strides, c.dilation_rate, strict=True)):
         if padding == "valid":
             pads.append((0, 0))
         elif padding == "causal":
@@ -230,42 +238,40 @@ def _forward_pads(layer: Layer, x_last: np.ndarray) -> list[tuple[int, int]]:
     return pads
 
 
-def _bias_and_activation(layer: Layer, weights: Arrays, y: np.ndarray) -> np.ndarray:
+def _bias_and_activation(c: ConvSpec, weights: Arrays, y: np.ndarray) -> np.ndarray:
     if "bias" in weights:
         y = y + weights["bias"]
-    y = _from_last(y, layer.config["data_format"])
-    return ACTIVATIONS[layer.config["activation"]](y).astype(np.float32)
+    y = _from_last(y, c.data_format)
+    return ACTIVATIONS[c.activation](y).astype(np.float32)
 
 
 def conv(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
-    c = layer.config
-    x = _to_last(x, c["data_format"])
-    y = convolve(
-        x, weights["kernel"], c["strides"], c["dilation_rate"], _forward_pads(layer, x), c["groups"]
-    )
-    return _bias_and_activation(layer, weights, y)
+    c = expect(layer.spec, ConvSpec)
+    x = _to_last(x, c.data_format)
+    y = convolve(x, weights["kernel"], c.strides, c.dilation_rate, _forward_pads(c, x), c.groups)
+    return _bias_and_activation(c, weights, y)
 
 
 def depthwise(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
-    c = layer.config
-    x = _to_last(x, c["data_format"])
-    y = _depthwise(x, weights["kernel"], c, _forward_pads(layer, x))
-    return _bias_and_activation(layer, weights, y)
+    c = expect(layer.spec, ConvSpec)
+    x = _to_last(x, c.data_format)
+    y = _depthwise(x, weights["kernel"], c, _forward_pads(c, x))
+    return _bias_and_activation(c, weights, y)
 
 
-def _depthwise(x: np.ndarray, kernel: np.ndarray, c: dict, pads) -> np.ndarray:
+def _depthwise(x: np.ndarray, kernel: np.ndarray, c: ConvSpec, pads) -> np.ndarray:
     *k, channels, multiplier = kernel.shape
     grouped = kernel.reshape(*k, 1, channels * multiplier)  # output channel c*M + j
-    return convolve(x, grouped, c["strides"], c["dilation_rate"], pads, groups=channels)
+    return convolve(x, grouped, c.strides, c.dilation_rate, pads, groups=channels)
 
 
 def separable(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
-    c = layer.config
-    x = _to_last(x, c["data_format"])
-    mid = _depthwise(x, weights["depthwise_kernel"], c, _forward_pads(layer, x))
+    c = expect(layer.spec, ConvSpec)
+    x = _to_last(x, c.data_format)
+    mid = _depthwise(x, weights["depthwise_kernel"], c, _forward_pads(c, x))
     pointwise = weights["pointwise_kernel"]
     y = np.matmul(mid, pointwise.reshape(pointwise.shape[-2], pointwise.shape[-1]))
-    return _bias_and_activation(layer, weights, y)
+    return _bias_and_activation(c, weights, y)
 
 
 def _transpose_pads(kernel: int, stride: int, dilation: int, padding: str, output_padding):
@@ -285,10 +291,10 @@ def conv_transpose(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     by ``_transpose_pads``, with the kernel flipped. Computed directly: each kernel tap scatters
     its product into the unpadded ("full") output, which is then cropped or extended to what the
     padded convolution would give, without the products of the dilation's zeros."""
-    c = layer.config
-    x = _to_last(x, c["data_format"])
+    c = expect(layer.spec, ConvSpec)
+    x = _to_last(x, c.data_format)
     rank = x.ndim - 2
-    strides, dilation = c["strides"], c["dilation_rate"]
+    strides, dilation = c.strides, c.dilation_rate
     kernel = weights["kernel"]  # (*k, out, in)
     sizes = kernel.shape[:rank]
     lengths = x.shape[1:-1]
@@ -309,20 +315,20 @@ def conv_transpose(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
             for t, d, n, s in zip(tap, dilation, lengths, strides, strict=True)
         )
         full[(slice(None), *window, slice(None))] += x @ kernel[tap].T
-    output_padding = c["output_padding"] or (None,) * rank
+    output_padding = c.output_padding or (None,) * rank
     # The padded convolution's output o is full-output position o + span - 1 - left; positions
     # past the full output's end hold only the bias.
     pads = []
     for k, s, d, op, n, m in zip(
         sizes, strides, dilation, output_padding, lengths, full.shape[1:-1], strict=True
     ):
-        left, right = _transpose_pads(k, s, d, c["padding"], op)
+        left, right = _transpose_pads(k, s, d, c.padding, op)
         span = d * (k - 1) + 1
         out = (n - 1) * s + 1 + left + right - span + 1
         start = span - 1 - left
         pads.append((-start, start + out - m))
     y = _pad_or_crop(full, pads)
-    return _bias_and_activation(layer, weights, y)
+    return _bias_and_activation(c, weights, y)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,27 +336,27 @@ def conv_transpose(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
 
 
 def cropping(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
-    c = layer.config
-    x = _to_last(x, c["data_format"])
-    return _from_last(_pad_or_crop(x, [(-b, -e) for b, e in c["cropping"]]), c["data_format"])
+    c = expect(layer.spec, CroppingSpec)
+    x = _to_last(x, c.data_format)
+    return _from_last(_pad_or_crop(x, [(-b, -e) for b, e in c.cropping]), c.data_format)
 
 
 def zero_padding(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
-    c = layer.config
-    x = _to_last(x, c["data_format"])
-    return _from_last(_pad_or_crop(x, list(c["padding"])), c["data_format"])
+    c = expect(layer.spec, ZeroPaddingSpec)
+    x = _to_last(x, c.data_format)
+    return _from_last(_pad_or_crop(x, list(c.padding)), c.data_format)
 
 
 def up_sampling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
-    c = layer.config
-    x = _to_last(x, c["data_format"])
-    for axis, factor in enumerate(c["size"], start=1):
-        if c["interpolation"] == "nearest":
+    c = expect(layer.spec, UpSamplingSpec)
+    x = _to_last(x, c.data_format)
+    for axis, factor in enumerate(c.size, start=1):
+        if c.interpolation == "nearest":
             x = np.repeat(x, factor, axis=axis)
         else:
-            matrix = _RESIZE[c["interpolation"]](x.shape[axis], factor)
+            matrix = _RESIZE[c.interpolation](x.shape[axis], factor)
             x = np.moveaxis(np.tensordot(matrix, x, axes=([1], [axis])), 0, axis)
-    return _from_last(x.astype(np.float32), c["data_format"])
+    return _from_last(x.astype(np.float32), c.data_format)
 
 
 def _bilinear(length: int, factor: int) -> np.ndarray:
@@ -491,7 +497,7 @@ def _aligned(xs: list[np.ndarray]) -> list[np.ndarray]:
 
 def merge(layer: Layer, weights: Arrays, xs: list[np.ndarray]) -> np.ndarray:
     xs = _aligned(xs)
-    operation = layer.config["operation"]
+    operation = expect(layer.spec, MergeSpec).operation
     result = xs[0]
     if operation == "subtract":
         return (xs[0] - xs[1]).astype(np.float32)
@@ -510,23 +516,23 @@ def merge(layer: Layer, weights: Arrays, xs: list[np.ndarray]) -> np.ndarray:
 
 
 def concatenate(layer: Layer, weights: Arrays, xs: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(xs, axis=layer.config["axis"])
+    return np.concatenate(xs, axis=expect(layer.spec, ConcatenateSpec).axis)
 
 
 def activation(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
-    return ACTIVATIONS[layer.config["activation"]](x).astype(np.float32)
+    return ACTIVATIONS[expect(layer.spec, ActivationSpec).activation](x).astype(np.float32)
 
 
 def relu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     """keras.activations.relu with all its arguments: above the threshold, x capped at
     max_value; at or below it, negative_slope times the distance below it."""
-    c = layer.config
-    threshold = np.float32(c["threshold"])
+    c = expect(layer.spec, ReLUSpec)
+    threshold = np.float32(c.threshold)
     positive = np.where(x > threshold, x, np.float32(0.0))
-    if c["max_value"] is not None:
-        positive = np.minimum(positive, np.float32(c["max_value"]))
+    if c.max_value is not None:
+        positive = np.minimum(positive, np.float32(c.max_value))
     negative = np.maximum(threshold - x, np.float32(0.0))
-    return (positive - np.float32(c["negative_slope"]) * negative).astype(np.float32)
+    return (positive - np.float32(c.negative_slope) * negative).astype(np.float32)
 
 
 LAYERS: dict[str, Callable[[Layer, Arrays, np.ndarray], np.ndarray]] = {

@@ -31,6 +31,7 @@ from convc.layers.initializers import parse_regularizer
 from convc.layers.merge import MERGE_FUNCTIONS
 from convc.limits import MAX_ERRORS, MAX_INT, MAX_LAYERS, MAX_WEIGHT_BYTES
 from convc.model import Layer, Model, ModelInput, Node, Shape, Tensor, format_shape
+from convc.specs import LayerSpec, TrainingOnly
 from convc.syntax import (
     Apply,
     Assign,
@@ -146,7 +147,10 @@ class _LayerObject:
 
     type: LayerType
     name: str
-    config: dict[str, Any]
+    spec: LayerSpec
+    trainable: bool
+    autocast: bool
+    activity_regularizer: TrainingOnly | None
     args: Bound
     layer: Layer | None = None
     applications: int = 0
@@ -424,11 +428,16 @@ class _Resolver:
         if self.layers_applied > MAX_LAYERS:
             raise ConvcError(f"the model has more than {MAX_LAYERS:,} layers", call.name_span)
         args = args or bind(call, layer_type.signature, layer_type.class_name)
-        config = layer_type.configure(args, data_format or self.data_format)
-        config.update(self.common_config(args))
+        spec = layer_type.configure(args, data_format or self.data_format)
+        check_layer_dtype(args)
+        trainable = bool_arg(args, "trainable")
+        autocast = bool_arg(args, "autocast")
+        activity_regularizer = parse_regularizer(
+            args.value("activity_regularizer") or Literal(None, args.call.name_span),
+            "activity_regularizer",
+        )
         name = self.take_name(args, layer_type.prefix)
-        config["name"] = name
-        obj = _LayerObject(layer_type, name, config, args)
+        obj = _LayerObject(layer_type, name, spec, trainable, autocast, activity_regularizer, args)
         self.constructed.append(obj)
         return obj
 
@@ -441,10 +450,19 @@ class _Resolver:
                 raise _Quiet
         shapes = tuple(t.shape for t in tensors)
         names = tuple(self.tensor_label(t) for t in tensors)
-        built = obj.type.build_inputs(obj.config, shapes, obj.args, names)
+        built = obj.type.build_inputs(obj.spec, shapes, obj.args, obj.name, names)
         if obj.layer is None:
             self.check_size(obj, built)
-            obj.layer = Layer(obj.type, obj.name, obj.config, built.variables, obj.args.call.span)
+            obj.layer = Layer(
+                obj.type,
+                obj.name,
+                obj.spec,
+                built.variables,
+                obj.args.call.span,
+                trainable=obj.trainable,
+                autocast=obj.autocast,
+                activity_regularizer=obj.activity_regularizer,
+            )
         elif [v.shape for v in built.variables] != [v.shape for v in obj.layer.variables]:
             first = next(n for n in self.nodes if n.layer is obj.layer)
             raise ConvcError(
@@ -953,22 +971,6 @@ class _Resolver:
             help=f"did you mean {close}?" if close else None,
         )
 
-    def common_config(self, args: Bound) -> dict[str, Any]:
-        dtype = dtype_arg(args, "dtype")
-        if dtype not in (None, "float32"):
-            raise ConvcError(
-                f"dtype={dtype!r} is not supported: convc layers compute in float32",
-                args.span("dtype"),
-            )
-        return {
-            "trainable": bool_arg(args, "trainable"),
-            "autocast": bool_arg(args, "autocast"),
-            "activity_regularizer": parse_regularizer(
-                args.value("activity_regularizer") or Literal(None, args.call.name_span),
-                "activity_regularizer",
-            ),
-        }
-
     def input_from_first_layer(self, call: Call, args: Bound) -> ModelInput:
         """Keras 2's way: the first layer carries input_shape= (with batch_size=) or
         batch_input_shape=."""
@@ -1042,6 +1044,16 @@ def _items(value: Value) -> list[Value]:
         ]
         return [entry for _, entry in sorted(keyed, key=lambda pair: pair[0])]
     return [value]
+
+
+def check_layer_dtype(args: Bound) -> None:
+    """A layer's ``dtype=``: convc layers compute in float32 only."""
+    dtype = dtype_arg(args, "dtype")
+    if dtype not in (None, "float32"):
+        raise ConvcError(
+            f"dtype={dtype!r} is not supported: convc layers compute in float32",
+            args.span("dtype"),
+        )
 
 
 def dtype_arg(args: Bound, name: str) -> Any:

@@ -26,6 +26,7 @@ from convc.arrays import read_npz
 from convc.diagnostics import ConvcError
 from convc.layers.base import snake_case
 from convc.model import Layer, Model, ModelInput, Node, format_shape
+from convc.specs import ConvSpec, expect
 
 Weights = dict[str, dict[str, np.ndarray]]
 
@@ -141,7 +142,8 @@ def _merge_lora(layer: Layer, arrays: dict[str, np.ndarray], source: str) -> dic
         )
     merged = dict(arrays)
     a, b = merged.pop("lora_kernel_a"), merged.pop("lora_kernel_b")
-    scale = np.float32(layer.config["lora_alpha"] / layer.config["lora_rank"])
+    spec = expect(layer.spec, ConvSpec)  # only a convolution has LoRA kernels
+    scale = np.float32(spec.lora_alpha / spec.lora_rank)
     merged["kernel"] = (merged["kernel"] + scale * np.matmul(a, b)).astype(np.float32)
     return merged
 

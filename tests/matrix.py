@@ -131,8 +131,9 @@ _LAYERS = {
 
 def all_cells() -> list[tuple[str, str, str]]:
     """(row, case id, text) for every per-layer case and every sample."""
-    from cases import ALL_CASES
     from graph_cases import GRAPH_CASES
+
+    from cases import ALL_CASES
 
     rows = [(row_of(p.id), p.id, p.values[0]) for p in ALL_CASES]
     rows += [(f"graph {p.id}", p.id, p.values[0]) for p in GRAPH_CASES]

@@ -194,9 +194,6 @@ def test_warnings_for_unused_inputs_and_unreachable_statements():
     assert [n.name for n in model.nodes] == ["conv2d"]
 
 
-
-
-
 def _siamese():
     from pathlib import Path
 

@@ -1,7 +1,8 @@
 """The layer registry: every Keras class convc knows, by class name and alias.
 
-Adding a layer means adding its type to one family module here, a lowering rule in
-``convc.lower.rules``, a function in ``convc.reference`` and a row in the test tables.
+Adding a layer means adding its type to one family module here (its spec, if a new family, to
+``convc.specs``), a lowering rule in ``convc.lower.rules``, a function in ``convc.reference`` and
+a row in the test tables.
 """
 
 from __future__ import annotations

@@ -8,24 +8,24 @@ Both keep their input's shape (``Activation('glu')`` aside, which halves the las
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from convc.diagnostics import ConvcError
 from convc.layers.activations import parse_activation
 from convc.layers.args import Bound, params
 from convc.layers.base import Built, LayerType
+from convc.specs import ActivationSpec, ReLUSpec
 
 
-class Activation(LayerType):
+class Activation(LayerType[ActivationSpec]):
     family = "activation"
     class_name = "Activation"
     own_params = params("activation")
 
-    def configure(self, args: Bound, default_data_format: str) -> dict[str, Any]:
-        return {"activation": parse_activation(args.value("activation"))}
+    def configure(self, args: Bound, default_data_format: str) -> ActivationSpec:
+        return ActivationSpec(activation=parse_activation(args.value("activation")))
 
-    def build(self, config, input_shape, args) -> Built:
-        if config["activation"] != "glu":
+    def build(self, spec, input_shape, args, name) -> Built:
+        if spec.activation != "glu":
             return Built(input_shape)
         last = input_shape[-1]
         if last is not None and last % 2:
@@ -36,33 +36,37 @@ class Activation(LayerType):
         return Built((*input_shape[:-1], None if last is None else last // 2))
 
 
-class ReLU(LayerType):
+class ReLU(LayerType[ReLUSpec]):
     family = "relu"
     class_name = "ReLU"
     own_params = params(("max_value", None), ("negative_slope", 0.0), ("threshold", 0.0))
 
-    def configure(self, args: Bound, default_data_format: str) -> dict[str, Any]:
-        config = {}
-        for name in ("max_value", "negative_slope", "threshold"):
-            value = args.python(name)
-            if name == "max_value" and value is None:
-                config[name] = None
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConvcError(
-                    f"'{name}' of a ReLU layer must be a number, got {name}={value!r}",
-                    args.span(name),
-                )
-            if not math.isfinite(value) or value < 0:
-                raise ConvcError(
-                    f"'{name}' of a ReLU layer cannot be negative, got {name}={value}",
-                    args.span(name),
-                )
-            config[name] = float(value)
-        return config
+    def configure(self, args: Bound, default_data_format: str) -> ReLUSpec:
+        max_value = None if args.python("max_value") is None else _number(args, "max_value")
+        return ReLUSpec(
+            max_value=max_value,
+            negative_slope=_number(args, "negative_slope"),
+            threshold=_number(args, "threshold"),
+        )
 
-    def build(self, config, input_shape, args) -> Built:
+    def build(self, spec, input_shape, args, name) -> Built:
         return Built(input_shape)
+
+
+def _number(args: Bound, name: str) -> float:
+    """A ReLU argument, checked as Keras checks it: a finite number, not negative."""
+    value = args.python(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConvcError(
+            f"'{name}' of a ReLU layer must be a number, got {name}={value!r}",
+            args.span(name),
+        )
+    if not math.isfinite(value) or value < 0:
+        raise ConvcError(
+            f"'{name}' of a ReLU layer cannot be negative, got {name}={value}",
+            args.span(name),
+        )
+    return float(value)
 
 
 def activation_layer_types() -> list[LayerType]:

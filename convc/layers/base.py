@@ -1,20 +1,21 @@
 """What every layer type shares: its signature, naming, data_format, and the build contract.
 
 A layer type is constructed once per Keras class (``Conv2D``, ``Cropping3D`` ...). ``configure``
-does what the Keras constructor does (normalize and validate arguments); ``build`` does what
-Keras does when the layer first sees its input shape (check it, compute the output shape and the
-weights' shapes). Both raise located ``ConvcError``s.
+does what the Keras constructor does (normalize and validate arguments into the family's spec,
+``convc.specs``); ``build`` does what Keras does when the layer first sees its input shape (check
+it, compute the output shape and the weights' shapes). Both raise located ``ConvcError``s.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic
 
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, Param, choice_arg, params
 from convc.model import Shape, Variable, format_shape
+from convc.specs import SpatialSpec, SpecT
 
 COMMON_PARAMS = params(
     ("name", None),
@@ -47,8 +48,8 @@ class Built:
     variables: tuple[Variable, ...] = ()
 
 
-class LayerType:
-    """A Keras layer class. Subclasses fix the family; instances fix the rank."""
+class LayerType(Generic[SpecT]):
+    """A Keras layer class. Subclasses fix the family and its spec; instances fix the rank."""
 
     family: str = ""
     class_name: str
@@ -68,22 +69,24 @@ class LayerType:
         own = {p.name for p in self.own_params}
         return self.own_params + tuple(p for p in COMMON_PARAMS if p.name not in own)
 
-    def configure(self, args: Bound, default_data_format: str) -> dict[str, Any]:
+    def configure(self, args: Bound, default_data_format: str) -> SpecT:
         raise NotImplementedError
 
-    def build(self, config: dict[str, Any], input_shape: Shape, args: Bound) -> Built:
+    def build(self, spec: SpecT, input_shape: Shape, args: Bound, name: str) -> Built:
+        """The output shape and weights of the layer called ``name`` on ``input_shape``."""
         raise NotImplementedError
 
     def build_inputs(
         self,
-        config: dict[str, Any],
+        spec: SpecT,
         input_shapes: tuple[Shape, ...],
         args: Bound,
+        name: str,
         input_names: tuple[str, ...],
     ) -> Built:
         """``build`` for the shapes of every input (named as the file names them, for errors);
         a one-input layer has one."""
-        return self.build(config, input_shapes[0], args)
+        return self.build(spec, input_shapes[0], args, name)
 
     # Helpers shared by the families.
 
@@ -92,19 +95,19 @@ class LayerType:
             return default
         return choice_arg(args, "data_format", DATA_FORMATS)
 
-    def check_rank(self, input_shape: Shape, config: dict[str, Any], args: Bound) -> None:
+    def check_rank(self, input_shape: Shape, spec: SpatialSpec, args: Bound, name: str) -> None:
         expected = self.rank + 2
         if len(input_shape) != expected:
-            layout = self.layout_words(config.get("data_format", "channels_last"))
+            layout = self.layout_words(spec.data_format)
             raise ConvcError(
-                f"{self.label(config)} expects a {expected}-D input {layout}, "
+                f"{self.label(name)} expects a {expected}-D input {layout}, "
                 f"got shape {format_shape(input_shape)}",
                 args.call.name_span,
             )
 
-    def label(self, config: dict[str, Any]) -> str:
+    def label(self, name: str) -> str:
         """How build-time errors name the layer: ``Conv2D 'enc1'``."""
-        return f"{self.class_name} '{config['name']}'" if "name" in config else self.class_name
+        return f"{self.class_name} '{name}'"
 
     def layout_words(self, data_format: str) -> str:
         spatial = {1: ["steps"], 2: ["height", "width"], 3: ["depth", "height", "width"]}[self.rank]

@@ -8,7 +8,6 @@ shapes and how the output length is computed. Constructor checks and build check
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from convc.diagnostics import ConvcError, Span
 from convc.layers import shapes
@@ -26,6 +25,7 @@ from convc.layers.args import (
 from convc.layers.base import Built, LayerType, channel_axis, spatial_axes
 from convc.layers.initializers import parse_constraint, parse_initializer, parse_regularizer
 from convc.model import Shape, Variable, format_shape
+from convc.specs import ConvKind, ConvSpec
 from convc.syntax import Literal, Value
 
 
@@ -97,7 +97,7 @@ def _signature(kind: str, rank: int) -> tuple[Param, ...]:
     )
 
 
-class Convolution(LayerType):
+class Convolution(LayerType[ConvSpec]):
     """Conv{r}D, Conv{r}DTranspose, DepthwiseConv{r}D, SeparableConv{r}D."""
 
     _CLASS = {
@@ -107,7 +107,7 @@ class Convolution(LayerType):
         "separable": ("SeparableConv{r}D", ("SeparableConvolution{r}D",)),
     }
 
-    def __init__(self, kind: str, rank: int):
+    def __init__(self, kind: ConvKind, rank: int):
         name, aliases = self._CLASS[kind]
         self.kind = kind
         self.family = {"conv": "conv", "transpose": "conv_transpose"}.get(kind, kind)
@@ -116,13 +116,11 @@ class Convolution(LayerType):
         self.aliases = tuple(a.format(r=rank) for a in aliases)
         self.own_params = _signature(kind, rank)
 
-    def configure(self, args: Bound, default_data_format: str) -> dict[str, Any]:
+    def configure(self, args: Bound, default_data_format: str) -> ConvSpec:
         r = self.rank
-        config: dict[str, Any] = {}
-        if self.kind != "depthwise":
-            config["filters"] = int_arg(args, "filters", minimum=1)
-        config["kernel_size"] = int_tuple_arg(args, "kernel_size", r)
-        config["strides"] = int_tuple_arg(args, "strides", r)
+        filters = None if self.kind == "depthwise" else int_arg(args, "filters", minimum=1)
+        kernel_size = int_tuple_arg(args, "kernel_size", r)
+        strides = int_tuple_arg(args, "strides", r)
         allowed = (
             ("valid", "same", "causal") if self.kind == "conv" and r == 1 else ("valid", "same")
         )
@@ -132,57 +130,83 @@ class Convolution(LayerType):
                 args.span("padding"),
                 help="Keras accepts padding='valid' or 'same' here",
             )
-        config["padding"] = choice_arg(args, "padding", allowed)
-        config["data_format"] = self.data_format_arg(args, default_data_format)
-        config["dilation_rate"] = int_tuple_arg(args, "dilation_rate", r)
+        padding = choice_arg(args, "padding", allowed)
+        data_format = self.data_format_arg(args, default_data_format)
+        dilation_rate = int_tuple_arg(args, "dilation_rate", r)
+        groups = 1
         if self.kind == "conv":
-            config["groups"] = int_arg(args, "groups", minimum=1)
-            if config["filters"] % config["groups"]:
+            groups = int_arg(args, "groups", minimum=1)
+            if filters % groups:
                 raise ConvcError(
-                    f"filters={config['filters']} must be divisible by groups={config['groups']}",
+                    f"filters={filters} must be divisible by groups={groups}",
                     args.span("groups"),
                 )
+        depth_multiplier = 1
         if self.kind in ("depthwise", "separable"):
-            config["depth_multiplier"] = int_arg(args, "depth_multiplier", minimum=1)
-        if self.kind in ("conv", "transpose"):
-            strides, dilation = config["strides"], config["dilation_rate"]
-            if max(strides) > 1 and max(dilation) > 1:
-                raise ConvcError(
-                    f"strides={_tuple(strides)} cannot be combined with "
-                    f"dilation_rate={_tuple(dilation)}",
-                    args.span("strides") if args.given("strides") else args.span("dilation_rate"),
-                    help=f"{self.class_name} allows strides > 1 or dilation_rate > 1, not both",
-                )
-        if self.kind == "transpose":
-            config["output_padding"] = self._output_padding(args, config["strides"])
-        config["activation"] = parse_activation(args.value("activation"))
-        config["use_bias"] = bool_arg(args, "use_bias")
-        for name in self.own_params:
-            if name.name.endswith("_initializer"):
-                config[name.name] = parse_initializer(_value(args, name.name), name.name)
-            elif name.name.endswith("_regularizer"):
-                config[name.name] = parse_regularizer(_value(args, name.name), name.name)
-            elif name.name.endswith("_constraint"):
-                config[name.name] = parse_constraint(_value(args, name.name), name.name)
+            depth_multiplier = int_arg(args, "depth_multiplier", minimum=1)
+        if self.kind in ("conv", "transpose") and max(strides) > 1 and max(dilation_rate) > 1:
+            raise ConvcError(
+                f"strides={_tuple(strides)} cannot be combined with "
+                f"dilation_rate={_tuple(dilation_rate)}",
+                args.span("strides") if args.given("strides") else args.span("dilation_rate"),
+                help=f"{self.class_name} allows strides > 1 or dilation_rate > 1, not both",
+            )
+        output_padding = self._output_padding(args, strides) if self.kind == "transpose" else None
+        activation = parse_activation(args.value("activation"))
+        use_bias = bool_arg(args, "use_bias")
+        keras_objects = {}
+        for param in self.own_params:
+            if param.name.endswith("_initializer"):
+                keras_objects[param.name] = parse_initializer(_value(args, param.name), param.name)
+            elif param.name.endswith("_regularizer"):
+                keras_objects[param.name] = parse_regularizer(_value(args, param.name), param.name)
+            elif param.name.endswith("_constraint"):
+                keras_objects[param.name] = parse_constraint(_value(args, param.name), param.name)
+        # Every layer's activity_regularizer is the Layer's, not the spec's: it is read here only
+        # so that its errors come in the constructor's order.
+        del keras_objects["activity_regularizer"]
+        lora_rank = lora_alpha = None
         if self.kind == "conv":
-            config["lora_rank"] = optional_int_arg(args, "lora_rank", minimum=1)
-            alpha = args.python("lora_alpha")
-            if alpha is not None and (
-                isinstance(alpha, bool)
-                or not isinstance(alpha, int | float)
-                or not math.isfinite(alpha)
-            ):
-                raise ConvcError(
-                    f"'lora_alpha' must be a finite number, got lora_alpha={alpha!r}",
-                    args.span("lora_alpha"),
-                )
-            config["lora_alpha"] = alpha if alpha is not None else config["lora_rank"]
-            if config["lora_rank"] and config["kernel_constraint"] is not None:
-                raise ConvcError(
-                    "lora_rank cannot be combined with kernel_constraint (Keras refuses it)",
-                    args.span("lora_rank"),
-                )
-        return config
+            lora_rank, lora_alpha = self._lora(args, keras_objects["kernel_constraint"])
+        return ConvSpec(
+            kind=self.kind,
+            rank=r,
+            filters=filters,
+            kernel_size=kernel_size,
+            strides=strides,
+            padding=padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            groups=groups,
+            depth_multiplier=depth_multiplier,
+            output_padding=output_padding,
+            activation=activation,
+            use_bias=use_bias,
+            **keras_objects,
+            lora_rank=lora_rank,
+            lora_alpha=lora_alpha,
+        )
+
+    @staticmethod
+    def _lora(args: Bound, kernel_constraint: object) -> tuple[int | None, float | None]:
+        """``lora_rank`` and ``lora_alpha`` (which defaults to the rank)."""
+        rank = optional_int_arg(args, "lora_rank", minimum=1)
+        alpha = args.python("lora_alpha")
+        if alpha is not None and (
+            isinstance(alpha, bool)
+            or not isinstance(alpha, int | float)
+            or not math.isfinite(alpha)
+        ):
+            raise ConvcError(
+                f"'lora_alpha' must be a finite number, got lora_alpha={alpha!r}",
+                args.span("lora_alpha"),
+            )
+        if rank and kernel_constraint is not None:
+            raise ConvcError(
+                "lora_rank cannot be combined with kernel_constraint (Keras refuses it)",
+                args.span("lora_rank"),
+            )
+        return rank, alpha if alpha is not None else rank
 
     def _output_padding(self, args: Bound, strides: tuple[int, ...]) -> tuple[int, ...] | None:
         if args.python("output_padding") is None:
@@ -197,57 +221,63 @@ class Convolution(LayerType):
                 )
         return output_padding
 
-    def build(self, config: dict[str, Any], input_shape: Shape, args: Bound) -> Built:
-        self.check_rank(input_shape, config, args)
-        data_format = config["data_format"]
+    def build(self, spec: ConvSpec, input_shape: Shape, args: Bound, name: str) -> Built:
+        self.check_rank(input_shape, spec, args, name)
+        data_format = spec.data_format
         channels = input_shape[channel_axis(self.rank, data_format)]
         if channels is None:
             raise ConvcError(
-                f"{self.label(config)} needs a known number of input channels, "
+                f"{self.label(name)} needs a known number of input channels, "
                 f"got input shape {format_shape(input_shape)}",
                 args.call.name_span,
             )
-        groups = config.get("groups", 1)
+        groups = spec.groups
         if channels % groups:
             raise ConvcError(
-                f"{self.label(config)} gets {channels} input channels, which groups={groups} "
+                f"{self.label(name)} gets {channels} input channels, which groups={groups} "
                 "does not divide",
                 args.span("groups"),
                 help=f"input shape {format_shape(input_shape)}",
             )
         lengths = [input_shape[a] for a in spatial_axes(self.rank, data_format)]
         out_lengths = [
-            self._output_length(config, axis, length, input_shape, args)
+            self._output_length(spec, name, axis, length, input_shape, args)
             for axis, length in enumerate(lengths)
         ]
-        out_channels = {
-            "depthwise": channels * config.get("depth_multiplier", 1),
-        }.get(self.kind, config.get("filters"))
+        out_channels = (
+            channels * spec.depth_multiplier if spec.kind == "depthwise" else spec.filters
+        )
         output = [input_shape[0]]
         if data_format == "channels_first":
             output += [out_channels, *out_lengths]
         else:
             output += [*out_lengths, out_channels]
-        if config["activation"] == "glu":
+        if spec.activation == "glu":
             output[-1] = _glu_length(output[-1], args)
-        return Built(tuple(output), self._variables(config, channels))
+        return Built(tuple(output), self._variables(spec, channels))
 
     def _output_length(
-        self, config: dict[str, Any], axis: int, length: int | None, input_shape: Shape, args: Bound
+        self,
+        spec: ConvSpec,
+        name: str,
+        axis: int,
+        length: int | None,
+        input_shape: Shape,
+        args: Bound,
     ) -> int | None:
         if length is None:
             return None
-        k = config["kernel_size"][axis]
-        s = config["strides"][axis]
-        d = config["dilation_rate"][axis]
-        padding = config["padding"]
-        if self.kind == "transpose":
-            op = config["output_padding"][axis] if config["output_padding"] else None
+        k = spec.kernel_size[axis]
+        s = spec.strides[axis]
+        d = spec.dilation_rate[axis]
+        padding = spec.padding
+        if spec.kind == "transpose":
+            op = spec.output_padding[axis] if spec.output_padding else None
             out = shapes.transpose_output_length(length, k, s, d, padding, op)
             if out <= 0:  # 'same' on a length-1 axis, an even span and output_padding=0
                 span = shapes.effective_kernel(k, d)
                 raise ConvcError(
-                    f"{self.label(config)} with padding='same' and output_padding={op} would give "
+                    f"{self.label(name)} with padding='same' and output_padding={op} would give "
                     f"an output of length {out} on spatial axis {axis}",
                     args.span("output_padding"),
                     help=f"output length = ({length} - 1) * {s} + {span} % 2 + {op} = {out}; "
@@ -260,7 +290,7 @@ class Convolution(LayerType):
             span = shapes.effective_kernel(k, d)
             kernel = f"kernel_size={k}" + (f" with dilation_rate={d} spans {span}" if d > 1 else "")
             raise ConvcError(
-                f"{self.label(config)} with padding='valid' would give an output of length {out} "
+                f"{self.label(name)} with padding='valid' would give an output of length {out} "
                 f"on spatial axis {axis}: the input has length {length} and {kernel}",
                 args.span("kernel_size"),
                 help=f"output length = floor(({length} - {span}) / {s}) + 1 = {out}; input shape "
@@ -268,46 +298,42 @@ class Convolution(LayerType):
             )
         return out
 
-    def _variables(self, config: dict[str, Any], channels: int) -> tuple[Variable, ...]:
-        k = config["kernel_size"]
-        bias = config["use_bias"]
-        if self.kind == "conv":
-            kernel = (*k, channels // config["groups"], config["filters"])
-            out = config["filters"]
-            found = [Variable("kernel", kernel, config["kernel_initializer"])]
-        elif self.kind == "transpose":
-            found = [
-                Variable("kernel", (*k, config["filters"], channels), config["kernel_initializer"])
-            ]
-            out = config["filters"]
-        elif self.kind == "depthwise":
-            m = config["depth_multiplier"]
-            found = [Variable("kernel", (*k, channels, m), config["depthwise_initializer"])]
+    def _variables(self, spec: ConvSpec, channels: int) -> tuple[Variable, ...]:
+        k = spec.kernel_size
+        if spec.kind == "conv":
+            kernel = (*k, channels // spec.groups, spec.filters)
+            out = spec.filters
+            found = [Variable("kernel", kernel, spec.kernel_initializer)]
+        elif spec.kind == "transpose":
+            found = [Variable("kernel", (*k, spec.filters, channels), spec.kernel_initializer)]
+            out = spec.filters
+        elif spec.kind == "depthwise":
+            m = spec.depth_multiplier
+            found = [Variable("kernel", (*k, channels, m), spec.depthwise_initializer)]
             out = channels * m
         else:
-            m = config["depth_multiplier"]
+            m = spec.depth_multiplier
             ones = (1,) * self.rank
             found = [
-                Variable("depthwise_kernel", (*k, channels, m), config["depthwise_initializer"]),
+                Variable("depthwise_kernel", (*k, channels, m), spec.depthwise_initializer),
                 Variable(
                     "pointwise_kernel",
-                    (*ones, channels * m, config["filters"]),
-                    config["pointwise_initializer"],
+                    (*ones, channels * m, spec.filters),
+                    spec.pointwise_initializer,
                 ),
             ]
-            out = config["filters"]
-        if bias:
-            found.append(Variable("bias", (out,), config["bias_initializer"]))
-        if config.get("lora_rank"):
-            found = self._lora_variables(config, found)
+            out = spec.filters
+        if spec.use_bias:
+            found.append(Variable("bias", (out,), spec.bias_initializer))
+        if spec.lora_rank:
+            found = self._lora_variables(spec.lora_rank, found)
         return tuple(found)
 
     @staticmethod
-    def _lora_variables(config: dict[str, Any], found: list[Variable]) -> list[Variable]:
+    def _lora_variables(rank: int, found: list[Variable]) -> list[Variable]:
         """Keras's enable_lora: the kernel freezes, and two low-rank kernels follow the bias
         (A: he_uniform, B: zeros). Keras's .weights.h5 stores the merged kernel without them."""
         kernel = found[0]
-        rank = config["lora_rank"]
         span = Span(0, 0, 0, 0)
         a = parse_initializer(Literal("he_uniform", span), "lora_kernel_a")
         b = parse_initializer(Literal("zeros", span), "lora_kernel_b")

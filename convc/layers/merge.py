@@ -10,12 +10,11 @@ which Cropping or ZeroPadding would make them agree.
 
 from __future__ import annotations
 
-from typing import Any
-
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, int_arg, params
 from convc.layers.base import Built, LayerType
 from convc.model import format_shape
+from convc.specs import ConcatenateSpec, MergeSpec
 
 ELEMENTWISE = {
     "Add": "add",
@@ -28,7 +27,7 @@ ELEMENTWISE = {
 """The elementwise merge classes and the operation each stands for."""
 
 
-class ElementwiseMerge(LayerType):
+class ElementwiseMerge(LayerType[MergeSpec]):
     family = "merge"
     takes_list = True
 
@@ -36,33 +35,34 @@ class ElementwiseMerge(LayerType):
         self.class_name = class_name
         self.operation = ELEMENTWISE[class_name]
 
-    def configure(self, args: Bound, default_data_format: str) -> dict[str, Any]:
-        return {"operation": self.operation}
+    def configure(self, args: Bound, default_data_format: str) -> MergeSpec:
+        return MergeSpec(operation=self.operation)
 
-    def build_inputs(self, config, input_shapes, args, input_names) -> Built:
+    def build_inputs(self, spec, input_shapes, args, name, input_names) -> Built:
+        label = self.label(name)
         count = len(input_shapes)
-        if self.operation == "subtract" and count != 2:
+        if spec.operation == "subtract" and count != 2:
             raise ConvcError(
-                f"{self.label(config)} takes exactly 2 inputs, got {count}",
+                f"{label} takes exactly 2 inputs, got {count}",
                 args.call.span,
                 help="Subtract computes inputs[0] - inputs[1]",
             )
         if count < 1:
-            raise ConvcError(f"{self.label(config)} merges an empty list", args.call.span)
-        _same_batch(self, config, input_shapes, input_names, args)
+            raise ConvcError(f"{label} merges an empty list", args.call.span)
+        _same_batch(label, input_shapes, input_names, args)
         output = list(input_shapes[0][1:])
         first = input_names[0]
-        for shape, name in zip(input_shapes[1:], input_names[1:], strict=True):
-            output = _broadcast(self, config, output, list(shape[1:]), first, name, args)
-            first = f"{first} and {name}" if len(input_shapes) > 2 else first
+        for shape, other_name in zip(input_shapes[1:], input_names[1:], strict=True):
+            output = _broadcast(label, output, list(shape[1:]), first, other_name, args)
+            first = f"{first} and {other_name}" if len(input_shapes) > 2 else first
         batch = next((s[0] for s in input_shapes if s[0] is not None), None)
         return Built((batch, *output))
 
 
-def _broadcast(layer, config, shape1, shape2, name1, name2, args) -> list:
+def _broadcast(label, shape1, shape2, name1, name2, args) -> list:
     """Keras's ``_compute_elemwise_op_output_shape`` (batch axis excluded)."""
     if len(shape1) < len(shape2):
-        return _broadcast(layer, config, shape2, shape1, name2, name1, args)
+        return _broadcast(label, shape2, shape1, name2, name1, args)
     out = list(shape1[: len(shape1) - len(shape2)])
     offset = len(shape1) - len(shape2)
     for axis, (i, j) in enumerate(zip(shape1[offset:], shape2, strict=True)):
@@ -73,7 +73,7 @@ def _broadcast(layer, config, shape1, shape2, name1, name2, args) -> list:
         else:
             logical = offset + axis + 1
             raise ConvcError(
-                f"{layer.label(config)} cannot merge '{name1}' of shape "
+                f"{label} cannot merge '{name1}' of shape "
                 f"{format_shape((None, *shape1))} with '{name2}' of shape "
                 f"{format_shape((None, *shape2))}: axis {logical} has {i} and {j} entries",
                 args.call.span,
@@ -82,14 +82,14 @@ def _broadcast(layer, config, shape1, shape2, name1, name2, args) -> list:
     return out
 
 
-def _same_batch(layer, config, input_shapes, input_names, args) -> None:
+def _same_batch(label, input_shapes, input_names, args) -> None:
     batches = {s[0] for s in input_shapes} - {None}
     if len(batches) > 1:
         shown = ", ".join(
             f"'{n}' {format_shape(s)}" for n, s in zip(input_names, input_shapes, strict=True)
         )
         raise ConvcError(
-            f"{layer.label(config)} cannot merge tensors with different batch sizes: {shown}",
+            f"{label} cannot merge tensors with different batch sizes: {shown}",
             args.call.span,
         )
 
@@ -106,27 +106,28 @@ def _fix_help(i: int | None, j: int | None, axis: int) -> str | None:
     )
 
 
-class Concatenate(LayerType):
+class Concatenate(LayerType[ConcatenateSpec]):
     family = "concatenate"
     class_name = "Concatenate"
     takes_list = True
     own_params = params(("axis", -1))
 
-    def configure(self, args: Bound, default_data_format: str) -> dict[str, Any]:
-        return {"axis": int_arg(args, "axis")}
+    def configure(self, args: Bound, default_data_format: str) -> ConcatenateSpec:
+        return ConcatenateSpec(axis=int_arg(args, "axis"))
 
-    def build_inputs(self, config, input_shapes, args, input_names) -> Built:
+    def build_inputs(self, spec, input_shapes, args, name, input_names) -> Built:
+        label = self.label(name)
         if not input_shapes:
-            raise ConvcError(f"{self.label(config)} joins an empty list", args.call.span)
+            raise ConvcError(f"{label} joins an empty list", args.call.span)
         rank = len(input_shapes[0])
-        for shape, name in zip(input_shapes[1:], input_names[1:], strict=True):
+        for shape, other_name in zip(input_shapes[1:], input_names[1:], strict=True):
             if len(shape) != rank:
                 raise ConvcError(
-                    f"{self.label(config)} joins tensors of one rank: '{input_names[0]}' has "
-                    f"shape {format_shape(input_shapes[0])}, '{name}' {format_shape(shape)}",
+                    f"{label} joins tensors of one rank: '{input_names[0]}' has "
+                    f"shape {format_shape(input_shapes[0])}, '{other_name}' {format_shape(shape)}",
                     args.call.span,
                 )
-        axis = config["axis"]
+        axis = spec.axis
         if not -rank <= axis < rank:
             raise ConvcError(
                 f"axis={axis} is out of range for inputs of rank {rank} (axes {-rank} to "
@@ -136,19 +137,19 @@ class Concatenate(LayerType):
         axis %= rank
         if axis == 0:
             raise ConvcError(
-                f"{self.label(config)} along axis 0 would join batches: convc compiles models "
+                f"{label} along axis 0 would join batches: convc compiles models "
                 "whose batch axis is the batch",
                 args.span("axis"),
             )
-        _same_batch(self, config, input_shapes, input_names, args)
+        _same_batch(label, input_shapes, input_names, args)
         output = list(input_shapes[0])
-        for shape, name in zip(input_shapes[1:], input_names[1:], strict=True):
+        for shape, other_name in zip(input_shapes[1:], input_names[1:], strict=True):
             for other in range(1, rank):
                 if other != axis and shape[other] != output[other]:
                     raise ConvcError(
-                        f"{self.label(config)} along axis {axis} needs every other axis to "
+                        f"{label} along axis {axis} needs every other axis to "
                         f"agree, but '{input_names[0]}' has shape "
-                        f"{format_shape(input_shapes[0])} and '{name}' has shape "
+                        f"{format_shape(input_shapes[0])} and '{other_name}' has shape "
                         f"{format_shape(shape)}: axis {other} has {output[other]} and "
                         f"{shape[other]} entries",
                         args.call.span,

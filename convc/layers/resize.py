@@ -8,12 +8,13 @@ means height 1 on both sides and width 2 on both sides.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, check_magnitude, choice_arg, int_tuple_arg, is_int, params
 from convc.layers.base import Built, LayerType, spatial_axes
 from convc.model import Shape, format_shape
+from convc.specs import CroppingSpec, UpSamplingSpec, ZeroPaddingSpec
 
 _ORDINALS = ("1st", "2nd", "3rd")
 _AXIS_WORDS = {1: ("steps",), 2: ("height", "width"), 3: ("dim1", "dim2", "dim3")}
@@ -68,7 +69,10 @@ def _pair(value: Any, what: str, span) -> tuple[int, int]:
     return pair
 
 
-class _SpatialLayer(LayerType):
+_Spec = TypeVar("_Spec", CroppingSpec, ZeroPaddingSpec, UpSamplingSpec)
+
+
+class _SpatialLayer(LayerType[_Spec]):
     """A layer acting on the spatial axes; 1-D Cropping and UpSampling have no data_format."""
 
     has_data_format = True
@@ -86,19 +90,19 @@ class _SpatialLayer(LayerType):
     def data_format_of(self, args: Bound, default: str) -> str:
         return self.data_format_arg(args, default) if self.has_data_format else "channels_last"
 
-    def build(self, config: dict[str, Any], input_shape: Shape, args: Bound) -> Built:
-        self.check_rank(input_shape, config, args)
+    def build(self, spec: _Spec, input_shape: Shape, args: Bound, name: str) -> Built:
+        self.check_rank(input_shape, spec, args, name)
         output = list(input_shape)
-        for axis, position in enumerate(spatial_axes(self.rank, config["data_format"])):
+        for axis, position in enumerate(spatial_axes(self.rank, spec.data_format)):
             if input_shape[position] is not None:
-                output[position] = self.output_length(config, axis, input_shape, position, args)
+                output[position] = self.output_length(spec, name, axis, input_shape, position, args)
         return Built(tuple(output))
 
-    def output_length(self, config, axis, input_shape, position, args) -> int:
+    def output_length(self, spec: _Spec, name, axis, input_shape, position, args) -> int:
         raise NotImplementedError
 
 
-class Cropping(_SpatialLayer):
+class Cropping(_SpatialLayer[CroppingSpec]):
     family = "cropping"
     name_template = "Cropping{r}D"
     has_data_format = False
@@ -108,18 +112,19 @@ class Cropping(_SpatialLayer):
         3: params(("cropping", ((1, 1), (1, 1), (1, 1)))),
     }
 
-    def configure(self, args: Bound, default_data_format: str) -> dict[str, Any]:
-        return {
-            "cropping": _pairs(args, "cropping", self.rank, negative_int_ok=False),
-            "data_format": self.data_format_of(args, default_data_format),
-        }
+    def configure(self, args: Bound, default_data_format: str) -> CroppingSpec:
+        return CroppingSpec(
+            rank=self.rank,
+            cropping=_pairs(args, "cropping", self.rank, negative_int_ok=False),
+            data_format=self.data_format_of(args, default_data_format),
+        )
 
-    def output_length(self, config, axis, input_shape, position, args) -> int:
-        begin, end = config["cropping"][axis]
+    def output_length(self, spec, name, axis, input_shape, position, args) -> int:
+        begin, end = spec.cropping[axis]
         length = input_shape[position]
         if begin + end >= length:
             raise ConvcError(
-                f"{self.label(config)} would crop {begin} + {end} = {begin + end} of the "
+                f"{self.label(name)} would crop {begin} + {end} = {begin + end} of the "
                 f"{length} entries of spatial axis {axis}, leaving nothing",
                 args.span("cropping"),
                 help=f"the crop on each axis must be smaller than its length; input shape "
@@ -128,7 +133,7 @@ class Cropping(_SpatialLayer):
         return length - begin - end
 
 
-class ZeroPadding(_SpatialLayer):
+class ZeroPadding(_SpatialLayer[ZeroPaddingSpec]):
     family = "zero_padding"
     name_template = "ZeroPadding{r}D"
     params_by_rank = {
@@ -137,18 +142,19 @@ class ZeroPadding(_SpatialLayer):
         3: params(("padding", ((1, 1), (1, 1), (1, 1)))),
     }
 
-    def configure(self, args: Bound, default_data_format: str) -> dict[str, Any]:
-        return {
-            "padding": _pairs(args, "padding", self.rank, negative_int_ok=True),
-            "data_format": self.data_format_of(args, default_data_format),
-        }
+    def configure(self, args: Bound, default_data_format: str) -> ZeroPaddingSpec:
+        return ZeroPaddingSpec(
+            rank=self.rank,
+            padding=_pairs(args, "padding", self.rank, negative_int_ok=True),
+            data_format=self.data_format_of(args, default_data_format),
+        )
 
-    def output_length(self, config, axis, input_shape, position, args) -> int:
-        begin, end = config["padding"][axis]
+    def output_length(self, spec, name, axis, input_shape, position, args) -> int:
+        begin, end = spec.padding[axis]
         length = input_shape[position] + begin + end
         if length <= 0:
             raise ConvcError(
-                f"{self.label(config)} with padding {begin} would leave spatial axis {axis} "
+                f"{self.label(name)} with padding {begin} would leave spatial axis {axis} "
                 f"({input_shape[position]} entries) with {length}",
                 args.span("padding"),
                 help="a negative ZeroPadding crops; it must leave at least one entry",
@@ -156,7 +162,7 @@ class ZeroPadding(_SpatialLayer):
         return length
 
 
-class UpSampling(_SpatialLayer):
+class UpSampling(_SpatialLayer[UpSamplingSpec]):
     family = "up_sampling"
     name_template = "UpSampling{r}D"
     has_data_format = False
@@ -171,18 +177,16 @@ class UpSampling(_SpatialLayer):
         if rank == 2:  # only UpSampling2D takes an interpolation, after data_format
             self.own_params = self.own_params + params(("interpolation", "nearest"))
 
-    def configure(self, args: Bound, default_data_format: str) -> dict[str, Any]:
+    def configure(self, args: Bound, default_data_format: str) -> UpSamplingSpec:
         value = args.python("size")
         if self.rank == 1 and (not is_int(value) or isinstance(value, bool)):
             raise ConvcError(f"'size' must be an integer, got size={value!r}", args.span("size"))
-        config = {
-            "size": int_tuple_arg(args, "size", self.rank),
-            "data_format": self.data_format_of(args, default_data_format),
-            "interpolation": "nearest",
-        }
-        if self.rank == 2:
-            config["interpolation"] = self._interpolation(args)
-        return config
+        return UpSamplingSpec(
+            rank=self.rank,
+            size=int_tuple_arg(args, "size", self.rank),
+            data_format=self.data_format_of(args, default_data_format),
+            interpolation=self._interpolation(args) if self.rank == 2 else "nearest",
+        )
 
     def _interpolation(self, args: Bound) -> str:
         value = args.python("interpolation")
@@ -195,8 +199,8 @@ class UpSampling(_SpatialLayer):
             )
         return choice_arg(args, "interpolation", INTERPOLATIONS)
 
-    def output_length(self, config, axis, input_shape, position, args) -> int:
-        return input_shape[position] * config["size"][axis]
+    def output_length(self, spec, name, axis, input_shape, position, args) -> int:
+        return input_shape[position] * spec.size[axis]
 
 
 def resize_types() -> list[LayerType]:

@@ -17,6 +17,7 @@ from convc.lower.emitter import Emitter, Value, channels_first, identity, onnx_t
 from convc.lower.rules import RULES
 from convc.model import Model, Tensor
 from convc.onnxfile import skeleton
+from convc.specs import data_format_of
 from convc.targets import DEFAULT_TARGET, NEWEST_OPSET, OLDEST_OPSET, TARGETS, Target
 
 DEFAULT_OPSET = TARGETS[DEFAULT_TARGET].opset
@@ -131,11 +132,11 @@ def _feeds_convolutions_through_padding(model: Model, tensor: Tensor) -> bool:
     if not consumers or any(node.family not in ("zero_padding", "cropping") for node in consumers):
         return False
     for node in consumers:
-        if node.config["data_format"] != "channels_last":
+        if data_format_of(node.spec) != "channels_last":
             return False
         after = model.consumers.get(id(node.output), ())
         if not after or any(
-            n.family not in _CONVOLUTIONS or n.config["data_format"] != "channels_last"
+            n.family not in _CONVOLUTIONS or data_format_of(n.spec) != "channels_last"
             for n in after
         ):
             return False
@@ -155,8 +156,9 @@ def tensor_format(model: Model, tensor: Tensor) -> str:
         producer = model.producers.get(id(current))
         near = ([producer] if producer else []) + list(model.consumers.get(id(current), ()))
         for node in near:
-            if "data_format" in node.config:
-                return node.config["data_format"]
+            data_format = data_format_of(node.spec)
+            if data_format is not None:
+                return data_format
         if producer is not None:
             frontier.extend(producer.inputs)
         for node in model.consumers.get(id(current), ()):

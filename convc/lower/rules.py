@@ -19,6 +19,18 @@ from convc.lower import conv_forms
 from convc.lower.activations import emit_activation
 from convc.lower.emitter import Emitter, Value, channels_first, identity
 from convc.model import Node
+from convc.specs import (
+    ActivationSpec,
+    ConcatenateSpec,
+    ConvSpec,
+    CroppingSpec,
+    MergeSpec,
+    ReLUSpec,
+    SpatialSpec,
+    UpSamplingSpec,
+    ZeroPaddingSpec,
+    expect,
+)
 
 Weights = dict[str, np.ndarray]
 Rule = Callable[[Emitter, Node, Any, Weights], Value]
@@ -31,34 +43,29 @@ def onnx_kernel(kernel: np.ndarray) -> np.ndarray:
     return kernel.transpose(r + 1, r, *range(r))
 
 
-def _conv_layout(layer: Node, rank: int) -> tuple[int, ...]:
-    return (
-        channels_first(rank) if layer.config["data_format"] == "channels_last" else identity(rank)
-    )
+def _conv_layout(spec: SpatialSpec, rank: int) -> tuple[int, ...]:
+    return channels_first(rank) if spec.data_format == "channels_last" else identity(rank)
 
 
-def _spatial_lengths(layer: Node, shape: tuple) -> list[int]:
-    return [shape[a] for a in spatial_axes(layer.type.rank, layer.config["data_format"])]
+def _spatial_lengths(spec: ConvSpec, shape: tuple) -> list[int]:
+    return [shape[a] for a in spatial_axes(spec.rank, spec.data_format)]
 
 
 def _forward_pads(layer: Node) -> list[int]:
-    c = layer.config
-    lengths = _spatial_lengths(layer, layer.input_shape)
+    c = expect(layer.spec, ConvSpec)
+    lengths = _spatial_lengths(c, layer.input_shape)
     pairs = [
-        shapes.conv_pads(n, k, s, d, c["padding"])
-        for n, k, s, d in zip(
-            lengths, c["kernel_size"], c["strides"], c["dilation_rate"], strict=True
-        )
+        shapes.conv_pads(n, k, s, d, c.padding)
+        for n, k, s, d in zip(lengths, c.kernel_size, c.strides, c.dilation_rate, strict=True)
     ]
     return [b for b, _ in pairs] + [e for _, e in pairs]
 
 
-def _conv_attrs(layer: Node, pads: list[int], group: int) -> dict:
-    c = layer.config
+def _conv_attrs(c: ConvSpec, pads: list[int], group: int) -> dict:
     return {
-        "kernel_shape": list(c["kernel_size"]),
-        "strides": list(c["strides"]),
-        "dilations": list(c["dilation_rate"]),
+        "kernel_shape": list(c.kernel_size),
+        "strides": list(c.strides),
+        "dilations": list(c.dilation_rate),
         "pads": pads,
         "group": group,
     }
@@ -67,41 +74,42 @@ def _conv_attrs(layer: Node, pads: list[int], group: int) -> dict:
 def _finish(em: Emitter, layer: Node, out: str, x: Value) -> Value:
     """Wrap a channels-first result as a Value and apply the layer's activation."""
     value = Value(out, x.perm, _pre_activation_shape(layer))
-    return emit_activation(em, layer.config["activation"], value)
+    return emit_activation(em, expect(layer.spec, ConvSpec).activation, value)
 
 
 def _pre_activation_shape(layer: Node) -> tuple:
     shape = list(layer.output_shape)
-    if layer.config["activation"] == "glu":
+    if expect(layer.spec, ConvSpec).activation == "glu":
         shape[-1] *= 2
     return tuple(shape)
 
 
 def lower_conv(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
-    x = em.in_layout(x, _conv_layout(layer, x.rank))
+    c = expect(layer.spec, ConvSpec)
+    x = em.in_layout(x, _conv_layout(c, x.rank))
     out = conv_forms.conv(
         em,
         x.name,
         onnx_kernel(weights["kernel"]),
         weights.get("bias"),
-        _conv_attrs(layer, _forward_pads(layer), layer.config["groups"]),
+        _conv_attrs(c, _forward_pads(layer), c.groups),
     )
     return _finish(em, layer, out, x)
 
 
 def lower_conv_transpose(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
-    c = layer.config
-    x = em.in_layout(x, _conv_layout(layer, x.rank))
-    lengths = _spatial_lengths(layer, layer.input_shape)
-    output_padding = c["output_padding"] or (None,) * len(lengths)
+    c = expect(layer.spec, ConvSpec)
+    x = em.in_layout(x, _conv_layout(c, x.rank))
+    lengths = _spatial_lengths(c, layer.input_shape)
+    output_padding = c.output_padding or (None,) * len(lengths)
     triples = [
-        shapes.transpose_pads(n, k, s, d, c["padding"], op)
+        shapes.transpose_pads(n, k, s, d, c.padding, op)
         for n, k, s, d, op in zip(
-            lengths, c["kernel_size"], c["strides"], c["dilation_rate"], output_padding, strict=True
+            lengths, c.kernel_size, c.strides, c.dilation_rate, output_padding, strict=True
         )
     ]
     pads = [t[0] for t in triples] + [t[1] for t in triples]
-    attrs = _conv_attrs(layer, pads, 1)
+    attrs = _conv_attrs(c, pads, 1)
     if any(t[2] for t in triples):
         attrs["output_padding"] = [t[2] for t in triples]
     out = conv_forms.conv_transpose(
@@ -111,7 +119,7 @@ def lower_conv_transpose(em: Emitter, layer: Node, x: Value, weights: Weights) -
         weights.get("bias"),
         attrs,
         lengths,
-        _spatial_lengths(layer, layer.output_shape),
+        _spatial_lengths(c, layer.output_shape),
     )
     return _finish(em, layer, out, x)
 
@@ -123,20 +131,22 @@ def _depthwise_kernel(kernel: np.ndarray) -> np.ndarray:
 
 
 def lower_depthwise(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
-    x = em.in_layout(x, _conv_layout(layer, x.rank))
+    c = expect(layer.spec, ConvSpec)
+    x = em.in_layout(x, _conv_layout(c, x.rank))
     kernel = weights["kernel"]
     inputs = [x.name, em.weight("kernel", _depthwise_kernel(kernel))]
     if "bias" in weights:
         inputs.append(em.weight("bias", weights["bias"]))
-    attrs = _conv_attrs(layer, _forward_pads(layer), kernel.shape[-2])
+    attrs = _conv_attrs(c, _forward_pads(layer), kernel.shape[-2])
     out = em.op("Conv", inputs, "depthwise_conv", **attrs)
     return _finish(em, layer, out, x)
 
 
 def lower_separable(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
-    x = em.in_layout(x, _conv_layout(layer, x.rank))
+    c = expect(layer.spec, ConvSpec)
+    x = em.in_layout(x, _conv_layout(c, x.rank))
     depthwise = weights["depthwise_kernel"]
-    attrs = _conv_attrs(layer, _forward_pads(layer), depthwise.shape[-2])
+    attrs = _conv_attrs(c, _forward_pads(layer), depthwise.shape[-2])
     mid = em.op(
         "Conv",
         [x.name, em.weight("depthwise_kernel", _depthwise_kernel(depthwise))],
@@ -147,7 +157,7 @@ def lower_separable(em: Emitter, layer: Node, x: Value, weights: Weights) -> Val
     inputs = [mid, em.weight("pointwise_kernel", onnx_kernel(pointwise))]
     if "bias" in weights:
         inputs.append(em.weight("bias", weights["bias"]))
-    ones = [1] * layer.type.rank
+    ones = [1] * c.rank
     out = em.op(
         "Conv",
         inputs,
@@ -155,21 +165,22 @@ def lower_separable(em: Emitter, layer: Node, x: Value, weights: Weights) -> Val
         kernel_shape=ones,
         strides=ones,
         dilations=ones,
-        pads=[0] * (2 * layer.type.rank),
+        pads=[0] * (2 * c.rank),
         group=1,
     )
     return _finish(em, layer, out, x)
 
 
-def _spatial_physical_axes(layer: Node, x: Value) -> list[int]:
-    return [x.perm.index(a) for a in spatial_axes(layer.type.rank, layer.config["data_format"])]
+def _spatial_physical_axes(spec: SpatialSpec, x: Value) -> list[int]:
+    return [x.perm.index(a) for a in spatial_axes(spec.rank, spec.data_format)]
 
 
 def lower_cropping(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    c = expect(layer.spec, CroppingSpec)
     axes, starts, ends = [], [], []
-    logical = spatial_axes(layer.type.rank, layer.config["data_format"])
+    logical = spatial_axes(c.rank, c.data_format)
     for physical, axis, (begin, end) in zip(
-        _spatial_physical_axes(layer, x), logical, layer.config["cropping"], strict=True
+        _spatial_physical_axes(c, x), logical, c.cropping, strict=True
     ):
         if begin or end:
             axes.append(physical)
@@ -183,11 +194,12 @@ def lower_cropping(em: Emitter, layer: Node, x: Value, weights: Weights) -> Valu
 def lower_zero_padding(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     # Keras's negative ZeroPadding2D/3D crops: that part becomes a Slice, which every runtime
     # takes (ONNX allows negative Pad amounts, but not every implementation does).
+    c = expect(layer.spec, ZeroPaddingSpec)
     begins, ends = [0] * x.rank, [0] * x.rank
     axes, starts, stops = [], [], []
-    logical = spatial_axes(layer.type.rank, layer.config["data_format"])
+    logical = spatial_axes(c.rank, c.data_format)
     for physical, axis, (begin, end) in zip(
-        _spatial_physical_axes(layer, x), logical, layer.config["padding"], strict=True
+        _spatial_physical_axes(c, x), logical, c.padding, strict=True
     ):
         begins[physical], ends[physical] = max(begin, 0), max(end, 0)
         if begin < 0 or end < 0:
@@ -203,24 +215,24 @@ def lower_zero_padding(em: Emitter, layer: Node, x: Value, weights: Weights) -> 
 
 
 def lower_up_sampling(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
-    c = layer.config
-    logical = spatial_axes(layer.type.rank, c["data_format"])
-    if all(factor == 1 for factor in c["size"]):
+    c = expect(layer.spec, UpSamplingSpec)
+    logical = spatial_axes(c.rank, c.data_format)
+    if all(factor == 1 for factor in c.size):
         return Value(x.name, x.perm, layer.output_shape)
     # Along an axis of length 1 every interpolated sample is that one value: a repeat.
-    interpolates = c["interpolation"] != "nearest" and any(
+    interpolates = c.interpolation != "nearest" and any(
         factor > 1 and layer.input_shape[axis] > 1
-        for axis, factor in zip(logical, c["size"], strict=True)
+        for axis, factor in zip(logical, c.size, strict=True)
     )
     if interpolates:
-        x = em.in_layout(x, _interpolation_layout(em, layer, x))
-    spatial = _spatial_physical_axes(layer, x)
+        x = em.in_layout(x, _interpolation_layout(em, c, x))
+    spatial = _spatial_physical_axes(c, x)
     factors = [1] * x.rank
-    for physical, factor in zip(spatial, c["size"], strict=True):
+    for physical, factor in zip(spatial, c.size, strict=True):
         factors[physical] = factor
     if not interpolates:
         return Value(_nearest(em, x, factors), x.perm, layer.output_shape)
-    out = _interpolate(em, x, spatial, factors, c["interpolation"])
+    out = _interpolate(em, x, spatial, factors, c.interpolation)
     return Value(out, x.perm, layer.output_shape)
 
 
@@ -255,19 +267,19 @@ def _interpolate(
     return out
 
 
-def _interpolation_layout(em: Emitter, layer: Node, x: Value) -> tuple[int, ...]:
+def _interpolation_layout(em: Emitter, spec: UpSamplingSpec, x: Value) -> tuple[int, ...]:
     """The order in which a bilinear or bicubic Resize gets its input. onnxruntime's linear
     Resize scales the inner or the middle axes, its cubic one only the inner ones; a mixed-format
     chain can leave the spatial axes elsewhere. Some targets take only the inner ones."""
-    positions = sorted(_spatial_physical_axes(layer, x))
+    positions = sorted(_spatial_physical_axes(spec, x))
     inner = list(range(2, x.rank))
     if positions == inner:
         return x.perm
-    if layer.config["interpolation"] == "bilinear" and positions == list(range(1, x.rank - 1)):
+    if spec.interpolation == "bilinear" and positions == list(range(1, x.rank - 1)):
         if not em.target.resize_inner_axes_only:
             return x.perm
         em.workaround("Resize in channels-first order (a Resize of middle axes is mishandled)")
-    return _conv_layout(layer, x.rank)
+    return _conv_layout(spec, x.rank)
 
 
 def _nearest(em: Emitter, x: Value, factors: list[int]) -> str:
@@ -371,7 +383,7 @@ _MERGE_OPS = {"add": "Sum", "maximum": "Max", "minimum": "Min", "multiply": "Mul
 def lower_merge(em: Emitter, layer: Node, xs: list[Value], weights: Weights) -> Value:
     xs = _common_layout(em, xs)
     names = [x.name for x in xs]
-    operation = layer.config["operation"]
+    operation = expect(layer.spec, MergeSpec).operation
     if len(names) == 1:
         out = names[0]
     elif operation == "subtract":
@@ -396,21 +408,21 @@ def lower_concatenate(em: Emitter, layer: Node, xs: list[Value], weights: Weight
     xs = _common_layout(em, xs)
     if len(xs) == 1:
         return Value(xs[0].name, xs[0].perm, layer.output_shape)
-    axis = xs[0].physical_axis(layer.config["axis"])
+    axis = xs[0].physical_axis(expect(layer.spec, ConcatenateSpec).axis)
     out = em.op("Concat", [x.name for x in xs], "concat", axis=axis)
     return Value(out, xs[0].perm, layer.output_shape)
 
 
 def lower_activation(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
-    out = emit_activation(em, layer.config["activation"], x)
+    out = emit_activation(em, expect(layer.spec, ActivationSpec).activation, x)
     return Value(out.name, out.perm, layer.output_shape)
 
 
 def lower_relu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     """Keras's ReLU: x where x > threshold (at most max_value), else
     negative_slope * (x - threshold). The common cases are one node."""
-    c = layer.config
-    top, slope, threshold = c["max_value"], c["negative_slope"], c["threshold"]
+    c = expect(layer.spec, ReLUSpec)
+    top, slope, threshold = c.max_value, c.negative_slope, c.threshold
     if threshold == 0 and slope == 0:
         out = (
             em.clip(x.name, 0.0, top, "relu6" if top == 6 else "clip")

@@ -1,0 +1,159 @@
+"""The typed arguments of each layer family: what resolve decides about a layer, and what the
+later passes read.
+
+A layer type's ``configure`` normalizes and checks the constructor's arguments as Keras does, and
+returns its family's frozen spec. Lowering, the reference and weights read the spec's fields,
+never a dict by key: a rule takes its family's spec (``expect``), and code that serves several
+families ``match``es on the spec's class, so a family it misses is a type error where it is
+missed, not a ``KeyError`` in some later pass. Field names are Keras's argument names. The
+arguments every layer takes (``name``, ``trainable``, ``autocast``, ``activity_regularizer``) are
+not here: they belong to ``convc.model.Layer``.
+
+This module imports nothing of the front end: an initializer, a regularizer or a constraint is
+any object with the protocol below (``convc.layers.initializers`` makes them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar, assert_never
+
+
+class Draw(Protocol):
+    """An initializer: it draws a weight's first values."""
+
+    def draw(self, shape: tuple[int, ...], rng: Any) -> Any: ...
+
+
+class TrainingOnly(Protocol):
+    """A regularizer or a constraint: checked and kept, never applied (it matters in training)."""
+
+    @property
+    def class_name(self) -> str: ...
+
+
+ConvKind = Literal["conv", "transpose", "depthwise", "separable"]
+
+Pairs = tuple[tuple[int, int], ...]
+"""One ``(begin, end)`` pair per spatial axis."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvSpec:
+    """Conv, ConvTranspose, DepthwiseConv and SeparableConv. An argument that a kind does not
+    take holds what it means for that kind: ``groups=1``, ``depth_multiplier=1``, no
+    ``output_padding``, no initializer, no LoRA; a depthwise convolution has no ``filters``."""
+
+    kind: ConvKind
+    rank: int
+    filters: int | None
+    kernel_size: tuple[int, ...]
+    strides: tuple[int, ...]
+    padding: str  # "valid", "same" or (Conv1D) "causal"
+    data_format: str  # "channels_last" or "channels_first"
+    dilation_rate: tuple[int, ...]
+    groups: int = 1
+    depth_multiplier: int = 1
+    output_padding: tuple[int, ...] | None = None
+    activation: str
+    use_bias: bool
+    kernel_initializer: Draw | None = None
+    depthwise_initializer: Draw | None = None
+    pointwise_initializer: Draw | None = None
+    bias_initializer: Draw
+    kernel_regularizer: TrainingOnly | None = None
+    depthwise_regularizer: TrainingOnly | None = None
+    pointwise_regularizer: TrainingOnly | None = None
+    bias_regularizer: TrainingOnly | None = None
+    kernel_constraint: TrainingOnly | None = None
+    depthwise_constraint: TrainingOnly | None = None
+    pointwise_constraint: TrainingOnly | None = None
+    bias_constraint: TrainingOnly | None = None
+    lora_rank: int | None = None
+    lora_alpha: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CroppingSpec:
+    """Cropping1D to 3D: what to remove at each end of each spatial axis."""
+
+    rank: int
+    cropping: Pairs
+    data_format: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZeroPaddingSpec:
+    """ZeroPadding1D to 3D: zeros to add at each end of each spatial axis (negative crops)."""
+
+    rank: int
+    padding: Pairs
+    data_format: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpSamplingSpec:
+    """UpSampling1D to 3D: a factor per spatial axis; only UpSampling2D interpolates."""
+
+    rank: int
+    size: tuple[int, ...]
+    data_format: str
+    interpolation: str = "nearest"  # "nearest", "bilinear" or "bicubic"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergeSpec:
+    """Add, Subtract, Multiply, Average, Maximum and Minimum."""
+
+    operation: Literal["add", "subtract", "multiply", "average", "maximum", "minimum"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConcatenateSpec:
+    """Concatenate, along a Keras logical axis (negative counts from the end)."""
+
+    axis: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivationSpec:
+    """Activation: a canonical Keras activation name."""
+
+    activation: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReLUSpec:
+    """ReLU, Keras's general rectifier."""
+
+    max_value: float | None
+    negative_slope: float
+    threshold: float
+
+
+SpatialSpec = ConvSpec | CroppingSpec | ZeroPaddingSpec | UpSamplingSpec
+"""The specs of layers with spatial axes and a data_format (Cropping1D and UpSampling1D take no
+``data_format`` argument; theirs is channels_last)."""
+
+LayerSpec = SpatialSpec | MergeSpec | ConcatenateSpec | ActivationSpec | ReLUSpec
+
+SpecT = TypeVar("SpecT", bound=LayerSpec)
+
+
+def data_format_of(spec: LayerSpec) -> str | None:
+    """The layer's data_format; None for a layer that works in any layout (a merge, an
+    activation)."""
+    match spec:
+        case ConvSpec() | CroppingSpec() | ZeroPaddingSpec() | UpSamplingSpec():
+            return spec.data_format
+        case MergeSpec() | ConcatenateSpec() | ActivationSpec() | ReLUSpec():
+            return None
+        case _:
+            assert_never(spec)
+
+
+def expect(spec: LayerSpec, family: type[SpecT]) -> SpecT:
+    """``spec``, checked to be of ``family``: for a rule that a dispatch by family chose."""
+    if not isinstance(spec, family):
+        raise TypeError(f"expected a {family.__name__}, got {type(spec).__name__}")
+    return spec
