@@ -39,6 +39,7 @@ from convc.syntax import (
     Directive,
     Import,
     Literal,
+    Mapping,
     Program,
     Reference,
     Sequence,
@@ -1032,17 +1033,15 @@ def _is_data_format_call(call: Call) -> bool:
 
 
 def _items(value: Value) -> list[Value]:
-    """The entries of a tensor-or-list argument (a dict's values, in order)."""
-    from convc.syntax import Mapping
-
+    """The entries of a tensor-or-list argument; a dict's values in the order of its sorted
+    keys, as Keras flattens a dict of outputs."""
     if isinstance(value, Sequence):
         return list(value.items)
-    if isinstance(value, Mapping):  # Keras flattens a dict by its sorted keys
-        keyed = [
-            (repr(key.value) if isinstance(key, Literal) else "", entry)
-            for key, entry in value.entries
-        ]
-        return [entry for _, entry in sorted(keyed, key=lambda pair: pair[0])]
+    if isinstance(value, Mapping):
+        for key, _ in value.entries:
+            if not isinstance(key, Literal) or not isinstance(key.value, str):
+                raise ConvcError("the keys of a dict of tensors must be strings", key.span)
+        return [entry for _, entry in sorted(value.entries, key=lambda pair: pair[0].value)]
     return [value]
 
 
