@@ -81,8 +81,6 @@ _OTHER_KERAS_LAYERS = {
     "Dropout",
     "BatchNormalization",
     "LayerNormalization",
-    "Activation",
-    "ReLU",
     "LeakyReLU",
     "PReLU",
     "ELU",
@@ -97,8 +95,6 @@ _OTHER_KERAS_LAYERS = {
     "GlobalMaxPooling2D",
     "Reshape",
     "Permute",
-    "Add",
-    "Concatenate",
     "Embedding",
     "LSTM",
     "GRU",
@@ -195,7 +191,7 @@ class _Resolver:
     model_spec: _ModelSpec | None = None
     sequential: _SequentialObject | None = None
     functional: bool = False  # whether the file uses functional forms at all
-    layers_applied: int = 0
+    layers_constructed: int = 0
     constructed: list[_LayerObject] = field(default_factory=list)
     weight_bytes: int = 0
 
@@ -214,9 +210,7 @@ class _Resolver:
             except ConvcError as error:
                 self.errors.append(error)
                 self.after_failure(statement)
-            if len(self.errors) >= MAX_ERRORS or any(
-                "layers" in e.message and "more than" in e.message for e in self.errors
-            ):
+            if len(self.errors) >= MAX_ERRORS or self.layers_constructed > MAX_LAYERS:
                 break
         if not self.errors:
             model = self.finish()
@@ -240,7 +234,7 @@ class _Resolver:
                 self.aliases[bound] = path
         elif isinstance(statement, Assign):
             self.functional = True
-            value = self.evaluate(statement.value, assigned=True)
+            value = self.evaluate(statement.value)
             self.bindings[statement.target] = value
             if isinstance(value, Tensor):
                 self.current = value
@@ -283,7 +277,7 @@ class _Resolver:
 
     # -- evaluating values ------------------------------------------------------------------
 
-    def evaluate(self, value: Value, *, assigned: bool = False) -> Any:
+    def evaluate(self, value: Value) -> Any:
         """What an expression stands for: a Tensor, a list, a layer object, a model."""
         if isinstance(value, Reference):
             return self.lookup(value.name, value.span)
@@ -294,7 +288,7 @@ class _Resolver:
             callee = self.evaluate(value.callee)
             return self.call_object(callee, value.callee, value)
         if isinstance(value, Call):
-            return self.evaluate_call(value, assigned=assigned)
+            return self.evaluate_call(value)
         shown = "a literal" if isinstance(value, Literal) else "a dict"
         raise ConvcError(f"expected a tensor or a layer here, got {shown}", value.span)
 
@@ -363,7 +357,7 @@ class _Resolver:
             )
         return "layer", self.layer_type(call, name)
 
-    def evaluate_call(self, call: Call, *, assigned: bool = False) -> Any:
+    def evaluate_call(self, call: Call) -> Any:
         kind, target = self.classify(call)
         if kind == "bound":
             return self.call_object(target, Reference(call.name, call.name_span), call)
@@ -380,11 +374,7 @@ class _Resolver:
             return self.merge_function(call, target)
         if kind == "tf1_function":
             return self.tf1_function(call, target)
-        obj = self.construct(call, target)
-        if not assigned:
-            # A layer constructed inside an expression (a Sequential's list) is applied there.
-            return obj
-        return obj
+        return self.construct(call, target)
 
     def call_object(self, callee: Any, callee_node: Value, call: Call | Apply) -> Any:
         """``callee(args)``: a layer object applied to a tensor or a list of tensors."""
@@ -425,8 +415,8 @@ class _Resolver:
         self, call: Call, layer_type: LayerType, *, data_format: str | None = None, args=None
     ) -> _LayerObject:
         """A layer object: the constructor's checks, and Keras's automatic name."""
-        self.layers_applied += 1
-        if self.layers_applied > MAX_LAYERS:
+        self.layers_constructed += 1
+        if self.layers_constructed > MAX_LAYERS:
             raise ConvcError(f"the model has more than {MAX_LAYERS:,} layers", call.name_span)
         args = args or bind(call, layer_type.signature, layer_type.class_name)
         spec = layer_type.configure(args, data_format or self.data_format)
@@ -960,9 +950,10 @@ class _Resolver:
             return layer_type
         if name in _OTHER_KERAS_LAYERS:
             raise ConvcError(
-                f"{name} is a Keras layer that convc does not support: convc compiles the "
+                f"{name} is a Keras layer that convc does not support yet: convc compiles the "
                 "convolution family (Conv, ConvTranspose, SeparableConv, DepthwiseConv, Cropping, "
-                "ZeroPadding, UpSampling)",
+                "ZeroPadding, UpSampling), the merges (Add, Subtract, Multiply, Average, Maximum, "
+                "Minimum, Concatenate), Activation and ReLU",
                 call.name_span,
             )
         close = registry.suggest(name)
