@@ -251,3 +251,15 @@ def test_tf1_conv3d_with_tf1_initializers_builds_like_keras():
     (expected,) = keras_outputs(model, xs)
     (actual,) = onnx_outputs(compile_text(tf1, arrays), xs)
     np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_summary_of_a_graph_shows_connections_and_shared_layers():
+    from convc.summary import summary
+
+    text = summary(resolve_text(_siamese().read_text()))
+    assert "Connected to" in text
+    assert "left (InputLayer)" in text and "right (InputLayer)" in text
+    assert "encode1[1] (Conv2D)" in text and "0 (shared)" in text
+    assert "encode1[1][0]" in text  # encode2's second application reads encode1's second
+    assert " Outputs: difference, score" in text
+    assert "Connected to" not in summary(resolve_text(SEQUENTIAL))
