@@ -67,6 +67,10 @@ FOLDS = [
      "x = Input(shape=(9, 8, 3))\nc = Conv2D(4, 3)(x)\nn = BatchNormalization()(c)\n"
      "model = keras.Model(x, [c, n])\n",
      ["Transpose", "Conv", "BatchNormalization", "Transpose", "Transpose"]),
+    ("conv-output-is-a-model-output-channels-first-keeps-bn",
+     "keras.config.set_image_data_format('channels_first')\nx = Input(shape=(3, 9, 8))\n"
+     "c = Conv2D(4, 3)(x)\nn = BatchNormalization(axis=1)(c)\nmodel = keras.Model(x, [c, n])\n",
+     ["Conv", "BatchNormalization"]),
     ("shared-conv-folds-one-application",
      "x = Input(shape=(9, 8, 3))\nconv = Conv2D(4, 3)\na = conv(x)\nb = conv(x)\n"
      "n = BatchNormalization()(b)\ny = Add()([a, n])\nmodel = keras.Model(x, y)\n",

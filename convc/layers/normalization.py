@@ -103,7 +103,7 @@ class Normalization(LayerType[NormSpec]):
         elif kind == "layer":
             axis = _axes(args, self.class_name)
         else:
-            axis = (_strict_int(args, "axis"),)
+            axis = (_strict_int(args, "axis", self.class_name),)
         momentum = _number(args, "momentum") if kind == "batch" else 0.99
         if kind == "layer" and args.python("epsilon") is None:
             epsilon = LAYER_EPSILON  # Keras's ops.layer_normalization: backend.epsilon()
@@ -174,8 +174,9 @@ class Normalization(LayerType[NormSpec]):
         for axis in spec.axis:
             if not -rank <= axis < rank:
                 raise ConvcError(
-                    f"axis={_show_axis(spec)} is out of bounds for {self.label(name)}'s input "
-                    f"shape {format_shape(input_shape)} (axes {-rank} to {rank - 1})",
+                    f"axis={_show_axis(spec)} is out of bounds for the input shape "
+                    f"{format_shape(input_shape)} of {self.label(name)} (its axes are {-rank} "
+                    f"to {rank - 1})",
                     args.span("axis"),
                 )
             if axis % rank in found:
@@ -277,10 +278,13 @@ def _int_like(args: Bound, name: str) -> int:
     return converted
 
 
-def _strict_int(args: Bound, name: str) -> int:
+def _strict_int(args: Bound, name: str, class_name: str) -> int:
     value = args.python(name)
     if not is_int(value):
-        raise ConvcError(f"'{name}' must be an integer, got {name}={_show(value)}", args.span(name))
+        raise ConvcError(
+            f"'{name}' of a {class_name} layer must be an integer, got {name}={_show(value)}",
+            args.span(name),
+        )
     return int(value)
 
 
