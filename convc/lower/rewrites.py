@@ -18,7 +18,11 @@ exact (the same numbers, not approximately). They run until none applies. ``conv
   becomes ``bias * scale + shift`` (a bias is added where it had none). ``Conv2D(use_bias=False),
   BatchNormalization(), ReLU()`` becomes one Conv and one Relu. A convolution with a non-linear
   activation is followed by that activation, not by the BatchNormalization, so it never folds.
-  Exact up to float32 rounding (the new weights are computed in float64).
+  Exact up to float32 rounding (the new weights are computed in float64). It is a rewrite of
+  the emitted graph rather than a choice made while lowering the convolution: here every
+  consumer is visible (a merge, a graph output, ``convc check``'s per-layer outputs), so is
+  whichever form the convolution took (its last node is the one that folds), and
+  ``--no-optimize`` turns it off with the others.
 
 A value that is a graph output is never folded away.
 """
@@ -172,8 +176,9 @@ def _fold_batch_norms_into_convs(em: Emitter, graph_outputs: set[str]) -> bool:
         em.scope = scope
         conv.output[0] = norm.output[0]
         folded.append(norm)
-    for norm in folded:
-        em.nodes.remove(norm)
+    if folded:
+        gone = {id(norm) for norm in folded}
+        em.nodes[:] = [node for node in em.nodes if id(node) not in gone]
     return bool(folded)
 
 
