@@ -28,6 +28,7 @@ from convc.specs import (
     ConvSpec,
     CroppingSpec,
     MergeSpec,
+    NormSpec,
     ReLUSpec,
     UpSamplingSpec,
     ZeroPaddingSpec,
@@ -535,6 +536,81 @@ def relu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     return (positive - np.float32(c.negative_slope) * negative).astype(np.float32)
 
 
+# ---------------------------------------------------------------------------------------------
+# Normalization, as keras/src/layers/normalization computes it in inference
+
+
+def _statistics(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (population) variance over ``axes``, kept, in float64."""
+    wide = x.astype(np.float64)
+    return wide.mean(axis=axes, keepdims=True), wide.var(axis=axes, keepdims=True)
+
+
+def batch_normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """The moving statistics: (x - moving_mean) * rsqrt(moving_variance + epsilon) * gamma
+    + beta, each vector along ``axis``."""
+    c = expect(layer.spec, NormSpec)
+    shape = [1] * x.ndim
+    shape[c.axis[0]] = x.shape[c.axis[0]]
+    ones = np.ones(shape, np.float32)
+
+    def along(name: str, default: np.ndarray) -> np.ndarray:
+        return weights[name].reshape(shape) if name in weights else default
+
+    mean = weights["moving_mean"].reshape(shape)
+    variance = weights["moving_variance"].reshape(shape)
+    inverse = along("gamma", ones) / np.sqrt(variance + np.float32(c.epsilon))
+    return ((x - mean) * inverse + along("beta", 0 * ones)).astype(np.float32)
+
+
+def layer_normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """Over the axes given; gamma and beta (shaped by the axes in sorted order, negative ones
+    first) reshaped to the input's rank as Keras reshapes them. ``rms_scaling`` divides x itself
+    by the standard deviation (Keras's formula), with no beta."""
+    c = expect(layer.spec, NormSpec)
+    axes = tuple(sorted(c.axis))
+    shape = [1] * x.ndim
+    for axis in axes:
+        shape[axis] = x.shape[axis]
+    mean, variance = _statistics(x, axes)
+    centered = x if c.rms_scaling else x - mean
+    y = centered / np.sqrt(variance + c.epsilon)
+    if "gamma" in weights:
+        y = y * weights["gamma"].reshape(shape)
+    if "beta" in weights:
+        y = y + weights["beta"].reshape(shape)
+    return y.astype(np.float32)
+
+
+def group_normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """The channels along ``axis`` split into ``groups`` consecutive groups; each sample's group
+    normalized over its channels and every other non-batch axis; gamma and beta per channel."""
+    c = expect(layer.spec, NormSpec)
+    axis = c.axis[0] % x.ndim
+    channels = x.shape[axis]
+    groups = channels if c.groups == -1 else c.groups
+    grouped = x.reshape(*x.shape[:axis], groups, channels // groups, *x.shape[axis + 1 :])
+    others = tuple(a for a in range(1, grouped.ndim) if a != axis)
+    mean, variance = _statistics(grouped, others)
+    y = ((grouped - mean) / np.sqrt(variance + c.epsilon)).reshape(x.shape)
+    shape = [1] * x.ndim
+    shape[axis] = channels
+    if "gamma" in weights:
+        y = y * weights["gamma"].reshape(shape)
+    if "beta" in weights:
+        y = y + weights["beta"].reshape(shape)
+    return y.astype(np.float32)
+
+
+def unit_normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """x * min(1 / ||x||, 1 / epsilon), the L2 norm over the axes given."""
+    c = expect(layer.spec, NormSpec)
+    norm = np.sqrt(np.square(x.astype(np.float64)).sum(axis=c.axis, keepdims=True))
+    with np.errstate(divide="ignore"):
+        inverse = np.minimum(1.0 / norm, 1.0 / c.epsilon)
+    return (x * inverse).astype(np.float32)
+
+
 LAYERS: dict[str, Callable[[Layer, Arrays, np.ndarray], np.ndarray]] = {
     "merge": merge,
     "concatenate": concatenate,
@@ -547,4 +623,8 @@ LAYERS: dict[str, Callable[[Layer, Arrays, np.ndarray], np.ndarray]] = {
     "cropping": cropping,
     "zero_padding": zero_padding,
     "up_sampling": up_sampling,
+    "batch_normalization": batch_normalization,
+    "layer_normalization": layer_normalization,
+    "group_normalization": group_normalization,
+    "unit_normalization": unit_normalization,
 }

@@ -79,8 +79,6 @@ _OTHER_KERAS_LAYERS = {
     "Dense",
     "Flatten",
     "Dropout",
-    "BatchNormalization",
-    "LayerNormalization",
     "LeakyReLU",
     "PReLU",
     "ELU",
@@ -953,7 +951,8 @@ class _Resolver:
                 f"{name} is a Keras layer that convc does not support yet: convc compiles the "
                 "convolution family (Conv, ConvTranspose, SeparableConv, DepthwiseConv, Cropping, "
                 "ZeroPadding, UpSampling), the merges (Add, Subtract, Multiply, Average, Maximum, "
-                "Minimum, Concatenate), Activation and ReLU",
+                "Minimum, Concatenate), Activation, ReLU and the normalizations "
+                "(BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization)",
                 call.name_span,
             )
         close = registry.suggest(name)

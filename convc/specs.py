@@ -131,11 +131,45 @@ class ReLUSpec:
     threshold: float
 
 
+NormKind = Literal["batch", "layer", "group", "unit"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NormSpec:
+    """BatchNormalization, LayerNormalization, GroupNormalization and UnitNormalization. ``axis``
+    is as Keras holds it: one int for BatchNormalization and GroupNormalization, the list as given
+    for the others (negative counts from the end; LayerNormalization sorts it when it builds,
+    which orders its weights). An argument that a kind does not take holds what it means for that
+    kind: UnitNormalization's ``epsilon`` is Keras's fixed 1e-12, and it has no center or scale;
+    only BatchNormalization has moving statistics."""
+
+    kind: NormKind
+    axis: tuple[int, ...]
+    epsilon: float
+    center: bool = False
+    scale: bool = False
+    groups: int = 1  # GroupNormalization; -1 (instance normalization) is resolved at build
+    rms_scaling: bool = False  # LayerNormalization
+    momentum: float = 0.99  # BatchNormalization, training only, as the renorm_* and synchronized
+    renorm: bool = False
+    renorm_clipping: tuple[tuple[str, float], ...] | None = None
+    renorm_momentum: float = 0.99
+    synchronized: bool = False
+    beta_initializer: Draw | None = None
+    gamma_initializer: Draw | None = None
+    moving_mean_initializer: Draw | None = None
+    moving_variance_initializer: Draw | None = None
+    beta_regularizer: TrainingOnly | None = None
+    gamma_regularizer: TrainingOnly | None = None
+    beta_constraint: TrainingOnly | None = None
+    gamma_constraint: TrainingOnly | None = None
+
+
 SpatialSpec = ConvSpec | CroppingSpec | ZeroPaddingSpec | UpSamplingSpec
 """The specs of layers with spatial axes and a data_format (Cropping1D and UpSampling1D take no
 ``data_format`` argument; theirs is channels_last)."""
 
-LayerSpec = SpatialSpec | MergeSpec | ConcatenateSpec | ActivationSpec | ReLUSpec
+LayerSpec = SpatialSpec | MergeSpec | ConcatenateSpec | ActivationSpec | ReLUSpec | NormSpec
 
 SpecT = TypeVar("SpecT", bound=LayerSpec)
 
@@ -147,6 +181,8 @@ def data_format_of(spec: LayerSpec) -> str | None:
         case ConvSpec() | CroppingSpec() | ZeroPaddingSpec() | UpSamplingSpec():
             return spec.data_format
         case MergeSpec() | ConcatenateSpec() | ActivationSpec() | ReLUSpec():
+            return None
+        case NormSpec():
             return None
         case _:
             assert_never(spec)

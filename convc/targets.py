@@ -55,6 +55,12 @@ class Target:
     and the sub-pixel form of a transposed convolution makes them); convc pads with a Pad
     node first instead."""
 
+    reduce_inner_axes: bool = True
+    """A reduction over three or more axes may leave a later axis unreduced. OpenCV's DNN
+    module returns wrong numbers from such a ReduceMean, ReduceSumSquare or ReduceL2 (rank 5 and
+    more: over axes 1, 2, 3 of a rank-5 tensor, say); convc transposes the reduced axes last
+    first."""
+
     tested: bool = True
     """Whether the runtime runs in convc's test suite when installed. TensorRT needs an NVIDIA
     GPU, which the test machines may lack."""
@@ -74,6 +80,7 @@ TARGETS: dict[str, Target] = {
             resize_ranks=_ONLY_4D_RESIZE,
             resize_inner_axes_only=True,
             pointwise_conv_pads=False,
+            reduce_inner_axes=False,
         ),
         Target(
             "ort",
@@ -107,6 +114,7 @@ TARGETS: dict[str, Target] = {
             resize_ranks=_ONLY_4D_RESIZE,
             resize_inner_axes_only=True,
             pointwise_conv_pads=False,
+            reduce_inner_axes=False,
         ),
         Target(
             "tract",

@@ -277,4 +277,59 @@ model = keras.Sequential([
 ], name="stack")
 """,
     ),
+    graph(
+        "resnet-batch-norm-block",
+        """
+inputs = keras.Input(shape=(10, 10, 3))
+x = layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
+x = layers.BatchNormalization()(x)
+x = layers.ReLU()(x)
+y = layers.Conv2D(8, 3, padding="same", use_bias=False)(x)
+y = layers.BatchNormalization()(y)
+y = layers.Activation("relu")(y)
+y = layers.Conv2D(8, 3, padding="same", use_bias=False)(y)
+y = layers.BatchNormalization()(y)
+y = layers.Add()([y, x])
+y = layers.ReLU()(y)
+s = layers.Conv2D(16, 1, strides=2, use_bias=False)(y)
+s = layers.BatchNormalization()(s)
+z = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(y)
+z = layers.BatchNormalization()(z)
+z = layers.ReLU()(z)
+z = layers.Conv2D(16, 3, padding="same", use_bias=False)(z)
+z = layers.BatchNormalization()(z)
+z = layers.add([z, s])
+outputs = layers.ReLU()(z)
+model = keras.Model(inputs, outputs)
+""",
+    ),
+    graph(
+        "batch-norm-conv-read-twice-and-output",
+        """
+inputs = Input(shape=(8, 8, 3))
+c = Conv2D(4, 3, padding="same")(inputs)
+n = BatchNormalization()(c)
+m = Add()([n, c])
+d = Conv2D(4, 1)(m)
+e = BatchNormalization(name="after_output")(d)
+model = keras.Model(inputs, [d, e])
+""",
+    ),
+    graph(
+        "normalizations-after-merges-channels-first",
+        """
+keras.config.set_image_data_format("channels_first")
+inputs = Input(shape=(4, 6, 6))
+a = Conv2D(8, 3, padding="same")(inputs)
+b = Conv2D(8, 1)(inputs)
+x = Add()([a, b])
+x = BatchNormalization(axis=1)(x)
+x = GroupNormalization(4, axis=1)(x)
+y = Concatenate(axis=1)([x, a])
+y = LayerNormalization(axis=[1, 2, 3])(y)
+y = UnitNormalization(axis=1)(y)
+outputs = Conv2D(2, 1)(y)
+model = keras.Model(inputs, outputs)
+""",
+    ),
 ]

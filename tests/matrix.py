@@ -126,6 +126,8 @@ _LAYERS = {
     **{f"zeropadding{r}d": f"ZeroPadding{r}D" for r in (1, 2, 3)},
     **{f"up_sampling{r}d": f"UpSampling{r}D" for r in (1, 2, 3)},
     **{f"upsampling{r}d": f"UpSampling{r}D" for r in (1, 2, 3)},
+    **{f"{k}_normalization": f"{k.capitalize()}Normalization" for k in ("batch", "layer", "group")},
+    "unit_normalization": "UnitNormalization",
 }
 
 

@@ -89,7 +89,7 @@ def _functional(program, source: str) -> keras.Model:
 
 def random_weights(model: keras.Model, seed: int = 0) -> dict[str, np.ndarray]:
     """Random values for every variable (biases too), set into the Keras model and returned as
-    ``{"layer/variable": array}``; scaled by fan-in so outputs stay O(1)."""
+    ``{"layer/variable": array}``; scaled by fan-in so outputs stay O(1); variances |x| + 0.5."""
     rng = np.random.default_rng(seed)
     arrays = {}
     for layer in model.layers:
@@ -98,6 +98,8 @@ def random_weights(model: keras.Model, seed: int = 0) -> dict[str, np.ndarray]:
             shape = tuple(variable.shape)
             fan_in = max(1, int(np.prod(shape[:-1]))) if len(shape) > 1 else 1
             value = (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+            if variable.name in ("moving_variance", "variance"):  # BatchNormalization's and
+                value = np.abs(value) + np.float32(0.5)  # Normalization's: positive
             values.append(value)
             arrays[f"{layer.name}/{variable.name}"] = value
         layer.set_weights(values)

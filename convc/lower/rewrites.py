@@ -12,6 +12,18 @@ exact (the same numbers, not approximately). They run until none applies. ``conv
   one pad or one crop, so they become one Pad, one Slice, or nothing (ZeroPadding2D(1) then
   Cropping2D(1) cancel).
 
+* **BatchNormalization into Conv.** A BatchNormalization whose input is a Conv's or a
+  ConvTranspose's output, read by nothing else: inference batch normalization is a per-channel
+  ``x * scale + shift``, so the convolution's kernel is scaled per output channel and its bias
+  becomes ``bias * scale + shift`` (a bias is added where it had none). ``Conv2D(use_bias=False),
+  BatchNormalization(), ReLU()`` becomes one Conv and one Relu. A convolution with a non-linear
+  activation is followed by that activation, not by the BatchNormalization, so it never folds.
+  Exact up to float32 rounding (the new weights are computed in float64). It is a rewrite of
+  the emitted graph rather than a choice made while lowering the convolution: here every
+  consumer is visible (a merge, a graph output, ``convc check``'s per-layer outputs), so is
+  whichever form the convolution took (its last node is the one that folds), and
+  ``--no-optimize`` turns it off with the others.
+
 A value that is a graph output is never folded away.
 """
 
@@ -26,6 +38,8 @@ from convc.lower.emitter import Emitter
 
 def optimize(em: Emitter, graph_outputs: set[str]) -> None:
     """Apply the rewrites to the emitter's nodes until none fires."""
+    while _fold_batch_norms_into_convs(em, graph_outputs):
+        pass
     while _fold_pad_into_conv(em, graph_outputs) or _merge_pad_and_slice(em, graph_outputs):
         pass
 
@@ -123,3 +137,83 @@ def _merge_pad_and_slice(em: Emitter, graph_outputs: set[str]) -> bool:
             crop.input[:] = [source, em.constant(starts_), em.constant(stops_), em.constant(axes_)]
         return True
     return False
+
+
+def _fold_batch_norms_into_convs(em: Emitter, graph_outputs: set[str]) -> bool:
+    """Fold every BatchNormalization that reads a Conv or ConvTranspose output alone into that
+    convolution, in one sweep; True if any folded (a second BatchNormalization may follow)."""
+    producers = {name: node for node in em.nodes for name in node.output}
+    uses: dict[str, int] = {}
+    for node in em.nodes:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    where = {name: index for index, (name, _) in enumerate(em.initializers)}
+    folded = []
+    for norm in em.nodes:
+        if norm.op_type != "BatchNormalization" or len(norm.output) != 1:
+            continue
+        conv = producers.get(norm.input[0])
+        if (
+            conv is None
+            or conv.op_type not in ("Conv", "ConvTranspose")
+            or conv.output[0] in graph_outputs  # the convolution's own output is wanted
+            or uses[conv.output[0]] != 1  # another node reads the unnormalized values
+            or any(name not in where for name in [*conv.input[1:], *norm.input[1:]])
+        ):
+            continue
+        gamma, beta, mean, variance = (
+            em.initializers[where[name]][1].astype(np.float64) for name in norm.input[1:5]
+        )
+        epsilon = next((a.f for a in norm.attribute if a.name == "epsilon"), 1e-5)
+        scale = gamma / np.sqrt(variance + np.float32(epsilon))
+        shift = beta - mean * scale
+        kernel = em.initializers[where[conv.input[1]]][1]
+        group = next((a.i for a in conv.attribute if a.name == "group"), 1)
+        scope, em.scope = em.scope, conv.name.rpartition("/")[0]
+        _replace(em, conv, 1, _scaled_kernel(kernel, scale, conv.op_type, group), uses, where)
+        bias = em.initializers[where[conv.input[2]]][1] if len(conv.input) > 2 else 0.0
+        _replace(em, conv, 2, (bias * scale + shift).astype(np.float32), uses, where)
+        em.scope = scope
+        conv.output[0] = norm.output[0]
+        folded.append(norm)
+    if folded:
+        gone = {id(norm) for norm in folded}
+        em.nodes[:] = [node for node in em.nodes if id(node) not in gone]
+    return bool(folded)
+
+
+def _scaled_kernel(kernel: np.ndarray, scale: np.ndarray, op: str, group: int) -> np.ndarray:
+    """The kernel with output channel ``o`` scaled by ``scale[o]``: Conv's kernel is (out, in /
+    group, k..); ConvTranspose's (in, out / group, k..), output channel ``j * out / group + o``
+    of group ``j`` in column ``o`` of that group's rows."""
+    spatial = (1,) * (kernel.ndim - 2)
+    if op == "Conv":
+        return (kernel * scale.reshape(-1, 1, *spatial)).astype(np.float32)
+    rows, columns = kernel.shape[:2]
+    grouped = kernel.reshape(group, rows // group, columns, *kernel.shape[2:])
+    scaled = grouped * scale.reshape(group, 1, columns, *spatial)
+    return scaled.reshape(kernel.shape).astype(np.float32)
+
+
+def _replace(
+    em: Emitter,
+    node: onnx.NodeProto,
+    position: int,
+    array: np.ndarray,
+    uses: dict[str, int],
+    where: dict[str, int],
+) -> None:
+    """Give ``node`` ``array`` as its input ``position``: in place when only it reads the
+    initializer there, else as a new one (a shared layer's kernel, or a bias it lacked)."""
+    if position < len(node.input) and uses[node.input[position]] == 1:
+        em.initializers[where[node.input[position]]] = (node.input[position], array)
+        return
+    name = em.fresh("bias" if position == 2 else "kernel")
+    em.initializers.append((name, array))
+    where[name] = len(em.initializers) - 1
+    uses[name] = 1
+    if position < len(node.input):
+        uses[node.input[position]] -= 1
+        node.input[position] = name
+    else:
+        node.input.append(name)

@@ -18,6 +18,12 @@ from convc.layers.base import spatial_axes
 from convc.lower import conv_forms
 from convc.lower.activations import emit_activation
 from convc.lower.emitter import Emitter, Value, channels_first, identity
+from convc.lower.normalization import (
+    lower_batch_normalization,
+    lower_group_normalization,
+    lower_layer_normalization,
+    lower_unit_normalization,
+)
 from convc.model import Node
 from convc.specs import (
     ActivationSpec,
@@ -455,4 +461,8 @@ RULES: dict[str, Rule] = {
     "cropping": lower_cropping,
     "zero_padding": lower_zero_padding,
     "up_sampling": lower_up_sampling,
+    "batch_normalization": lower_batch_normalization,
+    "layer_normalization": lower_layer_normalization,
+    "group_normalization": lower_group_normalization,
+    "unit_normalization": lower_unit_normalization,
 }
