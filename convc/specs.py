@@ -131,7 +131,30 @@ class ReLUSpec:
     threshold: float
 
 
-SpatialSpec = ConvSpec | CroppingSpec | ZeroPaddingSpec | UpSamplingSpec
+@dataclass(frozen=True, kw_only=True)
+class PoolSpec:
+    """MaxPooling1D to 3D and AveragePooling1D to 3D (``strides`` already defaulted to
+    ``pool_size``, as Keras does)."""
+
+    rank: int
+    pool_mode: Literal["max", "average"]
+    pool_size: tuple[int, ...]
+    strides: tuple[int, ...]
+    padding: str  # "valid" or "same"
+    data_format: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalPoolSpec:
+    """GlobalMaxPooling1D to 3D and GlobalAveragePooling1D to 3D."""
+
+    rank: int
+    pool_mode: Literal["max", "average"]
+    data_format: str
+    keepdims: bool
+
+
+SpatialSpec = ConvSpec | CroppingSpec | ZeroPaddingSpec | UpSamplingSpec | PoolSpec | GlobalPoolSpec
 """The specs of layers with spatial axes and a data_format (Cropping1D and UpSampling1D take no
 ``data_format`` argument; theirs is channels_last)."""
 
@@ -145,6 +168,8 @@ def data_format_of(spec: LayerSpec) -> str | None:
     activation)."""
     match spec:
         case ConvSpec() | CroppingSpec() | ZeroPaddingSpec() | UpSamplingSpec():
+            return spec.data_format
+        case PoolSpec() | GlobalPoolSpec():
             return spec.data_format
         case MergeSpec() | ConcatenateSpec() | ActivationSpec() | ReLUSpec():
             return None

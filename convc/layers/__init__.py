@@ -13,10 +13,17 @@ from convc.layers.activation_layers import activation_layer_types
 from convc.layers.base import LayerType
 from convc.layers.conv import convolution_types
 from convc.layers.merge import merge_types
+from convc.layers.pooling import pooling_types
 from convc.layers.resize import resize_types
 
 LAYER_TYPES: dict[str, LayerType] = {}
-for _type in [*convolution_types(), *resize_types(), *merge_types(), *activation_layer_types()]:
+for _type in [
+    *convolution_types(),
+    *resize_types(),
+    *merge_types(),
+    *activation_layer_types(),
+    *pooling_types(),
+]:
     for _name in (_type.class_name, *_type.aliases):
         LAYER_TYPES[_name] = _type
 

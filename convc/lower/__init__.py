@@ -118,7 +118,16 @@ def lower(
 
 
 LAYOUT_FREE = frozenset(
-    {"zero_padding", "cropping", "up_sampling", "activation", "relu", "merge", "concatenate"}
+    {
+        "zero_padding",
+        "cropping",
+        "up_sampling",
+        "activation",
+        "relu",
+        "merge",
+        "concatenate",
+        "global_pooling",
+    }
 )
 """Families whose rules work in any physical order."""
 

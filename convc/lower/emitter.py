@@ -221,6 +221,13 @@ class Emitter:
     def reduce_sum(self, x: str, axis: int, what: str) -> str:
         return self.op("ReduceSum", [x, self.constant([axis])], what, keepdims=1)
 
+    def reduce(self, op: str, x: str, axes: list[int], what: str, *, keepdims: bool) -> str:
+        """ReduceMean, ReduceMax (or any Reduce op) over ``axes``: given as an input from opset
+        18 (ReduceSum from 13), as an attribute before."""
+        if op == "ReduceSum" or self.opset >= 18:
+            return self.op(op, [x, self.constant(axes)], what, keepdims=int(keepdims))
+        return self.op(op, [x], what, axes=axes, keepdims=int(keepdims))
+
     # -- the model --------------------------------------------------------------------------
 
     def model(

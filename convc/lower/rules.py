@@ -18,6 +18,7 @@ from convc.layers.base import spatial_axes
 from convc.lower import conv_forms
 from convc.lower.activations import emit_activation
 from convc.lower.emitter import Emitter, Value, channels_first, identity
+from convc.lower.pooling import lower_global_pooling, lower_pooling
 from convc.model import Node
 from convc.specs import (
     ActivationSpec,
@@ -455,4 +456,6 @@ RULES: dict[str, Rule] = {
     "cropping": lower_cropping,
     "zero_padding": lower_zero_padding,
     "up_sampling": lower_up_sampling,
+    "pooling": lower_pooling,
+    "global_pooling": lower_global_pooling,
 }
