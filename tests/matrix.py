@@ -94,6 +94,7 @@ def evaluate(text: str, runtime: str, target: str | None = None) -> Cell:
 # -- rows -------------------------------------------------------------------------------------
 
 _PATHS = {"valid", "same", "causal", "nearest", "bilinear", "bicubic", "cf"}
+_PATHS |= {"channels_last", "keepdims"}  # global pooling
 
 
 def row_of(case_id: str) -> str:
@@ -126,6 +127,16 @@ _LAYERS = {
     **{f"zeropadding{r}d": f"ZeroPadding{r}D" for r in (1, 2, 3)},
     **{f"up_sampling{r}d": f"UpSampling{r}D" for r in (1, 2, 3)},
     **{f"upsampling{r}d": f"UpSampling{r}D" for r in (1, 2, 3)},
+    **{
+        f"{prefix}pooling{r}d": f"{name}Pooling{r}D"
+        for prefix, name in (
+            ("max_", "Max"),
+            ("average_", "Average"),
+            ("global_max_", "GlobalMax"),
+            ("global_average_", "GlobalAverage"),
+        )
+        for r in (1, 2, 3)
+    },
 }
 
 
