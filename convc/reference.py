@@ -27,8 +27,10 @@ from convc.specs import (
     ConcatenateSpec,
     ConvSpec,
     CroppingSpec,
+    GlobalPoolSpec,
     MergeSpec,
     NormSpec,
+    PoolSpec,
     ReLUSpec,
     UpSamplingSpec,
     ZeroPaddingSpec,
@@ -611,6 +613,61 @@ def unit_normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarr
     return (x * inverse).astype(np.float32)
 
 
+# Pooling, as Keras 3's torch backend computes it (keras/src/backend/torch/nn.py)
+
+
+def pooling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """Max or average over each window. 'same' pads as the torch backend does: when every axis
+    pads as much at its start as at its end, torch pools the windows' entries inside the input
+    (a max ignores the pads, an average divides by the entries it has); otherwise the input is
+    padded by repeating its edge entries on every axis, and the windows of that are pooled."""
+    c = expect(layer.spec, PoolSpec)
+    x = _to_last(x, c.data_format).astype(np.float64)
+    pads = [(0, 0)] * c.rank
+    if c.padding == "same":
+        pads = [
+            _same_pads(n, k, s, 1)
+            for n, k, s in zip(x.shape[1:-1], c.pool_size, c.strides, strict=True)
+        ]
+    axes = tuple(range(1, c.rank + 1))
+    spread = [(0, 0), *pads, (0, 0)]
+    if any(b != e for b, e in pads):
+        values, counts = np.pad(x, spread, mode="edge"), None
+    elif c.pool_mode == "max":
+        values, counts = np.pad(x, spread, constant_values=-np.inf), None
+    else:
+        values = np.pad(x, spread)
+        counts = np.pad(np.ones(x.shape[1:-1]), pads)
+    windows = _windows(values, c.pool_size, c.strides, axes)
+    window_axes = tuple(range(-c.rank, 0))
+    if c.pool_mode == "max":
+        y = windows.max(axis=window_axes)
+    elif counts is None:
+        y = windows.mean(axis=window_axes)
+    else:
+        inside = _windows(counts[None, ..., None], c.pool_size, c.strides, axes)
+        y = windows.sum(axis=window_axes) / inside.sum(axis=window_axes)
+    return _from_last(y.astype(np.float32), c.data_format)
+
+
+def _windows(x: np.ndarray, size, strides, axes) -> np.ndarray:
+    """Every ``size`` window of ``x`` along ``axes`` at the ``strides``; the window's own axes
+    come last."""
+    view = np.lib.stride_tricks.sliding_window_view(x, size, axis=axes)
+    steps = [slice(None)] * x.ndim
+    for axis, stride in zip(axes, strides, strict=True):
+        steps[axis] = slice(None, None, stride)
+    return view[tuple(steps)]
+
+
+def global_pooling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    c = expect(layer.spec, GlobalPoolSpec)
+    first = 1 if c.data_format == "channels_last" else 2
+    axes = tuple(range(first, first + c.rank))
+    reduce = np.max if c.pool_mode == "max" else np.mean
+    return reduce(x.astype(np.float64), axis=axes, keepdims=c.keepdims).astype(np.float32)
+
+
 LAYERS: dict[str, Callable[[Layer, Arrays, np.ndarray], np.ndarray]] = {
     "merge": merge,
     "concatenate": concatenate,
@@ -627,4 +684,6 @@ LAYERS: dict[str, Callable[[Layer, Arrays, np.ndarray], np.ndarray]] = {
     "layer_normalization": layer_normalization,
     "group_normalization": group_normalization,
     "unit_normalization": unit_normalization,
+    "pooling": pooling,
+    "global_pooling": global_pooling,
 }

@@ -83,14 +83,6 @@ _OTHER_KERAS_LAYERS = {
     "PReLU",
     "ELU",
     "Softmax",
-    "MaxPooling1D",
-    "MaxPooling2D",
-    "MaxPooling3D",
-    "AveragePooling1D",
-    "AveragePooling2D",
-    "AveragePooling3D",
-    "GlobalAveragePooling2D",
-    "GlobalMaxPooling2D",
     "Reshape",
     "Permute",
     "Embedding",
@@ -951,8 +943,10 @@ class _Resolver:
                 f"{name} is a Keras layer that convc does not support yet: convc compiles the "
                 "convolution family (Conv, ConvTranspose, SeparableConv, DepthwiseConv, Cropping, "
                 "ZeroPadding, UpSampling), the merges (Add, Subtract, Multiply, Average, Maximum, "
-                "Minimum, Concatenate), Activation, ReLU and the normalizations "
-                "(BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization)",
+                "Minimum, Concatenate), Activation, ReLU, the normalizations "
+                "(BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization) "
+                "and the pooling layers (MaxPooling, AveragePooling, GlobalMaxPooling, "
+                "GlobalAveragePooling)",
                 call.name_span,
             )
         close = registry.suggest(name)

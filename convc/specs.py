@@ -165,7 +165,30 @@ class NormSpec:
     gamma_constraint: TrainingOnly | None = None
 
 
-SpatialSpec = ConvSpec | CroppingSpec | ZeroPaddingSpec | UpSamplingSpec
+@dataclass(frozen=True, kw_only=True)
+class PoolSpec:
+    """MaxPooling1D to 3D and AveragePooling1D to 3D (``strides`` already defaulted to
+    ``pool_size``, as Keras does)."""
+
+    rank: int
+    pool_mode: Literal["max", "average"]
+    pool_size: tuple[int, ...]
+    strides: tuple[int, ...]
+    padding: str  # "valid" or "same"
+    data_format: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalPoolSpec:
+    """GlobalMaxPooling1D to 3D and GlobalAveragePooling1D to 3D."""
+
+    rank: int
+    pool_mode: Literal["max", "average"]
+    data_format: str
+    keepdims: bool
+
+
+SpatialSpec = ConvSpec | CroppingSpec | ZeroPaddingSpec | UpSamplingSpec | PoolSpec | GlobalPoolSpec
 """The specs of layers with spatial axes and a data_format (Cropping1D and UpSampling1D take no
 ``data_format`` argument; theirs is channels_last)."""
 
@@ -178,11 +201,16 @@ def data_format_of(spec: LayerSpec) -> str | None:
     """The layer's data_format; None for a layer that works in any layout (a merge, an
     activation)."""
     match spec:
-        case ConvSpec() | CroppingSpec() | ZeroPaddingSpec() | UpSamplingSpec():
+        case (
+            ConvSpec()
+            | CroppingSpec()
+            | ZeroPaddingSpec()
+            | UpSamplingSpec()
+            | PoolSpec()
+            | GlobalPoolSpec()
+        ):
             return spec.data_format
-        case MergeSpec() | ConcatenateSpec() | ActivationSpec() | ReLUSpec():
-            return None
-        case NormSpec():
+        case MergeSpec() | ConcatenateSpec() | ActivationSpec() | ReLUSpec() | NormSpec():
             return None
         case _:
             assert_never(spec)

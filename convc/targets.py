@@ -7,9 +7,11 @@ no. Every limitation below was found by running convc's per-layer cases in the r
 which runtime mishandles what.
 
 ``portable`` is the default: it takes every workaround whose cost in onnxruntime was measured as
-nil, and an opset that every runtime listed here reads, so one file runs everywhere. One
-workaround has a cost and is taken anyway, because OpenCV is otherwise wrong: a ZeroPadding
-before a 1x1 convolution stays a Pad node (one copy of the tensor) instead of folding into it.
+nil, and an opset that every runtime listed here reads, so one file runs everywhere. Two
+workarounds have a cost and are taken anyway, because a runtime is otherwise wrong: a ZeroPadding
+before a 1x1 convolution stays a Pad node (one copy of the tensor) instead of folding into it
+(OpenCV), and a 'same' max pooling with unit strides pads with a Pad node (one copy; 0.12 ms more
+for a 3x3 pool of 128x40x40 in onnxruntime) instead of in the MaxPool (onnx.reference).
 """
 
 from __future__ import annotations
@@ -60,6 +62,16 @@ class Target:
     module returns wrong numbers from such a ReduceMean, ReduceSumSquare or ReduceL2 (rank 5 and
     more: over axes 1, 2, 3 of a rank-5 tensor, say); convc transposes the reduced axes last
     first."""
+    unit_stride_max_pool_pads: bool = True
+    """A MaxPool whose strides are all 1 may pad. onnx.reference's MaxPool reads such pads in
+    the wrong order (2-D) or not at all (1-D, 3-D); convc pads by repeating the edge (a Pad node
+    in "edge" mode) first instead, which is exact: every window of Keras's 'same' pooling holds
+    the edge element that a pad repeats."""
+
+    reduce_three_middle_axes: bool = True
+    """A ReduceMean or ReduceMax may reduce axes 1, 2 and 3 of a rank-5 tensor (a channels_last
+    GlobalPooling3D). OpenCV's DNN module returns wrong numbers for it (two axes, or the last
+    three, are right); convc views the three axes as one (Reshape) and reduces that."""
 
     tested: bool = True
     """Whether the runtime runs in convc's test suite when installed. TensorRT needs an NVIDIA
@@ -81,6 +93,8 @@ TARGETS: dict[str, Target] = {
             resize_inner_axes_only=True,
             pointwise_conv_pads=False,
             reduce_inner_axes=False,
+            unit_stride_max_pool_pads=False,
+            reduce_three_middle_axes=False,
         ),
         Target(
             "ort",
@@ -97,6 +111,7 @@ TARGETS: dict[str, Target] = {
             max_opset=NEWEST_OPSET,
             resize_ranks=_EVERY_RESIZE,
             resize_inner_axes_only=False,
+            unit_stride_max_pool_pads=False,
         ),
         Target(
             "openvino",
@@ -115,6 +130,7 @@ TARGETS: dict[str, Target] = {
             resize_inner_axes_only=True,
             pointwise_conv_pads=False,
             reduce_inner_axes=False,
+            reduce_three_middle_axes=False,
         ),
         Target(
             "tract",

@@ -601,6 +601,149 @@ def _normalization_cases():
         yield case(id_, *lines)
 
 
+def _pooling_cases():
+    """MaxPooling and AveragePooling: 'valid' with sizes the strides do not divide, 'same' with
+    even pools, pools larger than their strides and than their input, pads that are symmetric on
+    every axis (torch pads by itself) or not (torch repeats the edge entries, which an average
+    counts); the global poolings with and without keepdims. Max pools of all-negative values
+    (after log_sigmoid) tell padding with -inf from padding with 0."""
+    windows = {
+        "valid": [(2, None), (3, None), (3, 2), (2, 3), (3, 1), (1, 2), (1, 1)],
+        "same": [(2, 1), (3, 1), (4, 1), (2, 2), (3, 2), (4, 2), (5, 3), (1, 2)],
+    }
+    for rank, mode, padding in itertools.product((1, 2, 3), ("max", "average"), windows):
+        cls = f"{mode.capitalize()}Pooling{rank}D"
+        for k, s in windows[padding]:
+            if rank == 3 and (k, s) in ((3, 1), (1, 2), (1, 1), (5, 3)):
+                continue
+            strides = "" if s is None else f", strides={s}"
+            yield case(
+                f"{mode}_pooling{rank}d-{padding}-k{k}-s{s or k}",
+                f"Input(shape={INPUTS[rank]})",
+                f"{cls}({k}{strides}, padding='{padding}')",
+            )
+        for k, s in ((3, 2), (2, 1)):
+            yield case(
+                f"{mode}_pooling{rank}d-cf-{padding}-k{k}-s{s}",
+                f"Input(shape={INPUTS_FIRST[rank]})",
+                f"{cls}({k}, {s}, '{padding}', 'channels_first')",
+            )
+        if mode == "max" and padding == "same":
+            for k, s in ((3, 1), (4, 1), (4, 2)):
+                yield case(
+                    f"max_pooling{rank}d-same-k{k}-s{s}-all-negative",
+                    f"Input(shape={INPUTS[rank]})",
+                    "Activation('log_sigmoid')",
+                    f"{cls}({k}, {s}, 'same')",
+                )
+    nonsquare = {
+        2: ("(3, 2)", "(2, 1)", "(2, 3)", "(1, 2)"),
+        3: ("(2, 3, 4)", "(1, 2, 3)", "(3, 1, 2)", "(2, 2, 1)"),
+    }
+    for (rank, (k1, s1, k2, s2)), mode in itertools.product(nonsquare.items(), ("max", "average")):
+        cls = f"{mode.capitalize()}Pooling{rank}D"
+        for padding in ("valid", "same"):
+            yield case(
+                f"{mode}_pooling{rank}d-{padding}-nonsquare",
+                f"Input(shape={INPUTS[rank]})",
+                f"{cls}({k1}, {s1}, '{padding}')",
+                f"{cls}({k2}, {s2}, '{padding}')",
+            )
+    for mode in ("max", "average"):
+        cls = f"{mode.capitalize()}Pooling2D"
+        short = "MaxPool2D" if mode == "max" else "AvgPool2D"
+        for shape, k, s in (("(2, 3, 2)", 4, 4), ("(2, 3, 2)", 5, 1), ("(3, 3, 2)", 3, 3)):
+            padding = "valid" if shape == "(3, 3, 2)" else "same"
+            yield case(
+                f"{mode}_pooling2d-{padding}-pool-{'equals' if k == 3 else 'exceeds'}-input-k{k}",
+                f"Input(shape={shape})",
+                f"{cls}({k}, {s}, '{padding}')",
+            )
+        yield case(
+            f"{mode}_pooling2d-keywords-alias-name",
+            "Input(shape=(7, 8, 4))",
+            f"{short}(pool_size=(3, 2), strides=(1, 2), padding='same', name='pool')",
+        )
+        yield case(
+            f"{mode}_pooling2d-positional-name",
+            "Input(shape=(7, 8, 4))",
+            f"{cls}((2, 3), (2, 1), 'same', 'channels_last', 'p')",
+        )
+        yield case(
+            f"{mode}_pooling2d-data_format-directive",
+            "data_format channels_first",
+            "Input(shape=(4, 7, 8))",
+            f"{cls}(3, 2, 'same')",
+        )
+    yield case("max_pooling1d-default", "Input(shape=(9, 4))", "MaxPooling1D()")
+    yield case("max_pooling2d-default", "Input(shape=(7, 8, 4))", "MaxPooling2D()")
+    yield case("max_pooling3d-default", "Input(shape=(5, 6, 7, 4))", "MaxPool3D()")
+    yield case("average_pooling1d-alias", "Input(shape=(9, 4))", "AvgPool1D(3, padding='same')")
+    yield case("average_pooling3d-alias", "Input(shape=(5, 6, 7, 4))", "AvgPool3D(2)")
+    for rank, mode in itertools.product((1, 2, 3), ("max", "average")):
+        cls = f"Global{mode.capitalize()}Pooling{rank}D"
+        short = f"Global{'Max' if mode == 'max' else 'Avg'}Pool{rank}D"
+        prefix = f"global_{mode}_pooling{rank}d"
+        yield case(f"{prefix}-channels_last", f"Input(shape={INPUTS[rank]})", f"{cls}()")
+        yield case(
+            f"{prefix}-cf", f"Input(shape={INPUTS_FIRST[rank]})", f"{short}('channels_first')"
+        )
+        yield case(
+            f"{prefix}-keepdims",
+            f"Input(shape={INPUTS[rank]})",
+            f"Conv{rank}D(3, 2)",
+            f"{cls}(keepdims=True)",
+            f"Conv{rank}D(2, 1)",
+        )
+        yield case(
+            f"{prefix}-keepdims-cf",
+            f"Input(shape={INPUTS_FIRST[rank]})",
+            f"{cls}('channels_first', True)",
+        )
+        yield case(
+            f"{prefix}-channels_last-after-conv",
+            f"Input(shape={INPUTS[rank]})",
+            f"Conv{rank}D(3, 2, padding='same')",
+            f"{short}()",
+        )
+    yield case(
+        "stack-vgg-block-classifier",
+        "Input(shape=(12, 12, 3))",
+        "Conv2D(8, 3, padding='same', activation='relu')",
+        "Conv2D(8, 3, padding='same', activation='relu')",
+        "MaxPooling2D()",
+        "Conv2D(16, 3, padding='same', activation='relu')",
+        "AveragePooling2D(3, 2, 'same')",
+        "Conv2D(10, 1)",
+        "GlobalAveragePooling2D()",
+    )
+    yield case(
+        "stack-pool-mixed-formats",
+        "Input(shape=(8, 9, 3))",
+        "Conv2D(4, 3, padding='same')",
+        "MaxPooling2D(2, data_format='channels_first')",
+        "AveragePooling2D(3, 1, 'same')",
+        "GlobalMaxPooling2D(keepdims=True)",
+        "GlobalAveragePooling2D('channels_first')",
+    )
+    yield case(
+        "stack-volume-pool",
+        "Input(shape=(6, 8, 8, 2))",
+        "Conv3D(4, 3, padding='same', activation='relu')",
+        "MaxPooling3D((1, 2, 2))",
+        "AveragePooling3D(3, 2, 'same')",
+        "GlobalMaxPooling3D()",
+    )
+    yield case(
+        "stack-temporal-pool",
+        "Input(shape=(16, 3))",
+        "Conv1D(8, 3, padding='causal', activation='relu')",
+        "MaxPooling1D(3, 2, 'same')",
+        "Conv1D(8, 3)",
+        "GlobalAveragePooling1D(keepdims=True)",
+    )
+
+
 ALL_CASES = [
     *_conv_cases(),
     *_transpose_cases(),
@@ -611,4 +754,5 @@ ALL_CASES = [
     *_data_format_cases(),
     *_stack_cases(),
     *_normalization_cases(),
+    *_pooling_cases(),
 ]

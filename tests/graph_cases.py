@@ -332,4 +332,20 @@ outputs = Conv2D(2, 1)(y)
 model = keras.Model(inputs, outputs)
 """,
     ),
+    graph(
+        "squeeze-excite-pooling",
+        """
+inputs = Input(shape=(9, 10, 3))
+x = Conv2D(8, 3, padding="same", activation="relu")(inputs)
+x = MaxPooling2D(3, 2, padding="same")(x)
+s = GlobalAveragePooling2D(keepdims=True)(x)
+s = Conv2D(2, 1, activation="relu")(s)
+s = Conv2D(8, 1, activation="sigmoid")(s)
+x = Multiply()([x, s])
+y = AveragePooling2D(2)(x)
+logits = GlobalMaxPooling2D()(Conv2D(4, 1)(y))
+features = GlobalAveragePooling2D()(x)
+model = keras.Model(inputs, [logits, features, y])
+""",
+    ),
 ]

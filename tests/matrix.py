@@ -94,6 +94,7 @@ def evaluate(text: str, runtime: str, target: str | None = None) -> Cell:
 # -- rows -------------------------------------------------------------------------------------
 
 _PATHS = {"valid", "same", "causal", "nearest", "bilinear", "bicubic", "cf"}
+_PATHS |= {"channels_last", "keepdims"}  # global pooling
 
 
 def row_of(case_id: str) -> str:
@@ -128,6 +129,16 @@ _LAYERS = {
     **{f"upsampling{r}d": f"UpSampling{r}D" for r in (1, 2, 3)},
     **{f"{k}_normalization": f"{k.capitalize()}Normalization" for k in ("batch", "layer", "group")},
     "unit_normalization": "UnitNormalization",
+    **{
+        f"{prefix}pooling{r}d": f"{name}Pooling{r}D"
+        for prefix, name in (
+            ("max_", "Max"),
+            ("average_", "Average"),
+            ("global_max_", "GlobalMax"),
+            ("global_average_", "GlobalAverage"),
+        )
+        for r in (1, 2, 3)
+    },
 }
 
 

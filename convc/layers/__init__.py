@@ -14,6 +14,7 @@ from convc.layers.base import LayerType
 from convc.layers.conv import convolution_types
 from convc.layers.merge import merge_types
 from convc.layers.normalization import normalization_types
+from convc.layers.pooling import pooling_types
 from convc.layers.resize import resize_types
 
 LAYER_TYPES: dict[str, LayerType] = {}
@@ -23,6 +24,7 @@ for _type in [
     *merge_types(),
     *activation_layer_types(),
     *normalization_types(),
+    *pooling_types(),
 ]:
     for _name in (_type.class_name, *_type.aliases):
         LAYER_TYPES[_name] = _type

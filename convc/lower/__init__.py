@@ -120,6 +120,7 @@ def lower(
 LAYOUT_FREE = frozenset(
     {"zero_padding", "cropping", "up_sampling", "activation", "relu", "merge", "concatenate"}
     | {"batch_normalization", "layer_normalization", "group_normalization", "unit_normalization"}
+    | {"global_pooling"}
 )
 """Families whose rules work in any physical order."""
 

@@ -221,18 +221,18 @@ class Emitter:
     def reduce_sum(self, x: str, axis: int, what: str) -> str:
         return self.op("ReduceSum", [x, self.constant([axis])], what, keepdims=1)
 
-    def reduce(self, op: str, x: str, axes: list[int], what: str) -> str:
-        """A reduction that keeps the reduced axes: ``axes`` an input from opset 18 (ReduceSum:
-        13), an attribute before."""
-        if op == "ReduceSum" or self.opset >= 18:
-            return self.op(op, [x, self.constant(axes)], what, keepdims=1)
-        return self.op(op, [x], what, axes=list(axes), keepdims=1)
-
     _SINCE = {"LayerNormalization": 17}
 
     def has(self, op: str) -> bool:
         """Whether the opset has ``op``, for a rule that composes it otherwise."""
         return self.opset >= self._SINCE[op]
+
+    def reduce(self, op: str, x: str, axes: list[int], what: str, *, keepdims: bool) -> str:
+        """ReduceMean, ReduceMax (or any Reduce op) over ``axes``: given as an input from opset
+        18 (ReduceSum from 13), as an attribute before."""
+        if op == "ReduceSum" or self.opset >= 18:
+            return self.op(op, [x, self.constant(axes)], what, keepdims=int(keepdims))
+        return self.op(op, [x], what, axes=axes, keepdims=int(keepdims))
 
     # -- the model --------------------------------------------------------------------------
 

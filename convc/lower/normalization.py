@@ -133,7 +133,7 @@ def lower_unit_normalization(em: Emitter, layer: Node, x: Value, weights: Weight
     c = expect(layer.spec, NormSpec)
     x = _reducible(em, x, [a % x.rank for a in c.axis])
     axes = sorted(x.physical_axis(a) for a in c.axis)
-    norm = em.reduce("ReduceL2", x.name, axes, "norm")
+    norm = em.reduce("ReduceL2", x.name, axes, "norm", keepdims=True)
     norm = em.op("Max", [norm, em.scalar(c.epsilon)], "norm_floor")
     return Value(em.op("Div", [x.name, norm], "normalize"), x.perm, layer.output_shape)
 
@@ -157,9 +157,9 @@ def _standardize(
 ) -> str:
     """``(x - mean) / sqrt(var + eps) / sqrt(count)`` over physical ``axes`` (``x`` itself over
     the same denominator when not ``centered``: Keras's ``rms_scaling``)."""
-    mean = em.reduce("ReduceMean", x, axes, "mean")
+    mean = em.reduce("ReduceMean", x, axes, "mean", keepdims=True)
     centered_x = em.op("Sub", [x, mean], "center")
-    squares = em.reduce("ReduceSumSquare", centered_x, axes, "sum_squares")
+    squares = em.reduce("ReduceSumSquare", centered_x, axes, "sum_squares", keepdims=True)
     shifted = em.op("Add", [squares, em.scalar(count * epsilon)], "variance")
     deviation = em.op("Sqrt", [shifted], "deviation")
     return em.op("Div", [centered_x if centered else x, deviation], "normalize")

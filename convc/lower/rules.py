@@ -24,6 +24,7 @@ from convc.lower.normalization import (
     lower_layer_normalization,
     lower_unit_normalization,
 )
+from convc.lower.pooling import lower_global_pooling, lower_pooling
 from convc.model import Node
 from convc.specs import (
     ActivationSpec,
@@ -465,4 +466,6 @@ RULES: dict[str, Rule] = {
     "layer_normalization": lower_layer_normalization,
     "group_normalization": lower_group_normalization,
     "unit_normalization": lower_unit_normalization,
+    "pooling": lower_pooling,
+    "global_pooling": lower_global_pooling,
 }
