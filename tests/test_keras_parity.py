@@ -49,7 +49,16 @@ def test_signature_matches_keras(name):
     for (name_, default), (_, keras_default) in zip(own, expected, strict=True):
         assert same(default, keras_default), (name_, default, keras_default)
     keyword_only = {p.name for p in ours.signature if p.keyword_only}
-    assert keyword_only >= {"name", "dtype", "trainable", "autocast", "input_shape", "input_dim"}
+    # pooling layers take ``name`` by position too, as Keras's do
+    positional = {n for n, _ in own}
+    assert keyword_only | positional >= {
+        "name",
+        "dtype",
+        "trainable",
+        "autocast",
+        "input_shape",
+        "input_dim",
+    }
 
 
 REJECTED = [
@@ -200,6 +209,23 @@ REJECTED = [
         "Conv2D(4, 3, lora_rank=2, kernel_constraint='max_norm')",
         "lora_rank",
     ),
+    # pooling
+    ("pool_size-zero", "(8, 8, 3)", "MaxPooling2D(0)", "'pool_size' must be > 0"),
+    ("pool-strides-zero", "(8, 8, 3)", "MaxPooling2D(2, strides=0)", "'strides' must be > 0"),
+    ("pool-strides-negative", "(9, 3)", "AveragePooling1D(2, -1)", "'strides' must be > 0"),
+    ("pool-padding-upper", "(8, 8, 3)", "MaxPooling2D(padding='SAME')", "lower case"),
+    ("pool-padding-mixed-case", "(8, 8, 3)", "AvgPool2D(2, padding='Valid')", "lower case"),
+    ("pool-padding-causal", "(9, 3)", "MaxPooling1D(padding='causal')", "must be one of"),
+    ("pool-too-large", "(3, 8, 3)", "MaxPooling2D(4)", "would give an output of length 0"),
+    ("pool-too-large-strided", "(2, 3)", "AveragePooling1D(3, 1)", "output of length 0"),
+    ("average-pool-size-missing", "(8, 8, 3)", "AveragePooling2D()", "'pool_size'"),
+    ("pool_size-bool", "(8, 8, 3)", "MaxPooling2D(True)", "fails when the layer runs"),
+    ("pool_size-wrong-length", "(5, 6, 7, 3)", "MaxPooling3D((2, 2))", "tuple of 3 integers"),
+    ("pool-wrong-rank", "(8, 8, 3)", "MaxPooling3D()", "expects a 5-D input"),
+    ("pool-data_format-unknown", "(8, 8, 3)", "MaxPooling2D(data_format='NHWC')", "must be one"),
+    ("global-keepdims-int", "(8, 8, 3)", "GlobalAveragePooling2D(keepdims=1)", "True or False"),
+    ("global-keepdims-string", "(9, 3)", "GlobalMaxPool1D(keepdims='yes')", "True or False"),
+    ("global-wrong-rank", "(8, 8, 3)", "GlobalMaxPooling1D()", "expects a 3-D input"),
 ]
 
 
@@ -254,6 +280,13 @@ ACCEPTED = [
         "Conv2D(2, 3, trainable=False, dtype='float32', autocast=False)",
     ),
     ("activity-regularizer", "(8, 8, 3)", "Conv2D(2, 3, activity_regularizer='l2')"),
+    ("pool_size-list", "(8, 8, 3)", "MaxPooling2D([3, 1])"),
+    ("pool-strides-larger-than-pool", "(9, 8, 3)", "AveragePooling2D(2, 3)"),
+    ("pool-same-larger-than-input", "(2, 3, 3)", "AveragePooling2D(5, padding='same')"),
+    ("pool-valid-equals-input", "(3, 3, 3)", "MaxPooling2D(3)"),
+    ("pool-data_format-upper", "(3, 8, 8)", "MaxPooling2D(data_format='CHANNELS_FIRST')"),
+    ("pool-name-positional", "(9, 3)", "MaxPooling1D(2, None, 'same', None, 'p')"),
+    ("global-keepdims-positional", "(3, 8, 8)", "GlobalAvgPool2D('channels_first', True)"),
 ]
 
 
