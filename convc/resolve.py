@@ -76,15 +76,8 @@ INPUT_DTYPES = ("float32", "float16", "float64", "bfloat16")
 """Input dtypes convc accepts; Keras's layers cast a non-float32 input to float32 (autocast)."""
 
 _OTHER_KERAS_LAYERS = {
-    "Dense",
-    "Flatten",
-    "Dropout",
     "BatchNormalization",
     "LayerNormalization",
-    "LeakyReLU",
-    "PReLU",
-    "ELU",
-    "Softmax",
     "MaxPooling1D",
     "MaxPooling2D",
     "MaxPooling3D",
@@ -93,15 +86,19 @@ _OTHER_KERAS_LAYERS = {
     "AveragePooling3D",
     "GlobalAveragePooling2D",
     "GlobalMaxPooling2D",
-    "Reshape",
-    "Permute",
     "Embedding",
     "LSTM",
     "GRU",
     "Conv2DLSTM",
     "ConvLSTM2D",
-    "Rescaling",
-    "Resizing",
+    # image layers that compute at inference, or whose checks convc does not follow yet
+    "AutoContrast",
+    "Equalization",
+    "Solarization",
+    "AugMix",
+    "CutMix",
+    "MixUp",
+    "RandAugment",
 }
 
 
@@ -396,6 +393,14 @@ class _Resolver:
             if keyword.name not in ("training", "mask", "inputs"):
                 raise ConvcError(
                     f"a layer call takes its input tensors and 'training', not '{keyword.name}'",
+                    keyword.span,
+                )
+            masked = keyword.name == "mask" and not (
+                isinstance(keyword.value, Literal) and keyword.value.value is None
+            )
+            if masked and callee.type.class_name == "Softmax":
+                raise ConvcError(
+                    "a Softmax with a mask is not supported: convc compiles no masks",
                     keyword.span,
                 )
         given = list(call.args) + [k.value for k in call.kwargs if k.name == "inputs"]
@@ -953,7 +958,11 @@ class _Resolver:
                 f"{name} is a Keras layer that convc does not support yet: convc compiles the "
                 "convolution family (Conv, ConvTranspose, SeparableConv, DepthwiseConv, Cropping, "
                 "ZeroPadding, UpSampling), the merges (Add, Subtract, Multiply, Average, Maximum, "
-                "Minimum, Concatenate), Activation and ReLU",
+                "Minimum, Concatenate), the core layers (Dense, Flatten, Reshape, Permute, "
+                "Identity), the activation layers (Activation, ReLU, LeakyReLU, PReLU, ELU, "
+                "Softmax), Dropout and the other layers that do nothing at inference (the noise "
+                "layers, the Random* augmentation layers), Rescaling, Normalization, Resizing and "
+                "CenterCrop",
                 call.name_span,
             )
         close = registry.suggest(name)

@@ -12,11 +12,22 @@ import difflib
 from convc.layers.activation_layers import activation_layer_types
 from convc.layers.base import LayerType
 from convc.layers.conv import convolution_types
+from convc.layers.core import core_types
+from convc.layers.core_activations import core_activation_types
+from convc.layers.inference import inference_types
 from convc.layers.merge import merge_types
+from convc.layers.preprocessing import preprocessing_types
 from convc.layers.resize import resize_types
 
 LAYER_TYPES: dict[str, LayerType] = {}
-for _type in [*convolution_types(), *resize_types(), *merge_types(), *activation_layer_types()]:
+_CORE = [*core_types(), *core_activation_types(), *inference_types(), *preprocessing_types()]
+for _type in [
+    *convolution_types(),
+    *resize_types(),
+    *merge_types(),
+    *activation_layer_types(),
+    *_CORE,
+]:
     for _name in (_type.class_name, *_type.aliases):
         LAYER_TYPES[_name] = _type
 

@@ -17,6 +17,7 @@ from convc.layers import shapes
 from convc.layers.base import spatial_axes
 from convc.lower import conv_forms
 from convc.lower.activations import emit_activation
+from convc.lower.core import RULES as CORE_RULES
 from convc.lower.emitter import Emitter, Value, channels_first, identity
 from convc.model import Node
 from convc.specs import (
@@ -455,4 +456,5 @@ RULES: dict[str, Rule] = {
     "cropping": lower_cropping,
     "zero_padding": lower_zero_padding,
     "up_sampling": lower_up_sampling,
+    **CORE_RULES,
 }
