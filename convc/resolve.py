@@ -433,6 +433,8 @@ class _Resolver:
             "activity_regularizer",
         )
         name = self.take_name(args, layer_type.prefix)
+        for inner in layer_type.inner_prefixes(spec):  # layers its constructor makes
+            self.auto_counts[inner] = self.auto_counts.get(inner, 0) + 1
         obj = _LayerObject(layer_type, name, spec, trainable, autocast, activity_regularizer, args)
         self.constructed.append(obj)
         return obj

@@ -122,8 +122,8 @@ class Dense(LayerType[DenseSpec]):
 
 
 def _lora(args: Bound, kernel_constraint: object) -> tuple[int | None, float | None]:
-    """``lora_rank`` (0 or None: no LoRA, as ``if self.lora_rank`` reads it) and ``lora_alpha``
-    (which defaults to the rank)."""
+    """``lora_rank`` (0 or None: no LoRA, as ``if self.lora_rank`` reads it) and the alpha that
+    scales the LoRA kernels."""
     rank = args.python("lora_rank")
     if rank is not None and (not is_int(rank) or rank < 0):
         raise ConvcError(
@@ -146,7 +146,9 @@ def _lora(args: Bound, kernel_constraint: object) -> tuple[int | None, float | N
         )
     if rank:
         check_magnitude(rank, "lora_rank", args.span("lora_rank"))
-    return rank, (float(alpha) if alpha is not None else rank) if rank else None
+    # Keras 3.15.1's Dense.build calls enable_lora(rank) without lora_alpha, which resets the
+    # alpha to the rank: the alpha given is checked, and the rank is what scales.
+    return rank, (float(rank) if rank else None)
 
 
 class Flatten(LayerType[FlattenSpec]):

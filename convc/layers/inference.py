@@ -582,6 +582,15 @@ class PassThrough(LayerType[PassThroughSpec]):
         checked = self.check(args, default_data_format)
         return PassThroughSpec(arguments=tuple(checked.items()))
 
+    def inner_prefixes(self, spec: PassThroughSpec) -> tuple[str, ...]:
+        """RandomColorJitter makes a RandomBrightness, RandomContrast, RandomSaturation and
+        RandomHue for the factors it is given, in that order."""
+        if self.class_name != "RandomColorJitter":
+            return ()
+        factors = dict(spec.arguments)["factors"]
+        parts = ("brightness", "contrast", "saturation", "hue")
+        return tuple(f"random_{part}" for part in parts if f"{part}_factor" in factors)
+
     def build(self, spec: PassThroughSpec, input_shape: Shape, args: Bound, name: str) -> Built:
         if self.ranks is not None and len(input_shape) not in self.ranks:
             wanted = " or ".join(str(r) for r in self.ranks)

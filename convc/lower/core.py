@@ -339,13 +339,29 @@ def _resize(em: Emitter, layer: Node, x: str, source, target, c: ResizingSpec) -
     scales = [1.0, 1.0] + [_scale(n, m) for n, m in zip(source, target, strict=True)]
     if shrinks and attrs["mode"] == "cubic" and not attrs.get("antialias"):
         # onnxruntime's layout optimizer moves a Resize between two Transposes into NHWC
-        # order, where its cubic kernel refuses to shrink (it fails to load): a Reshape that
-        # merges batch and channels (no copy) keeps the Resize in NCHW.
-        channels = layer.input_shape[1 if c.data_format == "channels_first" else 3]
-        view = em.reshape(x, [-1, 1, *source], "view")
-        resized = em.resize(view, scales, attrs.pop("mode"), "resize", **attrs)
-        return em.reshape(resized, [-1, channels, *target], "unview")
+        # order, where its cubic kernel refuses to shrink (the model fails to load). A shrinking
+        # bicubic resize is instead a product with a constant matrix per axis: exact, and read
+        # by every runtime.
+        (n, m), (p, q) = zip(source, target, strict=True)
+        rows = em.op("MatMul", [x, em.weight("width", _bicubic_matrix(p, q).T)], "resize_width")
+        return em.op("MatMul", [em.weight("height", _bicubic_matrix(n, m)), rows], "resize")
     return em.resize(x, scales, attrs.pop("mode"), "resize", **attrs)
+
+
+def _bicubic_matrix(n: int, m: int) -> np.ndarray:
+    """torch's bicubic interpolation from n to m samples (Keys, a = -0.75, half-pixel centres,
+    edge samples repeated) as an (m, n) matrix."""
+    a = -0.75
+    matrix = np.zeros((m, n), dtype=np.float64)
+    for i in range(m):
+        position = (i + 0.5) * n / m - 0.5
+        base = math.floor(position)
+        t = position - base
+        for tap in range(-1, 3):
+            d = abs(t - tap)
+            weight = ((a + 2) * d - (a + 3)) * d * d + 1 if d <= 1 else a * (d - 1) * (d - 2) ** 2
+            matrix[i, min(max(base + tap, 0), n - 1)] += weight
+    return matrix.astype(np.float32)
 
 
 def _scale(n: int, m: int) -> float:
