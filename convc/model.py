@@ -46,6 +46,7 @@ class Variable:
     initializer: Draw
     trainable: bool = True
     optional: bool = False  # may be absent from a weights file (a LoRA layer's LoRA kernels)
+    dtype: str = "float32"  # "int32" for a counter (Normalization's count), unused at inference
 
     @property
     def size(self) -> int:

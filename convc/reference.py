@@ -27,11 +27,22 @@ from convc.specs import (
     ConcatenateSpec,
     ConvSpec,
     CroppingSpec,
+    DenseSpec,
+    ELUSpec,
+    FlattenSpec,
     GlobalPoolSpec,
+    LeakyReLUSpec,
     MergeSpec,
+    NormalizationSpec,
     NormSpec,
+    PermuteSpec,
     PoolSpec,
+    PReLUSpec,
     ReLUSpec,
+    RescalingSpec,
+    ReshapeSpec,
+    ResizingSpec,
+    SoftmaxSpec,
     UpSamplingSpec,
     ZeroPaddingSpec,
     expect,
@@ -668,6 +679,182 @@ def global_pooling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     return reduce(x.astype(np.float64), axis=axes, keepdims=c.keepdims).astype(np.float32)
 
 
+# Core layers, activation layers, no-ops and preprocessing, as keras/src/layers/core, reshaping,
+# activations and preprocessing compute them (torch backend)
+
+
+def dense(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """matmul(x, kernel) + bias on the last axis, then the activation."""
+    y = np.matmul(x, weights["kernel"])
+    if "bias" in weights:
+        y = y + weights["bias"]
+    return ACTIVATIONS[expect(layer.spec, DenseSpec).activation](y).astype(np.float32)
+
+
+def flatten(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    if expect(layer.spec, FlattenSpec).data_format == "channels_first" and x.ndim > 1:
+        x = np.transpose(x, (0, *range(2, x.ndim), 1))
+    return x.reshape(x.shape[0], -1)
+
+
+def reshape(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    return x.reshape(x.shape[0], *expect(layer.spec, ReshapeSpec).target_shape)
+
+
+def permute(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(x, (0, *expect(layer.spec, PermuteSpec).dims)))
+
+
+def pass_through(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def leaky_relu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    slope = np.float32(expect(layer.spec, LeakyReLUSpec).negative_slope)
+    return np.where(x > 0, x, slope * x).astype(np.float32)
+
+
+def elu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    alpha = np.float32(expect(layer.spec, ELUSpec).alpha)
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0))).astype(np.float32)
+
+
+def prelu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """relu(x) - alpha * relu(-x); alpha (the input's shape without batch) broadcasts."""
+    expect(layer.spec, PReLUSpec)
+    alpha = weights["alpha"]
+    return (np.maximum(x, 0.0) - alpha * np.maximum(-x, 0.0)).astype(np.float32)
+
+
+def softmax(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    axes = tuple(a % x.ndim for a in expect(layer.spec, SoftmaxSpec).axis)
+    e = np.exp(x - x.max(axis=axes, keepdims=True))
+    return (e / e.sum(axis=axes, keepdims=True)).astype(np.float32)
+
+
+def rescaling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    c = expect(layer.spec, RescalingSpec)
+    scale = np.asarray(c.scale[1], np.float32).reshape(c.scale[0])
+    if scale.ndim and c.data_format == "channels_first":  # Keras: scale to (C, 1, 1)
+        scale = scale.reshape(scale.shape + (1,) * (3 - scale.ndim))
+    offset = np.asarray(c.offset[1], np.float32).reshape(c.offset[0])
+    return (x * scale + offset).astype(np.float32)
+
+
+def normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """(x - mean) / max(sqrt(variance), epsilon), mean and variance shaped as Keras's build."""
+    c = expect(layer.spec, NormalizationSpec)
+    keep = sorted(a % x.ndim for a in c.axis)
+    shape = [x.shape[d] if d in keep else 1 for d in range(x.ndim)]
+    if c.mean is None:
+        mean, variance = weights["mean"].reshape(shape), weights["variance"].reshape(shape)
+    else:
+        mean = np.asarray(c.mean[1], np.float32).reshape(c.mean[0])
+        variance = np.asarray(c.variance[1], np.float32).reshape(c.variance[0])
+        if mean.ndim:
+            expanded = [1] * x.ndim
+            for i in range(1, mean.ndim + 1):
+                expanded[keep[-i]] = mean.shape[-i]
+            mean, variance = mean.reshape(expanded), variance.reshape(expanded)
+        mean, variance = np.broadcast_to(mean, shape), np.broadcast_to(variance, shape)
+    deviation = np.maximum(np.sqrt(variance), np.float32(1e-7))
+    if c.invert:
+        return (mean + x * deviation).astype(np.float32)
+    return ((x - mean) / deviation).astype(np.float32)
+
+
+def resizing(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """Keras's Resizing (torch backend), or CenterCrop: the crop or pad to the target's aspect
+    ratio that keras/src/backend/torch/image.py makes, then a resampling matrix per axis."""
+    c = expect(layer.spec, ResizingSpec)
+    x = _to_last(x, c.data_format)
+    height, width = x.shape[1], x.shape[2]
+    target = (c.height, c.width)
+    if c.center_crop and height >= c.height and width >= c.width:
+        top, left = (height - c.height) // 2, (width - c.width) // 2
+        return _from_last(x[:, top : top + c.height, left : left + c.width], c.data_format)
+    if c.crop_to_aspect_ratio:
+        crop_h = max(min(height, int(float(width * c.height) / c.width)), 1)
+        crop_w = max(min(width, int(float(height * c.width) / c.height)), 1)
+        top, left = int(float(height - crop_h) / 2), int(float(width - crop_w) / 2)
+        x = x[:, top : top + crop_h, left : left + crop_w]
+    elif c.pad_to_aspect_ratio:
+        pad_h = max(height, int(float(width * c.height) / c.width))
+        pad_w = max(width, int(float(height * c.width) / c.height))
+        rows, columns = int(float(pad_h - height) / 2), int(float(pad_w - width) / 2)
+        x = np.pad(
+            x, [(0, 0), (rows, rows), (columns, columns), (0, 0)], constant_values=c.fill_value
+        )
+    for axis, size in zip((1, 2), target, strict=True):
+        matrix = _torch_resize_matrix(x.shape[axis], size, c.interpolation, c.antialias)
+        x = np.moveaxis(np.tensordot(matrix, x, axes=([1], [axis])), 0, axis)
+    return _from_last(x.astype(np.float32), c.data_format)
+
+
+def _torch_resize_matrix(n: int, m: int, interpolation: str, antialias: bool) -> np.ndarray:
+    """torch.nn.functional.interpolate from n to m samples as an (m, n) matrix: align_corners
+    False; nearest is "nearest-exact"; antialias (bilinear, bicubic) is torch's separable
+    filter with its support widened by the downscale and bicubic's a = -0.5."""
+    matrix = np.zeros((m, n), dtype=np.float64)
+    scale = n / m
+    if interpolation == "nearest":
+        for i in range(m):
+            matrix[i, min((2 * i + 1) * n // (2 * m), n - 1)] = 1.0
+        return matrix
+    if antialias:
+        size = 2 if interpolation == "bilinear" else 4
+        support = size / 2 * scale if scale >= 1 else size / 2
+        inverse = 1 / scale if scale >= 1 else 1.0
+        for i in range(m):
+            centre = scale * (i + 0.5)
+            low = max(int(centre - support + 0.5), 0)
+            high = min(int(centre + support + 0.5), n)
+            taps = [
+                (j, _aa_filter((j - centre + 0.5) * inverse, interpolation))
+                for j in range(low, high)
+            ]
+            total = sum(w for _, w in taps)
+            for j, w in taps:
+                matrix[i, j] += w / total if total else w
+        return matrix
+    for i in range(m):
+        source = scale * (i + 0.5) - 0.5
+        if interpolation == "bilinear":
+            source = max(source, 0.0)
+            low = min(int(math.floor(source)), n - 1)
+            weight = min(max(source - low, 0.0), 1.0)
+            matrix[i, low] += 1.0 - weight
+            matrix[i, low + 1 if low < n - 1 else low] += weight
+        else:
+            base = int(math.floor(source))
+            t = source - base
+            for offset, w in zip((-1, 0, 1, 2), _keys_weights(t, -0.75), strict=True):
+                matrix[i, min(max(base + offset, 0), n - 1)] += w
+    return matrix
+
+
+def _keys_weights(t: float, a: float) -> tuple[float, float, float, float]:
+    def near(d: float) -> float:
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d: float) -> float:
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
+def _aa_filter(d: float, interpolation: str) -> float:
+    d = abs(d)
+    if interpolation == "bilinear":
+        return max(0.0, 1.0 - d)
+    a = -0.5
+    if d < 1:
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+    if d < 2:
+        return (((d - 5) * d + 8) * d - 4) * a
+    return 0.0
+
+
 LAYERS: dict[str, Callable[[Layer, Arrays, np.ndarray], np.ndarray]] = {
     "merge": merge,
     "concatenate": concatenate,
@@ -686,4 +873,16 @@ LAYERS: dict[str, Callable[[Layer, Arrays, np.ndarray], np.ndarray]] = {
     "unit_normalization": unit_normalization,
     "pooling": pooling,
     "global_pooling": global_pooling,
+    "dense": dense,
+    "flatten": flatten,
+    "reshape": reshape,
+    "permute": permute,
+    "pass_through": pass_through,
+    "leaky_relu": leaky_relu,
+    "elu": elu,
+    "prelu": prelu,
+    "softmax": softmax,
+    "rescaling": rescaling,
+    "normalization": normalization,
+    "resizing": resizing,
 }

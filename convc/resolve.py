@@ -76,22 +76,19 @@ INPUT_DTYPES = ("float32", "float16", "float64", "bfloat16")
 """Input dtypes convc accepts; Keras's layers cast a non-float32 input to float32 (autocast)."""
 
 _OTHER_KERAS_LAYERS = {
-    "Dense",
-    "Flatten",
-    "Dropout",
-    "LeakyReLU",
-    "PReLU",
-    "ELU",
-    "Softmax",
-    "Reshape",
-    "Permute",
     "Embedding",
     "LSTM",
     "GRU",
     "Conv2DLSTM",
     "ConvLSTM2D",
-    "Rescaling",
-    "Resizing",
+    # image layers that compute at inference, or whose checks convc does not follow yet
+    "AutoContrast",
+    "Equalization",
+    "Solarization",
+    "AugMix",
+    "CutMix",
+    "MixUp",
+    "RandAugment",
 }
 
 
@@ -388,6 +385,14 @@ class _Resolver:
                     f"a layer call takes its input tensors and 'training', not '{keyword.name}'",
                     keyword.span,
                 )
+            masked = keyword.name == "mask" and not (
+                isinstance(keyword.value, Literal) and keyword.value.value is None
+            )
+            if masked and callee.type.class_name == "Softmax":
+                raise ConvcError(
+                    "a Softmax with a mask is not supported: convc compiles no masks",
+                    keyword.span,
+                )
         given = list(call.args) + [k.value for k in call.kwargs if k.name == "inputs"]
         if len(given) != 1:
             raise ConvcError(
@@ -418,6 +423,8 @@ class _Resolver:
             "activity_regularizer",
         )
         name = self.take_name(args, layer_type.prefix)
+        for inner in layer_type.inner_prefixes(spec):  # layers its constructor makes
+            self.auto_counts[inner] = self.auto_counts.get(inner, 0) + 1
         obj = _LayerObject(layer_type, name, spec, trainable, autocast, activity_regularizer, args)
         self.constructed.append(obj)
         return obj
@@ -943,10 +950,13 @@ class _Resolver:
                 f"{name} is a Keras layer that convc does not support yet: convc compiles the "
                 "convolution family (Conv, ConvTranspose, SeparableConv, DepthwiseConv, Cropping, "
                 "ZeroPadding, UpSampling), the merges (Add, Subtract, Multiply, Average, Maximum, "
-                "Minimum, Concatenate), Activation, ReLU, the normalizations "
-                "(BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization) "
-                "and the pooling layers (MaxPooling, AveragePooling, GlobalMaxPooling, "
-                "GlobalAveragePooling)",
+                "Minimum, Concatenate), the core layers (Dense, Flatten, Reshape, Permute, "
+                "Identity), the activation layers (Activation, ReLU, LeakyReLU, PReLU, ELU, "
+                "Softmax), the normalizations (BatchNormalization, LayerNormalization, "
+                "GroupNormalization, UnitNormalization), the pooling layers (MaxPooling, "
+                "AveragePooling, GlobalMaxPooling, GlobalAveragePooling), Dropout and the other "
+                "layers that do nothing at inference (the noise layers, the Random* augmentation "
+                "layers), Rescaling, Normalization, Resizing and CenterCrop",
                 call.name_span,
             )
         close = registry.suggest(name)

@@ -178,6 +178,98 @@ class PoolSpec:
     data_format: str
 
 
+# -- core layers, activation layers, inference no-ops and preprocessing (convc.layers.core,
+# core_activations, inference, preprocessing)
+
+Constant = tuple[tuple[int, ...], tuple[float, ...]]
+"""An array argument written in the file (Rescaling's scale, Normalization's mean): its shape
+and its values in row-major order."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DenseSpec:
+    """Dense, on the last axis of an input of any rank >= 2."""
+
+    units: int
+    activation: str
+    use_bias: bool
+    kernel_initializer: Draw
+    bias_initializer: Draw
+    kernel_regularizer: TrainingOnly | None = None
+    bias_regularizer: TrainingOnly | None = None
+    kernel_constraint: TrainingOnly | None = None
+    bias_constraint: TrainingOnly | None = None
+    lora_rank: int | None = None
+    lora_alpha: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlattenSpec:
+    """Flatten. With channels_first, Keras moves the channels last before flattening."""
+
+    data_format: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReshapeSpec:
+    """Reshape: the target shape as written (batch excluded); -1 marks the one inferred axis."""
+
+    target_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PermuteSpec:
+    """Permute: output axis i (from 1) is input axis dims[i - 1]."""
+
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PassThroughSpec:
+    """A layer whose inference output is its input (Identity, Dropout and the noise layers,
+    ActivityRegularization, the random augmentation layers): its Keras arguments, checked and
+    recorded by name."""
+
+    arguments: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeakyReLUSpec:
+    negative_slope: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class PReLUSpec:
+    """PReLU: ``alpha`` has the input's shape (batch excluded), 1 on each shared axis."""
+
+    alpha_initializer: Draw
+    alpha_regularizer: TrainingOnly | None
+    alpha_constraint: TrainingOnly | None
+    shared_axes: tuple[int, ...] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ELUSpec:
+    alpha: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class SoftmaxSpec:
+    """Softmax over one or several Keras logical axes (negative counts from the end)."""
+
+    axis: tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RescalingSpec:
+    """Rescaling: ``x * scale + offset``; an array scale is reshaped to (C, 1, 1) when the image
+    data format is channels_first, as Keras does (the offset is not)."""
+
+    scale: Constant
+    offset: Constant
+    data_format: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class GlobalPoolSpec:
     """GlobalMaxPooling1D to 3D and GlobalAveragePooling1D to 3D."""
@@ -188,11 +280,55 @@ class GlobalPoolSpec:
     keepdims: bool
 
 
+@dataclass(frozen=True, kw_only=True)
+class NormalizationSpec:
+    """Normalization: ``(x - mean) / max(sqrt(variance), 1e-7)`` (or its inverse), with mean and
+    variance given as arguments or, when they are None, as the layer's weights."""
+
+    axis: tuple[int, ...]
+    mean: Constant | None
+    variance: Constant | None
+    invert: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResizingSpec:
+    """Resizing, and CenterCrop (``center_crop``): as Keras's torch backend resizes."""
+
+    height: int
+    width: int
+    interpolation: str = "bilinear"  # "bilinear", "nearest" or "bicubic"
+    crop_to_aspect_ratio: bool = False
+    pad_to_aspect_ratio: bool = False
+    fill_mode: str = "constant"
+    fill_value: float = 0.0
+    antialias: bool = False
+    data_format: str
+    center_crop: bool = False
+
+
+CoreSpec = (
+    DenseSpec
+    | FlattenSpec
+    | ReshapeSpec
+    | PermuteSpec
+    | PassThroughSpec
+    | LeakyReLUSpec
+    | PReLUSpec
+    | ELUSpec
+    | SoftmaxSpec
+    | RescalingSpec
+    | NormalizationSpec
+    | ResizingSpec
+)
+
 SpatialSpec = ConvSpec | CroppingSpec | ZeroPaddingSpec | UpSamplingSpec | PoolSpec | GlobalPoolSpec
 """The specs of layers with spatial axes and a data_format (Cropping1D and UpSampling1D take no
 ``data_format`` argument; theirs is channels_last)."""
 
-LayerSpec = SpatialSpec | MergeSpec | ConcatenateSpec | ActivationSpec | ReLUSpec | NormSpec
+LayerSpec = (
+    SpatialSpec | MergeSpec | ConcatenateSpec | ActivationSpec | ReLUSpec | NormSpec | CoreSpec
+)
 
 SpecT = TypeVar("SpecT", bound=LayerSpec)
 
@@ -211,6 +347,21 @@ def data_format_of(spec: LayerSpec) -> str | None:
         ):
             return spec.data_format
         case MergeSpec() | ConcatenateSpec() | ActivationSpec() | ReLUSpec() | NormSpec():
+            return None
+        case FlattenSpec() | ResizingSpec():
+            return spec.data_format
+        case (
+            DenseSpec()
+            | ReshapeSpec()
+            | PermuteSpec()
+            | PassThroughSpec()
+            | LeakyReLUSpec()
+            | PReLUSpec()
+            | ELUSpec()
+            | SoftmaxSpec()
+            | RescalingSpec()
+            | NormalizationSpec()
+        ):
             return None
         case _:
             assert_never(spec)

@@ -72,6 +72,10 @@ class Target:
     """A ReduceMean or ReduceMax may reduce axes 1, 2 and 3 of a rank-5 tensor (a channels_last
     GlobalPooling3D). OpenCV's DNN module returns wrong numbers for it (two axes, or the last
     three, are right); convc views the three axes as one (Reshape) and reduces that."""
+    resize_antialias: bool = True
+    """Resize's ``antialias`` (opset 18) filters as torch's antialiased interpolation does.
+    OpenVINO's antialiased Resize gives other numbers (off by up to 1.0 on unit inputs); convc
+    resizes by constant matrices instead there, as it does below opset 18."""
 
     tested: bool = True
     """Whether the runtime runs in convc's test suite when installed. TensorRT needs an NVIDIA
@@ -120,6 +124,7 @@ TARGETS: dict[str, Target] = {
             max_opset=NEWEST_OPSET,
             resize_ranks=_EVERY_RESIZE,
             resize_inner_axes_only=True,
+            resize_antialias=False,
         ),
         Target(
             "opencv",

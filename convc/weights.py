@@ -25,8 +25,8 @@ import numpy as np
 from convc.arrays import read_npz
 from convc.diagnostics import ConvcError
 from convc.layers.base import snake_case
-from convc.model import Layer, Model, ModelInput, Node, format_shape
-from convc.specs import ConvSpec, expect
+from convc.model import Layer, Model, ModelInput, Node, Variable, format_shape
+from convc.specs import ConvSpec, DenseSpec
 
 Weights = dict[str, dict[str, np.ndarray]]
 
@@ -41,7 +41,7 @@ def initialize(model: Model, seed: int = 0) -> Weights:
         drawn = {
             variable.name: variable.initializer.draw(
                 variable.shape, np.random.default_rng([seed, index, position])
-            ).astype(np.float32, copy=False)
+            ).astype(variable.dtype, copy=False)
             for position, variable in enumerate(layer.variables)
         }
         weights[layer.name] = _merge_lora(layer, drawn, "<initializers>")
@@ -106,7 +106,7 @@ def _check_layer(layer: Layer, found: dict[str, np.ndarray], source: str) -> dic
     checked: dict[str, np.ndarray] = {}
     for name, variable in expected.items():
         if name in found:
-            checked[name] = _as_float32(found[name], f"{layer.name}/{name}", variable.shape, source)
+            checked[name] = _as_float32(found[name], f"{layer.name}/{name}", variable, source)
         elif not variable.optional:
             raise ConvcError(
                 f"missing {layer.name}/{name} for layer '{layer.name}' ({layer.class_name}), "
@@ -116,8 +116,17 @@ def _check_layer(layer: Layer, found: dict[str, np.ndarray], source: str) -> dic
     return _merge_lora(layer, checked, source)
 
 
-def _as_float32(array: np.ndarray, key: str, shape: tuple[int, ...], source: str) -> np.ndarray:
+def _as_float32(array: np.ndarray, key: str, variable: Variable, source: str) -> np.ndarray:
     array = np.asarray(array)
+    shape = variable.shape
+    if variable.dtype != "float32":  # a counter: any number, truncated as Keras assigns it
+        if array.dtype.kind not in "iuf" or array.shape != shape:
+            raise ConvcError(
+                f"{key} has dtype {array.dtype} and shape {format_shape(array.shape)}, expected "
+                f"an array of numbers of shape {format_shape(shape)}",
+                path=source,
+            )
+        return np.asarray(array).astype(variable.dtype)
     if array.dtype.kind != "f":
         raise ConvcError(f"{key} has dtype {array.dtype}, expected a float array", path=source)
     if array.shape != shape:
@@ -142,7 +151,8 @@ def _merge_lora(layer: Layer, arrays: dict[str, np.ndarray], source: str) -> dic
         )
     merged = dict(arrays)
     a, b = merged.pop("lora_kernel_a"), merged.pop("lora_kernel_b")
-    spec = expect(layer.spec, ConvSpec)  # only a convolution has LoRA kernels
+    spec = layer.spec
+    assert isinstance(spec, ConvSpec | DenseSpec), "only Conv and Dense have LoRA kernels"
     scale = np.float32(spec.lora_alpha / spec.lora_rank)
     merged["kernel"] = (merged["kernel"] + scale * np.matmul(a, b)).astype(np.float32)
     return merged
@@ -202,9 +212,12 @@ def _load_h5(model: Model, path: Path) -> Weights:
 
 def _read_dataset(dataset, path: Path, layer: Layer, name: str) -> np.ndarray:
     """A variable's array, its shape and dtype checked before anything is read."""
-    expected = next(v.shape for v in layer.variables if v.name == name)
+    variable = next(v for v in layer.variables if v.name == name)
+    expected = variable.shape
     key = f"{layer.name}/{name}"
-    if dataset.dtype.kind != "f":
+    if dataset.dtype.kind != "f" and not (
+        variable.dtype != "float32" and dataset.dtype.kind in "iu"
+    ):
         raise ConvcError(f"{key} has dtype {dataset.dtype}, expected a float array", path=str(path))
     if tuple(dataset.shape) != expected:
         raise ConvcError(

@@ -744,6 +744,180 @@ def _pooling_cases():
     )
 
 
+def _core_cases():
+    """Dense, Flatten, Reshape, Permute, Identity, the activation layers with arguments, the
+    inference no-ops and the preprocessing layers (convc.layers.core ... preprocessing)."""
+    image, image_cf = "Input(shape=(6, 7, 3))", "Input(shape=(3, 6, 7))"
+    conv, conv_cf = (
+        "Conv2D(4, 3, strides=2)",
+        "Conv2D(4, 3, strides=2, data_format='channels_first')",
+    )
+    # Dense on rank 2 (Gemm), 3 and 5 (MatMul), 4 held channels-first (a 1x1 Conv) or not
+    yield case("dense-rank2", "Input(shape=(7,))", "Dense(5, activation='relu')", "Dense(3)")
+    yield case("dense-rank3-softmax", "Input(shape=(9, 4))", "Dense(5, activation='softmax')")
+    yield case("dense-rank4-after-conv", image, conv, "Dense(5, activation='softmax')")
+    yield case("dense-rank4-after-conv-cf", image_cf, conv_cf, "Dense(5)")
+    yield case("dense-rank5-after-conv3d", "Input(shape=(4, 5, 6, 2))", "Conv3D(3, 2)", "Dense(4)")
+    yield case("dense-rank4-input", image, "Dense(4)")
+    yield case(
+        "dense-no-bias-glu", "Input(shape=(7,))", "Dense(6, use_bias=False, activation='glu')"
+    )
+    yield case("dense-positional", "Input(shape=(7,))", "Dense(4, 'tanh', False, 'he_normal')")
+    yield case("dense-lora", "Input(shape=(7,))", "Dense(4, lora_rank=2, lora_alpha=3.0)")
+    yield case("dense-units-bool", "Input(shape=(7,))", "Dense(True)")
+    # Flatten: Keras's order after channels_last and channels_first convolutions
+    yield case("flatten-after-conv", image, conv, "Flatten()", "Dense(5)")
+    yield case("flatten-after-conv-cf", image_cf, conv_cf, "Flatten(data_format='channels_last')")
+    yield case(
+        "flatten-cf-after-conv-cf", image_cf, conv_cf, "Flatten(data_format='channels_first')"
+    )
+    yield case("flatten-cf-after-conv", image, conv, "Flatten(data_format='channels_first')")
+    yield case(
+        "flatten-directive-channels_first",
+        "data_format channels_first",
+        image_cf,
+        "Conv2D(4, 3)",
+        "Flatten()",
+        "Dense(3)",
+    )
+    yield case("flatten-after-conv1d", "Input(shape=(9, 4))", "Conv1D(3, 2)", "Flatten()")
+    yield case("flatten-after-conv3d", "Input(shape=(4, 5, 6, 2))", "Conv3D(3, 2)", "Flatten()")
+    yield case("flatten-unit-spatial", image, "Conv2D(5, (6, 7))", "Flatten()", "Dense(2)")
+    yield case("flatten-rank2", "Input(shape=(7,))", "Dense(4)", "Flatten()")
+    # Reshape, Permute, Identity
+    yield case("reshape-after-conv", image, conv, "Reshape((-1, 4))", "Dense(3)")
+    yield case("reshape-to-image", "Input(shape=(12,))", "Reshape((2, 3, 2))", "Conv2D(2, 2)")
+    yield case("reshape-same-shape", image, conv, "Reshape((2, 3, 4))", "Conv2D(2, 1)")
+    yield case("reshape-list", "Input(shape=(6, 4))", "Reshape([4, -1, 2])")
+    yield case("permute-after-conv", image, conv, "Permute((2, 1, 3))", "Conv2D(2, 1)")
+    yield case("permute-then-flatten", image, conv, "Permute((3, 1, 2))", "Flatten()")
+    yield case("permute-rank3", "Input(shape=(9, 4))", "Permute((2, 1))", "Dense(3)")
+    yield case("permute-output", image, conv, "Permute((3, 2, 1))")
+    yield case("identity", image, "Identity()", conv, "Identity()")
+    # activation layers with arguments
+    yield case("leaky_relu-default", image, conv, "LeakyReLU()")
+    yield case("leaky_relu-slope", image, conv, "LeakyReLU(0.05)")
+    yield case("leaky_relu-alpha-keyword", image, conv, "LeakyReLU(negative_slope=0.1, alpha=0.6)")
+    yield case("elu-default", image, conv, "ELU()")
+    yield case("elu-alpha", image_cf, conv_cf, "ELU(0.4)")
+    for shared in ("None", "[1, 2]", "1", "(1, 3)", "[-1]", "0"):
+        yield case(f"prelu-shared-{shared}", image, conv, f"PReLU(shared_axes={shared})")
+    yield case("prelu-cf-shared-spatial", image_cf, conv_cf, "PReLU(shared_axes=[2, 3])")
+    yield case("prelu-rank2", "Input(shape=(7,))", "Dense(5)", "PReLU()")
+    for axis in ("-1", "1", "2", "[1, 2]", "(1, 3)", "[3, 1, 2]", "[-2]"):
+        yield case(f"softmax-axis-{axis}", image, conv, f"Softmax(axis={axis})")
+    yield case("softmax-cf", image_cf, conv_cf, "Softmax()")
+    yield case("softmax-cf-channels", image_cf, conv_cf, "Softmax(axis=1)")
+    # layers that do nothing at inference
+    yield case(
+        "noop-regularization",
+        image,
+        "Dropout(0.5)",
+        conv,
+        "Dropout(0.25, noise_shape=(None, 1, 1, 4), seed=3)",
+        "SpatialDropout2D(0.2)",
+        "GaussianNoise(0.1)",
+        "GaussianDropout(0.3)",
+        "AlphaDropout(0.1)",
+        "ActivityRegularization(0.01, 0.02)",
+        "Dropout(1.0)",
+    )
+    yield case(
+        "noop-spatial-dropout-1d-3d",
+        "Input(shape=(4, 5, 6, 2))",
+        "SpatialDropout3D(0.5, 'channels_last', 1)",
+        "Conv3D(2, 1)",
+        "Reshape((20, 12))",
+        "SpatialDropout1D(0.5)",
+    )
+    yield case(
+        "noop-random-geometry",
+        image,
+        "RandomFlip('horizontal', seed=1)",
+        "RandomRotation(0.2, fill_mode='nearest')",
+        "RandomZoom((-0.2, 0.3), 0.1)",
+        "RandomTranslation(0.1, (-0.2, 0.2))",
+        "RandomShear(0.3, 0.2)",
+        "RandomPerspective(0.5, 0.5)",
+        "RandomElasticTransform(0.5, 0.2)",
+        "RandomCrop(6, 7)",
+        conv,
+    )
+    yield case(
+        "noop-random-color",
+        image,
+        "RandomContrast(0.5)",
+        "RandomBrightness((-0.2, 0.3), value_range=(0, 1))",
+        "RandomColorDegeneration(0.5)",
+        "RandomColorJitter(brightness_factor=0.2, contrast_factor=0.2, hue_factor=0.1)",
+        "RandomGrayscale(0.3)",
+        "RandomHue(0.2)",
+        "RandomInvert(0.5)",
+        "RandomPosterization((2, 4))",
+        "RandomSaturation(0.4)",
+        "RandomSharpness(0.4)",
+        "RandomErasing(0.5)",
+        "RandomGaussianBlur(0.5, (3, 5), 0.5)",
+        conv,
+    )
+    # preprocessing that computes
+    yield case("rescaling-scalar", image, "Rescaling(0.00392156862745098, offset=-0.5)", conv)
+    yield case("rescaling-per-channel", image, "Rescaling([1.0, 2.0, 0.5], [0.1, 0.2, 0.3])", conv)
+    yield case("rescaling-after-conv", image, conv, "Rescaling(2.0, [0.0, 1.0, 2.0, 3.0])")
+    yield case("normalization-weights", image, "Normalization()", conv)
+    yield case("normalization-axis-none", image, "Normalization(axis=None)", conv)
+    yield case("normalization-two-axes", image, conv, "Normalization(axis=(1, -1))")
+    yield case("normalization-cf", image_cf, "Normalization(axis=1)", conv_cf)
+    yield case(
+        "normalization-args",
+        image,
+        "Normalization(mean=[1.0, 2.0, 3.0], variance=[1.0, 4.0, 0.25])",
+        conv,
+    )
+    yield case("normalization-scalar-args", image, "Normalization(None, 0.5, 2.0)", conv)
+    yield case(
+        "normalization-invert",
+        image,
+        conv,
+        "Normalization(axis=(1, 2), mean=[1.0, 2.0, 3.0], variance=[2.0, 3.0, 4.0], invert=True)",
+    )
+    for interpolation in ("bilinear", "bicubic", "nearest"):
+        for size in ((9, 14), (3, 4), (9, 4), (6, 7)):
+            yield case(
+                f"resizing-{interpolation}-{size[0]}x{size[1]}",
+                image,
+                f"Resizing({size[0]}, {size[1]}, interpolation='{interpolation}')",
+            )
+    yield case("resizing-after-conv", image, "Conv2D(4, 1)", "Resizing(5, 9)", "Conv2D(2, 1)")
+    yield case("resizing-cf", image_cf, "Resizing(4, 9, 'bicubic', data_format='channels_first')")
+    yield case(
+        "resizing-crop-aspect",
+        "Input(shape=(6, 9, 3))",
+        "Resizing(4, 4, crop_to_aspect_ratio=True)",
+    )
+    yield case(
+        "resizing-pad-aspect",
+        "Input(shape=(5, 9, 3))",
+        "Resizing(6, 6, pad_to_aspect_ratio=True, fill_value=1.5)",
+    )
+    yield case("resizing-one-row", "Input(shape=(1, 7, 3))", "Resizing(4, 5)")
+    yield case("resizing-antialias-enlarge", image, "Resizing(9, 14, antialias=True)")
+    yield case("center_crop-slice", image, "CenterCrop(4, 5)")
+    yield case("center_crop-resize", image, "CenterCrop(8, 5)")
+    yield case("center_crop-cf", image_cf, "CenterCrop(3, 3, data_format='channels_first')")
+    yield case(
+        "classifier-head",
+        "Input(shape=(16, 16, 3))",
+        "Rescaling(0.00392156862745098)",
+        "Conv2D(8, 3, strides=2, padding='same', activation='relu')",
+        "Conv2D(16, 3, strides=2, padding='same', activation='relu')",
+        "Flatten()",
+        "Dense(32, activation='relu')",
+        "Dropout(0.5)",
+        "Dense(10, activation='softmax')",
+    )
+
+
 ALL_CASES = [
     *_conv_cases(),
     *_transpose_cases(),
@@ -755,4 +929,5 @@ ALL_CASES = [
     *_stack_cases(),
     *_normalization_cases(),
     *_pooling_cases(),
+    *_core_cases(),
 ]

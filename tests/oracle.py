@@ -98,8 +98,8 @@ def random_weights(model: keras.Model, seed: int = 0) -> dict[str, np.ndarray]:
             shape = tuple(variable.shape)
             fan_in = max(1, int(np.prod(shape[:-1]))) if len(shape) > 1 else 1
             value = (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
-            if variable.name in ("moving_variance", "variance"):  # BatchNormalization's and
-                value = np.abs(value) + np.float32(0.5)  # Normalization's: positive
+            if variable.name.endswith("variance"):  # a variance is positive
+                value = np.abs(value) + np.float32(0.5)
             values.append(value)
             arrays[f"{layer.name}/{variable.name}"] = value
         layer.set_weights(values)

@@ -81,7 +81,7 @@ BAD = [
     ),
     ("input-sparse", "Input(shape=(8, 8, 3), sparse=True)\nConv2D(8, 3)\n", 1, 31, "sparse=True"),
     ("unknown-layer", I2 + "Conv2d(8, 3)\n", 2, 1, "unknown layer 'Conv2d'"),
-    ("unsupported-keras-layer", I2 + "Dense(8)\n", 2, 1, "does not support"),
+    ("unsupported-keras-layer", I2 + "LSTM(8)\n", 2, 1, "does not support"),
     ("not-a-layers-module", I2 + "keras.ops.Conv2D(8, 3)\n", 2, 1, "does not name a Keras layer"),
     (
         "duplicate-name",

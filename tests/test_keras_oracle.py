@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from convc.compiler import resolve_text
-from convc.specs import ActivationSpec, ConvSpec
+from convc.specs import ActivationSpec, ConvSpec, DenseSpec
 
 from cases import ALL_CASES
 from oracle import assert_matches_keras, keras_model
@@ -31,7 +31,9 @@ def test_matches_keras(text):
     ]
     first_nodes = {node.name: node for node in resolved.nodes}  # named as their layers
     for mine, theirs in zip(ours, model.layers, strict=True):
-        glu = isinstance(mine.spec, ConvSpec | ActivationSpec) and mine.spec.activation == "glu"
+        glu = isinstance(mine.spec, ConvSpec | ActivationSpec | DenseSpec) and (
+            mine.spec.activation == "glu"
+        )
         if not glu:  # Keras's symbolic glu shape is wrong
             assert first_nodes[mine.name].output_shape == tuple(theirs.output.shape), mine.name
 

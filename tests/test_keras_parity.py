@@ -49,16 +49,8 @@ def test_signature_matches_keras(name):
     for (name_, default), (_, keras_default) in zip(own, expected, strict=True):
         assert same(default, keras_default), (name_, default, keras_default)
     keyword_only = {p.name for p in ours.signature if p.keyword_only}
-    # pooling layers take ``name`` by position too, as Keras's do
-    positional = {n for n, _ in own}
-    assert keyword_only | positional >= {
-        "name",
-        "dtype",
-        "trainable",
-        "autocast",
-        "input_shape",
-        "input_dim",
-    }
+    named = keyword_only | {n for n, _ in own}  # SpatialDropout, RandomCrop: name positional
+    assert named >= {"name", "dtype", "trainable", "autocast", "input_shape", "input_dim"}
 
 
 REJECTED = [

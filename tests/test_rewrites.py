@@ -45,6 +45,17 @@ CASES = [
     ("cancelling-pair-at-the-output-stays", "ZeroPadding2D(2)\nCropping2D(2)\n", ["Pad", "Slice"]),
     ("cancelling-pair-before-the-output-transpose", "Conv2D(4, 1)\nZeroPadding2D(2)\nCropping2D(2)\n",
      ["Transpose", "Conv", "Transpose"]),
+    # Flatten's Transpose back to (height, width, channels) becomes an order of the kernel's rows
+    ("flatten-transpose-into-dense", "Conv2D(4, 3, activation='relu')\nFlatten()\nDense(5)\n",
+     ["Transpose", "Conv", "Relu", "Reshape", "Gemm"]),
+    ("flatten-transpose-into-dense-no-bias", "Conv2D(4, 3)\nFlatten()\nDense(5, use_bias=False)\n",
+     ["Transpose", "Conv", "Reshape", "Gemm"]),
+    ("flatten-transpose-into-dense-after-permute", "Conv2D(4, 3)\nPermute((2, 1, 3))\nFlatten()\nDense(3)\n",
+     ["Transpose", "Conv", "Reshape", "Gemm"]),
+    ("flatten-as-output-keeps-its-transpose", "Conv2D(4, 3)\nFlatten()\n",
+     ["Transpose", "Conv", "Transpose", "Reshape"]),
+    ("flatten-before-no-dense-keeps-its-transpose", "Conv2D(4, 3)\nFlatten()\nReLU()\n",
+     ["Transpose", "Conv", "Transpose", "Reshape", "Relu"]),
 ]  # fmt: skip
 
 

@@ -15,13 +15,14 @@ SAMPLES = sorted((Path(__file__).parent.parent / "samples").glob("*.conv"))
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
 def test_sample_matches_keras(path):
-    """Keras computes the same; a channels_last net transposes once per input and per output
-    that has spatial axes (a pooled (batch, channels) output needs none)."""
+    """Keras computes the same; a channels_last net transposes once per image input and output
+    (an input or output of rank 2, such as a classifier's scores, has no layout to change)."""
     _, proto = assert_matches_keras(path.read_text(), batch=1)
     transposes = sum(node.op_type == "Transpose" for node in proto.graph.node)
     channels_last = "channels_first" not in path.read_text()
-    ends = len(proto.graph.input) + sum(
-        len(output.type.tensor_type.shape.dim) > 2 for output in proto.graph.output
+    ends = sum(
+        len(info.type.tensor_type.shape.dim) > 2
+        for info in (*proto.graph.input, *proto.graph.output)
     )
     assert transposes == (ends if channels_last else 0)
 

@@ -12,12 +12,17 @@ import difflib
 from convc.layers.activation_layers import activation_layer_types
 from convc.layers.base import LayerType
 from convc.layers.conv import convolution_types
+from convc.layers.core import core_types
+from convc.layers.core_activations import core_activation_types
+from convc.layers.inference import inference_types
 from convc.layers.merge import merge_types
 from convc.layers.normalization import normalization_types
 from convc.layers.pooling import pooling_types
+from convc.layers.preprocessing import preprocessing_types
 from convc.layers.resize import resize_types
 
 LAYER_TYPES: dict[str, LayerType] = {}
+_CORE = [*core_types(), *core_activation_types(), *inference_types(), *preprocessing_types()]
 for _type in [
     *convolution_types(),
     *resize_types(),
@@ -25,6 +30,7 @@ for _type in [
     *activation_layer_types(),
     *normalization_types(),
     *pooling_types(),
+    *_CORE,
 ]:
     for _name in (_type.class_name, *_type.aliases):
         LAYER_TYPES[_name] = _type

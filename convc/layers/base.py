@@ -72,6 +72,11 @@ class LayerType(Generic[SpecT]):
     def configure(self, args: Bound, default_data_format: str) -> SpecT:
         raise NotImplementedError
 
+    def inner_prefixes(self, spec: SpecT) -> tuple[str, ...]:
+        """The name prefixes of the layers this layer's Keras constructor makes inside it: each
+        takes an automatic name, as the next layer of its class would."""
+        return ()
+
     def build(self, spec: SpecT, input_shape: Shape, args: Bound, name: str) -> Built:
         """The output shape and weights of the layer called ``name`` on ``input_shape``."""
         raise NotImplementedError

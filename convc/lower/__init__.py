@@ -13,6 +13,7 @@ import onnx
 
 from convc import __version__
 from convc.lower import rewrites
+from convc.lower.core import LAYOUT_FREE as CORE_LAYOUT_FREE
 from convc.lower.emitter import Emitter, Value, channels_first, identity, onnx_type, tensor_info
 from convc.lower.rules import RULES
 from convc.model import Model, Tensor
@@ -117,10 +118,13 @@ def lower(
     return check(proto, model)
 
 
-LAYOUT_FREE = frozenset(
-    {"zero_padding", "cropping", "up_sampling", "activation", "relu", "merge", "concatenate"}
+LAYOUT_FREE = (
+    frozenset(
+        {"zero_padding", "cropping", "up_sampling", "activation", "relu", "merge", "concatenate"}
+    )
     | {"batch_normalization", "layer_normalization", "group_normalization", "unit_normalization"}
     | {"global_pooling"}
+    | CORE_LAYOUT_FREE
 )
 """Families whose rules work in any physical order."""
 

@@ -58,7 +58,7 @@ class Emitter:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[tuple[str, np.ndarray]] = []  # turned into tensors in model()
         self._names: set[str] = set()
-        self._transposed: dict[tuple[str, tuple[int, ...]], Value] = {}
+        self._transposed: dict[tuple[str, tuple[int, ...]], str] = {}  # (value, perm) -> copy
         self._constants: dict[tuple, str] = {}
         self.constant_values: dict[str, np.ndarray] = {}  # for rewrites that read them
         self.value_shapes: dict[str, tuple[int, ...]] = {}  # physical shapes of layer outputs
@@ -133,23 +133,27 @@ class Emitter:
     # -- layout -----------------------------------------------------------------------------
 
     def in_layout(self, value: Value, perm: tuple[int, ...]) -> Value:
-        """``value`` stored in physical order ``perm``; a Transpose only if it is not already."""
+        """``value`` stored in physical order ``perm``; a Transpose only if it is not already.
+
+        Transposes are remembered by the physical permutation they apply, not by logical
+        orders: two values may share one tensor under different logical axes (a Permute layer
+        only relabels its input's axes), and a Transpose of that tensor serves both."""
         if value.perm == perm:
             return value
-        key = (value.name, perm)
+        to = tuple(value.perm.index(axis) for axis in perm)
+        key = (value.name, to)
         if key not in self._transposed:
-            to = [value.perm.index(axis) for axis in perm]
-            name = self.op("Transpose", [value.name], "transpose", perm=to)
-            self._transposed[key] = Value(name, perm, value.shape)
-        return self._transposed[key]
+            self._transposed[key] = self.op("Transpose", [value.name], "transpose", perm=list(to))
+        return Value(self._transposed[key], perm, value.shape)
 
     def existing_layout(self, value: Value) -> Value:
         """``value`` in an order a Transpose already gave it, if one did: a layout-free rule
         (padding, cropping, activations, merges) then works on that copy, so that the order
         it passes on is the one its neighbours use, and no second Transpose is needed."""
-        return next(
-            (copy for (name, _), copy in self._transposed.items() if name == value.name), value
-        )
+        for (name, to), copy in self._transposed.items():
+            if name == value.name:
+                return Value(copy, tuple(value.perm[i] for i in to), value.shape)
+        return value
 
     # -- opset-aware helpers ----------------------------------------------------------------
 

@@ -23,6 +23,11 @@ exact (the same numbers, not approximately). They run until none applies. ``conv
   consumer is visible (a merge, a graph output, ``convc check``'s per-layer outputs), so is
   whichever form the convolution took (its last node is the one that folds), and
   ``--no-optimize`` turns it off with the others.
+* **Flatten's Transpose into Dense.** A Transpose whose output only a flattening Reshape reads,
+  whose output only a Dense (Gemm or MatMul with a weight of its own) reads: the Dense takes the
+  untransposed elements, its kernel's rows permuted to match. A channels_last classifier then
+  carries one Transpose (at its input) instead of two: the Transpose back to Keras's
+  (height, width, channels) order that Flatten owes becomes an order of the kernel's rows.
 
 A value that is a graph output is never folded away.
 """
@@ -40,7 +45,11 @@ def optimize(em: Emitter, graph_outputs: set[str]) -> None:
     """Apply the rewrites to the emitter's nodes until none fires."""
     while _fold_batch_norms_into_convs(em, graph_outputs):
         pass
-    while _fold_pad_into_conv(em, graph_outputs) or _merge_pad_and_slice(em, graph_outputs):
+    while (
+        _fold_pad_into_conv(em, graph_outputs)
+        or _merge_pad_and_slice(em, graph_outputs)
+        or _fold_flatten_transpose_into_dense(em, graph_outputs)
+    ):
         pass
 
 
@@ -217,3 +226,40 @@ def _replace(
         node.input[position] = name
     else:
         node.input.append(name)
+
+
+def _fold_flatten_transpose_into_dense(em: Emitter, graph_outputs: set[str]) -> bool:
+    for transpose in em.nodes:
+        if transpose.op_type != "Transpose" or transpose.output[0] in graph_outputs:
+            continue
+        perm = list(next(a.ints for a in transpose.attribute if a.name == "perm"))
+        shape = em.value_shapes.get(transpose.input[0])
+        readers = _consumers(em, transpose.output[0])
+        if perm[0] != 0 or shape is None or len(readers) != 1 or readers[0].op_type != "Reshape":
+            continue
+        flatten = readers[0]
+        size = int(np.prod(shape[1:]))
+        target = em.constant_values.get(flatten.input[1])
+        if target is None or target.tolist() not in ([0, size], [0, -1]):
+            continue
+        dense = _consumers(em, flatten.output[0])
+        if flatten.output[0] in graph_outputs or len(dense) != 1:
+            continue
+        gemm = dense[0]
+        transposed_b = any(a.name == "transB" and a.i for a in gemm.attribute)
+        if gemm.op_type not in ("Gemm", "MatMul") or gemm.input[0] != flatten.output[0]:
+            continue
+        kernel = gemm.input[1]
+        arrays = [i for i, (name, _) in enumerate(em.initializers) if name == kernel]
+        if transposed_b or len(arrays) != 1 or len(_consumers(em, kernel)) != 1:
+            continue
+        # Flattened element j of the transposed tensor is element order[j] of the original.
+        order = np.arange(size).reshape(shape[1:]).transpose([p - 1 for p in perm[1:]]).ravel()
+        name, weight = em.initializers[arrays[0]]
+        permuted = np.empty_like(weight)
+        permuted[order] = weight
+        em.initializers[arrays[0]] = (name, permuted)
+        flatten.input[0] = transpose.input[0]
+        em.nodes.remove(transpose)
+        return True
+    return False

@@ -1,0 +1,426 @@
+"""Lowering of the core layers, the activation layers with arguments, the inference no-ops and
+the preprocessing layers.
+
+The layout tracker does most of the work. Layers that act elementwise or along named axes
+(LeakyReLU, ELU, PReLU, Softmax, Rescaling, Normalization, the no-ops) run in whatever physical
+order their input has, mapping Keras axes and constants through the permutation. ``Permute``
+emits nothing at all: it relabels which Keras axis each physical axis holds. ``Dense`` needs
+Keras's last axis physically last (a MatMul), or physically second (then it is a 1x1 Conv, and a
+channels_last net that was transposed for its convolutions needs no Transpose back); ``Flatten``
+and ``Reshape`` need Keras's own element order, and a Transpose is emitted only when the
+non-unit axes are held in another order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from convc.layers.preprocessing import (
+    EPSILON,
+    aspect_crop,
+    aspect_pad,
+    center_crop_slices,
+    rescaling_scale_shape,
+    source_size,
+)
+from convc.lower.activations import emit_activation
+from convc.lower.emitter import Emitter, Value, identity
+from convc.model import Node
+from convc.specs import (
+    DenseSpec,
+    ELUSpec,
+    FlattenSpec,
+    LeakyReLUSpec,
+    NormalizationSpec,
+    PermuteSpec,
+    RescalingSpec,
+    ResizingSpec,
+    SoftmaxSpec,
+    expect,
+)
+
+Weights = dict[str, np.ndarray]
+
+
+def _same_order(x: Value, order: tuple[int, ...]) -> bool:
+    """Whether ``x``'s elements are already in the row-major order of logical order ``order``:
+    axes of length 1 do not move any data, whatever their place."""
+
+    def moving(axes: tuple[int, ...]) -> list[int]:
+        return [a for a in axes if x.shape[a] != 1]
+
+    return moving(x.perm) == moving(order)
+
+
+def _physical_shape(x: Value) -> list[int]:
+    """For a Reshape target: the physical shape, 0 for the (symbolic) batch axis."""
+    return [0 if x.shape[a] is None else x.shape[a] for a in x.perm]
+
+
+def _to_physical(em: Emitter, logical: np.ndarray, x: Value) -> np.ndarray:
+    """A constant broadcast in Keras's logical frame (any rank up to x's, aligned right), in x's
+    physical order, with leading unit axes dropped (the broadcast is the same)."""
+    full = logical.reshape((1,) * (x.rank - logical.ndim) + logical.shape).transpose(x.perm)
+    while full.ndim > 1 and full.shape[0] == 1:
+        full = full[0]
+    return np.ascontiguousarray(full, dtype=np.float32)
+
+
+# -- Dense ------------------------------------------------------------------------------------
+
+
+def lower_dense(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    c = expect(layer.spec, DenseSpec)
+    kernel, bias = weights["kernel"], weights.get("bias")
+    last = x.rank - 1
+    shape = (*layer.input_shape[:-1], c.units)
+    if x.rank > 2 and x.perm[1] == last and x.perm[-1] != last and x.rank <= 5:
+        # Keras's last axis is held where ONNX convolutions keep channels: a 1x1 Conv.
+        ones = [1] * (x.rank - 2)
+        inputs = [x.name, em.weight("kernel", kernel.T.reshape(c.units, -1, *ones))]
+        if bias is not None:
+            inputs.append(em.weight("bias", bias))
+        out = em.conv(
+            inputs,
+            "dense",
+            kernel_shape=ones,
+            strides=ones,
+            dilations=ones,
+            pads=[0] * (2 * len(ones)),
+            group=1,
+        )
+    else:
+        if x.perm[-1] != last:
+            x = em.in_layout(x, (*(a for a in x.perm if a != last), last))
+        if x.rank == 2:
+            inputs = [x.name, em.weight("kernel", kernel)]
+            if bias is not None:
+                inputs.append(em.weight("bias", bias))
+            out = em.op("Gemm", inputs, "dense")
+        else:
+            out = em.op("MatMul", [x.name, em.weight("kernel", kernel)], "matmul")
+            if bias is not None:
+                out = em.op("Add", [out, em.weight("bias", bias)], "dense")
+    result = emit_activation(em, c.activation, Value(out, x.perm, shape))
+    return Value(result.name, result.perm, layer.output_shape)
+
+
+# -- Flatten, Reshape, Permute, no-ops --------------------------------------------------------
+
+
+def lower_flatten(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    """Keras's element order: a channels_last tensor's own (height, width, channels), and for
+    data_format='channels_first' the channels moved last first. A value held in another order
+    is transposed to it (the one Transpose a channels_last classifier owes after its
+    convolutions), unless only unit axes are out of place."""
+    c = expect(layer.spec, FlattenSpec)
+    if x.rank == 2:
+        return Value(x.name, x.perm, layer.output_shape)
+    order = identity(x.rank)
+    if c.data_format == "channels_first":
+        order = (0, *range(2, x.rank), 1)
+    if not _same_order(x, order):
+        x = em.in_layout(x, order)
+    out = em.reshape(x.name, [0, layer.output_shape[1]], "flatten")
+    return Value(out, (0, 1), layer.output_shape)
+
+
+def lower_reshape(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    if layer.output_shape == layer.input_shape:  # the same shape: nothing moves
+        return Value(x.name, x.perm, layer.output_shape)
+    order = identity(x.rank)
+    if not _same_order(x, order):
+        x = em.in_layout(x, order)
+    target = [0, *layer.output_shape[1:]]
+    out = em.reshape(x.name, target, "reshape")
+    return Value(out, identity(len(target)), layer.output_shape)
+
+
+def lower_permute(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    """No node: output axis j is input axis (0, *dims)[j], so the physical axis that holds
+    input axis a now holds output axis sources.index(a)."""
+    sources = (0, *expect(layer.spec, PermuteSpec).dims)
+    return Value(x.name, tuple(sources.index(a) for a in x.perm), layer.output_shape)
+
+
+def lower_pass_through(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    return Value(x.name, x.perm, layer.output_shape)
+
+
+# -- activation layers ------------------------------------------------------------------------
+
+
+def lower_leaky_relu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    slope = expect(layer.spec, LeakyReLUSpec).negative_slope
+    return Value(em.op("LeakyRelu", [x.name], "leaky_relu", alpha=slope), x.perm, x.shape)
+
+
+def lower_elu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    alpha = expect(layer.spec, ELUSpec).alpha
+    return Value(em.op("Elu", [x.name], "elu", alpha=alpha), x.perm, x.shape)
+
+
+def lower_prelu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    """PRelu with ``alpha`` (the input's shape without batch, 1 on shared axes) in x's physical
+    order: x where x >= 0, else alpha * x, which is Keras's relu(x) - alpha * relu(-x)."""
+    slope = em.weight("alpha", _to_physical(em, weights["alpha"], x))
+    return Value(em.op("PRelu", [x.name, slope], "prelu"), x.perm, x.shape)
+
+
+def lower_softmax(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    """One axis: a Softmax. Several (Keras: exp(x - logsumexp(x, axes))): the axes are brought
+    together physically (a Transpose only if they are apart), merged by a Reshape, normalized
+    by one Softmax, and split again."""
+    axes = [a % x.rank for a in expect(layer.spec, SoftmaxSpec).axis]
+    if len(axes) == 1:
+        out = em.op("Softmax", [x.name], "softmax", axis=x.physical_axis(axes[0]))
+        return Value(out, x.perm, x.shape)
+    positions = sorted(x.physical_axis(a) for a in axes)
+    if positions != list(range(positions[0], positions[0] + len(positions))):
+        kept = [a for a in x.perm if a not in axes]
+        x = em.in_layout(x, (*kept, *sorted(axes, key=x.physical_axis)))
+        positions = sorted(x.physical_axis(a) for a in axes)
+    shape = _physical_shape(x)
+    first, end = positions[0], positions[-1] + 1
+    merged = [*shape[:first], math.prod(shape[first:end]), *shape[end:]]
+    flat = em.reshape(x.name, merged, "softmax_merge")
+    normalized = em.op("Softmax", [flat], "softmax_flat", axis=first)
+    return Value(em.reshape(normalized, shape, "softmax"), x.perm, x.shape)
+
+
+# -- preprocessing ----------------------------------------------------------------------------
+
+
+def _constant(value: tuple[tuple[int, ...], tuple[float, ...]], shape=None) -> np.ndarray:
+    dims, values = value
+    return np.asarray(values, dtype=np.float32).reshape(shape or dims)
+
+
+def lower_rescaling(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    c = expect(layer.spec, RescalingSpec)
+    scale = _constant(c.scale, rescaling_scale_shape(c))
+    offset = _constant(c.offset)
+    out = x.name
+    if not (scale == 1).all():
+        out = em.op("Mul", [out, em.weight("scale", _to_physical(em, scale, x))], "scale")
+    if not (offset == 0).all():
+        out = em.op("Add", [out, em.weight("offset", _to_physical(em, offset, x))], "offset")
+    return Value(out, x.perm, x.shape)
+
+
+def lower_normalization(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    c = expect(layer.spec, NormalizationSpec)
+    shape = layer.input_shape
+    rank = len(shape)
+    keep = sorted(a % rank for a in c.axis)
+    broadcast = [shape[d] if d in keep else 1 for d in range(rank)]
+    if c.mean is None:
+        mean = weights["mean"].reshape(broadcast)
+        variance = weights["variance"].reshape(broadcast)
+    else:
+        expanded = [1] * rank
+        for i in range(1, len(c.mean[0]) + 1):
+            expanded[keep[-i]] = c.mean[0][-i]
+        mean = np.broadcast_to(_constant(c.mean, expanded), broadcast)
+        variance = np.broadcast_to(_constant(c.variance, expanded), broadcast)
+    deviation = np.maximum(np.sqrt(variance.astype(np.float32)), np.float32(EPSILON))
+    mean_name = em.weight("mean", _to_physical(em, np.asarray(mean, np.float32), x))
+    deviation_name = em.weight("deviation", _to_physical(em, deviation, x))
+    if c.invert:
+        scaled = em.op("Mul", [x.name, deviation_name], "scale")
+        out = em.op("Add", [mean_name, scaled], "normalization")
+    else:
+        centred = em.op("Sub", [x.name, mean_name], "center")
+        out = em.op("Div", [centred, deviation_name], "normalization")
+    return Value(out, x.perm, x.shape)
+
+
+_RESIZE_MODES = {
+    "bilinear": {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+    "bicubic": {
+        "mode": "cubic",
+        "coordinate_transformation_mode": "half_pixel",
+        "cubic_coeff_a": -0.75,
+        "exclude_outside": 0,
+    },
+}
+
+_ANTIALIASED = {
+    # torch's antialiased filters: support widened by the downscale, weights renormalized at
+    # the borders (exclude_outside), and for bicubic the a = -0.5 kernel, even when enlarging
+    "bilinear": {
+        "mode": "linear",
+        "coordinate_transformation_mode": "half_pixel",
+        "antialias": 1,
+        "exclude_outside": 1,
+    },
+    "bicubic": {
+        "mode": "cubic",
+        "coordinate_transformation_mode": "half_pixel",
+        "cubic_coeff_a": -0.5,
+        "antialias": 1,
+        "exclude_outside": 1,
+    },
+}
+
+
+def lower_resizing(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    """Resizing and CenterCrop, on the images in channels-first order (the height and width
+    physically last, where every runtime's Resize takes them): a crop (Slice) or a pad to the
+    target's aspect ratio, then the resize itself."""
+    c = expect(layer.spec, ResizingSpec)
+    order = (0, 3, 1, 2) if c.data_format == "channels_last" else identity(4)
+    x = em.in_layout(x, order)
+    height, width = (x.shape[a] for a in order[2:])
+    out = x.name
+    if center_crop_slices(c, height, width):
+        starts = [(height - c.height) // 2, (width - c.width) // 2]
+        sizes = ((height, c.height), (width, c.width))
+        axes = [i for i, (n, m) in zip((2, 3), sizes, strict=True) if n != m]
+        if axes:
+            out = em.slice(
+                out,
+                [starts[a - 2] for a in axes],
+                [starts[a - 2] + (c.height, c.width)[a - 2] for a in axes],
+                axes,
+                "crop",
+            )
+        return Value(out, x.perm, layer.output_shape)
+    if c.crop_to_aspect_ratio:
+        box = aspect_crop(c, height, width)
+        axes = [a for a, (start, n) in zip((2, 3), box, strict=True) if n != (height, width)[a - 2]]
+        if axes:
+            out = em.slice(
+                out,
+                [box[a - 2][0] for a in axes],
+                [box[a - 2][0] + box[a - 2][1] for a in axes],
+                axes,
+                "crop",
+            )
+    elif c.pad_to_aspect_ratio:
+        rows, columns = aspect_pad(c, height, width)
+        if rows or columns:
+            pads = em.constant([0, 0, rows, columns, 0, 0, rows, columns])
+            out = em.op("Pad", [out, pads, em.scalar(c.fill_value)], "pad", mode="constant")
+    source = source_size(c, height, width)
+    target = (c.height, c.width)
+    if source != target:
+        out = _resize(em, layer, out, source, target, c)
+    return Value(out, x.perm, layer.output_shape)
+
+
+def _resize(em: Emitter, layer: Node, x: str, source, target, c: ResizingSpec) -> str:
+    if c.interpolation == "nearest":  # torch's nearest-exact: exact integer sources, gathered
+        for axis, (n, m) in zip((2, 3), zip(source, target, strict=True), strict=True):
+            if n != m:
+                indices = np.minimum((2 * np.arange(m) + 1) * n // (2 * m), n - 1)
+                x = em.op("Gather", [x, em.constant(indices)], "resize", axis=axis)
+        return x
+    tiled = [m if n == 1 else 1 for n, m in zip(source, target, strict=True)]
+    if any(t > 1 for t in tiled):  # along a length-1 axis every sample is its one value
+        x = em.op("Expand", [x, em.constant([1, 1, *tiled])], "tile")
+        source = tuple(m if n == 1 else n for n, m in zip(source, target, strict=True))
+        if source == target:
+            return x
+    shrinks = any(m < n for n, m in zip(source, target, strict=True))
+    if c.antialias and (shrinks or c.interpolation == "bicubic"):
+        if em.opset >= 18 and em.target.resize_antialias:
+            attrs = dict(_ANTIALIASED[c.interpolation])
+            return em.resize(x, _scales(source, target), attrs.pop("mode"), "resize", **attrs)
+        if em.opset >= 18:
+            em.workaround("antialiased resize by constant matrices (the target's differs)")
+        return _resize_by_matrices(em, x, source, target, c.interpolation, antialias=True)
+    if shrinks and c.interpolation == "bicubic":
+        # onnxruntime's layout optimizer moves a Resize between two Transposes into NHWC
+        # order, where its cubic kernel refuses to shrink (the model fails to load).
+        return _resize_by_matrices(em, x, source, target, "bicubic", antialias=False)
+    attrs = dict(_RESIZE_MODES[c.interpolation])
+    return em.resize(x, _scales(source, target), attrs.pop("mode"), "resize", **attrs)
+
+
+def _scales(source, target) -> list[float]:
+    return [1.0, 1.0] + [_scale(n, m) for n, m in zip(source, target, strict=True)]
+
+
+def _resize_by_matrices(em: Emitter, x: str, source, target, interpolation, *, antialias) -> str:
+    """A resize as a product with a constant (out, in) matrix per axis: exact, and read by
+    every runtime (an (N, C, H, W) tensor times W's matrix, then H's matrix times that)."""
+    (n, m), (p, q) = zip(source, target, strict=True)
+    if p != q:
+        width = _resize_matrix(p, q, interpolation, antialias).T
+        x = em.op("MatMul", [x, em.weight("width", width)], "resize_width")
+    if n != m:
+        height = _resize_matrix(n, m, interpolation, antialias)
+        x = em.op("MatMul", [em.weight("height", height), x], "resize")
+    return x
+
+
+def _resize_matrix(n: int, m: int, interpolation: str, antialias: bool) -> np.ndarray:
+    """torch's interpolation from n to m samples (half-pixel centres) as an (m, n) matrix:
+    bicubic is Keys's a = -0.75 with edge samples repeated; antialiased, torch's separable
+    filter (triangle, or cubic with a = -0.5) over a support widened by the downscale, its
+    weights normalized to sum to one."""
+    matrix = np.zeros((m, n), dtype=np.float64)
+    scale = n / m
+    if not antialias:
+        for i in range(m):
+            position = (i + 0.5) * scale - 0.5
+            base = math.floor(position)
+            for tap in range(-1, 3):
+                weight = _cubic(abs(position - base - tap), -0.75)
+                matrix[i, min(max(base + tap, 0), n - 1)] += weight
+        return matrix.astype(np.float32)
+    half = (1.0 if interpolation == "bilinear" else 2.0) * max(scale, 1.0)
+    stretch = 1.0 / max(scale, 1.0)
+    for i in range(m):
+        centre = (i + 0.5) * scale
+        low, high = max(int(centre - half + 0.5), 0), min(int(centre + half + 0.5), n)
+        taps = np.arange(low, high)
+        distance = np.abs((taps - centre + 0.5) * stretch)
+        if interpolation == "bilinear":
+            weights = np.maximum(0.0, 1.0 - distance)
+        else:
+            weights = np.array([_cubic(d, -0.5) for d in distance])
+        total = weights.sum()
+        matrix[i, low:high] = weights / total if total else weights
+    return matrix.astype(np.float32)
+
+
+def _cubic(d: float, a: float) -> float:
+    """Keys's cubic convolution kernel at distance d >= 0."""
+    if d <= 1:
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+    if d < 2:
+        return a * (d - 1) * (d - 2) ** 2
+    return 0.0
+
+
+def _scale(n: int, m: int) -> float:
+    """The smallest float32 at least m / n: every runtime's floor(n * scale) is then m."""
+    scale = np.float32(m / n)
+    while float(scale) * n < m:
+        scale = np.nextafter(scale, np.float32(np.inf))
+    return float(scale)
+
+
+RULES = {
+    "dense": lower_dense,
+    "flatten": lower_flatten,
+    "reshape": lower_reshape,
+    "permute": lower_permute,
+    "pass_through": lower_pass_through,
+    "leaky_relu": lower_leaky_relu,
+    "elu": lower_elu,
+    "prelu": lower_prelu,
+    "softmax": lower_softmax,
+    "rescaling": lower_rescaling,
+    "normalization": lower_normalization,
+    "resizing": lower_resizing,
+}
+
+LAYOUT_FREE = frozenset(
+    {"pass_through", "leaky_relu", "elu", "prelu", "softmax", "rescaling", "normalization"}
+)
+"""The families above whose rules work in any physical order."""
