@@ -901,6 +901,14 @@ def _core_cases():
         "Resizing(6, 6, pad_to_aspect_ratio=True, fill_value=1.5)",
     )
     yield case("resizing-one-row", "Input(shape=(1, 7, 3))", "Resizing(4, 5)")
+    yield case("resizing-one-row-only-then-conv", "Input(shape=(1, 7, 3))", "Resizing(4, 7)", conv)
+    yield case(
+        "resizing-one-row-bicubic-shrink-then-conv",
+        "Input(shape=(1, 7, 3))",
+        "Conv2D(3, 1)",
+        "Resizing(4, 5, 'bicubic')",
+        "Conv2D(2, 3)",
+    )
     yield case("resizing-antialias-enlarge", image, "Resizing(9, 14, antialias=True)")
     yield case("center_crop-slice", image, "CenterCrop(4, 5)")
     yield case("center_crop-resize", image, "CenterCrop(8, 5)")

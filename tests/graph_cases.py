@@ -267,6 +267,78 @@ model = keras.Model(inputs, [a, b])
 """,
     ),
     graph(
+        "classifier-two-heads-share-flatten",
+        """
+image = Input(shape=(12, 12, 3), name="image")
+x = Rescaling(0.5, offset=-1.0)(image)
+x = Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+x = Conv2D(8, 3, strides=2, padding="same")(x)
+x = LeakyReLU()(x)
+f = Flatten()(x)
+scores = Dense(5, activation="softmax", name="scores")(Dropout(0.5)(f))
+boxes = Dense(4, name="boxes")(f)
+model = keras.Model(image, [scores, boxes])
+""",
+    ),
+    graph(
+        "shared-dense-on-two-ranks",
+        """
+a = Input(shape=(7,))
+b = Input(shape=(5, 7))
+dense = Dense(3, activation="tanh")
+model = keras.Model([a, b], [dense(a), dense(b)])
+""",
+    ),
+    graph(
+        "permute-meets-its-input",
+        """
+image = Input(shape=(6, 6, 3))
+a = Conv2D(4, 1)(image)
+b = Permute((2, 1, 3))(a)
+c = Add()([a, b])
+d = Permute((3, 1, 2))(c)
+e = Softmax(axis=(2, 3))(d)
+model = keras.Model(image, [c, e])
+""",
+    ),
+    graph(
+        "permute-shares-its-input-tensor",
+        """
+image = Input(shape=(5, 6, 3))
+a = Conv2D(4, 1)(image)
+b = Permute((2, 1, 3))(a)
+model = keras.Model(image, [a, b, Flatten()(a), Flatten()(b)])
+""",
+    ),
+    graph(
+        "prelu-and-normalization-after-merge",
+        """
+image = Input(shape=(8, 8, 3))
+n = Normalization(axis=-1, mean=[0.5, 1.0, 1.5], variance=[1.0, 2.0, 4.0])(image)
+a = Conv2D(6, 3, padding="same")(n)
+b = Conv2D(6, 1)(n)
+x = Add()([a, b])
+x = PReLU(shared_axes=[1, 2])(x)
+x = ELU(0.5)(x)
+x = Resizing(5, 11)(x)
+y = CenterCrop(4, 4)(x)
+model = keras.Model(image, [x, y])
+""",
+    ),
+    graph(
+        "channels-first-classifier",
+        """
+image = Input(shape=(3, 10, 10))
+x = Conv2D(6, 3, strides=2, data_format="channels_first", activation="relu")(image)
+x = SpatialDropout2D(0.2, data_format="channels_first")(x)
+x = Flatten(data_format="channels_first")(x)
+x = Dense(8)(x)
+x = Reshape((2, 4))(x)
+outputs = Dense(3, activation="softmax")(x)
+model = keras.Model(image, outputs)
+""",
+    ),
+    graph(
         "sequential-list",
         """
 model = keras.Sequential([

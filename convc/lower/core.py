@@ -318,26 +318,39 @@ def _resize(em: Emitter, layer: Node, x: str, source, target, c: ResizingSpec) -
                 indices = np.minimum((2 * np.arange(m) + 1) * n // (2 * m), n - 1)
                 x = em.op("Gather", [x, em.constant(indices)], "resize", axis=axis)
         return x
-    tiled = [m if n == 1 else 1 for n, m in zip(source, target, strict=True)]
-    if any(t > 1 for t in tiled):  # along a length-1 axis every sample is its one value
-        x = em.op("Expand", [x, em.constant([1, 1, *tiled])], "tile")
+    shrinks = any(m < n for n, m in zip(source, target, strict=True))
+    antialiased = c.antialias and (shrinks or c.interpolation == "bicubic")
+    if antialiased and em.opset >= 18 and not em.target.resize_antialias:
+        em.workaround("antialiased resize by constant matrices (the target's differs)")
+    elif antialiased and em.opset >= 18:
+        attrs = dict(_ANTIALIASED[c.interpolation])
+        x = _tile_unit_axes(em, x, source, target)
         source = tuple(m if n == 1 else n for n, m in zip(source, target, strict=True))
         if source == target:
             return x
-    shrinks = any(m < n for n, m in zip(source, target, strict=True))
-    if c.antialias and (shrinks or c.interpolation == "bicubic"):
-        if em.opset >= 18 and em.target.resize_antialias:
-            attrs = dict(_ANTIALIASED[c.interpolation])
-            return em.resize(x, _scales(source, target), attrs.pop("mode"), "resize", **attrs)
-        if em.opset >= 18:
-            em.workaround("antialiased resize by constant matrices (the target's differs)")
-        return _resize_by_matrices(em, x, source, target, c.interpolation, antialias=True)
-    if shrinks and c.interpolation == "bicubic":
-        # onnxruntime's layout optimizer moves a Resize between two Transposes into NHWC
-        # order, where its cubic kernel refuses to shrink (the model fails to load).
-        return _resize_by_matrices(em, x, source, target, "bicubic", antialias=False)
+        return em.resize(x, _scales(source, target), attrs.pop("mode"), "resize", **attrs)
+    if antialiased or (shrinks and c.interpolation == "bicubic"):
+        # Below opset 18 (or where the target's antialias differs), and for a shrinking
+        # bicubic resize (onnxruntime's layout optimizer moves a Resize between two
+        # Transposes into NHWC order, where its cubic kernel refuses to shrink and the model
+        # fails to load): constant matrices.
+        return _resize_by_matrices(em, x, source, target, c.interpolation, antialias=antialiased)
+    x = _tile_unit_axes(em, x, source, target)
+    source = tuple(m if n == 1 else n for n, m in zip(source, target, strict=True))
+    if source == target:
+        return x
     attrs = dict(_RESIZE_MODES[c.interpolation])
     return em.resize(x, _scales(source, target), attrs.pop("mode"), "resize", **attrs)
+
+
+def _tile_unit_axes(em: Emitter, x: str, source, target) -> str:
+    """Along an axis of length 1 every interpolated sample is its one value: copies by Concat
+    (OpenCV's Resize reads out of bounds along such an axis; tract's optimizer fails on an
+    Expand before a convolution)."""
+    for axis, (n, m) in zip((2, 3), zip(source, target, strict=True), strict=True):
+        if n == 1 and m > 1:
+            x = em.op("Concat", [x] * m, "tile", axis=axis)
+    return x
 
 
 def _scales(source, target) -> list[float]:
