@@ -1,0 +1,1 @@
+BscoresJ«nI>jP>wQ>ÇtL>ç:H>
