@@ -499,6 +499,7 @@ def _core_cases():
     yield case("dense-rank3-softmax", "Input(shape=(9, 4))", "Dense(5, activation='softmax')")
     yield case("dense-rank4-after-conv", image, conv, "Dense(5, activation='softmax')")
     yield case("dense-rank4-after-conv-cf", image_cf, conv_cf, "Dense(5)")
+    yield case("dense-rank3-after-conv1d", "Input(shape=(9, 4))", "Conv1D(3, 2)", "Dense(5)")
     yield case("dense-rank5-after-conv3d", "Input(shape=(4, 5, 6, 2))", "Conv3D(3, 2)", "Dense(4)")
     yield case("dense-rank4-input", image, "Dense(4)")
     yield case(
