@@ -757,6 +757,7 @@ def _core_cases():
     yield case("dense-rank3-softmax", "Input(shape=(9, 4))", "Dense(5, activation='softmax')")
     yield case("dense-rank4-after-conv", image, conv, "Dense(5, activation='softmax')")
     yield case("dense-rank4-after-conv-cf", image_cf, conv_cf, "Dense(5)")
+    yield case("dense-rank3-after-conv1d", "Input(shape=(9, 4))", "Conv1D(3, 2)", "Dense(5)")
     yield case("dense-rank5-after-conv3d", "Input(shape=(4, 5, 6, 2))", "Conv3D(3, 2)", "Dense(4)")
     yield case("dense-rank4-input", image, "Dense(4)")
     yield case(
@@ -787,7 +788,7 @@ def _core_cases():
     # Reshape, Permute, Identity
     yield case("reshape-after-conv", image, conv, "Reshape((-1, 4))", "Dense(3)")
     yield case("reshape-to-image", "Input(shape=(12,))", "Reshape((2, 3, 2))", "Conv2D(2, 2)")
-    yield case("reshape-same-shape", image, conv, "Reshape((2, 3, 4))", "Conv2D(2, 1)")
+    yield case("reshape-unchanged-shape", image, conv, "Reshape((2, 3, 4))", "Conv2D(2, 1)")
     yield case("reshape-list", "Input(shape=(6, 4))", "Reshape([4, -1, 2])")
     yield case("permute-after-conv", image, conv, "Permute((2, 1, 3))", "Conv2D(2, 1)")
     yield case("permute-then-flatten", image, conv, "Permute((3, 1, 2))", "Flatten()")

@@ -139,6 +139,12 @@ _LAYERS = {
         )
         for r in (1, 2, 3)
     },
+    **{name.lower(): name for name in ("Dense", "Flatten", "Reshape", "Permute", "Identity")},
+    **{name.lower(): name for name in ("PReLU", "ELU", "Softmax", "Rescaling", "Normalization")},
+    "leaky_relu": "LeakyReLU",
+    "resizing": "Resizing",
+    "center_crop": "CenterCrop",
+    "noop": "Dropout, noise and Random* layers (no-ops)",
 }
 
 

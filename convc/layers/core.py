@@ -208,7 +208,13 @@ class Reshape(LayerType[ReshapeSpec]):
         known = math.prod(d for d in target if d != -1)
         shown = format_shape(tuple(spec.target_shape))
         if -1 in target:
-            if known == 0 or size % known:
+            if known == 0:
+                raise ConvcError(
+                    f"{self.label(name)} cannot infer the -1 of {shown}: the other entries "
+                    "multiply to 0",
+                    args.span("target_shape"),
+                )
+            if size % known:
                 raise ConvcError(
                     f"{self.label(name)} cannot reshape an input of shape "
                     f"{format_shape(input_shape)} ({size} entries per sample) to {shown}: "
