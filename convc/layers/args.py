@@ -10,6 +10,7 @@ located error that repeats the value received.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,3 +191,22 @@ def string_arg(args: Bound, name: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ConvcError(f"'{name}' must be a string, got {name}={_show(value)}", args.span(name))
     return value
+
+
+def lora_alpha_arg(args: Bound, rank: int | None, kernel_constraint: object) -> float | None:
+    """A LoRA layer's ``lora_alpha`` (checked: a finite number or None), and Keras's refusal of
+    ``lora_rank`` with a ``kernel_constraint``; Conv and Dense take both."""
+    alpha = args.python("lora_alpha")
+    if alpha is not None and (
+        isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha)
+    ):
+        raise ConvcError(
+            f"'lora_alpha' must be a finite number, got lora_alpha={alpha!r}",
+            args.span("lora_alpha"),
+        )
+    if rank and kernel_constraint is not None:
+        raise ConvcError(
+            "lora_rank cannot be combined with kernel_constraint (Keras refuses it)",
+            args.span("lora_rank"),
+        )
+    return alpha

@@ -7,8 +7,6 @@ shapes and how the output length is computed. Constructor checks and build check
 
 from __future__ import annotations
 
-import math
-
 from convc.diagnostics import ConvcError, Span
 from convc.layers import shapes
 from convc.layers.activations import parse_activation
@@ -19,14 +17,15 @@ from convc.layers.args import (
     choice_arg,
     int_arg,
     int_tuple_arg,
+    lora_alpha_arg,
     optional_int_arg,
     params,
 )
 from convc.layers.base import Built, LayerType, channel_axis, spatial_axes
-from convc.layers.initializers import parse_constraint, parse_initializer, parse_regularizer
+from convc.layers.initializers import parse_initializer, parse_keras_objects
 from convc.model import Shape, Variable, format_shape
 from convc.specs import ConvKind, ConvSpec
-from convc.syntax import Literal, Value
+from convc.syntax import Literal
 
 
 def _signature(kind: str, rank: int) -> tuple[Param, ...]:
@@ -154,14 +153,7 @@ class Convolution(LayerType[ConvSpec]):
         output_padding = self._output_padding(args, strides) if self.kind == "transpose" else None
         activation = parse_activation(args.value("activation"))
         use_bias = bool_arg(args, "use_bias")
-        keras_objects = {}
-        for param in self.own_params:
-            if param.name.endswith("_initializer"):
-                keras_objects[param.name] = parse_initializer(_value(args, param.name), param.name)
-            elif param.name.endswith("_regularizer"):
-                keras_objects[param.name] = parse_regularizer(_value(args, param.name), param.name)
-            elif param.name.endswith("_constraint"):
-                keras_objects[param.name] = parse_constraint(_value(args, param.name), param.name)
+        keras_objects = parse_keras_objects(args, (param.name for param in self.own_params))
         # Every layer's activity_regularizer is the Layer's, not the spec's: it is read here only
         # so that its errors come in the constructor's order.
         del keras_objects["activity_regularizer"]
@@ -191,21 +183,7 @@ class Convolution(LayerType[ConvSpec]):
     def _lora(args: Bound, kernel_constraint: object) -> tuple[int | None, float | None]:
         """``lora_rank`` and ``lora_alpha`` (which defaults to the rank)."""
         rank = optional_int_arg(args, "lora_rank", minimum=1)
-        alpha = args.python("lora_alpha")
-        if alpha is not None and (
-            isinstance(alpha, bool)
-            or not isinstance(alpha, int | float)
-            or not math.isfinite(alpha)
-        ):
-            raise ConvcError(
-                f"'lora_alpha' must be a finite number, got lora_alpha={alpha!r}",
-                args.span("lora_alpha"),
-            )
-        if rank and kernel_constraint is not None:
-            raise ConvcError(
-                "lora_rank cannot be combined with kernel_constraint (Keras refuses it)",
-                args.span("lora_rank"),
-            )
+        alpha = lora_alpha_arg(args, rank, kernel_constraint)
         return rank, alpha if alpha is not None else rank
 
     def _output_padding(self, args: Bound, strides: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -356,12 +334,6 @@ def _glu_length(length: int | None, args: Bound) -> int | None:
             args.span("activation"),
         )
     return length // 2
-
-
-def _value(args: Bound, name: str) -> Value:
-    """An argument as written, or its default as a literal placed at the layer's name."""
-    value = args.value(name)
-    return value if value is not None else Literal(args.defaults[name], args.call.name_span)
 
 
 def _tuple(values: tuple[int, ...]) -> str:

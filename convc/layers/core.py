@@ -13,18 +13,12 @@ import math
 
 from convc.diagnostics import ConvcError, Span
 from convc.layers.activations import parse_activation
-from convc.layers.args import Bound, bool_arg, check_magnitude, is_int, params
+from convc.layers.args import Bound, bool_arg, check_magnitude, is_int, lora_alpha_arg, params
 from convc.layers.base import Built, LayerType
-from convc.layers.initializers import parse_constraint, parse_initializer, parse_regularizer
+from convc.layers.initializers import parse_initializer, parse_keras_objects
 from convc.model import Shape, Variable, format_shape
 from convc.specs import DenseSpec, FlattenSpec, PassThroughSpec, PermuteSpec, ReshapeSpec
-from convc.syntax import Literal, Value
-
-
-def value_or_default(args: Bound, name: str) -> Value:
-    """An argument as written, or its default as a literal placed at the layer's name."""
-    value = args.value(name)
-    return value if value is not None else Literal(args.defaults[name], args.call.name_span)
+from convc.syntax import Literal
 
 
 def finite_number(args: Bound, name: str, what: str) -> float:
@@ -65,13 +59,7 @@ class Dense(LayerType[DenseSpec]):
         check_magnitude(int(units), "units", args.span("units"))
         activation = parse_activation(args.value("activation"))
         use_bias = bool_arg(args, "use_bias")
-        objects = {}
-        for name in ("kernel_initializer", "bias_initializer"):
-            objects[name] = parse_initializer(value_or_default(args, name), name)
-        for name in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
-            objects[name] = parse_regularizer(value_or_default(args, name), name)
-        for name in ("kernel_constraint", "bias_constraint"):
-            objects[name] = parse_constraint(value_or_default(args, name), name)
+        objects = parse_keras_objects(args, (param.name for param in self.own_params))
         del objects["activity_regularizer"]  # the Layer's; read here for the errors' order
         lora_rank, lora_alpha = _lora(args, objects["kernel_constraint"])
         if args.python("quantization_config") is not None:
@@ -131,19 +119,7 @@ def _lora(args: Bound, kernel_constraint: object) -> tuple[int | None, float | N
             args.span("lora_rank"),
         )
     rank = int(rank) if rank else None
-    alpha = args.python("lora_alpha")
-    if alpha is not None and (
-        isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha)
-    ):
-        raise ConvcError(
-            f"'lora_alpha' must be a finite number, got lora_alpha={alpha!r}",
-            args.span("lora_alpha"),
-        )
-    if rank and kernel_constraint is not None:
-        raise ConvcError(
-            "lora_rank cannot be combined with kernel_constraint (Keras refuses it)",
-            args.span("lora_rank"),
-        )
+    lora_alpha_arg(args, rank, kernel_constraint)
     if rank:
         check_magnitude(rank, "lora_rank", args.span("lora_rank"))
     # Keras 3.15.1's Dense.build calls enable_lora(rank) without lora_alpha, which resets the

@@ -12,8 +12,8 @@ from __future__ import annotations
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, is_int, params
 from convc.layers.base import Built, LayerType
-from convc.layers.core import finite_number, value_or_default
-from convc.layers.initializers import parse_constraint, parse_initializer, parse_regularizer
+from convc.layers.core import finite_number
+from convc.layers.initializers import parse_keras_objects
 from convc.model import Shape, Variable, format_shape
 from convc.specs import ELUSpec, LeakyReLUSpec, PReLUSpec, SoftmaxSpec
 
@@ -60,15 +60,10 @@ class PReLU(LayerType[PReLUSpec]):
     )
 
     def configure(self, args: Bound, default_data_format: str) -> PReLUSpec:
-        initializer = parse_initializer(
-            value_or_default(args, "alpha_initializer"), "alpha_initializer"
+        objects = parse_keras_objects(
+            args, ("alpha_initializer", "alpha_regularizer", "alpha_constraint")
         )
-        regularizer = parse_regularizer(
-            value_or_default(args, "alpha_regularizer"), "alpha_regularizer"
-        )
-        constraint = parse_constraint(
-            value_or_default(args, "alpha_constraint"), "alpha_constraint"
-        )
+        initializer, regularizer, constraint = objects.values()
         shared = args.python("shared_axes")
         if shared is not None:
             shared = list(shared) if isinstance(shared, tuple | list) else [shared]

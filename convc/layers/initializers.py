@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +96,26 @@ def parse_constraint(value: Value, argument: str) -> Recorded | None:
     if value is None or isinstance(value, Literal) and value.value is None:
         return None
     return Recorded(*_parse(CONSTRAINTS, value, argument))
+
+
+def parse_keras_objects(args: Bound, names: Iterable[str]) -> dict[str, Any]:
+    """Each ``*_initializer``, ``*_regularizer`` and ``*_constraint`` argument among ``names``
+    (a layer's parameters, in its positional order, so that the first bad one is reported
+    first), as written or as its default."""
+    parsers = {
+        "_initializer": parse_initializer,
+        "_regularizer": parse_regularizer,
+        "_constraint": parse_constraint,
+    }
+    found = {}
+    for name in names:
+        parse = next((f for suffix, f in parsers.items() if name.endswith(suffix)), None)
+        if parse is not None:
+            value = args.value(name)
+            if value is None:  # the default, as a literal placed at the layer's name
+                value = Literal(args.defaults[name], args.call.name_span)
+            found[name] = parse(value, name)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,10 +25,9 @@ import numpy as np
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, bool_arg, is_int, params
 from convc.layers.base import Built, LayerType
-from convc.layers.initializers import parse_constraint, parse_initializer, parse_regularizer
+from convc.layers.initializers import parse_keras_objects
 from convc.model import Shape, Variable, format_shape
 from convc.specs import Draw, NormKind, NormSpec
-from convc.syntax import Literal, Value
 
 LAYER_EPSILON = 1e-7
 """``keras.backend.epsilon()``: LayerNormalization's epsilon when given ``epsilon=None``."""
@@ -111,14 +110,7 @@ class Normalization(LayerType[NormSpec]):
             epsilon = _number(args, "epsilon")
         center = bool_arg(args, "center")
         scale = bool_arg(args, "scale")
-        objects = {}
-        for param in self.own_params:
-            if param.name.endswith("_initializer"):
-                objects[param.name] = parse_initializer(_value(args, param.name), param.name)
-            elif param.name.endswith("_regularizer"):
-                objects[param.name] = parse_regularizer(_value(args, param.name), param.name)
-            elif param.name.endswith("_constraint"):
-                objects[param.name] = parse_constraint(_value(args, param.name), param.name)
+        objects = parse_keras_objects(args, (param.name for param in self.own_params))
         extra = {}
         if kind == "batch":
             renorm = bool_arg(args, "renorm")
@@ -355,12 +347,6 @@ def _renorm_clipping(args: Bound) -> tuple[tuple[str, float], ...] | None:
     if dmax is not None and dmax < 0:
         raise ConvcError(f"dmax should be non-negative in 'renorm_clipping', got dmax={dmax}", span)
     return tuple((key, value[key]) for key in _RENORM_CLIPPING_KEYS if key in value)
-
-
-def _value(args: Bound, name: str) -> Value:
-    """An argument as written, or its default as a literal placed at the layer's name."""
-    value = args.value(name)
-    return value if value is not None else Literal(args.defaults[name], args.call.name_span)
 
 
 def normalization_types() -> list[Normalization]:

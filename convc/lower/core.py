@@ -26,7 +26,7 @@ from convc.layers.preprocessing import (
     source_size,
 )
 from convc.lower.activations import emit_activation
-from convc.lower.emitter import Emitter, Value, identity
+from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, identity
 from convc.model import Node
 from convc.specs import (
     DenseSpec,
@@ -237,16 +237,6 @@ def lower_normalization(em: Emitter, layer: Node, x: Value, weights: Weights) ->
     return Value(out, x.perm, x.shape)
 
 
-_RESIZE_MODES = {
-    "bilinear": {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
-    "bicubic": {
-        "mode": "cubic",
-        "coordinate_transformation_mode": "half_pixel",
-        "cubic_coeff_a": -0.75,
-        "exclude_outside": 0,
-    },
-}
-
 _ANTIALIASED = {
     # torch's antialiased filters: support widened by the downscale, weights renormalized at
     # the borders (exclude_outside), and for bicubic the a = -0.5 kernel, even when enlarging
@@ -339,7 +329,7 @@ def _resize(em: Emitter, layer: Node, x: str, source, target, c: ResizingSpec) -
     source = tuple(m if n == 1 else n for n, m in zip(source, target, strict=True))
     if source == target:
         return x
-    attrs = dict(_RESIZE_MODES[c.interpolation])
+    attrs = dict(KERAS_INTERPOLATIONS[c.interpolation])
     return em.resize(x, _scales(source, target), attrs.pop("mode"), "resize", **attrs)
 
 

@@ -49,6 +49,19 @@ def channels_first(rank: int) -> tuple[int, ...]:
     return (0, rank - 1, *range(1, rank - 1))
 
 
+KERAS_INTERPOLATIONS = {
+    "bilinear": {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+    "bicubic": {
+        "mode": "cubic",
+        "coordinate_transformation_mode": "half_pixel",
+        "cubic_coeff_a": -0.75,
+        "exclude_outside": 0,
+    },
+}
+"""Resize's attributes for Keras's bilinear and bicubic interpolation, as its torch backend
+computes them (half-pixel centres; Keys cubic with a = -0.75; UpSampling2D and Resizing)."""
+
+
 class Emitter:
     def __init__(self, opset: int, target: Target = TARGETS["ort"], optimize: bool = True):
         self.opset = opset

@@ -18,7 +18,7 @@ from convc.layers.base import spatial_axes
 from convc.lower import conv_forms
 from convc.lower.activations import emit_activation
 from convc.lower.core import RULES as CORE_RULES
-from convc.lower.emitter import Emitter, Value, channels_first, identity
+from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, channels_first, identity
 from convc.lower.normalization import (
     lower_batch_normalization,
     lower_group_normalization,
@@ -244,18 +244,6 @@ def lower_up_sampling(em: Emitter, layer: Node, x: Value, weights: Weights) -> V
     return Value(out, x.perm, layer.output_shape)
 
 
-_INTERPOLATIONS = {
-    "bilinear": {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
-    # bicubic as Keras's torch backend computes it
-    "bicubic": {
-        "mode": "cubic",
-        "coordinate_transformation_mode": "half_pixel",
-        "cubic_coeff_a": -0.75,
-        "exclude_outside": 0,
-    },
-}
-
-
 def _interpolate(
     em: Emitter, x: Value, spatial: list[int], factors: list[int], interpolation: str
 ) -> str:
@@ -267,7 +255,7 @@ def _interpolate(
     repeats = [max(factors[axis], 2) if axis in units else 1 for axis in range(x.rank)]
     scales = [1.0 if axis in units else float(factors[axis]) for axis in range(x.rank)]
     out = _repeat(em, x.name, physical, repeats) if units else x.name
-    attrs = dict(_INTERPOLATIONS[interpolation])
+    attrs = dict(KERAS_INTERPOLATIONS[interpolation])
     out = em.resize(out, scales, attrs.pop("mode"), "upsample", **attrs)
     doubled = [axis for axis in units if factors[axis] == 1]
     if doubled:
