@@ -31,6 +31,7 @@ from convc.specs import (
     ELUSpec,
     FlattenSpec,
     GlobalPoolSpec,
+    LayerScaleSpec,
     LeakyReLUSpec,
     MergeSpec,
     NormalizationSpec,
@@ -42,6 +43,7 @@ from convc.specs import (
     RescalingSpec,
     ReshapeSpec,
     ResizingSpec,
+    ScaledAddSpec,
     SoftmaxSpec,
     UpSamplingSpec,
     ZeroPaddingSpec,
@@ -719,6 +721,19 @@ def elu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0))).astype(np.float32)
 
 
+def scaled_add(layer: Layer, weights: Arrays, xs: list[np.ndarray]) -> np.ndarray:
+    """Keras's CustomScaleLayer: inputs[0] + inputs[1] * scale."""
+    scale = np.float32(expect(layer.spec, ScaledAddSpec).scale)
+    x, residual = _aligned(xs)
+    return (x + residual * scale).astype(np.float32)
+
+
+def layer_scale(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """Keras's LayerScale: x * gamma along the last axis."""
+    expect(layer.spec, LayerScaleSpec)
+    return (x * weights["gamma"]).astype(np.float32)
+
+
 def prelu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     """relu(x) - alpha * relu(-x); alpha (the input's shape without batch) broadcasts."""
     expect(layer.spec, PReLUSpec)
@@ -885,4 +900,6 @@ LAYERS: dict[str, Callable[[Layer, Arrays, np.ndarray], np.ndarray]] = {
     "rescaling": rescaling,
     "normalization": normalization,
     "resizing": resizing,
+    "scaled_add": scaled_add,
+    "layer_scale": layer_scale,
 }

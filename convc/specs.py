@@ -307,6 +307,24 @@ class ResizingSpec:
     center_crop: bool = False
 
 
+@dataclass(frozen=True, kw_only=True)
+class ScaledAddSpec:
+    """CustomScaleLayer (InceptionResNetV2): ``inputs[0] + inputs[1] * scale``."""
+
+    scale: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerScaleSpec:
+    """LayerScale (ConvNeXt): the last axis times ``gamma`` of shape ``(projection_dim,)``."""
+
+    init_values: float
+    projection_dim: int
+
+
+ApplicationSpec = ScaledAddSpec | LayerScaleSpec
+"""Layers that Keras's applications define and register under their own names."""
+
 CoreSpec = (
     DenseSpec
     | FlattenSpec
@@ -327,7 +345,14 @@ SpatialSpec = ConvSpec | CroppingSpec | ZeroPaddingSpec | UpSamplingSpec | PoolS
 ``data_format`` argument; theirs is channels_last)."""
 
 LayerSpec = (
-    SpatialSpec | MergeSpec | ConcatenateSpec | ActivationSpec | ReLUSpec | NormSpec | CoreSpec
+    SpatialSpec
+    | MergeSpec
+    | ConcatenateSpec
+    | ActivationSpec
+    | ReLUSpec
+    | NormSpec
+    | CoreSpec
+    | ApplicationSpec
 )
 
 SpecT = TypeVar("SpecT", bound=LayerSpec)
@@ -361,6 +386,8 @@ def data_format_of(spec: LayerSpec) -> str | None:
             | SoftmaxSpec()
             | RescalingSpec()
             | NormalizationSpec()
+            | ScaledAddSpec()
+            | LayerScaleSpec()
         ):
             return None
         case _:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 
 from convc.layers.activation_layers import activation_layer_types
+from convc.layers.applications import application_types
 from convc.layers.base import LayerType
 from convc.layers.conv import convolution_types
 from convc.layers.core import core_types
@@ -31,6 +32,7 @@ for _type in [
     *normalization_types(),
     *pooling_types(),
     *_CORE,
+    *application_types(),
 ]:
     for _name in (_type.class_name, *_type.aliases):
         LAYER_TYPES[_name] = _type

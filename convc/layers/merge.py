@@ -49,20 +49,20 @@ class ElementwiseMerge(LayerType[MergeSpec]):
             )
         if count < 1:
             raise ConvcError(f"{label} merges an empty list", args.call.span)
-        _same_batch(label, input_shapes, input_names, args)
+        same_batch(label, input_shapes, input_names, args)
         output = list(input_shapes[0][1:])
         first = input_names[0]
         for shape, other_name in zip(input_shapes[1:], input_names[1:], strict=True):
-            output = _broadcast(label, output, list(shape[1:]), first, other_name, args)
+            output = broadcast_shape(label, output, list(shape[1:]), first, other_name, args)
             first = f"{first} and {other_name}" if len(input_shapes) > 2 else first
         batch = next((s[0] for s in input_shapes if s[0] is not None), None)
         return Built((batch, *output))
 
 
-def _broadcast(label, shape1, shape2, name1, name2, args) -> list:
+def broadcast_shape(label, shape1, shape2, name1, name2, args) -> list:
     """Keras's ``_compute_elemwise_op_output_shape`` (batch axis excluded)."""
     if len(shape1) < len(shape2):
-        return _broadcast(label, shape2, shape1, name2, name1, args)
+        return broadcast_shape(label, shape2, shape1, name2, name1, args)
     out = list(shape1[: len(shape1) - len(shape2)])
     offset = len(shape1) - len(shape2)
     for axis, (i, j) in enumerate(zip(shape1[offset:], shape2, strict=True)):
@@ -82,7 +82,7 @@ def _broadcast(label, shape1, shape2, name1, name2, args) -> list:
     return out
 
 
-def _same_batch(label, input_shapes, input_names, args) -> None:
+def same_batch(label, input_shapes, input_names, args) -> None:
     batches = {s[0] for s in input_shapes} - {None}
     if len(batches) > 1:
         shown = ", ".join(
@@ -141,7 +141,7 @@ class Concatenate(LayerType[ConcatenateSpec]):
                 "whose batch axis is the batch",
                 args.span("axis"),
             )
-        _same_batch(label, input_shapes, input_names, args)
+        same_batch(label, input_shapes, input_names, args)
         output = list(input_shapes[0])
         for shape, other_name in zip(input_shapes[1:], input_names[1:], strict=True):
             for other in range(1, rank):

@@ -13,6 +13,7 @@ import onnx
 
 from convc import __version__
 from convc.lower import rewrites
+from convc.lower.applications import LAYOUT_FREE as APPLICATION_LAYOUT_FREE
 from convc.lower.core import LAYOUT_FREE as CORE_LAYOUT_FREE
 from convc.lower.emitter import Emitter, Value, channels_first, identity, onnx_type, tensor_info
 from convc.lower.rules import RULES
@@ -125,6 +126,7 @@ LAYOUT_FREE = (
     | {"batch_normalization", "layer_normalization", "group_normalization", "unit_normalization"}
     | {"global_pooling"}
     | CORE_LAYOUT_FREE
+    | APPLICATION_LAYOUT_FREE
 )
 """Families whose rules work in any physical order."""
 

@@ -17,6 +17,7 @@ from convc.layers import shapes
 from convc.layers.base import spatial_axes
 from convc.lower import conv_forms
 from convc.lower.activations import emit_activation
+from convc.lower.applications import RULES as APPLICATION_RULES
 from convc.lower.core import RULES as CORE_RULES
 from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, channels_first, identity
 from convc.lower.normalization import (
@@ -458,4 +459,5 @@ RULES: dict[str, Rule] = {
     "pooling": lower_pooling,
     "global_pooling": lower_global_pooling,
     **CORE_RULES,
+    **APPLICATION_RULES,
 }
