@@ -68,13 +68,30 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="NET.onnx", help="default: NET.onnx beside the source"
     )
     _weights_options(build)
+    _input_shape_option(build)
     _target_options(build)
     _optimize_option(build)
     build.set_defaults(command="build", handler=_build)
 
     summary = commands.add_parser("summary", help="print a Keras-style summary of a .conv file")
     summary.add_argument("source", metavar="NET.conv")
+    _input_shape_option(summary)
     summary.set_defaults(command="summary", handler=_summary)
+
+    importer = commands.add_parser(
+        "import", help="write a Keras model file (.keras, .h5, .json) as .conv text and weights"
+    )
+    importer.add_argument("model", metavar="MODEL.keras|MODEL.h5|MODEL.json")
+    importer.add_argument(
+        "-o", "--output", metavar="NET.conv", help="default: NET.conv beside the model"
+    )
+    importer.add_argument(
+        "--weights-out",
+        metavar="W.npz",
+        help="where to write the weights (default: the .conv path with .npz)",
+    )
+    _input_shape_option(importer)
+    importer.set_defaults(command="import", handler=_import)
 
     from convc.targets import RUNTIMES
 
@@ -83,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     _input_options(run)
     run.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs")
     _weights_options(run)
+    _input_shape_option(run)
     run.add_argument(
         "--runtime",
         default="ort",
@@ -99,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("source", metavar="NET.conv")
     _input_options(check)
     _weights_options(check)
+    _input_shape_option(check)
     _tolerance_options(check, default=True)
     _provider_option(check)
     _target_options(check, io_layout=False)
@@ -132,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(command="golden verify", handler=_golden_verify)
 
-    for sub in (build, summary, run, check, golden, record, verify):
+    for sub in (build, summary, importer, run, check, golden, record, verify):
         # SUPPRESS: a default here would overwrite a --debug given before the command.
         sub.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
@@ -273,6 +292,16 @@ def _tolerance_options(command: argparse.ArgumentParser, *, default: bool) -> No
     )
 
 
+def _input_shape_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--input-shape",
+        action="append",
+        metavar="[NAME=]DIMS",
+        help="the dimensions after the batch of a Keras model file's input, where the file "
+        "leaves them unknown (e.g. 224,224,3); repeat with NAME= for several inputs",
+    )
+
+
 def _weights_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--weights",
@@ -289,16 +318,67 @@ def _weights_options(command: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, path: str):
-    """Read and resolve a .conv file, keeping its text for error carets."""
-    from convc.compiler import read_source, resolve_text
+    """Read and resolve a .conv file or import a Keras model file, keeping the .conv text for
+    error carets. A model file's weights become the default of ``--weights``."""
+    from convc.compiler import is_model_file, load_source, read_source, resolve_text
 
     args.loaded = (path, None)
-    text = read_source(path)
-    args.loaded = (path, text)
-    model = resolve_text(text)
+    text = None
+    if is_model_file(path):
+        source = load_source(path, input_shapes=_shapes(getattr(args, "input_shape", None)))
+        if getattr(args, "weights", None) is None and source.weights is not None:
+            args.weights = source.weights
+        model = source.model
+    else:
+        if getattr(args, "input_shape", None):
+            raise ConvcError(
+                "--input-shape applies to Keras model files; a .conv file states its input shape",
+                path=path,
+            )
+        text = read_source(path)
+        args.loaded = (path, text)
+        model = resolve_text(text)
     for warning in model.warnings:
         print(render(warning, text, path).replace(": error: ", ": warning: ", 1), file=sys.stderr)
     return model
+
+
+def _shapes(given: list[str] | None) -> dict[str, tuple[int, ...]]:
+    """``--input-shape 224,224,3`` (every input) or ``--input-shape NAME=224,224,3``."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in given or []:
+        name, _, dims = text.rpartition("=")
+        try:
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(","))
+        except ValueError:
+            shape = ()
+        if not shape or any(d < 1 for d in shape):
+            raise ConvcError(
+                f"--input-shape {text!r}: expected the dimensions after the batch, e.g. "
+                "224,224,3 (or NAME=224,224,3 for one input)"
+            )
+        shapes[name] = shape
+    return shapes
+
+
+def _import(args: argparse.Namespace) -> int:
+    from convc.arrays import npz_bytes
+    from convc.compiler import write_bytes
+    from convc.importer import import_file
+
+    args.loaded = (args.model, None)
+    imported = import_file(args.model, input_shapes=_shapes(args.input_shape))
+    output = Path(args.output) if args.output else Path(args.model).with_suffix(".conv")
+    write_bytes(imported.text.encode("utf-8"), output)
+    layers = len(imported.model.layers)
+    print(f"wrote {output}: {layers} layers, {imported.model.parameter_count:,} parameters")
+    if imported.weights is not None:
+        weights_out = Path(args.weights_out) if args.weights_out else output.with_suffix(".npz")
+        write_bytes(npz_bytes(imported.weights), weights_out)
+        print(f"wrote {weights_out}: {len(imported.weights)} arrays (build with --weights)")
+    elif args.weights_out:
+        raise ConvcError("the file has no weights to write (an architecture-only JSON)")
+    return EXIT_OK
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -348,10 +428,10 @@ def _inputs(args: argparse.Namespace, session) -> dict:
 
 def _run(args: argparse.Namespace) -> int:
     from convc.arrays import npz_bytes
-    from convc.compiler import compile_model, write_bytes
+    from convc.compiler import compile_model, is_model_file, write_bytes
     from convc.runners import open_runner
 
-    if args.model.endswith(".conv"):
+    if args.model.endswith(".conv") or is_model_file(args.model):
         target = args.target or args.runtime  # every runtime is also a target
         model = compile_model(
             _load(args, args.model),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import onnx
 
 from convc import weights as weights_module
 from convc.diagnostics import ConvcError
+from convc.importer.files import is_model_file
 from convc.limits import MAX_SOURCE_BYTES
 from convc.lower import IO_LAYOUTS, lower
 from convc.model import Model
@@ -28,6 +30,8 @@ __all__ = [
     "compile_file",
     "compile_model",
     "compile_text",
+    "is_model_file",
+    "load_source",
     "model_weights",
     "read_source",
     "resolve_text",
@@ -97,6 +101,37 @@ def compile_file(
     path: str | os.PathLike, weights: WeightsSource = None, **options
 ) -> onnx.ModelProto:
     return compile_text(read_source(path), weights, **options)
+
+
+@dataclass
+class Source:
+    """A model read from a file: ``.conv`` text, or a Keras model file imported as text."""
+
+    model: Model
+    text: str
+    weights: Mapping[str, np.ndarray] | None = None
+    """The weights a Keras model file carries (``None`` for ``.conv`` text and JSON)."""
+    imported: bool = False
+
+
+def load_source(
+    path: str | os.PathLike, *, input_shapes: Mapping[str, tuple[int, ...]] | None = None
+) -> Source:
+    """Read and resolve ``path``: ``.conv`` text, or a ``.keras``, ``.h5`` or ``.json`` Keras
+    model (``convc.importer``); ``input_shapes`` fills the dimensions a model file leaves
+    unknown."""
+    from convc.importer import import_file
+
+    if is_model_file(path):
+        imported = import_file(path, input_shapes=dict(input_shapes or {}))
+        return Source(imported.model, imported.text, imported.weights, imported=True)
+    if input_shapes:
+        raise ConvcError(
+            "--input-shape applies to Keras model files; a .conv file states its input shape",
+            path=str(path),
+        )
+    text = read_source(path)
+    return Source(resolve_text(text), text)
 
 
 def read_source(path: str | os.PathLike) -> str:

@@ -1,0 +1,294 @@
+"""Reading a Keras model file as untrusted input: its config and a handle on its weights.
+
+Three formats, told apart by their first bytes, not their names:
+
+* Keras 3 ``.keras``: a zip of ``config.json``, ``metadata.json`` and ``model.weights.h5``;
+* Keras 2 / tf.keras full-model ``.h5``: an HDF5 file whose root attribute ``model_config`` holds
+  the config as JSON and whose ``model_weights`` group holds the weights;
+* architecture-only JSON, as ``model.to_json()`` writes it.
+
+Nothing here imports Keras, unpickles or executes anything from the file. A zip member is read
+through a reader that stops at the limit whatever the archive declares, so a zip bomb costs at
+most the limit; JSON is checked for nesting depth before it is parsed, so a config that nests
+10,000 deep is refused without recursing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from convc.diagnostics import ConvcError
+from convc.limits import MAX_WEIGHT_BYTES
+
+MAX_CONFIG_BYTES = 64 << 20
+"""A model's config JSON: ResNet152's is under 1 MiB."""
+
+MAX_CONFIG_DEPTH = 200
+"""JSON nesting: a layer's config nests about 8 deep, each nested model adds about 6."""
+
+MAX_ZIP_MEMBERS = 1000
+"""Members of a .keras archive: Keras writes three, plus assets for a few layer types."""
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+@dataclass
+class ModelFile:
+    """A Keras model file, opened: its config (a plain JSON value) and where its weights are."""
+
+    path: Path
+    format: str
+    """``keras`` (Keras 3 zip), ``h5`` (Keras 2 full-model HDF5) or ``json`` (architecture)."""
+    config: dict[str, Any]
+    weights: Any = None
+    """An open ``h5py.File`` (``keras``: model.weights.h5; ``h5``: the file), or ``None``."""
+    keras_version: str | None = None
+
+    def close(self) -> None:
+        if self.weights is not None:
+            self.weights.close()
+            self.weights = None
+
+    def __enter__(self) -> ModelFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5", ".json")
+
+
+def is_model_file(path: str | Path) -> bool:
+    """Whether ``path`` names a Keras model file (by suffix) rather than ``.conv`` text."""
+    name = str(path).lower()
+    return name.endswith(MODEL_SUFFIXES) and not name.endswith(".weights.h5")
+
+
+def open_model_file(path: str | Path) -> ModelFile:
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except FileNotFoundError:
+        raise ConvcError("no such file", path=str(path)) from None
+    except IsADirectoryError:
+        raise ConvcError("is a directory, not a Keras model file", path=str(path)) from None
+    except OSError as error:
+        raise ConvcError(f"cannot read the file: {error.strerror}", path=str(path)) from None
+    if head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
+        return _open_keras_zip(path)
+    if head.startswith(_HDF5_MAGIC):
+        return _open_legacy_h5(path)
+    if head.lstrip()[:1] in (b"{", b""):
+        return _open_json(path)
+    raise ConvcError(
+        "not a Keras model file: it is neither a .keras zip, an HDF5 file nor JSON",
+        path=str(path),
+        help="give a file saved by model.save('m.keras') or model.save('m.h5'), "
+        "or the JSON of model.to_json()",
+    )
+
+
+def parse_config(data: bytes | str, where: str, what: str = "the model config") -> Any:
+    """Parse JSON from the file, after checking its size and nesting depth."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConvcError(
+            f"{what} is {len(data):,} bytes; convc reads at most {MAX_CONFIG_BYTES:,}", path=where
+        )
+    depth = _json_depth(data)
+    if depth > MAX_CONFIG_DEPTH:
+        raise ConvcError(
+            f"{what} nests {depth:,} levels deep; a Keras model's config needs far fewer "
+            f"(convc reads at most {MAX_CONFIG_DEPTH})",
+            path=where,
+        )
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError as error:
+        raise ConvcError(f"{what} is not UTF-8 (byte {error.start})", path=where) from None
+    except json.JSONDecodeError as error:
+        raise ConvcError(
+            f"{what} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
+            path=where,
+        ) from None
+
+
+def _json_depth(data: bytes) -> int:
+    """The deepest bracket nesting of a JSON text, strings skipped: a linear scan, no recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x7B, 0x5B):  # { [
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x7D, 0x5D):
+            depth -= 1
+    return deepest
+
+
+def _open_json(path: Path) -> ModelFile:
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConvcError(
+            f"the file is {size:,} bytes; convc reads a model config of at most "
+            f"{MAX_CONFIG_BYTES:,}",
+            path=str(path),
+        )
+    config = parse_config(path.read_bytes(), str(path))
+    return ModelFile(path, "json", _model_config(config, str(path)))
+
+
+def _open_keras_zip(path: Path) -> ModelFile:
+    where = str(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ConvcError(
+            f"not a readable .keras archive (truncated or corrupt?): {error}", path=where
+        ) from None
+    with archive:
+        members = archive.infolist()
+        if len(members) > MAX_ZIP_MEMBERS:
+            raise ConvcError(
+                f"the archive has {len(members):,} members; a .keras file has a few "
+                f"(convc reads at most {MAX_ZIP_MEMBERS})",
+                path=where,
+            )
+        by_name: dict[str, zipfile.ZipInfo] = {}
+        for member in members:
+            name = PurePosixPath(member.filename.replace("\\", "/"))
+            if name.is_absolute() or ".." in name.parts or ":" in member.filename:
+                raise ConvcError(
+                    f"the archive has a member whose path escapes it: {member.filename!r}",
+                    path=where,
+                    help="a .keras file written by Keras has only relative member names",
+                )
+            by_name[member.filename] = member
+        if "config.json" not in by_name:
+            raise ConvcError(
+                "not a Keras 3 .keras archive: it has no config.json",
+                path=where,
+                help="members found: " + (", ".join(sorted(by_name)[:10]) or "none"),
+            )
+        config = parse_config(
+            _read_member(archive, by_name["config.json"], MAX_CONFIG_BYTES, where),
+            f"{where}:config.json",
+        )
+        metadata: dict = {}
+        if "metadata.json" in by_name:
+            parsed = parse_config(
+                _read_member(archive, by_name["metadata.json"], 1 << 20, where),
+                f"{where}:metadata.json",
+                "metadata.json",
+            )
+            metadata = parsed if isinstance(parsed, dict) else {}
+        weights = None
+        if "model.weights.h5" in by_name:
+            data = _read_member(archive, by_name["model.weights.h5"], MAX_WEIGHT_BYTES, where)
+            weights = _open_h5(io.BytesIO(data), f"{where}:model.weights.h5")
+    version = metadata.get("keras_version")
+    return ModelFile(
+        path,
+        "keras",
+        _model_config(config, f"{where}:config.json"),
+        weights,
+        version if isinstance(version, str) else None,
+    )
+
+
+def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int, where: str):
+    """A member's bytes; refused as soon as more than ``limit`` come out, whatever the archive
+    declares (a zip bomb declares small sizes)."""
+    if member.file_size > limit:
+        raise ConvcError(
+            f"{member.filename} is {member.file_size:,} bytes; convc reads at most {limit:,}",
+            path=where,
+        )
+    try:
+        with archive.open(member) as stream:
+            data = stream.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
+        raise ConvcError(
+            f"cannot read {member.filename} from the archive (truncated or corrupt?): {error}",
+            path=where,
+        ) from None
+    if len(data) > limit:
+        raise ConvcError(
+            f"{member.filename} expands past {limit:,} bytes", path=where, help="a zip bomb?"
+        )
+    return data
+
+
+def _open_h5(source, where: str):
+    import h5py  # heavy; only imports pay for it
+
+    try:
+        return h5py.File(source, "r")
+    except (OSError, ValueError) as error:
+        raise ConvcError(
+            f"cannot read the HDF5 data (truncated or corrupt?): {error}", path=where
+        ) from None
+
+
+def _open_legacy_h5(path: Path) -> ModelFile:
+    where = str(path)
+    handle = _open_h5(path, where)
+    try:
+        if "model_config" not in handle.attrs:
+            hint = (
+                "this looks like a weights file (model.save_weights): give it with --weights, "
+                "beside the model's .conv or .json"
+                if "layers" in handle or "layer_names" in handle.attrs
+                else "save the model with model.save('m.h5') or model.save('m.keras')"
+            )
+            raise ConvcError("the HDF5 file holds no model config", path=where, help=hint)
+        raw = handle.attrs["model_config"]
+        if not isinstance(raw, bytes | str):
+            raise ConvcError("the model_config attribute is not text", path=where)
+        config = parse_config(raw, f"{where}:model_config")
+        version = handle.attrs.get("keras_version")
+        if isinstance(version, bytes):
+            version = version.decode("utf-8", "replace")
+        return ModelFile(
+            path,
+            "h5",
+            _model_config(config, where),
+            handle,
+            version if isinstance(version, str) else None,
+        )
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _model_config(config: Any, where: str) -> dict[str, Any]:
+    if (
+        not isinstance(config, dict)
+        or not isinstance(config.get("class_name"), str)
+        or not isinstance(config.get("config"), dict)
+    ):
+        raise ConvcError(
+            "the model config is not a serialized Keras model "
+            "(expected an object with 'class_name' and 'config')",
+            path=where,
+        )
+    return config

@@ -1,0 +1,401 @@
+"""A flattened Keras graph written as `.conv` text that reads like hand-written Keras.
+
+Functional models become Keras functional code (``x = layers.Conv2D(...)(y)``), Sequential
+chains the one-call-per-line form. Arguments equal to the layer's defaults are left out, so an
+imported ResNet reads like the code that made it; every layer keeps its Keras name. Before any
+text is written, ``unsupported`` lists every problem of the whole model at once.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import convc.layers as registry
+from convc.importer.graph import Graph, InputEntry, LayerEntry, TensorRef
+from convc.importer.operations import OPERATIONS, operation_problem, render_operation
+from convc.layers.args import REQUIRED
+from convc.layers.base import snake_case
+
+_DROPPED_KEYS = ("name", "trainable", "dtype")
+_COLLAPSIBLE = {
+    "kernel_size",
+    "strides",
+    "dilation_rate",
+    "pool_size",
+    "size",
+    "padding",
+    "cropping",
+}
+_RESERVED = {"keras", "layers", "tf", "ops", "model", "inputs", "outputs", "np", "Input"}
+_CALL_KWARGS_IGNORED = {"mask": (None,), "training": (None, False)}
+
+_ALTERNATIVES = {
+    "Lambda": "a Lambda layer holds Python code, which convc never runs; write the computation "
+    "with Keras layers (Activation, Rescaling, Multiply, ...)",
+    "TFOpLambda": "a TensorFlow operation recorded by tf.keras; write it with Keras layers",
+    "SlicingOpLambda": "a TensorFlow slice recorded by tf.keras; use Cropping or Reshape",
+    "LSTM": "convc compiles convolutional networks; recurrent layers are not supported",
+    "GRU": "convc compiles convolutional networks; recurrent layers are not supported",
+    "Embedding": "convc compiles convolutional networks; Embedding is not supported",
+    "MultiHeadAttention": "attention layers are not supported",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    class_name: str
+    layer: str
+    reason: str
+
+
+def unsupported(graph: Graph) -> list[Problem]:
+    """Every layer class, argument, call and input of the graph that convc cannot compile."""
+    problems: list[Problem] = []
+    for entry in graph.inputs:
+        problems += _input_problems(entry)
+    for layer in graph.layers:
+        problems += _layer_problems(layer)
+    for application in graph.applications:
+        if _is_operation(application.layer):
+            reason = operation_problem(application.layer.class_name, application.args)
+            if reason:
+                problems.append(
+                    Problem(application.layer.class_name, application.layer.name, reason)
+                )
+        for key, value in application.kwargs.items():
+            if key not in _CALL_KWARGS_IGNORED or value not in _CALL_KWARGS_IGNORED[key]:
+                problems.append(
+                    Problem(
+                        application.layer.class_name,
+                        application.layer.name,
+                        f"it is called with {key}={_show(value)}, which convc cannot compile",
+                    )
+                )
+    return problems
+
+
+def _is_operation(layer: LayerEntry) -> bool:
+    """A Keras operation recorded in the graph (``x + 3.0``) rather than a layer. Files without
+    ``module`` keys (Keras 3's .h5) tell them apart by config: an operation's has a name only."""
+    if layer.module is not None:
+        return layer.module.startswith("keras.src.ops")
+    return layer.class_name in OPERATIONS and set(layer.config) == {"name"}
+
+
+def _input_problems(entry: InputEntry) -> list[Problem]:
+    problems = []
+    for flag in ("sparse", "ragged"):
+        if entry.config.get(flag):
+            problems.append(Problem("InputLayer", entry.name, f"{flag} inputs are not supported"))
+    return problems
+
+
+def _layer_problems(layer: LayerEntry) -> list[Problem]:
+    if _is_operation(layer):
+        return []  # checked per call, where its arguments are
+    layer_type = registry.lookup(layer.class_name)
+    if layer_type is None:
+        reason = _ALTERNATIVES.get(layer.class_name)
+        if reason is None:
+            close = registry.suggest(layer.class_name)
+            custom = layer.module and not layer.module.startswith("keras")
+            reason = (
+                "a custom layer: its code is not in the file"
+                if custom
+                else "convc does not support this layer"
+            )
+            if close:
+                reason += f" (did you mean {close}?)"
+        return [Problem(layer.class_name, layer.name, reason)]
+    problems = []
+    known = {param.name for param in layer_type.signature}
+    for key, value in layer.config.items():
+        if key in _DROPPED_KEYS or key in known:
+            continue
+        if value in (None, False, [], {}):
+            continue  # a newer Keras's switch, off
+        problems.append(
+            Problem(layer.class_name, layer.name, f"its argument {key}={_show(value)} is unknown")
+        )
+    policy = _dtype_policy(layer.config.get("dtype"))
+    if policy not in (None, "float32"):
+        problems.append(
+            Problem(
+                layer.class_name,
+                layer.name,
+                f"its dtype policy is {policy!r}; convc builds float32 models "
+                "(set the policy to float32 and save again, or build from the float32 weights)",
+            )
+        )
+    return problems
+
+
+def _dtype_policy(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        name = (value.get("config") or {}).get("name")
+        return name if isinstance(name, str) else None
+    return None
+
+
+def report(problems: list[Problem]) -> str:
+    """One message for all problems, grouped by layer class."""
+    by_class: dict[tuple[str, str], list[str]] = {}
+    for problem in problems:
+        by_class.setdefault((problem.class_name, problem.reason), []).append(problem.layer)
+    lines = []
+    for (class_name, reason), names in by_class.items():
+        shown = ", ".join(repr(n) for n in names[:6]) + (
+            f" and {len(names) - 6} more" if len(names) > 6 else ""
+        )
+        lines.append(f"  {class_name} ({shown}): {reason}")
+    return "\n".join(lines)
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def write(graph: Graph, header: str, input_shapes: dict[str, tuple[int, ...]]) -> str:
+    """The graph as `.conv` text. ``input_shapes`` replaces unknown input dimensions."""
+    if graph.sequential and len(graph.inputs) == 1:
+        return _write_sequential(graph, header, input_shapes)
+    return _write_functional(graph, header, input_shapes)
+
+
+def _write_sequential(graph: Graph, header: str, input_shapes) -> str:
+    lines = [header]
+    if graph.name:
+        lines.append(f"model {graph.name}")
+    lines.append(_input_call(graph.inputs[0], "Input", input_shapes))
+    for application in graph.applications:
+        lines.append(_layer_call(application.layer, ""))
+    return "\n".join(lines) + "\n"
+
+
+def _write_functional(graph: Graph, header: str, input_shapes) -> str:
+    names = _Names()
+    lines = [header, "import keras", "from keras import layers", ""]
+    variables: dict[TensorRef, str] = {}
+    for entry in graph.inputs:
+        variable = names.take(entry.name)
+        variables[entry.output] = variable
+        lines.append(f"{variable} = {_input_call(entry, 'keras.Input', input_shapes)}")
+    layer_objects: dict[str, str] = {}
+    calls: dict[str, int] = {}
+    for application in graph.applications:
+        layer = application.layer
+        inputs = _render_args(application.args, variables)
+        comment = ""
+        if _is_operation(layer):
+            tensor = next(a for a in application.args if isinstance(a, TensorRef))
+            call, source = render_operation(layer.class_name, layer.config, application.args)
+            expression = f"{call}({variables[tensor]})"
+            comment = "  # " + source.replace("x", variables[tensor], 1)
+        elif layer.applications > 1:  # a shared layer: made once, called on each input
+            if layer.name not in layer_objects:
+                layer_objects[layer.name] = names.take(layer.name)
+                lines.append(f"{layer_objects[layer.name]} = {_layer_call(layer, 'layers.')}")
+                calls[layer.name] = 0
+            calls[layer.name] += 1
+            expression = f"{layer_objects[layer.name]}({inputs})"
+        else:
+            expression = f"{_layer_call(layer, 'layers.')}({inputs})"
+        tensor_name = application.output.name
+        if layer.name in layer_objects:
+            tensor_name = f"{layer_objects[layer.name]}_out{calls[layer.name]}"
+        variable = names.take(tensor_name)
+        variables[application.output] = variable
+        lines.append(f"{variable} = {expression}{comment}")
+    model_inputs = [variables[entry.output] for entry in graph.inputs]
+    inputs_text = model_inputs[0] if len(model_inputs) == 1 else "[" + ", ".join(model_inputs) + "]"
+    outputs_text = _render_outputs(graph.outputs, variables)
+    name = f", name={_value(graph.name)}" if graph.name else ""
+    lines += ["", f"model = keras.Model({inputs_text}, {outputs_text}{name})"]
+    return "\n".join(lines) + "\n"
+
+
+def _render_args(args: list, variables: dict[TensorRef, str]) -> str:
+    def one(value: Any) -> str:
+        if isinstance(value, TensorRef):
+            return variables[value]
+        if isinstance(value, list):
+            return "[" + ", ".join(one(v) for v in value) + "]"
+        return _value(value)
+
+    return ", ".join(one(arg) for arg in args)
+
+
+def _render_outputs(outputs: Any, variables: dict[TensorRef, str]) -> str:
+    if isinstance(outputs, TensorRef):
+        return variables[outputs]
+    if isinstance(outputs, list):
+        return "[" + ", ".join(variables[o] for o in outputs) + "]"
+    return (
+        "{"
+        + ", ".join(f"{_value(k)}: {_render_outputs(v, variables)}" for k, v in outputs.items())
+        + "}"
+    )
+
+
+def _input_call(entry: InputEntry, callee: str, input_shapes) -> str:
+    config = entry.config
+    batch_shape = config.get("batch_shape", config.get("batch_input_shape"))
+    if not isinstance(batch_shape, list) or not batch_shape:
+        from convc.diagnostics import ConvcError
+
+        raise ConvcError(f"the input {entry.name!r} does not say its shape")
+    shape = list(batch_shape[1:])
+    override = input_shapes.get(entry.name)
+    if override is not None:
+        shape = list(override)
+    args = [f"shape={_value(tuple(shape))}"]
+    if batch_shape[0] is not None:
+        args.append(f"batch_size={batch_shape[0]}")
+    dtype = config.get("dtype")
+    dtype = _dtype_policy(dtype)
+    if dtype not in (None, "float32"):
+        args.append(f"dtype={_value(dtype)}")
+    args.append(f"name={_value(entry.name)}")
+    return f"{callee}({', '.join(args)})"
+
+
+def _layer_call(layer: LayerEntry, prefix: str) -> str:
+    layer_type = registry.lookup(layer.class_name)
+    assert layer_type is not None, "unsupported() ran first"
+    config = layer.config
+    positional: list[str] = []
+    keywords: list[str] = []
+    in_order = True
+    for param in layer_type.signature:
+        if param.name in _DROPPED_KEYS or param.name not in config:
+            in_order = in_order and param.default is not REQUIRED
+            continue
+        value = config[param.name]
+        if param.default is not REQUIRED and _is_default(param.name, value, param.default):
+            in_order = False
+            continue
+        rendered = _argument(param.name, value)
+        if param.default is REQUIRED and in_order and not param.keyword_only:
+            positional.append(rendered)
+        else:
+            in_order = False
+            keywords.append(f"{param.name}={rendered}")
+    if config.get("trainable") is False:
+        keywords.append("trainable=False")
+    keywords.append(f"name={_value(layer.name)}")
+    return f"{prefix}{layer.class_name}({', '.join(positional + keywords)})"
+
+
+def _argument(name: str, value: Any) -> str:
+    if name in _COLLAPSIBLE:
+        flat = _flat_ints(value)
+        if flat and len(set(flat)) == 1:
+            return str(flat[0])
+    return _value(value)
+
+
+def _flat_ints(value: Any) -> list[int] | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list | tuple) and value:
+        out = []
+        for item in value:
+            inner = _flat_ints(item)
+            if inner is None:
+                return None
+            out += inner
+        return out
+    return None
+
+
+def _is_default(name: str, value: Any, default: Any) -> bool:
+    if name == "data_format" and default is None:
+        return value == "channels_last"
+    if name == "activation" and default in (None, "linear"):
+        return value in (None, "linear")
+    if _is_keras_object(value):
+        config = {k: v for k, v in (value.get("config") or {}).items() if v is not None}
+        if isinstance(default, str):
+            return not config and snake_case(str(value["class_name"])) == default
+        return False
+    flat, flat_default = _flat_ints(value), _flat_ints(default)
+    if flat is not None and flat_default is not None:
+        if len(flat_default) == 1 and len(set(flat)) == 1:
+            return flat[0] == flat_default[0]
+        return flat == flat_default
+    if (
+        isinstance(value, float)
+        and isinstance(default, int | float)
+        and not isinstance(default, bool)
+    ):
+        return value == default
+    if isinstance(value, list) and isinstance(default, tuple):
+        return tuple(value) == default
+    return value == default and type(value) is type(default)
+
+
+def _is_keras_object(value: Any) -> bool:
+    return (
+        isinstance(value, dict) and isinstance(value.get("class_name"), str) and "config" in value
+    )
+
+
+def _value(value: Any) -> str:
+    """A JSON value as a Python literal; a serialized Keras object as its constructor call."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return f'float("{value}")'
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, tuple) or (isinstance(value, list) and _flat_ints(value) is not None):
+        items = [_value(tuple(v) if isinstance(v, list) else v) for v in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if _is_keras_object(value):
+        config = value.get("config") or {}
+        if not isinstance(config, dict):
+            return _value(config)
+        args = ", ".join(f"{k}={_value(v)}" for k, v in config.items() if v is not None)
+        return f"{value['class_name']}({args})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_value(k)}: {_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"not a JSON value: {value!r}")
+
+
+def _show(value: Any) -> str:
+    text = _value(value) if not isinstance(value, TensorRef) else value.name
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Names:
+    """Python variable names for tensors: the layer name, made an identifier and unique."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set(_RESERVED)
+
+    def take(self, name: str) -> str:
+        base = re.sub(r"\W", "_", name.replace("#", "_"))
+        if not base or base[0].isdigit():
+            base = "t_" + base
+        if keyword.iskeyword(base) or base in ("True", "False", "None"):
+            base += "_"
+        candidate, count = base, 0
+        while candidate in self.taken:
+            count += 1
+            candidate = f"{base}_{count}"
+        self.taken.add(candidate)
+        return candidate

@@ -1,0 +1,140 @@
+"""A Keras model file's weights, as ``{"layer/variable": array}`` for the imported model.
+
+Keras 3 (``model.weights.h5`` inside a ``.keras``) keys each layer by its class in snake case
+within its container (``layers/sequential/layers/conv2d/vars/0``) and, in recent versions, also
+writes the layer's name as an attribute of its ``vars`` group: the name is used when present,
+the key otherwise. Keras 2 full-model ``.h5`` files keep the weights of each top-level layer in
+``model_weights/<layer>``, listed in order by the group's ``weight_names`` attribute
+(``conv2d/kernel:0``; a nested model's as ``inner/conv2d_1/kernel``).
+
+A variable's position in the file is its position in Keras's ``layer.weights``, which is the
+order of convc's ``Layer.variables``. Every dataset's shape and dtype is checked against the
+model before it is read, so a file that lies about shapes costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from convc.diagnostics import ConvcError
+from convc.importer.graph import Graph, LayerEntry
+from convc.model import Model, format_shape
+
+
+def read_weights(model: Model, graph: Graph, handle: Any, file_format: str, where: str):
+    """``{"layer/variable": array}`` for every variable of the model found in ``handle``."""
+    entries = {entry.name: entry for entry in graph.layers}
+    if file_format == "keras":
+        groups = _keras3_groups(handle, graph)
+    else:
+        groups = _legacy_groups(handle, where)
+    arrays: dict[str, np.ndarray] = {}
+    for layer in model.layers:
+        entry = entries.get(layer.name)
+        if entry is None or not layer.variables:
+            continue
+        datasets = groups(entry)
+        if datasets is None:
+            raise ConvcError(
+                f"the file has no weights for layer '{layer.name}' ({layer.class_name})",
+                path=where,
+            )
+        if len(datasets) != len(layer.variables):
+            raise ConvcError(
+                f"layer '{layer.name}' ({layer.class_name}) has {len(datasets)} arrays in the "
+                f"file; convc expects {len(layer.variables)} ("
+                + ", ".join(v.name for v in layer.variables)
+                + ")",
+                path=where,
+            )
+        for variable, dataset in zip(layer.variables, datasets, strict=True):
+            key = f"{layer.name}/{variable.name}"
+            arrays[key] = _read(dataset, variable.shape, key, where)
+    return arrays
+
+
+def _read(dataset: Any, shape: tuple[int, ...], key: str, where: str) -> np.ndarray:
+    import h5py
+
+    if not isinstance(dataset, h5py.Dataset):
+        raise ConvcError(f"{key} is not an array in the file", path=where)
+    if tuple(dataset.shape) != tuple(shape):
+        raise ConvcError(
+            f"{key} has shape {format_shape(tuple(dataset.shape))} in the file, but the model "
+            f"needs {format_shape(tuple(shape))}",
+            path=where,
+        )
+    if dataset.dtype.kind not in "fiu":
+        raise ConvcError(f"{key} has dtype {dataset.dtype} in the file", path=where)
+    try:
+        return np.asarray(dataset[()])
+    except (OSError, TypeError, ValueError) as error:
+        raise ConvcError(f"cannot read {key} from the file: {error}", path=where) from None
+
+
+def _keras3_groups(handle: Any, graph: Graph):
+    import h5py
+
+    by_names: dict[tuple[str, ...], Any] = {}
+
+    def walk(group: Any, names: tuple[str, ...], depth: int) -> None:
+        if depth > 32 or not isinstance(group, h5py.Group):
+            return
+        layers = group.get("layers")
+        if not isinstance(layers, h5py.Group):
+            return
+        for key in layers:
+            child = layers[key]
+            if not isinstance(child, h5py.Group):
+                continue
+            variables = child.get("vars")
+            name = variables.attrs.get("name") if isinstance(variables, h5py.Group) else None
+            if isinstance(name, bytes):
+                name = name.decode("utf-8", "replace")
+            if isinstance(name, str):
+                by_names[names + (name,)] = variables
+                walk(child, names + (name,), depth + 1)
+
+    walk(handle, (), 0)
+
+    def datasets(entry: LayerEntry) -> list | None:
+        group = by_names.get(entry.keras_path)
+        if group is None:
+            found = handle.get("/".join(entry.weights_path + ("vars",)))
+            group = found if isinstance(found, h5py.Group) else None
+        if group is None:
+            return None
+        count = len(group)
+        if sorted(group) != sorted(str(i) for i in range(count)):
+            return [None]  # not numbered 0..n-1: reported as a count mismatch
+        return [group[str(i)] for i in range(count)]
+
+    return datasets
+
+
+def _legacy_groups(handle: Any, where: str):
+    import h5py
+
+    root = handle.get("model_weights", handle)
+    by_layer: dict[str, list] = {}
+    if not isinstance(root, h5py.Group):
+        raise ConvcError("the HDF5 file has no model_weights group", path=where)
+    for key in root:
+        group = root[key]
+        if not isinstance(group, h5py.Group):
+            continue
+        names = group.attrs.get("weight_names")
+        if names is None:
+            continue
+        for raw in list(names):
+            name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            parts = name.split(":")[0].split("/")
+            layer = parts[-2] if len(parts) >= 2 else key
+            by_layer.setdefault(layer, []).append(group.get(name))
+
+    def datasets(entry: LayerEntry) -> list | None:
+        return by_layer.get(entry.keras_path[-1])
+
+    return datasets
