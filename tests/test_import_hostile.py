@@ -1,0 +1,324 @@
+"""Keras model files that are broken or hostile: each is refused quickly, with a precise
+message, and nothing is written. Also Keras 2 (tf.keras) files, written here by hand in the
+format tf.keras saves, since TensorFlow is not installed."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+
+from oracle import ATOL, RTOL, keras_outputs, onnx_outputs, random_weights
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+from convc.cli import main  # noqa: E402
+from convc.compiler import compile_model  # noqa: E402
+from convc.diagnostics import ConvcError  # noqa: E402
+from convc.importer import files, import_file  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> bytes:
+    """A small valid .keras file's bytes."""
+    keras.backend.clear_session()
+    x = keras.Input((8, 8, 3), name="image")
+    y = layers.Conv2D(4, 3, name="conv")(x)
+    model = keras.Model(x, layers.BatchNormalization(name="bn")(y))
+    random_weights(model)
+    path = tmp_path_factory.mktemp("good") / "m.keras"
+    model.save(path)
+    return path.read_bytes()
+
+
+def _members(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _zip(members: dict[str, bytes], compression=zipfile.ZIP_STORED) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _with_config(good: bytes, edit) -> bytes:
+    members = _members(good)
+    config = json.loads(members["config.json"])
+    edit(config)
+    members["config.json"] = json.dumps(config).encode()
+    return _zip(members)
+
+
+def _with_weights(good: bytes, edit) -> bytes:
+    members = _members(good)
+    buffer = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buffer, "a") as handle:
+        edit(handle)
+    members["model.weights.h5"] = buffer.getvalue()
+    return _zip(members)
+
+
+def _deep(depth: int) -> bytes:
+    return b'{"class_name": "Functional", "config": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+HOSTILE = {
+    "truncated-archive": (lambda good: good[: len(good) // 2], "not a readable .keras archive"),
+    "central-directory-cut": (lambda good: good[:-30], "not a readable .keras archive"),
+    "path-traversal": (
+        lambda good: _zip({**_members(good), "../../evil.sh": b"rm -rf /"}),
+        "a member whose path escapes it: '../../evil.sh'",
+    ),
+    "absolute-member": (
+        lambda good: _zip({**_members(good), "/etc/passwd": b"x"}),
+        "a member whose path escapes it",
+    ),
+    "no-config": (
+        lambda good: _zip({k: v for k, v in _members(good).items() if k != "config.json"}),
+        "it has no config.json",
+    ),
+    "config-bomb": (
+        lambda good: _zip(
+            {**_members(good), "config.json": b" " * (files.MAX_CONFIG_BYTES + 1)},
+            zipfile.ZIP_DEFLATED,
+        ),
+        "config.json is 67,108,865 bytes; convc reads at most 67,108,864",
+    ),
+    "config-nests-10000-deep": (
+        lambda good: _zip({**_members(good), "config.json": _deep(10_000)}),
+        "nests 10,001 levels deep",
+    ),
+    "config-not-json": (
+        lambda good: _zip({**_members(good), "config.json": b"{'python': True}"}),
+        "config is not valid JSON",
+    ),
+    "config-not-a-model": (
+        lambda good: _zip({**_members(good), "config.json": b"[1, 2, 3]"}),
+        "not a serialized Keras model",
+    ),
+    "subclassed-model": (
+        lambda good: _with_config(good, lambda c: c.update(class_name="MyModel")),
+        "holds a 'MyModel', not a Sequential or Functional model",
+    ),
+    "config-lies-about-filters": (
+        lambda good: _with_config(
+            good, lambda c: c["config"]["layers"][1]["config"].update(filters=5)
+        ),
+        "conv/kernel has shape (3, 3, 3, 4) in the file, but the model needs (3, 3, 3, 5)",
+    ),
+    "weights-lie-about-shape": (
+        lambda good: _with_weights(
+            good,
+            lambda h: (
+                h.__delitem__("layers/conv2d/vars/0"),
+                h.create_dataset("layers/conv2d/vars/0", data=np.zeros((9, 9, 9, 9), "f4")),
+            ),
+        ),
+        "conv/kernel has shape (9, 9, 9, 9) in the file, but the model needs (3, 3, 3, 4)",
+    ),
+    "weights-missing-a-variable": (
+        lambda good: _with_weights(
+            good, lambda h: h.__delitem__("layers/batch_normalization/vars/3")
+        ),
+        "layer 'bn' (BatchNormalization) has 3 arrays in the file; convc expects 4",
+    ),
+    "weights-not-hdf5": (
+        lambda good: _zip({**_members(good), "model.weights.h5": b"\x89HDF\r\n\x1a\n" + b"0" * 64}),
+        "cannot read the HDF5 data",
+    ),
+    "inbound-loop": (
+        lambda good: _with_config(
+            good,
+            lambda c: c["config"]["layers"][1]["inbound_nodes"][0]["args"][0]["config"].update(
+                keras_history=["bn", 0, 0]
+            ),
+        ),
+        "has a loop or a layer fed by a tensor that no layer makes: bn, conv",
+    ),
+    "empty-file": (lambda good: b"", "not valid JSON"),
+    "random-bytes": (lambda good: bytes(range(256)) * 4, "not a Keras model file"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_file_is_refused_quickly_and_nothing_is_written(case, good, tmp_path, capsys):
+    make, expected = HOSTILE[case]
+    path = tmp_path / "m.keras"
+    path.write_bytes(make(good))
+    start = time.monotonic()
+    with pytest.raises(ConvcError) as caught:
+        import_file(path)
+    assert expected in caught.value.message, caught.value.message
+    output = tmp_path / "m.onnx"
+    assert main(["build", str(path), "-o", str(output)]) == 1
+    assert time.monotonic() - start < 10
+    assert not output.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+    assert "error:" in capsys.readouterr().err
+
+
+def test_weights_member_over_the_limit_is_refused_before_it_is_read(good, tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "MAX_WEIGHT_BYTES", 1000)
+    path = tmp_path / "m.keras"
+    path.write_bytes(good)
+    with pytest.raises(ConvcError, match="model.weights.h5 is [0-9,]+ bytes; convc reads at most"):
+        import_file(path)
+
+
+def test_a_weights_file_given_as_a_model_says_what_to_do(tmp_path):
+    keras.backend.clear_session()
+    x = keras.Input((4,))
+    model = keras.Model(x, layers.Dense(2)(x))
+    path = tmp_path / "m.weights.h5"
+    model.save_weights(path)
+    renamed = tmp_path / "m.h5"
+    path.rename(renamed)
+    with pytest.raises(ConvcError, match="holds no model config") as caught:
+        import_file(renamed)
+    assert "weights file" in caught.value.help
+
+
+# --- Keras 2 (tf.keras) full-model .h5, written as tf.keras writes it -------------------------
+
+
+def _keras2_h5(path, config: dict, weights: dict[str, list[tuple[str, np.ndarray]]]) -> None:
+    with h5py.File(path, "w") as handle:
+        handle.attrs["keras_version"] = "2.15.0"
+        handle.attrs["backend"] = "tensorflow"
+        handle.attrs["model_config"] = json.dumps(config)
+        group = handle.create_group("model_weights")
+        group.attrs["layer_names"] = [name.encode() for name in weights]
+        for layer, variables in weights.items():
+            layer_group = group.create_group(layer)
+            layer_group.attrs["weight_names"] = [name.encode() for name, _ in variables]
+            for name, array in variables:
+                layer_group.create_dataset(name, data=array)
+
+
+def test_keras2_functional_h5(tmp_path):
+    rng = np.random.default_rng(0)
+    kernel = rng.standard_normal((3, 3, 2, 4)).astype("f4")
+    bias = rng.standard_normal(4).astype("f4")
+    dense = rng.standard_normal((4, 3)).astype("f4"), rng.standard_normal(3).astype("f4")
+    glorot = {"class_name": "GlorotUniform", "config": {"seed": None}}
+    config = {
+        "class_name": "Functional",
+        "config": {
+            "name": "model",
+            "layers": [
+                {
+                    "class_name": "InputLayer",
+                    "config": {
+                        "batch_input_shape": [None, 10, 10, 2],
+                        "dtype": "float32",
+                        "sparse": False,
+                        "ragged": False,
+                        "name": "input_1",
+                    },
+                    "name": "input_1",
+                    "inbound_nodes": [],
+                },
+                {
+                    "class_name": "Conv2D",
+                    "config": {
+                        "name": "conv2d",
+                        "trainable": True,
+                        "dtype": "float32",
+                        "filters": 4,
+                        "kernel_size": [3, 3],
+                        "strides": [1, 1],
+                        "padding": "same",
+                        "data_format": "channels_last",
+                        "dilation_rate": [1, 1],
+                        "groups": 1,
+                        "activation": "relu",
+                        "use_bias": True,
+                        "kernel_initializer": glorot,
+                        "bias_initializer": {"class_name": "Zeros", "config": {}},
+                        "kernel_regularizer": None,
+                        "bias_regularizer": None,
+                        "activity_regularizer": None,
+                        "kernel_constraint": None,
+                        "bias_constraint": None,
+                    },
+                    "name": "conv2d",
+                    "inbound_nodes": [[["input_1", 0, 0, {}]]],
+                },
+                {
+                    "class_name": "Add",
+                    "config": {"name": "add", "trainable": True, "dtype": "float32"},
+                    "name": "add",
+                    "inbound_nodes": [[["conv2d", 0, 0, {}], ["conv2d", 0, 0, {}]]],
+                },
+                {
+                    "class_name": "GlobalAveragePooling2D",
+                    "config": {
+                        "name": "pool",
+                        "trainable": True,
+                        "dtype": "float32",
+                        "data_format": "channels_last",
+                        "keepdims": False,
+                    },
+                    "name": "pool",
+                    "inbound_nodes": [[["add", 0, 0, {}]]],
+                },
+                {
+                    "class_name": "Dense",
+                    "config": {
+                        "name": "dense",
+                        "trainable": True,
+                        "dtype": "float32",
+                        "units": 3,
+                        "activation": "linear",
+                        "use_bias": True,
+                        "kernel_initializer": glorot,
+                        "bias_initializer": {"class_name": "Zeros", "config": {}},
+                        "kernel_regularizer": None,
+                        "bias_regularizer": None,
+                        "activity_regularizer": None,
+                        "kernel_constraint": None,
+                        "bias_constraint": None,
+                    },
+                    "name": "dense",
+                    "inbound_nodes": [[["pool", 0, 0, {}]]],
+                },
+            ],
+            "input_layers": [["input_1", 0, 0]],
+            "output_layers": [["dense", 0, 0]],
+        },
+        "keras_version": "2.15.0",
+        "backend": "tensorflow",
+    }
+    weights = {
+        "input_1": [],
+        "conv2d": [("conv2d/kernel:0", kernel), ("conv2d/bias:0", bias)],
+        "add": [],
+        "pool": [],
+        "dense": [("dense/kernel:0", dense[0]), ("dense/bias:0", dense[1])],
+    }
+    path = tmp_path / "tf_keras.h5"
+    _keras2_h5(path, config, weights)
+    imported = import_file(path)
+    proto = compile_model(imported.model, imported.weights)
+
+    keras.backend.clear_session()
+    x = keras.Input((10, 10, 2))
+    y = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    y = layers.Dense(3)(layers.GlobalAveragePooling2D()(layers.Add()([y, y])))
+    twin = keras.Model(x, y)
+    twin.set_weights([kernel, bias, *dense])
+    xs = [np.random.default_rng(1).standard_normal((2, 10, 10, 2)).astype("f4")]
+    np.testing.assert_allclose(
+        onnx_outputs(proto, xs)[0], keras_outputs(twin, xs)[0], atol=ATOL, rtol=RTOL
+    )
