@@ -70,6 +70,19 @@ CASES = {
         head = layers.Conv2D(2, 1, name="head")
         model = keras.Model([a, b], layers.Subtract()([head(backbone(a)), head(backbone(b))]))
     """,
+    "backbone-and-augmentation-in-classifier": """
+        i = keras.Input((16, 16, 3))
+        f = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(i)
+        f = layers.BatchNormalization()(f)
+        backbone = keras.Model(i, layers.ReLU(6.0)(f), name="backbone")
+        augment = keras.Sequential(
+            [layers.RandomFlip("horizontal"), layers.RandomRotation(0.1)], name="augment"
+        )
+        x = keras.Input((16, 16, 3), name="image")
+        y = backbone(augment(x))
+        y = layers.GlobalAveragePooling2D()(y)
+        model = keras.Model(x, layers.Dense(4, activation="softmax")(layers.Dropout(0.2)(y)))
+    """,
     "two-outputs-dict": """
         x = keras.Input((20, 3))
         y = layers.Conv1D(8, 3, padding="causal", dilation_rate=2, activation="tanh")(x)
