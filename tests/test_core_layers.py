@@ -272,6 +272,11 @@ NODE_COUNTS = [
      ["Transpose", "Conv", "Transpose", "Conv", "Transpose"]),
     ("permute-twice-cancels", "Input(shape=(6, 7, 3))\nConv2D(4, 1)\nPermute((2, 1, 3))\nPermute((2, 1, 3))\nConv2D(2, 1)\n",
      ["Transpose", "Conv", "Conv", "Transpose"]),
+    ("squeeze-excite-reshape-is-free",
+     "x = keras.Input((6, 7, 3))\ny = layers.Conv2D(4, 3)(x)\ns = layers.GlobalAveragePooling2D()(y)\n"
+     "s = layers.Reshape((1, 1, 4))(s)\ns = layers.Conv2D(4, 1, activation='sigmoid')(s)\n"
+     "model = keras.Model(x, layers.Multiply()([y, s]))\n",
+     ["Transpose", "Conv", "ReduceMean", "Reshape", "Conv", "Sigmoid", "Mul", "Transpose"]),
     ("dropout-is-free", "Input(shape=(7,))\nDense(5)\nDropout(0.5)\nDense(2)\n", ["Gemm", "Gemm"]),
     ("normalization", "Input(shape=(6, 7, 3))\nNormalization()\nConv2D(2, 1)\n",
      ["Sub", "Div", "Transpose", "Conv", "Transpose"]),

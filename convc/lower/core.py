@@ -133,9 +133,15 @@ def lower_reshape(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
     order = identity(x.rank)
     if not _same_order(x, order):
         x = em.in_layout(x, order)
-    target = [0, *layer.output_shape[1:]]
+    shape = layer.output_shape
+    perm = identity(len(shape))
+    if len(shape) >= 3 and all(d == 1 for d in shape[1:-1]):
+        # (N, 1, ..., 1, C), as a squeeze-and-excitation block makes for its 1x1 convolutions:
+        # unit axes move no data, so it is as cheap channels-first, where those convs want it.
+        perm = (0, len(shape) - 1, *range(1, len(shape) - 1))
+    target = [0, *(shape[a] for a in perm[1:])]
     out = em.reshape(x.name, target, "reshape")
-    return Value(out, identity(len(target)), layer.output_shape)
+    return Value(out, perm, shape)
 
 
 def lower_permute(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
