@@ -122,7 +122,8 @@ def measure(name: str, size: int, python: Path, scratch: Path, blocks: int) -> d
             3,
         )
     for path in scratch.iterdir():
-        path.unlink()
+        if path.is_file():
+            path.unlink()
     return result
 
 
