@@ -13,7 +13,7 @@ backend test runner, onnxruntime's ``onnx_test_runner``) read it as it is::
 model recompiled from the source (when the source is still there) with ``model.onnx``: the graph
 and the initializers separately. *The numbers* run the recompiled model (or ``model.onnx`` when
 the source cannot be recompiled) on the recorded inputs and compare element-wise with the
-recorded outputs, ``|actual - expected| <= atol + rtol * |expected|`` (NumPy's ``isclose``). A
+recorded outputs by ``convc.compare`` (the comparator ``convc check`` uses too). A
 golden fails when the numbers change; a compiler-output change alone fails only when strict.
 """
 
@@ -35,6 +35,7 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 import convc
+from convc.compare import compare as compare_arrays
 from convc.compiler import compile_model, read_source, resolve_text, write_bytes
 from convc.diagnostics import ConvcError
 from convc.runtime import Session, check_inputs, open_session, random_inputs
@@ -724,28 +725,20 @@ def compare(
         return Failure(
             set_index, name, problem=f"dtype {actual.dtype}, but the golden has {expected.dtype}"
         )
-    a, e = actual.astype(np.float64), expected.astype(np.float64)
-    close = np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
-    if close.all():
+    result = compare_arrays(actual, expected, rtol, atol)
+    if result.ok:
         return None
-    with np.errstate(invalid="ignore", over="ignore"):
-        error = np.abs(a - e)
-        excess = error - (atol + rtol * np.abs(e))
-    excess = np.where(close, -np.inf, np.nan_to_num(excess, nan=np.inf, posinf=np.inf))
-    index = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), a.shape))
-    abs_error = float(error[index]) if not np.isnan(error[index]) else float("inf")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel_error = abs_error / abs(float(e[index])) if e[index] != 0 else float("inf")
+    worst = result.worst
     return Failure(
         set_index,
         name,
-        index=index,
-        actual=float(a[index]),
-        expected=float(e[index]),
-        abs_error=abs_error,
-        rel_error=float(rel_error),
-        mismatched=int((~close).sum()),
-        size=int(a.size),
+        index=worst.index,
+        actual=worst.actual,
+        expected=worst.expected,
+        abs_error=worst.abs_error,
+        rel_error=worst.rel_error,
+        mismatched=result.mismatched,
+        size=result.size,
     )
 
 
