@@ -2,24 +2,28 @@
 
 The model is compiled with every layer's output exposed as a graph output, run in ONNX Runtime,
 and each layer's output is compared with the reference's by ``convc.compare`` (the comparator
-golden verification uses too): ``|onnx - reference| <= atol + rtol * |reference|``. The defaults suit
-float32: both outputs round differently at each layer, by a few units in the last place.
+golden verification uses too): ``|onnx - reference| <= atol + rtol * |reference|``. The
+defaults suit float32: both outputs round differently at each layer, by a few units in the last
+place.
 """
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL, check_tolerances, compare
 from convc.lower import lower
 from convc.model import Model, format_shape
+from convc.options import BuildOptions, build_options
 from convc.reference import run_reference
 from convc.runtime import check_inputs, open_session
-from convc.targets import DEFAULT_TARGET, get_target, resolve_opset
+from convc.targets import get_target
 from convc.weights import Weights
-
 
 
 @dataclass(frozen=True)
@@ -88,17 +92,23 @@ def check(
     provider: str = "cpu",
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
-    target: str = DEFAULT_TARGET,
-    opset: int | None = None,
-    optimize: bool = True,
+    options: BuildOptions | None = None,
+    **build_keywords: Any,
 ) -> CheckReport:
     """Run ONNX Runtime and the reference on ``x`` (one array for a one-input model, else arrays
     by input name) and compare every node's output, in the model's order; the model is lowered
-    for ``target`` (``convc.targets``) as ``convc build`` lowers it."""
+    with ``options`` (``target=``, ``opset=``, ``optimize=`` may be given as keywords instead)
+    as ``convc build`` lowers it, but in Keras's layout (``io_layout`` does not apply)."""
     check_tolerances(rtol, atol)
-    chosen = get_target(target)
-    opset = resolve_opset(chosen, opset)
-    proto = lower(model, weights, opset=opset, target=chosen, layer_outputs=True, optimize=optimize)
+    options = build_options(options, **build_keywords)
+    proto = lower(
+        model,
+        weights,
+        opset=options.resolved_opset,
+        target=get_target(options.target_name),
+        layer_outputs=True,
+        optimize=options.optimize,
+    )
     # Without spinning: onnxruntime's idle threads would otherwise compete with NumPy's.
     session = open_session(proto, provider, spin=False)
     given = x if isinstance(x, dict) else {model.input.name: x}
@@ -123,3 +133,16 @@ def _compare(name, class_name, line, actual, expected, rtol, atol) -> LayerCompa
     return LayerComparison(
         name, class_name, line, actual.shape, result.max_abs, result.max_rel, result.ok
     )
+
+
+class _CallableModule(types.ModuleType):
+    """``convc.check`` is this module (Python binds a package's submodule to its name) and the
+    API's function: calling the module calls ``convc.api.check``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> CheckReport:
+        from convc.api import check as api_check
+
+        return api_check(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
