@@ -1,28 +1,29 @@
 """``convc check``: the compiled model, layer by layer, against the NumPy reference.
 
 The model is compiled with every layer's output exposed as a graph output, run in ONNX Runtime,
-and each layer's output is compared with the reference's. An element agrees when
-``|onnx - reference| <= atol + rtol * |reference|`` (NumPy's ``isclose``). The defaults suit
-float32: both outputs round differently at each layer, by a few units in the last place.
+and each layer's output is compared with the reference's by ``convc.compare`` (the comparator
+golden verification uses too): ``|onnx - reference| <= atol + rtol * |reference|``. The
+defaults suit float32: both outputs round differently at each layer, by a few units in the last
+place.
 """
 
 from __future__ import annotations
 
-import math
+import sys
+import types
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from convc.diagnostics import ConvcError
+from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL, check_tolerances, compare
 from convc.lower import lower
 from convc.model import Model, format_shape
+from convc.options import BuildOptions, build_options
 from convc.reference import run_reference
 from convc.runtime import check_inputs, open_session
-from convc.targets import DEFAULT_TARGET, get_target, resolve_opset
+from convc.targets import get_target
 from convc.weights import Weights
-
-DEFAULT_RTOL = 1e-4
-DEFAULT_ATOL = 1e-4
 
 
 @dataclass(frozen=True)
@@ -91,19 +92,23 @@ def check(
     provider: str = "cpu",
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
-    target: str = DEFAULT_TARGET,
-    opset: int | None = None,
-    optimize: bool = True,
+    options: BuildOptions | None = None,
+    **build_keywords: Any,
 ) -> CheckReport:
     """Run ONNX Runtime and the reference on ``x`` (one array for a one-input model, else arrays
     by input name) and compare every node's output, in the model's order; the model is lowered
-    for ``target`` (``convc.targets``) as ``convc build`` lowers it."""
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if not 0 <= value < float("inf"):
-            raise ConvcError(f"{name} must be a finite number >= 0, got {value}")
-    chosen = get_target(target)
-    opset = resolve_opset(chosen, opset)
-    proto = lower(model, weights, opset=opset, target=chosen, layer_outputs=True, optimize=optimize)
+    with ``options`` (``target=``, ``opset=``, ``optimize=`` may be given as keywords instead)
+    as ``convc build`` lowers it, but in Keras's layout (``io_layout`` does not apply)."""
+    check_tolerances(rtol, atol)
+    options = build_options(options, **build_keywords)
+    proto = lower(
+        model,
+        weights,
+        opset=options.resolved_opset,
+        target=get_target(options.target_name),
+        layer_outputs=True,
+        optimize=options.optimize,
+    )
     # Without spinning: onnxruntime's idle threads would otherwise compete with NumPy's.
     session = open_session(proto, provider, spin=False)
     given = x if isinstance(x, dict) else {model.input.name: x}
@@ -124,64 +129,20 @@ def _compare(name, class_name, line, actual, expected, rtol, atol) -> LayerCompa
         return LayerComparison(
             name, class_name, line, actual.shape, float("inf"), float("inf"), False
         )
-    errors = _Errors(rtol, atol)
-    flat_actual = actual.reshape(-1)
-    flat_expected = np.ascontiguousarray(expected).reshape(-1)
-    for start in range(0, flat_actual.size, _CHUNK):
-        errors.add(flat_actual[start : start + _CHUNK], flat_expected[start : start + _CHUNK])
+    result = compare(actual, expected, rtol, atol)
     return LayerComparison(
-        name, class_name, line, actual.shape, errors.max_abs, errors.max_rel, errors.ok
+        name, class_name, line, actual.shape, result.max_abs, result.max_rel, result.ok
     )
 
 
-_CHUNK = 1 << 16
-"""Elements compared at a time. Layer outputs are the largest arrays a check touches; a chunk's
-few float32 buffers stay in the cache and are reused, where whole-array temporaries would each
-cost a pass through memory and fresh pages (3 to 6 times slower on a 3-D net)."""
+class _CallableModule(types.ModuleType):
+    """``convc.check`` is this module (Python binds a package's submodule to its name) and the
+    API's function: calling the module calls ``convc.api.check``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> CheckReport:
+        from convc.api import check as api_check
+
+        return api_check(*args, **kwargs)
 
 
-class _Errors:
-    """The running verdict, worst absolute error and worst relative error of a comparison fed
-    chunk by chunk. Where one side only is NaN, both worst errors are NaN; NaN in both, or equal
-    infinities, agree (NumPy's ``isclose`` with ``equal_nan``)."""
-
-    def __init__(self, rtol: float, atol: float):
-        self.rtol, self.atol = np.float32(rtol), np.float32(atol)
-        self.ok, self.max_abs, self.max_rel = True, 0.0, 0.0
-        self._error = np.empty(_CHUNK, np.float32)
-        self._scale = np.empty(_CHUNK, np.float32)
-        self._bound = np.empty(_CHUNK, np.float32)
-        self._within = np.empty(_CHUNK, bool)
-
-    def add(self, actual: np.ndarray, expected: np.ndarray) -> None:
-        n = actual.size
-        error, scale, bound, within = (
-            self._error[:n],
-            self._scale[:n],
-            self._bound[:n],
-            self._within[:n],
-        )
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            np.subtract(actual, expected, out=error)
-            np.abs(error, out=error)
-            np.abs(expected, out=scale)
-            np.multiply(scale, self.rtol, out=bound)
-            bound += self.atol
-            np.less_equal(error, bound, out=within)
-            if not within.all():
-                same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
-                error[same] = 0.0
-                self.ok = self.ok and bool(np.all(within | same))
-            self.max_abs = _worst(self.max_abs, float(np.max(error)))
-            np.fmax(scale, self.atol, out=scale)  # a relative error's base: at least atol
-            np.divide(error, scale, out=scale)
-            relative = float(np.max(scale))
-            if np.isnan(relative):  # 0 / 0 where atol is 0 is no error; x / 0 is infinite
-                scale[error == 0] = 0.0
-                relative = float(np.max(scale))
-            self.max_rel = _worst(self.max_rel, relative)
-
-
-def _worst(so_far: float, value: float) -> float:
-    """The larger of two errors, NaN once either is."""
-    return math.nan if math.isnan(so_far) or math.isnan(value) else max(so_far, value)
+sys.modules[__name__].__class__ = _CallableModule

@@ -214,10 +214,12 @@ def _target_options(
         help="ONNX opset to emit (default: the target's; portable takes 17)",
     )
     if io_layout:
+        from convc.options import IO_LAYOUTS
+
         command.add_argument(
             "--io-layout",
-            default="keras",
-            choices=["keras", "channels_first", "channels_last"],
+            default=IO_LAYOUTS[0],
+            choices=IO_LAYOUTS,
             help="axis order of the model's inputs and outputs (default keras: as the layers "
             "take them; channels_first spares a channels_last net its Transposes)",
         )
@@ -264,16 +266,18 @@ def _input_options(command: argparse.ArgumentParser) -> None:
 
 
 def _provider_option(command: argparse.ArgumentParser) -> None:
+    from convc.runtime import PROVIDER_CHOICES
+
     command.add_argument(
         "--provider",
         default="cpu",
-        choices=["cpu", "cuda", "tensorrt", "auto"],
+        choices=PROVIDER_CHOICES,
         help="ONNX Runtime execution provider (default cpu; auto picks the best)",
     )
 
 
 def _tolerance_options(command: argparse.ArgumentParser, *, default: bool) -> None:
-    from convc.check import DEFAULT_ATOL, DEFAULT_RTOL
+    from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL
 
     rtol, atol = (DEFAULT_RTOL, DEFAULT_ATOL) if default else (None, None)
     command.add_argument(
@@ -320,7 +324,8 @@ def _weights_options(command: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace, path: str):
     """Read and resolve a .conv file or import a Keras model file, keeping the .conv text for
     error carets. A model file's weights become the default of ``--weights``."""
-    from convc.compiler import is_model_file, load_source, read_source, resolve_text
+    from convc.api import load, read
+    from convc.compiler import is_model_file, load_source
 
     args.loaded = (path, None)
     text = None
@@ -335,9 +340,14 @@ def _load(args: argparse.Namespace, path: str):
                 "--input-shape applies to Keras model files; a .conv file states its input shape",
                 path=path,
             )
-        text = read_source(path)
+        try:
+            text = read(Path(path))[0]
+        except ConvcError as error:  # not UTF-8: show the line, the undecodable byte replaced
+            if error.span is not None:
+                args.loaded = (path, Path(path).read_bytes().decode("utf-8-sig", "replace"))
+            raise
         args.loaded = (path, text)
-        model = resolve_text(text)
+        model = load(text)
     for warning in model.warnings:
         print(render(warning, text, path).replace(": error: ", ": warning: ", 1), file=sys.stderr)
     return model
@@ -381,31 +391,35 @@ def _import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _options(args: argparse.Namespace):
+    """The build options the command's flags give."""
+    from convc.options import BuildOptions
+
+    return BuildOptions(
+        target=getattr(args, "target", None),
+        opset=getattr(args, "opset", None),
+        io_layout=getattr(args, "io_layout", "keras"),
+        optimize=getattr(args, "optimize", True),
+        seed=getattr(args, "seed", 0),
+    )
+
+
 def _build(args: argparse.Namespace) -> int:
-    from convc.compiler import compile_model, save
+    from convc.api import build, save, workarounds
 
     model = _load(args, args.source)
-    proto = compile_model(
-        model,
-        args.weights,
-        seed=args.seed,
-        target=args.target,
-        opset=args.opset,
-        io_layout=args.io_layout,
-        optimize=args.optimize,
-    )
+    options = _options(args)
+    proto = build(model, args.weights, options=options)
     output = Path(args.output) if args.output else Path(args.source).with_suffix(".onnx")
     written = save(proto, output)
     opset = proto.opset_import[0].version
     print(
         f"wrote {output}: {len(model.layers)} layers, {len(proto.graph.node)} nodes, "
-        f"{model.parameter_count:,} parameters, target {args.target}, opset {opset}"
+        f"{model.parameter_count:,} parameters, target {options.target_name}, opset {opset}"
         + (f", and its weights in {written[0]}" if len(written) > 1 else "")
     )
-    for entry in proto.metadata_props:
-        if entry.key == "convc.workarounds":
-            for line in entry.value.splitlines():
-                print(f"  workaround for {args.target}: {line}")
+    for line in workarounds(proto):
+        print(f"  workaround for {options.target_name}: {line}")
     return EXIT_OK
 
 
@@ -416,54 +430,33 @@ def _summary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _inputs(args: argparse.Namespace, session) -> dict:
-    from convc.runtime import check_inputs, random_inputs, read_inputs
-
+def _inputs(args: argparse.Namespace) -> list[str] | None:
+    """The --input specs, or None for random inputs."""
     if args.input and args.random:
         raise ConvcError("give --input or --random, not both")
-    if args.input:
-        return check_inputs(session, read_inputs(args.input, session.input_names))
-    return random_inputs(session, seed=args.input_seed, batch=args.batch)
+    return args.input or None
 
 
 def _run(args: argparse.Namespace) -> int:
+    from convc.api import is_conv, run
     from convc.arrays import npz_bytes
-    from convc.compiler import compile_model, is_model_file, write_bytes
-    from convc.runners import open_runner
+    from convc.compiler import is_model_file, write_bytes
 
-    if args.model.endswith(".conv") or is_model_file(args.model):
-        target = args.target or args.runtime  # every runtime is also a target
-        model = compile_model(
-            _load(args, args.model),
-            args.weights,
-            seed=args.seed,
-            target=target,
-            opset=args.opset,
-            io_layout=args.io_layout,
-            optimize=args.optimize,
-        )
-    else:
-        args.loaded = (args.model, None)
-        if not Path(args.model).is_file():
-            raise ConvcError("no such file", path=args.model)
-        if args.weights:
-            raise ConvcError(
-                "--weights applies to .conv sources; an .onnx model carries its weights",
-                path=args.model,
-            )
-        for option, given in (("--target", args.target), ("--opset", args.opset)):
-            if given is not None:
-                raise ConvcError(
-                    f"{option} applies to .conv sources; an .onnx model is already built",
-                    path=args.model,
-                )
-        model = args.model
-    if args.provider != "cpu" and args.runtime != "ort":
-        raise ConvcError("--provider applies to --runtime ort")
-    session = open_runner(model, args.runtime, args.provider)
-    outputs = session.run(_inputs(args, session))
-    print(f"runtime: {session.runtime} ({session.device})")
-    for name, value in outputs.items():
+    conv = is_conv(Path(args.model)) or is_model_file(args.model)
+    model = _load(args, args.model) if conv else Path(args.model)
+    args.loaded = args.loaded if conv else (args.model, None)
+    result = run(
+        model,
+        _inputs(args),
+        runtime=args.runtime,
+        provider=args.provider,
+        weights=args.weights,
+        options=_options(args),
+        batch=args.batch,
+        input_seed=args.input_seed,
+    )
+    print(f"runtime: {result.runtime} ({result.device})")
+    for name, value in result.outputs.items():
         stats = (
             f"min {value.min():.6g}  max {value.max():.6g}  mean {value.mean():.6g}"
             if value.size
@@ -471,40 +464,24 @@ def _run(args: argparse.Namespace) -> int:
         )
         print(f"{name}: shape {tuple(value.shape)} {value.dtype}  {stats}")
     if args.output:
-        write_bytes(npz_bytes(outputs), args.output)
+        write_bytes(npz_bytes(result.outputs), args.output)
         print(f"wrote {args.output}")
     return EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:
-    from convc.check import check
-    from convc.compiler import model_weights
-    from convc.runtime import random_array, read_inputs
+    from convc.api import check, model_inputs
 
     model = _load(args, args.source)
-    weights = model_weights(model, args.weights, args.seed)
-    if args.input and args.random:
-        raise ConvcError("give --input or --random, not both")
-    names = [model_input.name for model_input in model.inputs]
-    if args.input:
-        x = read_inputs(args.input, names)
-    else:
-        x = {
-            model_input.name: random_array(
-                model_input.shape, seed=args.input_seed + i, batch=args.batch
-            )
-            for i, model_input in enumerate(model.inputs)
-        }
+    x = model_inputs(model, _inputs(args), batch=args.batch, seed=args.input_seed)
     report = check(
         model,
-        weights,
+        args.weights,
         x,
+        options=_options(args),
         provider=args.provider,
-        target=args.target,
-        opset=args.opset,
         rtol=args.rtol,
         atol=args.atol,
-        optimize=args.optimize,
     )
     shapes = ", ".join(
         f"{name} {tuple(array.shape)}" if len(x) > 1 else str(tuple(array.shape))
@@ -523,11 +500,9 @@ def _golden_record(args: argparse.Namespace) -> int:
         Path(args.source),
         Path(args.directory),
         weights=Path(args.weights) if args.weights else None,
-        seed=args.seed,
+        options=_options(args),
         sets=args.sets,
         batch=args.batch,
-        target=args.target,
-        opset=args.opset,
         rtol=args.rtol,
         atol=args.atol,
         provider=args.provider,
@@ -543,11 +518,7 @@ def _golden_verify(args: argparse.Namespace) -> int:
         Path(args.directory), provider=args.provider, rtol=args.rtol, atol=args.atol
     )
     print(verification.render())
-    if not verification.ok:
-        return EXIT_USER_ERROR
-    if args.strict and verification.compiler_output != "unchanged":
-        return EXIT_USER_ERROR
-    return EXIT_OK
+    return EXIT_OK if verification.passes(strict=args.strict) else EXIT_USER_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

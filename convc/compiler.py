@@ -10,20 +10,22 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 
 from convc import weights as weights_module
-from convc.diagnostics import ConvcError
+from convc.diagnostics import ConvcError, Span
 from convc.importer.files import is_model_file
 from convc.limits import MAX_SOURCE_BYTES
-from convc.lower import IO_LAYOUTS, lower
+from convc.lower import lower
 from convc.model import Model
 from convc.onnxfile import save, write_bytes
+from convc.options import BuildOptions, build_options, check_seed
 from convc.resolve import resolve
 from convc.syntax import parse
-from convc.targets import DEFAULT_TARGET, get_target, resolve_opset
+from convc.targets import get_target
 
 __all__ = [
     "check_io_layout",
@@ -55,8 +57,7 @@ def model_weights(
     model: Model, weights: WeightsSource = None, seed: int = 0
 ) -> weights_module.Weights:
     """The model's weights from a file, from ``{"layer/variable": array}``, or initialized."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ConvcError(f"the seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
+    check_seed(seed)
     if weights is None:
         return weights_module.initialize(model, seed)
     if isinstance(weights, Mapping):
@@ -67,40 +68,36 @@ def model_weights(
 def compile_model(
     model: Model,
     weights: WeightsSource = None,
+    options: BuildOptions | None = None,
     *,
-    seed: int = 0,
-    target: str = DEFAULT_TARGET,
-    opset: int | None = None,
-    io_layout: str = "keras",
     layer_outputs: bool = False,
-    optimize: bool = True,
+    **build_keywords: Any,
 ) -> onnx.ModelProto:
-    """Lower a resolved model for ``target`` (``convc.targets``); ``opset`` defaults to the
-    target's."""
-    chosen = get_target(target)
-    opset = resolve_opset(chosen, opset)
-    check_io_layout(io_layout)
+    """Lower a resolved model with ``options`` (``convc.options.BuildOptions``; its fields may
+    be given as keywords instead: ``target=``, ``opset=``, ``io_layout=``, ``optimize=``,
+    ``seed=``). With ``layer_outputs``, every layer's output is a graph output too."""
+    options = build_options(options, **build_keywords)
     return lower(
         model,
-        model_weights(model, weights, seed),
-        opset=opset,
-        target=chosen,
-        io_layout=io_layout,
+        model_weights(model, weights, options.seed),
+        opset=options.resolved_opset,
+        target=get_target(options.target_name),
+        io_layout=options.io_layout,
         layer_outputs=layer_outputs,
-        optimize=optimize,
+        optimize=options.optimize,
     )
 
 
-def compile_text(text: str, weights: WeightsSource = None, **options) -> onnx.ModelProto:
-    """Compile .conv source text to an ONNX model (in memory); ``options`` are
+def compile_text(text: str, weights: WeightsSource = None, *args, **options) -> onnx.ModelProto:
+    """Compile .conv source text to an ONNX model (in memory); the other arguments are
     ``compile_model``'s."""
-    return compile_model(resolve_text(text), weights, **options)
+    return compile_model(resolve_text(text), weights, *args, **options)
 
 
 def compile_file(
-    path: str | os.PathLike, weights: WeightsSource = None, **options
+    path: str | os.PathLike, weights: WeightsSource = None, *args, **options
 ) -> onnx.ModelProto:
-    return compile_text(read_source(path), weights, **options)
+    return compile_text(read_source(path), weights, *args, **options)
 
 
 @dataclass
@@ -143,22 +140,31 @@ def read_source(path: str | os.PathLike) -> str:
                 f"the file is {size:,} bytes; convc reads at most {MAX_SOURCE_BYTES:,}",
                 path=str(path),
             )
-        return path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not an error
+        data = path.read_bytes()
+        return data.decode("utf-8-sig")  # a byte-order mark is not an error
     except FileNotFoundError:
         raise ConvcError("no such file", path=str(path)) from None
     except IsADirectoryError:
         raise ConvcError("is a directory, not a .conv file", path=str(path)) from None
     except UnicodeDecodeError as error:
-        raise ConvcError(
-            f"the file is not UTF-8 text (byte {error.start})", path=str(path)
-        ) from None
+        raise not_utf8(data, error) from None
     except OSError as error:
         raise ConvcError(f"cannot read the file: {error.strerror}", path=str(path)) from None
 
 
+def not_utf8(data: bytes, error: UnicodeDecodeError) -> ConvcError:
+    """The error for bytes that are not UTF-8, at the line and column (in characters) of the
+    first byte that cannot be decoded."""
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data  # as utf-8-sig decodes it
+    before = body[: error.start]
+    line = before.count(b"\n") + 1
+    column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8")) + 1
+    return ConvcError(
+        f"the file is not UTF-8 text: byte 0x{body[error.start]:02x} cannot be decoded",
+        Span(line, column, line, column + 1, error.start, error.start + 1),
+        help="save the file as UTF-8",
+    )
+
+
 def check_io_layout(io_layout: str) -> None:
-    if io_layout not in IO_LAYOUTS:
-        raise ConvcError(
-            f"unknown input/output layout {io_layout!r}",
-            help="choose one of: " + ", ".join(IO_LAYOUTS),
-        )
+    BuildOptions(io_layout=io_layout)

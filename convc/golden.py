@@ -13,7 +13,7 @@ backend test runner, onnxruntime's ``onnx_test_runner``) read it as it is::
 model recompiled from the source (when the source is still there) with ``model.onnx``: the graph
 and the initializers separately. *The numbers* run the recompiled model (or ``model.onnx`` when
 the source cannot be recompiled) on the recorded inputs and compare element-wise with the
-recorded outputs, ``|actual - expected| <= atol + rtol * |expected|`` (NumPy's ``isclose``). A
+recorded outputs by ``convc.compare`` (the comparator ``convc check`` uses too). A
 golden fails when the numbers change; a compiler-output change alone fails only when strict.
 """
 
@@ -35,10 +35,14 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 import convc
+from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL
+from convc.compare import compare as compare_arrays
 from convc.compiler import compile_model, read_source, resolve_text, write_bytes
 from convc.diagnostics import ConvcError
+from convc.options import BuildOptions, build_options
+from convc.progress import track
 from convc.runtime import Session, check_inputs, open_session, random_inputs
-from convc.targets import DEFAULT_TARGET, get_target, resolve_opset
+from convc.targets import DEFAULT_TARGET
 
 MANIFEST = "manifest.json"
 MAX_SETS = 10_000
@@ -160,18 +164,20 @@ def record(
     directory: Path,
     *,
     weights: Path | None = None,
-    seed: int = 0,
+    options: BuildOptions | None = None,
     sets: int = 1,
     batch: int = 1,
-    target: str = DEFAULT_TARGET,
-    opset: int | None = None,
-    rtol: float = 1e-4,
-    atol: float = 1e-4,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
     provider: str = "cpu",
+    **build_keywords: Any,
 ) -> Recording:
-    """Compile ``source``, run it on ``sets`` random inputs (seeds ``seed``, ``seed + 1``, …) and
+    """Compile ``source`` with ``options`` (or their fields as keywords: ``seed=``, ``target=``,
+    ``opset=``, ...), run it on ``sets`` random inputs (seeds ``seed``, ``seed + 1``, …) and
     write the golden directory. An existing golden directory is replaced; the directory's other
     contents are never touched, and a non-empty directory that is not a golden is refused."""
+    options = build_options(options, **build_keywords)
+    seed, target, opset = options.seed, options.target_name, options.resolved_opset
     source, directory = Path(source), Path(directory)
     if not 1 <= sets <= MAX_SETS:
         raise ConvcError(f"sets={sets}: record from 1 to {MAX_SETS:,} input sets")
@@ -179,14 +185,13 @@ def record(
         raise ConvcError(f"batch={batch}: the batch size must be at least 1")
     if rtol < 0 or atol < 0:
         raise ConvcError(f"rtol={rtol}, atol={atol}: tolerances cannot be negative")
-    opset = resolve_opset(get_target(target), opset)
     text = read_source(source)
     weights = Path(weights) if weights is not None else None
-    proto = compile_model(resolve_text(text), weights, seed=seed, target=target, opset=opset)
+    proto = compile_model(resolve_text(text), weights, options)
     model_bytes = proto.SerializeToString()
     session = open_session(proto, provider)
     recorded = []
-    for index in range(sets):
+    for index in track(range(sets), "running input sets"):
         inputs = random_inputs(session, seed=seed + index, batch=batch)
         recorded.append((inputs, session.run(inputs)))
 
@@ -223,6 +228,9 @@ def record(
         "outputs": _signature(first_outputs),
         "versions": _versions(),
     }
+    for option in ("io_layout", "optimize"):  # recorded when not the default
+        if option in options.non_defaults():
+            manifest[option] = getattr(options, option)
     write_bytes(
         (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), directory / MANIFEST
     )
@@ -520,13 +528,14 @@ def _recompile(
     if weights is not None and _file_hash(weights) != weights_entry.get("sha256"):
         edited.append(str(weights))
     try:
-        recompiled = compile_model(
-            resolve_text(text),
-            weights,
-            seed=int(manifest["seed"]),
+        options = BuildOptions(
             target=str(manifest.get("target", DEFAULT_TARGET)),
             opset=int(manifest["opset"]),
+            io_layout=manifest.get("io_layout", "keras"),
+            optimize=manifest.get("optimize", True),
+            seed=int(manifest["seed"]),
         )
+        recompiled = compile_model(resolve_text(text), weights, options)
     except ConvcError as error:
         where = f"{error.path}: " if error.path else ""
         line = f" (line {error.span.line})" if error.span else ""
@@ -668,7 +677,7 @@ def _open(proto: onnx.ModelProto, provider: str, path: Path | None) -> Session:
 def _check_numbers(session: Session, data: list[_Set], rtol: float, atol: float) -> list[Failure]:
     failures = []
     names = session.output_names
-    for golden in data:
+    for golden in track(data, "verifying input sets"):
         if len(golden.inputs) != len(session.input_names):
             failures.append(
                 Failure(
@@ -724,28 +733,20 @@ def compare(
         return Failure(
             set_index, name, problem=f"dtype {actual.dtype}, but the golden has {expected.dtype}"
         )
-    a, e = actual.astype(np.float64), expected.astype(np.float64)
-    close = np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
-    if close.all():
+    result = compare_arrays(actual, expected, rtol, atol)
+    if result.ok:
         return None
-    with np.errstate(invalid="ignore", over="ignore"):
-        error = np.abs(a - e)
-        excess = error - (atol + rtol * np.abs(e))
-    excess = np.where(close, -np.inf, np.nan_to_num(excess, nan=np.inf, posinf=np.inf))
-    index = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), a.shape))
-    abs_error = float(error[index]) if not np.isnan(error[index]) else float("inf")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel_error = abs_error / abs(float(e[index])) if e[index] != 0 else float("inf")
+    worst = result.worst
     return Failure(
         set_index,
         name,
-        index=index,
-        actual=float(a[index]),
-        expected=float(e[index]),
-        abs_error=abs_error,
-        rel_error=float(rel_error),
-        mismatched=int((~close).sum()),
-        size=int(a.size),
+        index=worst.index,
+        actual=worst.actual,
+        expected=worst.expected,
+        abs_error=worst.abs_error,
+        rel_error=worst.rel_error,
+        mismatched=result.mismatched,
+        size=result.size,
     )
 
 

@@ -22,6 +22,7 @@ from onnx.external_data_helper import set_external_data
 
 from convc.diagnostics import ConvcError
 from convc.limits import EXTERNAL_DATA_BYTES
+from convc.progress import Bar, bar
 
 SMALL_TENSOR_BYTES = 1024
 """Constants up to this size (pads, axes, scales) stay in a skeleton: shape inference reads them."""
@@ -80,14 +81,22 @@ def save(proto: onnx.ModelProto, path: str | os.PathLike) -> list[Path]:
     """Write a model; weights too large to embed go to ``<name>.data`` beside it.
     Returns the files written."""
     path = Path(path)
-    if weight_bytes(proto) <= EXTERNAL_DATA_BYTES:
-        write_files([(path, serialized_pieces(proto))])
-        return [path]
-    data_path = path.with_name(path.name + ".data")
-    with weights_set_aside(proto, data_path.name) as blobs:
-        skeleton = proto.SerializeToString()
-        write_files([(data_path, blobs), (path, [skeleton])])
-    return [data_path, path]
+    total = weight_bytes(proto)
+    with bar("writing weights", total, "bytes") as shown:
+        if total <= EXTERNAL_DATA_BYTES:
+            write_files([(path, _counted(serialized_pieces(proto), shown))])
+            return [path]
+        data_path = path.with_name(path.name + ".data")
+        with weights_set_aside(proto, data_path.name) as blobs:
+            skeleton = proto.SerializeToString()
+            write_files([(data_path, _counted(blobs, shown)), (path, [skeleton])])
+        return [data_path, path]
+
+
+def _counted(chunks: Iterable[bytes], shown: Bar) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+        shown.advance(len(chunk))
 
 
 def serialized_pieces(proto: onnx.ModelProto) -> Iterator[bytes]:

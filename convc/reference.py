@@ -22,6 +22,7 @@ import numpy as np
 
 from convc.model import Model
 from convc.model import Node as Layer  # a rule reads one application of a layer
+from convc.progress import track
 from convc.specs import (
     ActivationSpec,
     ConcatenateSpec,
@@ -62,7 +63,7 @@ def run_reference(
         inputs = {model.input.name: inputs}
     values = {id(i): np.asarray(inputs[i.name]).astype(np.float32) for i in model.inputs}
     outputs = []
-    for node in model.nodes:
+    for node in track(model.nodes, "reference layers"):
         xs = [values[id(tensor)] for tensor in node.inputs]
         x = LAYERS[node.family](
             node, weights.get(node.layer.name, {}), xs if node.type.takes_list else xs[0]

@@ -663,10 +663,18 @@ class _Resolver:
             name = self.sequential.name or "sequential"
         else:
             if not self.nodes:
-                first = self.inputs[0].span if self.inputs else None
+                # At the Input, else the Sequential(...), else the last statement; an empty
+                # file (comments and imports at most) has no place to point at.
+                if self.inputs:
+                    first = self.inputs[0].span
+                elif self.sequential is not None:
+                    first = self.sequential.span
+                else:
+                    first = self.last_statement.span if self.last_statement else None
                 self.errors.append(
                     ConvcError(
-                        "the model has no layers",
+                        "the model has no layers"
+                        + ("" if first else ": the file has no Input and no layer"),
                         first,
                         help="add layers after Input(...), one per line, e.g. Conv2D(8, 3)",
                     )
@@ -871,8 +879,19 @@ class _Resolver:
         value = args.python(name)
         span = args.span(name)
         node = args.value(name)
-        if isinstance(value, int) and not isinstance(value, bool) and not with_batch:
-            value = (value,)
+        if name == "input_dim" and isinstance(value, int) and not isinstance(value, bool):
+            value = (value,)  # input_dim is one dimension; shape= takes a tuple (Keras 3)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            # Keras 3 refuses a number where a shape is due (Input(shape=8)); so does convc
+            fix = f"({value},)" if not with_batch else f"(None, {value})"
+            raise ConvcError(
+                f"Cannot convert '{value!r}' to a shape: '{name}' must be a tuple of dimensions, "
+                f"got {name}={value!r}",
+                span,
+                help=f"write {name}={fix}: ({value}) without a comma is just the number"
+                if isinstance(value, int)
+                else None,
+            )
         if not isinstance(value, tuple | list) or not value:
             raise ConvcError(f"'{name}' must be a tuple of dimensions, got {name}={value!r}", span)
         for i, d in enumerate(value):

@@ -32,6 +32,9 @@ PROVIDERS = {
 PREFERENCE = ("tensorrt", "cuda", "cpu")
 """The order ``auto`` tries."""
 
+PROVIDER_CHOICES = (*PROVIDERS, "auto")
+"""The providers a user may name (``--provider``, ``provider=``)."""
+
 _HOW_TO_GET = {
     "cuda": "install the onnxruntime-gpu package instead of onnxruntime "
     "(pip uninstall onnxruntime && pip install onnxruntime-gpu), with CUDA and cuDNN",

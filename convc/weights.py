@@ -26,6 +26,7 @@ from convc.arrays import read_npz
 from convc.diagnostics import ConvcError
 from convc.layers.base import snake_case
 from convc.model import Layer, Model, ModelInput, Node, Variable, format_shape
+from convc.progress import track
 from convc.specs import ConvSpec, DenseSpec
 
 Weights = dict[str, dict[str, np.ndarray]]
@@ -37,7 +38,7 @@ def initialize(model: Model, seed: int = 0) -> Weights:
     """Draw every variable from its initializer. Each variable has its own stream, derived from
     (seed, layer index, variable index), so editing one layer leaves the others' numbers alone."""
     weights: Weights = {}
-    for index, layer in enumerate(model.layers):
+    for index, layer in enumerate(track(model.layers, "initializing weights")):
         drawn = {
             variable.name: variable.initializer.draw(
                 variable.shape, np.random.default_rng([seed, index, position])

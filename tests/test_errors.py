@@ -526,7 +526,28 @@ BAD = [
     ("pool-after-global-pool", I2 + "GlobalAveragePooling2D()\nMaxPooling2D()\n", 3, 1,
      "expects a 4-D input (batch, height, width, channels), got shape (None, 3)"),
     ("pool-unknown-keyword", I2 + "MaxPooling2D(2, stride=2)\n", 2, 17, "did you mean 'strides'?"),
+    # a model with no layers points at its Input, else its Sequential, else the last statement
+    ("no-layers-functional-input", "x = keras.Input(shape=(8,))\n", 1, 5, "the model has no layers"),
+    ("no-layers-empty-sequential", "model = keras.Sequential()\n", 1, 9, "the model has no layers"),
+    ("no-layers-empty-list", "model = keras.Sequential([])\n", 1, 9, "the model has no layers"),
+    ("no-layers-empty-file", "# nothing yet\n", None, None, "the file has no Input and no layer"),
+    # Keras 3 refuses a number as a shape: ValueError "Cannot convert '8' to a shape."
+    ("input-shape-int", "Input(shape=8)\nDense(3)\n", 1, 13, "Cannot convert '8' to a shape"),
+    ("input-shape-parenthesized-int", "keras.Input(shape=(8))\nDense(3)\n", 1, 20, "write shape=(8,)"),
+    ("inputlayer-shape-int", "InputLayer(shape=8)\nDense(3)\n", 1, 18, "Cannot convert '8' to a shape"),
+    ("inputlayer-input_shape-int", "InputLayer(input_shape=8)\nDense(3)\n", 1, 24, "'input_shape' must be a tuple"),
+    ("input-batch_shape-int", "Input(batch_shape=8)\nDense(3)\n", 1, 19, "write batch_shape=(None, 8)"),
+    ("input-shape-float", "Input(shape=8.0)\nDense(3)\n", 1, 13, "Cannot convert '8.0' to a shape"),
+    ("keras2-input_shape-int", "Dense(3, input_shape=8)\n", 1, 22, "Cannot convert '8' to a shape"),
+    ("keras2-batch_input_shape-int", "Dense(3, batch_input_shape=8)\n", 1, 28, "Cannot convert '8'"),
 ]  # fmt: skip
+
+# Keras 3's layers take no batch_input_shape at all (convc reads it, Keras 2 style)
+NUMBER_SHAPES = [
+    row
+    for row in BAD
+    if ("Cannot convert" in row[4] or "shape=(" in row[4]) and "batch_input_shape" not in row[1]
+]
 
 
 @pytest.mark.parametrize(
@@ -599,4 +620,38 @@ def test_internal_error_is_reported_without_traceback(tmp_path, capsys, monkeypa
     assert main(["build", str(source)]) == 3
     err = capsys.readouterr().err
     assert "internal error" in err and "Traceback" not in err and "report" in err
+    assert not (tmp_path / "net.onnx").exists()
+
+
+@pytest.mark.parametrize("text", [pytest.param(row[1], id=row[0]) for row in NUMBER_SHAPES])
+def test_keras_refuses_a_number_as_a_shape(text):
+    """The oracle for the rows above: Keras 3 itself raises ValueError "Cannot convert '8' to a
+    shape." for each (Input, InputLayer and a Keras 2 first layer's input_shape alike)."""
+    from oracle import keras_model
+
+    with pytest.raises(ValueError, match=r"Cannot convert '8(\.0)?' to a shape"):
+        keras_model(text).summary()
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "column", "byte"),
+    [
+        (b"Input(shape=(8,))\n# caf\xe9\nDense(3)\n", 2, 6, "e9"),
+        ("Input(shape=(8,))\nDense(3, name='é".encode() + b"\xff')\n", 2, 17, "ff"),
+        (b"\xef\xbb\xbfInput(shape=(8,)) \x80\n", 1, 19, "80"),  # after a byte-order mark
+        (b"\xff\xfe junk", 1, 1, "ff"),
+    ],
+    ids=["latin-1-comment", "after-a-two-byte-character", "after-a-bom", "utf-16-mark"],
+)
+def test_a_file_that_is_not_utf8_names_the_line_and_column(
+    tmp_path, capsys, data, line, column, byte
+):
+    source = tmp_path / "net.conv"
+    source.write_bytes(data)
+    assert main(["build", str(source)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"{source}:{line}:{column}: error: the file is not UTF-8 text: byte 0x{byte} cannot be decoded"
+    ), err
+    assert f"  {line} | " in err and "help: save the file as UTF-8" in err
     assert not (tmp_path / "net.onnx").exists()

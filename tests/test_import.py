@@ -276,3 +276,15 @@ def test_unknown_input_dimensions_need_input_shape(tmp_path):
     assert imported.model.inputs[0].shape == (None, 9, 7, 3)
     with pytest.raises(ConvcError, match="does not fit input 'image'"):
         import_file(path, input_shapes={"image": (9, 7, 4)})
+
+
+def test_python_api_takes_model_files(saved):
+    import convc
+
+    model, paths = saved("functional-resnet-block")
+    proto = convc.build(paths["keras"])
+    assert _compare(proto, None, model) == 1
+    assert convc.check(paths["h5"]).ok
+    result = convc.run(paths["keras"], inputs_for(model, batch=2)[0])
+    (output,) = result.outputs.values()
+    np.testing.assert_allclose(output, keras_outputs(model, inputs_for(model))[0], 1e-4, 1e-4)

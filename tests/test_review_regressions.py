@@ -177,7 +177,7 @@ def test_weights_with_an_onnx_model_is_an_error(tmp_path, capsys):
     source.write_text(NET)
     assert main(["build", str(source)]) == 0
     assert main(["run", str(tmp_path / "net.onnx"), "--weights", "w.npz"]) == 1
-    assert "--weights applies to .conv sources" in capsys.readouterr().err
+    assert "'weights' applies to .conv sources" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -189,7 +189,7 @@ def test_run_refuses_target_options_for_a_built_model(tmp_path, capsys):
     model = tmp_path / "net.onnx"
     assert main(["build", "samples/tiny.conv", "-o", str(model)]) == 0
     assert main(["run", str(model), "--target", "opencv"]) == 1
-    assert "--target applies to .conv sources" in capsys.readouterr().err
+    assert "'target' applies to .conv sources" in capsys.readouterr().err
 
 
 def test_build_reports_target_opset_and_workarounds(tmp_path, capsys):

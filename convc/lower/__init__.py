@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from convc import __version__
+from convc import __version__, options
 from convc.lower import rewrites
 from convc.lower.applications import LAYOUT_FREE as APPLICATION_LAYOUT_FREE
 from convc.lower.core import LAYOUT_FREE as CORE_LAYOUT_FREE
@@ -19,6 +19,7 @@ from convc.lower.emitter import Emitter, Value, channels_first, identity, onnx_t
 from convc.lower.rules import RULES
 from convc.model import Model, Tensor
 from convc.onnxfile import skeleton
+from convc.progress import track
 from convc.specs import data_format_of
 from convc.targets import DEFAULT_TARGET, NEWEST_OPSET, OLDEST_OPSET, TARGETS, Target
 
@@ -29,9 +30,12 @@ every op convc emits at any opset up to 28 (tests/test_opsets.py checks it again
 MIN_OPSET = OLDEST_OPSET
 MAX_OPSET = NEWEST_OPSET
 
-IO_LAYOUTS = ("keras", "channels_first", "channels_last")
-"""The order of the model's inputs and outputs: Keras's own, or channels first / last whatever
-the layers' data_format (a channels_last net with channels_first I/O carries no Transpose)."""
+IO_LAYOUTS = options.IO_LAYOUTS
+
+
+WORKAROUNDS_KEY = "convc.workarounds"
+"""The metadata entry listing the target's workarounds, ``layer: what`` per line
+(``convc.workarounds`` decodes it)."""
 
 
 class InternalError(Exception):
@@ -71,7 +75,7 @@ def lower(
     applications: dict[int, int] = {}
     for node in model.nodes:
         applications[id(node.layer)] = applications.get(id(node.layer), 0) + 1
-    for node in model.nodes:
+    for node in track(model.nodes, "lowering layers"):
         em.scope = node.name
         # Only a shared layer's weights are remembered for reuse: the others' arrays are
         # dropped as soon as their bytes are in the model (building is bounded by memory).
@@ -114,7 +118,7 @@ def lower(
     proto.producer_version = __version__
     if em.workarounds:
         entry = proto.metadata_props.add()
-        entry.key = "convc.workarounds"
+        entry.key = WORKAROUNDS_KEY
         entry.value = "\n".join(f"{layer}: {text}" for layer, text in em.workarounds)
     return check(proto, model)
 
