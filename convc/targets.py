@@ -77,6 +77,14 @@ class Target:
     OpenVINO's antialiased Resize gives other numbers (off by up to 1.0 on unit inputs); convc
     resizes by constant matrices instead there, as it does below opset 18."""
 
+    strided_pointwise_conv: bool = True
+    """A Conv whose kernel is one element on every axis may have strides above 1. tract (0.23)
+    cannot load a model where such a Conv reads, through elementwise nodes, another 1x1 Conv,
+    when the batch is symbolic (its optimizer fails "pulling Downsample over Reshape"): every
+    ResNet's projection shortcut. convc subsamples with a 1x1 MaxPool of those strides and
+    convolves with unit strides there, which is exact (a MaxPool over one element returns it)
+    and, on ResNet50's projection shapes in onnxruntime, no slower."""
+
     tested: bool = True
     """Whether the runtime runs in convc's test suite when installed. TensorRT needs an NVIDIA
     GPU, which the test machines may lack."""
@@ -99,6 +107,7 @@ TARGETS: dict[str, Target] = {
             reduce_inner_axes=False,
             unit_stride_max_pool_pads=False,
             reduce_three_middle_axes=False,
+            strided_pointwise_conv=False,
         ),
         Target(
             "ort",
@@ -144,6 +153,7 @@ TARGETS: dict[str, Target] = {
             max_opset=NEWEST_OPSET,
             resize_ranks=_EVERY_RESIZE,
             resize_inner_axes_only=False,
+            strided_pointwise_conv=False,
         ),
         Target(
             "tensorrt",

@@ -66,6 +66,13 @@ def _conv_cases():
     yield case("conv2d-kernel-equals-input", "Input(shape=(3, 3, 2))", "Conv2D(5, 3)")
     yield case("conv1d-padding-uppercase", "Input(shape=(9, 4))", "Conv1D(2, 2, padding='SAME')")
     yield case("conv1d-causal-uppercase", "Input(shape=(9, 4))", "Conv1D(2, 2, padding='Causal')")
+    # a ResNet projection shortcut: tract's optimizer needs the strided 1x1 Conv widened
+    yield case(
+        "conv2d-strided-pointwise-after-pointwise",
+        "Input(shape=(7, 9, 4))",
+        "Conv2D(4, 1, activation='relu')",
+        "Conv2D(6, 1, strides=(2, 3))",
+    )
 
 
 def _transpose_cases():

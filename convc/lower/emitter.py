@@ -190,6 +190,25 @@ class Emitter:
             padded = self.pad(inputs[0], [0, 0, *pads[:rank], 0, 0, *pads[rank:]])
             inputs = [padded, *inputs[1:]]
             attrs = {**attrs, "pads": [0] * len(pads)}
+        strides = attrs.get("strides", [])
+        strided = set(attrs["kernel_shape"]) == {1} and any(s > 1 for s in strides)
+        if strided and not self.target.strided_pointwise_conv:
+            self.workaround(
+                "a strided 1x1 Conv subsamples by a 1x1 MaxPool first: the target's optimizer "
+                "fails on the strided Conv"
+            )
+            rank = len(strides)
+            pads = attrs["pads"]
+            if any(pads):  # Conv pads before it strides: so must the subsampling
+                inputs = [
+                    self.pad(inputs[0], [0, 0, *pads[:rank], 0, 0, *pads[rank:]]),
+                    *inputs[1:],
+                ]
+            sampled = self.op(
+                "MaxPool", [inputs[0]], "subsample", kernel_shape=[1] * rank, strides=strides
+            )
+            inputs = [sampled, *inputs[1:]]
+            attrs = {**attrs, "strides": [1] * rank, "pads": [0] * (2 * rank)}
         return self.op("Conv", inputs, what, **attrs)
 
     def resize(self, x: str, scales: list[float], mode: str, what: str = "resize", **attrs) -> str:
