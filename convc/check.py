@@ -89,21 +89,33 @@ def check(
     x: np.ndarray | dict[str, np.ndarray],
     *,
     provider: str = "cpu",
-    rtol: float = DEFAULT_RTOL,
-    atol: float = DEFAULT_ATOL,
+    rtol: float | None = None,
+    atol: float | None = None,
     target: str = DEFAULT_TARGET,
     opset: int | None = None,
     optimize: bool = True,
+    precision: str = "float32",
 ) -> CheckReport:
     """Run ONNX Runtime and the reference on ``x`` (one array for a one-input model, else arrays
     by input name) and compare every node's output, in the model's order; the model is lowered
-    for ``target`` (``convc.targets``) as ``convc build`` lowers it."""
+    for ``target`` (``convc.targets``) as ``convc build`` lowers it, and made float16 by
+    ``convc.precision`` for ``precision="float16"``. Tolerances default to the precision's
+    (``DEFAULT_RTOL``/``DEFAULT_ATOL``, or ``convc.precision.FLOAT16_RTOL``/``FLOAT16_ATOL``);
+    the reference always computes in float32 (float64 where Keras does)."""
+    from convc.precision import FLOAT16_ATOL, FLOAT16_RTOL, check_precision, to_float16
+
+    check_precision(precision)
+    half = precision == "float16"
+    rtol = (FLOAT16_RTOL if half else DEFAULT_RTOL) if rtol is None else rtol
+    atol = (FLOAT16_ATOL if half else DEFAULT_ATOL) if atol is None else atol
     for name, value in (("rtol", rtol), ("atol", atol)):
         if not 0 <= value < float("inf"):
             raise ConvcError(f"{name} must be a finite number >= 0, got {value}")
     chosen = get_target(target)
     opset = resolve_opset(chosen, opset)
     proto = lower(model, weights, opset=opset, target=chosen, layer_outputs=True, optimize=optimize)
+    if half:
+        proto = to_float16(proto)
     # Without spinning: onnxruntime's idle threads would otherwise compete with NumPy's.
     session = open_session(proto, provider, spin=False)
     given = x if isinstance(x, dict) else {model.input.name: x}

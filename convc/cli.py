@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     _weights_options(build)
     _target_options(build)
     _optimize_option(build)
+    _precision_option(build, io_dtype=True)
     build.set_defaults(command="build", handler=_build)
 
     summary = commands.add_parser("summary", help="print a Keras-style summary of a .conv file")
@@ -103,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     _provider_option(check)
     _target_options(check, io_layout=False)
     _optimize_option(check)
-    check.set_defaults(command="check", handler=_check)
+    _precision_option(check)
+    check.set_defaults(command="check", handler=_check, rtol=None, atol=None)
 
     golden = commands.add_parser("golden", help="record or verify golden outputs")
     golden_commands = golden.add_subparsers(
@@ -122,7 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     _target_options(record, io_layout=False)
     _tolerance_options(record, default=True)
     _provider_option(record)
-    record.set_defaults(command="golden record", handler=_golden_record)
+    _precision_option(record)
+    record.set_defaults(command="golden record", handler=_golden_record, rtol=None, atol=None)
     verify = golden_commands.add_parser("verify", help="check a golden directory")
     verify.add_argument("directory", metavar="DIR")
     _tolerance_options(verify, default=False)
@@ -212,6 +215,23 @@ def _optimize_option(command: argparse.ArgumentParser) -> None:
         help="emit one ONNX op per Keras operation, for debugging: no faster forms of "
         "convolutions, no exact graph rewrites (ZeroPadding folded into Conv pads ...)",
     )
+
+
+def _precision_option(command: argparse.ArgumentParser, *, io_dtype: bool = False) -> None:
+    command.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "float16"],
+        help="arithmetic and weights of the model (default float32; float16 is compared at "
+        "float16's tolerances, see convc.precision)",
+    )
+    if io_dtype:
+        command.add_argument(
+            "--io-dtype",
+            default="float32",
+            choices=["float32", "float16"],
+            help="dtype of a float16 model's inputs and outputs (default float32)",
+        )
 
 
 def _input_options(command: argparse.ArgumentParser) -> None:
@@ -314,12 +334,18 @@ def _build(args: argparse.Namespace) -> int:
         io_layout=args.io_layout,
         optimize=args.optimize,
     )
+    from convc.precision import check_precision, to_float16
+
+    check_precision(args.precision, args.io_dtype)
+    if args.precision == "float16":
+        proto = to_float16(proto, io_dtype=args.io_dtype)
     output = Path(args.output) if args.output else Path(args.source).with_suffix(".onnx")
     written = save(proto, output)
     opset = proto.opset_import[0].version
     print(
         f"wrote {output}: {len(model.layers)} layers, {len(proto.graph.node)} nodes, "
         f"{model.parameter_count:,} parameters, target {args.target}, opset {opset}"
+        + (f", {args.precision}" if args.precision != "float32" else "")
         + (f", and its weights in {written[0]}" if len(written) > 1 else "")
     )
     for entry in proto.metadata_props:
@@ -425,6 +451,7 @@ def _check(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         atol=args.atol,
         optimize=args.optimize,
+        precision=args.precision,
     )
     shapes = ", ".join(
         f"{name} {tuple(array.shape)}" if len(x) > 1 else str(tuple(array.shape))
@@ -451,6 +478,7 @@ def _golden_record(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         atol=args.atol,
         provider=args.provider,
+        precision=args.precision,
     )
     print(recording.render())
     return EXIT_OK

@@ -165,9 +165,10 @@ def record(
     batch: int = 1,
     target: str = DEFAULT_TARGET,
     opset: int | None = None,
-    rtol: float = 1e-4,
-    atol: float = 1e-4,
+    rtol: float | None = None,
+    atol: float | None = None,
     provider: str = "cpu",
+    precision: str = "float32",
 ) -> Recording:
     """Compile ``source``, run it on ``sets`` random inputs (seeds ``seed``, ``seed + 1``, …) and
     write the golden directory. An existing golden directory is replaced; the directory's other
@@ -177,12 +178,20 @@ def record(
         raise ConvcError(f"sets={sets}: record from 1 to {MAX_SETS:,} input sets")
     if batch < 1:
         raise ConvcError(f"batch={batch}: the batch size must be at least 1")
+    from convc.precision import FLOAT16_ATOL, FLOAT16_RTOL, check_precision, to_float16
+
+    check_precision(precision)
+    half = precision == "float16"
+    rtol = (FLOAT16_RTOL if half else 1e-4) if rtol is None else rtol
+    atol = (FLOAT16_ATOL if half else 1e-4) if atol is None else atol
     if rtol < 0 or atol < 0:
         raise ConvcError(f"rtol={rtol}, atol={atol}: tolerances cannot be negative")
     opset = resolve_opset(get_target(target), opset)
     text = read_source(source)
     weights = Path(weights) if weights is not None else None
     proto = compile_model(resolve_text(text), weights, seed=seed, target=target, opset=opset)
+    if half:
+        proto = to_float16(proto)
     model_bytes = proto.SerializeToString()
     session = open_session(proto, provider)
     recorded = []
@@ -223,6 +232,8 @@ def record(
         "outputs": _signature(first_outputs),
         "versions": _versions(),
     }
+    if half:  # absent for float32, so that float32 goldens' manifests stay as they were
+        manifest["precision"] = precision
     write_bytes(
         (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), directory / MANIFEST
     )
@@ -527,6 +538,10 @@ def _recompile(
             target=str(manifest.get("target", DEFAULT_TARGET)),
             opset=int(manifest["opset"]),
         )
+        if manifest.get("precision", "float32") == "float16":
+            from convc.precision import to_float16
+
+            recompiled = to_float16(recompiled)
     except ConvcError as error:
         where = f"{error.path}: " if error.path else ""
         line = f" (line {error.span.line})" if error.span else ""
