@@ -247,7 +247,7 @@ def start_session(
         used = session.get_providers()[0]
         if used != providers[0]:
             raise ConvcError(
-                f"the {choice} provider failed to start ({missing_library(choice)}); "
+                f"the {choice} provider failed to start: {missing_library(choice)}; "
                 f"onnxruntime fell back to {used}",
                 help=_HOW_TO_GET.get(choice),
             )

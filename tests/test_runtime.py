@@ -199,7 +199,7 @@ def test_explicit_provider_that_fails_to_start_names_what_is_missing(
         runtime.open_session("model.onnx", choice)
     message = caught.value.message
     assert message == (
-        f"the {choice} provider failed to start ({diagnosis}); "
+        f"the {choice} provider failed to start: {diagnosis}; "
         "onnxruntime fell back to CPUExecutionProvider"
     )
     assert "\n" not in message
