@@ -379,6 +379,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.model.endswith(".conv"):
         target = args.target or args.runtime  # every runtime is also a target
+        if args.target is None and _tensorrt_runs(args.provider):
+            target = "tensorrt"  # TensorRT's parser reads opsets up to 22 only
         model = compile_model(
             _load(args, args.model),
             args.weights,
@@ -420,6 +422,17 @@ def _run(args: argparse.Namespace) -> int:
         write_bytes(npz_bytes(outputs), args.output)
         print(f"wrote {args.output}")
     return EXIT_OK
+
+
+def _tensorrt_runs(provider: str) -> bool:
+    """Whether onnxruntime's TensorRT provider will run a model for ``--provider``."""
+    if provider == "tensorrt":
+        return True
+    if provider != "auto":
+        return False
+    from convc.runtime import PROVIDERS, available_providers
+
+    return PROVIDERS["tensorrt"] in available_providers()
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -313,3 +313,49 @@ def test_run_auto_says_which_provider_it_got(tmp_path, capsys):
     source.write_text(NET)
     assert main(["run", str(source), "--provider", "auto"]) == 0
     assert "runtime: ort (CPUExecutionProvider)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "available", "opset"),
+    [
+        (["--provider", "tensorrt"], [TRT, CUDA, CPU], 17),
+        (["--provider", "auto"], [TRT, CUDA, CPU], 17),
+        (["--provider", "auto"], [CUDA, CPU], 28),
+        (["--provider", "cuda"], [TRT, CUDA, CPU], 28),
+        (["--provider", "tensorrt", "--target", "ort"], [TRT, CUDA, CPU], 28),
+    ],
+    ids=["tensorrt", "auto-with-tensorrt", "auto-without", "cuda", "target-given"],
+)
+def test_run_builds_for_tensorrt_where_tensorrt_runs(
+    fake_onnxruntime, monkeypatch, tmp_path, capsys, argv, available, opset
+):
+    """A .conv run by TensorRT is built for the tensorrt target (opset 17: TensorRT's parser
+    reads up to 22), unless --target says otherwise."""
+    import onnx
+
+    seen = []
+
+    class Recording(FakeSession):
+        works = (TRT, CUDA, CPU)
+
+        def __init__(self, source, options=None, providers=()):
+            super().__init__(source, options, providers)
+            seen.append(onnx.load_from_string(source).opset_import[0].version)
+
+        def get_inputs(self):
+            return []
+
+        def get_outputs(self):
+            return []
+
+        def run(self, names, feed):
+            return []
+
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Recording)
+    monkeypatch.setattr(runtime, "available_providers", lambda: available)
+    source = tmp_path / "net.conv"
+    source.write_text(NET)
+    main(["run", str(source), *argv])
+    assert seen[:1] == [opset]
