@@ -141,7 +141,10 @@ def run(
     if provider != "cpu" and runtime != "ort":
         raise ConvcError("'provider' applies to the ort runtime")
     if is_conv(model):
-        options = (options or BuildOptions()).for_runtime(runtime)
+        # TensorRT's parser reads opsets up to 22 only: a model for it is built for its target
+        options = (options or BuildOptions()).for_runtime(
+            "tensorrt" if runtime == "ort" and tensorrt_runs(provider) else runtime
+        )
         proto = build(model, weights, options=options)
     else:
         path = None if isinstance(model, onnx.ModelProto) else os.fspath(model)
@@ -173,6 +176,17 @@ def run(
         feeds = check_inputs(session, dict(inputs))
     outputs = session.run(feeds)
     return RunResult(outputs, feeds, session.runtime, session.device)
+
+
+def tensorrt_runs(provider: str) -> bool:
+    """Whether onnxruntime's TensorRT provider will run a model for ``provider``."""
+    if provider == "tensorrt":
+        return True
+    if provider != "auto":
+        return False
+    from convc.runtime import PROVIDERS, available_providers
+
+    return PROVIDERS["tensorrt"] in available_providers()
 
 
 def is_conv(model: onnx.ModelProto | Source) -> bool:

@@ -90,17 +90,26 @@ def check(
     x: np.ndarray | dict[str, np.ndarray],
     *,
     provider: str = "cpu",
-    rtol: float = DEFAULT_RTOL,
-    atol: float = DEFAULT_ATOL,
+    rtol: float | None = None,
+    atol: float | None = None,
     options: BuildOptions | None = None,
     **build_keywords: Any,
 ) -> CheckReport:
     """Run ONNX Runtime and the reference on ``x`` (one array for a one-input model, else arrays
     by input name) and compare every node's output, in the model's order; the model is lowered
-    with ``options`` (``target=``, ``opset=``, ``optimize=`` may be given as keywords instead)
-    as ``convc build`` lowers it, but in Keras's layout (``io_layout`` does not apply)."""
-    check_tolerances(rtol, atol)
+    with ``options`` (``target=``, ``opset=``, ``optimize=``, ``precision=`` may be given as
+    keywords instead) as ``convc build`` lowers it, but in Keras's layout (``io_layout`` does not
+    apply), and made float16 by ``convc.precision`` for ``precision="float16"``. Tolerances
+    default to the precision's (``DEFAULT_RTOL``/``DEFAULT_ATOL``, or
+    ``convc.precision.FLOAT16_RTOL``/``FLOAT16_ATOL``); the reference always computes in float32
+    (float64 where Keras does)."""
+    from convc.precision import FLOAT16_ATOL, FLOAT16_RTOL, to_float16
+
     options = build_options(options, **build_keywords)
+    half = options.precision == "float16"
+    rtol = (FLOAT16_RTOL if half else DEFAULT_RTOL) if rtol is None else rtol
+    atol = (FLOAT16_ATOL if half else DEFAULT_ATOL) if atol is None else atol
+    check_tolerances(rtol, atol)
     proto = lower(
         model,
         weights,
@@ -109,6 +118,8 @@ def check(
         layer_outputs=True,
         optimize=options.optimize,
     )
+    if half:
+        proto = to_float16(proto)
     # Without spinning: onnxruntime's idle threads would otherwise compete with NumPy's.
     session = open_session(proto, provider, spin=False)
     given = x if isinstance(x, dict) else {model.input.name: x}

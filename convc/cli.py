@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     _input_shape_option(build)
     _target_options(build)
     _optimize_option(build)
+    _precision_option(build, io_dtype=True)
     build.set_defaults(command="build", handler=_build)
 
     summary = commands.add_parser("summary", help="print a Keras-style summary of a .conv file")
@@ -122,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     _provider_option(check)
     _target_options(check, io_layout=False)
     _optimize_option(check)
-    check.set_defaults(command="check", handler=_check)
+    _precision_option(check)
+    check.set_defaults(command="check", handler=_check, rtol=None, atol=None)
 
     golden = commands.add_parser("golden", help="record or verify golden outputs")
     golden_commands = golden.add_subparsers(
@@ -141,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     _target_options(record, io_layout=False)
     _tolerance_options(record, default=True)
     _provider_option(record)
-    record.set_defaults(command="golden record", handler=_golden_record)
+    _precision_option(record)
+    record.set_defaults(command="golden record", handler=_golden_record, rtol=None, atol=None)
     verify = golden_commands.add_parser("verify", help="check a golden directory")
     verify.add_argument("directory", metavar="DIR")
     _tolerance_options(verify, default=False)
@@ -233,6 +236,23 @@ def _optimize_option(command: argparse.ArgumentParser) -> None:
         help="emit one ONNX op per Keras operation, for debugging: no faster forms of "
         "convolutions, no exact graph rewrites (ZeroPadding folded into Conv pads ...)",
     )
+
+
+def _precision_option(command: argparse.ArgumentParser, *, io_dtype: bool = False) -> None:
+    command.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "float16"],
+        help="arithmetic and weights of the model (default float32; float16 is compared at "
+        "float16's tolerances, see convc.precision)",
+    )
+    if io_dtype:
+        command.add_argument(
+            "--io-dtype",
+            default="float32",
+            choices=["float32", "float16"],
+            help="dtype of a float16 model's inputs and outputs (default float32)",
+        )
 
 
 def _input_options(command: argparse.ArgumentParser) -> None:
@@ -401,6 +421,8 @@ def _options(args: argparse.Namespace):
         io_layout=getattr(args, "io_layout", "keras"),
         optimize=getattr(args, "optimize", True),
         seed=getattr(args, "seed", 0),
+        precision=getattr(args, "precision", "float32"),
+        io_dtype=getattr(args, "io_dtype", "float32"),
     )
 
 
@@ -416,6 +438,7 @@ def _build(args: argparse.Namespace) -> int:
     print(
         f"wrote {output}: {len(model.layers)} layers, {len(proto.graph.node)} nodes, "
         f"{model.parameter_count:,} parameters, target {options.target_name}, opset {opset}"
+        + (f", {options.precision}" if options.precision != "float32" else "")
         + (f", and its weights in {written[0]}" if len(written) > 1 else "")
     )
     for line in workarounds(proto):

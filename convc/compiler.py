@@ -75,9 +75,10 @@ def compile_model(
 ) -> onnx.ModelProto:
     """Lower a resolved model with ``options`` (``convc.options.BuildOptions``; its fields may
     be given as keywords instead: ``target=``, ``opset=``, ``io_layout=``, ``optimize=``,
-    ``seed=``). With ``layer_outputs``, every layer's output is a graph output too."""
+    ``seed=``, ``precision=``). With ``layer_outputs``, every layer's output is a graph output
+    too."""
     options = build_options(options, **build_keywords)
-    return lower(
+    proto = lower(
         model,
         model_weights(model, weights, options.seed),
         opset=options.resolved_opset,
@@ -86,6 +87,11 @@ def compile_model(
         layer_outputs=layer_outputs,
         optimize=options.optimize,
     )
+    if options.precision == "float16":
+        from convc.precision import to_float16
+
+        proto = to_float16(proto, io_dtype=options.io_dtype)
+    return proto
 
 
 def compile_text(text: str, weights: WeightsSource = None, *args, **options) -> onnx.ModelProto:

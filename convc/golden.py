@@ -167,8 +167,8 @@ def record(
     options: BuildOptions | None = None,
     sets: int = 1,
     batch: int = 1,
-    rtol: float = DEFAULT_RTOL,
-    atol: float = DEFAULT_ATOL,
+    rtol: float | None = None,
+    atol: float | None = None,
     provider: str = "cpu",
     **build_keywords: Any,
 ) -> Recording:
@@ -183,6 +183,11 @@ def record(
         raise ConvcError(f"sets={sets}: record from 1 to {MAX_SETS:,} input sets")
     if batch < 1:
         raise ConvcError(f"batch={batch}: the batch size must be at least 1")
+    from convc.precision import FLOAT16_ATOL, FLOAT16_RTOL
+
+    half = options.precision == "float16"
+    rtol = (FLOAT16_RTOL if half else DEFAULT_RTOL) if rtol is None else rtol
+    atol = (FLOAT16_ATOL if half else DEFAULT_ATOL) if atol is None else atol
     if rtol < 0 or atol < 0:
         raise ConvcError(f"rtol={rtol}, atol={atol}: tolerances cannot be negative")
     text = read_source(source)
@@ -228,7 +233,7 @@ def record(
         "outputs": _signature(first_outputs),
         "versions": _versions(),
     }
-    for option in ("io_layout", "optimize"):  # recorded when not the default
+    for option in ("io_layout", "optimize", "precision", "io_dtype"):  # when not the default
         if option in options.non_defaults():
             manifest[option] = getattr(options, option)
     write_bytes(
@@ -534,6 +539,8 @@ def _recompile(
             io_layout=manifest.get("io_layout", "keras"),
             optimize=manifest.get("optimize", True),
             seed=int(manifest["seed"]),
+            precision=manifest.get("precision", "float32"),
+            io_dtype=manifest.get("io_dtype", "float32"),
         )
         recompiled = compile_model(resolve_text(text), weights, options)
     except ConvcError as error:

@@ -27,13 +27,17 @@ class BuildOptions:
     ``opset``: the ONNX opset (None: the target's); ``io_layout``: the axis order of the
     model's inputs and outputs (``IO_LAYOUTS``); ``optimize``: the faster exact forms and graph
     rewrites (False: one ONNX op per Keras operation, for debugging); ``seed``: the seed of the
-    initializers when no weights are given."""
+    initializers when no weights are given; ``precision``: ``float16`` makes the weights and
+    the arithmetic float16 (``convc.precision``), with float32 inputs and outputs unless
+    ``io_dtype`` is ``float16`` too."""
 
     target: str | None = None
     opset: int | None = None
     io_layout: str = "keras"
     optimize: bool = True
     seed: int = 0
+    precision: str = "float32"
+    io_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.target is not None and not isinstance(self.target, str):
@@ -47,6 +51,9 @@ class BuildOptions:
         if not isinstance(self.optimize, bool):
             raise ConvcError(f"optimize must be True or False, got {self.optimize!r}")
         check_seed(self.seed)
+        from convc.precision import check_precision
+
+        check_precision(self.precision, self.io_dtype)
 
     @property
     def target_name(self) -> str:

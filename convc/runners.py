@@ -166,9 +166,10 @@ def _open_ort(model, provider: str) -> Runner:
     session = open_session(model, provider)
     specs = [InputSpec(i.name, tuple(i.shape), i.type) for i in session.session.get_inputs()]
     names = session.output_names
-    return Runner(
-        "ort", session.provider, specs, names, lambda feed: list(session.run(feed).values())
-    )
+    device = session.provider
+    if session.notes:  # auto passed over a better provider: say why
+        device += " (auto: " + "; ".join(session.notes) + ")"
+    return Runner("ort", device, specs, names, lambda feed: list(session.run(feed).values()))
 
 
 def _open_tensorrt(model, provider: str) -> Runner:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,103 @@ _HOW_TO_GET = {
 }
 
 
+PROVIDER_OPTIONS: dict[str, dict[str, str]] = {
+    # The CUDA provider rounds the inputs of convolutions and matrix products to TF32 (10
+    # significant bits) by default on Ampere and newer GPUs; convc asks for float32.
+    "CUDAExecutionProvider": {"use_tf32": "0"},
+    # TensorRT builds float32 engines unless asked for lower precision; convc says so
+    # explicitly. TF32, which TensorRT also allows by default, has no provider option: it is
+    # turned off by NVIDIA_TF32_OVERRIDE=0 in the environment when the engine is built
+    # (``TF32_ENVIRONMENT``).
+    "TensorrtExecutionProvider": {"trt_fp16_enable": "False", "trt_int8_enable": "False"},
+}
+"""Options convc gives each execution provider so that it computes in float32."""
+
+TF32_ENVIRONMENT = ("NVIDIA_TF32_OVERRIDE", "0")
+"""Set (unless already set) before a GPU session starts: NVIDIA's libraries (TensorRT's
+builder, cuBLAS, cuDNN) then never use TF32 tensor cores for float32 arithmetic."""
+
+EXTRA_TRT_OPTIONS = "CONVC_TRT_OPTIONS"
+"""An environment variable of further TensorRT provider options, ``key=value,key=value``
+(an engine cache or a builder optimization level for a test run); it cannot turn on fp16."""
+
+
+def provider_options(
+    providers: Sequence[str], environ: Mapping[str, str] | None = None
+) -> list[dict[str, str]]:
+    """The options of each of ``providers`` (see ``PROVIDER_OPTIONS``)."""
+    environ = os.environ if environ is None else environ
+    options = []
+    for name in providers:
+        chosen = dict(PROVIDER_OPTIONS.get(name, {}))
+        if name == PROVIDERS["tensorrt"] and environ.get(EXTRA_TRT_OPTIONS):
+            for item in environ[EXTRA_TRT_OPTIONS].split(","):
+                key, equals, value = item.partition("=")
+                key = key.strip()
+                if not equals or not key:
+                    raise ConvcError(f"{EXTRA_TRT_OPTIONS}: expected key=value items, got {item!r}")
+                if key in PROVIDER_OPTIONS[name]:
+                    raise ConvcError(f"{EXTRA_TRT_OPTIONS}: {key} is convc's to set")
+                chosen[key] = value.strip()
+        options.append(chosen)
+    return options
+
+
+PROVIDER_LIBRARIES = {
+    "cuda": "libonnxruntime_providers_cuda.so",
+    "tensorrt": "libonnxruntime_providers_tensorrt.so",
+}
+"""The library of each GPU provider in onnxruntime-gpu's package (Linux names)."""
+
+_LIBRARY_KINDS = (
+    ("libcudnn", "the cuDNN library"),
+    ("libnvinfer", "the TensorRT library"),
+    ("libnvonnxparser", "the TensorRT library"),
+    ("libcu", "the CUDA library"),  # libcudart, libcublas, libcublasLt, libcufft, libcurand
+    ("libnvrtc", "the CUDA library"),
+    ("libnvJitLink", "the CUDA library"),
+    ("libonnxruntime_providers", "onnxruntime-gpu's provider library"),
+)
+_MISSING = re.compile(r"(lib[\w.+-]+?\.(?:so[\w.]*|dll))\s*:\s*cannot open shared object file")
+
+
+def missing_library(provider: str, load: Callable[[str], object] | None = None) -> str:
+    """Why ``provider`` ("cuda" or "tensorrt") did not start, in a few words: the library the
+    dynamic loader could not find (the CUDA or cuDNN library, the TensorRT library), or, when
+    every library loads, that no GPU is usable. ``load`` opens a shared library by path
+    (``ctypes.CDLL`` by default; tests give a fake)."""
+    if load is None:
+        import ctypes
+
+        def load(path: str) -> object:
+            return ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+
+    library = PROVIDER_LIBRARIES.get(provider)
+    if library is None:
+        return "it did not start"
+    try:
+        import onnxruntime
+
+        path = os.path.join(os.path.dirname(onnxruntime.__file__), "capi", library)
+    except ImportError:  # pragma: no cover - onnxruntime is a dependency
+        path = library
+    try:
+        load(path)
+    except OSError as error:
+        text = " ".join(str(error).split())
+        found = _MISSING.search(text)
+        name = found.group(1) if found else None
+        if name is None and "No such file" in text and library in text:
+            name = library
+        if name is None:
+            return f"its library does not load: {text}"
+        kind = next(
+            (words for prefix, words in _LIBRARY_KINDS if name.startswith(prefix)), "a library"
+        )
+        return f"{kind} is missing ({name} cannot be loaded)"
+    return "its libraries load, but no CUDA device is usable (see nvidia-smi: driver and GPU)"
+
+
 def available_providers() -> list[str]:
     import onnxruntime as ort
 
@@ -70,10 +168,12 @@ def select_providers(choice: str, available: Sequence[str]) -> list[str]:
 
 @dataclass
 class Session:
-    """An ONNX Runtime session and the provider that actually runs the model."""
+    """An ONNX Runtime session and the provider that actually runs the model; ``notes`` says why
+    ``auto`` passed over a better provider."""
 
     session: object
     provider: str
+    notes: tuple[str, ...] = ()
 
     @property
     def inputs(self) -> list:
@@ -118,7 +218,6 @@ def open_session(
     times)."""
     import onnxruntime as ort
 
-    providers = select_providers(provider, available_providers())
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
@@ -128,25 +227,66 @@ def open_session(
         # onnxruntime's NCHWc layout pass copies each weight into an embedded initializer,
         # which it then refuses beyond 2 GiB; the other optimizations are kept.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+
+    def start(providers: list[str]):
+        if providers[0] != PROVIDERS["cpu"]:
+            os.environ.setdefault(*TF32_ENVIRONMENT)
+        return _start(ort, model, options, providers)
+
+    session, used, notes = start_session(provider, available_providers(), start)
+    return Session(session, used, notes)
+
+
+def start_session(
+    choice: str, available: Sequence[str], start: Callable[[list[str]], object]
+) -> tuple[object, str, tuple[str, ...]]:
+    """Start a session for ``choice`` with ``start(providers)`` (which returns an onnxruntime
+    session): the session, the provider that runs it and notes. An explicit GPU provider that
+    does not start is a one-line error naming what is missing, never a silent fallback; ``auto``
+    tries TensorRT, then CUDA, then the CPU, and notes why it passed over each."""
+    providers = select_providers(choice, available)
+    if choice != "auto":
+        session = start(providers)
+        used = session.get_providers()[0]
+        if used != providers[0]:
+            raise ConvcError(
+                f"the {choice} provider failed to start: {missing_library(choice)}; "
+                f"onnxruntime fell back to {used}",
+                help=_HOW_TO_GET.get(choice),
+            )
+        return session, used, ()
+    notes = []
+    for name in providers:
+        short = next(key for key, value in PROVIDERS.items() if value == name)
+        candidates = [name] if short == "cpu" else [name, PROVIDERS["cpu"]]
+        try:
+            session = start(candidates)
+        except ConvcError as error:
+            if short == "cpu":
+                raise
+            notes.append(f"{short} did not start: {error.message}")
+            continue
+        used = session.get_providers()[0]
+        if used == name:
+            return session, used, tuple(notes)
+        notes.append(f"{short} did not start: {missing_library(short)}")
+    raise ConvcError("no execution provider started")  # pragma: no cover - the CPU always does
+
+
+def _start(ort, model, options, providers: list[str]):
+    """An onnxruntime session on ``providers`` (with convc's options for each)."""
+    chosen = list(zip(providers, provider_options(providers), strict=True))
     try:
         if isinstance(model, onnx.ModelProto) and weight_bytes(model) > EXTERNAL_DATA_BYTES:
             # Beyond protobuf's 2 GiB: hand it over as a file with external data.
             with tempfile.TemporaryDirectory() as directory:
                 path = Path(directory) / "model.onnx"
                 save(model, path)
-                session = ort.InferenceSession(str(path), options, providers=providers)
-        else:
-            source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-            session = ort.InferenceSession(source, options, providers=providers)
+                return ort.InferenceSession(str(path), options, providers=chosen)
+        source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+        return ort.InferenceSession(source, options, providers=chosen)
     except Exception as error:  # onnxruntime raises its own exception types
         raise ConvcError(f"onnxruntime cannot load the model: {error}") from None
-    used = session.get_providers()[0]
-    if provider not in ("auto", "cpu") and used != providers[0]:
-        raise ConvcError(
-            f"onnxruntime fell back to {used}: the {provider} provider failed to start",
-            help=_HOW_TO_GET.get(provider),
-        )
-    return Session(session, used)
 
 
 SMALL_MODEL_FILE = 64 << 20
