@@ -94,7 +94,8 @@ CASES = {
         x = keras.Input((6, 6, 4))
         y = layers.Conv2D(4, 1)(x)
         h = layers.ReLU(6.0)(y + 3.0) * (1.0 / 6.0)
-        model = keras.Model(x, [layers.Multiply()([y, h]), 2.5 - y, y - 0.5])
+        z = y * h - x + y
+        model = keras.Model(x, [layers.Multiply()([y, h]), 2.5 - y, y - 0.5, z])
     """,
     "channels-first-and-concat": """
         x = keras.Input((3, 9, 9))

@@ -76,6 +76,8 @@ class Graph:
     """A ``TensorRef``, or a list or dict of them, as the model's ``output_layers`` say."""
     sequential: bool = False
     """The top level is a Sequential model without nested models: write it as a chain."""
+    ranks: dict[TensorRef, int] = field(default_factory=dict)
+    """Tensor ranks, batch included, where the file records them (Keras 3's node format)."""
 
 
 def flatten(model_config: dict[str, Any], where: str) -> Graph:
@@ -352,8 +354,11 @@ class _Flattener:
             if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
                 history = (value.get("config") or {}).get("keras_history")
                 ref = self.lookup(history, produced, keras_path)
+                shape = (value.get("config") or {}).get("shape")
                 if ref is None:
                     missing = True
+                elif isinstance(shape, list):
+                    self.graph.ranks[ref] = len(shape)
                 return ref
             if isinstance(value, list):
                 return [resolve(item, depth + 1) for item in value]

@@ -17,7 +17,12 @@ from typing import Any
 
 import convc.layers as registry
 from convc.importer.graph import Graph, InputEntry, LayerEntry, TensorRef
-from convc.importer.operations import OPERATIONS, operation_problem, render_operation
+from convc.importer.operations import (
+    OPERATIONS,
+    operation_problem,
+    render_merge,
+    render_operation,
+)
 from convc.layers.args import REQUIRED
 from convc.layers.base import snake_case
 
@@ -62,7 +67,7 @@ def unsupported(graph: Graph) -> list[Problem]:
         problems += _layer_problems(layer)
     for application in graph.applications:
         if _is_operation(application.layer):
-            reason = operation_problem(application.layer.class_name, application.args)
+            reason = operation_problem(application.layer.class_name, application.args, graph.ranks)
             if reason:
                 problems.append(
                     Problem(application.layer.class_name, application.layer.name, reason)
@@ -192,7 +197,12 @@ def _write_functional(graph: Graph, header: str, input_shapes) -> str:
         layer = application.layer
         inputs = _render_args(application.args, variables)
         comment = ""
-        if _is_operation(layer):
+        if _is_operation(layer) and all(isinstance(a, TensorRef) for a in application.args):
+            operands = [variables[a] for a in application.args]
+            call, source = render_merge(layer.class_name, layer.config, operands)
+            expression = f"{call}([{', '.join(operands)}])"
+            comment = f"  # {source}"
+        elif _is_operation(layer):
             tensor = next(a for a in application.args if isinstance(a, TensorRef))
             call, source = render_operation(layer.class_name, layer.config, application.args)
             expression = f"{call}({variables[tensor]})"
