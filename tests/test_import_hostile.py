@@ -322,3 +322,68 @@ def test_keras2_functional_h5(tmp_path):
     np.testing.assert_allclose(
         onnx_outputs(proto, xs)[0], keras_outputs(twin, xs)[0], atol=ATOL, rtol=RTOL
     )
+
+
+def test_keras2_sequential_h5_without_an_input_layer(tmp_path):
+    """tf.keras's Sequential: the first layer declares batch_input_shape; no InputLayer."""
+    rng = np.random.default_rng(2)
+    kernel = rng.standard_normal((3, 2, 5)).astype("f4")
+    bias = rng.standard_normal(5).astype("f4")
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "sequential",
+            "layers": [
+                {
+                    "class_name": "Conv1D",
+                    "config": {
+                        "name": "conv1d",
+                        "trainable": True,
+                        "batch_input_shape": [None, 12, 2],
+                        "dtype": "float32",
+                        "filters": 5,
+                        "kernel_size": [3],
+                        "strides": [2],
+                        "padding": "causal",
+                        "data_format": "channels_last",
+                        "dilation_rate": [1],
+                        "groups": 1,
+                        "activation": "elu",
+                        "use_bias": True,
+                        "kernel_initializer": {"class_name": "HeNormal", "config": {"seed": 4}},
+                        "bias_initializer": {"class_name": "Zeros", "config": {}},
+                        "kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.01}},
+                        "bias_regularizer": None,
+                        "activity_regularizer": None,
+                        "kernel_constraint": None,
+                        "bias_constraint": None,
+                    },
+                },
+                {
+                    "class_name": "GlobalMaxPooling1D",
+                    "config": {"name": "pool", "trainable": True, "dtype": "float32"},
+                },
+            ],
+        },
+    }
+    path = tmp_path / "seq.h5"
+    _keras2_h5(
+        path, config, {"conv1d": [("conv1d/kernel:0", kernel), ("conv1d/bias:0", bias)], "pool": []}
+    )
+    imported = import_file(path)
+    assert imported.text.splitlines()[2] == 'Input(shape=(12, 2), name="input_layer")'
+    proto = compile_model(imported.model, imported.weights)
+
+    keras.backend.clear_session()
+    twin = keras.Sequential(
+        [
+            keras.Input((12, 2)),
+            layers.Conv1D(5, 3, strides=2, padding="causal", activation="elu"),
+            layers.GlobalMaxPooling1D(),
+        ]
+    )
+    twin.set_weights([kernel, bias])
+    xs = [np.random.default_rng(3).standard_normal((2, 12, 2)).astype("f4")]
+    np.testing.assert_allclose(
+        onnx_outputs(proto, xs)[0], keras_outputs(twin, xs)[0], atol=ATOL, rtol=RTOL
+    )
