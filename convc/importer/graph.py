@@ -201,7 +201,7 @@ class _Flattener:
             class_name = layer_config.get("class_name")
             key = keys.key("input_layer" if class_name == "InputLayer" else str(class_name))
             paths[name] = weights_path + ("layers", key)
-        input_names = _history_names(config.get("input_layers"), self)
+        input_names = _history_names(config.get("input_layers"))
         if inputs is None:
             for layer_config in layers:
                 if layer_config.get("class_name") == "InputLayer":
@@ -454,13 +454,14 @@ def _layer_list(config: dict) -> list:
     return layers if isinstance(layers, list) else []
 
 
-def _history_names(spec: Any, flattener: _Flattener) -> list[str]:
+def _history_names(spec: Any) -> list[str]:
+    """The layer names of a model's ``input_layers``, in order."""
     if _is_history(spec):
         return [spec[0]]
     if isinstance(spec, list):
-        return [name for item in spec for name in _history_names(item, flattener)]
+        return [name for item in spec for name in _history_names(item)]
     if isinstance(spec, dict):
-        return [name for item in spec.values() for name in _history_names(item, flattener)]
+        return [name for item in spec.values() for name in _history_names(item)]
     return []
 
 
