@@ -21,6 +21,7 @@ import numpy as np
 from convc.diagnostics import ConvcError
 from convc.importer.graph import Graph, LayerEntry
 from convc.model import Model, format_shape
+from convc.progress import track
 
 
 def read_weights(model: Model, graph: Graph, handle: Any, file_format: str, where: str):
@@ -31,7 +32,7 @@ def read_weights(model: Model, graph: Graph, handle: Any, file_format: str, wher
     else:
         groups = _legacy_groups(handle, where)
     arrays: dict[str, np.ndarray] = {}
-    for layer in model.layers:
+    for layer in track(model.layers, "reading weights"):
         entry = entries.get(layer.name)
         if entry is None or not layer.variables:
             continue
