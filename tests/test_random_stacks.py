@@ -18,6 +18,7 @@ refusals are checked to happen too.
 from __future__ import annotations
 
 import re
+import zlib
 
 import numpy as np
 import pytest
@@ -154,10 +155,12 @@ NEW_LAYERS = [
 """Each must appear in a stack that compared numbers with Keras."""
 
 
-def _uniform(draw, choices: list):
-    """One of ``choices``, evenly: hypothesis's own choice favours the first entries, and in a
-    derandomized run some kinds would never be drawn."""
-    return choices[draw(st.integers(0, 2**16)) % len(choices)]
+def _spread(draw, choices: list, salt: str):
+    """One of ``choices``, spread over the examples: hypothesis's own choices (and its seeds for
+    st.randoms) repeat, and in a derandomized run some kinds were never drawn. A drawn integer
+    plus a checksum of the text so far (``salt``) is a function of the draws, so hypothesis
+    replays and shrinks it, that varies as the texts vary."""
+    return choices[(draw(st.integers(0, 2**16)) + zlib.crc32(salt.encode())) % len(choices)]
 
 
 def _axis(draw, rank: int) -> int:
@@ -167,11 +170,11 @@ def _axis(draw, rank: int) -> int:
 
 
 @st.composite
-def new_layer_call(draw, rank: int) -> str:
+def new_layer_call(draw, rank: int, salt: str) -> str:
     """A layer of the normalization, pooling, core, activation-layer or no-op families that keeps
     the tensor's rank: valid for any shape, or refused by Keras and convc alike (a pooling window
     larger than a 'valid' input, groups that do not divide the channels)."""
-    kind = _uniform(draw, NEW_KINDS)
+    kind = _spread(draw, NEW_KINDS, salt)
     data_format = draw(st.sampled_from(["", "", ", data_format='channels_first'"]))
     if kind == "batch_norm":
         args = [f"axis={_axis(draw, rank)}"] if draw(st.booleans()) else []
@@ -230,10 +233,10 @@ def new_layer_call(draw, rank: int) -> str:
 
 
 @st.composite
-def head(draw, rank: int) -> list[str]:
+def head(draw, rank: int, salt: str) -> list[str]:
     """A classifier's end: Flatten, Reshape((-1,)) or a global pooling to (batch, features),
     then Dense layers, with a no-op or an activation layer between them."""
-    kind = _uniform(draw, ["flatten", "flatten", "reshape", "global"])
+    kind = _spread(draw, ["flatten", "flatten", "reshape", "global"], salt)
     if kind == "flatten":
         layers = [draw(st.sampled_from(["Flatten()", "Flatten(data_format='channels_first')"]))]
     elif kind == "reshape":
@@ -255,9 +258,10 @@ def stack(draw) -> str:
     dims = [draw(st.integers(2, high)) for _ in range(rank)] + [draw(st.integers(1, 4))]
     lines = [f"Input(shape=({', '.join(map(str, dims))}))"]
     for _ in range(draw(st.integers(1, 4))):
-        lines.append(draw(layer_call(rank) if draw(st.booleans()) else new_layer_call(rank)))
+        salt = "\n".join(lines)
+        lines.append(draw(layer_call(rank) if draw(st.booleans()) else new_layer_call(rank, salt)))
     if draw(st.integers(0, 2)) == 0:
-        lines += draw(head(rank))
+        lines += draw(head(rank, "\n".join(lines)))
     return "\n".join(lines) + "\n"
 
 
