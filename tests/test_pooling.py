@@ -170,6 +170,36 @@ def test_channels_last_classifier_transposes_once():
     assert_matches_keras(text)
 
 
+@pytest.mark.parametrize(
+    ("head", "ops"),
+    [
+        pytest.param(
+            "GlobalAveragePooling2D()\nDense(5, activation='softmax')\n",
+            ["ReduceMean", "Gemm", "Softmax"],
+            id="global-average-dense",
+        ),
+        pytest.param(
+            "Flatten()\nDense(6, activation='relu')\nDropout(0.5)\nDense(5)\n",
+            ["Reshape", "Gemm", "Relu", "Gemm"],
+            id="flatten-dense",
+        ),
+    ],
+)
+def test_channels_last_classifier_with_dense_transposes_once(head, ops):
+    """The issue's classifier: convolutions, BatchNormalization, pooling, then a global pooling or
+    a Flatten and Dense layers. Its only Transpose is at the input: the global pooling reduces
+    the axes where they are, Flatten's (height, width, channels) order becomes the order of the
+    Dense kernel's rows, and the BatchNormalization folds into the convolution before it."""
+    text = (
+        "Input(shape=(12, 10, 3))\nConv2D(8, 3, padding='same', use_bias=False)\n"
+        "BatchNormalization()\nReLU()\nMaxPooling2D()\nConv2D(8, 3, activation='relu')\n"
+        "AveragePooling2D(3, 1, 'same')\n" + head
+    )
+    _, proto = assert_matches_keras(text)
+    body = ["Transpose", "Conv", "Relu", "MaxPool", "Conv", "Relu", "AveragePool"]
+    assert _ops(proto) == body + ops
+
+
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_global_pooling_of_a_channels_last_input_needs_no_transpose(keepdims):
     text = f"Input(shape=(6, 7, 3))\nGlobalMaxPooling2D(keepdims={keepdims})\n"

@@ -15,15 +15,24 @@ spans an axis (a broadcast operand such as (1, 1, C)), crops and pads. What it d
 * Activation and ReLU with random arguments, conv layers of every kind, crops, pads, upsampling;
 * mixed data formats: layers with data_format='channels_first' on channels_last tensors (and the
   reverse, under a ``data_format channels_first`` directive), the logical axes changing with them;
+* the normalization, pooling, core, activation and no-op layers: BatchNormalization on any
+  axis, LayerNormalization on the last axis only (README: Keras-torch differs on inner axes),
+  GroupNormalization on the channel axis, UnitNormalization, Max/AveragePooling ('valid' and
+  'same', odd sizes and strides), global pooling with keepdims, Dense on the last axis of
+  the rank-3 to rank-5 tensors, Reshape and Permute, LeakyReLU, PReLU with shared_axes, ELU,
+  Softmax on one axis or two, Rescaling, Dropout and the noise layers; and classifier heads
+  (Flatten, Reshape((-1,)) or a global pooling, then Dense layers), often a second output;
 * 1 or 2 outputs, as a tensor, a list or a dict, not always the last statement's.
 
 Every example must build in Keras and compile with convc, and its outputs must agree (ONNX
 Runtime and the NumPy reference both, see ``oracle.assert_matches_keras``). A refusal is a
-failure, not a skip; a module-level counter checks that the examples really compared numbers.
+failure, not a skip; a module-level counter checks that the examples really compared numbers,
+and another that every new layer kind was drawn.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import pytest
@@ -59,6 +68,28 @@ ACTIVATIONS = [
 ]
 CONV_ACTIVATIONS = ["None", "'relu'", "'tanh'", "'sigmoid'", "'gelu'", "'swish'"]
 OUTPUT_KEYS = ["out", "aux", "y", "logits", "mask", "z2"]
+SHAPE_KEEPING = [
+    "batch_norm",
+    "layer_norm",
+    "group_norm",
+    "unit_norm",
+    "leaky_relu",
+    "prelu",
+    "elu",
+    "softmax",
+    "rescaling",
+    "noop",
+]
+NOOPS = [
+    "Dropout(0.5)",
+    "GaussianNoise(0.1)",
+    "GaussianDropout(0.2)",
+    "AlphaDropout(0.1)",
+    "ActivityRegularization(l1=0.01)",
+    "Identity()",
+]
+NEW_DRAWN: dict[str, int] = {}
+"""How often each new layer kind (and classifier head) was drawn, in this process."""
 
 # TORCH_STRIDE_BUG: where Keras's oracle is wrong, not convc. torch 2.13's CPU convolution gives
 # garbage for a batch of 2 or more when the input has 1 channel, arrives channels_last (Keras
@@ -113,6 +144,7 @@ class Graph:
         self.input_names: list[str | None] = []
         self.count = 0
         self.lower_pending = False  # a lower-rank second input, declared at its first use
+        self.heads: list[Tensor] = []  # classifier heads' outputs, of shape (classes,)
 
     # -- statements --------------------------------------------------------------------------
 
@@ -205,7 +237,10 @@ class Graph:
         kinds = ["conv", "conv", "transpose", "crop", "pad", "upsample", "activation", "relu"]
         if self.rank < 3:
             kinds += ["depthwise", "separable"]
+        kinds += ["new"] * 8  # the normalization, pooling, core and activation layers
         kind = self.draw(st.sampled_from(kinds))
+        if kind == "new":
+            return self.new_layer(shape)
         if kind == "activation":
             return self.activation(shape)
         if kind == "relu":
@@ -317,6 +352,150 @@ class Graph:
             text = f"Activation({name!r})"
         return text, tuple(shape)
 
+    def spread(self, n: int) -> int:
+        """An index below ``n``, spread over the examples: hypothesis's own choices (and
+        its seeds for st.randoms) repeat, and in a derandomized run some kinds were never
+        drawn. A drawn integer plus a checksum of the text so far is a function of the draws
+        (so hypothesis replays and shrinks it) that varies as the texts vary."""
+        salt = zlib.crc32("\n".join(self.lines).encode())
+        return (self.draw(st.integers(0, 2**16)) + salt) % n
+
+    def new_layer(self, shape, keep_shape: bool = False) -> tuple[str, tuple[int, ...]]:
+        """A layer of the normalization, pooling, core, activation-layer or no-op families that
+        the shape allows (and that keeps it, if asked), and its output shape."""
+        kinds = [*SHAPE_KEEPING]
+        if not keep_shape:
+            kinds += ["pool", "pool", "global_pool", "dense", "reshape", "permute"]
+        kind = kinds[self.spread(len(kinds))]
+        NEW_DRAWN[kind] = NEW_DRAWN.get(kind, 0) + 1
+        last = len(shape)  # the logical index of the last axis (the batch axis is 0)
+        if kind == "batch_norm":
+            axis = self.draw(st.integers(1, last))
+            written = axis - last - 1 if self.draw(st.booleans()) else axis
+            args = [] if written == -1 and self.draw(st.booleans()) else [f"axis={written}"]
+            args.append(f"epsilon={self.draw(st.sampled_from([1e-3, 0.01, 0.1]))}")
+            if self.draw(st.integers(0, 3)) == 0:
+                args.append(self.draw(st.sampled_from(["center=False", "scale=False"])))
+            return f"BatchNormalization({', '.join(args)})", tuple(shape)
+        if kind == "layer_norm":  # the last axis only: README, LayerNormalization's inner axes
+            axis = self.draw(st.sampled_from(["", "axis=-1", f"axis={last}"]))
+            extra = self.draw(st.sampled_from(["", "", "center=False", "rms_scaling=True"]))
+            return f"LayerNormalization({', '.join(a for a in (axis, extra) if a)})", tuple(shape)
+        if kind == "group_norm":
+            fmt, _ = self.fmt()
+            channels = _split(shape, fmt)[1]
+            divisors = [g for g in range(1, channels + 1) if channels % g == 0]
+            groups = self.draw(st.sampled_from([*divisors, -1]))
+            axis = (
+                "" if fmt == CL and self.draw(st.booleans()) else f", axis={-1 if fmt == CL else 1}"
+            )
+            return f"GroupNormalization({groups}{axis}, epsilon=0.01)", tuple(shape)
+        if kind == "unit_norm":
+            axes = sorted(self.draw(st.sets(st.integers(1, last), min_size=1, max_size=2)))
+            axis = "" if axes == [last] else f"axis={axes[0] if len(axes) == 1 else axes}"
+            return f"UnitNormalization({axis})", tuple(shape)
+        if kind == "leaky_relu":
+            slope = self.draw(st.sampled_from(["", "0.1", "negative_slope=0.5"]))
+            return f"LeakyReLU({slope})", tuple(shape)
+        if kind == "prelu":
+            axes = sorted(self.draw(st.sets(st.integers(1, last), max_size=last)))
+            return (f"PReLU(shared_axes={axes})" if axes else "PReLU()"), tuple(shape)
+        if kind == "elu":
+            return f"ELU({self.draw(st.sampled_from(['', '0.5', 'alpha=2.0']))})", tuple(shape)
+        if kind == "softmax":
+            axes = sorted(self.draw(st.sets(st.integers(1, last), min_size=1, max_size=2)))
+            axis = "" if axes == [last] else f"axis={axes[0] if len(axes) == 1 else axes}"
+            return f"Softmax({axis})", tuple(shape)
+        if kind == "rescaling":
+            scale = self.draw(st.sampled_from(["0.5", "2.0", "scale=0.004"]))
+            return f"Rescaling({scale}, offset={self.draw(st.sampled_from([0.0, -1.0]))})", tuple(
+                shape
+            )
+        if kind == "noop":
+            noops = [*NOOPS, f"SpatialDropout{self.rank}D(0.3)"]
+            return noops[self.spread(len(noops))], tuple(shape)
+        if kind == "pool":
+            return self.pooling(shape)
+        if kind == "global_pool":
+            fmt, fmt_arg = self.fmt()
+            spatial, channels = _split(shape, fmt)
+            name = self.draw(st.sampled_from(["GlobalMaxPooling", "GlobalAveragePooling"]))
+            layer = f"{name}{self.rank}D(keepdims=True{fmt_arg})"
+            return layer, _join([1] * len(spatial), channels, fmt)
+        if kind == "dense":
+            units = self.draw(st.integers(1, 8))
+            activation = self.draw(st.sampled_from(CONV_ACTIVATIONS))
+            return f"Dense({units}, activation={activation})", (*shape[:-1], units)
+        if kind == "permute":
+            dims = self.draw(st.permutations(range(1, last + 1)))
+            return f"Permute({_tuple(dims)})", tuple(shape[d - 1] for d in dims)
+        return self.reshape(shape)
+
+    def pooling(self, shape) -> tuple[str, tuple[int, ...]]:
+        """Max or average pooling, 'valid' or 'same', odd sizes and strides."""
+        fmt, fmt_arg = self.fmt()
+        spatial, channels = _split(shape, fmt)
+        size_text, size = self.ints([1, 2, 3, 3])
+        strides_text, strides = "None", size
+        if self.draw(st.booleans()):
+            strides_text, strides = self.ints([1, 2, 3])
+        padding = self.draw(st.sampled_from(["valid", "same"]))
+        out = [
+            _conv_length(n, k, s, 1, padding)
+            for n, k, s in zip(spatial, size, strides, strict=True)
+        ]
+        if min(out) < 1:
+            padding = "same"
+            out = [-(-n // s) for n, s in zip(spatial, strides, strict=True)]
+        name = self.draw(st.sampled_from(["MaxPooling", "AveragePooling"]))
+        args = [size_text]
+        if strides_text != "None" or self.draw(st.booleans()):
+            args.append(f"strides={strides_text}")
+        args.append(f"padding={padding!r}")
+        return f"{name}{self.rank}D({', '.join(args)}{fmt_arg})", _join(out, channels, fmt)
+
+    def reshape(self, shape) -> tuple[str, tuple[int, ...]]:
+        """A Reshape to another shape of the same rank and size: a factor moved from one axis to
+        another, or the sizes reversed; one axis sometimes written -1."""
+        shape = list(shape)
+        i, j = self.draw(st.permutations(range(len(shape))))[:2]
+        factors = [f for f in (2, 3) if shape[i] % f == 0 and shape[j] * f <= MAX_DIM]
+        if factors:
+            f = self.draw(st.sampled_from(factors))
+            shape[i], shape[j] = shape[i] // f, shape[j] * f
+        else:
+            shape.reverse()
+        written = [str(n) for n in shape]
+        if self.draw(st.booleans()):
+            written[self.draw(st.integers(0, len(shape) - 1))] = "-1"
+        return f"Reshape(({', '.join(written)}{',' if len(shape) == 1 else ''}))", tuple(shape)
+
+    def act_head(self) -> None:
+        """A classifier head: Flatten, Reshape((-1,)) or a global pooling to (batch, features),
+        then Dense layers: a tensor of rank 2, which can be an output."""
+        source = self.pick()
+        fmt, fmt_arg = self.fmt()
+        kind = self.draw(st.sampled_from(["flatten", "flatten", "reshape", "global"]))
+        size = 1
+        for n in source.shape:
+            size *= n
+        if kind == "flatten":
+            layer, features = f"Flatten({fmt_arg[2:]})", size
+        elif kind == "reshape":
+            layer, features = "Reshape((-1,))", size
+        else:
+            name = self.draw(st.sampled_from(["GlobalMaxPooling", "GlobalAveragePooling"]))
+            layer, features = f"{name}{self.rank}D({fmt_arg[2:]})", _split(source.shape, fmt)[1]
+        NEW_DRAWN[f"head_{kind}"] = NEW_DRAWN.get(f"head_{kind}", 0) + 1
+        x = self.apply(layer, source, (features,), inline=self.draw(st.booleans()))
+        units = self.draw(st.integers(2, 8))
+        x = self.apply(f"Dense({units}, activation='relu')", x, (units,))
+        if self.draw(st.booleans()):
+            middle = self.draw(st.sampled_from(["Dropout(0.5)", "BatchNormalization()", "PReLU()"]))
+            x = self.apply(middle, x, (units,), inline=True)
+        classes = self.draw(st.integers(2, 5))
+        self.heads.append(self.apply(f"Dense({classes}, activation='softmax')", x, (classes,)))
+
     def relu(self) -> str:
         args = []
         max_value = self.draw(st.sampled_from([None, None, 6.0, 1.0, 0.5, 3]))
@@ -334,11 +513,13 @@ class Graph:
         """A layer whose output has the input's shape; None for the tensor itself."""
         kind = self.draw(
             st.sampled_from(
-                ["conv", "conv", "conv_first", "depthwise", "activation", "relu", "none"]
+                ["conv", "conv", "conv_first", "depthwise", "activation", "relu", "none", "new"]
             )
         )
         if kind == "none":
             return None
+        if kind == "new":
+            return self.new_layer(shape, keep_shape=True)[0]
         if kind == "activation":
             return self.activation(shape)[0]
         if kind == "relu":
@@ -675,6 +856,7 @@ def graphs(draw) -> str:
         g.act_broadcast,
         g.act_shared,
         g.act_join,
+        g.act_head,
     ]
     for _ in range(draw(st.integers(2, 6))):
         draw(st.sampled_from(actions))()
@@ -690,7 +872,9 @@ def graphs(draw) -> str:
     candidates = made(full_rank=True)
     outputs = [candidates[-1] if draw(st.integers(0, 2)) else draw(st.sampled_from(candidates))]
     rest = [t for t in made(full_rank=False) if t is not outputs[0]]  # a lower-rank one too
-    if rest and draw(st.booleans()):
+    if g.heads and draw(st.integers(0, 3)):
+        outputs.append(draw(st.sampled_from(g.heads)))
+    elif rest and draw(st.booleans()):
         outputs.append(draw(st.sampled_from(rest)))
     # Every input must reach an output: merge the ones that do not into the first output.
     if g.lower_pending:
@@ -857,3 +1041,6 @@ def test_most_examples_compared_numbers():
         pytest.skip("test_random_graph_agrees_with_keras did not run in this process")
     assert compared >= 0.8 * run, COUNTS
     assert compared >= 100, COUNTS
+    kinds = {*SHAPE_KEEPING, "pool", "global_pool", "dense", "reshape", "permute"}
+    kinds |= {"head_flatten", "head_reshape", "head_global"}
+    assert not kinds - set(NEW_DRAWN), f"never drawn: {sorted(kinds - set(NEW_DRAWN))}"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from convc.cli import main
+from convc.compiler import resolve_text
+from convc.summary import summary
 
-from oracle import assert_matches_keras
+from oracle import assert_matches_keras, keras_model
 
 SAMPLES = sorted((Path(__file__).parent.parent / "samples").glob("*.conv"))
 
@@ -33,6 +36,24 @@ def test_sample_builds_from_the_command_line(path, tmp_path, capsys):
     assert main(["build", str(path), "-o", str(output)]) == 0
     assert output.stat().st_size > 0
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
+def test_summary_counts_parameters_as_keras_does(path):
+    """Total, trainable and non-trainable parameters (BatchNormalization's moving statistics are
+    non-trainable) as Keras's count_params() and its weight lists give them."""
+    model = keras_model(path.read_text())
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    frozen = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    assert model.count_params() == trainable + frozen
+    lines = summary(resolve_text(path.read_text())).splitlines()
+    assert f" Total params: {model.count_params():,} (" in "\n".join(lines)
+    assert f" Trainable params: {trainable:,} (" in "\n".join(lines)
+    assert f" Non-trainable params: {frozen:,} (" in "\n".join(lines)
+
+
+def test_some_sample_has_non_trainable_parameters():
+    assert any("BatchNormalization" in path.read_text() for path in SAMPLES)
 
 
 def test_there_are_at_least_five_samples():
