@@ -93,11 +93,23 @@ def test_channels_last_io_on_a_channels_first_net():
     np.testing.assert_allclose(actual, expected.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("io_layout", ["keras", "channels_first", "channels_last"])
-def test_io_layout_matching_keras_changes_nothing(io_layout):
-    """A layout that is already the layers' own is Keras's layout: the same model."""
-    text = FIRST if io_layout != "channels_last" else LAST
-    assert compile_text(text, io_layout=io_layout) == compile_text(text)
+@pytest.mark.parametrize(
+    ("text", "io_layout", "same"),
+    [
+        (FIRST, "channels_first", True),
+        (LAST, "channels_last", True),
+        (FIRST, "channels_last", False),
+        (LAST, "channels_first", False),
+    ],
+    ids=["first-as-first", "last-as-last", "first-as-last", "last-as-first"],
+)
+def test_io_layout_matching_keras_changes_nothing(text, io_layout, same):
+    """A layout that is already the layers' own is Keras's layout (the default, ``keras``): the
+    same model; the other layout is another model, so that the comparison can fail."""
+    assert (compile_text(text, io_layout=io_layout) == compile_text(text)) is same
+    assert (
+        compile_text(text, io_layout=io_layout) == compile_text(text, io_layout="keras")
+    ) is same
 
 
 # -- workarounds ------------------------------------------------------------------------------
