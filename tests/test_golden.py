@@ -198,6 +198,22 @@ def test_a_golden_a_constant_mostly_passes_warns(tmp_path):
     assert recording.constant_share == (("d", 0.75),) and recording.weak == ("d",)
 
 
+def test_a_format_1_golden_still_verifies(source, tmp_path):
+    """Format 1 had no weights_draw: its goldens were drawn from the initializers."""
+    directory = tmp_path / "old"
+    golden.record(source, directory, sets=2, draw="initializers")
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["weights_draw"], manifest["constant_share"]
+    path.write_text(json.dumps({**manifest, "format_version": 1}))
+    assert golden.verify(directory).passes(strict=True)
+    path.write_text(json.dumps({**manifest, "weights_draw": "random"}))
+    assert golden.verify(directory).compiler_output == "weights changed"
+    path.write_text(json.dumps({**manifest, "weights_draw": "zeros"}))
+    with pytest.raises(ConvcError, match="'weights_draw' must be one of random, initializers"):
+        golden.verify(directory)
+
+
 @pytest.mark.parametrize(
     ("outputs", "share"),
     [
