@@ -77,6 +77,12 @@ class Target:
     OpenVINO's antialiased Resize gives other numbers (off by up to 1.0 on unit inputs); convc
     resizes by constant matrices instead there, as it does below opset 18."""
 
+    prelu_any_slope: bool = True
+    """PRelu's slope may vary along any axis. OpenCV's DNN module fuses a PRelu that follows a
+    Conv into the convolution and then asserts that the slope has one entry per output channel
+    (``cs.activParams.size() == K``): the model does not run. convc computes a PReLU whose alpha
+    is not per-channel as Where(x >= 0, x, x * alpha) there, which is exact."""
+
     tested: bool = True
     """Whether the runtime runs in convc's test suite when installed. TensorRT needs an NVIDIA
     GPU, which the test machines may lack."""
@@ -99,6 +105,7 @@ TARGETS: dict[str, Target] = {
             reduce_inner_axes=False,
             unit_stride_max_pool_pads=False,
             reduce_three_middle_axes=False,
+            prelu_any_slope=False,
         ),
         Target(
             "ort",
@@ -136,6 +143,7 @@ TARGETS: dict[str, Target] = {
             pointwise_conv_pads=False,
             reduce_inner_axes=False,
             reduce_three_middle_axes=False,
+            prelu_any_slope=False,
         ),
         Target(
             "tract",

@@ -256,3 +256,21 @@ def test_random_upsampling_stacks(text, runtime):
     for target in ("portable", runtime):
         actual = _run(compile_text(text, target=target), runtime, x)
         np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4, err_msg=target)
+
+
+@pytest.mark.parametrize(
+    ("shared", "target", "ops"),
+    [
+        ("[1, 2]", "portable", ["PRelu"]),
+        ("None", "ort", ["PRelu"]),
+        ("None", "portable", ["Mul", "GreaterOrEqual", "Where"]),
+        ("[-1]", "opencv", ["Mul", "GreaterOrEqual", "Where"]),
+    ],
+    ids=["per-channel", "ort", "portable", "opencv"],
+)
+def test_prelu_whose_alpha_is_not_per_channel_avoids_opencvs_fused_prelu(shared, target, ops):
+    """OpenCV fuses a PRelu after a Conv and asserts one slope per channel (random alphas found
+    it): elsewhere than per-channel, portable and opencv compute Where(x >= 0, x, alpha * x)."""
+    text = f"Input(shape=(5, 6, 3))\nConv2D(4, 3)\nPReLU(shared_axes={shared})\n"
+    proto = compile_text(text, target=target)
+    assert [n.op_type for n in proto.graph.node][-len(ops) - 1 : -1] == ops  # then a Transpose
