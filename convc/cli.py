@@ -143,6 +143,18 @@ def _parser() -> argparse.ArgumentParser:
     _target_options(record, io_layout=False)
     _tolerance_options(record, default=True)
     _provider_option(record)
+    record.add_argument(
+        "--draw",
+        choices=("random", "initializers"),
+        default="random",
+        help="without --weights: random weights, biases and statistics too (default), or the "
+        "layers' initializers (zero biases: a golden that constrains little)",
+    )
+    record.add_argument(
+        "--allow-weak",
+        action="store_true",
+        help="record even when a constant would match an output entirely",
+    )
     _precision_option(record)
     record.set_defaults(command="golden record", handler=_golden_record, rtol=None, atol=None)
     verify = golden_commands.add_parser("verify", help="check a golden directory")
@@ -529,6 +541,8 @@ def _golden_record(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         atol=args.atol,
         provider=args.provider,
+        draw=args.draw,
+        allow_weak=args.allow_weak,
     )
     print(recording.render())
     return EXIT_OK

@@ -15,6 +15,16 @@ and the initializers separately. *The numbers* run the recompiled model (or ``mo
 the source cannot be recompiled) on the recorded inputs and compare element-wise with the
 recorded outputs by ``convc.compare`` (the comparator ``convc check`` uses too). A
 golden fails when the numbers change; a compiler-output change alone fails only when strict.
+
+Without a weights file, ``record`` draws *random* weights (``convc.weights.exercise``: non-zero
+biases, random normalization statistics), not the initializers' zeros and ones, under which most
+models compute a nearly constant output that would pass for almost any model. ``record`` then
+measures how much the golden constrains: the share of each output's elements that a constant
+(the output's median, its mean, or zero) would match within tolerance. It refuses a golden where
+a constant matches every element of an output, and warns above ``WEAK_SHARE``.
+
+Format 2 adds ``weights_draw`` (``random`` or ``initializers``; format 1 golden directories,
+which lack it, were drawn from the initializers and still verify) and ``constant_share``.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import os
 import platform
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,17 +48,21 @@ from onnx import helper, numpy_helper
 import convc
 from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL
 from convc.compare import compare as compare_arrays
-from convc.compiler import compile_model, read_source, resolve_text, write_bytes
+from convc.compiler import compile_model, is_model_file, read_source, write_bytes
 from convc.diagnostics import ConvcError
+from convc.model import Model
 from convc.options import BuildOptions, build_options
 from convc.progress import track
 from convc.runtime import Session, check_inputs, open_session, random_inputs
 from convc.targets import DEFAULT_TARGET
+from convc.weights import exercise
 
 MANIFEST = "manifest.json"
 MAX_SETS = 10_000
 MODEL = "model.onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+DRAWS = ("random", "initializers")
+WEAK_SHARE = 0.5  # warn when a constant matches more than this share of an output's elements
 _SET = re.compile(r"test_data_set_(\d+)")
 _TENSOR = re.compile(r"(input|output)_(\d+)\.pb")
 
@@ -63,6 +78,10 @@ class CompilerOutputChanged(UserWarning):
     """A golden's numbers still hold, but the compiler no longer emits the recorded model."""
 
 
+class WeakGolden(UserWarning):
+    """A constant would match much of a recorded output: the golden constrains little."""
+
+
 @dataclass(frozen=True)
 class Recording:
     directory: Path
@@ -71,6 +90,12 @@ class Recording:
     provider: str
     opset: int
     nodes: int
+    constant_share: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def weak(self) -> tuple[str, ...]:
+        """The outputs that a constant matches in more than ``WEAK_SHARE`` of their elements."""
+        return tuple(name for name, share in self.constant_share if share > WEAK_SHARE)
 
     def render(self) -> str:
         plural = "s" if self.sets != 1 else ""
@@ -78,7 +103,17 @@ class Recording:
             f"recorded {self.directory}: model.onnx (opset {self.opset}, {self.nodes} nodes) and "
             f"{self.sets} input set{plural}, run on {self.provider}"
         ]
-        lines += [f"  output {name}: shape {shape}" for name, shape in self.outputs]
+        shares = dict(self.constant_share)
+        lines += [
+            f"  output {name}: shape {shape}; a constant matches {shares.get(name, 0.0):.1%} "
+            "of its elements"
+            for name, shape in self.outputs
+        ]
+        if self.weak:
+            lines.append(
+                f"  warning: a constant would pass verify for most elements of "
+                f"{', '.join(self.weak)}: this golden constrains little"
+            )
         lines.append(f"  verify with: convc golden verify {self.directory}")
         return "\n".join(lines)
 
@@ -170,12 +205,21 @@ def record(
     rtol: float | None = None,
     atol: float | None = None,
     provider: str = "cpu",
+    draw: str = "random",
+    allow_weak: bool = False,
     **build_keywords: Any,
 ) -> Recording:
     """Compile ``source`` with ``options`` (or their fields as keywords: ``seed=``, ``target=``,
     ``opset=``, ...), run it on ``sets`` random inputs (seeds ``seed``, ``seed + 1``, …) and
     write the golden directory. An existing golden directory is replaced; the directory's other
-    contents are never touched, and a non-empty directory that is not a golden is refused."""
+    contents are never touched, and a non-empty directory that is not a golden is refused.
+    ``source`` may be a Keras model file (``convc.importer``); its own weights are used unless
+    ``weights`` are given.
+
+    Without ``weights``, ``draw`` says where the weights come from: ``random`` (every variable
+    random, biases and statistics too) or ``initializers`` (the layers' own, zero biases). A
+    golden that a constant matches entirely (some output) is refused unless ``allow_weak``; one
+    that a constant matches in more than ``WEAK_SHARE`` of an output warns (``WeakGolden``)."""
     options = build_options(options, **build_keywords)
     seed, target, opset = options.seed, options.target_name, options.resolved_opset
     source, directory = Path(source), Path(directory)
@@ -190,15 +234,39 @@ def record(
     atol = (FLOAT16_ATOL if half else DEFAULT_ATOL) if atol is None else atol
     if rtol < 0 or atol < 0:
         raise ConvcError(f"rtol={rtol}, atol={atol}: tolerances cannot be negative")
-    text = read_source(source)
+    if draw not in DRAWS:
+        raise ConvcError(f"draw={draw!r}: choose one of: {', '.join(DRAWS)}")
+    model, own_weights = _load_model(source)
+    source_hash = _source_hash(source)
     weights = Path(weights) if weights is not None else None
-    proto = compile_model(resolve_text(text), weights, options)
+    chosen = weights if weights is not None else own_weights
+    proto = compile_model(model, _weights(model, chosen, draw, seed), options)
     model_bytes = proto.SerializeToString()
     session = open_session(proto, provider)
     recorded = []
     for index in track(range(sets), "running input sets"):
         inputs = random_inputs(session, seed=seed + index, batch=batch)
         recorded.append((inputs, session.run(inputs)))
+    shares = constant_share([outputs for _, outputs in recorded], rtol, atol)
+    useless = [name for name, share in shares if share >= 1.0]
+    if useless and not allow_weak:
+        drawn = "" if weights is not None or draw == "random" else " (drawn from the initializers)"
+        raise ConvcError(
+            f"a constant matches every element of output {', '.join(useless)} within rtol "
+            f"{rtol:g}, atol {atol:g}: with these weights{drawn} the golden would pass for "
+            "almost any model",
+            path=str(source),
+            help="record with random weights (the default without --weights) or a weights file "
+            "that makes every layer matter; --allow-weak records it anyway",
+        )
+    weak = [name for name, share in shares if share > WEAK_SHARE]
+    if weak:
+        warnings.warn(
+            f"a constant matches more than {WEAK_SHARE:.0%} of the elements of output "
+            f"{', '.join(weak)}: the golden constrains little",
+            WeakGolden,
+            stacklevel=2,
+        )
 
     _prepare(directory)
     write_bytes(model_bytes, directory / MODEL)
@@ -216,10 +284,12 @@ def record(
     first_inputs, first_outputs = recorded[0]
     manifest = {
         "format_version": FORMAT_VERSION,
-        "source": {"path": _relative(source, directory), "sha256": _text_hash(text)},
+        "source": {"path": _relative(source, directory), "sha256": source_hash},
         "weights": None
         if weights is None
         else {"path": _relative(weights, directory), "sha256": _file_hash(weights)},
+        "weights_draw": None if weights is not None else draw,
+        "constant_share": {name: round(share, 6) for name, share in shares},
         "seed": seed,
         "target": target,
         "opset": opset,
@@ -246,7 +316,55 @@ def record(
         provider=session.provider,
         opset=opset,
         nodes=len(proto.graph.node),
+        constant_share=tuple(shares),
     )
+
+
+def constant_share(
+    outputs: list[dict[str, np.ndarray]], rtol: float, atol: float
+) -> list[tuple[str, float]]:
+    """For each output, the largest share of its elements (over every set) that one constant
+    matches within tolerance, the constant being the output's median, its mean, or zero: 0 for
+    a golden that pins every element, 1 for one that a constant passes."""
+    shares = []
+    for name in outputs[0]:
+        values = np.concatenate([np.asarray(o[name], dtype=np.float64).ravel() for o in outputs])
+        finite = values[np.isfinite(values)]
+        if not finite.size:
+            shares.append((name, 1.0))
+            continue
+        best = max(
+            float(np.isclose(constant, values, rtol=rtol, atol=atol).mean())
+            for constant in (float(np.median(finite)), float(np.mean(finite)), 0.0)
+        )
+        shares.append((name, best))
+    return shares
+
+
+def _source_hash(source: Path) -> str:
+    """What tells whether the source was edited: the hash of the text for .conv, of the file
+    for a Keras model file (which holds its weights too)."""
+    return _file_hash(source) if is_model_file(source) else _text_hash(read_source(source))
+
+
+def _load_model(source: Path) -> tuple[Model, Any]:
+    """The source's model, and a Keras model file's own weights (None for .conv)."""
+    from convc.compiler import load_source
+
+    loaded = load_source(source)
+    return loaded.model, loaded.weights
+
+
+def _weights(model: Model, given: Any, draw: str, seed: int):
+    """What ``compile_model`` takes: the weights file or a model file's arrays, or the drawn
+    arrays as ``{"layer/var": array}``."""
+    if given is not None or draw == "initializers":
+        return given
+    return {
+        f"{layer}/{name}": array
+        for layer, arrays in exercise(model, seed).items()
+        for name, array in arrays.items()
+    }
 
 
 def verify(
@@ -442,6 +560,12 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
                 f"the manifest's {key!r} must be a finite number >= 0, got {value!r}",
                 path=str(path),
             )
+    if manifest.get("weights_draw", "initializers") not in (*DRAWS, None):
+        raise ConvcError(
+            f"the manifest's 'weights_draw' must be one of {', '.join(DRAWS)}, got "
+            f"{manifest['weights_draw']!r}",
+            path=str(path),
+        )
     if not isinstance(manifest.get("versions", {}), dict):
         raise ConvcError("the manifest's 'versions' must be an object", path=str(path))
     target = manifest.get("target", DEFAULT_TARGET)
@@ -526,13 +650,14 @@ def _recompile(
     weights = Path(os.path.normpath(directory / weights_entry["path"])) if weights_entry else None
     if weights is not None and not weights.is_file():
         return None, f"{NOT_RECOMPILED}: the weights file {weights} is missing", ""
-    text = read_source(source)
     edited = []
-    if _text_hash(text) != manifest["source"].get("sha256"):
+    if _source_hash(source) != manifest["source"].get("sha256"):
         edited.append(str(source))
     if weights is not None and _file_hash(weights) != weights_entry.get("sha256"):
         edited.append(str(weights))
+    draw = manifest.get("weights_draw") or "initializers"  # format 1 drew from initializers
     try:
+        model, own_weights = _load_model(source)
         options = BuildOptions(
             target=str(manifest.get("target", DEFAULT_TARGET)),
             opset=int(manifest["opset"]),
@@ -542,7 +667,8 @@ def _recompile(
             precision=manifest.get("precision", "float32"),
             io_dtype=manifest.get("io_dtype", "float32"),
         )
-        recompiled = compile_model(resolve_text(text), weights, options)
+        chosen = weights if weights is not None else own_weights
+        recompiled = compile_model(model, _weights(model, chosen, draw, options.seed), options)
     except ConvcError as error:
         where = f"{error.path}: " if error.path else ""
         line = f" (line {error.span.line})" if error.span else ""

@@ -85,6 +85,12 @@ class Target:
     convolves with unit strides there, which is exact (a MaxPool over one element returns it)
     and, on ResNet50's projection shapes in onnxruntime, no slower."""
 
+    prelu_any_slope: bool = True
+    """PRelu's slope may vary along any axis. OpenCV's DNN module fuses a PRelu that follows a
+    Conv into the convolution and then asserts that the slope has one entry per output channel
+    (``cs.activParams.size() == K``): the model does not run. convc computes a PReLU whose alpha
+    is not per-channel as Where(x >= 0, x, x * alpha) there, which is exact."""
+
     tested: bool = True
     """Whether the runtime runs in convc's test suite when installed. TensorRT needs an NVIDIA
     GPU, which the test machines may lack."""
@@ -108,6 +114,7 @@ TARGETS: dict[str, Target] = {
             unit_stride_max_pool_pads=False,
             reduce_three_middle_axes=False,
             strided_pointwise_conv=False,
+            prelu_any_slope=False,
         ),
         Target(
             "ort",
@@ -145,6 +152,7 @@ TARGETS: dict[str, Target] = {
             pointwise_conv_pads=False,
             reduce_inner_axes=False,
             reduce_three_middle_axes=False,
+            prelu_any_slope=False,
         ),
         Target(
             "tract",

@@ -294,3 +294,30 @@ def weight_keys(model: Model) -> dict[str, Layer | ModelInput]:
         counts[base] = count + 1
         keys[base if count == 0 else f"{base}_{count}"] = operation
     return keys
+
+
+def exercise(model: Model, seed: int = 0) -> Weights:
+    """Random values for every variable, biases and statistics included, so that every layer
+    changes the outputs (the initializers' zero biases, unit gammas and 0/1 moving statistics
+    leave a model's outputs nearly constant): N(0, 1/fan-in) for kernels (fan-in: every axis but
+    the last), N(0, 1) for vectors, |x| + 0.5 for a variance or standard deviation; integer
+    variables (counters) keep their initializers. One stream per (seed, layer, variable), as in
+    ``initialize``, so that a golden or a matrix cell recorded with them reproduces exactly."""
+    weights: Weights = {}
+    for index, layer in enumerate(model.layers):
+        drawn = {}
+        for position, variable in enumerate(layer.variables):
+            rng = np.random.default_rng([seed, index, position, 1])
+            if variable.dtype != "float32":
+                drawn[variable.name] = variable.initializer.draw(variable.shape, rng).astype(
+                    variable.dtype, copy=False
+                )
+                continue
+            shape = variable.shape
+            fan_in = max(1, int(np.prod(shape[:-1]))) if len(shape) > 1 else 1
+            value = rng.standard_normal(shape) / np.sqrt(fan_in)
+            if variable.name.endswith(("variance", "stddev")):
+                value = np.abs(value) + 0.5
+            drawn[variable.name] = value.astype(np.float32)
+        weights[layer.name] = _merge_lora(layer, drawn, "<random weights>")
+    return weights

@@ -8,23 +8,37 @@ compared with convc's NumPy reference.
 runs every cell and writes the README's matrix (between its ``matrix`` markers) and the
 per-case detail in docs/runtime-matrix.md, so the table is generated from the same function the
 tests assert on, never written by hand.
+
+Each cell draws random weights (``convc.weights.exercise``: non-zero biases, random normalization
+statistics), so a runtime that drops a bias or a statistic fails. A refusal is a failure unless
+``EXPECTED_REFUSALS`` lists it. Each runtime is also called as its users call it: the default
+``portable`` model the way ``convc.runners`` loads it (dynamic batch; onnxruntime at
+``ORT_ENABLE_ALL``), and each runtime's own ``--target`` model with its input shape pinned first
+(tract's ``set_input_fact`` then ``analyse``, OpenVINO's ``reshape`` before ``compile_model``,
+OpenCV on the model with its batch fixed, fed an unnamed blob; onnxruntime at ``ORT_ENABLE_BASIC``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import sys
+import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from convc.compiler import model_weights, resolve_text
 from convc.diagnostics import ConvcError
 from convc.lower import lower
+from convc.onnxfile import save
 from convc.reference import model_outputs, run_reference
 from convc.runners import available, how_to_get, open_runner
 from convc.targets import RUNTIMES, get_target, resolve_opset
+from convc.weights import exercise
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "samples").glob("*.conv"))
@@ -40,6 +54,21 @@ PASS, WORKAROUND, REFUSED, FAIL, NOT_RUN = (
 )
 
 
+# (case id pattern, "target@runtime" pattern, a fragment of the reason): the refusals that are
+# expected. Any other refusal fails its cell, and so does a listed one that no longer refuses.
+EXPECTED_REFUSALS: list[tuple[str, str, str]] = []
+
+
+def expected_refusal(case_id: str, target: str, runtime: str) -> str | None:
+    """The reason fragment of the ``EXPECTED_REFUSALS`` row that covers this cell, or None."""
+    for case, column, reason in EXPECTED_REFUSALS:
+        if fnmatch.fnmatchcase(case_id, case) and fnmatch.fnmatchcase(
+            f"{target}@{runtime}", column
+        ):
+            return reason
+    return None
+
+
 @dataclass(frozen=True)
 class Cell:
     status: str
@@ -53,19 +82,26 @@ def runtime_missing(runtime: str) -> str | None:
     return f"{runtime} is not installed here ({how_to_get(runtime)})"
 
 
-def evaluate(text: str, runtime: str, target: str | None = None) -> Cell:
-    """Build ``text`` for ``target`` (the runtime's own by default), run it in ``runtime`` on a
-    random batch and compare every output with the NumPy reference."""
+def evaluate(text: str, runtime: str, target: str | None = None, case_id: str = "") -> Cell:
+    """Build ``text`` for ``target`` (the runtime's own by default) with random weights, run it
+    in ``runtime`` on a random batch, as ``PINNED`` says for that column, and compare every
+    output with the NumPy reference."""
     missing = runtime_missing(runtime)
     if missing:
         return Cell(NOT_RUN, missing)
     model = resolve_text(text)
-    weights = model_weights(model, None, seed=0)
-    chosen = get_target(target or runtime)
+    weights = model_weights(model, _flat(exercise(model, seed=0)))
+    target = target or runtime
+    chosen = get_target(target)
+    expected_reason = expected_refusal(case_id, target, runtime)
     try:
         proto = lower(model, weights, opset=resolve_opset(chosen, None), target=chosen)
     except ConvcError as error:
-        return Cell(REFUSED, error.message)
+        if expected_reason is not None and expected_reason in error.message:
+            return Cell(REFUSED, error.message)
+        return Cell(FAIL, f"refused, and EXPECTED_REFUSALS does not list it: {error.message}")
+    if expected_reason is not None:
+        return Cell(FAIL, f"EXPECTED_REFUSALS lists a refusal ({expected_reason}), but it built")
     inputs = {
         i.name: np.random.default_rng(1 + n)
         .standard_normal((i.shape[0] or BATCH, *i.shape[1:]))
@@ -73,13 +109,19 @@ def evaluate(text: str, runtime: str, target: str | None = None) -> Cell:
         for n, i in enumerate(model.inputs)
     }
     expected = model_outputs(model, run_reference(model, weights, inputs))
+    pinned = target != "portable" and runtime in PINNED
     try:
-        runner = open_runner(proto, runtime)
-        outputs = runner.run(inputs)
+        if pinned:
+            outputs = PINNED[runtime](proto, inputs)
+        else:
+            outputs = open_runner(proto, runtime).run(inputs)
     except ConvcError as error:
         return Cell(FAIL, error.message)
+    except Exception as error:  # a pinned call's runtime error, as its user would see it
+        how = PINNED_HOW.get(runtime, "")
+        return Cell(FAIL, f"{how}: {type(error).__name__}: {' '.join(str(error).split())[:300]}")
     for name, want in expected.items():
-        got = outputs[name]
+        got = np.asarray(outputs[name])
         if got.shape != want.shape:
             return Cell(FAIL, f"{name}: shape {got.shape}, expected {want.shape}")
         if not np.allclose(got, want, rtol=RTOL, atol=ATOL):
@@ -89,6 +131,99 @@ def evaluate(text: str, runtime: str, target: str | None = None) -> Cell:
         texts = sorted({line.split(": ", 1)[1] for line in notes[0].splitlines()})
         return Cell(WORKAROUND, "; ".join(texts))
     return Cell(PASS)
+
+
+def _flat(weights: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {f"{layer}/{name}": a for layer, arrays in weights.items() for name, a in arrays.items()}
+
+
+# -- runtimes called as their users call them -------------------------------------------------
+
+
+def _file(proto: onnx.ModelProto, directory: str) -> str:
+    path = f"{directory}/model.onnx"
+    save(proto, path)
+    return path
+
+
+def _dims(array: np.ndarray) -> list[int]:
+    return [int(d) for d in array.shape]
+
+
+def _tract_pinned(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict:
+    import tract
+
+    names = [i.name for i in proto.graph.input]
+    with tempfile.TemporaryDirectory() as directory:
+        model = tract.onnx().load(_file(proto, directory))
+    for index, name in enumerate(names):
+        model.set_input_fact(index, ",".join(map(str, _dims(inputs[name]))) + ",f32")
+    model.analyse()
+    runnable = model.into_model().into_runnable()
+    outputs = runnable.run([np.ascontiguousarray(inputs[name]) for name in names])
+    return {o.name: out.to_numpy() for o, out in zip(proto.graph.output, outputs, strict=True)}
+
+
+def _openvino_pinned(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict:
+    import openvino as ov
+
+    core = ov.Core()
+    with tempfile.TemporaryDirectory() as directory:
+        model = core.read_model(_file(proto, directory))
+    model.reshape({name: ov.PartialShape(_dims(array)) for name, array in inputs.items()})
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    results = compiled(inputs)
+    return {o.name: results[compiled.output(o.name)] for o in proto.graph.output}
+
+
+def _opencv_pinned(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict:
+    """OpenCV on a model whose dynamic batch is fixed to the blob's (as onnxruntime's
+    make_dynamic_shape_fixed tool does), fed unnamed blobs as blobFromImage's users do."""
+    import cv2
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    batch = next(iter(inputs.values())).shape[0]
+    for value in (*fixed.graph.input, *fixed.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        if not dim.HasField("dim_value"):
+            dim.dim_value = batch
+    with tempfile.TemporaryDirectory() as directory:
+        net = cv2.dnn.readNetFromONNX(_file(fixed, directory))
+    names = [o.name for o in proto.graph.output]
+    if len(inputs) == 1 and len(names) == 1:
+        net.setInput(np.ascontiguousarray(next(iter(inputs.values()))))
+        return {names[0]: net.forward()}
+    for name, array in inputs.items():
+        net.setInput(np.ascontiguousarray(array), name)
+    return dict(zip(names, net.forward(names), strict=True))
+
+
+def _ort_basic(proto: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> dict:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(
+        proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    names = [o.name for o in proto.graph.output]
+    return dict(zip(names, session.run(names, inputs), strict=True))
+
+
+PINNED: dict[str, Callable[[onnx.ModelProto, dict[str, np.ndarray]], dict]] = {
+    "tract": _tract_pinned,
+    "openvino": _openvino_pinned,
+    "opencv": _opencv_pinned,
+    "ort": _ort_basic,
+}
+PINNED_HOW = {
+    "tract": "tract with set_input_fact (the input shape pinned)",
+    "openvino": "OpenVINO with model.reshape to the input's static shape",
+    "opencv": "OpenCV on the model with a fixed batch, an unnamed input blob",
+    "ort": "onnxruntime at ORT_ENABLE_BASIC",
+}
 
 
 # -- rows -------------------------------------------------------------------------------------
@@ -163,7 +298,7 @@ def all_cells() -> list[tuple[str, str, str]]:
 # -- the generated tables ---------------------------------------------------------------------
 
 _WORST = [FAIL, NOT_RUN, REFUSED, WORKAROUND, PASS]
-COLUMNS = [("portable", runtime) for runtime in RUNTIMES] + [(r, r) for r in RUNTIMES if r != "ort"]
+COLUMNS = [("portable", runtime) for runtime in RUNTIMES] + [(r, r) for r in RUNTIMES]
 
 
 def render(results: dict[tuple[str, str, str, str], Cell]) -> tuple[str, str]:
@@ -188,8 +323,11 @@ def render(results: dict[tuple[str, str, str, str], Cell]) -> tuple[str, str]:
         rendered = [_summarise(cells[column], notes) for column in COLUMNS]
         lines.append("| " + " | ".join([row, str(count), *rendered]) + " |")
     legend = (
-        f"Columns `ort` to `tensorrt`: the default `--target portable` model in each runtime; "
-        f"then each runtime's own `--target`. Versions: onnxruntime {onnxruntime.__version__}, "
+        f"Columns `ort` to `tensorrt`: the default `--target portable` model in each runtime, "
+        f"loaded as `convc run --runtime` loads it; then each runtime's own `--target`, called "
+        f"with its input shape pinned (tract `set_input_fact`, OpenVINO `reshape`, OpenCV on "
+        f"the model with its batch fixed and an unnamed input blob; onnxruntime at `ORT_ENABLE_BASIC`). Weights are random, biases and "
+        f"normalization statistics too; a refusal not listed as expected fails. Versions: onnxruntime {onnxruntime.__version__}, "
         + ", ".join(f"{name} {version}" for name, version in versions.items())
         + f". Each cell: every case of the row, batch {BATCH}, compared with convc's NumPy "
         f"reference (atol = rtol = {ATOL})."
@@ -259,7 +397,7 @@ def main() -> int:
     results = {}
     for row, case_id, text in all_cells():
         for target, runtime in COLUMNS:
-            results[(row, case_id, target, runtime)] = evaluate(text, runtime, target)
+            results[(row, case_id, target, runtime)] = evaluate(text, runtime, target, case_id)
     table, detail = render(results)
     readme = ROOT / "README.md"
     start, end = "<!-- matrix:start -->", "<!-- matrix:end -->"

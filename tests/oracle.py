@@ -10,6 +10,7 @@ as in a new process, so names can be compared too.
 from __future__ import annotations
 
 import os
+import re
 import types
 
 import numpy as np
@@ -175,3 +176,32 @@ def assert_matches_keras(
             ref, theirs, atol=atol, rtol=rtol, err_msg=f"NumPy reference vs Keras, {name}"
         )
     return model, proto
+
+
+def keras_error(text: str) -> Exception | None:
+    """The exception Keras raises building ``text`` or running it on a batch, or None. A caller
+    that takes it for "Keras rejects this" checks its class and message (``assert_keras_error``),
+    so that an oracle bug (a NameError, an AttributeError) is not taken for a rejection."""
+    try:
+        model = keras_model(text)
+        keras_output(model, input_for(model))
+    except Exception as error:  # noqa: BLE001 - returned, and checked by the caller
+        return error
+    return None
+
+
+def keras_message(error: BaseException) -> str:
+    """Keras's message on one line, without the frame Keras wraps a call-time error in."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(error).split()))
+    text = re.sub(r"^Exception encountered when calling \S+\.call\(\)\. ", "", text)
+    return text.split(" Arguments received by ")[0]
+
+
+def assert_keras_error(error: BaseException | None, expected: tuple[str, str] | None) -> None:
+    """``error`` is Keras's rejection ``expected`` = (exception class name, message fragment)."""
+    found = None if error is None else (type(error).__name__, keras_message(error))
+    assert expected is not None, f"Keras's error is not recorded for this row: {found}"
+    assert found is not None, f"Keras accepts this; it was recorded to raise {expected}"
+    assert found[0] == expected[0] and expected[1] in found[1], (
+        f"Keras raised {found[0]}: {found[1]!r}, expected {expected[0]} with {expected[1]!r}"
+    )

@@ -45,9 +45,10 @@ def test_summary_is_keras_like(tmp_path, capsys):
 
 def test_version(capsys):
     try:
-        main(["--version"])
+        code = main(["--version"])
     except SystemExit as exit_:
-        assert exit_.code == 0
+        code = exit_.code
+    assert code == 0
     assert capsys.readouterr().out.strip() == f"convc {__version__}"
 
 

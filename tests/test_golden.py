@@ -5,7 +5,9 @@ The committed goldens under tests/goldens/ are re-recorded after a deliberate ch
 
     convc golden record samples/NAME.conv tests/goldens/NAME --sets 2
 
-(``--sets 1`` for tiny, unet_like, volume_seg and wavenet_like, whose outputs are large).
+(``--sets 1`` for tiny, unet_like, volume_seg and wavenet_like, whose outputs are large). Without
+``--weights`` the weights are random (biases and normalization statistics too), so that every
+layer changes the outputs; each committed golden must fail when its outputs are perturbed.
 """
 
 from __future__ import annotations
@@ -138,6 +140,107 @@ def test_manifest(source, directory):
     assert manifest["provider"] == "CPUExecutionProvider"
     assert set(manifest["versions"]) == {"convc", "onnx", "onnxruntime", "numpy", "python"}
     assert manifest["outputs"] == [{"name": "c2", "shape": [1, 6, 6, 2], "dtype": "float32"}]
+    assert manifest["format_version"] == 2 and manifest["weights_draw"] == "random"
+    assert manifest["constant_share"] == {"c2": 0.0}
+
+
+# -- record: weights that make every layer matter, and how much a golden constrains -----------
+
+CONSTANT = """\
+model constant
+Input(shape=(6,), name="x")
+Dense(4, kernel_initializer="zeros", bias_initializer="ones", name="d")
+"""
+
+
+def test_random_weights_make_every_bias_matter(source, directory, tmp_path):
+    proto = onnx.load(directory / "model.onnx")
+    biases = [t for t in proto.graph.initializer if t.name.endswith("bias")]
+    assert len(biases) == 2
+    assert all(np.abs(numpy_helper.to_array(t)).min() > 0 for t in biases)
+    initializers = tmp_path / "initializers"
+    golden.record(source, initializers, sets=2, draw="initializers")
+    manifest = json.loads((initializers / "manifest.json").read_text())
+    assert manifest["weights_draw"] == "initializers"
+    assert not any(
+        numpy_helper.to_array(t).any()
+        for t in onnx.load(initializers / "model.onnx").graph.initializer
+        if t.name.endswith("bias")
+    )
+    assert golden.verify(initializers).passes(strict=True)
+
+
+def test_a_golden_a_constant_passes_is_refused(tmp_path):
+    source = tmp_path / "constant.conv"
+    source.write_text(CONSTANT)
+    with pytest.raises(ConvcError, match="a constant matches every element of output d") as caught:
+        golden.record(source, tmp_path / "g", draw="initializers")
+    assert "drawn from the initializers" in caught.value.message
+    assert caught.value.path == str(source)
+    assert not (tmp_path / "g").exists()
+    with pytest.warns(golden.WeakGolden):
+        recording = golden.record(source, tmp_path / "g", draw="initializers", allow_weak=True)
+    assert recording.constant_share == (("d", 1.0),)
+    assert "a constant would pass verify for most elements of d" in recording.render()
+    recording = golden.record(source, tmp_path / "random")
+    assert recording.constant_share == (("d", 0.0),) and not recording.weak
+
+
+def test_a_golden_a_constant_mostly_passes_warns(tmp_path):
+    source = tmp_path / "constant.conv"
+    source.write_text(CONSTANT)
+    weights = tmp_path / "w.npz"
+    kernel = np.zeros((6, 4), np.float32)
+    kernel[:, 0] = 1.0  # one output of four depends on the input
+    np.savez(weights, **{"d/kernel": kernel, "d/bias": np.ones(4, np.float32)})
+    with pytest.warns(golden.WeakGolden, match="more than 50% of the elements of output d"):
+        recording = golden.record(source, tmp_path / "g", weights=weights, sets=2)
+    assert recording.constant_share == (("d", 0.75),) and recording.weak == ("d",)
+
+
+def test_a_format_1_golden_still_verifies(source, tmp_path):
+    """Format 1 had no weights_draw: its goldens were drawn from the initializers."""
+    directory = tmp_path / "old"
+    golden.record(source, directory, sets=2, draw="initializers")
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["weights_draw"], manifest["constant_share"]
+    path.write_text(json.dumps({**manifest, "format_version": 1}))
+    assert golden.verify(directory).passes(strict=True)
+    path.write_text(json.dumps({**manifest, "weights_draw": "random"}))
+    assert golden.verify(directory).compiler_output == "weights changed"
+    path.write_text(json.dumps({**manifest, "weights_draw": "zeros"}))
+    with pytest.raises(ConvcError, match="'weights_draw' must be one of random, initializers"):
+        golden.verify(directory)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "share"),
+    [
+        ([{"y": np.array([1.0, 2.0, 3.0, 4.0])}], 0.0),
+        ([{"y": np.array([1.0, 1.0, 1.00005, 9.0])}], 0.75),
+        ([{"y": np.array([0.0, 0.0, 0.0, 5.0, 6.0, 7.0, 8.0])}], 3 / 7),
+        ([{"y": np.array([2.0, 2.0])}, {"y": np.array([2.0, 3.0])}], 0.75),
+        ([{"y": np.array([np.nan, np.nan])}], 1.0),
+    ],
+    ids=["distinct", "median", "zero", "over-sets", "nan"],
+)
+def test_constant_share(outputs, share):
+    assert golden.constant_share(outputs, 1e-4, 1e-4) == [("y", pytest.approx(share))]
+
+
+def test_command_line_draw_and_allow_weak(tmp_path, capsys):
+    source = tmp_path / "constant.conv"
+    source.write_text(CONSTANT)
+    directory = tmp_path / "g"
+    assert main(["golden", "record", str(source), str(directory), "--draw", "initializers"]) == 1
+    assert "a constant matches every element of output d" in capsys.readouterr().err
+    arguments = ["golden", "record", str(source), str(directory), "--draw", "initializers"]
+    with pytest.warns(golden.WeakGolden):
+        assert main([*arguments, "--allow-weak"]) == 0
+    assert "a constant matches 100.0% of its elements" in capsys.readouterr().out
+    assert main(["golden", "record", str(source), str(directory)]) == 0
+    assert "a constant matches 0.0% of its elements" in capsys.readouterr().out
 
 
 def test_rerecording_gives_identical_bytes(source, directory):
@@ -540,7 +643,131 @@ def test_every_sample_has_a_golden():
         assert manifest["source"]["path"] == f"../../../samples/{directory.name}.conv"
 
 
+# What each committed golden holds strictly, beyond its numbers. Every golden: the weights (the
+# random draw and their conversion to ONNX layouts; a change there is never an optimisation) and
+# the graph's interface (input and output names, types, shapes: what its users call). The nodes
+# may change when the numbers hold (a better lowering) and are reported, not failed; node counts
+# are pinned by the layer tests. No golden pins its nodes.
+STRICT = {p.name: ("weights", "interface") for p in COMMITTED}
+
+
+def strict_problems(directory: Path, strict: tuple[str, ...]) -> list[str]:
+    """What changed among what ``strict`` pins, between model.onnx and the recompiled model."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    recorded = onnx.load(directory / "model.onnx")
+    recompiled, verdict, detail = golden._recompile(directory, manifest, recorded)
+    if recompiled is None:
+        return [verdict]
+    problems = []
+    if "weights" in strict:
+        weights = golden._weights_difference(recorded, recompiled)
+        if weights:
+            problems.append(f"weights changed: {weights}")
+    if "interface" in strict:
+        for what in ("input", "output"):
+            old, new = getattr(recorded.graph, what), getattr(recompiled.graph, what)
+            if list(old) != list(new):
+                problems.append(f"the graph's {what}s changed")
+    return problems
+
+
 @pytest.mark.parametrize("directory", COMMITTED, ids=[p.name for p in COMMITTED])
 def test_committed_golden(directory):
     verification = golden.assert_golden(directory)
     assert not verification.compiler_output.startswith("not recompiled"), verification.render()
+    assert strict_problems(directory, STRICT[directory.name]) == [], verification.render()
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["format_version"] == 2 and manifest["weights_draw"] == "random"
+    assert max(manifest["constant_share"].values()) < 0.01, manifest["constant_share"]
+
+
+def committed_copy(directory: Path, tmp_path: Path) -> Path:
+    """A committed golden and its sample, copied so that the copy still recompiles."""
+    copy = tmp_path / "tests" / "goldens" / directory.name
+    shutil.copytree(directory, copy)
+    (tmp_path / "samples").mkdir()
+    shutil.copy(SAMPLES / f"{directory.name}.conv", tmp_path / "samples")
+    return copy
+
+
+def perturb_outputs(directory: Path, edit) -> None:
+    for path in sorted(directory.glob("test_data_set_*/output_*.pb")):
+        edit_tensor(path, edit)
+
+
+def to_median(directory: Path) -> None:
+    """Every output replaced by one constant, its median over every set (as constant_share)."""
+    for j in range(len(list(directory.glob("test_data_set_0/output_*.pb")))):
+        paths = sorted(directory.glob(f"test_data_set_*/output_{j}.pb"))
+        median = np.median(
+            np.concatenate([onnx.numpy_helper.to_array(onnx.load_tensor(p)).ravel() for p in paths])
+        )
+        for path in paths:
+            edit_tensor(path, lambda a, m=median: a.__setitem__(..., m))
+
+
+def shift(times: float):
+    def edit(a: np.ndarray) -> None:  # times the tolerance, atol + rtol * |a|, away
+        a[...] = a + times * (1e-4 + 1e-4 * np.abs(a)) * np.where(a >= 0, 1, -1)
+
+    return edit
+
+
+@pytest.mark.parametrize("directory", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_committed_golden_fails_when_perturbed(directory, tmp_path):
+    copy = committed_copy(directory, tmp_path)
+    assert golden.verify(copy).compiler_output == "unchanged"
+    perturb_outputs(copy, shift(0.5))  # within tolerance: still passes
+    assert golden.verify(copy).ok
+    shifted = lambda d: perturb_outputs(d, shift(2.5))  # noqa: E731
+    for name, perturb, mismatched in (("shift", shifted, 1.0), ("median", to_median, 0.99)):
+        copy = committed_copy(directory, tmp_path / name)
+        perturb(copy)
+        verification = golden.verify(copy)
+        assert not verification.ok
+        assert len(verification.failures) == verification.sets * verification.outputs
+        for failure in verification.failures:
+            assert failure.mismatched >= mismatched * failure.size, failure.render()
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (change_weight, "weights changed: initializer 'c1/kernel' differs"),
+        (lambda p: setattr(p.graph.output[0], "name", "renamed"), "the graph's outputs changed"),
+        (
+            lambda p: p.graph.input[0].type.tensor_type.shape.dim[1].__setattr__("dim_value", 7),
+            "the graph's inputs changed",
+        ),
+    ],
+    ids=["weights", "output-name", "input-shape"],
+)
+def test_strict_catches_a_changed_model(directory, monkeypatch, change, problem):
+    assert strict_problems(directory, ("weights", "interface")) == []
+    compile_model = golden.compile_model
+
+    def changed(*args, **kwargs):
+        proto = compile_model(*args, **kwargs)
+        change(proto)
+        return proto
+
+    monkeypatch.setattr(golden, "compile_model", changed)
+    problems = strict_problems(directory, ("weights", "interface"))
+    assert len(problems) == 1 and problems[0].startswith(problem)
+
+
+def test_strict_lets_a_new_lowering_through(directory, monkeypatch):
+    compile_model = golden.compile_model
+
+    def relowered(*args, **kwargs):  # one more node that computes the same numbers
+        proto = compile_model(*args, **kwargs)
+        output = proto.graph.output[0].name
+        last = next(n for n in proto.graph.node if output in n.output)
+        last.output[list(last.output).index(output)] = "before_identity"
+        proto.graph.node.append(onnx.helper.make_node("Identity", ["before_identity"], [output]))
+        return proto
+
+    monkeypatch.setattr(golden, "compile_model", relowered)
+    verification = golden.verify(directory)
+    assert verification.ok and verification.compiler_output == "graph changed"
+    assert strict_problems(directory, ("weights", "interface")) == []

@@ -12,7 +12,9 @@ import os
 import textwrap
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
 from oracle import ATOL, RTOL, inputs_for, keras_outputs, onnx_outputs, random_weights
 
@@ -289,3 +291,24 @@ def test_python_api_takes_model_files(saved):
     result = convc.run(paths["keras"], inputs_for(model, batch=2)[0])
     (output,) = result.outputs.values()
     np.testing.assert_allclose(output, keras_outputs(model, inputs_for(model))[0], 1e-4, 1e-4)
+
+
+def test_golden_of_a_model_file_uses_its_weights_and_notices_an_edit(saved, tmp_path):
+    from convc import golden
+
+    model, paths = saved("functional-resnet-block")
+    source = tmp_path / "net.keras"
+    source.write_bytes(paths["keras"].read_bytes())
+    recording = golden.record(source, tmp_path / "golden", sets=2)
+    assert recording.sets == 2
+    verification = golden.verify(tmp_path / "golden")
+    assert verification.ok and verification.compiler_output == golden.UNCHANGED
+    # the recorded outputs are Keras's (the file's own weights, not drawn ones)
+    folder = tmp_path / "golden" / "test_data_set_0"
+    x = numpy_helper.to_array(onnx.load_tensor(str(folder / "input_0.pb")))
+    y = numpy_helper.to_array(onnx.load_tensor(str(folder / "output_0.pb")))
+    np.testing.assert_allclose(y, keras_outputs(model, [x])[0], atol=ATOL, rtol=RTOL)
+    # another model saved over the file: the source changed
+    other, other_paths = saved("sequential-chain")
+    source.write_bytes(other_paths["keras"].read_bytes())
+    assert golden.verify(tmp_path / "golden").compiler_output.startswith(golden.SOURCE_CHANGED)

@@ -30,7 +30,7 @@ def test_checker_and_static_shapes():
     onnx.checker.check_model(proto, full_check=True)
     for info in proto.graph.value_info:
         dims = info.type.tensor_type.shape.dim
-        assert dims[0].dim_param == "batch"
+        assert not dims[0].HasField("dim_param") and not dims[0].HasField("dim_value")
         assert all(d.HasField("dim_value") for d in dims[1:]), info.name
 
 

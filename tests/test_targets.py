@@ -93,11 +93,23 @@ def test_channels_last_io_on_a_channels_first_net():
     np.testing.assert_allclose(actual, expected.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("io_layout", ["keras", "channels_first", "channels_last"])
-def test_io_layout_matching_keras_changes_nothing(io_layout):
-    """A layout that is already the layers' own is Keras's layout: the same model."""
-    text = FIRST if io_layout != "channels_last" else LAST
-    assert compile_text(text, io_layout=io_layout) == compile_text(text)
+@pytest.mark.parametrize(
+    ("text", "io_layout", "same"),
+    [
+        (FIRST, "channels_first", True),
+        (LAST, "channels_last", True),
+        (FIRST, "channels_last", False),
+        (LAST, "channels_first", False),
+    ],
+    ids=["first-as-first", "last-as-last", "first-as-last", "last-as-first"],
+)
+def test_io_layout_matching_keras_changes_nothing(text, io_layout, same):
+    """A layout that is already the layers' own is Keras's layout (the default, ``keras``): the
+    same model; the other layout is another model, so that the comparison can fail."""
+    assert (compile_text(text, io_layout=io_layout) == compile_text(text)) is same
+    assert (
+        compile_text(text, io_layout=io_layout) == compile_text(text, io_layout="keras")
+    ) is same
 
 
 # -- workarounds ------------------------------------------------------------------------------
@@ -244,3 +256,21 @@ def test_random_upsampling_stacks(text, runtime):
     for target in ("portable", runtime):
         actual = _run(compile_text(text, target=target), runtime, x)
         np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4, err_msg=target)
+
+
+@pytest.mark.parametrize(
+    ("shared", "target", "ops"),
+    [
+        ("[1, 2]", "portable", ["PRelu"]),
+        ("None", "ort", ["PRelu"]),
+        ("None", "portable", ["Mul", "GreaterOrEqual", "Where"]),
+        ("[-1]", "opencv", ["Mul", "GreaterOrEqual", "Where"]),
+    ],
+    ids=["per-channel", "ort", "portable", "opencv"],
+)
+def test_prelu_whose_alpha_is_not_per_channel_avoids_opencvs_fused_prelu(shared, target, ops):
+    """OpenCV fuses a PRelu after a Conv and asserts one slope per channel (random alphas found
+    it): elsewhere than per-channel, portable and opencv compute Where(x >= 0, x, alpha * x)."""
+    text = f"Input(shape=(5, 6, 3))\nConv2D(4, 3)\nPReLU(shared_axes={shared})\n"
+    proto = compile_text(text, target=target)
+    assert [n.op_type for n in proto.graph.node][-len(ops) - 1 : -1] == ops  # then a Transpose

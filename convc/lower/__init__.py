@@ -207,10 +207,11 @@ def check(proto: onnx.ModelProto, model: Model) -> onnx.ModelProto:
             or any(not d.HasField("dim_value") for d in dims[1:])
         ):
             raise InternalError(f"shape inference left the shape of '{info.name}' unknown")
-        # Batch is physical axis 0 of every value; some ops' inference drops its symbolic name.
+        # Batch is physical axis 0 of every value. An intermediate value's batch is left
+        # unnamed: the graph's "batch" would make a runtime that pins the input's shape
+        # (tract's set_input_fact, OpenVINO's reshape) fail to unify "batch" with the number.
         if batch is None:
             dims[0].Clear()
-            dims[0].dim_param = "batch"
         elif dims[0].dim_value != batch:
             raise InternalError(f"shape inference gave '{info.name}' a batch of {dims[0]}")
     proto.graph.value_info.extend(inferred.graph.value_info)

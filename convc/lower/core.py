@@ -171,7 +171,17 @@ def lower_elu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
 def lower_prelu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     """PRelu with ``alpha`` (the input's shape without batch, 1 on shared axes) in x's physical
     order: x where x >= 0, else alpha * x, which is Keras's relu(x) - alpha * relu(-x)."""
-    slope = em.weight("alpha", _to_physical(em, weights["alpha"], x))
+    alpha = _to_physical(em, weights["alpha"], x)
+    slope = em.weight("alpha", alpha)
+    channels = _physical_shape(x)[1] if x.rank > 1 else 0
+    per_channel = alpha.shape == (channels, *(1,) * (x.rank - 2))
+    if not em.target.prelu_any_slope and not per_channel:
+        em.workaround(
+            "PReLU as Where(x >= 0, x, alpha * x): a PRelu after a Conv must be per-channel"
+        )
+        scaled = em.op("Mul", [x.name, slope], "prelu_scaled")
+        positive = em.op("GreaterOrEqual", [x.name, em.scalar(0.0)], "prelu_positive")
+        return Value(em.op("Where", [positive, x.name, scaled], "prelu"), x.perm, x.shape)
     return Value(em.op("PRelu", [x.name, slope], "prelu"), x.perm, x.shape)
 
 

@@ -1,1 +1,1 @@
-BscoresJ╚nI>▐jP>wQ>гtL>Г:H>
+BscoresJ b≈>еvо<=М?Го=▓╫<
