@@ -79,7 +79,11 @@ def export(python: Path, name: str, size: int, scratch: Path) -> tuple[float, di
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"making {name} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return wall, json.loads(done.stdout.strip().splitlines()[-1])
+    mark = "applications-export-report: "
+    reports = [line for line in done.stdout.splitlines() if line.startswith(mark)]
+    if not reports:
+        raise RuntimeError(f"making {name} printed no report: {done.stdout[-300:]}")
+    return wall, json.loads(reports[-1][len(mark) :])
 
 
 def agrees(output: np.ndarray, expected: np.ndarray) -> tuple[bool, float]:
@@ -205,13 +209,17 @@ def main() -> int:
             size = args.size or DEFAULT_SIZES.get(name, 224)
             print(f"{name} at {size}...", file=sys.stderr, flush=True)
             results["nets"][name] = measure(name, size, python, Path(scratch), args.blocks)
+            write(results)  # after each net: a long run that stops keeps what it measured
+    print(markdown(results))
+    return 0
+
+
+def write(results: dict) -> None:
     ratios = [r["latency_ratio"] for r in results["nets"].values() if "latency_ratio" in r]
     if ratios:
         results["geomean_latency_ratio"] = round(statistics.geometric_mean(ratios), 3)
     (HERE / "applications.json").write_text(json.dumps(results, indent=2) + "\n")
     (HERE / "applications.md").write_text(markdown(results))
-    print(markdown(results))
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ in convc's::
 writes ``OUTDIR/NAME.keras`` (random weights, BatchNormalization statistics included, seeded),
 ``OUTDIR/NAME.npz`` (an input ``x`` and Keras's output ``y`` for it, batch 1), and Keras 3's own
 ONNX export ``OUTDIR/NAME.keras-export.onnx`` (``model.export(format="onnx")``); prints one JSON
-line: the export's wall time or its error.
+line, marked: the export's wall time or its error.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import numpy as np  # noqa: E402
 
 PIXEL_INPUTS = {"MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0", "EfficientNetV2B0"}
 PIXEL_INPUTS |= {"ConvNeXtTiny"}
+REPORT_MARK = "applications-export-report: "
+"""Marks the report line: exporters print to stdout too."""
 
 
 def random_weights(model: keras.Model, seed: int = 7) -> None:
@@ -66,7 +68,7 @@ def main() -> int:
     except Exception as error:  # a peer that fails is recorded with its error, not dropped
         report["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
         traceback.print_exc(file=sys.stderr)
-    print(json.dumps(report))
+    print(REPORT_MARK + json.dumps(report))
     return 0
 
 
