@@ -50,11 +50,16 @@ class ModelFile:
     weights: Any = None
     """An open ``h5py.File`` (``keras``: model.weights.h5; ``h5``: the file), or ``None``."""
     keras_version: str | None = None
+    source: Any = None
+    """What the weights are read from, when it must be closed after them."""
 
     def close(self) -> None:
         if self.weights is not None:
             self.weights.close()
             self.weights = None
+        if self.source is not None:
+            self.source.close()
+            self.source = None
 
     def __enter__(self) -> ModelFile:
         return self
@@ -189,8 +194,11 @@ def _open_keras_zip(path: Path) -> ModelFile:
                 path=where,
                 help="members found: " + (", ".join(sorted(by_name)[:10]) or "none"),
             )
-        config = parse_config(
-            _read_member(archive, by_name["config.json"], MAX_CONFIG_BYTES, where),
+        config = _model_config(
+            parse_config(
+                _read_member(archive, by_name["config.json"], MAX_CONFIG_BYTES, where),
+                f"{where}:config.json",
+            ),
             f"{where}:config.json",
         )
         metadata: dict = {}
@@ -201,17 +209,24 @@ def _open_keras_zip(path: Path) -> ModelFile:
                 "metadata.json",
             )
             metadata = parsed if isinstance(parsed, dict) else {}
-        weights = None
+        weights = window = None
         if "model.weights.h5" in by_name:
-            data = _read_member(archive, by_name["model.weights.h5"], MAX_WEIGHT_BYTES, where)
-            weights = _open_h5(io.BytesIO(data), f"{where}:model.weights.h5")
+            member = by_name["model.weights.h5"]
+            label = f"{where}:model.weights.h5"
+            window = _stored_window(path, member, where)
+            if window is not None:  # as Keras writes it: read in place, no copy in memory
+                weights = _open_h5(window, label)
+            else:
+                data = _read_member(archive, member, MAX_WEIGHT_BYTES, where)
+                weights = _open_h5(io.BytesIO(data), label)
     version = metadata.get("keras_version")
     return ModelFile(
         path,
         "keras",
-        _model_config(config, f"{where}:config.json"),
+        config,
         weights,
         version if isinstance(version, str) else None,
+        window,
     )
 
 
@@ -236,6 +251,67 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int, 
             f"{member.filename} expands past {limit:,} bytes", path=where, help="a zip bomb?"
         )
     return data
+
+
+class _Window(io.RawIOBase):
+    """A read-only, seekable view of ``size`` bytes of a file from ``offset``: an uncompressed
+    zip member, which h5py then reads in place."""
+
+    def __init__(self, path: Path, offset: int, size: int):
+        self._file = path.open("rb")
+        self._offset, self._size, self._position = offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + position)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        count = max(0, min(len(buffer), self._size - self._position))
+        self._file.seek(self._offset + self._position)
+        read = self._file.readinto(memoryview(buffer)[:count])
+        self._position += read
+        return read
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _stored_window(path: Path, member: zipfile.ZipInfo, where: str) -> _Window | None:
+    """A window on an uncompressed member's bytes in the archive, or None if it is compressed.
+    The local header's name and extra lengths say where the data starts (they may differ from
+    the central directory's)."""
+    if member.compress_type != zipfile.ZIP_STORED or member.file_size != member.compress_size:
+        return None
+    if member.file_size > MAX_WEIGHT_BYTES:
+        raise ConvcError(
+            f"{member.filename} is {member.file_size:,} bytes; convc reads at most "
+            f"{MAX_WEIGHT_BYTES:,}",
+            path=where,
+        )
+    with path.open("rb") as handle:
+        handle.seek(member.header_offset)
+        header = handle.read(30)
+        total = handle.seek(0, io.SEEK_END)
+    if len(header) != 30 or header[:4] != _ZIP_MAGIC:
+        raise ConvcError(f"the archive's header of {member.filename} is corrupt", path=where)
+    start = member.header_offset + 30 + int.from_bytes(header[26:28], "little")
+    start += int.from_bytes(header[28:30], "little")
+    if start + member.file_size > total:
+        raise ConvcError(
+            f"{member.filename} runs past the end of the archive (truncated?)", path=where
+        )
+    return _Window(path, start, member.file_size)
 
 
 def _open_h5(source, where: str):
