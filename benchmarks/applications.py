@@ -79,11 +79,10 @@ def export(python: Path, name: str, size: int, scratch: Path) -> tuple[float, di
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"making {name} failed: {done.stderr.strip().splitlines()[-1:]}")
-    mark = "applications-export-report: "
-    reports = [line for line in done.stdout.splitlines() if line.startswith(mark)]
-    if not reports:
-        raise RuntimeError(f"making {name} printed no report: {done.stdout[-300:]}")
-    return wall, json.loads(reports[-1][len(mark) :])
+    report = scratch / f"{name}.report.json"
+    if not report.exists():
+        raise RuntimeError(f"making {name} wrote no report: {done.stderr[-300:]}")
+    return wall, json.loads(report.read_text())
 
 
 def agrees(output: np.ndarray, expected: np.ndarray) -> tuple[bool, float]:
@@ -100,6 +99,7 @@ def measure(name: str, size: int, python: Path, scratch: Path, blocks: int) -> d
     convc_model = scratch / f"{name}.onnx"
     build_s, peak_kib = timed_process(["build", str(source), "-o", str(convc_model)], 3)
     result: dict = {
+        "commit": git_commit(),
         "size": size,
         "keras_file_mb": round(source.stat().st_size / 2**20, 1),
         "convc": {"build_s": round(build_s, 3), "peak_mb": round(peak_kib / 1024, 1)},
@@ -135,7 +135,8 @@ def markdown(results: dict) -> str:
     lines = [
         "# keras.applications: convc beside Keras 3's own ONNX export",
         "",
-        f"Commit {results['commit']}, {results['date']}; {results['machine']}. "
+        f"Commit {results['commit']}, {results['date']}; {results['machine']} (a net measured "
+        "in an earlier run with --add keeps its own commit in applications.json). "
         f"onnxruntime {results['onnxruntime']}, CPU, batch 1, {THREADS} threads; "
         "`python benchmarks/applications.py`. Latency: median of the timed runs (ms); "
         "ratio: convc / Keras export. Build: `convc build NAME.keras` as a whole process; "
@@ -189,6 +190,12 @@ def main() -> int:
     parser.add_argument("--nets", nargs="+", default=CORPUS, choices=CORPUS, metavar="NAME")
     parser.add_argument("--size", type=int, help="input size (default: each net's own)")
     parser.add_argument("--blocks", type=int, default=5)
+    parser.add_argument(
+        "--add",
+        action="store_true",
+        help="keep the other nets of benchmarks/applications.json (each net is measured in one "
+        "run, side by side with its peer)",
+    )
     args = parser.parse_args()
     python = exporter_python("keras-torch")
     if python is None:
@@ -204,6 +211,9 @@ def main() -> int:
         "onnxruntime": onnxruntime.__version__,
         "nets": {},
     }
+    saved = HERE / "applications.json"
+    if args.add and saved.exists():
+        results["nets"] = json.loads(saved.read_text())["nets"]
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.nets:
             size = args.size or DEFAULT_SIZES.get(name, 224)

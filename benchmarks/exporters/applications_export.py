@@ -7,8 +7,9 @@ in convc's::
 
 writes ``OUTDIR/NAME.keras`` (random weights, BatchNormalization statistics included, seeded),
 ``OUTDIR/NAME.npz`` (an input ``x`` and Keras's output ``y`` for it, batch 1), and Keras 3's own
-ONNX export ``OUTDIR/NAME.keras-export.onnx`` (``model.export(format="onnx")``); prints one JSON
-line, marked: the export's wall time or its error.
+ONNX export ``OUTDIR/NAME.keras-export.onnx`` (``model.export(format="onnx")``), and
+``OUTDIR/NAME.report.json``: the export's wall time or its error (a file: exporters print to
+stdout, even from C++).
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ import numpy as np  # noqa: E402
 
 PIXEL_INPUTS = {"MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0", "EfficientNetV2B0"}
 PIXEL_INPUTS |= {"ConvNeXtTiny"}
-REPORT_MARK = "applications-export-report: "
-"""Marks the report line: exporters print to stdout too."""
 
 
 def random_weights(model: keras.Model, seed: int = 7) -> None:
@@ -68,7 +67,7 @@ def main() -> int:
     except Exception as error:  # a peer that fails is recorded with its error, not dropped
         report["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
         traceback.print_exc(file=sys.stderr)
-    print(REPORT_MARK + json.dumps(report))
+    (out / f"{name}.report.json").write_text(json.dumps(report))
     return 0
 
 
