@@ -83,7 +83,8 @@ class Target:
     when the batch is symbolic (its optimizer fails "pulling Downsample over Reshape"): every
     ResNet's projection shortcut. convc subsamples with a 1x1 MaxPool of those strides and
     convolves with unit strides there, which is exact (a MaxPool over one element returns it)
-    and, on ResNet50's projection shapes in onnxruntime, no slower."""
+    and costs nothing measurable in onnxruntime (ResNet50, A/B in one process: min 37.12 against
+    37.13 ms, p10 41.48 against 41.62)."""
 
     prelu_any_slope: bool = True
     """PRelu's slope may vary along any axis. OpenCV's DNN module fuses a PRelu that follows a
