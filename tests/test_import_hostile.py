@@ -387,3 +387,50 @@ def test_keras2_sequential_h5_without_an_input_layer(tmp_path):
     np.testing.assert_allclose(
         onnx_outputs(proto, xs)[0], keras_outputs(twin, xs)[0], atol=ATOL, rtol=RTOL
     )
+
+
+_MUTANTS = [None, 0, -1, 1.5, "", "x", [], {}, [None], {"a": 1}, True, 10**12, [1, 2, 3], [[1]]]
+
+
+def _paths(value, path=()):
+    yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths(item, (*path, index))
+
+
+def test_mutated_configs_import_or_are_refused_never_crash(good, tmp_path):
+    """Every value of a real config replaced by a value of another type, or deleted, one to
+    three at a time (seeded): each file imports or is refused with a ConvcError; nothing else."""
+    import random
+
+    members = _members(good)
+    base = json.loads(members["config.json"])
+    places = list(_paths(base))[1:]
+    rng = random.Random(20261130)
+    outcomes = {"imported": 0, "refused": 0}
+    path = tmp_path / "m.keras"
+    for _ in range(150):
+        config = json.loads(json.dumps(base))
+        for _ in range(rng.randint(1, 3)):
+            *parents, last = rng.choice(places)
+            holder = config
+            try:
+                for key in parents:
+                    holder = holder[key]
+                if isinstance(holder, dict) and rng.random() < 0.3:
+                    del holder[last]
+                else:
+                    holder[last] = rng.choice(_MUTANTS)
+            except (KeyError, IndexError, TypeError):  # an earlier mutation removed the place
+                pass
+        path.write_bytes(_zip({**members, "config.json": json.dumps(config).encode()}))
+        try:
+            import_file(path)
+            outcomes["imported"] += 1
+        except ConvcError:
+            outcomes["refused"] += 1
+    assert outcomes["imported"] >= 20 and outcomes["refused"] >= 50, outcomes

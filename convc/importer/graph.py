@@ -191,10 +191,16 @@ class _Flattener:
         by_name: dict[str, dict] = {}
         keys = _KeyCounter()
         paths: dict[str, tuple[str, ...]] = {}
+        names: dict[int, str] = {}  # id of a layer's config -> its name
         for layer_config in layers:
-            name = layer_config.get("name") or (layer_config.get("config") or {}).get("name")
+            if not isinstance(layer_config, dict):
+                raise self.error(
+                    f"a layer of {_label(keras_path)} is not a JSON object: {_short(layer_config)}"
+                )
+            name = layer_config.get("name") or _dict(layer_config.get("config")).get("name")
             if not isinstance(name, str):
                 raise self.error(f"a layer of {_label(keras_path)} has no name")
+            names[id(layer_config)] = name
             if name in by_name:
                 raise self.error(f"two layers of {_label(keras_path)} are named {name!r}")
             by_name[name] = layer_config
@@ -207,7 +213,7 @@ class _Flattener:
                 if layer_config.get("class_name") == "InputLayer":
                     class_name, layer_cfg = self.layer_header(layer_config, keras_path)
                     entry = self.add_input(layer_cfg, layer_config)
-                    produced[(layer_config["name"], 0)] = [entry.output]
+                    produced[(names[id(layer_config)], 0)] = [entry.output]
         else:
             if len(input_names) != len(inputs):
                 raise self.error(
@@ -220,12 +226,11 @@ class _Flattener:
         for layer_config in layers:
             if layer_config.get("class_name") == "InputLayer":
                 continue
+            name = names[id(layer_config)]
             nodes = layer_config.get("inbound_nodes")
             if not isinstance(nodes, list):
-                raise self.error(
-                    f"layer {layer_config['name']!r} of {_label(keras_path)} has no inbound_nodes"
-                )
-            pending.extend((layer_config["name"], index, node) for index, node in enumerate(nodes))
+                raise self.error(f"layer {name!r} of {_label(keras_path)} has no inbound_nodes")
+            pending.extend((name, index, node) for index, node in enumerate(nodes))
         # Keras's order: sweep the layer list, calling every node whose inputs exist, until done.
         while pending:
             remaining = []
@@ -352,9 +357,9 @@ class _Flattener:
             if depth > 8:
                 raise self.error(f"an inbound node in {_label(keras_path)} nests too deep")
             if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-                history = (value.get("config") or {}).get("keras_history")
+                history = _dict(value.get("config")).get("keras_history")
                 ref = self.lookup(history, produced, keras_path)
-                shape = (value.get("config") or {}).get("shape")
+                shape = _dict(value.get("config")).get("shape")
                 if ref is None:
                     missing = True
                 elif isinstance(shape, list):
@@ -447,6 +452,11 @@ class _KeyCounter:
         count = self.counts.get(base, 0)
         self.counts[base] = count + 1
         return base if count == 0 else f"{base}_{count}"
+
+
+def _dict(value: Any) -> dict:
+    """``value`` if it is a JSON object, else an empty one: a malformed config reads as absent."""
+    return value if isinstance(value, dict) else {}
 
 
 def _layer_list(config: dict) -> list:

@@ -147,7 +147,8 @@ def _dtype_policy(value: Any) -> str | None:
     if isinstance(value, str):
         return value
     if isinstance(value, dict):
-        name = (value.get("config") or {}).get("name")
+        config = value.get("config")
+        name = config.get("name") if isinstance(config, dict) else None
         return name if isinstance(name, str) else None
     return None
 
@@ -332,7 +333,10 @@ def _is_default(name: str, value: Any, default: Any) -> bool:
     if name == "activation" and default in (None, "linear"):
         return value in (None, "linear")
     if _is_keras_object(value):
-        config = {k: v for k, v in (value.get("config") or {}).items() if v is not None}
+        given = value.get("config")
+        if not isinstance(given, dict):
+            return False
+        config = {k: v for k, v in given.items() if v is not None}
         if isinstance(default, str):
             return not config and snake_case(str(value["class_name"])) == default
         return False
