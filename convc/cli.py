@@ -357,7 +357,7 @@ def _load(args: argparse.Namespace, path: str):
     """Read and resolve a .conv file or import a Keras model file, keeping the .conv text for
     error carets. A model file's weights become the default of ``--weights``."""
     from convc.api import load, read
-    from convc.compiler import is_model_file, load_source
+    from convc.compiler import check_no_input_shapes, is_model_file, load_source
 
     args.loaded = (path, None)
     text = None
@@ -367,11 +367,7 @@ def _load(args: argparse.Namespace, path: str):
             args.weights = source.weights
         model = source.model
     else:
-        if getattr(args, "input_shape", None):
-            raise ConvcError(
-                "--input-shape applies to Keras model files; a .conv file states its input shape",
-                path=path,
-            )
+        check_no_input_shapes(path, _shapes(getattr(args, "input_shape", None)))
         try:
             text = read(Path(path))[0]
         except ConvcError as error:  # not UTF-8: show the line, the undecodable byte replaced

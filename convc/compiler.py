@@ -128,13 +128,20 @@ def load_source(
     if is_model_file(path):
         imported = import_file(path, input_shapes=dict(input_shapes or {}))
         return Source(imported.model, imported.text, imported.weights, imported=True)
+    check_no_input_shapes(path, input_shapes)
+    text = read_source(path)
+    return Source(resolve_text(text), text)
+
+
+def check_no_input_shapes(
+    path: str | os.PathLike, input_shapes: Mapping[str, tuple[int, ...]] | None
+) -> None:
+    """Input shapes are given for Keras model files only: a .conv file states its own."""
     if input_shapes:
         raise ConvcError(
             "--input-shape applies to Keras model files; a .conv file states its input shape",
             path=str(path),
         )
-    text = read_source(path)
-    return Source(resolve_text(text), text)
 
 
 def read_source(path: str | os.PathLike) -> str:

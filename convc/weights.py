@@ -206,30 +206,31 @@ def _load_h5(model: Model, path: Path) -> Weights:
                             f"layers/{key}/vars/{index} is not an array", path=str(path)
                         )
                     variable = layer.variables[int(index)]
-                    arrays[variable.name] = _read_dataset(dataset, path, layer, variable.name)
+                    key = f"{layer.name}/{variable.name}"
+                    arrays[variable.name] = read_dataset(dataset, key, variable, str(path))
             weights[layer.name] = _check_layer(layer, arrays, str(path))
         return weights
 
 
-def _read_dataset(dataset, path: Path, layer: Layer, name: str) -> np.ndarray:
-    """A variable's array, its shape and dtype checked before anything is read."""
-    variable = next(v for v in layer.variables if v.name == name)
+def read_dataset(dataset, key: str, variable: Variable, where: str) -> np.ndarray:
+    """An HDF5 dataset holding ``variable`` (named ``key`` in errors), its shape and dtype
+    checked before anything is read: a file that lies about shapes costs nothing."""
     expected = variable.shape
-    key = f"{layer.name}/{name}"
     if dataset.dtype.kind != "f" and not (
         variable.dtype != "float32" and dataset.dtype.kind in "iu"
     ):
-        raise ConvcError(f"{key} has dtype {dataset.dtype}, expected a float array", path=str(path))
+        raise ConvcError(f"{key} has dtype {dataset.dtype}, expected a float array", path=where)
     if tuple(dataset.shape) != expected:
         raise ConvcError(
             f"{key} has shape {format_shape(tuple(dataset.shape))}, expected "
             f"{format_shape(expected)}",
-            path=str(path),
+            path=where,
+            help="arrays are in Keras's layouts, as layer.get_weights() returns them",
         )
     try:
         return dataset[()]
     except (OSError, TypeError, ValueError) as error:
-        raise ConvcError(f"cannot read {dataset.name}: {error}", path=str(path)) from None
+        raise ConvcError(f"cannot read {dataset.name}: {error}", path=where) from None
 
 
 def keras_layer_order(model: Model) -> list[Layer | ModelInput]:

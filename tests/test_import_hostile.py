@@ -115,7 +115,7 @@ HOSTILE = {
         lambda good: _with_config(
             good, lambda c: c["config"]["layers"][1]["config"].update(filters=5)
         ),
-        "conv/kernel has shape (3, 3, 3, 4) in the file, but the model needs (3, 3, 3, 5)",
+        "conv/kernel has shape (3, 3, 3, 4), expected (3, 3, 3, 5)",
     ),
     "weights-lie-about-shape": (
         lambda good: _with_weights(
@@ -125,7 +125,7 @@ HOSTILE = {
                 h.create_dataset("layers/conv2d/vars/0", data=np.zeros((9, 9, 9, 9), "f4")),
             ),
         ),
-        "conv/kernel has shape (9, 9, 9, 9) in the file, but the model needs (3, 3, 3, 4)",
+        "conv/kernel has shape (9, 9, 9, 9), expected (3, 3, 3, 4)",
     ),
     "weights-missing-a-variable": (
         lambda good: _with_weights(

@@ -73,8 +73,7 @@ def import_file(
 def _input_shapes(graph, given: dict[str, tuple[int, ...]], where: str):
     shapes = {}
     for entry in graph.inputs:
-        batch_shape = entry.config.get("batch_shape", entry.config.get("batch_input_shape"))
-        stored = list(batch_shape[1:]) if isinstance(batch_shape, list) else []
+        stored = list((entry.batch_shape or [None])[1:])
         override = given.get(entry.name, given.get(""))
         if override is not None:
             if len(override) != len(stored) or any(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convc.diagnostics import ConvcError
+from convc.layers.base import snake_case
 
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 MAX_MODEL_NESTING = 16
@@ -64,6 +65,13 @@ class InputEntry:
     name: str
     config: dict[str, Any]
     output: TensorRef
+
+    @property
+    def batch_shape(self) -> list | None:
+        """The input's shape, batch first (Keras 2 calls it ``batch_input_shape``); None when
+        the config does not say it."""
+        shape = self.config.get("batch_shape", self.config.get("batch_input_shape"))
+        return shape if isinstance(shape, list) and shape else None
 
 
 @dataclass
@@ -446,8 +454,6 @@ class _KeyCounter:
         self.counts: dict[str, int] = {}
 
     def key(self, class_name: str) -> str:
-        from convc.layers.base import snake_case
-
         base = snake_case(class_name) if class_name != "input_layer" else class_name
         count = self.counts.get(base, 0)
         self.counts[base] = count + 1

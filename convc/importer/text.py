@@ -94,8 +94,7 @@ def _is_operation(layer: LayerEntry) -> bool:
 
 def _input_problems(entry: InputEntry) -> list[Problem]:
     problems = []
-    shape = entry.config.get("batch_shape", entry.config.get("batch_input_shape"))
-    if not isinstance(shape, list) or not shape:
+    if entry.batch_shape is None:
         problems.append(Problem("InputLayer", entry.name, "it does not say its shape"))
     for flag in ("sparse", "ragged"):
         if entry.config.get(flag):
@@ -259,8 +258,8 @@ def _render_outputs(outputs: Any, variables: dict[TensorRef, str]) -> str:
 
 def _input_call(entry: InputEntry, callee: str, input_shapes) -> str:
     config = entry.config
-    batch_shape = config.get("batch_shape", config.get("batch_input_shape"))
-    assert isinstance(batch_shape, list) and batch_shape, "unsupported() ran first"
+    batch_shape = entry.batch_shape
+    assert batch_shape is not None, "unsupported() ran first"
     shape = list(batch_shape[1:])
     override = input_shapes.get(entry.name)
     if override is not None:

@@ -20,12 +20,15 @@ import numpy as np
 
 from convc.diagnostics import ConvcError
 from convc.importer.graph import Graph, LayerEntry
-from convc.model import Model, format_shape
+from convc.model import Model
 from convc.progress import track
+from convc.weights import read_dataset
 
 
 def read_weights(model: Model, graph: Graph, handle: Any, file_format: str, where: str):
     """``{"layer/variable": array}`` for every variable of the model found in ``handle``."""
+    import h5py  # heavy; only imports pay for it
+
     entries = {entry.name: entry for entry in graph.layers}
     if file_format == "keras":
         groups = _keras3_groups(handle, graph)
@@ -52,27 +55,10 @@ def read_weights(model: Model, graph: Graph, handle: Any, file_format: str, wher
             )
         for variable, dataset in zip(layer.variables, datasets, strict=True):
             key = f"{layer.name}/{variable.name}"
-            arrays[key] = _read(dataset, variable.shape, key, where)
+            if not isinstance(dataset, h5py.Dataset):
+                raise ConvcError(f"{key} is not an array in the file", path=where)
+            arrays[key] = read_dataset(dataset, key, variable, where)
     return arrays
-
-
-def _read(dataset: Any, shape: tuple[int, ...], key: str, where: str) -> np.ndarray:
-    import h5py
-
-    if not isinstance(dataset, h5py.Dataset):
-        raise ConvcError(f"{key} is not an array in the file", path=where)
-    if tuple(dataset.shape) != tuple(shape):
-        raise ConvcError(
-            f"{key} has shape {format_shape(tuple(dataset.shape))} in the file, but the model "
-            f"needs {format_shape(tuple(shape))}",
-            path=where,
-        )
-    if dataset.dtype.kind not in "fiu":
-        raise ConvcError(f"{key} has dtype {dataset.dtype} in the file", path=where)
-    try:
-        return np.asarray(dataset[()])
-    except (OSError, TypeError, ValueError) as error:
-        raise ConvcError(f"cannot read {key} from the file: {error}", path=where) from None
 
 
 def _keras3_groups(handle: Any, graph: Graph):
