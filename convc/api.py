@@ -79,14 +79,21 @@ def _load_with_weights(source: Source, weights: Weights) -> tuple[Model, Weights
 
 
 def build(
-    source: Source, weights: Weights = None, *, options: BuildOptions | None = None
+    source: Source,
+    weights: Weights = None,
+    *,
+    options: BuildOptions | None = None,
+    consume_weights: bool = False,
 ) -> onnx.ModelProto:
     """Compile a .conv source or a Keras model file to a checked ONNX model, in memory. A model
-    file's own weights are used unless ``weights`` are given."""
+    file's own weights are used unless ``weights`` are given. ``consume_weights`` lets lowering
+    empty a dict of ``weights`` as it goes, so that the arrays are held once, not twice (a model
+    file's own weights always are)."""
     from convc.compiler import compile_model
 
+    owned = consume_weights or (weights is None and is_model_path(source))
     model, weights = _load_with_weights(source, weights)
-    return compile_model(model, weights, options or BuildOptions())
+    return compile_model(model, weights, options or BuildOptions(), consume_weights=owned)
 
 
 def save(model: onnx.ModelProto, path: str | os.PathLike) -> list[Path]:

@@ -439,7 +439,9 @@ def _build(args: argparse.Namespace) -> int:
 
     model = _load(args, args.source)
     options = _options(args)
-    proto = build(model, args.weights, options=options)
+    # A model file's own weights were loaded for this build alone: lowering may let them go.
+    weights, args.weights = args.weights, None
+    proto = build(model, weights, options=options, consume_weights=isinstance(weights, dict))
     output = Path(args.output) if args.output else Path(args.source).with_suffix(".onnx")
     written = save(proto, output)
     opset = proto.opset_import[0].version

@@ -71,21 +71,30 @@ def compile_model(
     options: BuildOptions | None = None,
     *,
     layer_outputs: bool = False,
+    consume_weights: bool = False,
     **build_keywords: Any,
 ) -> onnx.ModelProto:
     """Lower a resolved model with ``options`` (``convc.options.BuildOptions``; its fields may
     be given as keywords instead: ``target=``, ``opset=``, ``io_layout=``, ``optimize=``,
     ``seed=``, ``precision=``). With ``layer_outputs``, every layer's output is a graph output
-    too."""
+    too. ``consume_weights`` says that a mapping of weights was loaded for this build alone
+    (an imported model file's): it is emptied as lowering goes, as weights loaded from a file
+    or drawn here always are, so that the model's arrays are held about once."""
     options = build_options(options, **build_keywords)
+    arrays = model_weights(model, weights, options.seed)
+    owned = consume_weights or not isinstance(weights, Mapping)
+    if consume_weights and isinstance(weights, dict):
+        weights.clear()  # the caller's references to the arrays go with it
+    del weights
     proto = lower(
         model,
-        model_weights(model, weights, options.seed),
+        arrays,
         opset=options.resolved_opset,
         target=get_target(options.target_name),
         io_layout=options.io_layout,
         layer_outputs=layer_outputs,
         optimize=options.optimize,
+        release_weights=owned,
     )
     if options.precision == "float16":
         from convc.precision import to_float16

@@ -53,6 +53,53 @@ def test_a_str_without_newline_or_parenthesis_is_a_path(tmp_path):
         convc.build(str(tmp_path / "absent.conv"))
 
 
+SHARED = """model shared
+inputs = Input(shape=(6, 6, 3))
+conv = Conv2D(3, 3, padding="same", name="shared")
+y = conv(conv(Conv2D(3, 1, name="first")(inputs)))
+model = keras.Model(inputs, y)
+"""
+
+
+def test_lowering_releases_each_layer_after_its_last_application():
+    """A build that owns its weights lets each layer's arrays go once lowered (peak memory);
+    a shared layer keeps them until its last application, and the model is the same."""
+    from convc.compiler import compile_model, model_weights
+    from convc.lower import lower
+
+    model = convc.load(SHARED)
+    arrays = model_weights(model, None, 0)
+    popped = []
+
+    class Watched(dict):
+        def pop(self, name, *default):
+            popped.append(name)
+            return super().pop(name, *default)
+
+    kept = lower(model, dict(arrays))
+    released = lower(model, Watched(arrays), release_weights=True)
+    assert released.SerializeToString() == kept.SerializeToString()
+    assert popped == ["first", "shared"]  # "shared" only after its second application
+    assert compile_model(model, None).SerializeToString() == kept.SerializeToString()
+
+
+def test_consumed_weights_are_emptied_and_a_users_mapping_is_not():
+    from convc.compiler import compile_model, model_weights
+
+    model = convc.load(SHARED)
+    flat = {
+        f"{layer}/{name}": array
+        for layer, variables in model_weights(model, None, 0).items()
+        for name, array in variables.items()
+    }
+    mine = dict(flat)
+    expected = compile_model(model, mine)
+    assert mine == flat  # a caller's mapping is left alone
+    owned = dict(flat)
+    assert compile_model(model, owned, consume_weights=True) == expected
+    assert owned == {}
+
+
 def test_build_options_are_applied(net):
     options = BuildOptions(target="opencv", opset=17, io_layout="channels_first", seed=3)
     proto = convc.build(net, options=options)

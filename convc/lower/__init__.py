@@ -51,11 +51,15 @@ def lower(
     io_layout: str = "keras",
     layer_outputs: bool = False,
     optimize: bool = True,
+    release_weights: bool = False,
 ) -> onnx.ModelProto:
     """Build the ONNX model for ``target``. With ``layer_outputs``, every node's output is also
     a graph output, named after the node, for checking layer by layer. ``io_layout`` orders the
     graph's inputs and outputs (``IO_LAYOUTS``). ``optimize`` picks the faster exact forms of
-    ``convc.lower.conv_forms`` and applies the graph rewrites of ``convc.lower.rewrites``."""
+    ``convc.lower.conv_forms`` and applies the graph rewrites of ``convc.lower.rewrites``. With
+    ``release_weights``, a layer's entry is removed from ``weights`` once its last application
+    is lowered: a caller that loaded the weights for this build alone then holds each array
+    in Keras's layout or in ONNX's, not both (a build's peak memory, #18)."""
     em = Emitter(opset, target, optimize)
     values: dict[int, Value] = {}  # tensor id -> its value in the graph
     graph_inputs = []
@@ -75,11 +79,12 @@ def lower(
     applications: dict[int, int] = {}
     for node in model.nodes:
         applications[id(node.layer)] = applications.get(id(node.layer), 0) + 1
+    shared = {layer: count > 1 for layer, count in applications.items()}
     for node in track(model.nodes, "lowering layers"):
         em.scope = node.name
         # Only a shared layer's weights are remembered for reuse: the others' arrays are
         # dropped as soon as their bytes are in the model (building is bounded by memory).
-        em.layer = node.layer.name if applications[id(node.layer)] > 1 else ""
+        em.layer = node.layer.name if shared[id(node.layer)] else ""
         inputs = [values[id(tensor)] for tensor in node.inputs]
         if node.family in LAYOUT_FREE:
             inputs = [em.existing_layout(x) for x in inputs]
@@ -92,6 +97,9 @@ def lower(
         )
         em.value_shapes[x.name] = tuple(0 if d is None else d for d in (x.shape[a] for a in x.perm))
         values[id(node.output)] = x
+        applications[id(node.layer)] -= 1
+        if release_weights and not applications[id(node.layer)]:
+            weights.pop(node.layer.name, None)
 
     exposed = list(model.outputs)
     if layer_outputs:
