@@ -107,8 +107,8 @@ def serialized_pieces(proto: onnx.ModelProto) -> Iterator[bytes]:
     the same model: the graph comes last instead of in field order, and its initializers after
     its other fields, which protobuf allows."""
     graph = proto.graph
-    header = _copy_without(proto, "graph").SerializeToString()
-    graph_header = _copy_without(graph, "initializer").SerializeToString()
+    header = copy_without(proto, "graph").SerializeToString()
+    graph_header = copy_without(graph, "initializer").SerializeToString()
     sizes = [tensor.ByteSize() for tensor in graph.initializer]
     graph_size = len(graph_header) + sum(
         len(_length_delimited(_INITIALIZER_FIELD, size)) + size for size in sizes
@@ -136,7 +136,7 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _copy_without(message, skipped: str):
+def copy_without(message, skipped: str):
     """A copy of a protobuf message without one of its fields (which is never copied)."""
     copy = type(message)()
     for field, value in message.ListFields():

@@ -23,7 +23,7 @@ import onnx
 from convc.arrays import read_npy, read_npz
 from convc.diagnostics import ConvcError
 from convc.limits import EXTERNAL_DATA_BYTES
-from convc.onnxfile import save, weight_bytes
+from convc.onnxfile import copy_without, save, weight_bytes
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -283,10 +283,58 @@ def _start(ort, model, options, providers: list[str]):
                 path = Path(directory) / "model.onnx"
                 save(model, path)
                 return ort.InferenceSession(str(path), options, providers=chosen)
+        if isinstance(model, onnx.ModelProto) and providers[0] == PROVIDERS["cpu"]:
+            skeleton, weights = _weights_handed_over(model)
+            options.add_external_initializers(
+                list(weights), [ort.OrtValue.ortvalue_from_numpy(a) for a in weights.values()]
+            )
+            session = ort.InferenceSession(skeleton, options, providers=chosen)
+            session.convc_weights = weights  # onnxruntime reads them in place: keep them alive
+            return session
         source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
         return ort.InferenceSession(source, options, providers=chosen)
     except Exception as error:  # onnxruntime raises its own exception types
         raise ConvcError(f"onnxruntime cannot load the model: {error}") from None
+
+
+HANDED_OVER_BYTES = 4096
+"""Initializers larger than this reach onnxruntime as arrays, not inside the serialized model."""
+
+
+def _weights_handed_over(model: onnx.ModelProto) -> tuple[bytes, dict[str, np.ndarray]]:
+    """The model serialized with its large weights marked as external data, and those weights
+    as arrays by name, for ``SessionOptions.add_external_initializers``: onnxruntime then takes
+    them as they are instead of parsing them out of the encoding, which costs more than the
+    rest of starting a session (ResNet50: 0.37 s against 0.10 s)."""
+    skeleton = copy_without(model, "graph")
+    skeleton.graph.CopyFrom(copy_without(model.graph, "initializer"))
+    graph = skeleton.graph
+    weights = {}
+    for tensor in model.graph.initializer:
+        dtype = _HANDED_OVER_TYPES.get(tensor.data_type)
+        if dtype is None or len(tensor.raw_data) <= HANDED_OVER_BYTES:
+            graph.initializer.append(tensor)
+            continue
+        weights[tensor.name] = np.frombuffer(tensor.raw_data, dtype).reshape(tensor.dims)
+        external = graph.initializer.add(
+            name=tensor.name, data_type=tensor.data_type, dims=tensor.dims
+        )
+        external.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (
+            ("location", "convc-in-memory"),
+            ("length", str(weights[tensor.name].nbytes)),
+        ):
+            external.external_data.add(key=key, value=value)
+    return skeleton.SerializeToString(), weights
+
+
+_HANDED_OVER_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+}
 
 
 SMALL_MODEL_FILE = 64 << 20

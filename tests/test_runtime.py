@@ -359,3 +359,23 @@ def test_run_builds_for_tensorrt_where_tensorrt_runs(
     source.write_text(NET)
     main(["run", str(source), *argv])
     assert seen[:1] == [opset]
+
+
+def test_an_in_memory_model_hands_its_weights_to_onnxruntime_as_arrays(tmp_path):
+    """A CPU session of a ModelProto takes its large weights as arrays (not parsed out of the
+    encoding): the same outputs as the same model from a file, the model left as it was."""
+    from convc.compiler import compile_text, save
+
+    text = "Input(shape=(9, 9, 3))\nConv2D(40, 3, name='big')\nConv2D(2, 1, name='small')\n"
+    proto = compile_text(text, seed=3)
+    before = proto.SerializeToString()
+    path = tmp_path / "net.onnx"
+    save(proto, path)
+    in_memory, from_file = runtime.open_session(proto), runtime.open_session(path)
+    handed = in_memory.session.convc_weights
+    assert [array.shape for array in handed.values()] == [(40, 3, 3, 3)]  # 4,320 bytes
+    x = {"input": np.random.default_rng(0).standard_normal((2, 9, 9, 3)).astype(np.float32)}
+    x = {in_memory.input_names[0]: x["input"]}
+    got, expected = in_memory.run(x), from_file.run(x)
+    assert all(np.array_equal(got[name], expected[name]) for name in expected)
+    assert proto.SerializeToString() == before
