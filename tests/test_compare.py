@@ -159,3 +159,34 @@ def test_check_and_golden_give_the_same_verdict(actual, expected, agrees, max_ab
     failure = golden.compare(0, "y", a, e, 1e-4, 1e-4)
     assert layer.ok == agrees == (failure is None)
     np.testing.assert_allclose(layer.max_abs, max_abs, rtol=1e-6, equal_nan=True)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    size=st.sampled_from([1, 7, _CHUNK - 1, 3 * _CHUNK + 5]),
+    seed=st.integers(0, 2**31),
+    noise=st.sampled_from([0.0, 1e-7, 1e-6, 2e-5]),
+    scale=st.sampled_from([1e-6, 1e-3, 1.0, 1e3]),
+    rtol=st.sampled_from([1e-4, 1e-2]),
+    atol=st.sampled_from([1e-4, 1e-6]),
+)
+def test_clear_agreement_is_decided_in_float32_with_float64s_exact_errors(
+    size, seed, noise, scale, rtol, atol
+):
+    """Arrays that agree clearly take the float32 path, and it reports exactly the worst
+    errors float64 gives (rounding is monotonic); anything less clear takes the exact path."""
+    from convc.compare import _clear_agreement
+
+    rng = np.random.default_rng(seed)
+    expected = (rng.standard_normal(size) * scale).astype(F)
+    actual = (expected + rng.standard_normal(size) * noise * np.abs(expected)).astype(F)
+    # Errors within atol of values far smaller: their float32 difference is not exact.
+    actual += (rng.uniform(-0.4, 0.4, size) * atol * (noise > 0)).astype(F)
+    ok, max_abs, max_rel = _plain(actual, expected, rtol, atol)
+    fast = _clear_agreement(actual, expected, rtol, atol)
+    if fast is not None:
+        assert ok and fast == (max_abs, max_rel)
+    got = compare(actual, expected, rtol, atol)
+    assert (got.ok, got.max_abs, got.max_rel) == (ok, max_abs, max_rel)
+    if noise <= 1e-6:
+        assert fast is not None  # these agree by far: the float32 path must take them
