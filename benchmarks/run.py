@@ -8,10 +8,11 @@ For each net in benchmarks/nets/ (the five reference nets, unchanged) it measure
   resident memory;
 * with the exporters' virtualenvs present (``bash benchmarks/exporters/setup.sh`` makes them;
   found automatically), the same net exported by each other exporter as a whole process,
-  launch to written .onnx (median of 3): Keras 3 on torch with ``torch.onnx.export``
-  (keras-torch), Keras 3 on TensorFlow with tf2onnx (keras-tf2onnx), and the net written in
-  ``torch.nn`` with ``torch.onnx.export``'s dynamo exporter (torch-native) and its TorchScript
-  one (torch-native-ts); see benchmarks/exporters/README.md.
+  launch to written .onnx (median of 3): Keras's own ``model.export(format="onnx")`` on
+  torch (keras-torch) and on TensorFlow (keras-tf), tf_keras with ``tf2onnx.convert.from_keras``
+  (tf_keras-tf2onnx), and the net written in ``torch.nn`` with ``torch.onnx.export``'s dynamo
+  exporter (torch-native) and its TorchScript one (torch-native-ts); see
+  benchmarks/exporters/README.md.
   All of them and convc load one set of random weights (a Keras ``.weights.h5``), and every
   exporter's output must agree with convc's model on one random input (max abs difference);
 * each model's node count, Transposes, and latency in ONNX Runtime on the CPU, all the models
@@ -53,8 +54,12 @@ EXPORT_SCRIPT = HERE / "exporters" / "export.py"
 # it, and that script's arguments.
 EXPORTERS = {
     "keras-torch": (".venv-exporters", ["--exporter", "keras-torch"]),
-    "keras-tf2onnx": (".venv-exporters-tf", ["--exporter", "keras-tf2onnx"]),
-    "torch-native": (".venv-exporters", ["--exporter", "torch-native"]),
+    "keras-tf": (".venv-exporters-tf", ["--exporter", "keras-tf"]),
+    "tf_keras-tf2onnx": (".venv-exporters-tf", ["--exporter", "tf_keras-tf2onnx"]),
+    "torch-native": (
+        ".venv-exporters",
+        ["--exporter", "torch-native", "--torch-exporter", "dynamo"],
+    ),
     "torch-native-ts": (
         ".venv-exporters",
         ["--exporter", "torch-native", "--torch-exporter", "torchscript"],

@@ -1,28 +1,37 @@
 """Export a .conv net to ONNX with another exporter, for the side-by-side benchmark.
 
-Runs inside the exporters' virtualenv (``benchmarks/exporters/setup.sh`` makes it), never in
-convc's own: convc does not depend on anything imported here.
+Runs inside one of the exporters' virtualenvs (``benchmarks/exporters/setup.sh`` makes them),
+never in convc's own: convc does not depend on anything imported here.
 
     python export.py NET.conv --save-weights W.weights.h5 [--seed N]
     python export.py NET.conv OUT.onnx --exporter NAME --weights W.weights.h5
+                     [--torch-exporter dynamo|torchscript]
 
 The first form builds the Keras model, draws random weights (seeded, scaled by fan-in so that
 outputs stay O(1)) and writes them with Keras's own ``save_weights``; convc and every exporter
 then load that one file, so their ONNX models can be compared output for output. The second
 form exports; NAME is one of
 
-* ``keras-torch``: Keras 3 on the torch backend, exported with ``torch.onnx.export``, the
-  dynamo exporter first and the TorchScript exporter if that fails;
-* ``keras-tf2onnx``: Keras 3 on the TensorFlow backend, the model traced as a ``tf.function``
-  and converted with ``tf2onnx.convert.from_function``;
-* ``torch-native``: the same layers written as ``torch.nn`` modules (what a PyTorch user would
-  write, channels-first input and output), the Keras weights copied in, exported with
-  ``torch.onnx.export`` as above.
+* ``keras-torch`` (torch venv): Keras 3 on the torch backend, Keras's own
+  ``model.export(OUT, format="onnx", opset_version=18)``; the report records which
+  ``torch.onnx.export`` calls Keras made inside (``torch_onnx_calls``) and their failures;
+* ``keras-tf`` (tf venv): Keras 3 on the TensorFlow backend, the same ``model.export``, which
+  converts the traced model with tf2onnx's ``from_function``;
+* ``tf_keras-tf2onnx`` (tf venv): the same net built in tf_keras (Keras 2), the Keras 3 model's
+  weights copied in layer by layer, converted with ``tf2onnx.convert.from_keras`` (opset 18);
+* ``torch-native`` (torch venv): the net written as ``torch.nn`` modules (torch_native.py: what
+  a PyTorch user would write, channels-first input and output; functional graphs replayed in
+  Keras's own order), the Keras weights copied in, exported with ``torch.onnx.export``, opset
+  18, by the exporter ``--torch-exporter`` names: ``dynamo`` (the default) or ``torchscript``
+  (run.py's torch-native-ts). No fallback from one to the other.
 
 Each .conv statement is a Keras constructor call, so the model is built by evaluating each one
-against ``keras.layers``; directives (``model NAME``, ``data_format channels_first``) are read
-as convc reads them. The last line on stdout is a JSON object: the exporter, the variant that
-succeeded, the input layout, timings of the phases and the failures of variants tried first.
+against ``keras.layers`` (or ``tf_keras.layers``); a functional text is run as the Python it
+is; directives (``model NAME``, ``data_format channels_first``) are read as convc reads them.
+On success the last line on stdout is a JSON object: "exporter", "variant" (what exported it),
+"input_layout", "export_s" (the export call alone), "failures" (errors of exporters tried
+inside and not used), "versions", and phase timings. On failure the exit status is 1 and the
+last line on stderr is "NAME failed: " and the error (with its innermost cause).
 """
 
 from __future__ import annotations
