@@ -339,8 +339,9 @@ def main() -> int:
         else:
             export_torch_native(model, args.output, report, args.torch_exporter)
     except Exception as error:
-        traceback.print_exc()
-        # run.py records the last lines of stderr as this exporter's failure on this net.
+        # run.py records the last lines of stderr as this exporter's failure on this net: the
+        # summary goes there, the whole traceback (dozens of lines) to stdout.
+        traceback.print_exc(file=sys.stdout)
         print(f"{args.exporter} failed: {failure_summary(error)}", file=sys.stderr)
         return 1
     report["versions"] = {"keras": keras.__version__}
