@@ -134,6 +134,7 @@ def draw_weights(model, seed: int) -> None:
 
 
 def input_shape(model) -> tuple[int, ...]:
+    """The model's input shape, a free batch axis taken as 1."""
     return tuple(1 if d is None else int(d) for d in model.inputs[0].shape)
 
 
@@ -169,6 +170,7 @@ def record_torch_onnx_calls(report: dict) -> None:
 
 
 def first_line(error: BaseException) -> str:
+    """An error's message up to its first line break (torch's run to dozens of lines)."""
     return (str(error).splitlines() or [""])[0]
 
 
@@ -291,6 +293,7 @@ def failure_summary(error: BaseException) -> str:
 
 
 def main() -> int:
+    """Build the .conv's Keras model, then draw and save its weights, or export it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("net", type=Path)
     parser.add_argument("output", type=Path, nargs="?")

@@ -206,6 +206,7 @@ def merge_layer(kind: str, config: dict, rank: int) -> Merge:
 
 
 def tensor(array) -> torch.Tensor:
+    """A numpy array as a float32 torch tensor of its own (contiguous: transposed kernels)."""
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
@@ -252,6 +253,7 @@ def grouped_depthwise(kernel):
 
 
 def depthwise_layers(config, in_shape, weights) -> list[nn.Module]:
+    """A depthwise conv as a grouped conv, one group per input channel."""
     kernel, groups = grouped_depthwise(weights.get("depthwise_kernel", weights.get("kernel")))
     return conv_layers(config, in_shape, kernel, weights.get("bias"), groups=groups)
 
@@ -291,6 +293,7 @@ def transposed_conv_layers(config, weights) -> list[nn.Module]:
 
 
 def upsampling_layers(config) -> list[nn.Module]:
+    """UpSampling as a resize by its factors; factors of 1 are the identity."""
     size = config["size"]
     size = (size,) if isinstance(size, int) else tuple(size)
     if all(v == 1 for v in size):
