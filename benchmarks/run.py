@@ -2,32 +2,39 @@
 
     python benchmarks/run.py [--quick] [--nets NAME ...] [--exporters NAME ...] [--no-exporters]
 
-For each net in benchmarks/nets/ (the five reference nets, unchanged) it measures:
+Twelve nets: the eight of benchmarks/nets/ (five straight stacks and three graphs, unchanged)
+and keras.applications MobileNetV2, ResNet50, EfficientNetB0 and DenseNet121 at 224x224, made
+in Keras (random weights and BatchNormalization statistics, logits) and saved as .keras files
+that convc builds as they are. For each it measures:
 
 * ``convc build`` as a whole process, launch to written .onnx (median of 5), and its peak
   resident memory;
 * with the exporters' virtualenvs present (``bash benchmarks/exporters/setup.sh`` makes them;
-  found automatically), the same net exported by each other exporter as a whole process,
-  launch to written .onnx (median of 3): Keras 3 on torch with ``torch.onnx.export``
-  (keras-torch), Keras 3 on TensorFlow with tf2onnx (keras-tf2onnx), and the net written in
-  ``torch.nn`` with ``torch.onnx.export``'s dynamo exporter (torch-native) and its TorchScript
-  one (torch-native-ts); see benchmarks/exporters/README.md.
-  All of them and convc load one set of random weights (a Keras ``.weights.h5``), and every
-  exporter's output must agree with convc's model on one random input (max abs difference);
+  found automatically), the same net exported by each peer as a whole process, launch to
+  written .onnx (median of 3 for a .conv net, one export for an application): Keras's own
+  ``model.export(format="onnx")`` on torch (keras-torch) and on TensorFlow (keras-tf), tf_keras
+  with ``tf2onnx.convert.from_keras`` (tf_keras-tf2onnx), and the net written in ``torch.nn``
+  (an application's torchvision twin) with ``torch.onnx.export``'s dynamo exporter
+  (torch-native) and its TorchScript one (torch-native-ts); see benchmarks/exporters/README.md.
+  All of them load one set of weights, and every peer's output must agree with convc's on the
+  benchmark's input (``AGREEMENT``) before it is timed: one that does not, or that fails to
+  export, is recorded with its error and not timed. An application's convc model is also
+  compared with Keras's own output;
 * each model's node count, Transposes, and latency in ONNX Runtime on the CPU, all the models
   of a net in one process: batch 1, default session options except one shared intra-op pool
   of 2 threads (per-session pools would spin against one another on 2 cores), warm-up, then
   timed runs in blocks, round-robin across the models so that drift hits all alike; median,
-  p10, p90 and GFLOP/s (FLOPs are 2 x multiply-adds of the convolutions);
+  p10, p90, the blocks' medians and GFLOP/s (FLOPs are 2 x multiply-adds of the convolutions);
 * ``convc check`` as a whole process, its ratio to one ORT inference, and the same after
   taking off start-up: the median excess over a ``convc check`` of a one-layer net run just
   before it, pair by pair (``import convc.cli`` alone is reported too);
-* an ORT profile (time by kernel type) of convc's model and the fastest exporter's for
-  volume3d and wavenet_like1d;
-* build time of generated stacks of 1,000 and 10,000 layers (linear scaling).
+* an ORT profile (time by kernel type) of convc's model and the fastest peer's wherever convc
+  is not clearly ahead (``PROFILE_WITHIN``);
+* build time of generated stacks of 1,000 and 10,000 layers (linear scaling), and the peak
+  memory of a build that is nearly all weights.
 
-Without the exporters' virtualenvs it measures convc alone and says what it skipped. Results
-go to benchmarks/results.json and benchmarks/results.md.
+Without the exporters' virtualenvs it measures convc alone on the .conv nets and says what it
+skipped. Results go to benchmarks/results.json and benchmarks/results.md.
 """
 
 from __future__ import annotations
@@ -57,7 +64,10 @@ EXPORTERS = {
     "keras-torch": (".venv-exporters", ["--exporter", "keras-torch"]),
     "keras-tf": (".venv-exporters-tf", ["--exporter", "keras-tf"]),
     "tf_keras-tf2onnx": (".venv-exporters-tf", ["--exporter", "tf_keras-tf2onnx"]),
-    "torch-native": (".venv-exporters", ["--exporter", "torch-native"]),
+    "torch-native": (
+        ".venv-exporters",
+        ["--exporter", "torch-native", "--torch-exporter", "dynamo"],
+    ),
     "torch-native-ts": (
         ".venv-exporters",
         ["--exporter", "torch-native", "--torch-exporter", "torchscript"],

@@ -1,28 +1,37 @@
 """Export a .conv net to ONNX with another exporter, for the side-by-side benchmark.
 
-Runs inside the exporters' virtualenv (``benchmarks/exporters/setup.sh`` makes it), never in
-convc's own: convc does not depend on anything imported here.
+Runs inside one of the exporters' virtualenvs (``benchmarks/exporters/setup.sh`` makes them),
+never in convc's own: convc does not depend on anything imported here.
 
     python export.py NET.conv --save-weights W.weights.h5 [--seed N]
     python export.py NET.conv OUT.onnx --exporter NAME --weights W.weights.h5
+                     [--torch-exporter dynamo|torchscript]
 
 The first form builds the Keras model, draws random weights (seeded, scaled by fan-in so that
 outputs stay O(1)) and writes them with Keras's own ``save_weights``; convc and every exporter
 then load that one file, so their ONNX models can be compared output for output. The second
 form exports; NAME is one of
 
-* ``keras-torch``: Keras 3 on the torch backend, exported with ``torch.onnx.export``, the
-  dynamo exporter first and the TorchScript exporter if that fails;
-* ``keras-tf2onnx``: Keras 3 on the TensorFlow backend, the model traced as a ``tf.function``
-  and converted with ``tf2onnx.convert.from_function``;
-* ``torch-native``: the same layers written as ``torch.nn`` modules (what a PyTorch user would
-  write, channels-first input and output), the Keras weights copied in, exported with
-  ``torch.onnx.export`` as above.
+* ``keras-torch`` (torch venv): Keras 3 on the torch backend, Keras's own
+  ``model.export(OUT, format="onnx", opset_version=18)``; the report records which
+  ``torch.onnx.export`` calls Keras made inside (``torch_onnx_calls``) and their failures;
+* ``keras-tf`` (tf venv): Keras 3 on the TensorFlow backend, the same ``model.export``, which
+  converts the traced model with tf2onnx's ``from_function``;
+* ``tf_keras-tf2onnx`` (tf venv): the same net built in tf_keras (Keras 2), the Keras 3 model's
+  weights copied in layer by layer, converted with ``tf2onnx.convert.from_keras`` (opset 18);
+* ``torch-native`` (torch venv): the net written as ``torch.nn`` modules (torch_native.py: what
+  a PyTorch user would write, channels-first input and output; functional graphs replayed in
+  Keras's own order), the Keras weights copied in, exported with ``torch.onnx.export``, opset
+  18, by the exporter ``--torch-exporter`` names: ``dynamo`` (the default) or ``torchscript``
+  (run.py's torch-native-ts). No fallback from one to the other.
 
 Each .conv statement is a Keras constructor call, so the model is built by evaluating each one
-against ``keras.layers``; directives (``model NAME``, ``data_format channels_first``) are read
-as convc reads them. The last line on stdout is a JSON object: the exporter, the variant that
-succeeded, the input layout, timings of the phases and the failures of variants tried first.
+against ``keras.layers`` (or ``tf_keras.layers``); a functional text is run as the Python it
+is; directives (``model NAME``, ``data_format channels_first``) are read as convc reads them.
+On success the last line on stdout is a JSON object: "exporter", "variant" (what exported it),
+"input_layout", "export_s" (the export call alone), "failures" (errors of exporters tried
+inside and not used), "versions", and phase timings. On failure the exit status is 1 and the
+last line on stderr is "NAME failed: " and the error (with its innermost cause).
 """
 
 from __future__ import annotations
@@ -36,11 +45,11 @@ import re
 import sys
 import time
 import tokenize
+import traceback
 from pathlib import Path
 
-EXPORTERS = ("keras-torch", "keras-tf2onnx", "torch-native")
+EXPORTERS = ("keras-torch", "keras-tf", "tf_keras-tf2onnx", "torch-native")
 OPSET = 18
-TORCH_EXPORTER = "auto"  # --torch-exporter: auto (dynamo, then torchscript), dynamo, torchscript
 
 
 def statements(text: str) -> list[tuple[str, str]]:
@@ -67,43 +76,45 @@ def statements(text: str) -> list[tuple[str, str]]:
     return found
 
 
-def keras_model(text: str):
-    """The Keras model of a .conv text: a graph in functional syntax is run as the Python it
-    is; a stack of calls becomes a Sequential, each call evaluated by Keras itself."""
+def keras_model(text: str, api=None):
+    """The model of a .conv text in ``api`` (the ``keras`` module, Keras 3, by default; or
+    ``tf_keras``): a graph in functional syntax is run as the Python it is; a stack of calls
+    becomes a Sequential, each call evaluated by that Keras itself."""
     import types
 
-    import keras
+    if api is None:
+        import keras as api
 
-    namespace = {name: getattr(keras.layers, name) for name in dir(keras.layers)}
+    namespace = {name: getattr(api.layers, name) for name in dir(api.layers)}
     namespace.update(
-        Input=keras.Input,
-        keras=keras,
-        layers=keras.layers,
-        tf=types.SimpleNamespace(keras=keras),
-        initializers=keras.initializers,
-        regularizers=keras.regularizers,
-        constraints=keras.constraints,
-        activations=keras.activations,
+        Input=api.Input,
+        keras=api,
+        layers=api.layers,
+        tf=types.SimpleNamespace(keras=api),
+        initializers=api.initializers,
+        regularizers=api.regularizers,
+        constraints=api.constraints,
+        activations=api.activations,
     )
-    keras.backend.clear_session()  # automatic names start afresh: conv2d, conv2d_1, ...
-    keras.config.set_image_data_format("channels_last")
+    api.backend.clear_session()  # automatic names start afresh: conv2d, conv2d_1, ...
+    api.backend.set_image_data_format("channels_last")
     found = statements(text)
     if any(re.match(r"\s*(\w+\s*=[^=]|import |from )", source) for _, source in found):
         code = "\n".join(source for kind, source in found if kind == "call")
         exec(code, namespace)
-        return [value for value in namespace.values() if isinstance(value, keras.Model)][-1]
+        return [value for value in namespace.values() if isinstance(value, api.Model)][-1]
     items = []
     for kind, source in found:
         if kind == "directive":
             name, value = source.split(None, 1)
             if name == "data_format":
-                keras.config.set_image_data_format(value.strip("\"'"))
+                api.backend.set_image_data_format(value.strip("\"'"))
             continue
         if source.split("(", 1)[0].strip().endswith("set_image_data_format"):
-            keras.config.set_image_data_format(eval(source.split("(", 1)[1].rsplit(")", 1)[0]))
+            api.backend.set_image_data_format(eval(source.split("(", 1)[1].rsplit(")", 1)[0]))
             continue
         items.append(eval(source, dict(namespace)))
-    return keras.Sequential(items)
+    return api.Sequential(items)
 
 
 def draw_weights(model, seed: int) -> None:
@@ -123,232 +134,166 @@ def draw_weights(model, seed: int) -> None:
 
 
 def input_shape(model) -> tuple[int, ...]:
+    """The model's input shape, a free batch axis taken as 1."""
     return tuple(1 if d is None else int(d) for d in model.inputs[0].shape)
 
 
-def export_with_torch(module, example, out: Path, report: dict) -> None:
-    """torch.onnx.export: the dynamo exporter first, the TorchScript one if it fails."""
+def call_once(model) -> None:
+    """Run the model once on zeros, as a user has before exporting: Keras's ``export`` refuses
+    a model never called ("The model provided has never called."), and loading weights does
+    not count as a call."""
+    import numpy as np
+
+    model(np.zeros(input_shape(model), dtype=np.float32), training=False)
+
+
+def record_torch_onnx_calls(report: dict) -> None:
+    """Wrap ``torch.onnx.export`` so the report says which of torch's exporters Keras's own
+    ``export`` called: the dynamo one first unless the input signature has a free axis (it
+    always has: Keras frees the batch axis), the TorchScript one when dynamo is skipped or
+    raises (silently). Only observes: arguments and results pass through unchanged."""
     import torch
 
-    failures = report.setdefault("failures", [])
-    variants = ("dynamo", "torchscript") if TORCH_EXPORTER == "auto" else (TORCH_EXPORTER,)
-    for variant in variants:
-        start = time.perf_counter()
+    original = torch.onnx.export
+
+    def observed(*args, **kwargs):
+        variant = "dynamo=True" if kwargs.get("dynamo", True) else "dynamo=False"
+        report["torch_onnx_calls"].append(variant)
         try:
-            with torch.no_grad():
-                program = torch.onnx.export(
-                    module,
-                    (example,),
-                    str(out) if variant == "torchscript" else None,
-                    dynamo=variant == "dynamo",
-                    opset_version=OPSET,
-                    input_names=["input"],
-                    output_names=["output"],
-                    external_data=False,
-                )
-            if variant == "dynamo":
-                program.save(str(out), external_data=False)
-        except Exception as error:  # noqa: BLE001 - any failure falls back to the next variant
-            failures.append(f"{variant}: {type(error).__name__}: {str(error).splitlines()[0]}")
-            continue
-        report["variant"] = f"torch.onnx {variant}, opset {OPSET}"
-        report["export_s"] = round(time.perf_counter() - start, 3)
-        return
-    raise RuntimeError("every torch.onnx exporter failed: " + "; ".join(failures))
+            return original(*args, **kwargs)
+        except Exception as error:
+            report["failures"].append(f"{variant}: {type(error).__name__}: {first_line(error)}")
+            raise
+
+    report.update(failures=[], torch_onnx_calls=[])
+    torch.onnx.export = observed
+
+
+def first_line(error: BaseException) -> str:
+    """An error's message up to its first line break (torch's run to dozens of lines)."""
+    return (str(error).splitlines() or [""])[0]
 
 
 def export_keras_torch(model, out: Path, report: dict) -> None:
-    import torch
+    """Keras 3 on torch, Keras's own ``model.export(format="onnx")``."""
+    import keras
 
-    model.eval()
-    example = torch.zeros(input_shape(model), dtype=torch.float32)
     report["input_layout"] = "as the .conv (Keras)"
-    export_with_torch(model, example, out, report)
+    call_once(model)
+    record_torch_onnx_calls(report)
+    start = time.perf_counter()
+    model.export(str(out), format="onnx", opset_version=OPSET)
+    report["export_s"] = round(time.perf_counter() - start, 3)
+    report["variant"] = (
+        f"keras {keras.__version__} Model.export(format='onnx', opset_version={OPSET}): "
+        "torch.onnx.export " + ", then ".join(report["torch_onnx_calls"])
+    )
 
 
-def export_keras_tf2onnx(model, out: Path, report: dict) -> None:
-    import tensorflow as tf
+def export_keras_tf(model, out: Path, report: dict) -> None:
+    """Keras 3 on TensorFlow, Keras's own ``model.export(format="onnx")``: it traces the
+    model's call as a tf.function and converts it with tf2onnx's ``from_function``, after
+    patching tf2onnx for numpy 2 (keras/src/export/tf2onnx_lib.py)."""
+    import keras
     import tf2onnx
 
-    spec = (tf.TensorSpec(input_shape(model), tf.float32, name="input"),)
-    function = tf.function(lambda x: model(x, training=False))
-    start = time.perf_counter()
-    tf2onnx.convert.from_function(function, input_signature=spec, opset=OPSET, output_path=str(out))
-    report["variant"] = f"tf2onnx {tf2onnx.__version__} from_function, opset {OPSET}"
-    report["export_s"] = round(time.perf_counter() - start, 3)
     report["input_layout"] = "as the .conv (Keras)"
+    call_once(model)
+    start = time.perf_counter()
+    model.export(str(out), format="onnx", opset_version=OPSET)
+    report["export_s"] = round(time.perf_counter() - start, 3)
+    report["variant"] = (
+        f"keras {keras.__version__} Model.export(format='onnx', opset_version={OPSET}): "
+        f"tf2onnx {tf2onnx.__version__} convert.from_function"
+    )
 
 
-def export_torch_native(model, out: Path, report: dict) -> None:
+def export_tf_keras_tf2onnx(model, text: str, out: Path, report: dict) -> None:
+    """The same net built in tf_keras (Keras 2), the Keras 3 model's weights copied in,
+    converted with ``tf2onnx.convert.from_keras`` as tf2onnx's users do."""
+    import tensorflow as tf
+    import tf2onnx
+    import tf_keras
+
+    report["input_layout"] = "as the .conv (Keras)"
+    twin = keras_model(text, tf_keras)
+    copy_weights(model, twin)
+    spec = (tf.TensorSpec(input_shape(twin), tf.float32, name="input"),)
+    start = time.perf_counter()
+    tf2onnx.convert.from_keras(twin, input_signature=spec, opset=OPSET, output_path=str(out))
+    report["export_s"] = round(time.perf_counter() - start, 3)
+    report["variant"] = (
+        f"tf_keras {tf_keras.__version__}, tf2onnx {tf2onnx.__version__} "
+        f"convert.from_keras, opset {OPSET}"
+    )
+
+
+def copy_weights(source, target) -> None:
+    """Copy every layer's weights from a Keras 3 model into its tf_keras twin. The layers are
+    matched by name (both Kerases name them by class in creation order: conv2d, conv2d_1, ...),
+    which, unlike a position in ``layers``, cannot pair two same-shaped layers of a graph's
+    parallel branches the wrong way round; kinds and shapes are checked."""
+    targets = {layer.name: layer for layer in target.layers if layer.weights}
+    sources = {layer.name: layer for layer in source.layers if layer.weights}
+    if set(targets) != set(sources):
+        raise ValueError(
+            f"tf_keras's layers with weights {sorted(targets)} are not Keras 3's {sorted(sources)}"
+        )
+    for name, layer in sources.items():
+        twin = targets[name]
+        if type(layer).__name__ != type(twin).__name__:
+            raise ValueError(f"{name}: {type(layer).__name__} in Keras 3, {type(twin).__name__}")
+        values = layer.get_weights()
+        shapes = [tuple(v.shape) for v in values]
+        wanted = [tuple(w.shape) for w in twin.get_weights()]
+        if shapes != wanted:
+            raise ValueError(f"{name}: weights {shapes} in Keras 3, {wanted} in tf_keras")
+        twin.set_weights(values)
+
+
+def export_torch_native(model, out: Path, report: dict, variant: str) -> None:
+    """The net written with torch.nn (torch_native.py), exported with ``torch.onnx.export``,
+    the dynamo exporter or the TorchScript one."""
     import torch
+    from torch_native import native_module
 
     module = native_module(model).eval()
     shape = input_shape(model)
-    channels_first = (shape[0], shape[-1], *shape[1:-1])
+    example = torch.zeros((shape[0], shape[-1], *shape[1:-1]), dtype=torch.float32)
     report["input_layout"] = "channels_first (torch's own)"
-    export_with_torch(module, torch.zeros(channels_first, dtype=torch.float32), out, report)
-
-
-def same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """Keras's "same" padding of one axis: the odd pixel goes after."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def native_module(model):
-    """The Keras model rewritten with torch.nn layers, channels first, Keras's weights copied."""
-    import numpy as np
-    import torch
-    from torch import nn
-    from torch.nn import functional
-
-    class Pad(nn.Module):
-        def __init__(self, pads: list[tuple[int, int]]):
-            super().__init__()
-            # functional.pad wants the last axis first.
-            self.flat = [p for pair in reversed(pads) for p in pair]
-
-        def forward(self, x):
-            return functional.pad(x, self.flat)
-
-    class Crop(nn.Module):
-        def __init__(self, crops: list[tuple[int, int]]):
-            super().__init__()
-            self.crops = crops
-
-        def forward(self, x):
-            index = [slice(None), slice(None)]
-            index += [slice(a, -b if b else None) for a, b in self.crops]
-            return x[tuple(index)]
-
-    class Resize(nn.Module):
-        def __init__(self, scale: tuple[int, ...], mode: str):
-            super().__init__()
-            self.scale, self.mode = scale, mode
-
-        def forward(self, x):
-            align = False if self.mode in ("linear", "bilinear", "trilinear", "bicubic") else None
-            return functional.interpolate(
-                x, scale_factor=self.scale, mode=self.mode, align_corners=align
-            )
-
-    activations = {None: None, "linear": None, "relu": nn.ReLU, "tanh": nn.Tanh}
-
-    def tensor(array) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-
-    def conv_layers(config, in_shape, kernel, bias, groups=1) -> list:
-        """Padding, then nn.ConvNd: kernel in Keras's (k..., in/groups, out) layout."""
-        rank = kernel.ndim - 2
-        k, s, d = config["kernel_size"], config["strides"], config["dilation_rate"]
-        spatial = in_shape[1:-1]
-        if config["padding"] == "valid":
-            pads = [(0, 0)] * rank
-        elif config["padding"] == "causal":
-            pads = [((k[0] - 1) * d[0], 0)]
-        else:
-            pads = [same_pads(spatial[i], k[i], s[i], d[i]) for i in range(rank)]
-        conv = getattr(nn, f"Conv{rank}d")(
-            kernel.shape[-2] * groups,
-            kernel.shape[-1],
-            k,
-            stride=s,
-            dilation=d,
-            groups=groups,
-            bias=bias is not None,
+    start = time.perf_counter()
+    with torch.no_grad():
+        program = torch.onnx.export(
+            module,
+            (example,),
+            str(out) if variant == "torchscript" else None,
+            dynamo=variant == "dynamo",
+            opset_version=OPSET,
+            input_names=["input"],
+            output_names=["output"],
+            external_data=False,
         )
-        order = (rank + 1, rank, *range(rank))
-        conv.weight.data = tensor(kernel.transpose(order))
-        if bias is not None:
-            conv.bias.data = tensor(bias)
-        out = []
-        if all(a == b for a, b in pads):
-            conv.padding = tuple(a for a, _ in pads)
-        else:
-            out.append(Pad(pads))
-        return [*out, conv]
-
-    def convert(layer) -> list:
-        config = layer.get_config()
-        if config.get("data_format", "channels_last") != "channels_last":
-            raise NotImplementedError("torch-native covers channels_last nets only")
-        kind = type(layer).__name__
-        weights = {v.path.split("/")[-1]: np.asarray(v.numpy()) for v in layer.weights}
-        in_shape = tuple(layer.input.shape)
-        if kind in ("Conv1D", "Conv2D", "Conv3D"):
-            found = conv_layers(config, in_shape, weights["kernel"], weights.get("bias"))
-            if config["groups"] != 1:
-                raise NotImplementedError("grouped Conv")
-        elif kind in ("DepthwiseConv1D", "DepthwiseConv2D"):
-            kernel = weights.get("depthwise_kernel", weights.get("kernel"))  # (k..., in, mult)
-            cin, mult = kernel.shape[-2:]
-            grouped = kernel.reshape(*kernel.shape[:-2], 1, cin * mult)
-            found = conv_layers(config, in_shape, grouped, weights.get("bias"), groups=cin)
-        elif kind in ("SeparableConv1D", "SeparableConv2D"):
-            depthwise = weights["depthwise_kernel"]
-            cin, mult = depthwise.shape[-2:]
-            grouped = depthwise.reshape(*depthwise.shape[:-2], 1, cin * mult)
-            found = conv_layers(config, in_shape, grouped, None, groups=cin)
-            pointwise = weights["pointwise_kernel"]
-            ones = {**config, "kernel_size": (1,) * (pointwise.ndim - 2), "padding": "valid"}
-            ones.update(strides=ones["kernel_size"], dilation_rate=ones["kernel_size"])
-            found += conv_layers(ones, in_shape, pointwise, weights.get("bias"))
-        elif kind in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"):
-            kernel = weights["kernel"]  # (k..., out, in)
-            rank = kernel.ndim - 2
-            k, s = config["kernel_size"], config["strides"]
-            if config["padding"] != "same" or any(a < b for a, b in zip(k, s, strict=True)):
-                raise NotImplementedError("ConvTranspose other than same padding, kernel >= stride")
-            conv = getattr(nn, f"ConvTranspose{rank}d")(
-                kernel.shape[-1], kernel.shape[-2], k, stride=s, bias="bias" in weights
-            )
-            conv.weight.data = tensor(kernel.transpose(rank + 1, rank, *range(rank)))
-            if "bias" in weights:
-                conv.bias.data = tensor(weights["bias"])
-            # The full transposed conv is (n - 1) * s + k long; Keras keeps n * s of it, from
-            # the "same" pad-before of the forward convolution on.
-            crops = []
-            for i in range(rank):
-                before = max(k[i] - s[i], 0) // 2
-                crops.append((before, k[i] - s[i] - before))
-            found = [conv, Crop(crops)]
-        elif kind in ("UpSampling1D", "UpSampling2D", "UpSampling3D"):
-            size = config["size"]
-            size = (size,) if isinstance(size, int) else tuple(size)
-            if all(v == 1 for v in size):
-                return []
-            mode = config.get("interpolation", "nearest")
-            if mode == "bilinear":
-                mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
-            return [Resize(size, mode)]
-        elif kind in ("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"):
-            return [Pad(normalise_pairs(config["padding"], len(in_shape) - 2))]
-        elif kind in ("Cropping1D", "Cropping2D", "Cropping3D"):
-            return [Crop(normalise_pairs(config["cropping"], len(in_shape) - 2))]
-        else:
-            raise NotImplementedError(f"torch-native has no rule for {kind}")
-        activation = config.get("activation")
-        if activation not in activations:
-            raise NotImplementedError(f"activation {activation}")
-        if activations[activation] is not None:
-            found.append(activations[activation]())
-        return found
-
-    modules = [m for layer in model.layers for m in convert(layer)]
-    return nn.Sequential(*modules)
+    if variant == "dynamo":
+        program.save(str(out), external_data=False)
+    report["export_s"] = round(time.perf_counter() - start, 3)
+    report["variant"] = f"torch {torch.__version__} torch.onnx.export dynamo={variant == 'dynamo'}"
+    report["variant"] += f", opset {OPSET}"
 
 
-def normalise_pairs(value, rank: int) -> list[tuple[int, int]]:
-    if isinstance(value, int):
-        return [(value, value)] * rank
-    value = list(value)
-    if rank == 1 and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return [tuple(value)]
-    return [(v, v) if isinstance(v, int) else tuple(v) for v in value]
+def failure_summary(error: BaseException) -> str:
+    """One line for an export's failure: the exception and, where it wraps another (torch's
+    exporters wrap the error that stopped them), the innermost cause too."""
+    summary = f"{type(error).__name__}: {first_line(error)}"
+    cause = error
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    if cause is not error:
+        summary += f" (cause: {type(cause).__name__}: {first_line(cause)})"
+    return summary
 
 
 def main() -> int:
+    """Build the .conv's Keras model, then draw and save its weights, or export it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("net", type=Path)
     parser.add_argument("output", type=Path, nargs="?")
@@ -357,24 +302,26 @@ def main() -> int:
     parser.add_argument("--save-weights", type=Path, help="draw weights, save them, then stop")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--torch-exporter", choices=("auto", "dynamo", "torchscript"), default="auto"
+        "--torch-exporter",
+        choices=("dynamo", "torchscript"),
+        default="dynamo",
+        help="torch.onnx's exporter for torch-native",
     )
     args = parser.parse_args()
-    global TORCH_EXPORTER
-    TORCH_EXPORTER = args.torch_exporter
     launched = time.perf_counter()
     if args.exporter:
-        backend = "tensorflow" if args.exporter == "keras-tf2onnx" else "torch"
+        backend = "torch" if args.exporter in ("keras-torch", "torch-native") else "tensorflow"
     else:  # drawing weights: whichever backend this environment has
         backend = "torch" if importlib.util.find_spec("torch") else "tensorflow"
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
-    report: dict = {"exporter": args.exporter, "keras_backend": backend}
+    report: dict = {"exporter": args.exporter, "keras_backend": backend, "failures": []}
     report["import_s"] = round(time.perf_counter() - launched, 3)
     start = time.perf_counter()
-    model = keras_model(args.net.read_text())
+    text = args.net.read_text()
+    model = keras_model(text)
     if args.save_weights:
         draw_weights(model, args.seed)
         model.save_weights(str(args.save_weights))
@@ -385,14 +332,23 @@ def main() -> int:
     if args.weights:
         model.load_weights(str(args.weights))
     report["build_s"] = round(time.perf_counter() - start, 3)
-    exporter = {
-        "keras-torch": export_keras_torch,
-        "keras-tf2onnx": export_keras_tf2onnx,
-        "torch-native": export_torch_native,
-    }[args.exporter]
-    exporter(model, args.output, report)
+    try:
+        if args.exporter == "keras-torch":
+            export_keras_torch(model, args.output, report)
+        elif args.exporter == "keras-tf":
+            export_keras_tf(model, args.output, report)
+        elif args.exporter == "tf_keras-tf2onnx":
+            export_tf_keras_tf2onnx(model, text, args.output, report)
+        else:
+            export_torch_native(model, args.output, report, args.torch_exporter)
+    except Exception as error:
+        # run.py records the last lines of stderr as this exporter's failure on this net: the
+        # summary goes there, the whole traceback (dozens of lines) to stdout.
+        traceback.print_exc(file=sys.stdout)
+        print(f"{args.exporter} failed: {failure_summary(error)}", file=sys.stderr)
+        return 1
     report["versions"] = {"keras": keras.__version__}
-    for name in ("torch", "tensorflow", "tf2onnx", "onnxscript", "onnx"):
+    for name in ("torch", "tensorflow", "tf_keras", "tf2onnx", "onnxscript", "onnx"):
         if name in sys.modules:
             report["versions"][name] = getattr(sys.modules[name], "__version__", "?")
     report["in_process_s"] = round(time.perf_counter() - launched, 3)
