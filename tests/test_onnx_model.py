@@ -39,6 +39,26 @@ def test_channels_last_stack_has_two_transposes():
     assert sum(n.op_type == "Transpose" for n in proto.graph.node) == 2
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        "Conv2D(4, 1, activation='softmax')",
+        "Conv2D(4, 1, activation='log_softmax')",
+        "Conv2D(4, 1)\nSoftmax()",
+        "Conv2D(4, 1)\nSoftmax(axis=1)",
+    ],
+    ids=["conv-softmax", "conv-log-softmax", "softmax-layer", "softmax-over-rows"],
+)
+def test_a_softmax_normalizes_along_its_physically_last_axis(head):
+    """onnxruntime normalizes along another axis by transposing inside its kernel: the layout
+    moves first, taking the place of the Transpose the channels_last output needs anyway."""
+    proto = compile_text(f"Input(shape=(6, 5, 3))\nConv2D(8, 3)\n{head}\n")
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Transpose") == 2 + ("axis=1" in head)
+    last = next(n for n in reversed(proto.graph.node) if "Softmax" in n.op_type)
+    assert last.attribute[0].i in (3, -1)
+
+
 def test_names_are_stable_and_readable():
     proto = compile_text(STACK)
     assert proto.graph.name == "stack"

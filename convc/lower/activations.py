@@ -15,9 +15,22 @@ from convc.lower.emitter import Emitter, Value
 def emit_activation(em: Emitter, activation: str, x: Value) -> Value:
     if activation == "linear":
         return x
+    if activation in ("softmax", "log_softmax"):
+        x = last_physically(em, x, -1)
     if activation in _AXIS_RULES:
         return _AXIS_RULES[activation](em, x, x.physical_axis(-1))
     return Value(_ELEMENTWISE[activation](em, x.name), x.perm, x.shape)
+
+
+def last_physically(em: Emitter, x: Value, axis: int) -> Value:
+    """``x`` stored with logical ``axis`` last, for a Softmax along it: onnxruntime normalizes
+    along any other axis by transposing there and back inside its kernel (a quarter of
+    wavenet_gated1d's time, its channels-first softmax head), where the Transpose this adds
+    usually replaces the one the graph's channels_last output needs anyway."""
+    axis %= x.rank
+    if x.perm[-1] == axis:
+        return x
+    return em.in_layout(x, (*[a for a in x.perm if a != axis], axis))
 
 
 def _unary(op: str, **attrs):

@@ -25,7 +25,7 @@ from convc.layers.preprocessing import (
     rescaling_scale_shape,
     source_size,
 )
-from convc.lower.activations import emit_activation
+from convc.lower.activations import emit_activation, last_physically
 from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, identity
 from convc.model import Node
 from convc.specs import (
@@ -191,6 +191,7 @@ def lower_softmax(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
     by one Softmax, and split again."""
     axes = [a % x.rank for a in expect(layer.spec, SoftmaxSpec).axis]
     if len(axes) == 1:
+        x = last_physically(em, x, axes[0])
         out = em.op("Softmax", [x.name], "softmax", axis=x.physical_axis(axes[0]))
         return Value(out, x.perm, x.shape)
     positions = sorted(x.physical_axis(a) for a in axes)
