@@ -685,6 +685,14 @@ def _pooling_cases():
     yield case("max_pooling1d-default", "Input(shape=(9, 4))", "MaxPooling1D()")
     yield case("max_pooling2d-default", "Input(shape=(7, 8, 4))", "MaxPooling2D()")
     yield case("max_pooling3d-default", "Input(shape=(5, 6, 7, 4))", "MaxPool3D()")
+    # ResNet's stem: the zero padding of ReLU outputs becomes the MaxPool's own pads
+    yield case(
+        "max_pooling2d-after-relu-and-zero-padding",
+        "Input(shape=(7, 8, 4))",
+        "Conv2D(4, 3, activation='relu')",
+        "ZeroPadding2D(((1, 0), (1, 1)))",
+        "MaxPooling2D(3, 2)",
+    )
     yield case("average_pooling1d-alias", "Input(shape=(9, 4))", "AvgPool1D(3, padding='same')")
     yield case("average_pooling3d-alias", "Input(shape=(5, 6, 7, 4))", "AvgPool3D(2)")
     for rank, mode in itertools.product((1, 2, 3), ("max", "average")):

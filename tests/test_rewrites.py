@@ -45,6 +45,17 @@ CASES = [
     ("cancelling-pair-at-the-output-stays", "ZeroPadding2D(2)\nCropping2D(2)\n", ["Pad", "Slice"]),
     ("cancelling-pair-before-the-output-transpose", "Conv2D(4, 1)\nZeroPadding2D(2)\nCropping2D(2)\n",
      ["Transpose", "Conv", "Transpose"]),
+    # a zero pad of non-negative values cannot win a max: the MaxPool pads instead
+    ("pad-into-max-pool-after-relu", "Conv2D(4, 1, activation='relu')\nZeroPadding2D(1)\nMaxPooling2D(3, 2)\n",
+     ["Transpose", "Conv", "Relu", "MaxPool", "Transpose"]),
+    ("pad-into-same-max-pool-after-relu6", "Conv2D(4, 1)\nReLU(6.0)\nZeroPadding2D(((0, 1), (1, 0)))\nMaxPooling2D(3, padding='same')\n",
+     ["Transpose", "Conv", "Clip", "MaxPool", "Transpose"]),
+    ("pad-before-max-pool-of-negatives-stays", "Conv2D(4, 1)\nZeroPadding2D(1)\nMaxPooling2D(3, 2)\n",
+     ["Transpose", "Conv", "Pad", "MaxPool", "Transpose"]),
+    ("pad-as-wide-as-the-pool-stays", "Conv2D(4, 1, activation='relu')\nZeroPadding2D(2)\nMaxPooling2D(2)\n",
+     ["Transpose", "Conv", "Relu", "Pad", "MaxPool", "Transpose"]),
+    ("pad-before-leaky-relu-pool-stays", "Conv2D(4, 1)\nLeakyReLU()\nZeroPadding2D(1)\nMaxPooling2D(3)\n",
+     ["Transpose", "Conv", "LeakyRelu", "Pad", "MaxPool", "Transpose"]),
     # Flatten's Transpose back to (height, width, channels) becomes an order of the kernel's rows
     ("flatten-transpose-into-dense", "Conv2D(4, 3, activation='relu')\nFlatten()\nDense(5)\n",
      ["Transpose", "Conv", "Relu", "Reshape", "Gemm"]),

@@ -8,6 +8,11 @@ exact (the same numbers, not approximately). They run until none applies. ``conv
   feeds only a Conv: the Conv pads with zeros itself, so its pads grow instead (ZeroPadding2D
   before a 'valid' Conv2D becomes one node, and no padded copy of the tensor is made), unless
   the Conv's kernel is 1x1 and the target cannot pad those (``Target.pointwise_conv_pads``).
+* **Pad into MaxPool.** The same Pad feeding only a MaxPool, when what it pads is non-negative
+  (a Relu's output, or a Clip's from 0): MaxPool ignores its own padding, and a zero can win
+  no window that holds a number >= 0, so the MaxPool's pads grow instead (ResNet's and
+  DenseNet's ZeroPadding2D(1) before MaxPooling2D(3, 2)), as long as each pad stays smaller
+  than the window (then every window holds a number of the input).
 * **Pad then Slice.** A zero Pad whose output feeds only a Slice: their net effect per axis is
   one pad or one crop, so they become one Pad, one Slice, or nothing (ZeroPadding2D(1) then
   Cropping2D(1) cancel).
@@ -47,6 +52,7 @@ def optimize(em: Emitter, graph_outputs: set[str]) -> None:
         pass
     while (
         _fold_pad_into_conv(em, graph_outputs)
+        or _fold_pad_into_max_pool(em, graph_outputs)
         or _merge_pad_and_slice(em, graph_outputs)
         or _fold_flatten_transpose_into_dense(em, graph_outputs)
     ):
@@ -99,6 +105,57 @@ def _fold_pad_into_conv(em: Emitter, graph_outputs: set[str]) -> bool:
         em.nodes.remove(pad)
         return True
     return False
+
+
+def _fold_pad_into_max_pool(em: Emitter, graph_outputs: set[str]) -> bool:
+    producers = {name: node for node in em.nodes for name in node.output}
+    for pad in em.nodes:
+        amounts = _zero_pad_amounts(em, pad)
+        if amounts is None or pad.output[0] in graph_outputs or (amounts < 0).any():
+            continue
+        consumers = _consumers(em, pad.output[0])
+        if len(consumers) != 1 or consumers[0].op_type != "MaxPool":
+            continue
+        pool = consumers[0]
+        if not _non_negative(em, producers.get(pad.input[0])):
+            continue
+        rank = len(amounts) // 2
+        begins, ends = amounts[:rank], amounts[rank:]
+        kernel = list(next(a.ints for a in pool.attribute if a.name == "kernel_shape"))
+        spatial = rank - 2
+        attribute = next((a for a in pool.attribute if a.name == "pads"), None)
+        old = list(attribute.ints) if attribute is not None else [0] * (2 * spatial)
+        merged = [int(p) + int(b) for p, b in zip(old[:spatial], begins[2:], strict=True)]
+        merged += [int(p) + int(e) for p, e in zip(old[spatial:], ends[2:], strict=True)]
+        if (
+            any(begins[:2])
+            or any(ends[:2])
+            or any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in pool.attribute)
+            or any(p >= k for p, k in zip(merged, kernel + kernel, strict=True))
+        ):
+            continue
+        if attribute is not None:
+            pool.attribute.remove(attribute)
+        pool.attribute.append(helper.make_attribute("pads", merged))
+        pool.input[0] = pad.input[0]
+        em.nodes.remove(pad)
+        return True
+    return False
+
+
+def _non_negative(em: Emitter, node: onnx.NodeProto | None) -> bool:
+    """Whether every value ``node`` outputs is >= 0 (a Relu, or a Clip from 0 or more)."""
+    if node is None:
+        return False
+    if node.op_type == "Relu":
+        return True
+    if node.op_type != "Clip":
+        return False
+    low = next((a.f for a in node.attribute if a.name == "min"), None)  # opsets before 11
+    if len(node.input) > 1 and node.input[1]:
+        value = em.constant_values.get(node.input[1])
+        low = None if value is None else float(value)
+    return low is not None and low >= 0
 
 
 def _merge_pad_and_slice(em: Emitter, graph_outputs: set[str]) -> bool:
