@@ -583,8 +583,14 @@ NODE_COUNTS = [
      "model = keras.Model(x, layers.Multiply()([y, s]))\n",
      ["Transpose", "Conv", "ReduceMean", "Reshape", "Conv", "Sigmoid", "Mul", "Transpose"]),
     ("dropout-is-free", "Input(shape=(7,))\nDense(5)\nDropout(0.5)\nDense(2)\n", ["Gemm", "Gemm"]),
+    # preprocessing before convolutions runs channels-first: per-channel over whole planes
     ("normalization", "Input(shape=(6, 7, 3))\nNormalization()\nConv2D(2, 1)\n",
-     ["Sub", "Div", "Transpose", "Conv", "Transpose"]),
+     ["Transpose", "Sub", "Div", "Conv", "Transpose"]),
+    ("efficientnet-stem", "Input(shape=(6, 7, 3))\nRescaling(0.00392156862745098)\nNormalization()\n"
+     "ZeroPadding2D(((0, 1), (0, 1)))\nConv2D(2, 3, strides=2)\n",
+     ["Transpose", "Mul", "Sub", "Div", "Conv", "Transpose"]),
+    ("normalization-before-a-dense-stays", "Input(shape=(6, 7, 3))\nNormalization()\nDense(2)\n",
+     ["Sub", "Div", "MatMul", "Add"]),
     ("rescaling-scale-only", "Input(shape=(6, 7, 3))\nRescaling(0.5)\n", ["Mul"]),
     ("softmax-two-axes", "Input(shape=(6, 7, 3))\nSoftmax(axis=(1, 2))\n",
      ["Reshape", "Softmax", "Reshape"]),

@@ -145,21 +145,32 @@ LAYOUT_FREE = (
 _CONVOLUTIONS = frozenset({"conv", "conv_transpose", "depthwise", "separable"})
 
 
+_ON_THE_WAY = frozenset({"zero_padding", "cropping", "rescaling", "normalization"})
+"""Layers between a channels_last input and its convolutions that work in either layout:
+padding and cropping (which then fold into the convolution), and the per-channel affine
+preprocessing of Keras's applications (Rescaling, Normalization), which onnxruntime
+broadcasts over whole channel planes in channels-first order, and over three numbers at a time
+in channels-last (EfficientNetB0: 1.8 ms of 27)."""
+
+
 def _feeds_convolutions_through_padding(model: Model, tensor: Tensor) -> bool:
-    """Whether a channels_last input reaches only convolutions, through ZeroPadding or Cropping
-    layers: then it is transposed first, so that the padding folds into the convolution."""
+    """Whether a channels_last input reaches only convolutions, through the layers of
+    ``_ON_THE_WAY``: then it is transposed first."""
     consumers = model.consumers.get(id(tensor), ())
-    if not consumers or any(node.family not in ("zero_padding", "cropping") for node in consumers):
+    if not consumers or any(node.family not in _ON_THE_WAY for node in consumers):
         return False
     for node in consumers:
-        if data_format_of(node.spec) != "channels_last":
+        if data_format_of(node.spec) not in ("channels_last", None):
             return False
         after = model.consumers.get(id(node.output), ())
-        if not after or any(
-            n.family not in _CONVOLUTIONS or data_format_of(n.spec) != "channels_last"
-            for n in after
-        ):
+        if not after:
             return False
+        for n in after:
+            if n.family in _ON_THE_WAY:
+                if not _feeds_convolutions_through_padding(model, node.output):
+                    return False
+            elif n.family not in _CONVOLUTIONS or data_format_of(n.spec) != "channels_last":
+                return False
     return True
 
 
