@@ -581,7 +581,7 @@ NODE_COUNTS = [
      "x = keras.Input((6, 7, 3))\ny = layers.Conv2D(4, 3)(x)\ns = layers.GlobalAveragePooling2D()(y)\n"
      "s = layers.Reshape((1, 1, 4))(s)\ns = layers.Conv2D(4, 1, activation='sigmoid')(s)\n"
      "model = keras.Model(x, layers.Multiply()([y, s]))\n",
-     ["Transpose", "Conv", "ReduceMean", "Reshape", "Conv", "Sigmoid", "Mul", "Transpose"]),
+     ["Transpose", "Conv", "GlobalAveragePool", "Conv", "Sigmoid", "Mul", "Transpose"]),
     ("dropout-is-free", "Input(shape=(7,))\nDense(5)\nDropout(0.5)\nDense(2)\n", ["Gemm", "Gemm"]),
     # preprocessing before convolutions runs channels-first: per-channel over whole planes
     ("normalization", "Input(shape=(6, 7, 3))\nNormalization()\nConv2D(2, 1)\n",

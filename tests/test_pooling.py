@@ -217,7 +217,7 @@ def test_keepdims_keeps_the_layout_for_the_next_convolution():
         "Conv2D(2, 1)\n"
     )
     proto = compile_text(text)
-    assert _ops(proto) == ["Transpose", "Conv", "ReduceMean", "Conv", "Transpose"]
+    assert _ops(proto) == ["Transpose", "Conv", "GlobalAveragePool", "Conv", "Transpose"]
     assert_matches_keras(text)
 
 

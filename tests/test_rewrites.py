@@ -56,6 +56,18 @@ CASES = [
      ["Transpose", "Conv", "Relu", "Pad", "MaxPool", "Transpose"]),
     ("pad-before-leaky-relu-pool-stays", "Conv2D(4, 1)\nLeakyReLU()\nZeroPadding2D(1)\nMaxPooling2D(3)\n",
      ["Transpose", "Conv", "LeakyRelu", "Pad", "MaxPool", "Transpose"]),
+    # a reduction over every spatial axis that keeps them is a global pool (onnxruntime keeps
+    # those in its blocked layout); a classifier's, which drops them, stays a ReduceMean
+    ("global-average-pool-keepdims", "Conv2D(4, 1)\nGlobalAveragePooling2D(keepdims=True)\n",
+     ["Transpose", "Conv", "GlobalAveragePool", "Transpose"]),
+    ("global-max-pool-keepdims", "Conv2D(4, 1)\nGlobalMaxPooling2D(keepdims=True)\n",
+     ["Transpose", "Conv", "GlobalMaxPool", "Transpose"]),
+    ("global-pool-then-restoring-reshape", "Conv2D(4, 1)\nGlobalAveragePooling2D()\nReshape((1, 1, 4))\nConv2D(2, 1)\n",
+     ["Transpose", "Conv", "GlobalAveragePool", "Conv", "Transpose"]),
+    ("global-pool-of-a-classifier-stays", "Conv2D(4, 1)\nGlobalAveragePooling2D()\nDense(3)\n",
+     ["Transpose", "Conv", "ReduceMean", "Gemm"]),
+    ("global-pool-then-other-reshape-stays", "Conv2D(4, 1)\nGlobalAveragePooling2D()\nReshape((2, 2))\n",
+     ["Transpose", "Conv", "ReduceMean", "Reshape"]),
     # Flatten's Transpose back to (height, width, channels) becomes an order of the kernel's rows
     ("flatten-transpose-into-dense", "Conv2D(4, 3, activation='relu')\nFlatten()\nDense(5)\n",
      ["Transpose", "Conv", "Relu", "Reshape", "Gemm"]),

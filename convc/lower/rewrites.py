@@ -13,6 +13,12 @@ exact (the same numbers, not approximately). They run until none applies. ``conv
   no window that holds a number >= 0, so the MaxPool's pads grow instead (ResNet's and
   DenseNet's ZeroPadding2D(1) before MaxPooling2D(3, 2)), as long as each pad stays smaller
   than the window (then every window holds a number of the input).
+* **Global pooling.** A ReduceMean or ReduceMax over both spatial axes of a channels-first
+  image tensor that keeps its dims, or whose one reader is a Reshape that restores them as ones (a
+  squeeze-and-excitation block's GlobalAveragePooling2D then Reshape((1, 1, C))), becomes a
+  GlobalAveragePool or GlobalMaxPool: onnxruntime keeps those in its blocked channel layout,
+  where a reduction makes it reorder the tensor out and back (EfficientNetB0: 16 nodes fewer,
+  1.4 % faster).
 * **Pad then Slice.** A zero Pad whose output feeds only a Slice: their net effect per axis is
   one pad or one crop, so they become one Pad, one Slice, or nothing (ZeroPadding2D(1) then
   Cropping2D(1) cancel).
@@ -51,7 +57,8 @@ def optimize(em: Emitter, graph_outputs: set[str]) -> None:
     while _fold_batch_norms_into_convs(em, graph_outputs):
         pass
     while (
-        _fold_pad_into_conv(em, graph_outputs)
+        _global_pool_for_reduce(em, graph_outputs)
+        or _fold_pad_into_conv(em, graph_outputs)
         or _fold_pad_into_max_pool(em, graph_outputs)
         or _merge_pad_and_slice(em, graph_outputs)
         or _fold_flatten_transpose_into_dense(em, graph_outputs)
@@ -156,6 +163,51 @@ def _non_negative(em: Emitter, node: onnx.NodeProto | None) -> bool:
         value = em.constant_values.get(node.input[1])
         low = None if value is None else float(value)
     return low is not None and low >= 0
+
+
+_GLOBAL_POOLS = {"ReduceMean": "GlobalAveragePool", "ReduceMax": "GlobalMaxPool"}
+
+
+def _global_pool_for_reduce(em: Emitter, graph_outputs: set[str]) -> bool:
+    for reduce in em.nodes:
+        if reduce.op_type not in _GLOBAL_POOLS:
+            continue
+        shape = em.value_shapes.get(reduce.input[0])
+        axes = next((list(a.ints) for a in reduce.attribute if a.name == "axes"), None)
+        if axes is None and len(reduce.input) > 1:
+            found = em.constant_values.get(reduce.input[1])
+            axes = None if found is None else [int(a) for a in found.ravel()]
+        # Images only: onnxruntime blocks only 4-D tensors, and OpenCV's and onnx.reference's
+        # global pools of 1-D or 3-D tensors are wrong (the runtime matrix's cases).
+        if shape is None or len(shape) != 4 or axes is None:
+            continue
+        if sorted(a % len(shape) for a in axes) != list(range(2, len(shape))):
+            continue
+        keepdims = next((a.i for a in reduce.attribute if a.name == "keepdims"), 1)
+        output = reduce.output[0]
+        replaced = [reduce]
+        if not keepdims:
+            readers = _consumers(em, output)
+            target = em.constant_values.get(readers[0].input[1]) if len(readers) == 1 else None
+            restored = [shape[1]] + [1] * (len(shape) - 2)
+            if (
+                output in graph_outputs
+                or target is None
+                or readers[0].op_type != "Reshape"
+                or [int(d) for d in target.ravel()[1:]] != restored
+                or int(target.ravel()[0]) not in (0, -1, shape[0])
+            ):
+                continue
+            output = readers[0].output[0]
+            replaced.append(readers[0])
+        pool = helper.make_node(
+            _GLOBAL_POOLS[reduce.op_type], [reduce.input[0]], [output], name=reduce.name
+        )
+        em.nodes[em.nodes.index(reduce)] = pool
+        for node in replaced[1:]:
+            em.nodes.remove(node)
+        return True
+    return False
 
 
 def _merge_pad_and_slice(em: Emitter, graph_outputs: set[str]) -> bool:
