@@ -122,6 +122,18 @@ def static_shape(model) -> tuple[int, ...]:
     return tuple(1 if d is None else int(d) for d in model.inputs[0].shape)
 
 
+def check_one_input(path: Path) -> None:
+    """Raise unless the exported model takes one input, as the Keras model does: a converter
+    that turns a variable into a graph input leaves a model that cannot run on the image."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    stored = {tensor.name for tensor in graph.initializer}
+    inputs = [value.name for value in graph.input if value.name not in stored]
+    if len(inputs) != 1:
+        raise ValueError(f"the exported model takes {len(inputs)} inputs, not 1: {inputs}")
+
+
 def onnx_opset(path: Path) -> int:
     import onnx
 
@@ -204,12 +216,18 @@ def export_keras(model_path: Path, out: Path, report: dict) -> None:
 # --- tf_keras-tf2onnx -------------------------------------------------------------------------
 
 
+def keras3_name(tf_keras_name: str) -> str:
+    """A tf_keras layer's name as Keras 3 spells it: Keras 3 forbids "/" in names, so its
+    DenseNet's ``conv1/conv`` is ``conv1_conv``."""
+    return tf_keras_name.replace("/", "_")
+
+
 def copy_by_layer_name(source, target) -> int:
     """Copy every variable of the Keras 3 model ``source`` into the tf_keras model ``target``,
     layer by layer name; raises listing any layer with variables on one side only, or whose
     variables' shapes differ. Returns the number of layers copied."""
     with_weights = {layer.name: layer for layer in source.layers if layer.weights}
-    targets = {layer.name: layer for layer in target.layers if layer.weights}
+    targets = {keras3_name(layer.name): layer for layer in target.layers if layer.weights}
     only_source = sorted(set(with_weights) - set(targets))
     only_target = sorted(set(targets) - set(with_weights))
     if only_source or only_target:
@@ -658,6 +676,7 @@ def run_export(args: argparse.Namespace) -> dict:
         export_tf_keras(model_path, out, report)
     else:
         export_torch_native(model_path, out, report, args.torch_exporter)
+    check_one_input(out)
     report["versions"] = versions(BACKEND[args.exporter])
     return report
 
