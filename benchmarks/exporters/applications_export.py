@@ -303,6 +303,8 @@ def import_torchvision():
 
     import torch
 
+    if "torchvision" in sys.modules:  # a second twin in this process
+        return sys.modules["torchvision"]
     library = Path(importlib.util.find_spec("torchvision").submodule_search_locations[0]) / "_C.so"
     try:
         torch.ops.load_library(str(library))
