@@ -272,21 +272,18 @@ def export_tf_keras(model_path: Path, out: Path, report: dict) -> None:
 
 
 def application_name(model) -> str:
-    """The keras.applications constructor that made ``model`` (from the model's own name)."""
+    """The keras.applications constructor that made ``model``, from the model's own name
+    (``resnet50``, ``mobilenetv2_1.00_224``, ``efficientnetv2-b0``, ``MobileNetV3Small``...)."""
     import keras
 
-    names = {
-        "resnet50": "ResNet50",
-        "resnet101": "ResNet101",
-        "densenet121": "DenseNet121",
-        "efficientnetb0": "EfficientNetB0",
-    }
-    if model.name in names:
-        return names[model.name]
-    if model.name.startswith("mobilenetv2"):
+    key = model.name.lower()
+    if key.startswith("mobilenetv2_"):
         return "MobileNetV2"
+    if key.startswith("mobilenet_"):
+        return "MobileNet"
+    wanted = key.replace("_", "").replace("-", "")
     for name in dir(keras.applications):
-        if name.lower() == model.name.lower().replace("_", ""):
+        if name.lower() == wanted:
             return name
     raise ValueError(f"which keras.applications net is the model named {model.name!r}?")
 
