@@ -216,18 +216,19 @@ def export_keras(model_path: Path, out: Path, report: dict) -> None:
 # --- tf_keras-tf2onnx -------------------------------------------------------------------------
 
 
-def keras3_name(tf_keras_name: str) -> str:
-    """A tf_keras layer's name as Keras 3 spells it: Keras 3 forbids "/" in names, so its
-    DenseNet's ``conv1/conv`` is ``conv1_conv``."""
-    return tf_keras_name.replace("/", "_")
+def name_key(layer_name: str) -> str:
+    """A layer's name as both Keras versions agree on it. Keras 3 forbids "/" in names and
+    renamed some layers: tf_keras's DenseNet ``conv1/conv`` is Keras 3's ``conv1_conv``, its
+    MobileNetV3 ``Conv/BatchNorm`` is ``conv_bn``."""
+    return layer_name.replace("/", "_").lower().replace("_batchnorm", "_bn")
 
 
 def copy_by_layer_name(source, target) -> int:
     """Copy every variable of the Keras 3 model ``source`` into the tf_keras model ``target``,
     layer by layer name; raises listing any layer with variables on one side only, or whose
     variables' shapes differ. Returns the number of layers copied."""
-    with_weights = {layer.name: layer for layer in source.layers if layer.weights}
-    targets = {keras3_name(layer.name): layer for layer in target.layers if layer.weights}
+    with_weights = {name_key(layer.name): layer for layer in source.layers if layer.weights}
+    targets = {name_key(layer.name): layer for layer in target.layers if layer.weights}
     only_source = sorted(set(with_weights) - set(targets))
     only_target = sorted(set(targets) - set(with_weights))
     if only_source or only_target:
@@ -709,8 +710,10 @@ def main(argv: list[str]) -> int:
                 report = run_export(args)
         except Exception as error:  # the caller records the failure, from stderr
             traceback.print_exc(file=sys.stderr)
-            last = f"{type(error).__name__}: {error}".strip().splitlines()
-            print(last[-1] if last else type(error).__name__, file=sys.stderr)
+            # One line last, the message's first: a long message's last line is often only
+            # its tail (a type, a source location).
+            lines = [line for line in str(error).splitlines() if line.strip()]
+            print(f"{type(error).__name__}: {lines[0] if lines else ''}"[:500], file=sys.stderr)
             return 1
     print(json.dumps(report), flush=True)
     return 0
