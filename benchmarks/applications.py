@@ -40,6 +40,7 @@ from run import (  # noqa: E402
     graph_counts,
     latency_summary,
     ort_latency,
+    ort_outputs,
     set_thread_pool,
     timed_process,
 )
@@ -119,7 +120,8 @@ def measure(name: str, size: int, python: Path, scratch: Path, blocks: int) -> d
     for label, (path, _) in models.items():
         nodes, transposes = graph_counts(path)
         result[label].update(nodes=nodes, transposes=transposes)
-    samples, outputs = ort_latency(models, x, runs=20 * blocks, warmup=3, blocks=blocks)
+    outputs = ort_outputs(models, x)
+    samples = ort_latency(models, x, runs=20 * blocks, warmup=3, blocks=blocks)
     for label, output in outputs.items():
         ok, error = agrees(output, expected)
         result[label]["agrees_with_keras"] = ok
