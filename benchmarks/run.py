@@ -826,8 +826,9 @@ def markdown(results: dict) -> str:
         "",
         "### ONNX Runtime latency, ms: median [p10, p90]",
         "",
-        "| net | GFLOP | convc | " + " | ".join(names) + " | convc / best: median of blocks [range] "
-        "| other load |",
+        "| net | GFLOP | convc | "
+        + " | ".join(names)
+        + " | convc / best: median of blocks [range] | other load |",
         "|---|---|---|" + "---|" * len(names) + "---|---|",
     ]
     for net, r in results["nets"].items():
