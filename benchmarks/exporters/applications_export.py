@@ -660,6 +660,7 @@ def export_torch_native(model_path: Path, out: Path, report: dict, variant: str)
     import keras
     import numpy as np
     import torch
+    from torch_native import export_module
 
     model = keras.saving.load_model(model_path)
     name = application_name(model)
@@ -675,21 +676,7 @@ def export_torch_native(model_path: Path, out: Path, report: dict, variant: str)
         report["twin_error"] = float(f"{check_twin(output, data[1], 'the torch twin'):.3g}")
     example = torch.zeros((shape[0], shape[-1], *shape[1:-1]), dtype=torch.float32)
     report["input_layout"] = "channels_first (torch's own)"
-    start = time.perf_counter()
-    with torch.no_grad():
-        program = torch.onnx.export(
-            module,
-            (example,),
-            str(out) if variant == "torchscript" else None,
-            dynamo=variant == "dynamo",
-            opset_version=OPSET,
-            input_names=["input"],
-            output_names=["output"],
-            external_data=False,
-        )
-        if variant == "dynamo":
-            program.save(str(out), external_data=False)
-    report["export_s"] = round(time.perf_counter() - start, 3)
+    report["export_s"] = export_module(module, example, out, variant, OPSET)
     report["variant"] = f"torchvision {name} twin, torch.onnx {variant}, opset {OPSET}"
 
 

@@ -255,27 +255,13 @@ def export_torch_native(model, out: Path, report: dict, variant: str) -> None:
     """The net written with torch.nn (torch_native.py), exported with ``torch.onnx.export``,
     the dynamo exporter or the TorchScript one."""
     import torch
-    from torch_native import native_module
+    from torch_native import export_module, native_module
 
     module = native_module(model).eval()
     shape = input_shape(model)
     example = torch.zeros((shape[0], shape[-1], *shape[1:-1]), dtype=torch.float32)
     report["input_layout"] = "channels_first (torch's own)"
-    start = time.perf_counter()
-    with torch.no_grad():
-        program = torch.onnx.export(
-            module,
-            (example,),
-            str(out) if variant == "torchscript" else None,
-            dynamo=variant == "dynamo",
-            opset_version=OPSET,
-            input_names=["input"],
-            output_names=["output"],
-            external_data=False,
-        )
-    if variant == "dynamo":
-        program.save(str(out), external_data=False)
-    report["export_s"] = round(time.perf_counter() - start, 3)
+    report["export_s"] = export_module(module, example, out, variant, OPSET)
     report["variant"] = f"torch {torch.__version__} torch.onnx.export dynamo={variant == 'dynamo'}"
     report["variant"] += f", opset {OPSET}"
 

@@ -121,6 +121,30 @@ ACTIVATIONS = {
 }
 
 
+def export_module(module: nn.Module, example: torch.Tensor, out, variant: str, opset: int) -> float:
+    """``torch.onnx.export`` of a module, as a PyTorch user calls it: the dynamo exporter or the
+    TorchScript one (``variant``), fixed input and output names, weights embedded. Returns the
+    export call's seconds. Shared by export.py (the .conv nets' twins) and
+    applications_export.py (torchvision's)."""
+    import time
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        program = torch.onnx.export(
+            module,
+            (example,),
+            str(out) if variant == "torchscript" else None,
+            dynamo=variant == "dynamo",
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["output"],
+            external_data=False,
+        )
+    if variant == "dynamo":
+        program.save(str(out), external_data=False)
+    return round(time.perf_counter() - start, 3)
+
+
 def native_module(model) -> nn.Module:
     """The Keras model as torch.nn modules, channels first, Keras's weights copied in."""
     steps, output = graph_steps(model)
