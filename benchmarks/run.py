@@ -809,6 +809,13 @@ def ms(o: dict) -> str:
 
 
 def markdown(results: dict) -> str:
+    # The .conv nets by name, then the applications in the order (results.json sorts
+    # its keys).
+    ordered = sorted(
+        results["nets"],
+        key=lambda n: (n in APPLICATIONS, APPLICATIONS.index(n) if n in APPLICATIONS else n),
+    )
+    results = {**results, "nets": {n: results["nets"][n] for n in ordered}}
     m = results["machine"]
     present = {e for r in results["nets"].values() for e in r["exporters"]}
     names = [name for name in EXPORTERS if name in present]
