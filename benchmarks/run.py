@@ -784,10 +784,15 @@ def summary(results: dict) -> dict:
         )
     # Compared without Transposes: the torch-native models take channels-first input, where
     # convc's and Keras's take channels-last (each format's models carry its boundary ones).
-    fewest = {
-        n: min(e["nodes"] - e["transposes"] for e in r["exporters"].values() if "nodes" in e)
+    # A peer that disagrees with convc computes another function: its nodes set no bar.
+    agreeing = {
+        n: [e for e in r["exporters"].values() if "nodes" in e and "error" not in e]
         for n, r in nets.items()
-        if any("nodes" in e for e in r["exporters"].values())
+    }
+    fewest = {
+        n: min(e["nodes"] - e["transposes"] for e in peers)
+        for n, peers in agreeing.items()
+        if peers
     }
     if fewest:
         out["fewest_peer_nodes_without_transposes"] = fewest
