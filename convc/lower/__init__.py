@@ -17,7 +17,7 @@ from convc.lower.applications import LAYOUT_FREE as APPLICATION_LAYOUT_FREE
 from convc.lower.core import LAYOUT_FREE as CORE_LAYOUT_FREE
 from convc.lower.emitter import Emitter, Value, channels_first, identity, onnx_type, tensor_info
 from convc.lower.rules import RULES
-from convc.model import Model, Tensor
+from convc.model import Model, Node, Tensor
 from convc.onnxfile import skeleton
 from convc.progress import track
 from convc.specs import data_format_of
@@ -157,21 +157,20 @@ def _feeds_convolutions_through_padding(model: Model, tensor: Tensor) -> bool:
     """Whether a channels_last input reaches only convolutions, through the layers of
     ``_ON_THE_WAY``: then it is transposed first."""
     consumers = model.consumers.get(id(tensor), ())
-    if not consumers or any(node.family not in _ON_THE_WAY for node in consumers):
+    return bool(consumers) and all(
+        node.family in _ON_THE_WAY and _reaches_only_convolutions(model, node) for node in consumers
+    )
+
+
+def _reaches_only_convolutions(model: Model, node: Node) -> bool:
+    """Whether ``node`` is a channels_last convolution, or an ``_ON_THE_WAY`` layer (of
+    channels_last or any layout) whose readers all are such nodes, recursively."""
+    if node.family in _CONVOLUTIONS:
+        return data_format_of(node.spec) == "channels_last"
+    if node.family not in _ON_THE_WAY or data_format_of(node.spec) not in ("channels_last", None):
         return False
-    for node in consumers:
-        if data_format_of(node.spec) not in ("channels_last", None):
-            return False
-        after = model.consumers.get(id(node.output), ())
-        if not after:
-            return False
-        for n in after:
-            if n.family in _ON_THE_WAY:
-                if not _feeds_convolutions_through_padding(model, node.output):
-                    return False
-            elif n.family not in _CONVOLUTIONS or data_format_of(n.spec) != "channels_last":
-                return False
-    return True
+    readers = model.consumers.get(id(node.output), ())
+    return bool(readers) and all(_reaches_only_convolutions(model, n) for n in readers)
 
 
 def tensor_format(model: Model, tensor: Tensor) -> str:

@@ -80,36 +80,14 @@ def _zero_pad_amounts(em: Emitter, node: onnx.NodeProto) -> np.ndarray | None:
 
 def _fold_pad_into_conv(em: Emitter, graph_outputs: set[str]) -> bool:
     for pad in em.nodes:
-        amounts = _zero_pad_amounts(em, pad)
-        if amounts is None or pad.output[0] in graph_outputs:
+        found = _spatial_pad_into(em, pad, "Conv", graph_outputs)
+        if found is None:
             continue
-        consumers = _consumers(em, pad.output[0])
-        if len(consumers) != 1 or consumers[0].op_type != "Conv":
-            continue
-        conv = consumers[0]
+        conv, merged = found
         kernel_shape = next(a.ints for a in conv.attribute if a.name == "kernel_shape")
         if set(kernel_shape) == {1} and not em.target.pointwise_conv_pads:
             continue
-        rank = len(amounts) // 2
-        begins, ends = amounts[:rank], amounts[rank:]
-        # Conv pads only the spatial axes (2..), never batch or channels; crops it cannot do.
-        if (
-            any(begins[:2])
-            or any(ends[:2])
-            or (amounts < 0).any()
-            or conv.input[0] != pad.output[0]
-        ):
-            continue
-        attribute = next(a for a in conv.attribute if a.name == "pads")
-        spatial = rank - 2
-        merged = [
-            int(p) + int(b) for p, b in zip(attribute.ints[:spatial], begins[2:], strict=True)
-        ]
-        merged += [int(p) + int(e) for p, e in zip(attribute.ints[spatial:], ends[2:], strict=True)]
-        conv.attribute.remove(attribute)
-        conv.attribute.append(helper.make_attribute("pads", merged))
-        conv.input[0] = pad.input[0]
-        em.nodes.remove(pad)
+        _absorb_pad(em, pad, conv, merged)
         return True
     return False
 
@@ -117,37 +95,51 @@ def _fold_pad_into_conv(em: Emitter, graph_outputs: set[str]) -> bool:
 def _fold_pad_into_max_pool(em: Emitter, graph_outputs: set[str]) -> bool:
     producers = {name: node for node in em.nodes for name in node.output}
     for pad in em.nodes:
-        amounts = _zero_pad_amounts(em, pad)
-        if amounts is None or pad.output[0] in graph_outputs or (amounts < 0).any():
+        found = _spatial_pad_into(em, pad, "MaxPool", graph_outputs)
+        if found is None or not _non_negative(em, producers.get(pad.input[0])):
             continue
-        consumers = _consumers(em, pad.output[0])
-        if len(consumers) != 1 or consumers[0].op_type != "MaxPool":
-            continue
-        pool = consumers[0]
-        if not _non_negative(em, producers.get(pad.input[0])):
-            continue
-        rank = len(amounts) // 2
-        begins, ends = amounts[:rank], amounts[rank:]
+        pool, merged = found
         kernel = list(next(a.ints for a in pool.attribute if a.name == "kernel_shape"))
-        spatial = rank - 2
-        attribute = next((a for a in pool.attribute if a.name == "pads"), None)
-        old = list(attribute.ints) if attribute is not None else [0] * (2 * spatial)
-        merged = [int(p) + int(b) for p, b in zip(old[:spatial], begins[2:], strict=True)]
-        merged += [int(p) + int(e) for p, e in zip(old[spatial:], ends[2:], strict=True)]
-        if (
-            any(begins[:2])
-            or any(ends[:2])
-            or any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in pool.attribute)
-            or any(p >= k for p, k in zip(merged, kernel + kernel, strict=True))
+        if any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in pool.attribute) or any(
+            p >= k for p, k in zip(merged, kernel + kernel, strict=True)
         ):
             continue
-        if attribute is not None:
-            pool.attribute.remove(attribute)
-        pool.attribute.append(helper.make_attribute("pads", merged))
-        pool.input[0] = pad.input[0]
-        em.nodes.remove(pad)
+        _absorb_pad(em, pad, pool, merged)
         return True
     return False
+
+
+def _spatial_pad_into(
+    em: Emitter, pad: onnx.NodeProto, op: str, graph_outputs: set[str]
+) -> tuple[onnx.NodeProto, list[int]] | None:
+    """The one ``op`` node that reads a zero Pad of only the spatial axes (2..) by non-negative
+    amounts (what Conv's and MaxPool's own pads can do: no batch or channels, no crops), and
+    its pads grown by the Pad's; None when ``pad`` is no such Pad."""
+    amounts = _zero_pad_amounts(em, pad)
+    if amounts is None or pad.output[0] in graph_outputs or (amounts < 0).any():
+        return None
+    consumers = _consumers(em, pad.output[0])
+    if len(consumers) != 1 or consumers[0].op_type != op or consumers[0].input[0] != pad.output[0]:
+        return None
+    rank = len(amounts) // 2
+    begins, ends = amounts[:rank], amounts[rank:]
+    if any(begins[:2]) or any(ends[:2]):
+        return None
+    spatial = rank - 2
+    node = consumers[0]
+    old = next((list(a.ints) for a in node.attribute if a.name == "pads"), [0] * (2 * spatial))
+    merged = [int(p) + int(b) for p, b in zip(old[:spatial], begins[2:], strict=True)]
+    merged += [int(p) + int(e) for p, e in zip(old[spatial:], ends[2:], strict=True)]
+    return node, merged
+
+
+def _absorb_pad(em: Emitter, pad: onnx.NodeProto, node: onnx.NodeProto, pads: list[int]) -> None:
+    """``node`` pads by ``pads`` itself and reads what ``pad`` padded; ``pad`` is gone."""
+    for attribute in [a for a in node.attribute if a.name == "pads"]:
+        node.attribute.remove(attribute)
+    node.attribute.append(helper.make_attribute("pads", pads))
+    node.input[0] = pad.input[0]
+    em.nodes.remove(pad)
 
 
 def _non_negative(em: Emitter, node: onnx.NodeProto | None) -> bool:
