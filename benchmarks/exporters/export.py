@@ -176,26 +176,26 @@ def first_line(error: BaseException) -> str:
 
 def export_keras_torch(model, out: Path, report: dict) -> None:
     """Keras 3 on torch, Keras's own ``model.export(format="onnx")``."""
-    import keras
-
-    report["input_layout"] = "as the .conv (Keras)"
-    call_once(model)
     record_torch_onnx_calls(report)
-    start = time.perf_counter()
-    model.export(str(out), format="onnx", opset_version=OPSET)
-    report["export_s"] = round(time.perf_counter() - start, 3)
-    report["variant"] = (
-        f"keras {keras.__version__} Model.export(format='onnx', opset_version={OPSET}): "
-        "torch.onnx.export " + ", then ".join(report["torch_onnx_calls"])
-    )
+    keras_model_export(model, out, report)
+    report["variant"] += "torch.onnx.export " + ", then ".join(report["torch_onnx_calls"])
 
 
 def export_keras_tf(model, out: Path, report: dict) -> None:
     """Keras 3 on TensorFlow, Keras's own ``model.export(format="onnx")``: it traces the
     model's call as a tf.function and converts it with tf2onnx's ``from_function``, after
     patching tf2onnx for numpy 2 (keras/src/export/tf2onnx_lib.py)."""
-    import keras
     import tf2onnx
+
+    keras_model_export(model, out, report)
+    report["variant"] += f"tf2onnx {tf2onnx.__version__} convert.from_function"
+
+
+def keras_model_export(model, out: Path, report: dict) -> None:
+    """``model.export(format="onnx")`` as a user calls it, on whichever backend is loaded (the
+    model run once first: Keras refuses one never called); ``variant`` says what was called,
+    for the caller to add what Keras called inside."""
+    import keras
 
     report["input_layout"] = "as the .conv (Keras)"
     call_once(model)
@@ -204,7 +204,6 @@ def export_keras_tf(model, out: Path, report: dict) -> None:
     report["export_s"] = round(time.perf_counter() - start, 3)
     report["variant"] = (
         f"keras {keras.__version__} Model.export(format='onnx', opset_version={OPSET}): "
-        f"tf2onnx {tf2onnx.__version__} convert.from_function"
     )
 
 
