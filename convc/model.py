@@ -30,11 +30,12 @@ def format_shape(shape: Shape) -> str:
 
 
 class LayerKind(Protocol):
-    """What the IR needs of a layer's type: its Keras class, family and rank."""
+    """What the IR needs of a layer's type: its Keras class and rank, and whether it is called
+    on a list of tensors (a merge). Its family is its spec's class."""
 
     class_name: str
-    family: str
     rank: int
+    takes_list: bool
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,6 @@ class Layer:
         return self.type.class_name
 
     @property
-    def family(self) -> str:
-        return self.type.family
-
-    @property
     def parameter_count(self) -> int:
         return sum(v.size for v in self.variables)
 
@@ -134,10 +131,6 @@ class Node:
     @property
     def class_name(self) -> str:
         return self.layer.class_name
-
-    @property
-    def family(self) -> str:
-        return self.layer.family
 
     @property
     def input_shape(self) -> Shape:

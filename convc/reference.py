@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,10 +34,12 @@ from convc.specs import (
     FlattenSpec,
     GlobalPoolSpec,
     LayerScaleSpec,
+    LayerSpec,
     LeakyReLUSpec,
     MergeSpec,
     NormalizationSpec,
     NormSpec,
+    PassThroughSpec,
     PermuteSpec,
     PoolSpec,
     PReLUSpec,
@@ -52,6 +55,25 @@ from convc.specs import (
 )
 
 Arrays = dict[str, np.ndarray]
+Compute = Callable[[Layer, Arrays, Any], np.ndarray]
+ComputeT = TypeVar("ComputeT", bound=Compute)
+
+COMPUTES: dict[type[LayerSpec], Compute] = {}
+"""Each family's function, by spec class: ``@computes(ConvSpec)`` registers one beside its code.
+A function takes one application of a layer, its Keras-layout weights and its input (a list for
+a layer called on a list), and returns its output in Keras's layout."""
+
+
+def computes(spec_class: type[LayerSpec]) -> Callable[[ComputeT], ComputeT]:
+    """Register the decorated function as the reference of ``spec_class``'s family."""
+
+    def register(function: ComputeT) -> ComputeT:
+        if spec_class in COMPUTES:
+            raise RuntimeError(f"two reference functions for {spec_class.__name__}")
+        COMPUTES[spec_class] = function
+        return function
+
+    return register
 
 
 def run_reference(
@@ -65,7 +87,7 @@ def run_reference(
     outputs = []
     for node in track(model.nodes, "reference layers"):
         xs = [values[id(tensor)] for tensor in node.inputs]
-        x = LAYERS[node.family](
+        x = COMPUTES[type(node.spec)](
             node, weights.get(node.layer.name, {}), xs if node.type.takes_list else xs[0]
         )
         values[id(node.output)] = x
@@ -358,18 +380,21 @@ def conv_transpose(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
 # Cropping, padding, upsampling
 
 
+@computes(CroppingSpec)
 def cropping(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     c = expect(layer.spec, CroppingSpec)
     x = _to_last(x, c.data_format)
     return _from_last(_pad_or_crop(x, [(-b, -e) for b, e in c.cropping]), c.data_format)
 
 
+@computes(ZeroPaddingSpec)
 def zero_padding(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     c = expect(layer.spec, ZeroPaddingSpec)
     x = _to_last(x, c.data_format)
     return _from_last(_pad_or_crop(x, list(c.padding)), c.data_format)
 
 
+@computes(UpSamplingSpec)
 def up_sampling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     c = expect(layer.spec, UpSamplingSpec)
     x = _to_last(x, c.data_format)
@@ -518,6 +543,7 @@ def _aligned(xs: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
+@computes(MergeSpec)
 def merge(layer: Layer, weights: Arrays, xs: list[np.ndarray]) -> np.ndarray:
     xs = _aligned(xs)
     operation = expect(layer.spec, MergeSpec).operation
@@ -538,14 +564,17 @@ def merge(layer: Layer, weights: Arrays, xs: list[np.ndarray]) -> np.ndarray:
     return np.asarray(result, dtype=np.float32)
 
 
+@computes(ConcatenateSpec)
 def concatenate(layer: Layer, weights: Arrays, xs: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(xs, axis=expect(layer.spec, ConcatenateSpec).axis)
 
 
+@computes(ActivationSpec)
 def activation(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     return ACTIVATIONS[expect(layer.spec, ActivationSpec).activation](x).astype(np.float32)
 
 
+@computes(ReLUSpec)
 def relu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     """keras.activations.relu with all its arguments: above the threshold, x capped at
     max_value; at or below it, negative_slope times the distance below it."""
@@ -636,6 +665,7 @@ def unit_normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarr
 # Pooling, as Keras 3's torch backend computes it (keras/src/backend/torch/nn.py)
 
 
+@computes(PoolSpec)
 def pooling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     """Max or average over each window. 'same' pads as the torch backend does: when every axis
     pads as much at its start as at its end, torch pools the windows' entries inside the input
@@ -680,6 +710,7 @@ def _windows(x: np.ndarray, size, strides, axes) -> np.ndarray:
     return view[tuple(steps)]
 
 
+@computes(GlobalPoolSpec)
 def global_pooling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     c = expect(layer.spec, GlobalPoolSpec)
     first = 1 if c.data_format == "channels_last" else 2
@@ -692,6 +723,7 @@ def global_pooling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
 # activations and preprocessing compute them (torch backend)
 
 
+@computes(DenseSpec)
 def dense(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     """matmul(x, kernel) + bias on the last axis, then the activation."""
     y = np.matmul(x, weights["kernel"])
@@ -700,34 +732,41 @@ def dense(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     return ACTIVATIONS[expect(layer.spec, DenseSpec).activation](y).astype(np.float32)
 
 
+@computes(FlattenSpec)
 def flatten(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     if expect(layer.spec, FlattenSpec).data_format == "channels_first" and x.ndim > 1:
         x = np.transpose(x, (0, *range(2, x.ndim), 1))
     return x.reshape(x.shape[0], -1)
 
 
+@computes(ReshapeSpec)
 def reshape(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], *expect(layer.spec, ReshapeSpec).target_shape)
 
 
+@computes(PermuteSpec)
 def permute(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(x, (0, *expect(layer.spec, PermuteSpec).dims)))
 
 
+@computes(PassThroughSpec)
 def pass_through(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     return x
 
 
+@computes(LeakyReLUSpec)
 def leaky_relu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     slope = np.float32(expect(layer.spec, LeakyReLUSpec).negative_slope)
     return np.where(x > 0, x, slope * x).astype(np.float32)
 
 
+@computes(ELUSpec)
 def elu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     alpha = np.float32(expect(layer.spec, ELUSpec).alpha)
     return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0))).astype(np.float32)
 
 
+@computes(ScaledAddSpec)
 def scaled_add(layer: Layer, weights: Arrays, xs: list[np.ndarray]) -> np.ndarray:
     """Keras's CustomScaleLayer: inputs[0] + inputs[1] * scale."""
     scale = np.float32(expect(layer.spec, ScaledAddSpec).scale)
@@ -735,12 +774,14 @@ def scaled_add(layer: Layer, weights: Arrays, xs: list[np.ndarray]) -> np.ndarra
     return (x + residual * scale).astype(np.float32)
 
 
+@computes(LayerScaleSpec)
 def layer_scale(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     """Keras's LayerScale: x * gamma along the last axis."""
     expect(layer.spec, LayerScaleSpec)
     return (x * weights["gamma"]).astype(np.float32)
 
 
+@computes(PReLUSpec)
 def prelu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     """relu(x) - alpha * relu(-x); alpha (the input's shape without batch) broadcasts."""
     expect(layer.spec, PReLUSpec)
@@ -748,12 +789,14 @@ def prelu(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     return (np.maximum(x, 0.0) - alpha * np.maximum(-x, 0.0)).astype(np.float32)
 
 
+@computes(SoftmaxSpec)
 def softmax(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     axes = tuple(a % x.ndim for a in expect(layer.spec, SoftmaxSpec).axis)
     e = np.exp(x - x.max(axis=axes, keepdims=True))
     return (e / e.sum(axis=axes, keepdims=True)).astype(np.float32)
 
 
+@computes(RescalingSpec)
 def rescaling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     c = expect(layer.spec, RescalingSpec)
     scale = np.asarray(c.scale[1], np.float32).reshape(c.scale[0])
@@ -763,6 +806,7 @@ def rescaling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     return (x * scale + offset).astype(np.float32)
 
 
+@computes(NormalizationSpec)
 def normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     """(x - mean) / max(sqrt(variance), epsilon), mean and variance shaped as Keras's build."""
     c = expect(layer.spec, NormalizationSpec)
@@ -785,6 +829,7 @@ def normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     return ((x - mean) / deviation).astype(np.float32)
 
 
+@computes(ResizingSpec)
 def resizing(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     """Keras's Resizing (torch backend), or CenterCrop: the crop or pad to the target's aspect
     ratio that keras/src/backend/torch/image.py makes, then a resampling matrix per axis."""
@@ -877,36 +922,27 @@ def _aa_filter(d: float, interpolation: str) -> float:
     return 0.0
 
 
-LAYERS: dict[str, Callable[[Layer, Arrays, np.ndarray], np.ndarray]] = {
-    "merge": merge,
-    "concatenate": concatenate,
-    "activation": activation,
-    "relu": relu,
+_CONV_KINDS = {
     "conv": conv,
-    "conv_transpose": conv_transpose,
+    "transpose": conv_transpose,
     "depthwise": depthwise,
     "separable": separable,
-    "cropping": cropping,
-    "zero_padding": zero_padding,
-    "up_sampling": up_sampling,
-    "batch_normalization": batch_normalization,
-    "layer_normalization": layer_normalization,
-    "group_normalization": group_normalization,
-    "unit_normalization": unit_normalization,
-    "pooling": pooling,
-    "global_pooling": global_pooling,
-    "dense": dense,
-    "flatten": flatten,
-    "reshape": reshape,
-    "permute": permute,
-    "pass_through": pass_through,
-    "leaky_relu": leaky_relu,
-    "elu": elu,
-    "prelu": prelu,
-    "softmax": softmax,
-    "rescaling": rescaling,
-    "normalization": normalization,
-    "resizing": resizing,
-    "scaled_add": scaled_add,
-    "layer_scale": layer_scale,
 }
+
+
+@computes(ConvSpec)
+def convolution(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    return _CONV_KINDS[expect(layer.spec, ConvSpec).kind](layer, weights, x)
+
+
+_NORM_KINDS = {
+    "batch": batch_normalization,
+    "layer": layer_normalization,
+    "group": group_normalization,
+    "unit": unit_normalization,
+}
+
+
+@computes(NormSpec)
+def norm(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    return _NORM_KINDS[expect(layer.spec, NormSpec).kind](layer, weights, x)

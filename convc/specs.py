@@ -16,7 +16,7 @@ any object with the protocol below (``convc.layers.initializers`` makes them).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar, assert_never
+from typing import Any, Literal, Protocol, TypeVar
 
 
 class Draw(Protocol):
@@ -39,18 +39,38 @@ Pairs = tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConvSpec:
+class LayerSpec:
+    """What every family's spec is: a family is its spec class. Layer types
+    (``convc.layers``), lowering rules (``convc.lower``) and the reference (``convc.reference``)
+    register by it, so no table of family names can drift from the classes."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FormattedSpec(LayerSpec):
+    """A layer whose ``data_format`` binds its physical layout."""
+
+    data_format: str  # "channels_last" or "channels_first"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpatialSpec(FormattedSpec):
+    """A layer with ``rank`` spatial axes (Cropping1D and UpSampling1D take no ``data_format``
+    argument; theirs is channels_last)."""
+
+    rank: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvSpec(SpatialSpec):
     """Conv, ConvTranspose, DepthwiseConv and SeparableConv. An argument that a kind does not
     take holds what it means for that kind: ``groups=1``, ``depth_multiplier=1``, no
     ``output_padding``, no initializer, no LoRA; a depthwise convolution has no ``filters``."""
 
     kind: ConvKind
-    rank: int
     filters: int | None
     kernel_size: tuple[int, ...]
     strides: tuple[int, ...]
     padding: str  # "valid", "same" or (Conv1D) "causal"
-    data_format: str  # "channels_last" or "channels_first"
     dilation_rate: tuple[int, ...]
     groups: int = 1
     depth_multiplier: int = 1
@@ -74,56 +94,50 @@ class ConvSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CroppingSpec:
+class CroppingSpec(SpatialSpec):
     """Cropping1D to 3D: what to remove at each end of each spatial axis."""
 
-    rank: int
     cropping: Pairs
-    data_format: str
 
 
 @dataclass(frozen=True, kw_only=True)
-class ZeroPaddingSpec:
+class ZeroPaddingSpec(SpatialSpec):
     """ZeroPadding1D to 3D: zeros to add at each end of each spatial axis (negative crops)."""
 
-    rank: int
     padding: Pairs
-    data_format: str
 
 
 @dataclass(frozen=True, kw_only=True)
-class UpSamplingSpec:
+class UpSamplingSpec(SpatialSpec):
     """UpSampling1D to 3D: a factor per spatial axis; only UpSampling2D interpolates."""
 
-    rank: int
     size: tuple[int, ...]
-    data_format: str
     interpolation: str = "nearest"  # "nearest", "bilinear" or "bicubic"
 
 
 @dataclass(frozen=True, kw_only=True)
-class MergeSpec:
+class MergeSpec(LayerSpec):
     """Add, Subtract, Multiply, Average, Maximum and Minimum."""
 
     operation: Literal["add", "subtract", "multiply", "average", "maximum", "minimum"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConcatenateSpec:
+class ConcatenateSpec(LayerSpec):
     """Concatenate, along a Keras logical axis (negative counts from the end)."""
 
     axis: int
 
 
 @dataclass(frozen=True, kw_only=True)
-class ActivationSpec:
+class ActivationSpec(LayerSpec):
     """Activation: a canonical Keras activation name."""
 
     activation: str
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReLUSpec:
+class ReLUSpec(LayerSpec):
     """ReLU, Keras's general rectifier."""
 
     max_value: float | None
@@ -135,7 +149,7 @@ NormKind = Literal["batch", "layer", "group", "unit"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class NormSpec:
+class NormSpec(LayerSpec):
     """BatchNormalization, LayerNormalization, GroupNormalization and UnitNormalization. ``axis``
     is as Keras holds it: one int for BatchNormalization and GroupNormalization, the list as given
     for the others (negative counts from the end; LayerNormalization sorts it when it builds,
@@ -166,16 +180,14 @@ class NormSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PoolSpec:
+class PoolSpec(SpatialSpec):
     """MaxPooling1D to 3D and AveragePooling1D to 3D (``strides`` already defaulted to
     ``pool_size``, as Keras does)."""
 
-    rank: int
     pool_mode: Literal["max", "average"]
     pool_size: tuple[int, ...]
     strides: tuple[int, ...]
     padding: str  # "valid" or "same"
-    data_format: str
 
 
 # -- core layers, activation layers, inference no-ops and preprocessing (convc.layers.core,
@@ -187,7 +199,7 @@ and its values in row-major order."""
 
 
 @dataclass(frozen=True, kw_only=True)
-class DenseSpec:
+class DenseSpec(LayerSpec):
     """Dense, on the last axis of an input of any rank >= 2."""
 
     units: int
@@ -204,28 +216,26 @@ class DenseSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class FlattenSpec:
+class FlattenSpec(FormattedSpec):
     """Flatten. With channels_first, Keras moves the channels last before flattening."""
-
-    data_format: str
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReshapeSpec:
+class ReshapeSpec(LayerSpec):
     """Reshape: the target shape as written (batch excluded); -1 marks the one inferred axis."""
 
     target_shape: tuple[int, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
-class PermuteSpec:
+class PermuteSpec(LayerSpec):
     """Permute: output axis i (from 1) is input axis dims[i - 1]."""
 
     dims: tuple[int, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
-class PassThroughSpec:
+class PassThroughSpec(LayerSpec):
     """A layer whose inference output is its input (Identity, Dropout and the noise layers,
     ActivityRegularization, the random augmentation layers): its Keras arguments, checked and
     recorded by name."""
@@ -234,12 +244,12 @@ class PassThroughSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LeakyReLUSpec:
+class LeakyReLUSpec(LayerSpec):
     negative_slope: float
 
 
 @dataclass(frozen=True, kw_only=True)
-class PReLUSpec:
+class PReLUSpec(LayerSpec):
     """PReLU: ``alpha`` has the input's shape (batch excluded), 1 on each shared axis."""
 
     alpha_initializer: Draw
@@ -249,19 +259,19 @@ class PReLUSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ELUSpec:
+class ELUSpec(LayerSpec):
     alpha: float
 
 
 @dataclass(frozen=True, kw_only=True)
-class SoftmaxSpec:
+class SoftmaxSpec(LayerSpec):
     """Softmax over one or several Keras logical axes (negative counts from the end)."""
 
     axis: tuple[int, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
-class RescalingSpec:
+class RescalingSpec(LayerSpec):
     """Rescaling: ``x * scale + offset``; an array scale is reshaped to (C, 1, 1) when the image
     data format is channels_first, as Keras does (the offset is not)."""
 
@@ -271,17 +281,15 @@ class RescalingSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class GlobalPoolSpec:
+class GlobalPoolSpec(SpatialSpec):
     """GlobalMaxPooling1D to 3D and GlobalAveragePooling1D to 3D."""
 
-    rank: int
     pool_mode: Literal["max", "average"]
-    data_format: str
     keepdims: bool
 
 
 @dataclass(frozen=True, kw_only=True)
-class NormalizationSpec:
+class NormalizationSpec(LayerSpec):
     """Normalization: ``(x - mean) / max(sqrt(variance), 1e-7)`` (or its inverse), with mean and
     variance given as arguments or, when they are None, as the layer's weights."""
 
@@ -292,7 +300,7 @@ class NormalizationSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ResizingSpec:
+class ResizingSpec(FormattedSpec):
     """Resizing, and CenterCrop (``center_crop``): as Keras's torch backend resizes."""
 
     height: int
@@ -303,95 +311,31 @@ class ResizingSpec:
     fill_mode: str = "constant"
     fill_value: float = 0.0
     antialias: bool = False
-    data_format: str
     center_crop: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
-class ScaledAddSpec:
+class ScaledAddSpec(LayerSpec):
     """CustomScaleLayer (InceptionResNetV2): ``inputs[0] + inputs[1] * scale``."""
 
     scale: float
 
 
 @dataclass(frozen=True, kw_only=True)
-class LayerScaleSpec:
+class LayerScaleSpec(LayerSpec):
     """LayerScale (ConvNeXt): the last axis times ``gamma`` of shape ``(projection_dim,)``."""
 
     init_values: float
     projection_dim: int
 
 
-ApplicationSpec = ScaledAddSpec | LayerScaleSpec
-"""Layers that Keras's applications define and register under their own names."""
-
-CoreSpec = (
-    DenseSpec
-    | FlattenSpec
-    | ReshapeSpec
-    | PermuteSpec
-    | PassThroughSpec
-    | LeakyReLUSpec
-    | PReLUSpec
-    | ELUSpec
-    | SoftmaxSpec
-    | RescalingSpec
-    | NormalizationSpec
-    | ResizingSpec
-)
-
-SpatialSpec = ConvSpec | CroppingSpec | ZeroPaddingSpec | UpSamplingSpec | PoolSpec | GlobalPoolSpec
-"""The specs of layers with spatial axes and a data_format (Cropping1D and UpSampling1D take no
-``data_format`` argument; theirs is channels_last)."""
-
-LayerSpec = (
-    SpatialSpec
-    | MergeSpec
-    | ConcatenateSpec
-    | ActivationSpec
-    | ReLUSpec
-    | NormSpec
-    | CoreSpec
-    | ApplicationSpec
-)
-
 SpecT = TypeVar("SpecT", bound=LayerSpec)
 
 
 def data_format_of(spec: LayerSpec) -> str | None:
     """The layer's data_format; None for a layer that works in any layout (a merge, an
-    activation)."""
-    match spec:
-        case (
-            ConvSpec()
-            | CroppingSpec()
-            | ZeroPaddingSpec()
-            | UpSamplingSpec()
-            | PoolSpec()
-            | GlobalPoolSpec()
-        ):
-            return spec.data_format
-        case MergeSpec() | ConcatenateSpec() | ActivationSpec() | ReLUSpec() | NormSpec():
-            return None
-        case FlattenSpec() | ResizingSpec():
-            return spec.data_format
-        case (
-            DenseSpec()
-            | ReshapeSpec()
-            | PermuteSpec()
-            | PassThroughSpec()
-            | LeakyReLUSpec()
-            | PReLUSpec()
-            | ELUSpec()
-            | SoftmaxSpec()
-            | RescalingSpec()
-            | NormalizationSpec()
-            | ScaledAddSpec()
-            | LayerScaleSpec()
-        ):
-            return None
-        case _:
-            assert_never(spec)
+    activation, and Rescaling, whose data_format only shapes its scale)."""
+    return spec.data_format if isinstance(spec, FormattedSpec) else None
 
 
 def expect(spec: LayerSpec, family: type[SpecT]) -> SpecT:

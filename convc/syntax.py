@@ -1,6 +1,6 @@
 """Parse .conv text into plain, frozen syntax objects with their source spans.
 
-The grammar is ``grammar/convc.lark`` (LALR). A small post-lexer drops newlines inside brackets,
+The grammar is ``convc/convc.lark`` (LALR). A small post-lexer drops newlines inside brackets,
 as Python does, so that a call may span lines. Lark's exceptions never leave this module: they
 become ``ConvcError``s that say what was expected, in words, at the right line and column.
 """
@@ -183,7 +183,7 @@ def parse(source: str) -> Program:
 @cache
 def _parser() -> tuple[Lark, _BracketPostLexer]:
     postlexer = _BracketPostLexer()
-    grammar = resources.files("convc.grammar").joinpath("convc.lark").read_text()
+    grammar = resources.files("convc").joinpath("convc.lark").read_text()
     parser = Lark(
         grammar,
         parser="lalr",

@@ -24,8 +24,8 @@ import numpy as np
 
 from convc.arrays import read_npz
 from convc.diagnostics import ConvcError
-from convc.layers.base import snake_case
 from convc.model import Layer, Model, ModelInput, Node, Variable, format_shape
+from convc.names import snake_case
 from convc.progress import track
 from convc.specs import ConvSpec, DenseSpec
 

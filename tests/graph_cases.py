@@ -420,4 +420,18 @@ features = GlobalAveragePooling2D()(x)
 model = keras.Model(inputs, [logits, features, y])
 """,
     ),
+    graph(
+        "applications-layers-residual-scale",
+        """
+inputs = Input(shape=(8, 8, 6))
+x = Conv2D(6, 3, padding="same", activation="relu")(inputs)
+r = Conv2D(6, 1)(x)
+x = CustomScaleLayer(0.17)([x, r])
+x = LayerNormalization(epsilon=1e-6)(x)
+x = Dense(12)(x)
+x = LayerScale(0.5, 12)(x)
+outputs = Add()([Dense(12)(inputs), x])
+model = keras.Model(inputs, outputs)
+""",
+    ),
 ]

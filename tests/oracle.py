@@ -9,6 +9,7 @@ as in a new process, so names can be compared too.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import types
@@ -21,6 +22,7 @@ import keras  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from convc.compiler import compile_text, resolve_text  # noqa: E402
+from convc.layers import LAYER_TYPES  # noqa: E402
 from convc.reference import model_outputs, run_reference  # noqa: E402
 from convc.syntax import Apply, Assign, Call, Directive, Import, parse  # noqa: E402
 from convc.weights import from_arrays  # noqa: E402
@@ -28,8 +30,21 @@ from convc.weights import from_arrays  # noqa: E402
 ATOL = 1e-4
 RTOL = 1e-4
 
+
+def keras_class(layer_type) -> type:
+    """The Keras class of a registered layer type (``LayerType.keras_class``): in keras.layers,
+    or one that keras.applications defines and registers."""
+    module, _, name = layer_type.keras_class.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 _tf = types.SimpleNamespace(keras=keras)
 _NAMESPACE = {
+    **{
+        name: keras_class(layer_type)
+        for name, layer_type in LAYER_TYPES.items()
+        if not layer_type.keras_class.startswith("keras.layers.")
+    },
     **{name: getattr(keras.layers, name) for name in dir(keras.layers) if not name.startswith("_")},
     "Input": keras.Input,
     "keras": keras,
@@ -150,6 +165,20 @@ def input_for(model: keras.Model, batch: int = 2, seed: int = 1) -> np.ndarray:
     return inputs_for(model, batch, seed)[0]
 
 
+def convc_names(ours, model: keras.Model, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``arrays`` with each layer's weights under convc's names where Keras's differ, matched by
+    position as Keras's own files store them: Keras leaves some weights unnamed (LayerScale's
+    ``gamma`` is ``variable``)."""
+    renamed = dict(arrays)
+    for layer in ours.layers:
+        keras_names = [weight.name for weight in model.get_layer(layer.name).weights]
+        names = [variable.name for variable in layer.variables]
+        if set(keras_names) != set(names) and len(keras_names) == len(names):
+            for keras_name, name in zip(keras_names, names, strict=True):
+                renamed[f"{layer.name}/{name}"] = renamed.pop(f"{layer.name}/{keras_name}")
+    return renamed
+
+
 def assert_matches_keras(
     text: str, *, batch: int = 2, atol: float = ATOL, rtol: float = RTOL, opset=None
 ):
@@ -159,9 +188,10 @@ def assert_matches_keras(
     xs = inputs_for(model, batch)
     expected = keras_outputs(model, xs)
     options = {} if opset is None else {"opset": opset}
+    ours = resolve_text(text)
+    arrays = convc_names(ours, model, arrays)
     proto = compile_text(text, arrays, **options)
     actual = onnx_outputs(proto, xs)
-    ours = resolve_text(text)
     assert [i.name for i in ours.inputs] == [t.name.split(":")[0] for t in proto.graph.input]
     assert len(actual) == len(expected), f"{len(actual)} outputs, Keras {len(expected)}"
     by_name = {i.name: x for i, x in zip(ours.inputs, xs, strict=True)}

@@ -264,15 +264,16 @@ def test_check_is_callable_and_a_module(net):
 
 
 def test_check_sees_a_broken_lowering(net, monkeypatch):
-    import convc.lower.rules as rules
+    from convc.lower.registry import LOWERINGS, Lowering
+    from convc.specs import ReLUSpec
 
-    real = rules.RULES["relu"]
+    real = LOWERINGS[ReLUSpec]
 
     def broken(em, node, x, weights):
-        value = real(em, node, x, weights)
+        value = real.rule(em, node, x, weights)
         return value.__class__(em.op("Neg", [value.name], "broken"), value.perm, value.shape)
 
-    monkeypatch.setitem(rules.RULES, "relu", broken)
+    monkeypatch.setitem(LOWERINGS, ReLUSpec, Lowering(broken, real.any_layout))
     report = convc.check(net)
     assert not report.ok and report.first_divergence.name == "re_lu"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import convc.lower.rules as rules
+import convc.lower.conv as conv_rules
 from convc.check import check
 from convc.cli import main
 from convc.compiler import resolve_text
@@ -41,7 +41,7 @@ def _off_by_one(original):
 
 
 def test_broken_lowering_is_caught_and_attributed(monkeypatch):
-    monkeypatch.setattr(rules, "_forward_pads", _off_by_one(rules._forward_pads))
+    monkeypatch.setattr(conv_rules, "_forward_pads", _off_by_one(conv_rules._forward_pads))
     model = resolve_text(NET)
     x = np.random.default_rng(0).standard_normal((1, 12, 12, 3)).astype(np.float32)
     report = check(model, initialize(model, 0), x)
@@ -51,7 +51,7 @@ def test_broken_lowering_is_caught_and_attributed(monkeypatch):
 
 
 def test_broken_lowering_fails_the_command(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(rules, "_forward_pads", _off_by_one(rules._forward_pads))
+    monkeypatch.setattr(conv_rules, "_forward_pads", _off_by_one(conv_rules._forward_pads))
     source = tmp_path / "net.conv"
     source.write_text(NET)
     assert main(["check", str(source)]) == 1

@@ -21,26 +21,17 @@ from convc.layers.args import REQUIRED
 
 from oracle import (
     assert_keras_error,
-    keras,
+    keras_class,
     keras_error,
     keras_message,
     keras_model,
 )
 
 
-def _keras_class(name: str):
-    """The Keras class of a layer name: in keras.layers, or one keras.applications registers."""
-    from keras.src.applications.convnext import LayerScale
-    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
-
-    registered = {"CustomScaleLayer": CustomScaleLayer, "LayerScale": LayerScale}
-    return registered[name] if name in registered else getattr(keras.layers, name)
-
-
 @pytest.mark.parametrize("name", sorted(LAYER_TYPES))
 def test_signature_matches_keras(name):
     ours = LAYER_TYPES[name]
-    theirs = inspect.signature(_keras_class(name).__init__).parameters
+    theirs = inspect.signature(keras_class(ours).__init__).parameters
     expected = [
         (p.name, p.default)
         for p in theirs.values()

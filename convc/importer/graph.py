@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convc.diagnostics import ConvcError
-from convc.layers.base import snake_case
+from convc.names import snake_case
 
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 MAX_MODEL_NESTING = 16

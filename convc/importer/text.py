@@ -24,7 +24,7 @@ from convc.importer.operations import (
     render_operation,
 )
 from convc.layers.args import REQUIRED
-from convc.layers.base import snake_case
+from convc.names import snake_case
 
 _DROPPED_KEYS = ("name", "trainable", "dtype")
 _COLLAPSIBLE = {

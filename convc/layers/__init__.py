@@ -1,41 +1,25 @@
 """The layer registry: every Keras class convc knows, by class name and alias.
 
-Adding a layer means adding its type to one family module here (its spec, if a new family, to
-``convc.specs``), a lowering rule in ``convc.lower.rules``, a function in ``convc.reference`` and
-a row in the test tables.
+A layer is defined in one family module of this package: a ``LayerType`` subclass whose
+``spec_class`` (``convc.specs``) names its family, registered beside it (``@layer_type``, or
+``register(...)`` for types made per rank or kind). Importing this package imports every module
+in it, so a new module needs no list entry. Lowering (``convc.lower``) and the reference
+(``convc.reference``) register by the spec class; ``tests/test_registry.py`` holds the three
+registries equal.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 
-from convc.layers.activation_layers import activation_layer_types
-from convc.layers.applications import application_types
-from convc.layers.base import LayerType
-from convc.layers.conv import convolution_types
-from convc.layers.core import core_types
-from convc.layers.core_activations import core_activation_types
-from convc.layers.inference import inference_types
-from convc.layers.merge import merge_types
-from convc.layers.normalization import normalization_types
-from convc.layers.pooling import pooling_types
-from convc.layers.preprocessing import preprocessing_types
-from convc.layers.resize import resize_types
+from convc.layers.base import REGISTERED, LayerType
 
-LAYER_TYPES: dict[str, LayerType] = {}
-_CORE = [*core_types(), *core_activation_types(), *inference_types(), *preprocessing_types()]
-for _type in [
-    *convolution_types(),
-    *resize_types(),
-    *merge_types(),
-    *activation_layer_types(),
-    *normalization_types(),
-    *pooling_types(),
-    *_CORE,
-    *application_types(),
-]:
-    for _name in (_type.class_name, *_type.aliases):
-        LAYER_TYPES[_name] = _type
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+LAYER_TYPES: dict[str, LayerType] = REGISTERED
 
 
 def lookup(name: str) -> LayerType | None:

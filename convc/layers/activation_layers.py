@@ -12,12 +12,13 @@ import math
 from convc.diagnostics import ConvcError
 from convc.layers.activations import parse_activation
 from convc.layers.args import Bound, params
-from convc.layers.base import Built, LayerType
+from convc.layers.base import Built, LayerType, layer_type
 from convc.specs import ActivationSpec, ReLUSpec
 
 
+@layer_type
 class Activation(LayerType[ActivationSpec]):
-    family = "activation"
+    spec_class = ActivationSpec
     class_name = "Activation"
     own_params = params("activation")
 
@@ -36,8 +37,9 @@ class Activation(LayerType[ActivationSpec]):
         return Built((*input_shape[:-1], None if last is None else last // 2))
 
 
+@layer_type
 class ReLU(LayerType[ReLUSpec]):
-    family = "relu"
+    spec_class = ReLUSpec
     class_name = "ReLU"
     own_params = params(("max_value", None), ("negative_slope", 0.0), ("threshold", 0.0))
 
@@ -67,7 +69,3 @@ def _number(args: Bound, name: str) -> float:
             args.span(name),
         )
     return float(value)
-
-
-def activation_layer_types() -> list[LayerType]:
-    return [Activation(), ReLU()]

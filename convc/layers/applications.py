@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, is_int, params
-from convc.layers.base import Built, LayerType
+from convc.layers.base import Built, LayerType, layer_type
 from convc.layers.core import finite_number
 from convc.layers.initializers import Initializer
 from convc.layers.merge import broadcast_shape, same_batch
@@ -21,9 +21,11 @@ from convc.model import Shape, Variable, format_shape
 from convc.specs import LayerScaleSpec, ScaledAddSpec
 
 
+@layer_type
 class CustomScaleLayer(LayerType[ScaledAddSpec]):
-    family = "scaled_add"
+    spec_class = ScaledAddSpec
     class_name = "CustomScaleLayer"
+    keras_class = "keras.src.applications.inception_resnet_v2.CustomScaleLayer"
     own_params = params("scale")
     takes_list = True
 
@@ -50,9 +52,11 @@ class CustomScaleLayer(LayerType[ScaledAddSpec]):
         return Built((input_shapes[0][0], *output))
 
 
+@layer_type
 class LayerScale(LayerType[LayerScaleSpec]):
-    family = "layer_scale"
+    spec_class = LayerScaleSpec
     class_name = "LayerScale"
+    keras_class = "keras.src.applications.convnext.LayerScale"
     own_params = params("init_values", "projection_dim")
 
     def configure(self, args: Bound, default_data_format: str) -> LayerScaleSpec:
@@ -78,7 +82,3 @@ class LayerScale(LayerType[LayerScaleSpec]):
             Initializer("Constant", (("value", spec.init_values),)),
         )
         return Built(input_shape, (gamma,))
-
-
-def application_types() -> list[LayerType]:
-    return [CustomScaleLayer(), LayerScale()]

@@ -8,14 +8,14 @@ it, compute the output shape and the weights' shapes). Both raise located ``Conv
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Generic
+from typing import Generic, TypeVar
 
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, Param, choice_arg, params
 from convc.model import Shape, Variable, format_shape
-from convc.specs import SpatialSpec, SpecT
+from convc.names import snake_case
+from convc.specs import LayerSpec, SpatialSpec, SpecT
 
 COMMON_PARAMS = params(
     ("name", None),
@@ -35,13 +35,6 @@ COMMON_PARAMS = params(
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
-def snake_case(class_name: str) -> str:
-    """Keras's ``to_snake_case``: Conv2DTranspose -> conv2d_transpose, UpSampling2D ->
-    up_sampling2d."""
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", class_name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
 @dataclass(frozen=True)
 class Built:
     output_shape: Shape
@@ -49,15 +42,21 @@ class Built:
 
 
 class LayerType(Generic[SpecT]):
-    """A Keras layer class. Subclasses fix the family and its spec; instances fix the rank."""
+    """A Keras layer class. Subclasses fix the family (its spec class); instances fix the rank."""
 
-    family: str = ""
+    spec_class: type[LayerSpec]
+    """The family: lowering and the reference find this layer's rule and function by it."""
     class_name: str
     rank: int = 0
     aliases: tuple[str, ...] = ()
     own_params: tuple[Param, ...] = ()
     takes_list: bool = False
     """Whether the layer is called on a list of tensors (a merge) rather than on one tensor."""
+
+    @property
+    def keras_class(self) -> str:
+        """Where Keras defines the class (the tests' oracle imports it from there)."""
+        return f"keras.layers.{self.class_name}"
 
     @property
     def prefix(self) -> str:
@@ -124,11 +123,23 @@ class LayerType(Generic[SpecT]):
         return "(" + ", ".join(axes) + ")"
 
 
-def spatial_axes(rank: int, data_format: str) -> tuple[int, ...]:
-    """Positions of the spatial axes in a Keras tensor of the given data_format."""
-    first = 1 if data_format == "channels_last" else 2
-    return tuple(range(first, first + rank))
+REGISTERED: dict[str, LayerType] = {}
+"""Every layer type by Keras class name and alias, as the family modules register them."""
 
 
-def channel_axis(rank: int, data_format: str) -> int:
-    return rank + 1 if data_format == "channels_last" else 1
+def register(*layer_types: LayerType) -> None:
+    """Register layer types under their class names and aliases: one name, one type."""
+    for registered in layer_types:
+        for name in (registered.class_name, *registered.aliases):
+            if name in REGISTERED:
+                raise RuntimeError(f"two layer types are named {name}")
+            REGISTERED[name] = registered
+
+
+LayerClass = TypeVar("LayerClass", bound=type[LayerType])
+
+
+def layer_type(cls: LayerClass) -> LayerClass:
+    """Register a layer type that takes no arguments (a class decorator)."""
+    register(cls())
+    return cls

@@ -7,8 +7,9 @@ shapes and how the output length is computed. Constructor checks and build check
 
 from __future__ import annotations
 
+from convc import geometry
 from convc.diagnostics import ConvcError, Span
-from convc.layers import shapes
+from convc.geometry import channel_axis, spatial_axes
 from convc.layers.activations import parse_activation
 from convc.layers.args import (
     Bound,
@@ -21,7 +22,7 @@ from convc.layers.args import (
     optional_int_arg,
     params,
 )
-from convc.layers.base import Built, LayerType, channel_axis, spatial_axes
+from convc.layers.base import Built, LayerType, register
 from convc.layers.initializers import parse_initializer, parse_keras_objects
 from convc.model import Shape, Variable, format_shape
 from convc.specs import ConvKind, ConvSpec
@@ -99,6 +100,7 @@ def _signature(kind: str, rank: int) -> tuple[Param, ...]:
 class Convolution(LayerType[ConvSpec]):
     """Conv{r}D, Conv{r}DTranspose, DepthwiseConv{r}D, SeparableConv{r}D."""
 
+    spec_class = ConvSpec
     _CLASS = {
         "conv": ("Conv{r}D", ("Convolution{r}D",)),
         "transpose": ("Conv{r}DTranspose", ("Convolution{r}DTranspose",)),
@@ -109,7 +111,6 @@ class Convolution(LayerType[ConvSpec]):
     def __init__(self, kind: ConvKind, rank: int):
         name, aliases = self._CLASS[kind]
         self.kind = kind
-        self.family = {"conv": "conv", "transpose": "conv_transpose"}.get(kind, kind)
         self.rank = rank
         self.class_name = name.format(r=rank)
         self.aliases = tuple(a.format(r=rank) for a in aliases)
@@ -251,9 +252,9 @@ class Convolution(LayerType[ConvSpec]):
         padding = spec.padding
         if spec.kind == "transpose":
             op = spec.output_padding[axis] if spec.output_padding else None
-            out = shapes.transpose_output_length(length, k, s, d, padding, op)
+            out = geometry.transpose_output_length(length, k, s, d, padding, op)
             if out <= 0:  # 'same' on a length-1 axis, an even span and output_padding=0
-                span = shapes.effective_kernel(k, d)
+                span = geometry.effective_kernel(k, d)
                 raise ConvcError(
                     f"{self.label(name)} with padding='same' and output_padding={op} would give "
                     f"an output of length {out} on spatial axis {axis}",
@@ -263,9 +264,9 @@ class Convolution(LayerType[ConvSpec]):
                     "drop output_padding or use padding='valid'",
                 )
             return out
-        out = shapes.conv_output_length(length, k, s, d, padding)
+        out = geometry.conv_output_length(length, k, s, d, padding)
         if out <= 0:
-            span = shapes.effective_kernel(k, d)
+            span = geometry.effective_kernel(k, d)
             kernel = f"kernel_size={k}" + (f" with dilation_rate={d} spans {span}" if d > 1 else "")
             raise ConvcError(
                 f"{self.label(name)} with padding='valid' would give an output of length {out} "
@@ -340,7 +341,7 @@ def _tuple(values: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, values)) + ("," if len(values) == 1 else "") + ")"
 
 
-def convolution_types() -> list[Convolution]:
-    return [Convolution(kind, rank) for kind in ("conv", "transpose") for rank in (1, 2, 3)] + [
-        Convolution(kind, rank) for kind in ("depthwise", "separable") for rank in (1, 2)
-    ]
+register(
+    *(Convolution(kind, rank) for kind in ("conv", "transpose") for rank in (1, 2, 3)),
+    *(Convolution(kind, rank) for kind in ("depthwise", "separable") for rank in (1, 2)),
+)

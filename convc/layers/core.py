@@ -14,7 +14,7 @@ import math
 from convc.diagnostics import ConvcError, Span
 from convc.layers.activations import parse_activation
 from convc.layers.args import Bound, bool_arg, check_magnitude, is_int, lora_alpha_arg, params
-from convc.layers.base import Built, LayerType
+from convc.layers.base import Built, LayerType, layer_type
 from convc.layers.initializers import parse_initializer, parse_keras_objects
 from convc.model import Shape, Variable, format_shape
 from convc.specs import DenseSpec, FlattenSpec, PassThroughSpec, PermuteSpec, ReshapeSpec
@@ -31,8 +31,9 @@ def finite_number(args: Bound, name: str, what: str) -> float:
     return float(value)
 
 
+@layer_type
 class Dense(LayerType[DenseSpec]):
-    family = "dense"
+    spec_class = DenseSpec
     class_name = "Dense"
     own_params = params(
         "units",
@@ -127,8 +128,9 @@ def _lora(args: Bound, kernel_constraint: object) -> tuple[int | None, float | N
     return rank, (float(rank) if rank else None)
 
 
+@layer_type
 class Flatten(LayerType[FlattenSpec]):
-    family = "flatten"
+    spec_class = FlattenSpec
     class_name = "Flatten"
     own_params = params(("data_format", None))
 
@@ -139,8 +141,9 @@ class Flatten(LayerType[FlattenSpec]):
         return Built((input_shape[0], math.prod(input_shape[1:])))
 
 
+@layer_type
 class Reshape(LayerType[ReshapeSpec]):
-    family = "reshape"
+    spec_class = ReshapeSpec
     class_name = "Reshape"
     own_params = params("target_shape")
 
@@ -208,8 +211,9 @@ class Reshape(LayerType[ReshapeSpec]):
         return Built((input_shape[0], *target))
 
 
+@layer_type
 class Permute(LayerType[PermuteSpec]):
-    family = "permute"
+    spec_class = PermuteSpec
     class_name = "Permute"
     own_params = params("dims")
 
@@ -239,8 +243,9 @@ class Permute(LayerType[PermuteSpec]):
         return Built((input_shape[0], *(input_shape[d] for d in spec.dims)))
 
 
+@layer_type
 class Identity(LayerType[PassThroughSpec]):
-    family = "pass_through"
+    spec_class = PassThroughSpec
     class_name = "Identity"
 
     def configure(self, args: Bound, default_data_format: str) -> PassThroughSpec:
@@ -248,7 +253,3 @@ class Identity(LayerType[PassThroughSpec]):
 
     def build(self, spec, input_shape, args, name) -> Built:
         return Built(input_shape)
-
-
-def core_types() -> list[LayerType]:
-    return [Dense(), Flatten(), Reshape(), Permute(), Identity()]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, is_int, params
-from convc.layers.base import Built, LayerType
+from convc.layers.base import Built, LayerType, layer_type
 from convc.layers.core import finite_number
 from convc.layers.initializers import parse_keras_objects
 from convc.model import Shape, Variable, format_shape
@@ -23,8 +23,9 @@ class _SameShape:
         return Built(input_shape)
 
 
+@layer_type
 class LeakyReLU(_SameShape, LayerType[LeakyReLUSpec]):
-    family = "leaky_relu"
+    spec_class = LeakyReLUSpec
     class_name = "LeakyReLU"
     own_params = params(("negative_slope", 0.3)) + params(("alpha", None), keyword_only=True)
 
@@ -40,8 +41,9 @@ class LeakyReLU(_SameShape, LayerType[LeakyReLUSpec]):
         return LeakyReLUSpec(negative_slope=finite_number(args, name, "a LeakyReLU layer"))
 
 
+@layer_type
 class ELU(_SameShape, LayerType[ELUSpec]):
-    family = "elu"
+    spec_class = ELUSpec
     class_name = "ELU"
     own_params = params(("alpha", 1.0))
 
@@ -49,8 +51,9 @@ class ELU(_SameShape, LayerType[ELUSpec]):
         return ELUSpec(alpha=finite_number(args, "alpha", "an ELU layer"))
 
 
+@layer_type
 class PReLU(LayerType[PReLUSpec]):
-    family = "prelu"
+    spec_class = PReLUSpec
     class_name = "PReLU"
     own_params = params(
         ("alpha_initializer", "Zeros"),
@@ -102,8 +105,9 @@ def alpha_shape(spec: PReLUSpec, input_shape: Shape, args: Bound, label: str) ->
     return tuple(shape)
 
 
+@layer_type
 class Softmax(_SameShape, LayerType[SoftmaxSpec]):
-    family = "softmax"
+    spec_class = SoftmaxSpec
     class_name = "Softmax"
     own_params = params(("axis", -1))
 
@@ -154,7 +158,3 @@ def softmax_axes(axes: tuple[int, ...], rank: int, args: Bound, label: str) -> t
             )
         found.append(axis % rank)
     return tuple(found)
-
-
-def core_activation_types() -> list[LayerType]:
-    return [LeakyReLU(), ELU(), PReLU(), Softmax()]

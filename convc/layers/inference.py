@@ -21,7 +21,7 @@ from typing import Any
 
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, Param, choice_arg, params
-from convc.layers.base import DATA_FORMATS, Built, LayerType
+from convc.layers.base import DATA_FORMATS, Built, LayerType, register
 from convc.model import Shape, format_shape
 from convc.specs import PassThroughSpec
 
@@ -545,7 +545,7 @@ def _positive(args: Bound, name: str) -> int:
 class PassThrough(LayerType[PassThroughSpec]):
     """A layer that computes nothing at inference."""
 
-    family = "pass_through"
+    spec_class = PassThroughSpec
 
     def __init__(
         self,
@@ -619,7 +619,7 @@ def _check_random_crop(checked: Checked, input_shape: Shape, args: Bound, label:
         )
 
 
-def inference_types() -> list[LayerType]:
+def _pass_through_types() -> list[LayerType]:
     found: list[LayerType] = [
         PassThrough("Dropout", params("rate", ("noise_shape", None), ("seed", None)), _dropout),
         PassThrough("GaussianNoise", params("stddev", ("seed", None)), _gaussian_noise),
@@ -649,3 +649,6 @@ def inference_types() -> list[LayerType]:
     for class_name, (own, keywords, check) in _IMAGE_LAYERS.items():
         found.append(PassThrough(class_name, own, check, keywords=keywords, ranks=(3, 4)))
     return found
+
+
+register(*_pass_through_types())

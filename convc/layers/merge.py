@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, int_arg, params
-from convc.layers.base import Built, LayerType
+from convc.layers.base import Built, LayerType, register
 from convc.model import format_shape
 from convc.specs import ConcatenateSpec, MergeSpec
 
@@ -28,7 +28,7 @@ ELEMENTWISE = {
 
 
 class ElementwiseMerge(LayerType[MergeSpec]):
-    family = "merge"
+    spec_class = MergeSpec
     takes_list = True
 
     def __init__(self, class_name: str):
@@ -107,7 +107,7 @@ def _fix_help(i: int | None, j: int | None, axis: int) -> str | None:
 
 
 class Concatenate(LayerType[ConcatenateSpec]):
-    family = "concatenate"
+    spec_class = ConcatenateSpec
     class_name = "Concatenate"
     takes_list = True
     own_params = params(("axis", -1))
@@ -160,9 +160,7 @@ class Concatenate(LayerType[ConcatenateSpec]):
         return Built(tuple(output))
 
 
-def merge_types() -> list[LayerType]:
-    return [ElementwiseMerge(name) for name in ELEMENTWISE] + [Concatenate()]
-
+register(*(ElementwiseMerge(name) for name in ELEMENTWISE), Concatenate())
 
 MERGE_FUNCTIONS = {name.lower(): name for name in (*ELEMENTWISE, "Concatenate")}
 """Keras's lowercase helpers (``layers.add([a, b])``): each makes its layer and applies it."""

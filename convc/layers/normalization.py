@@ -24,7 +24,7 @@ import numpy as np
 
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, bool_arg, is_int, params
-from convc.layers.base import Built, LayerType
+from convc.layers.base import Built, LayerType, register
 from convc.layers.initializers import parse_keras_objects
 from convc.model import Shape, Variable, format_shape
 from convc.specs import Draw, NormKind, NormSpec
@@ -84,10 +84,11 @@ _RENORM_CLIPPING_KEYS = ("rmax", "rmin", "dmax")
 class Normalization(LayerType[NormSpec]):
     """BatchNormalization, LayerNormalization, GroupNormalization, UnitNormalization."""
 
+    spec_class = NormSpec
+
     def __init__(self, kind: NormKind):
         self.kind = kind
         self.class_name = f"{kind.capitalize()}Normalization"
-        self.family = f"{kind}_normalization"
         self.own_params = _SIGNATURES[kind]
 
     # -- the constructor ----------------------------------------------------------------------
@@ -349,5 +350,4 @@ def _renorm_clipping(args: Bound) -> tuple[tuple[str, float], ...] | None:
     return tuple((key, value[key]) for key in _RENORM_CLIPPING_KEYS if key in value)
 
 
-def normalization_types() -> list[Normalization]:
-    return [Normalization(kind) for kind in ("batch", "layer", "group", "unit")]
+register(*(Normalization(kind) for kind in ("batch", "layer", "group", "unit")))

@@ -11,16 +11,17 @@ The argument rules are Keras 3's (``keras/src/layers/pooling/base_pooling.py`` a
 * ``strides`` may be 0 for Keras's constructor, but building then divides by zero; convc refuses
   it where it is written.
 
-The output length is a convolution's with a dilation of 1 (``convc.layers.shapes``); 'same'
+The output length is a convolution's with a dilation of 1 (``convc.geometry``); 'same'
 pads put the odd element at the end.
 """
 
 from __future__ import annotations
 
+from convc import geometry
 from convc.diagnostics import ConvcError
-from convc.layers import shapes
+from convc.geometry import channel_axis, spatial_axes
 from convc.layers.args import Bound, bool_arg, choice_arg, int_tuple_arg, params
-from convc.layers.base import Built, LayerType, channel_axis, spatial_axes
+from convc.layers.base import Built, LayerType, register
 from convc.model import Shape, format_shape
 from convc.specs import GlobalPoolSpec, PoolSpec
 
@@ -33,7 +34,7 @@ _PADDINGS = ("valid", "same")
 class Pooling(LayerType[PoolSpec]):
     """MaxPooling{r}D (MaxPool{r}D) and AveragePooling{r}D (AvgPool{r}D)."""
 
-    family = "pooling"
+    spec_class = PoolSpec
 
     def __init__(self, pool_mode: str, rank: int):
         word, short = _MODES[pool_mode]
@@ -69,7 +70,7 @@ class Pooling(LayerType[PoolSpec]):
             if length is None:
                 continue
             k, s = spec.pool_size[axis], spec.strides[axis]
-            out = shapes.conv_output_length(length, k, s, 1, spec.padding)
+            out = geometry.conv_output_length(length, k, s, 1, spec.padding)
             if out <= 0:
                 raise ConvcError(
                     f"{self.label(name)} with padding='valid' would give an output of length "
@@ -112,7 +113,7 @@ def _padding(args: Bound) -> str:
 class GlobalPooling(LayerType[GlobalPoolSpec]):
     """GlobalMaxPooling{r}D (GlobalMaxPool{r}D), GlobalAveragePooling{r}D (GlobalAvgPool{r}D)."""
 
-    family = "global_pooling"
+    spec_class = GlobalPoolSpec
     own_params = params(("data_format", None), ("keepdims", False))
 
     def __init__(self, pool_mode: str, rank: int):
@@ -143,10 +144,11 @@ class GlobalPooling(LayerType[GlobalPoolSpec]):
         return Built(tuple(output))
 
 
-def pooling_types() -> list[LayerType]:
-    return [
+register(
+    *(
         cls(mode, rank)
         for cls in (Pooling, GlobalPooling)
         for mode in ("max", "average")
         for rank in (1, 2, 3)
-    ]
+    )
+)

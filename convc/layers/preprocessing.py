@@ -28,15 +28,13 @@ from typing import Any
 import numpy as np
 
 from convc.diagnostics import ConvcError
+from convc.geometry import rescaling_scale_shape, source_size
 from convc.layers.args import Bound, bool_arg, is_int, params
-from convc.layers.base import Built, LayerType
+from convc.layers.base import Built, LayerType, layer_type
 from convc.layers.initializers import parse_initializer
 from convc.model import Shape, Variable, format_shape
 from convc.specs import Constant, NormalizationSpec, RescalingSpec, ResizingSpec
 from convc.syntax import Literal
-
-EPSILON = 1e-7
-"""``keras.backend.epsilon()``: Normalization's floor on the standard deviation."""
 
 
 def constant_arg(args: Bound, name: str) -> Constant:
@@ -74,8 +72,9 @@ def _broadcast_into(
         )
 
 
+@layer_type
 class Rescaling(LayerType[RescalingSpec]):
-    family = "rescaling"
+    spec_class = RescalingSpec
     class_name = "Rescaling"
     own_params = params("scale", ("offset", 0.0))
 
@@ -93,16 +92,9 @@ class Rescaling(LayerType[RescalingSpec]):
         return Built(input_shape)
 
 
-def rescaling_scale_shape(spec: RescalingSpec) -> tuple[int, ...]:
-    """Keras's reshape of an array scale to (C, 1, 1) under channels_first."""
-    shape = spec.scale[0]
-    if shape and spec.data_format == "channels_first":
-        shape = shape + (1,) * (3 - len(shape))
-    return shape
-
-
+@layer_type
 class Normalization(LayerType[NormalizationSpec]):
-    family = "normalization"
+    spec_class = NormalizationSpec
     class_name = "Normalization"
     own_params = params(("axis", -1), ("mean", None), ("variance", None), ("invert", False))
 
@@ -198,8 +190,9 @@ RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic")
 backends')."""
 
 
+@layer_type
 class Resizing(LayerType[ResizingSpec]):
-    family = "resizing"
+    spec_class = ResizingSpec
     class_name = "Resizing"
     own_params = params(
         "height",
@@ -269,8 +262,9 @@ class Resizing(LayerType[ResizingSpec]):
         return Built(resized_shape(spec, input_shape))
 
 
+@layer_type
 class CenterCrop(LayerType[ResizingSpec]):
-    family = "resizing"
+    spec_class = ResizingSpec
     class_name = "CenterCrop"
     own_params = params("height", "width", ("data_format", None))
 
@@ -319,39 +313,6 @@ def image_size(spec: ResizingSpec, input_shape: Shape, args: Bound, label: str) 
     return input_shape[1], input_shape[2]
 
 
-def aspect_crop(spec: ResizingSpec, height: int, width: int) -> tuple[tuple[int, int], ...]:
-    """Keras's crop to the target's aspect ratio: (start, length) for height and width."""
-    crop_height = max(min(height, int(float(width * spec.height) / spec.width)), 1)
-    crop_width = max(min(width, int(float(height * spec.width) / spec.height)), 1)
-    return (
-        (int(float(height - crop_height) / 2), crop_height),
-        (int(float(width - crop_width) / 2), crop_width),
-    )
-
-
-def aspect_pad(spec: ResizingSpec, height: int, width: int) -> tuple[int, int]:
-    """Keras's pad to the target's aspect ratio: the rows (and columns) of fill added on each
-    side. Both sides get the floor of half the difference, so an odd difference is one short."""
-    pad_height = max(height, int(float(width * spec.height) / spec.width))
-    pad_width = max(width, int(float(height * spec.width) / spec.height))
-    return int(float(pad_height - height) / 2), int(float(pad_width - width) / 2)
-
-
-def center_crop_slices(spec: ResizingSpec, height: int, width: int) -> bool:
-    """Whether CenterCrop slices (the input is at least the target size on both axes)."""
-    return spec.center_crop and height >= spec.height and width >= spec.width
-
-
-def source_size(spec: ResizingSpec, height: int, width: int) -> tuple[int, int]:
-    """The (height, width) that the resize itself starts from, after a crop or a pad."""
-    if spec.crop_to_aspect_ratio:
-        (_, height), (_, width) = aspect_crop(spec, height, width)
-    elif spec.pad_to_aspect_ratio:
-        rows, columns = aspect_pad(spec, height, width)
-        height, width = height + 2 * rows, width + 2 * columns
-    return height, width
-
-
 def resized_shape(spec: ResizingSpec, input_shape: Shape) -> Shape:
     out = list(input_shape)
     axes = (2, 3) if spec.data_format == "channels_first" else (1, 2)
@@ -376,7 +337,3 @@ def _check_nearest(n: int, m: int, axis: int, args: Bound, label: str) -> None:
             args.span("interpolation"),
             help="use another size or interpolation='bilinear'",
         )
-
-
-def preprocessing_types() -> list[LayerType]:
-    return [Rescaling(), Normalization(), Resizing(), CenterCrop()]

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from convc.diagnostics import ConvcError
+from convc.geometry import spatial_axes
 from convc.layers.args import Bound, check_magnitude, choice_arg, int_tuple_arg, is_int, params
-from convc.layers.base import Built, LayerType, spatial_axes
+from convc.layers.base import Built, LayerType, register
 from convc.model import Shape, format_shape
 from convc.specs import CroppingSpec, UpSamplingSpec, ZeroPaddingSpec
 
@@ -103,7 +104,7 @@ class _SpatialLayer(LayerType[_Spec]):
 
 
 class Cropping(_SpatialLayer[CroppingSpec]):
-    family = "cropping"
+    spec_class = CroppingSpec
     name_template = "Cropping{r}D"
     has_data_format = False
     params_by_rank = {
@@ -134,7 +135,7 @@ class Cropping(_SpatialLayer[CroppingSpec]):
 
 
 class ZeroPadding(_SpatialLayer[ZeroPaddingSpec]):
-    family = "zero_padding"
+    spec_class = ZeroPaddingSpec
     name_template = "ZeroPadding{r}D"
     params_by_rank = {
         1: params(("padding", 1)),
@@ -163,7 +164,7 @@ class ZeroPadding(_SpatialLayer[ZeroPaddingSpec]):
 
 
 class UpSampling(_SpatialLayer[UpSamplingSpec]):
-    family = "up_sampling"
+    spec_class = UpSamplingSpec
     name_template = "UpSampling{r}D"
     has_data_format = False
     params_by_rank = {
@@ -203,5 +204,4 @@ class UpSampling(_SpatialLayer[UpSamplingSpec]):
         return input_shape[position] * spec.size[axis]
 
 
-def resize_types() -> list[LayerType]:
-    return [cls(rank) for cls in (Cropping, ZeroPadding, UpSampling) for rank in (1, 2, 3)]
+register(*(cls(rank) for cls in (Cropping, ZeroPadding, UpSampling) for rank in (1, 2, 3)))

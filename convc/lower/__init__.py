@@ -8,20 +8,31 @@ is a convc bug, reported as such.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import numpy as np
 import onnx
 
 from convc import __version__, options
 from convc.lower import rewrites
-from convc.lower.applications import LAYOUT_FREE as APPLICATION_LAYOUT_FREE
-from convc.lower.core import LAYOUT_FREE as CORE_LAYOUT_FREE
 from convc.lower.emitter import Emitter, Value, channels_first, identity, onnx_type, tensor_info
-from convc.lower.rules import RULES
+from convc.lower.registry import lowering_of
 from convc.model import Model, Node, Tensor
 from convc.onnxfile import skeleton
 from convc.progress import track
-from convc.specs import data_format_of
+from convc.specs import (
+    ConvSpec,
+    CroppingSpec,
+    NormalizationSpec,
+    RescalingSpec,
+    ZeroPaddingSpec,
+    data_format_of,
+)
 from convc.targets import DEFAULT_TARGET, NEWEST_OPSET, OLDEST_OPSET, TARGETS, Target
+
+for _module in pkgutil.iter_modules(__path__):  # each family's module registers its rule
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 DEFAULT_OPSET = TARGETS[DEFAULT_TARGET].opset
 """The opset of the default target. onnxruntime 1.32 has a CPU kernel for the newest version of
@@ -86,10 +97,10 @@ def lower(
         # dropped as soon as their bytes are in the model (building is bounded by memory).
         em.layer = node.layer.name if shared[id(node.layer)] else ""
         inputs = [values[id(tensor)] for tensor in node.inputs]
-        if node.family in LAYOUT_FREE:
+        lowering = lowering_of(node.spec)
+        if lowering.any_layout:
             inputs = [em.existing_layout(x) for x in inputs]
-        rule = RULES[node.family]
-        x = rule(
+        x = lowering.rule(
             em,
             node,
             inputs if node.type.takes_list else inputs[0],
@@ -131,21 +142,7 @@ def lower(
     return check(proto, model)
 
 
-LAYOUT_FREE = (
-    frozenset(
-        {"zero_padding", "cropping", "up_sampling", "activation", "relu", "merge", "concatenate"}
-    )
-    | {"batch_normalization", "layer_normalization", "group_normalization", "unit_normalization"}
-    | {"global_pooling"}
-    | CORE_LAYOUT_FREE
-    | APPLICATION_LAYOUT_FREE
-)
-"""Families whose rules work in any physical order."""
-
-_CONVOLUTIONS = frozenset({"conv", "conv_transpose", "depthwise", "separable"})
-
-
-_ON_THE_WAY = frozenset({"zero_padding", "cropping", "rescaling", "normalization"})
+_ON_THE_WAY = (ZeroPaddingSpec, CroppingSpec, RescalingSpec, NormalizationSpec)
 """Layers between a channels_last input and its convolutions that work in either layout:
 padding and cropping (which then fold into the convolution), and the per-channel affine
 preprocessing of Keras's applications (Rescaling, Normalization), which onnxruntime
@@ -158,16 +155,20 @@ def _feeds_convolutions_through_padding(model: Model, tensor: Tensor) -> bool:
     ``_ON_THE_WAY``: then it is transposed first."""
     consumers = model.consumers.get(id(tensor), ())
     return bool(consumers) and all(
-        node.family in _ON_THE_WAY and _reaches_only_convolutions(model, node) for node in consumers
+        isinstance(node.spec, _ON_THE_WAY) and _reaches_only_convolutions(model, node)
+        for node in consumers
     )
 
 
 def _reaches_only_convolutions(model: Model, node: Node) -> bool:
     """Whether ``node`` is a channels_last convolution, or an ``_ON_THE_WAY`` layer (of
     channels_last or any layout) whose readers all are such nodes, recursively."""
-    if node.family in _CONVOLUTIONS:
+    if isinstance(node.spec, ConvSpec):
         return data_format_of(node.spec) == "channels_last"
-    if node.family not in _ON_THE_WAY or data_format_of(node.spec) not in ("channels_last", None):
+    if not isinstance(node.spec, _ON_THE_WAY) or data_format_of(node.spec) not in (
+        "channels_last",
+        None,
+    ):
         return False
     readers = model.consumers.get(id(node.output), ())
     return bool(readers) and all(_reaches_only_convolutions(model, n) for n in readers)

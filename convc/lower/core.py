@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from convc.layers.preprocessing import (
+from convc.geometry import (
     EPSILON,
     aspect_crop,
     aspect_pad,
@@ -27,6 +27,8 @@ from convc.layers.preprocessing import (
 )
 from convc.lower.activations import emit_activation, last_physically
 from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, identity
+from convc.lower.layout import to_physical
+from convc.lower.registry import Weights, lowers
 from convc.model import Node
 from convc.specs import (
     DenseSpec,
@@ -34,14 +36,15 @@ from convc.specs import (
     FlattenSpec,
     LeakyReLUSpec,
     NormalizationSpec,
+    PassThroughSpec,
     PermuteSpec,
+    PReLUSpec,
     RescalingSpec,
+    ReshapeSpec,
     ResizingSpec,
     SoftmaxSpec,
     expect,
 )
-
-Weights = dict[str, np.ndarray]
 
 
 def _same_order(x: Value, order: tuple[int, ...]) -> bool:
@@ -59,18 +62,10 @@ def _physical_shape(x: Value) -> list[int]:
     return [0 if x.shape[a] is None else x.shape[a] for a in x.perm]
 
 
-def _to_physical(em: Emitter, logical: np.ndarray, x: Value) -> np.ndarray:
-    """A constant broadcast in Keras's logical frame (any rank up to x's, aligned right), in x's
-    physical order, with leading unit axes dropped (the broadcast is the same)."""
-    full = logical.reshape((1,) * (x.rank - logical.ndim) + logical.shape).transpose(x.perm)
-    while full.ndim > 1 and full.shape[0] == 1:
-        full = full[0]
-    return np.ascontiguousarray(full, dtype=np.float32)
-
-
 # -- Dense ------------------------------------------------------------------------------------
 
 
+@lowers(DenseSpec)
 def lower_dense(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     c = expect(layer.spec, DenseSpec)
     kernel, bias = weights["kernel"], weights.get("bias")
@@ -110,6 +105,7 @@ def lower_dense(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
 # -- Flatten, Reshape, Permute, no-ops --------------------------------------------------------
 
 
+@lowers(FlattenSpec)
 def lower_flatten(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     """Keras's element order: a channels_last tensor's own (height, width, channels), and for
     data_format='channels_first' the channels moved last first. A value held in another order
@@ -127,6 +123,7 @@ def lower_flatten(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
     return Value(out, (0, 1), layer.output_shape)
 
 
+@lowers(ReshapeSpec)
 def lower_reshape(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     if layer.output_shape == layer.input_shape:  # the same shape: nothing moves
         return Value(x.name, x.perm, layer.output_shape)
@@ -144,6 +141,7 @@ def lower_reshape(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
     return Value(out, perm, shape)
 
 
+@lowers(PermuteSpec)
 def lower_permute(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     """No node: output axis j is input axis (0, *dims)[j], so the physical axis that holds
     input axis a now holds output axis sources.index(a)."""
@@ -151,6 +149,7 @@ def lower_permute(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
     return Value(x.name, tuple(sources.index(a) for a in x.perm), layer.output_shape)
 
 
+@lowers(PassThroughSpec, any_layout=True)
 def lower_pass_through(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     return Value(x.name, x.perm, layer.output_shape)
 
@@ -158,20 +157,23 @@ def lower_pass_through(em: Emitter, layer: Node, x: Value, weights: Weights) -> 
 # -- activation layers ------------------------------------------------------------------------
 
 
+@lowers(LeakyReLUSpec, any_layout=True)
 def lower_leaky_relu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     slope = expect(layer.spec, LeakyReLUSpec).negative_slope
     return Value(em.op("LeakyRelu", [x.name], "leaky_relu", alpha=slope), x.perm, x.shape)
 
 
+@lowers(ELUSpec, any_layout=True)
 def lower_elu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     alpha = expect(layer.spec, ELUSpec).alpha
     return Value(em.op("Elu", [x.name], "elu", alpha=alpha), x.perm, x.shape)
 
 
+@lowers(PReLUSpec, any_layout=True)
 def lower_prelu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     """PRelu with ``alpha`` (the input's shape without batch, 1 on shared axes) in x's physical
     order: x where x >= 0, else alpha * x, which is Keras's relu(x) - alpha * relu(-x)."""
-    alpha = _to_physical(em, weights["alpha"], x)
+    alpha = to_physical(em, weights["alpha"], x)
     slope = em.weight("alpha", alpha)
     channels = _physical_shape(x)[1] if x.rank > 1 else 0
     per_channel = alpha.shape == (channels, *(1,) * (x.rank - 2))
@@ -185,6 +187,7 @@ def lower_prelu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     return Value(em.op("PRelu", [x.name, slope], "prelu"), x.perm, x.shape)
 
 
+@lowers(SoftmaxSpec, any_layout=True)
 def lower_softmax(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     """One axis: a Softmax. Several (Keras: exp(x - logsumexp(x, axes))): the axes are brought
     together physically (a Transpose only if they are apart), merged by a Reshape, normalized
@@ -215,18 +218,20 @@ def _constant(value: tuple[tuple[int, ...], tuple[float, ...]], shape=None) -> n
     return np.asarray(values, dtype=np.float32).reshape(shape or dims)
 
 
+@lowers(RescalingSpec, any_layout=True)
 def lower_rescaling(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     c = expect(layer.spec, RescalingSpec)
     scale = _constant(c.scale, rescaling_scale_shape(c))
     offset = _constant(c.offset)
     out = x.name
     if not (scale == 1).all():
-        out = em.op("Mul", [out, em.weight("scale", _to_physical(em, scale, x))], "scale")
+        out = em.op("Mul", [out, em.weight("scale", to_physical(em, scale, x))], "scale")
     if not (offset == 0).all():
-        out = em.op("Add", [out, em.weight("offset", _to_physical(em, offset, x))], "offset")
+        out = em.op("Add", [out, em.weight("offset", to_physical(em, offset, x))], "offset")
     return Value(out, x.perm, x.shape)
 
 
+@lowers(NormalizationSpec, any_layout=True)
 def lower_normalization(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     c = expect(layer.spec, NormalizationSpec)
     shape = layer.input_shape
@@ -243,8 +248,8 @@ def lower_normalization(em: Emitter, layer: Node, x: Value, weights: Weights) ->
         mean = np.broadcast_to(_constant(c.mean, expanded), broadcast)
         variance = np.broadcast_to(_constant(c.variance, expanded), broadcast)
     deviation = np.maximum(np.sqrt(variance.astype(np.float32)), np.float32(EPSILON))
-    mean_name = em.weight("mean", _to_physical(em, np.asarray(mean, np.float32), x))
-    deviation_name = em.weight("deviation", _to_physical(em, deviation, x))
+    mean_name = em.weight("mean", to_physical(em, np.asarray(mean, np.float32), x))
+    deviation_name = em.weight("deviation", to_physical(em, deviation, x))
     if c.invert:
         scaled = em.op("Mul", [x.name, deviation_name], "scale")
         out = em.op("Add", [mean_name, scaled], "normalization")
@@ -273,6 +278,7 @@ _ANTIALIASED = {
 }
 
 
+@lowers(ResizingSpec)
 def lower_resizing(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     """Resizing and CenterCrop, on the images in channels-first order (the height and width
     physically last, where every runtime's Resize takes them): a crop (Slice) or a pad to the
@@ -423,24 +429,3 @@ def _scale(n: int, m: int) -> float:
     while float(scale) * n < m:
         scale = np.nextafter(scale, np.float32(np.inf))
     return float(scale)
-
-
-RULES = {
-    "dense": lower_dense,
-    "flatten": lower_flatten,
-    "reshape": lower_reshape,
-    "permute": lower_permute,
-    "pass_through": lower_pass_through,
-    "leaky_relu": lower_leaky_relu,
-    "elu": lower_elu,
-    "prelu": lower_prelu,
-    "softmax": lower_softmax,
-    "rescaling": lower_rescaling,
-    "normalization": lower_normalization,
-    "resizing": lower_resizing,
-}
-
-LAYOUT_FREE = frozenset(
-    {"pass_through", "leaky_relu", "elu", "prelu", "softmax", "rescaling", "normalization"}
-)
-"""The families above whose rules work in any physical order."""

@@ -34,10 +34,9 @@ import math
 import numpy as np
 
 from convc.lower.emitter import Emitter, Value
+from convc.lower.registry import Weights, lowers
 from convc.model import Node
 from convc.specs import NormSpec, expect
-
-Weights = dict[str, np.ndarray]
 
 
 def lower_batch_normalization(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
@@ -210,3 +209,16 @@ def _normalized_last(perm: tuple[int, ...], axes: list[int]) -> tuple[int, ...]:
     """``perm`` with the normalized axes moved last, each group keeping its order: ``perm``
     itself when they are last already."""
     return tuple(a for a in perm if a not in axes) + tuple(a for a in perm if a in axes)
+
+
+_KINDS = {
+    "batch": lower_batch_normalization,
+    "layer": lower_layer_normalization,
+    "group": lower_group_normalization,
+    "unit": lower_unit_normalization,
+}
+
+
+@lowers(NormSpec, any_layout=True)
+def lower_norm(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    return _KINDS[expect(layer.spec, NormSpec).kind](em, layer, x, weights)

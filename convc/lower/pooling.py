@@ -1,7 +1,7 @@
 """Lowering of the pooling layers.
 
 MaxPooling and AveragePooling become one MaxPool or AveragePool in channels-first order (like
-a convolution), with explicit pads from ``convc.layers.shapes``, never ``auto_pad``. Keras 3's
+a convolution), with explicit pads from ``convc.geometry``, never ``auto_pad``. Keras 3's
 torch backend, which convc follows, pads 'same' pooling in one of two ways:
 
 * when every axis pads as much at its end as at its start, torch pads by itself: with -inf for
@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from convc.layers import shapes
-from convc.layers.base import channel_axis, spatial_axes
+from convc import geometry
+from convc.geometry import channel_axis, spatial_axes
 from convc.lower.emitter import Emitter, Value, channels_first, identity
+from convc.lower.registry import Weights, lowers
 from convc.model import Node
 from convc.specs import GlobalPoolSpec, PoolSpec, expect
 
-Weights = dict[str, np.ndarray]
 
-
+@lowers(PoolSpec)
 def lower_pooling(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     c = expect(layer.spec, PoolSpec)
     if set(c.pool_size) == {1} and set(c.strides) == {1}:  # each output is its one input
@@ -36,7 +36,7 @@ def lower_pooling(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
     x = em.in_layout(x, layout)
     lengths = [layer.input_shape[a] for a in spatial_axes(c.rank, c.data_format)]
     pairs = [
-        shapes.conv_pads(n, k, s, 1, c.padding)
+        geometry.conv_pads(n, k, s, 1, c.padding)
         for n, k, s in zip(lengths, c.pool_size, c.strides, strict=True)
     ]
     begins, ends = [b for b, _ in pairs], [e for _, e in pairs]
@@ -67,6 +67,7 @@ def _edge_pad(em: Emitter, x: str, begins: list[int], ends: list[int]) -> str:
 _REDUCE = {"max": "ReduceMax", "average": "ReduceMean"}
 
 
+@lowers(GlobalPoolSpec, any_layout=True)
 def lower_global_pooling(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     c = expect(layer.spec, GlobalPoolSpec)
     op, what = _REDUCE[c.pool_mode], f"global_{c.pool_mode}_pool"

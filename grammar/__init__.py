@@ -1,1 +1,0 @@
-"""The .conv grammar, installed with the package as convc.grammar."""

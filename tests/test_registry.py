@@ -1,0 +1,64 @@
+"""The three registries agree, and every layer has a Keras-parity row.
+
+A layer is one definition (``convc.layers``: a ``LayerType`` whose ``spec_class`` is its
+family), one lowering (``convc.lower``: ``@lowers(Spec)``), one reference function
+(``convc.reference``: ``@computes(Spec)``) and one row in the Keras-oracle tables
+(``tests/cases.py`` or ``tests/graph_cases.py``). Nothing keeps these in step but this test.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from cases import ALL_CASES
+from graph_cases import GRAPH_CASES
+
+import convc.lower  # noqa: F401  (registers every rule)
+from convc import specs
+from convc.layers import LAYER_TYPES
+from convc.lower.registry import LOWERINGS
+from convc.reference import COMPUTES
+
+FAMILIES = sorted({t.spec_class for t in LAYER_TYPES.values()}, key=lambda c: c.__name__)
+CLASS_NAMES = sorted({t.class_name for t in LAYER_TYPES.values()})
+ORACLE_TEXT = "\n".join(str(p.values[0]) for p in [*ALL_CASES, *GRAPH_CASES])
+
+
+def _spec_classes() -> set[type]:
+    """Every concrete family spec in ``convc.specs`` (the bases excepted)."""
+    bases = {specs.LayerSpec, specs.FormattedSpec, specs.SpatialSpec}
+    return {
+        value
+        for value in vars(specs).values()
+        if isinstance(value, type) and issubclass(value, specs.LayerSpec) and value not in bases
+    }
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda c: c.__name__)
+def test_every_family_has_a_lowering_and_a_reference(family):
+    assert family in LOWERINGS, f"no @lowers({family.__name__}) rule in convc.lower"
+    assert family in COMPUTES, f"no @computes({family.__name__}) function in convc.reference"
+
+
+def test_no_rule_or_reference_without_a_layer():
+    assert set(LOWERINGS) == set(FAMILIES)
+    assert set(COMPUTES) == set(FAMILIES)
+
+
+def test_every_spec_belongs_to_a_layer():
+    unused = _spec_classes() - set(FAMILIES)
+    assert not unused, f"specs no layer type uses: {sorted(c.__name__ for c in unused)}"
+
+
+@pytest.mark.parametrize("class_name", CLASS_NAMES)
+def test_every_layer_has_a_keras_parity_row(class_name):
+    assert re.search(rf"\b{class_name}\(", ORACLE_TEXT), (
+        f"{class_name} is in no case of tests/cases.py or tests/graph_cases.py, which compare "
+        "convc's numbers with Keras's"
+    )
+
+
+def test_every_layer_names_its_keras_class():
+    for layer_type in LAYER_TYPES.values():
+        assert layer_type.keras_class.rsplit(".", 1)[-1] == layer_type.class_name
