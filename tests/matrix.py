@@ -5,9 +5,9 @@ compared with convc's NumPy reference.
 
     python tests/matrix.py
 
-runs every cell and writes the README's matrix (between its ``matrix`` markers) and the
-per-case detail in docs/runtime-matrix.md, so the table is generated from the same function the
-tests assert on, never written by hand.
+runs every cell and writes the matrix of docs/runtimes.md (between its ``matrix`` markers) and
+the per-case detail in docs/runtime-matrix.md, so the table is generated from the same function
+the tests assert on, never written by hand (tests/test_docs.py checks its rows against the cells).
 
 Each cell draws random weights (``convc.weights.exercise``: non-zero biases, random normalization
 statistics), so a runtime that drops a bias or a statistic fails. A refusal is a failure unless
@@ -41,6 +41,8 @@ from convc.targets import RUNTIMES, get_target, resolve_opset
 from convc.weights import exercise
 
 ROOT = Path(__file__).resolve().parent.parent
+MATRIX_PAGE = "docs/runtimes.md"  # the page whose matrix main() rewrites
+MATRIX_MARKERS = ("<!-- matrix:start -->", "<!-- matrix:end -->")
 SAMPLES = sorted((ROOT / "samples").glob("*.conv"))
 ATOL = RTOL = 1e-4
 BATCH = 2
@@ -233,7 +235,7 @@ _PATHS |= {"channels_last", "keepdims"}  # global pooling
 
 
 def row_of(case_id: str) -> str:
-    """The README row a per-layer case belongs to: its layer and argument path."""
+    """The matrix row a per-layer case belongs to: its layer and argument path."""
     words = case_id.split("-")
     if words[0] == "activation":
         return "Conv + activation (every Keras activation)"
@@ -302,7 +304,8 @@ COLUMNS = [("portable", runtime) for runtime in RUNTIMES] + [(r, r) for r in RUN
 
 
 def render(results: dict[tuple[str, str, str, str], Cell]) -> tuple[str, str]:
-    """The README table (one row per layer and argument path) and the per-case detail."""
+    """The matrix of docs/runtimes.md (one row per layer and argument path) and the per-case
+    detail."""
     import onnxruntime
 
     versions = _versions()
@@ -399,19 +402,21 @@ def main() -> int:
         for target, runtime in COLUMNS:
             results[(row, case_id, target, runtime)] = evaluate(text, runtime, target, case_id)
     table, detail = render(results)
-    readme = ROOT / "README.md"
-    start, end = "<!-- matrix:start -->", "<!-- matrix:end -->"
-    text = readme.read_text()
+    page = ROOT / MATRIX_PAGE
+    start, end = MATRIX_MARKERS
+    text = page.read_text()
     if start not in text or end not in text:
-        print(f"README.md lacks the {start} and {end} markers", file=sys.stderr)
+        print(f"{MATRIX_PAGE} lacks the {start} and {end} markers", file=sys.stderr)
         return 1
     before, rest = text.split(start, 1)
     after = rest.split(end, 1)[1]
-    readme.write_text(f"{before}{start}\n{table}\n{end}{after}")
+    page.write_text(f"{before}{start}\n{table}\n{end}{after}")
     (ROOT / "docs").mkdir(exist_ok=True)
     (ROOT / "docs" / "runtime-matrix.md").write_text(detail)
     failed = [key for key, cell in results.items() if cell.status == FAIL]
-    print(f"{len(results)} cells, {len(failed)} failed; wrote README.md and docs/runtime-matrix.md")
+    print(
+        f"{len(results)} cells, {len(failed)} failed; wrote {MATRIX_PAGE} and docs/runtime-matrix.md"
+    )
     return 1 if failed else 0
 
 

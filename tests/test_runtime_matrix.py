@@ -4,7 +4,7 @@ NumPy reference, with random weights (biases and statistics too). A refusal fail
 ``matrix.EXPECTED_REFUSALS`` lists it. A runtime that is not installed skips with the reason;
 CI installs them all
 (``pip install -e ".[test,runtimes]"``). ``python tests/matrix.py`` renders the same cells into
-the README's table.
+the table of docs/runtimes.md.
 """
 
 from __future__ import annotations
