@@ -6,16 +6,16 @@ The Python API (see README's "Python API")::
 
     model = convc.build("samples/tiny.conv", options=convc.BuildOptions(target="opencv"))
     convc.save(model, "tiny.onnx")
+    model = convc.build_text("Input(shape=(8, 8, 3))\nConv2D(4, 3)\n")   # text, not a path
     result = convc.run(model)                      # random inputs; result.outputs by name
     report = convc.check("samples/tiny.conv")      # every layer against the NumPy reference
     convc.golden.record("samples/tiny.conv", "golden/")
     convc.golden.verify("golden/").passes(strict=True)
 
-``build``, ``save``, ``run``, ``check``, ``load`` and ``workarounds`` are ``convc.api``'s;
-``BuildOptions`` is ``convc.options``'; ``golden`` is the ``convc.golden`` module. They are
-imported on first use, so that ``import convc`` (and the command line's start) stays quick.
-``convc.check`` is also the name of the module ``convc/check.py``: that module is callable, and
-calling it calls ``convc.api.check``.
+``load``, ``load_text``, ``build``, ``build_text``, ``save``, ``run``, ``check`` and
+``workarounds`` are ``convc.api``'s; ``BuildOptions`` is ``convc.options``'; ``golden`` is the
+``convc.golden`` module. They are imported on first use, so that ``import convc`` (and the
+command line's start) stays quick.
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ __all__ = [
     "RunResult",
     "__version__",
     "build",
+    "build_text",
     "check",
     "golden",
     "load",
+    "load_text",
     "render",
     "run",
     "save",
@@ -43,12 +45,15 @@ __all__ = [
 
 _EXPORTS = {
     "BuildOptions": "convc.options",
-    "CheckReport": "convc.check",
+    "CheckReport": "convc.layer_check",
     "ConvcError": "convc.diagnostics",
     "render": "convc.diagnostics",
     "RunResult": "convc.api",
     "build": "convc.api",
+    "build_text": "convc.api",
+    "check": "convc.api",
     "load": "convc.api",
+    "load_text": "convc.api",
     "run": "convc.api",
     "save": "convc.api",
     "workarounds": "convc.api",
@@ -56,15 +61,25 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from convc import golden
-    from convc.api import RunResult, build, check, load, run, save, workarounds
-    from convc.check import CheckReport
+    from convc.api import (
+        RunResult,
+        build,
+        build_text,
+        check,
+        load,
+        load_text,
+        run,
+        save,
+        workarounds,
+    )
     from convc.diagnostics import ConvcError, render
+    from convc.layer_check import CheckReport
     from convc.options import BuildOptions
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("golden", "check"):  # modules; convc.check is callable as convc.api.check
-        return importlib.import_module(f"convc.{name}")
+    if name == "golden":
+        return importlib.import_module("convc.golden")
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value

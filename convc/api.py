@@ -1,10 +1,10 @@
-"""convc's Python API, re-exported by ``convc``: build, save, run and check models.
+"""convc's Python API, re-exported by ``convc``: load, build, save, run and check models.
 
-``source`` arguments take a ``.conv`` file as a ``pathlib.Path`` (or any ``os.PathLike``), a
-``str`` path, or the source text itself: a ``str`` with a newline or a ``(`` in it is text,
-any other ``str`` a path. A resolved ``convc.model.Model`` (from ``load``) is taken as it is.
-Every mistake in the input is a ``convc.ConvcError`` (``convc.render`` formats it with the
-source line and carets).
+Paths and text are different functions, as ``json.load`` and ``json.loads`` are: ``load``,
+``build``, ``run`` and ``check`` take a path (``str`` or ``os.PathLike``: a ``.conv`` file or a
+Keras model file, ``.keras``, ``.h5`` or ``.json``) or a loaded ``convc.model.Model``, never
+text; ``load_text`` and ``build_text`` take ``.conv`` text. Every mistake in the input is a
+``convc.ConvcError`` (``convc.render`` formats it with the source line and carets).
 """
 
 from __future__ import annotations
@@ -17,17 +17,23 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from convc.check import CheckReport
 from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL
+from convc.compiler import WeightsSource, compile_model, load_source, model_weights
 from convc.diagnostics import ConvcError
+from convc.importer.files import is_model_file
+from convc.layer_check import CheckReport, check_layers
 from convc.lower import WORKAROUNDS_KEY
 from convc.model import Model
 from convc.options import BuildOptions
+from convc.resolve import resolve_text
 
-Source = str | os.PathLike | Model
-"""A .conv path, .conv text, a Keras model file (.keras, .h5, .json), or a resolved model."""
+PathLike = str | os.PathLike[str]
+"""A path: a ``.conv`` file, or a Keras model file (``.keras``, ``.h5``, ``.json``)."""
 
-Weights = str | os.PathLike | Mapping[str, np.ndarray] | None
+Source = PathLike | Model
+"""What ``build``, ``run`` and ``check`` compile: a path, or a model ``load`` resolved."""
+
+Weights = WeightsSource
 """A weights file (``.npz`` with keys ``layer/variable``, or Keras ``.weights.h5``), the same
 arrays as a dict, or None for the layers' initializers (seeded by ``BuildOptions.seed``)."""
 
@@ -36,46 +42,39 @@ Inputs = Mapping[str, np.ndarray] | np.ndarray | Sequence[str] | None
 ``FILE.npz`` specs to read them from, or None for random standard-normal inputs."""
 
 
-def is_text(source: str | os.PathLike) -> bool:
-    """Whether a ``str`` source is .conv text rather than a path."""
-    return isinstance(source, str) and ("\n" in source or "(" in source)
-
-
-def read(source: str | os.PathLike) -> tuple[str, str]:
-    """The text of a source and the name errors are reported against (the path, or
-    ``<input>`` for text)."""
-    from convc.compiler import read_source
-
-    if is_text(source):
-        return str(source), "<input>"
+def _path(source: object) -> PathLike:
+    """``source`` checked to be a path: text is for ``load_text`` and ``build_text``."""
     if not isinstance(source, str | os.PathLike):
-        raise TypeError(f"a source is a path or .conv text, got {type(source).__name__}")
-    return read_source(source), os.fspath(source)
+        raise TypeError(f"expected a path or a convc Model, got {type(source).__name__}")
+    if isinstance(source, str) and "\n" in source and not os.path.lexists(source):
+        raise ConvcError(
+            "no such file: this str has several lines, like .conv text; a path was expected",
+            help="compile text with convc.build_text(text) or convc.load_text(text)",
+        )
+    return source
 
 
-def is_model_path(source: Source) -> bool:
-    """Whether ``source`` names a Keras model file (``.keras``, ``.h5``, ``.json``)."""
-    from convc.importer import is_model_file
-
-    return isinstance(source, str | os.PathLike) and not is_text(source) and is_model_file(source)
-
-
-def load(source: Source) -> Model:
-    """Parse and resolve a .conv source, or import a Keras model file: its layers, shapes and
-    parameters (``model.warnings`` holds the located warnings)."""
-    return _load_with_weights(source, None)[0]
+def load(path: PathLike, *, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Model:
+    """Read and resolve a ``.conv`` file, or import a Keras model file (``input_shapes`` gives,
+    by input name, the dimensions a model file leaves unknown; ``""`` names every input). The
+    model's layers, shapes and parameters; ``model.warnings`` holds the located warnings."""
+    return load_source(_path(path), input_shapes=input_shapes).model
 
 
-def _load_with_weights(source: Source, weights: Weights) -> tuple[Model, Weights]:
-    """The model, and ``weights`` or, when None, the weights a Keras model file carries."""
-    from convc.compiler import load_source, resolve_text
+def load_text(text: str) -> Model:
+    """Parse and resolve ``.conv`` text."""
+    return resolve_text(text)
 
+
+def _load_with_weights(source: Source, weights: Weights) -> tuple[Model, Weights, bool]:
+    """The model; ``weights`` or, when None, the weights a Keras model file carries; and
+    whether those arrays were loaded for this call alone (lowering may then let them go)."""
     if isinstance(source, Model):
-        return source, weights
-    if is_model_path(source):
-        loaded = load_source(source)
-        return loaded.model, weights if weights is not None else loaded.weights
-    return resolve_text(read(source)[0]), weights
+        return source, weights, False
+    loaded = load_source(_path(source))
+    if weights is None and loaded.weights is not None:
+        return loaded.model, loaded.weights, True
+    return loaded.model, weights, False
 
 
 def build(
@@ -85,15 +84,21 @@ def build(
     options: BuildOptions | None = None,
     consume_weights: bool = False,
 ) -> onnx.ModelProto:
-    """Compile a .conv source or a Keras model file to a checked ONNX model, in memory. A model
-    file's own weights are used unless ``weights`` are given. ``consume_weights`` lets lowering
-    empty a dict of ``weights`` as it goes, so that the arrays are held once, not twice (a model
-    file's own weights always are)."""
-    from convc.compiler import compile_model
+    """Compile a ``.conv`` file, a Keras model file or a loaded model to a checked ONNX model,
+    in memory. A model file's own weights are used unless ``weights`` are given.
+    ``consume_weights`` lets lowering empty a dict of ``weights`` as it goes, so that the arrays
+    are held once, not twice (a model file's own weights always are)."""
+    model, weights, owned = _load_with_weights(source, weights)
+    return compile_model(
+        model, weights, options or BuildOptions(), consume_weights=consume_weights or owned
+    )
 
-    owned = consume_weights or (weights is None and is_model_path(source))
-    model, weights = _load_with_weights(source, weights)
-    return compile_model(model, weights, options or BuildOptions(), consume_weights=owned)
+
+def build_text(
+    text: str, weights: Weights = None, *, options: BuildOptions | None = None
+) -> onnx.ModelProto:
+    """Compile ``.conv`` text to a checked ONNX model, in memory."""
+    return compile_model(resolve_text(text), weights, options or BuildOptions())
 
 
 def save(model: onnx.ModelProto, path: str | os.PathLike) -> list[Path]:
@@ -137,8 +142,8 @@ def run(
     input_seed: int = 0,
 ) -> RunResult:
     """Run a model in ``runtime`` (``convc.targets.RUNTIMES``). ``model``: an ``onnx.ModelProto``,
-    an ``.onnx`` file, or a .conv source (a ``.conv`` path, text, or a ``Model``) compiled in
-    memory with ``options`` for ``runtime``'s own target unless ``options.target`` says
+    an ``.onnx`` file, or a source (a ``.conv`` file, a Keras model file, or a ``Model``) compiled
+    in memory with ``options`` for ``runtime``'s own target unless ``options.target`` says
     otherwise. ``weights`` and ``options`` apply to .conv sources only. Random inputs
     (``inputs=None``) use ``input_seed`` (input i with ``input_seed + i``) and ``batch`` for a
     dynamic batch."""
@@ -197,13 +202,14 @@ def tensorrt_runs(provider: str) -> bool:
 
 
 def is_conv(model: onnx.ModelProto | Source) -> bool:
-    """Whether ``run`` compiles ``model`` (a .conv path, .conv text or a Model) rather than
-    loading a built one."""
+    """Whether ``run`` compiles ``model`` (a ``.conv`` file, a Keras model file or a Model)
+    rather than loading a built one."""
     if isinstance(model, Model):
         return True
     if isinstance(model, onnx.ModelProto):
         return False
-    return is_text(model) or Path(model).suffix == ".conv" or is_model_path(model)
+    path = _path(model)
+    return Path(path).suffix == ".conv" or is_model_file(path)
 
 
 def check(
@@ -218,18 +224,15 @@ def check(
     batch: int = 1,
     input_seed: int = 0,
 ) -> CheckReport:
-    """Compile with every layer's output exposed, run it in ONNX Runtime and compare each
-    layer with the NumPy reference (``convc.compare``'s rule). Random inputs (``inputs=None``)
-    use ``input_seed`` (input i with ``input_seed + i``) and ``batch``; the report says where
-    the model first diverges. ``options.io_layout`` does not apply: layers are compared in
-    Keras's layout."""
-    from convc.check import check as check_model
-    from convc.compiler import model_weights
-
+    """Compile ``source`` (a path or a loaded model) with every layer's output exposed, run it in
+    ONNX Runtime and compare each layer with the NumPy reference (``convc.compare``'s rule).
+    Random inputs (``inputs=None``) use ``input_seed`` (input i with ``input_seed + i``) and
+    ``batch``; the report says where the model first diverges. ``options.io_layout`` does not
+    apply: layers are compared in Keras's layout."""
     options = options or BuildOptions()
-    model, weights = _load_with_weights(source, weights)
+    model, weights, _ = _load_with_weights(source, weights)
     arrays = model_weights(model, weights, options.seed)
-    return check_model(
+    return check_layers(
         model,
         arrays,
         model_inputs(model, inputs, batch=batch, seed=input_seed),

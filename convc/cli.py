@@ -356,8 +356,8 @@ def _weights_options(command: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace, path: str):
     """Read and resolve a .conv file or import a Keras model file, keeping the .conv text for
     error carets. A model file's weights become the default of ``--weights``."""
-    from convc.api import load, read
-    from convc.compiler import check_no_input_shapes, is_model_file, load_source
+    from convc.compiler import check_no_input_shapes, is_model_file, load_source, read_source
+    from convc.resolve import resolve_text
 
     args.loaded = (path, None)
     text = None
@@ -369,13 +369,13 @@ def _load(args: argparse.Namespace, path: str):
     else:
         check_no_input_shapes(path, _shapes(getattr(args, "input_shape", None)))
         try:
-            text = read(Path(path))[0]
+            text = read_source(path)
         except ConvcError as error:  # not UTF-8: show the line, the undecodable byte replaced
             if error.span is not None:
                 args.loaded = (path, Path(path).read_bytes().decode("utf-8-sig", "replace"))
             raise
         args.loaded = (path, text)
-        model = load(text)
+        model = resolve_text(text)
     for warning in model.warnings:
         print(render(warning, text, path).replace(": error: ", ": warning: ", 1), file=sys.stderr)
     return model

@@ -1,7 +1,10 @@
-"""The compiler as functions: text or file in, checked ONNX model out.
+"""The internal pipeline: a file or text in, a resolved model, its weights, a checked ONNX model.
 
-``compile_text`` runs the whole pipeline: parse, resolve, weights (loaded or initialized), lower,
-check. Writing is ``convc.onnxfile``'s job (``save`` and ``write_bytes`` are re-exported here).
+``load_source`` reads a path (``.conv`` text, or a Keras model file through ``convc.importer``),
+``resolve_text`` resolves text, ``model_weights`` loads or draws the weights, and
+``compile_model`` lowers and checks. ``convc.api`` is the public face of these; the command line
+and the tests use them directly. Writing is ``convc.onnxfile``'s job (``save`` and
+``write_bytes`` are re-exported here).
 """
 
 from __future__ import annotations
@@ -23,18 +26,17 @@ from convc.lower import lower
 from convc.model import Model
 from convc.onnxfile import save, write_bytes
 from convc.options import BuildOptions, build_options, check_seed
-from convc.resolve import resolve
-from convc.syntax import parse
+from convc.resolve import resolve_text
 from convc.targets import get_target
 
 __all__ = [
-    "check_io_layout",
-    "compile_file",
+    "Loaded",
     "compile_model",
     "compile_text",
     "is_model_file",
     "load_source",
     "model_weights",
+    "not_utf8",
     "read_source",
     "resolve_text",
     "save",
@@ -42,15 +44,6 @@ __all__ = [
 ]
 
 WeightsSource = str | os.PathLike | Mapping[str, np.ndarray] | None
-
-
-def resolve_text(text: str) -> Model:
-    """Parse and resolve a .conv text into a ``Model``."""
-    if len(text) > MAX_SOURCE_BYTES:
-        raise ConvcError(
-            f"the file is {len(text):,} characters long; convc reads at most {MAX_SOURCE_BYTES:,}"
-        )
-    return resolve(parse(text))
 
 
 def model_weights(
@@ -109,14 +102,8 @@ def compile_text(text: str, weights: WeightsSource = None, *args, **options) -> 
     return compile_model(resolve_text(text), weights, *args, **options)
 
 
-def compile_file(
-    path: str | os.PathLike, weights: WeightsSource = None, *args, **options
-) -> onnx.ModelProto:
-    return compile_text(read_source(path), weights, *args, **options)
-
-
 @dataclass
-class Source:
+class Loaded:
     """A model read from a file: ``.conv`` text, or a Keras model file imported as text."""
 
     model: Model
@@ -128,7 +115,7 @@ class Source:
 
 def load_source(
     path: str | os.PathLike, *, input_shapes: Mapping[str, tuple[int, ...]] | None = None
-) -> Source:
+) -> Loaded:
     """Read and resolve ``path``: ``.conv`` text, or a ``.keras``, ``.h5`` or ``.json`` Keras
     model (``convc.importer``); ``input_shapes`` fills the dimensions a model file leaves
     unknown."""
@@ -136,10 +123,10 @@ def load_source(
 
     if is_model_file(path):
         imported = import_file(path, input_shapes=dict(input_shapes or {}))
-        return Source(imported.model, imported.text, imported.weights, imported=True)
+        return Loaded(imported.model, imported.text, imported.weights, imported=True)
     check_no_input_shapes(path, input_shapes)
     text = read_source(path)
-    return Source(resolve_text(text), text)
+    return Loaded(resolve_text(text), text)
 
 
 def check_no_input_shapes(
@@ -154,6 +141,8 @@ def check_no_input_shapes(
 
 
 def read_source(path: str | os.PathLike) -> str:
+    """The text of a ``.conv`` file (UTF-8, a byte-order mark allowed), at most
+    ``MAX_SOURCE_BYTES`` long."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -186,7 +175,3 @@ def not_utf8(data: bytes, error: UnicodeDecodeError) -> ConvcError:
         Span(line, column, line, column + 1, error.start, error.start + 1),
         help="save the file as UTF-8",
     )
-
-
-def check_io_layout(io_layout: str) -> None:
-    BuildOptions(io_layout=io_layout)

@@ -29,7 +29,7 @@ from convc.layers.args import Bound, bind, bool_arg, params, string_arg
 from convc.layers.base import DATA_FORMATS, LayerType
 from convc.layers.initializers import parse_regularizer
 from convc.layers.merge import MERGE_FUNCTIONS
-from convc.limits import MAX_ERRORS, MAX_INT, MAX_LAYERS, MAX_WEIGHT_BYTES
+from convc.limits import MAX_ERRORS, MAX_INT, MAX_LAYERS, MAX_SOURCE_BYTES, MAX_WEIGHT_BYTES
 from convc.model import Layer, Model, ModelInput, Node, Shape, Tensor, format_shape
 from convc.specs import LayerSpec, TrainingOnly
 from convc.syntax import (
@@ -45,6 +45,7 @@ from convc.syntax import (
     Sequence,
     Statement,
     Value,
+    parse,
 )
 
 INPUT_PARAMS = params(
@@ -112,6 +113,15 @@ _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
 def resolve(program: Program) -> Model:
     """Resolve a parsed program; raise ``ConvcError`` (or ``ConvcErrors``, for several)."""
     return _Resolver(program).run()
+
+
+def resolve_text(text: str) -> Model:
+    """Parse and resolve a .conv text into a ``Model``."""
+    if len(text) > MAX_SOURCE_BYTES:
+        raise ConvcError(
+            f"the file is {len(text):,} characters long; convc reads at most {MAX_SOURCE_BYTES:,}"
+        )
+    return resolve(parse(text))
 
 
 class _Failed:

@@ -36,21 +36,54 @@ def net(tmp_path):
 
 
 @pytest.mark.parametrize("form", ["path", "str-path", "text", "model"], ids=lambda form: form)
-def test_build_takes_a_path_text_or_model(net, form):
-    source = {
-        "path": net,
-        "str-path": str(net),
-        "text": NET,
-        "model": convc.load(net),
-    }[form]
-    proto = convc.build(source)
+def test_build_takes_a_path_or_model_and_build_text_text(net, form):
+    proto = {
+        "path": lambda: convc.build(net),
+        "str-path": lambda: convc.build(str(net)),
+        "text": lambda: convc.build_text(NET),
+        "model": lambda: convc.build(convc.load(net)),
+    }[form]()
     assert isinstance(proto, onnx.ModelProto) and proto.graph.name == "net"
     assert [node.op_type for node in proto.graph.node] == ["Transpose", "Conv", "Relu", "Transpose"]
+    assert proto == convc.build(net)
 
 
-def test_a_str_without_newline_or_parenthesis_is_a_path(tmp_path):
+def test_load_and_load_text_give_the_same_model(net):
+    assert convc.load(net).name == convc.load_text(NET).name == "net"
+    assert [n.name for n in convc.load(net).nodes] == [n.name for n in convc.load_text(NET).nodes]
+
+
+@pytest.mark.parametrize(
+    "name", ["model (1).conv", "net", "# abc", "a(b).conv", "x = Conv2D(3, 3).conv"]
+)
+def test_a_str_is_always_a_path(tmp_path, monkeypatch, name):
+    """No guessing: a browser's "model (1).conv", a one-line file without a newline or a
+    parenthesis, any str names a file, in the API and on the command line."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text(NET)
+    assert convc.build(name).graph.name == "net"
+    assert convc.load(name).name == "net"
+    assert main(["build", name, "-o", str(tmp_path / "out.onnx")]) == 0
+
+
+def test_a_comment_only_file_is_read_as_a_file(tmp_path, capsys):
+    """A one-line file without a final newline and without a '(' used to be read, then its text
+    taken for a path ("# abc: error: no such file")."""
+    source = tmp_path / "note.conv"
+    source.write_text("# abc")
+    assert main(["build", str(source)]) == 1
+    err = capsys.readouterr().err
+    assert "no such file" not in err and "note.conv" in err
+
+
+def test_text_given_for_a_path_is_told_to_use_build_text():
+    with pytest.raises(convc.ConvcError, match="no such file") as caught:
+        convc.build(NET)
+    assert "build_text" in (caught.value.help or "")
     with pytest.raises(convc.ConvcError, match="no such file"):
-        convc.build(str(tmp_path / "absent.conv"))
+        convc.build("absent.conv")
+    with pytest.raises(TypeError, match="path or a convc Model"):
+        convc.build(b"bytes")
 
 
 SHARED = """model shared
@@ -67,7 +100,7 @@ def test_lowering_releases_each_layer_after_its_last_application():
     from convc.compiler import compile_model, model_weights
     from convc.lower import lower
 
-    model = convc.load(SHARED)
+    model = convc.load_text(SHARED)
     arrays = model_weights(model, None, 0)
     popped = []
 
@@ -86,7 +119,7 @@ def test_lowering_releases_each_layer_after_its_last_application():
 def test_consumed_weights_are_emptied_and_a_users_mapping_is_not():
     from convc.compiler import compile_model, model_weights
 
-    model = convc.load(SHARED)
+    model = convc.load_text(SHARED)
     flat = {
         f"{layer}/{name}": array
         for layer, variables in model_weights(model, None, 0).items()
@@ -111,7 +144,7 @@ def test_build_options_are_applied(net):
     assert again.graph.initializer == proto.graph.initializer  # the seed decides the weights
     other = convc.build(net, options=options.replace(seed=4))
     assert other.graph.initializer != proto.graph.initializer
-    unoptimized = convc.build(
+    unoptimized = convc.build_text(
         "Input(shape=(6, 6, 3))\nZeroPadding2D(1)\nConv2D(4, 3)\n",
         options=BuildOptions(optimize=False, io_layout="channels_first"),
     )
@@ -119,13 +152,17 @@ def test_build_options_are_applied(net):
 
 
 def test_the_compilers_keywords_are_the_options_fields(net):
-    from convc.compiler import compile_file
+    from convc.compiler import compile_text
 
-    by_keywords = compile_file(net, target="opencv", opset=17, seed=3)
-    by_options = compile_file(net, options=BuildOptions(target="opencv", opset=17, seed=3))
-    assert by_keywords == by_options
+    by_keywords = compile_text(NET, target="opencv", opset=17, seed=3)
+    by_options = compile_text(NET, options=BuildOptions(target="opencv", opset=17, seed=3))
+    assert (
+        by_keywords
+        == by_options
+        == convc.build(net, options=BuildOptions(target="opencv", opset=17, seed=3))
+    )
     with pytest.raises(TypeError, match="unexpected build option"):
-        compile_file(net, targte="opencv")
+        compile_text(NET, targte="opencv")
 
 
 @pytest.mark.parametrize(
@@ -194,7 +231,7 @@ def test_run_compiles_a_conv_source_for_the_runtimes_target(net, monkeypatch):
     assert seen[-1].target == "onnx-reference" and result.runtime == "onnx-reference"
     convc.run(net, runtime="onnx-reference", options=BuildOptions(target="portable"))
     assert seen[-1].target == "portable"
-    convc.run(NET)  # text is a .conv source too
+    convc.run(convc.load_text(NET))  # a loaded model is a source too
     assert seen[-1].target == "ort"
     assert BuildOptions().for_runtime("tract").target == "tract"
     with pytest.raises(convc.ConvcError, match="unknown runtime 'nope'"):
@@ -253,14 +290,15 @@ def test_run_inputs_from_files_and_random_ones(net, tmp_path):
 # -- check and golden ---------------------------------------------------------------------------
 
 
-def test_check_is_callable_and_a_module(net):
-    import convc.check as check_module
+def test_check_is_a_function(net):
+    import inspect
 
     report = convc.check(net, options=BuildOptions(seed=2), batch=2)
     assert isinstance(report, convc.CheckReport) and report.ok
     assert [layer.name for layer in report.layers] == ["c", "re_lu"]
     assert report.layers[0].shape == (2, 4, 4, 4)
-    assert check_module is convc.check and callable(check_module.check)
+    assert inspect.isfunction(convc.check)
+    assert convc.check(convc.load_text(NET)).ok
 
 
 def test_check_sees_a_broken_lowering(net, monkeypatch):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import convc.lower.conv as conv_rules
-from convc.check import check
+from convc.layer_check import check_layers as check
 from convc.cli import main
 from convc.compiler import resolve_text
 from convc.weights import initialize

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-import convc.check as check_module
+import convc.layer_check as check_module
 from convc import golden
 from convc.compare import _CHUNK, compare
 

@@ -194,7 +194,7 @@ def test_negative_zero_padding_runs_in_the_onnx_reference_evaluator(text):
 
 
 def test_check_refuses_bad_tolerances():
-    from convc.check import check
+    from convc.layer_check import check_layers as check
     from convc.weights import initialize
 
     model = resolve_text(NET)

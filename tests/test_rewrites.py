@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convc.check import check
+from convc.layer_check import check_layers as check
 from convc.compiler import compile_text, resolve_text
 from convc.weights import initialize
 

@@ -20,6 +20,7 @@ from convc.importer.graph import flatten
 from convc.importer.text import report, unsupported, write
 from convc.importer.weights import read_weights
 from convc.model import Model
+from convc.resolve import resolve_text
 
 __all__ = ["MODEL_SUFFIXES", "Imported", "import_file", "is_model_file"]
 
@@ -41,8 +42,6 @@ def import_file(
 ) -> Imported:
     """Read a Keras model file. ``input_shapes`` gives dimensions the file leaves unknown, by
     input name (``""`` for every input)."""
-    from convc.compiler import resolve_text
-
     where = str(path)
     with open_model_file(path) as model_file:
         graph = flatten(model_file.config, where)

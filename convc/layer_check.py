@@ -9,8 +9,6 @@ place.
 
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +82,7 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check(
+def check_layers(
     model: Model,
     weights: Weights,
     x: np.ndarray | dict[str, np.ndarray],
@@ -144,16 +142,3 @@ def _compare(name, class_name, line, actual, expected, rtol, atol) -> LayerCompa
     return LayerComparison(
         name, class_name, line, actual.shape, result.max_abs, result.max_rel, result.ok
     )
-
-
-class _CallableModule(types.ModuleType):
-    """``convc.check`` is this module (Python binds a package's submodule to its name) and the
-    API's function: calling the module calls ``convc.api.check``."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> CheckReport:
-        from convc.api import check as api_check
-
-        return api_check(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
