@@ -19,9 +19,16 @@ golden fails when the numbers change; a compiler-output change alone fails only 
 Without a weights file, ``record`` draws *random* weights (``convc.weights.exercise``: non-zero
 biases, random normalization statistics), not the initializers' zeros and ones, under which most
 models compute a nearly constant output that would pass for almost any model. ``record`` then
-measures how much the golden constrains: the share of each output's elements that a constant
-(the output's median, its mean, or zero) would match within tolerance. It refuses a golden where
-a constant matches every element of an output, and warns above ``WEAK_SHARE``.
+measures how much the golden constrains, by what verification itself accepts: a golden is weak
+where one constant tensor, the same for every recorded set and every batch item, would pass
+verification against all of them, that is where the model's outputs do not depend on its input
+(a ReLU that kills everything, weights too small to matter, zero kernels). ``constant_share``
+is, per output, the share of its elements at which such a constant passes. An output that
+changes with the input beyond tolerance is not matched however small it is: a single score
+counts like a large map. One input (one set of batch 1, the default) cannot tell, as any output
+matches itself, so ``record`` then runs the model on one more input (the one ``sets=2`` would
+record next) for the measure only. It refuses a golden where a constant matches every element
+of an output, and warns above ``WEAK_SHARE``.
 
 Format 2 adds ``weights_draw`` (``random`` or ``initializers``; format 1 golden directories,
 which lack it, were drawn from the initializers and still verify) and ``constant_share``.
@@ -63,6 +70,7 @@ MODEL = "model.onnx"
 FORMAT_VERSION = 2
 DRAWS = ("random", "initializers")
 WEAK_SHARE = 0.5  # warn when a constant matches more than this share of an output's elements
+MIN_JUDGED = 2  # inputs (sets x batch items) the weak-golden measure needs: one matches itself
 _SET = re.compile(r"test_data_set_(\d+)")
 _TENSOR = re.compile(r"(input|output)_(\d+)\.pb")
 
@@ -94,7 +102,8 @@ class Recording:
 
     @property
     def weak(self) -> tuple[str, ...]:
-        """The outputs that a constant matches in more than ``WEAK_SHARE`` of their elements."""
+        """The outputs that a constant (the same for every input) matches in more than
+        ``WEAK_SHARE`` of their elements."""
         return tuple(name for name, share in self.constant_share if share > WEAK_SHARE)
 
     def render(self) -> str:
@@ -218,8 +227,10 @@ def record(
 
     Without ``weights``, ``draw`` says where the weights come from: ``random`` (every variable
     random, biases and statistics too) or ``initializers`` (the layers' own, zero biases). A
-    golden that a constant matches entirely (some output) is refused unless ``allow_weak``; one
-    that a constant matches in more than ``WEAK_SHARE`` of an output warns (``WeakGolden``)."""
+    golden that one constant, the same for every set and batch item, matches entirely (some
+    output: it does not depend on the input) is refused unless ``allow_weak``; one that such a
+    constant matches in more than ``WEAK_SHARE`` of an output warns (``WeakGolden``). With a
+    single input (``sets=1, batch=1``) the model runs on one more input to tell."""
     options = build_options(options, **build_keywords)
     seed, target, opset = options.seed, options.target_name, options.resolved_opset
     source, directory = Path(source), Path(directory)
@@ -247,17 +258,27 @@ def record(
     for index in track(range(sets), "running input sets"):
         inputs = random_inputs(session, seed=seed + index, batch=batch)
         recorded.append((inputs, session.run(inputs)))
-    shares = constant_share([outputs for _, outputs in recorded], rtol, atol)
+    judged = [outputs for _, outputs in recorded]
+    if _items(judged, batch) < MIN_JUDGED:  # one input: any output matches itself
+        judged.append(session.run(random_inputs(session, seed=seed + sets, batch=batch)))
+    shares = constant_share(judged, rtol, atol, batch=batch)
     useless = [name for name, share in shares if share >= 1.0]
     if useless and not allow_weak:
         drawn = "" if weights is not None or draw == "random" else " (drawn from the initializers)"
+        tried = _items(judged, batch)
         raise ConvcError(
             f"a constant matches every element of output {', '.join(useless)} within rtol "
-            f"{rtol:g}, atol {atol:g}: with these weights{drawn} the golden would pass for "
-            "almost any model",
+            f"{rtol:g}, atol {atol:g} for each of the {tried} inputs run: with these "
+            f"weights{drawn} the output does not depend on the input, and the golden would pass "
+            "for a model that ignores it",
             path=str(source),
-            help="record with random weights (the default without --weights) or a weights file "
-            "that makes every layer matter; --allow-weak records it anyway",
+            help=(
+                "the random weights leave it so: give a weights file that makes every layer matter"
+                if weights is None and draw == "random"
+                else "record with random weights (the default without --weights) or a weights "
+                "file that makes every layer matter"
+            )
+            + "; --allow-weak records it anyway",
         )
     weak = [name for name, share in shares if share > WEAK_SHARE]
     if weak:
@@ -321,24 +342,81 @@ def record(
 
 
 def constant_share(
-    outputs: list[dict[str, np.ndarray]], rtol: float, atol: float
+    outputs: list[dict[str, np.ndarray]], rtol: float, atol: float, *, batch: int = 1
 ) -> list[tuple[str, float]]:
-    """For each output, the largest share of its elements (over every set) that one constant
-    matches within tolerance, the constant being the output's median, its mean, or zero: 0 for
-    a golden that pins every element, 1 for one that a constant passes."""
+    """For each output, the share of its elements at which one constant tensor, the same for
+    every set of ``outputs`` and every item of their batch (axis 0 when it has ``batch`` items),
+    passes verification (``|c - e| <= atol + rtol * |e|``, NaN matching NaN) against every one:
+    0 for an output that changes with the input everywhere, 1 for one a constant passes. With a
+    single item every element matches itself: judge at least ``MIN_JUDGED``."""
     shares = []
     for name in outputs[0]:
-        values = np.concatenate([np.asarray(o[name], dtype=np.float64).ravel() for o in outputs])
-        finite = values[np.isfinite(values)]
-        if not finite.size:
-            shares.append((name, 1.0))
-            continue
-        best = max(
-            float(np.isclose(constant, values, rtol=rtol, atol=atol).mean())
-            for constant in (float(np.median(finite)), float(np.mean(finite)), 0.0)
-        )
-        shares.append((name, best))
+        items = [_rows(np.asarray(o[name]), batch) for o in outputs]
+        shares.append((name, _constant_matches(items, rtol, atol)))
     return shares
+
+
+def _rows(array: np.ndarray, batch: int) -> np.ndarray:
+    """An output as one row per batch item; an output without a batch axis is one item."""
+    if array.ndim and array.shape[0] == batch:
+        return array.reshape(batch, -1)
+    return array.reshape(1, -1)
+
+
+def _items(outputs: list[dict[str, np.ndarray]], batch: int) -> int:
+    """How many inputs (sets times batch items) ``outputs`` hold, the fewest of any output."""
+    return min(
+        sum(_rows(np.asarray(o[name]), batch).shape[0] for o in outputs) for name in outputs[0]
+    )
+
+
+def _constant_matches(items: list[np.ndarray], rtol: float, atol: float) -> float:
+    """The share of the columns of ``items`` (each ``(n, size)``) at which one constant of their
+    dtype lies within tolerance of every row. Each row allows an interval around its value; a
+    constant exists where the intervals meet, and the representable value nearest their common
+    part's middle is then inside it if any is. That value is checked as verify checks it."""
+    size = items[0].shape[1]
+    if not size:
+        return 1.0
+    dtype = items[0].dtype
+    low = np.full(size, -np.inf)
+    high = np.full(size, np.inf)
+    finite = np.ones(size, bool)
+    same = np.ones(size, bool)
+    first = items[0][0].astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for row in _float_rows(items):
+            tolerance = atol + rtol * np.abs(row)
+            np.fmax(low, row - tolerance, out=low)
+            np.fmin(high, row + tolerance, out=high)
+            finite &= np.isfinite(row)
+            same &= (row == first) | (np.isnan(row) & np.isnan(first))
+        constant = _representable(np.where(finite, (low + high) / 2, 0.0), dtype)
+        matched = finite.copy()
+        for row in _float_rows(items):
+            matched &= np.abs(constant - row) <= atol + rtol * np.abs(row)
+    # where some item is NaN or infinite, only that same value in every item (as verify agrees)
+    matched |= ~finite & same
+    return float(matched.mean())
+
+
+def _float_rows(items: list[np.ndarray]):
+    for array in items:
+        for row in array:
+            yield row.astype(np.float64)
+
+
+def _representable(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``values`` rounded to the nearest of ``dtype`` (integers and booleans: to whole numbers),
+    back in float64."""
+    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
+        values = np.rint(values)
+        if dtype == np.bool_:
+            return np.clip(values, 0, 1)
+        info = np.iinfo(dtype)
+        return np.clip(values, info.min, info.max)
+    with np.errstate(over="ignore"):
+        return values.astype(dtype).astype(np.float64)
 
 
 def _source_hash(source: Path) -> str:

@@ -214,19 +214,167 @@ def test_a_format_1_golden_still_verifies(source, tmp_path):
         golden.verify(directory)
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+def sets(*outputs) -> list[dict[str, np.ndarray]]:
+    return [{"y": np.array(values, np.float32)} for values in outputs]
+
+
 @pytest.mark.parametrize(
-    ("outputs", "share"),
+    ("outputs", "batch", "share"),
     [
-        ([{"y": np.array([1.0, 2.0, 3.0, 4.0])}], 0.0),
-        ([{"y": np.array([1.0, 1.0, 1.00005, 9.0])}], 0.75),
-        ([{"y": np.array([0.0, 0.0, 0.0, 5.0, 6.0, 7.0, 8.0])}], 3 / 7),
-        ([{"y": np.array([2.0, 2.0])}, {"y": np.array([2.0, 3.0])}], 0.75),
-        ([{"y": np.array([np.nan, np.nan])}], 1.0),
+        (sets([1.0, 2.0, 3.0, 4.0]), 1, 1.0),
+        (sets([1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 3.5, 4.0]), 1, 0.5),
+        (sets([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]), 1, 1.0),
+        # 1 and 1.0002 are within 2e-4 + 2e-4 of each other; 0 and 0.00021 not 1e-4 + 1e-4
+        (sets([1.0, 0.0], [1.0002, 0.00021]), 1, 0.5),
+        (sets([0.25], [0.75]), 1, 0.0),
+        (sets([0.5], [0.50001], [0.49999]), 1, 1.0),
+        (sets([[1.0, 2.0, 3.0], [1.0, 2.0, 4.0]]), 2, 2 / 3),
+        (sets([[1.0, 2.0, 3.0], [1.0, 2.0, 4.0]]), 1, 1.0),
+        (sets([[0.5], [0.7]], [[0.5], [0.5]]), 2, 0.0),
+        (sets([NAN, 1.0, INF], [NAN, 1.0, INF]), 1, 1.0),
+        (sets([NAN, 1.0, INF, -INF], [1.0, 1.0, -INF, -INF]), 1, 0.5),
+        (sets([], []), 1, 1.0),
     ],
-    ids=["distinct", "median", "zero", "over-sets", "nan"],
+    ids=[
+        "one-input",
+        "half-follows-the-input",
+        "bias-vector",
+        "tolerance",
+        "scalar",
+        "scalar-constant",
+        "batch",
+        "no-batch-axis",
+        "batch-and-sets",
+        "nan-everywhere",
+        "nan-once",
+        "empty",
+    ],
 )
-def test_constant_share(outputs, share):
-    assert golden.constant_share(outputs, 1e-4, 1e-4) == [("y", pytest.approx(share))]
+def test_constant_share(outputs, batch, share):
+    """The share of elements at which one constant, the same for every set and batch item,
+    passes: with one input all of them (it matches itself); a constant vector (a dead ReLU's
+    bias) all of them, though no single number matches it; one scalar that follows the input
+    none, however small the output."""
+    assert golden.constant_share(outputs, 1e-4, 1e-4, batch=batch) == [("y", pytest.approx(share))]
+
+
+def test_constant_share_finds_the_constant_verify_accepts():
+    """For pairs of one-element outputs around the limit (where their tolerances just meet), the
+    share is 1 exactly when some float32 passes verify's comparator against both."""
+    rng = np.random.default_rng(0)
+    rtol = atol = 1e-4
+    first = rng.standard_normal(400).astype(np.float32)
+    limit = 2 * atol + rtol * (2 * np.abs(first.astype(np.float64)))
+    second = (first + limit * rng.uniform(0.9999, 1.0001, first.size)).astype(np.float32)
+    outcomes = set()
+    for a, b in zip(first, second, strict=True):
+        share = golden.constant_share(sets([a], [b]), rtol, atol)[0][1]
+        # the float32 numbers around either end of where the two tolerances meet: the smallest
+        # float32 above the lower end is among them, and passes if any float32 does
+        ends = np.array([b - (atol + rtol * abs(b)), a + (atol + rtol * abs(a))], np.float32)
+        near = [ends]
+        for direction in (-np.inf, np.inf):
+            step = ends
+            for _ in range(4):
+                step = np.nextafter(step, np.float32(direction))
+                near.append(step)
+        passing = [
+            c
+            for c in np.concatenate(near)
+            if all(
+                golden.compare(0, "y", np.array([c]), np.array([e]), rtol, atol) is None
+                for e in (a, b)
+            )
+        ]
+        assert share == (1.0 if passing else 0.0), (a, b, passing)
+        outcomes.add(share)
+    assert outcomes == {0.0, 1.0}
+
+
+DEAD = """\
+model dead
+Input(shape=(6,), name="x")
+Dense(8, activation="relu", name="hidden")
+Dense(3, name="d")
+"""
+
+SCORE = """\
+model score
+Input(shape=(6,), name="x")
+Dense(4, activation="relu", name="hidden")
+Dense(1, activation="sigmoid", name="d")
+"""
+
+
+def score_weights(path: Path, *, hidden_kernel: float, hidden_bias: float) -> Path:
+    rng = np.random.default_rng(3)
+    arrays = {
+        "hidden/kernel": np.full((6, 4), hidden_kernel, np.float32),
+        "hidden/bias": np.full(4, hidden_bias, np.float32),
+        "d/kernel": rng.standard_normal((4, 1)).astype(np.float32),
+        "d/bias": np.full(1, 0.3, np.float32),
+    }
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(("sets", "batch"), [(1, 1), (3, 1), (1, 4), (2, 3)])
+def test_outputs_that_ignore_the_input_are_refused(tmp_path, sets, batch):
+    """A ReLU that kills everything leaves the next layer's bias, three different numbers that
+    no single number matches (the rule before passed it), and weights too small to matter a
+    score of one element: both the same for every input, so refused, with the defaults too (one
+    set of batch 1: the model runs on one more input to tell)."""
+    dead = tmp_path / "dead.conv"
+    dead.write_text(DEAD)
+    weights = tmp_path / "dead.npz"
+    rng = np.random.default_rng(2)
+    np.savez(
+        weights,
+        **{
+            "hidden/kernel": np.zeros((6, 8), np.float32),
+            "hidden/bias": -np.ones(8, np.float32),
+            "d/kernel": rng.standard_normal((8, 3)).astype(np.float32),
+            "d/bias": np.array([0.5, -1.0, 2.0], np.float32),
+        },
+    )
+    score = tmp_path / "score.conv"
+    score.write_text(SCORE)
+    tiny = score_weights(tmp_path / "tiny.npz", hidden_kernel=1e-7, hidden_bias=0.5)
+    for source, given in ((dead, weights), (score, tiny)):
+        directory = tmp_path / f"{source.stem}-{sets}-{batch}"
+        with pytest.raises(ConvcError, match="a constant matches every element of output d "):
+            golden.record(source, directory, weights=given, sets=sets, batch=batch)
+        assert not directory.exists()
+        with pytest.warns(golden.WeakGolden):
+            recording = golden.record(
+                source, directory, weights=given, sets=sets, batch=batch, allow_weak=True
+            )
+        assert recording.constant_share == (("d", 1.0),)
+        assert recording.sets == sets and len(list(directory.glob("test_data_set_*"))) == sets
+    inputs = 2 if sets * batch == 1 else sets * batch
+    with pytest.raises(ConvcError, match=f"for each of the {inputs} inputs run"):
+        golden.record(dead, tmp_path / "again", weights=weights, sets=sets, batch=batch)
+
+
+def test_a_single_score_that_follows_the_input_records(tmp_path):
+    """One element is no reason to refuse: a score that changes with the input records with the
+    defaults, and its golden fails when the score changes."""
+    source = tmp_path / "score.conv"
+    source.write_text(SCORE)
+    weights = score_weights(tmp_path / "w.npz", hidden_kernel=0.5, hidden_bias=0.1)
+    for given in (None, weights):
+        directory = tmp_path / ("random" if given is None else "weights")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", golden.WeakGolden)
+            recording = golden.record(source, directory, weights=given)
+        assert recording.constant_share == (("d", 0.0),) and recording.outputs == (("d", (1, 1)),)
+        assert golden.verify(directory).passes(strict=True)
+        edit_tensor(directory / "test_data_set_0/output_0.pb", shift(2.5))
+        (failure,) = golden.verify(directory).failures
+        assert (failure.output, failure.size) == ("d", 1)
 
 
 def test_command_line_draw_and_allow_weak(tmp_path, capsys):
@@ -626,6 +774,71 @@ def test_command_line(source, tmp_path, capsys):
     assert "error: no such golden directory" in capsys.readouterr().err
 
 
+# -- every sample, with the defaults ----------------------------------------------------------
+
+# Samples whose random weights (``convc.weights.exercise``, the default draw) leave their outputs
+# independent of the input, so that one constant passes their golden: exercise scales a
+# depthwise kernel (kh, kw, C, m) by the fan-in of every axis but the last, kh * kw * C, not the
+# kh * kw that each output sees, so each depthwise layer is sqrt(C) times too weak and the
+# random biases drown the input (mobilenet_like's logits move by 2e-6 between two inputs, under
+# the 1e-4 tolerance; with kh * kw, by 0.03). Refusing them is right until the draw is fixed.
+INSENSITIVE = {"mobilenet_like", "mobilenet_v2_like"}
+INSENSITIVE_REASON = "exercise draws depthwise kernels sqrt(C) too small: output ignores input"
+
+
+def insensitive_marked(paths: list[Path], name=lambda p: p.stem) -> list:
+    return [
+        pytest.param(
+            path,
+            id=name(path),
+            marks=[pytest.mark.xfail(strict=True, raises=AssertionError, reason=INSENSITIVE_REASON)]
+            if name(path) in INSENSITIVE
+            else [],
+        )
+        for path in paths
+    ]
+
+
+def run_other_input(directory: Path, seed: int = 1) -> dict[str, np.ndarray]:
+    session = open_session(onnx.load(directory / "model.onnx"))
+    return session.run(random_inputs(session, seed=seed))
+
+
+@pytest.mark.parametrize("sample", insensitive_marked(sorted(SAMPLES.glob("*.conv"))))
+def test_every_sample_records_with_the_defaults(sample, tmp_path, capsys):
+    """``convc golden record`` with no options, one set of batch 1, records every sample without
+    a weak-golden warning; ``convc golden verify`` passes; the golden fails when its outputs
+    move by 2.5 tolerances, or are those of another input (what a model that ignored its input
+    would give), every output, the one-element score of siamese_two_heads too."""
+    directory = tmp_path / "golden"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", golden.WeakGolden)
+        code = main(["golden", "record", str(sample), str(directory)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert (manifest["sets"], manifest["batch"], manifest["weights_draw"]) == (1, 1, "random")
+    assert sorted(p.name for p in directory.glob("test_data_set_*")) == ["test_data_set_0"]
+    assert max(manifest["constant_share"].values()) <= golden.WEAK_SHARE, out
+    assert main(["golden", "verify", str(directory), "--strict"]) == 0
+    names = [output["name"] for output in manifest["outputs"]]
+
+    shifted = tmp_path / "shifted"
+    shutil.copytree(directory, shifted)
+    perturb_outputs(shifted, shift(2.5))
+    assert main(["golden", "verify", str(shifted)]) == 1
+    assert [f.output for f in golden.verify(shifted).failures] == names
+
+    other = tmp_path / "other"
+    shutil.copytree(directory, other)
+    for j, array in enumerate(run_other_input(directory).values()):
+        edit_tensor(
+            other / f"test_data_set_0/output_{j}.pb", lambda a, b=array: a.__setitem__(..., b)
+        )
+    assert main(["golden", "verify", str(other)]) == 1
+    assert [f.output for f in golden.verify(other).failures] == names
+
+
 # -- the committed goldens --------------------------------------------------------------------
 
 
@@ -728,6 +941,45 @@ def test_committed_golden_fails_when_perturbed(directory, tmp_path):
         assert len(verification.failures) == verification.sets * verification.outputs
         for failure in verification.failures:
             assert failure.mismatched >= mismatched * failure.size, failure.render()
+
+
+def to_constant(directory: Path) -> None:
+    """Every output replaced by the best one constant tensor, the same for every set: at each
+    element the middle of what every set's tolerance allows (what ``constant_share`` measures)."""
+    for j in range(len(list(directory.glob("test_data_set_0/output_*.pb")))):
+        paths = sorted(directory.glob(f"test_data_set_*/output_{j}.pb"))
+        values = np.stack([numpy_helper.to_array(onnx.load_tensor(p)) for p in paths])
+        wide = values.astype(np.float64)
+        tolerance = 1e-4 + 1e-4 * np.abs(wide)
+        middle = ((wide - tolerance).max(axis=0) + (wide + tolerance).min(axis=0)) / 2
+        for path in paths:
+            edit_tensor(path, lambda a, m=middle: a.__setitem__(..., m))
+
+
+SEVERAL_SETS = [p for p in COMMITTED if json.loads((p / "manifest.json").read_text())["sets"] > 1]
+
+
+@pytest.mark.parametrize("directory", insensitive_marked(SEVERAL_SETS, name=lambda p: p.name))
+def test_no_constant_passes_a_committed_golden(directory, tmp_path):
+    """The committed goldens of more than one set: no constant tensor passes any of their
+    outputs (with one set the outputs themselves would)."""
+    copy = committed_copy(directory, tmp_path)
+    share = golden.constant_share(
+        [
+            {
+                str(j): numpy_helper.to_array(onnx.load_tensor(p))
+                for j, p in enumerate(sorted(folder.glob("output_*.pb")))
+            }
+            for folder in sorted(copy.glob("test_data_set_*"))
+        ],
+        1e-4,
+        1e-4,
+    )
+    to_constant(copy)
+    verification = golden.verify(copy)
+    assert not verification.ok and max(s for _, s in share) <= golden.WEAK_SHARE, share
+    failed = {failure.output for failure in verification.failures}
+    assert len(failed) == verification.outputs, verification.render()
 
 
 @pytest.mark.parametrize(
