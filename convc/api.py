@@ -152,27 +152,21 @@ def run(
 
     if provider != "cpu" and runtime != "ort":
         raise ConvcError("'provider' applies to the ort runtime")
-    if is_conv(model):
+    proto: onnx.ModelProto | str
+    if isinstance(model, onnx.ModelProto):
+        _refuse_build_arguments(None, weights, options)
+        proto = model
+    elif not is_conv(model):
+        proto = os.fspath(_path(model))
+        if not Path(proto).is_file():
+            raise ConvcError("no such file", path=proto)
+        _refuse_build_arguments(proto, weights, options)
+    else:
         # TensorRT's parser reads opsets up to 22 only: a model for it is built for its target
         options = (options or BuildOptions()).for_runtime(
             "tensorrt" if runtime == "ort" and tensorrt_runs(provider) else runtime
         )
         proto = build(model, weights, options=options)
-    else:
-        path = None if isinstance(model, onnx.ModelProto) else os.fspath(model)
-        if path is not None and not Path(path).is_file():
-            raise ConvcError("no such file", path=path)
-        if weights is not None:
-            raise ConvcError(
-                "'weights' applies to .conv sources; an .onnx model carries its weights",
-                path=path,
-            )
-        for option in (options or BuildOptions()).non_defaults():
-            raise ConvcError(
-                f"'{option}' applies to .conv sources; an .onnx model is already built",
-                path=path,
-            )
-        proto = model if path is None else path
     session = open_runner(proto, runtime, provider)
     if inputs is None:
         feeds = random_inputs(session, seed=input_seed, batch=batch)
@@ -183,11 +177,25 @@ def run(
                     f"the model has {len(session.input_names)} inputs: give arrays by name"
                 )
             inputs = {session.input_names[0]: inputs}
-        elif isinstance(inputs, Sequence) and not isinstance(inputs, str | bytes):
-            inputs = read_inputs(list(inputs), session.input_names)
+        elif not isinstance(inputs, Mapping):
+            inputs = read_inputs(_specs(inputs), session.input_names)
         feeds = check_inputs(session, dict(inputs))
     outputs = session.run(feeds)
     return RunResult(outputs, feeds, session.runtime, session.device)
+
+
+def _refuse_build_arguments(
+    path: str | None, weights: Weights, options: BuildOptions | None
+) -> None:
+    """A built model takes no weights and no build options."""
+    if weights is not None:
+        raise ConvcError(
+            "'weights' applies to .conv sources; an .onnx model carries its weights", path=path
+        )
+    for option in (options or BuildOptions()).non_defaults():
+        raise ConvcError(
+            f"'{option}' applies to .conv sources; an .onnx model is already built", path=path
+        )
 
 
 def tensorrt_runs(provider: str) -> bool:
@@ -208,7 +216,7 @@ def is_conv(model: onnx.ModelProto | Source) -> bool:
         return True
     if isinstance(model, onnx.ModelProto):
         return False
-    path = _path(model)
+    path = os.fspath(_path(model))
     return Path(path).suffix == ".conv" or is_model_file(path)
 
 
@@ -260,6 +268,13 @@ def model_inputs(
         if len(names) != 1:
             raise ConvcError(f"the model has {len(names)} inputs: give arrays by name")
         return {names[0]: inputs}
-    if isinstance(inputs, Sequence) and not isinstance(inputs, str | bytes):
-        return read_inputs(list(inputs), names)
-    return dict(inputs)
+    if isinstance(inputs, Mapping):
+        return dict(inputs)
+    return read_inputs(_specs(inputs), names)
+
+
+def _specs(inputs: Sequence[str]) -> list[str]:
+    """Input file specs, given as a list: a lone str is one spec's characters, not a list."""
+    if isinstance(inputs, str | bytes):
+        raise TypeError(f"give input files as a list of specs, [{inputs!r}]")
+    return list(inputs)

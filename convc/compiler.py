@@ -121,8 +121,8 @@ def load_source(
     unknown."""
     from convc.importer import import_file
 
-    if is_model_file(path):
-        imported = import_file(path, input_shapes=dict(input_shapes or {}))
+    if is_model_file(os.fspath(path)):
+        imported = import_file(os.fspath(path), input_shapes=dict(input_shapes or {}))
         return Loaded(imported.model, imported.text, imported.weights, imported=True)
     check_no_input_shapes(path, input_shapes)
     text = read_source(path)

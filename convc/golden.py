@@ -45,7 +45,7 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -61,7 +61,7 @@ from convc.model import Model
 from convc.options import BuildOptions, build_options
 from convc.progress import track
 from convc.runtime import Session, check_inputs, open_session, random_inputs
-from convc.targets import DEFAULT_TARGET
+from convc.targets import DEFAULT_TARGET, target_name
 from convc.weights import exercise
 
 MANIFEST = "manifest.json"
@@ -74,12 +74,22 @@ MIN_JUDGED = 2  # inputs (sets x batch items) the weak-golden measure needs: one
 _SET = re.compile(r"test_data_set_(\d+)")
 _TENSOR = re.compile(r"(input|output)_(\d+)\.pb")
 
-UNCHANGED = "unchanged"
-GRAPH_CHANGED = "graph changed"
-WEIGHTS_CHANGED = "weights changed"
-BOTH_CHANGED = "graph and weights changed"
-SOURCE_CHANGED = "source changed"
-NOT_RECOMPILED = "not recompiled"
+CompilerOutput = Literal[
+    "unchanged",
+    "graph changed",
+    "weights changed",
+    "graph and weights changed",
+    "source changed",
+    "not recompiled",
+]
+"""The verdict on the compiler's output; ``Verification.compiler_detail`` says what and where."""
+
+UNCHANGED: CompilerOutput = "unchanged"
+GRAPH_CHANGED: CompilerOutput = "graph changed"
+WEIGHTS_CHANGED: CompilerOutput = "weights changed"
+BOTH_CHANGED: CompilerOutput = "graph and weights changed"
+SOURCE_CHANGED: CompilerOutput = "source changed"
+NOT_RECOMPILED: CompilerOutput = "not recompiled"
 
 
 class CompilerOutputChanged(UserWarning):
@@ -158,7 +168,7 @@ class Failure:
 @dataclass(frozen=True)
 class Verification:
     directory: Path
-    compiler_output: str
+    compiler_output: CompilerOutput
     compiler_detail: str
     failures: tuple[Failure, ...]
     ran: str
@@ -690,9 +700,16 @@ def _read_tensor(path: Path) -> tuple[str, np.ndarray]:
     return tensor.name, array
 
 
+def _set_index(folder: Path) -> int:
+    """The number of a ``test_data_set_N`` folder (``_set_folders`` lists no other)."""
+    found = _SET.fullmatch(folder.name)
+    assert found is not None, f"not a set folder: {folder.name}"
+    return int(found[1])
+
+
 def _read_sets(directory: Path, proto: onnx.ModelProto, recorded_sets: int) -> list[_Set]:
     folders = _set_folders(directory)
-    present = {int(_SET.fullmatch(folder.name)[1]) for folder in folders}
+    present = {_set_index(folder) for folder in folders}
     missing = [i for i in range(recorded_sets) if i not in present]
     if missing:
         raise ConvcError(
@@ -701,7 +718,7 @@ def _read_sets(directory: Path, proto: onnx.ModelProto, recorded_sets: int) -> l
         )
     data = []
     for folder in folders:
-        index = int(_SET.fullmatch(folder.name)[1])
+        index = _set_index(folder)
         inputs = tuple(
             _read_tensor(folder / f"input_{j}.pb")[1] for j in range(len(proto.graph.input))
         )
@@ -720,24 +737,24 @@ def _read_sets(directory: Path, proto: onnx.ModelProto, recorded_sets: int) -> l
 
 def _recompile(
     directory: Path, manifest: dict[str, Any], recorded: onnx.ModelProto
-) -> tuple[onnx.ModelProto | None, str, str]:
+) -> tuple[onnx.ModelProto | None, CompilerOutput, str]:
     source = Path(os.path.normpath(directory / manifest["source"]["path"]))
     if not source.is_file():
-        return None, f"{NOT_RECOMPILED}: the source {source} is missing", ""
+        return None, NOT_RECOMPILED, f"the source {source} is missing"
     weights_entry = manifest.get("weights")
     weights = Path(os.path.normpath(directory / weights_entry["path"])) if weights_entry else None
     if weights is not None and not weights.is_file():
-        return None, f"{NOT_RECOMPILED}: the weights file {weights} is missing", ""
+        return None, NOT_RECOMPILED, f"the weights file {weights} is missing"
     edited = []
     if _source_hash(source) != manifest["source"].get("sha256"):
         edited.append(str(source))
-    if weights is not None and _file_hash(weights) != weights_entry.get("sha256"):
+    if weights_entry and weights is not None and _file_hash(weights) != weights_entry.get("sha256"):
         edited.append(str(weights))
     draw = manifest.get("weights_draw") or "initializers"  # format 1 drew from initializers
     try:
         model, own_weights = _load_model(source)
         options = BuildOptions(
-            target=str(manifest.get("target", DEFAULT_TARGET)),
+            target=target_name(str(manifest.get("target", DEFAULT_TARGET))),
             opset=int(manifest["opset"]),
             io_layout=manifest.get("io_layout", "keras"),
             optimize=manifest.get("optimize", True),
@@ -750,7 +767,7 @@ def _recompile(
     except ConvcError as error:
         where = f"{error.path}: " if error.path else ""
         line = f" (line {error.span.line})" if error.span else ""
-        return None, f"{NOT_RECOMPILED}: {where}{error.message}{line}", ""
+        return None, NOT_RECOMPILED, f"{where}{error.message}{line}"
     verdict, detail = compare_models(recorded, recompiled)
     if edited:
         outcome = f"{verdict}: {detail}" if detail else verdict
@@ -758,7 +775,9 @@ def _recompile(
     return recompiled, verdict, detail
 
 
-def compare_models(recorded: onnx.ModelProto, recompiled: onnx.ModelProto) -> tuple[str, str]:
+def compare_models(
+    recorded: onnx.ModelProto, recompiled: onnx.ModelProto
+) -> tuple[CompilerOutput, str]:
     """The verdict on the compiler's output (``unchanged``, ``graph changed``, ``weights
     changed``, ``graph and weights changed``) and a line that says where they first differ."""
     graph = _graph_difference(recorded, recompiled)
@@ -948,6 +967,7 @@ def compare(
     if result.ok:
         return None
     worst = result.worst
+    assert worst is not None, "a failed comparison has a worst element"
     return Failure(
         set_index,
         name,

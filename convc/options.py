@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from convc.diagnostics import ConvcError
-from convc.targets import DEFAULT_TARGET, RUNTIMES, get_target, resolve_opset
+from convc.targets import DEFAULT_TARGET, RUNTIMES, TargetName, get_target, resolve_opset
 
-IO_LAYOUTS = ("keras", "channels_first", "channels_last")
+if TYPE_CHECKING:
+    from convc.precision import IODtype, Precision
+
+IOLayout = Literal["keras", "channels_first", "channels_last"]
+IO_LAYOUTS: tuple[IOLayout, ...] = get_args(IOLayout)
 """The order of the model's inputs and outputs: Keras's own, or channels first / last whatever
 the layers' data_format (a channels_last net with channels_first I/O carries no Transpose)."""
 
@@ -31,13 +35,13 @@ class BuildOptions:
     the arithmetic float16 (``convc.precision``), with float32 inputs and outputs unless
     ``io_dtype`` is ``float16`` too."""
 
-    target: str | None = None
+    target: TargetName | None = None
     opset: int | None = None
-    io_layout: str = "keras"
+    io_layout: IOLayout = "keras"
     optimize: bool = True
     seed: int = 0
-    precision: str = "float32"
-    io_dtype: str = "float32"
+    precision: Precision = "float32"
+    io_dtype: IODtype = "float32"
 
     def __post_init__(self) -> None:
         if self.target is not None and not isinstance(self.target, str):
@@ -56,7 +60,7 @@ class BuildOptions:
         check_precision(self.precision, self.io_dtype)
 
     @property
-    def target_name(self) -> str:
+    def target_name(self) -> TargetName:
         """The target to emit for: ``target``, or ``portable`` when it is None."""
         return DEFAULT_TARGET if self.target is None else self.target
 

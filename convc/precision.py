@@ -20,13 +20,17 @@ NumPy reference at ``FLOAT16_RTOL`` and ``FLOAT16_ATOL``.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from convc.diagnostics import ConvcError
 
-PRECISIONS = ("float32", "float16")
-IO_DTYPES = ("float32", "float16")
+Precision = Literal["float32", "float16"]
+IODtype = Literal["float32", "float16"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+IO_DTYPES: tuple[IODtype, ...] = get_args(IODtype)
 
 FLOAT16_RTOL = 1e-2
 FLOAT16_ATOL = 1e-2
@@ -101,8 +105,8 @@ def to_float16(proto: onnx.ModelProto, *, io_dtype: str = "float32") -> onnx.Mod
 
     for tensor in graph.initializer:
         if tensor.data_type == _FLOAT and tensor.name not in kept:
-            half = numpy_helper.to_array(tensor).astype("float16")
-            tensor.CopyFrom(numpy_helper.from_array(half, tensor.name))
+            values = numpy_helper.to_array(tensor).astype("float16")
+            tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
     for info in graph.value_info:
         _retype(info)
 

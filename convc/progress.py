@@ -15,7 +15,10 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 T = TypeVar("T")
 
@@ -41,8 +44,8 @@ class Bar:
         self.stream = sys.stderr
         self._on = enabled(self.stream)
         self._start = time.monotonic()
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
     def advance(self, amount: float = 1) -> None:
         self.done += amount
@@ -51,10 +54,11 @@ class Bar:
         if self._progress is None:
             if time.monotonic() - self._start < DELAY:
                 return
-            self._show()
-        self._progress.update(self._task, completed=self.done)
+            self._progress, self._task = self._show()
+        if self._task is not None:
+            self._progress.update(self._task, completed=self.done)
 
-    def _show(self) -> None:
+    def _show(self) -> tuple[Progress, TaskID]:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -70,7 +74,7 @@ class Bar:
             if self.unit
             else MofNCompleteColumn()
         )
-        self._progress = Progress(
+        progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             counter,
@@ -78,8 +82,8 @@ class Bar:
             console=console,
             transient=True,
         )
-        self._progress.start()
-        self._task = self._progress.add_task(self.description, total=self.total)
+        progress.start()
+        return progress, progress.add_task(self.description, total=self.total)
 
     def close(self) -> None:
         if self._progress is not None:

@@ -173,13 +173,14 @@ def convolve(
     if groups == 1 and len(taps) > 2 and positions * len(taps) * channels <= _IM2COL_ELEMENTS:
         return _convolve_im2col(x, kernel, strides, dilation)
     if groups == 1:
-        result = None
+        result: np.ndarray | None = None
         for tap in taps:  # a 1x1 kernel's only tap is a view of the input, not a copy
             product = patch(tap).reshape(positions, channels) @ kernel[tap]
             if result is None:
                 result = product
             else:
                 result += product
+        assert result is not None, "a kernel has at least one tap"
         return result.reshape(batch, *out, filters)
 
     result = np.zeros((positions, groups, per_group_out), dtype=np.float32)
@@ -812,7 +813,7 @@ def normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     c = expect(layer.spec, NormalizationSpec)
     keep = sorted(a % x.ndim for a in c.axis)
     shape = [x.shape[d] if d in keep else 1 for d in range(x.ndim)]
-    if c.mean is None:
+    if c.mean is None or c.variance is None:  # both given, or both weights
         mean, variance = weights["mean"].reshape(shape), weights["variance"].reshape(shape)
     else:
         mean = np.asarray(c.mean[1], np.float32).reshape(c.mean[0])

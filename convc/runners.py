@@ -189,7 +189,7 @@ def _open_reference(model, provider: str) -> Runner:
         "onnx.reference.ReferenceEvaluator",
         _graph_inputs(proto),
         names,
-        lambda feed: evaluator.run(names, feed),
+        lambda feed: list(evaluator.run(names, feed)),
     )
 
 

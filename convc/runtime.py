@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -166,12 +167,16 @@ def select_providers(choice: str, available: Sequence[str]) -> list[str]:
     return [wanted] if choice == "cpu" else [wanted, PROVIDERS["cpu"]]
 
 
+OrtSession = Any
+"""An ``onnxruntime.InferenceSession`` (onnxruntime ships no type information)."""
+
+
 @dataclass
 class Session:
     """An ONNX Runtime session and the provider that actually runs the model; ``notes`` says why
     ``auto`` passed over a better provider."""
 
-    session: object
+    session: OrtSession
     provider: str
     notes: tuple[str, ...] = ()
 
@@ -238,8 +243,8 @@ def open_session(
 
 
 def start_session(
-    choice: str, available: Sequence[str], start: Callable[[list[str]], object]
-) -> tuple[object, str, tuple[str, ...]]:
+    choice: str, available: Sequence[str], start: Callable[[list[str]], OrtSession]
+) -> tuple[OrtSession, str, tuple[str, ...]]:
     """Start a session for ``choice`` with ``start(providers)`` (which returns an onnxruntime
     session): the session, the provider that runs it and notes. An explicit GPU provider that
     does not start is a one-line error naming what is missing, never a silent fallback; ``auto``

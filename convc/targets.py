@@ -17,6 +17,7 @@ for a 3x3 pool of 128x40x40 in onnxruntime) instead of in the MaxPool (onnx.refe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, cast
 
 from convc.diagnostics import ConvcError
 
@@ -100,6 +101,9 @@ class Target:
 _EVERY_RESIZE = frozenset({3, 4})
 _ONLY_4D_RESIZE = frozenset({4})
 
+TargetName = Literal["portable", "ort", "onnx-reference", "openvino", "opencv", "tract", "tensorrt"]
+"""The names of ``TARGETS`` (``tests/test_targets.py`` holds the two equal)."""
+
 TARGETS: dict[str, Target] = {
     target.name: target
     for target in (
@@ -176,7 +180,7 @@ TARGETS: dict[str, Target] = {
     )
 }
 
-DEFAULT_TARGET = "portable"
+DEFAULT_TARGET: TargetName = "portable"
 
 RUNTIMES = tuple(name for name in TARGETS if name != "portable")
 """The runtimes convc runs models in (``convc run --runtime``, ``convc.runners``)."""
@@ -190,6 +194,12 @@ def get_target(name: str) -> Target:
         raise ConvcError(
             f"unknown target {name!r}", help="choose one of: " + ", ".join(TARGETS)
         ) from None
+
+
+def target_name(name: str) -> TargetName:
+    """``name`` as a target's name, or a ConvcError listing the known ones."""
+    get_target(name)
+    return cast(TargetName, name)
 
 
 def resolve_opset(target: Target, opset: int | None) -> int:

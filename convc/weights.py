@@ -17,6 +17,7 @@ is lowering's job, not this module's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def initialize(model: Model, seed: int = 0) -> Weights:
     return weights
 
 
-def load(model: Model, path: str | Path) -> Weights:
+def load(model: Model, path: str | os.PathLike[str]) -> Weights:
     """Read a .npz or .weights.h5 file and check it against the model."""
     path = Path(path)
     if not path.is_file():
@@ -154,6 +155,7 @@ def _merge_lora(layer: Layer, arrays: dict[str, np.ndarray], source: str) -> dic
     a, b = merged.pop("lora_kernel_a"), merged.pop("lora_kernel_b")
     spec = layer.spec
     assert isinstance(spec, ConvSpec | DenseSpec), "only Conv and Dense have LoRA kernels"
+    assert spec.lora_alpha is not None and spec.lora_rank, "a LoRA layer has its rank and alpha"
     scale = np.float32(spec.lora_alpha / spec.lora_rank)
     merged["kernel"] = (merged["kernel"] + scale * np.matmul(a, b)).astype(np.float32)
     return merged

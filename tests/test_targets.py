@@ -274,3 +274,11 @@ def test_prelu_whose_alpha_is_not_per_channel_avoids_opencvs_fused_prelu(shared,
     text = f"Input(shape=(5, 6, 3))\nConv2D(4, 3)\nPReLU(shared_axes={shared})\n"
     proto = compile_text(text, target=target)
     assert [n.op_type for n in proto.graph.node][-len(ops) - 1 : -1] == ops  # then a Transpose
+
+
+def test_the_target_names_type_lists_every_target():
+    from typing import get_args
+
+    from convc.targets import TARGETS, TargetName
+
+    assert set(get_args(TargetName)) == set(TARGETS)
