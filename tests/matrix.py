@@ -21,6 +21,7 @@ OpenCV on the model with its batch fixed, fed an unnamed blob; onnxruntime at ``
 from __future__ import annotations
 
 import fnmatch
+import re
 import sys
 import tempfile
 from collections import defaultdict
@@ -33,6 +34,7 @@ import onnx
 
 from convc.compiler import model_weights, resolve_text
 from convc.diagnostics import ConvcError
+from convc.layers import LAYER_TYPES
 from convc.lower import lower
 from convc.onnxfile import save
 from convc.reference import model_outputs, run_reference
@@ -251,38 +253,23 @@ def row_of(case_id: str) -> str:
     return f"{layer} other forms"
 
 
-_LAYERS = {
-    **{f"conv{r}d": f"Conv{r}D" for r in (1, 2, 3)},
-    **{f"conv{r}d_transpose": f"Conv{r}DTranspose" for r in (1, 2, 3)},
-    **{f"conv{r}dtranspose": f"Conv{r}DTranspose" for r in (1, 2, 3)},
-    **{f"depthwiseconv{r}d": f"DepthwiseConv{r}D" for r in (1, 2)},
-    **{f"depthwise{r}d": f"DepthwiseConv{r}D" for r in (1, 2)},
-    **{f"separableconv{r}d": f"SeparableConv{r}D" for r in (1, 2)},
-    **{f"separable{r}d": f"SeparableConv{r}D" for r in (1, 2)},
-    **{f"cropping{r}d": f"Cropping{r}D" for r in (1, 2, 3)},
-    **{f"zero_padding{r}d": f"ZeroPadding{r}D" for r in (1, 2, 3)},
-    **{f"zeropadding{r}d": f"ZeroPadding{r}D" for r in (1, 2, 3)},
-    **{f"up_sampling{r}d": f"UpSampling{r}D" for r in (1, 2, 3)},
-    **{f"upsampling{r}d": f"UpSampling{r}D" for r in (1, 2, 3)},
-    **{f"{k}_normalization": f"{k.capitalize()}Normalization" for k in ("batch", "layer", "group")},
-    "unit_normalization": "UnitNormalization",
-    **{
-        f"{prefix}pooling{r}d": f"{name}Pooling{r}D"
-        for prefix, name in (
-            ("max_", "Max"),
-            ("average_", "Average"),
-            ("global_max_", "GlobalMax"),
-            ("global_average_", "GlobalAverage"),
-        )
-        for r in (1, 2, 3)
-    },
-    **{name.lower(): name for name in ("Dense", "Flatten", "Reshape", "Permute", "Identity")},
-    **{name.lower(): name for name in ("PReLU", "ELU", "Softmax", "Rescaling", "Normalization")},
-    "leaky_relu": "LeakyReLU",
-    "resizing": "Resizing",
-    "center_crop": "CenterCrop",
-    "noop": "Dropout, noise and Random* layers (no-ops)",
-}
+def _layer_names() -> dict[str, str]:
+    """The class a case id's first word names: from the registry, under the spellings the case
+    tables use (Keras's name prefix, the lower-case class, ``depthwise2d`` for
+    ``depthwiseconv2d``)."""
+    names = {"leaky_relu": "LeakyReLU", "noop": "Dropout, noise and Random* layers (no-ops)"}
+    for layer_type in LAYER_TYPES.values():
+        lower = layer_type.class_name.lower()
+        for spelling in (
+            layer_type.prefix,
+            lower,
+            re.sub(r"^(depthwise|separable)conv", r"\1", lower),
+        ):
+            names.setdefault(spelling, layer_type.class_name)
+    return names
+
+
+_LAYERS = _layer_names()
 
 
 def all_cells() -> list[tuple[str, str, str]]:

@@ -80,6 +80,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["report"].ok
     assert namespace["outputs"]["cropping2d"].shape == (1, 127, 188, 4)
+    assert [node.name for node in namespace["model"].nodes] == ["conv2d"]
 
 
 def test_debug_before_the_command_shows_the_traceback(tmp_path, capsys, monkeypatch):

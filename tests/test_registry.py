@@ -62,3 +62,25 @@ def test_every_layer_has_a_keras_parity_row(class_name):
 def test_every_layer_names_its_keras_class():
     for layer_type in LAYER_TYPES.values():
         assert layer_type.keras_class.rsplit(".", 1)[-1] == layer_type.class_name
+
+
+def test_the_layer_table_in_the_docs_is_the_registrys():
+    from pathlib import Path
+
+    from convc import catalog
+
+    document = (Path(__file__).resolve().parent.parent / "docs" / "language.md").read_text()
+    assert document == catalog.with_table(document), (
+        "docs/language.md's layer table is stale: run python -m convc.catalog"
+    )
+    for class_name in CLASS_NAMES:
+        assert f"`{class_name}`" in catalog.markdown_table()
+
+
+def test_the_table_would_see_a_changed_signature(monkeypatch):
+    from convc import catalog
+    from convc.layers.args import params
+
+    before = catalog.markdown_table()
+    monkeypatch.setattr(type(LAYER_TYPES["Permute"]), "own_params", params("dims", ("extra", 1)))
+    assert catalog.markdown_table() != before
