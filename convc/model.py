@@ -29,6 +29,21 @@ def format_shape(shape: Shape) -> str:
     return f"({inner},)" if len(shape) == 1 else f"({inner})"
 
 
+def known_dim(shape: Shape, axis: int) -> int:
+    """``shape[axis]`` where it is known: any axis but the batch's (resolve refuses an unknown
+    dimension anywhere else in an input, and every layer's build computes its output's), or an
+    axis the caller has checked."""
+    dim = shape[axis]
+    assert dim is not None, f"axis {axis} of {format_shape(shape)} is unknown"
+    return dim
+
+
+def sample_shape(shape: Shape) -> tuple[int, ...]:
+    """``shape`` without its batch axis: one sample's shape, every dimension known (see
+    ``known_dim``)."""
+    return tuple(known_dim(shape, axis) for axis in range(1, len(shape)))
+
+
 class LayerKind(Protocol):
     """What the IR needs of a layer's type: its Keras class and rank, and whether it is called
     on a list of tensors (a merge). Its family is its spec's class."""

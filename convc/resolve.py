@@ -163,7 +163,7 @@ class _SequentialObject:
 class _ModelSpec:
     """``keras.Model(inputs, outputs)``: which tensors are the graph's inputs and outputs."""
 
-    inputs: list[Tensor]
+    inputs: list[ModelInput]
     outputs: list[Tensor]
     name: str | None
     span: Span
@@ -556,21 +556,25 @@ class _Resolver:
 
     def model_statement(self, call: Call) -> _ModelSpec:
         args = bind(call, MODEL_PARAMS, call.short_name)
-        if args.value("inputs") is None or args.value("outputs") is None:
+        inputs_value, outputs_value = args.value("inputs"), args.value("outputs")
+        if inputs_value is None or outputs_value is None:
             raise ConvcError(
                 f"{call.short_name}(...) needs the model's inputs and outputs",
                 call.span,
                 help="e.g. keras.Model(inputs, outputs) or keras.Model(inputs=x, outputs=y)",
             )
-        inputs = self.tensor_list(args.value("inputs"), "inputs")
-        for tensor, node in zip(inputs, _items(args.value("inputs")), strict=True):
+        inputs: list[ModelInput] = []
+        for tensor, node in zip(
+            self.tensor_list(inputs_value, "inputs"), _items(inputs_value), strict=True
+        ):
             if not isinstance(tensor, ModelInput):
                 raise ConvcError(
                     "a model's inputs must be tensors made by Input(...)",
                     node.span,
                     help=f"'{self.tensor_label(tensor)}' is the output of a layer",
                 )
-        outputs = self.tensor_list(args.value("outputs"), "outputs")
+            inputs.append(tensor)
+        outputs = self.tensor_list(outputs_value, "outputs")
         name = string_arg(args, "name")
         if self.model_spec is not None:
             raise ConvcError(
@@ -675,6 +679,7 @@ class _Resolver:
             if not self.nodes:
                 # At the Input, else the Sequential(...), else the last statement; an empty
                 # file (comments and imports at most) has no place to point at.
+                first: Span | None
                 if self.inputs:
                     first = self.inputs[0].span
                 elif self.sequential is not None:
@@ -998,7 +1003,7 @@ class _Resolver:
     def input_from_first_layer(self, call: Call, args: Bound) -> ModelInput:
         """Keras 2's way: the first layer carries input_shape= (with batch_size=) or
         batch_input_shape=."""
-        shape = None
+        shape: Shape | None = None
         if args.python("input_dim") is not None:
             shape = (args.python("batch_size"), args.python("input_dim"))
             self.dims(args, "input_dim", with_batch=False)
@@ -1061,10 +1066,12 @@ def _items(value: Value) -> list[Value]:
     if isinstance(value, Sequence):
         return list(value.items)
     if isinstance(value, Mapping):
-        for key, _ in value.entries:
+        keyed: list[tuple[str, Value]] = []
+        for key, entry in value.entries:
             if not isinstance(key, Literal) or not isinstance(key.value, str):
                 raise ConvcError("the keys of a dict of tensors must be strings", key.span)
-        return [entry for _, entry in sorted(value.entries, key=lambda pair: pair[0].value)]
+            keyed.append((key.value, entry))
+        return [entry for _, entry in sorted(keyed, key=lambda pair: pair[0])]
     return [value]
 
 

@@ -115,11 +115,14 @@ class UpSamplingSpec(SpatialSpec):
     interpolation: str = "nearest"  # "nearest", "bilinear" or "bicubic"
 
 
+MergeOperation = Literal["add", "subtract", "multiply", "average", "maximum", "minimum"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class MergeSpec(LayerSpec):
     """Add, Subtract, Multiply, Average, Maximum and Minimum."""
 
-    operation: Literal["add", "subtract", "multiply", "average", "maximum", "minimum"]
+    operation: MergeOperation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,12 +182,15 @@ class NormSpec(LayerSpec):
     gamma_constraint: TrainingOnly | None = None
 
 
+PoolMode = Literal["max", "average"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class PoolSpec(SpatialSpec):
     """MaxPooling1D to 3D and AveragePooling1D to 3D (``strides`` already defaulted to
     ``pool_size``, as Keras does)."""
 
-    pool_mode: Literal["max", "average"]
+    pool_mode: PoolMode
     pool_size: tuple[int, ...]
     strides: tuple[int, ...]
     padding: str  # "valid" or "same"
@@ -284,7 +290,7 @@ class RescalingSpec(LayerSpec):
 class GlobalPoolSpec(SpatialSpec):
     """GlobalMaxPooling1D to 3D and GlobalAveragePooling1D to 3D."""
 
-    pool_mode: Literal["max", "average"]
+    pool_mode: PoolMode
     keepdims: bool
 
 

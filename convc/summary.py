@@ -26,7 +26,11 @@ def summary(model: Model) -> str:
         applications[id(node.layer)] = index + 1
         labels[id(node.output)] = f"{node.layer.name}[{index}][0]"
         params = f"{node.layer.parameter_count:,}" if index == 0 else "0 (shared)"
-        row = (f"{node.name} ({node.class_name})", format_shape(node.output_shape), params)
+        row: tuple[str, ...] = (
+            f"{node.name} ({node.class_name})",
+            format_shape(node.output_shape),
+            params,
+        )
         if not chain:
             row += (", ".join(labels[id(t)] for t in node.inputs),)
         rows.append(row)

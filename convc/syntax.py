@@ -229,6 +229,9 @@ class _BracketPostLexer:
 
 
 def _token_span(token: Token) -> Span:
+    # lark types a Token's position Optional (a Token made by hand has none); the lexer's
+    # tokens, and those it borrows positions for, always have their start
+    assert token.line is not None and token.column is not None
     end_line = token.end_line if token.end_line is not None else token.line
     end_column = token.end_column if token.end_column is not None else token.column + len(token)
     start = token.start_pos or 0
@@ -487,29 +490,19 @@ def _end_span(source: str) -> Span:
 
 
 def _bad_character(error: UnexpectedCharacters, source: str) -> ConvcError:
-    char = source[error.pos_in_stream] if error.pos_in_stream < len(source) else ""
-    span = Span(
-        error.line,
-        error.column,
-        error.line,
-        error.column + 1,
-        error.pos_in_stream,
-        error.pos_in_stream + 1,
-    )
+    # lark's stub is wrong here: UnexpectedInput declares ``pos_in_stream = None`` at class
+    # level, so mypy types it None, but UnexpectedCharacters.__init__ always sets it to the
+    # lexer's int position.
+    pos: int = error.pos_in_stream  # type: ignore[assignment]
+    char = source[pos] if pos < len(source) else ""
+    span = Span(error.line, error.column, error.line, error.column + 1, pos, pos + 1)
     if char in "\"'":
-        line_end = source.find("\n", error.pos_in_stream)
+        line_end = source.find("\n", pos)
         line_end = len(source) if line_end < 0 else line_end
-        width = line_end - error.pos_in_stream
+        width = line_end - pos
         return ConvcError(
             "unterminated string",
-            Span(
-                error.line,
-                error.column,
-                error.line,
-                error.column + width,
-                error.pos_in_stream,
-                line_end,
-            ),
+            Span(error.line, error.column, error.line, error.column + width, pos, line_end),
             help=f"close it with {char} on the same line",
         )
     if char == "=":

@@ -34,7 +34,7 @@ class Imported:
     """``{"layer/variable": array}`` in Keras's layouts; ``None`` for an architecture-only
     JSON file."""
     format: str
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[ConvcError] = field(default_factory=list)
 
 
 def import_file(

@@ -241,7 +241,7 @@ class _Flattener:
             pending.extend((name, index, node) for index, node in enumerate(nodes))
         # Keras's order: sweep the layer list, calling every node whose inputs exist, until done.
         while pending:
-            remaining = []
+            remaining: list[tuple[str, int, Any]] = []
             progressed = False
             for name, index, node in pending:
                 earlier = any(n == name and i < index for n, i, _ in remaining)
@@ -266,10 +266,10 @@ class _Flattener:
                 produced[(name, index)] = outputs if isinstance(outputs, list) else [outputs]
                 progressed = True
             if not progressed:
-                names = sorted({name for name, _, _ in remaining})
+                stuck = sorted({name for name, _, _ in remaining})
                 raise self.error(
                     f"the graph of {_label(keras_path)} has a loop or a layer fed by a tensor "
-                    "that no layer makes: " + ", ".join(names[:10])
+                    "that no layer makes: " + ", ".join(stuck[:10])
                 )
             pending = remaining
         return self.map_outputs(config.get("output_layers"), produced, keras_path)

@@ -13,6 +13,7 @@ from convc.diagnostics import ConvcError
 from convc.layers.activations import parse_activation
 from convc.layers.args import Bound, params
 from convc.layers.base import Built, LayerType, layer_type
+from convc.model import Shape
 from convc.specs import ActivationSpec, ReLUSpec
 
 
@@ -25,7 +26,7 @@ class Activation(LayerType[ActivationSpec]):
     def configure(self, args: Bound, default_data_format: str) -> ActivationSpec:
         return ActivationSpec(activation=parse_activation(args.value("activation")))
 
-    def build(self, spec, input_shape, args, name) -> Built:
+    def build(self, spec: ActivationSpec, input_shape: Shape, args: Bound, name: str) -> Built:
         if spec.activation != "glu":
             return Built(input_shape)
         last = input_shape[-1]
@@ -51,7 +52,7 @@ class ReLU(LayerType[ReLUSpec]):
             threshold=_number(args, "threshold"),
         )
 
-    def build(self, spec, input_shape, args, name) -> Built:
+    def build(self, spec: ReLUSpec, input_shape: Shape, args: Bound, name: str) -> Built:
         return Built(input_shape)
 
 

@@ -32,7 +32,14 @@ class CustomScaleLayer(LayerType[ScaledAddSpec]):
     def configure(self, args: Bound, default_data_format: str) -> ScaledAddSpec:
         return ScaledAddSpec(scale=finite_number(args, "scale", "a CustomScaleLayer"))
 
-    def build_inputs(self, spec, input_shapes, args, name, input_names) -> Built:
+    def build_inputs(
+        self,
+        spec: ScaledAddSpec,
+        input_shapes: tuple[Shape, ...],
+        args: Bound,
+        name: str,
+        input_names: tuple[str, ...],
+    ) -> Built:
         label = self.label(name)
         if len(input_shapes) != 2:
             raise ConvcError(

@@ -136,6 +136,7 @@ class Convolution(LayerType[ConvSpec]):
         groups = 1
         if self.kind == "conv":
             groups = int_arg(args, "groups", minimum=1)
+            assert filters is not None  # every kind but depthwise takes filters
             if filters % groups:
                 raise ConvcError(
                     f"filters={filters} must be divisible by groups={groups}",
@@ -279,18 +280,25 @@ class Convolution(LayerType[ConvSpec]):
 
     def _variables(self, spec: ConvSpec, channels: int) -> tuple[Variable, ...]:
         k = spec.kernel_size
+        # configure gives each kind the filters and the initializers it takes
         if spec.kind == "conv":
+            assert spec.filters is not None and spec.kernel_initializer is not None
             kernel = (*k, channels // spec.groups, spec.filters)
             out = spec.filters
             found = [Variable("kernel", kernel, spec.kernel_initializer)]
         elif spec.kind == "transpose":
+            assert spec.filters is not None and spec.kernel_initializer is not None
             found = [Variable("kernel", (*k, spec.filters, channels), spec.kernel_initializer)]
             out = spec.filters
         elif spec.kind == "depthwise":
+            assert spec.depthwise_initializer is not None
             m = spec.depth_multiplier
             found = [Variable("kernel", (*k, channels, m), spec.depthwise_initializer)]
             out = channels * m
         else:
+            assert spec.filters is not None
+            assert spec.depthwise_initializer is not None
+            assert spec.pointwise_initializer is not None
             m = spec.depth_multiplier
             ones = (1,) * self.rank
             found = [

@@ -16,7 +16,7 @@ from convc.layers.activations import parse_activation
 from convc.layers.args import Bound, bool_arg, check_magnitude, is_int, lora_alpha_arg, params
 from convc.layers.base import Built, LayerType, layer_type
 from convc.layers.initializers import parse_initializer, parse_keras_objects
-from convc.model import Shape, Variable, format_shape
+from convc.model import Shape, Variable, format_shape, known_dim, sample_shape
 from convc.specs import DenseSpec, FlattenSpec, PassThroughSpec, PermuteSpec, ReshapeSpec
 from convc.syntax import Literal
 
@@ -85,7 +85,7 @@ class Dense(LayerType[DenseSpec]):
                 f"{format_shape(input_shape)}",
                 args.call.name_span,
             )
-        features = input_shape[-1]
+        features = known_dim(input_shape, -1)  # not the batch axis: the rank is 2 or more
         kernel = (features, spec.units)
         found = [Variable("kernel", kernel, spec.kernel_initializer)]
         if spec.use_bias:
@@ -138,7 +138,7 @@ class Flatten(LayerType[FlattenSpec]):
         return FlattenSpec(data_format=self.data_format_arg(args, default_data_format))
 
     def build(self, spec: FlattenSpec, input_shape: Shape, args: Bound, name: str) -> Built:
-        return Built((input_shape[0], math.prod(input_shape[1:])))
+        return Built((input_shape[0], math.prod(sample_shape(input_shape))))
 
 
 @layer_type
@@ -182,7 +182,7 @@ class Reshape(LayerType[ReshapeSpec]):
         return ReshapeSpec(target_shape=tuple(shape))
 
     def build(self, spec: ReshapeSpec, input_shape: Shape, args: Bound, name: str) -> Built:
-        size = math.prod(input_shape[1:])
+        size = math.prod(sample_shape(input_shape))
         target = list(spec.target_shape)
         known = math.prod(d for d in target if d != -1)
         shown = format_shape(tuple(spec.target_shape))
@@ -251,5 +251,5 @@ class Identity(LayerType[PassThroughSpec]):
     def configure(self, args: Bound, default_data_format: str) -> PassThroughSpec:
         return PassThroughSpec(arguments=())
 
-    def build(self, spec, input_shape, args, name) -> Built:
+    def build(self, spec: PassThroughSpec, input_shape: Shape, args: Bound, name: str) -> Built:
         return Built(input_shape)

@@ -14,17 +14,17 @@ from convc.layers.args import Bound, is_int, params
 from convc.layers.base import Built, LayerType, layer_type
 from convc.layers.core import finite_number
 from convc.layers.initializers import parse_keras_objects
-from convc.model import Shape, Variable, format_shape
-from convc.specs import ELUSpec, LeakyReLUSpec, PReLUSpec, SoftmaxSpec
+from convc.model import Shape, Variable, format_shape, sample_shape
+from convc.specs import ELUSpec, LeakyReLUSpec, PReLUSpec, SoftmaxSpec, SpecT
 
 
-class _SameShape:
-    def build(self, spec, input_shape: Shape, args: Bound, name: str) -> Built:
+class _SameShape(LayerType[SpecT]):
+    def build(self, spec: SpecT, input_shape: Shape, args: Bound, name: str) -> Built:
         return Built(input_shape)
 
 
 @layer_type
-class LeakyReLU(_SameShape, LayerType[LeakyReLUSpec]):
+class LeakyReLU(_SameShape[LeakyReLUSpec]):
     spec_class = LeakyReLUSpec
     class_name = "LeakyReLU"
     own_params = params(("negative_slope", 0.3)) + params(("alpha", None), keyword_only=True)
@@ -42,7 +42,7 @@ class LeakyReLU(_SameShape, LayerType[LeakyReLUSpec]):
 
 
 @layer_type
-class ELU(_SameShape, LayerType[ELUSpec]):
+class ELU(_SameShape[ELUSpec]):
     spec_class = ELUSpec
     class_name = "ELU"
     own_params = params(("alpha", 1.0))
@@ -92,7 +92,7 @@ class PReLU(LayerType[PReLUSpec]):
 def alpha_shape(spec: PReLUSpec, input_shape: Shape, args: Bound, label: str) -> tuple[int, ...]:
     """Keras's PReLU.build: the input's shape without the batch axis, and for each shared axis
     ``i``, entry ``i - 1`` set to 1 (Python indexing: 0 and negative axes count from the end)."""
-    shape = list(input_shape[1:])
+    shape = list(sample_shape(input_shape))
     for axis in spec.shared_axes or ():
         if not -len(shape) <= axis - 1 < len(shape):
             raise ConvcError(
@@ -106,7 +106,7 @@ def alpha_shape(spec: PReLUSpec, input_shape: Shape, args: Bound, label: str) ->
 
 
 @layer_type
-class Softmax(_SameShape, LayerType[SoftmaxSpec]):
+class Softmax(_SameShape[SoftmaxSpec]):
     spec_class = SoftmaxSpec
     class_name = "Softmax"
     own_params = params(("axis", -1))

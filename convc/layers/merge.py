@@ -13,10 +13,10 @@ from __future__ import annotations
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, int_arg, params
 from convc.layers.base import Built, LayerType, register
-from convc.model import format_shape
-from convc.specs import ConcatenateSpec, MergeSpec
+from convc.model import Shape, format_shape, known_dim
+from convc.specs import ConcatenateSpec, MergeOperation, MergeSpec
 
-ELEMENTWISE = {
+ELEMENTWISE: dict[str, MergeOperation] = {
     "Add": "add",
     "Subtract": "subtract",
     "Multiply": "multiply",
@@ -38,7 +38,14 @@ class ElementwiseMerge(LayerType[MergeSpec]):
     def configure(self, args: Bound, default_data_format: str) -> MergeSpec:
         return MergeSpec(operation=self.operation)
 
-    def build_inputs(self, spec, input_shapes, args, name, input_names) -> Built:
+    def build_inputs(
+        self,
+        spec: MergeSpec,
+        input_shapes: tuple[Shape, ...],
+        args: Bound,
+        name: str,
+        input_names: tuple[str, ...],
+    ) -> Built:
         label = self.label(name)
         count = len(input_shapes)
         if spec.operation == "subtract" and count != 2:
@@ -59,7 +66,14 @@ class ElementwiseMerge(LayerType[MergeSpec]):
         return Built((batch, *output))
 
 
-def broadcast_shape(label, shape1, shape2, name1, name2, args) -> list:
+def broadcast_shape(
+    label: str,
+    shape1: list[int | None],
+    shape2: list[int | None],
+    name1: str,
+    name2: str,
+    args: Bound,
+) -> list[int | None]:
     """Keras's ``_compute_elemwise_op_output_shape`` (batch axis excluded)."""
     if len(shape1) < len(shape2):
         return broadcast_shape(label, shape2, shape1, name2, name1, args)
@@ -82,7 +96,9 @@ def broadcast_shape(label, shape1, shape2, name1, name2, args) -> list:
     return out
 
 
-def same_batch(label, input_shapes, input_names, args) -> None:
+def same_batch(
+    label: str, input_shapes: tuple[Shape, ...], input_names: tuple[str, ...], args: Bound
+) -> None:
     batches = {s[0] for s in input_shapes} - {None}
     if len(batches) > 1:
         shown = ", ".join(
@@ -115,7 +131,14 @@ class Concatenate(LayerType[ConcatenateSpec]):
     def configure(self, args: Bound, default_data_format: str) -> ConcatenateSpec:
         return ConcatenateSpec(axis=int_arg(args, "axis"))
 
-    def build_inputs(self, spec, input_shapes, args, name, input_names) -> Built:
+    def build_inputs(
+        self,
+        spec: ConcatenateSpec,
+        input_shapes: tuple[Shape, ...],
+        args: Bound,
+        name: str,
+        input_names: tuple[str, ...],
+    ) -> Built:
         label = self.label(name)
         if not input_shapes:
             raise ConvcError(f"{label} joins an empty list", args.call.span)
@@ -143,6 +166,7 @@ class Concatenate(LayerType[ConcatenateSpec]):
             )
         same_batch(label, input_shapes, input_names, args)
         output = list(input_shapes[0])
+        joined = known_dim(input_shapes[0], axis)  # not the batch axis
         for shape, other_name in zip(input_shapes[1:], input_names[1:], strict=True):
             for other in range(1, rank):
                 if other != axis and shape[other] != output[other]:
@@ -155,7 +179,8 @@ class Concatenate(LayerType[ConcatenateSpec]):
                         args.call.span,
                         help=_fix_help(output[other], shape[other], other),
                     )
-            output[axis] += shape[axis]
+            joined += known_dim(shape, axis)
+        output[axis] = joined
         output[0] = next((s[0] for s in input_shapes if s[0] is not None), None)
         return Built(tuple(output))
 

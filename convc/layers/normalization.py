@@ -98,6 +98,7 @@ class Normalization(LayerType[NormSpec]):
         if kind == "unit":
             return NormSpec(kind=kind, axis=_axes(args, self.class_name), epsilon=UNIT_EPSILON)
         groups = _groups(args) if kind == "group" else 1
+        axis: tuple[int, ...]
         if kind == "batch":
             axis = (_int_like(args, "axis"),)
         elif kind == "layer":
@@ -112,19 +113,18 @@ class Normalization(LayerType[NormSpec]):
         center = bool_arg(args, "center")
         scale = bool_arg(args, "scale")
         objects = parse_keras_objects(args, (param.name for param in self.own_params))
-        extra = {}
+        # NormSpec's defaults for the kinds that do not take these
+        renorm, renorm_clipping, renorm_momentum, synchronized = False, None, 0.99, False
+        rms_scaling = False
         if kind == "batch":
             renorm = bool_arg(args, "renorm")
-            extra = {
-                "renorm": renorm,
-                "renorm_clipping": _renorm_clipping(args) if renorm else None,
-                "renorm_momentum": _number(args, "renorm_momentum"),
-                # Keras refuses synchronized=True on its JAX and torch backends, not on
-                # TensorFlow's; it changes only how training averages the batch statistics.
-                "synchronized": bool_arg(args, "synchronized"),
-            }
+            renorm_clipping = _renorm_clipping(args) if renorm else None
+            renorm_momentum = _number(args, "renorm_momentum")
+            # Keras refuses synchronized=True on its JAX and torch backends, not on
+            # TensorFlow's; it changes only how training averages the batch statistics.
+            synchronized = bool_arg(args, "synchronized")
         if kind == "layer":
-            extra = {"rms_scaling": bool_arg(args, "rms_scaling")}
+            rms_scaling = bool_arg(args, "rms_scaling")
         return NormSpec(
             kind=kind,
             axis=axis,
@@ -133,7 +133,11 @@ class Normalization(LayerType[NormSpec]):
             scale=scale,
             groups=groups,
             momentum=momentum,
-            **extra,
+            renorm=renorm,
+            renorm_clipping=renorm_clipping,
+            renorm_momentum=renorm_momentum,
+            synchronized=synchronized,
+            rms_scaling=rms_scaling,
             **objects,
         )
 
@@ -148,15 +152,16 @@ class Normalization(LayerType[NormSpec]):
             sizes = tuple(input_shape[a] for a in sorted(spec.axis))
         else:
             sizes = (input_shape[axes[0]],)
-        if any(size is None for size in sizes):
+        known = tuple(size for size in sizes if size is not None)
+        if len(known) != len(sizes):
             raise ConvcError(
                 f"{self.label(name)} needs a known size along axis={_show_axis(spec)}, got "
                 f"input shape {format_shape(input_shape)}",
                 args.span("axis"),
             )
         if spec.kind == "group":
-            self._check_groups(spec, sizes[0], input_shape, args, name)
-        return Built(input_shape, self._variables(spec, sizes))
+            self._check_groups(spec, known[0], input_shape, args, name)
+        return Built(input_shape, self._variables(spec, known))
 
     def _checked_axes(
         self, spec: NormSpec, input_shape: Shape, args: Bound, name: str
@@ -189,7 +194,9 @@ class Normalization(LayerType[NormSpec]):
             )
         return tuple(found)
 
-    def _check_groups(self, spec, channels: int, input_shape: Shape, args: Bound, name) -> None:
+    def _check_groups(
+        self, spec: NormSpec, channels: int, input_shape: Shape, args: Bound, name: str
+    ) -> None:
         groups = channels if spec.groups == -1 else spec.groups
         where = f"axis {spec.axis[0]} of input shape {format_shape(input_shape)}"
         if channels < groups:
@@ -207,14 +214,19 @@ class Normalization(LayerType[NormSpec]):
             )
 
     def _variables(self, spec: NormSpec, shape: tuple[int, ...]) -> tuple[Variable, ...]:
+        # configure gives every kind with weights (all but unit) its gamma and beta
+        # initializers, and BatchNormalization its moving statistics' too
+        gamma, beta = spec.gamma_initializer, spec.beta_initializer
+        assert gamma is not None and beta is not None
         found = []
         if spec.scale or spec.rms_scaling:
-            found.append(Variable("gamma", shape, spec.gamma_initializer))
+            found.append(Variable("gamma", shape, gamma))
         if spec.center and not spec.rms_scaling:
-            found.append(Variable("beta", shape, spec.beta_initializer))
+            found.append(Variable("beta", shape, beta))
         if spec.kind != "batch":
             return tuple(found)
         mean, variance = spec.moving_mean_initializer, spec.moving_variance_initializer
+        assert mean is not None and variance is not None
         found += [
             Variable("moving_mean", shape, mean, trainable=False),
             Variable("moving_variance", shape, variance, trainable=False),

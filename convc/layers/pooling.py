@@ -23,9 +23,9 @@ from convc.geometry import channel_axis, spatial_axes
 from convc.layers.args import Bound, bool_arg, choice_arg, int_tuple_arg, params
 from convc.layers.base import Built, LayerType, register
 from convc.model import Shape, format_shape
-from convc.specs import GlobalPoolSpec, PoolSpec
+from convc.specs import GlobalPoolSpec, PoolMode, PoolSpec
 
-_MODES = {"max": ("Max", "Max"), "average": ("Average", "Avg")}
+_MODES: dict[PoolMode, tuple[str, str]] = {"max": ("Max", "Max"), "average": ("Average", "Avg")}
 """Each pool mode's word in the class name and in its short alias."""
 
 _PADDINGS = ("valid", "same")
@@ -36,7 +36,7 @@ class Pooling(LayerType[PoolSpec]):
 
     spec_class = PoolSpec
 
-    def __init__(self, pool_mode: str, rank: int):
+    def __init__(self, pool_mode: PoolMode, rank: int):
         word, short = _MODES[pool_mode]
         self.pool_mode = pool_mode
         self.rank = rank
@@ -116,7 +116,7 @@ class GlobalPooling(LayerType[GlobalPoolSpec]):
     spec_class = GlobalPoolSpec
     own_params = params(("data_format", None), ("keepdims", False))
 
-    def __init__(self, pool_mode: str, rank: int):
+    def __init__(self, pool_mode: PoolMode, rank: int):
         word, short = _MODES[pool_mode]
         self.pool_mode = pool_mode
         self.rank = rank

@@ -32,7 +32,7 @@ from convc.geometry import rescaling_scale_shape, source_size
 from convc.layers.args import Bound, bool_arg, is_int, params
 from convc.layers.base import Built, LayerType, layer_type
 from convc.layers.initializers import parse_initializer
-from convc.model import Shape, Variable, format_shape
+from convc.model import Shape, Variable, format_shape, known_dim
 from convc.specs import Constant, NormalizationSpec, RescalingSpec, ResizingSpec
 from convc.syntax import Literal
 
@@ -137,7 +137,7 @@ class Normalization(LayerType[NormalizationSpec]):
 
     def build(self, spec: NormalizationSpec, input_shape: Shape, args: Bound, name: str) -> Built:
         keep = normalization_axes(spec, input_shape, args, self.label(name))
-        kept_shape = tuple(input_shape[a] for a in keep)
+        kept_shape = tuple(known_dim(input_shape, a) for a in keep)
         if spec.mean is not None:
             broadcast = [input_shape[d] if d in keep else 1 for d in range(len(input_shape))]
             expanded = [1] * len(input_shape)
@@ -309,8 +309,8 @@ def image_size(spec: ResizingSpec, input_shape: Shape, args: Bound, label: str) 
             "resize the batch axis",
         )
     if spec.data_format == "channels_first":
-        return input_shape[2], input_shape[3]
-    return input_shape[1], input_shape[2]
+        return known_dim(input_shape, 2), known_dim(input_shape, 3)
+    return known_dim(input_shape, 1), known_dim(input_shape, 2)
 
 
 def resized_shape(spec: ResizingSpec, input_shape: Shape) -> Shape:
