@@ -540,6 +540,16 @@ BAD = [
     ("input-shape-float", "Input(shape=8.0)\nDense(3)\n", 1, 13, "Cannot convert '8.0' to a shape"),
     ("keras2-input_shape-int", "Dense(3, input_shape=8)\n", 1, 22, "Cannot convert '8' to a shape"),
     ("keras2-batch_input_shape-int", "Dense(3, batch_input_shape=8)\n", 1, 28, "Cannot convert '8'"),
+    (
+        "initializer-is-a-layer-call",
+        "inputs = keras.Input(shape=(4,))\n"
+        "x = layers.Dense(4, kernel_initializer=layers.Dense(3)(inputs))(inputs)\n"
+        "model = keras.Model(inputs, x)\n",
+        2,
+        40,
+        "must name a Keras initializer: a string such as 'he_normal', a call such as "
+        "HeNormal(seed=1) or a config dict; got a layer call",
+    ),
 ]  # fmt: skip
 
 # Keras 3's layers take no batch_input_shape at all (convc reads it, Keras 2 style)

@@ -32,7 +32,7 @@ import numpy as np
 
 from convc.diagnostics import ConvcError, Span
 from convc.layers.args import REQUIRED, Bound, Param, bind, bool_arg, params, string_arg
-from convc.syntax import Call, Keyword, Literal, Mapping, Reference, Sequence, Value
+from convc.syntax import Apply, Call, Keyword, Literal, Mapping, Reference, Sequence, Value
 
 Config = tuple[tuple[str, Any], ...]
 
@@ -930,7 +930,12 @@ def _parse(registry: Registry, value: Value, argument: str) -> tuple[str, Config
         return _build(keras_class, bare, value.name.rsplit(".", 1)[-1])
     if isinstance(value, Mapping):
         return _from_dict(registry, value)
-    shown = f"a {value.kind}" if isinstance(value, Sequence) else _show(value.value)
+    if isinstance(value, Sequence):
+        shown = f"a {value.kind}"
+    elif isinstance(value, Apply):  # Dense(3)(x): a layer applied to a tensor
+        shown = "a layer call"
+    else:
+        shown = _show(value.value)
     help = None
     if registry is INITIALIZERS and isinstance(value, Literal) and _is_number(value.value):
         help = f"to fill the weight with {value.value}, write Constant({value.value})"
