@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convc import layers as registry
+from convc.catalog import compact_names
 from convc.diagnostics import ConvcError, ConvcErrors, Span
 from convc.layers.args import Bound, bind, bool_arg, params, string_arg
 from convc.layers.base import DATA_FORMATS, LayerType
 from convc.layers.initializers import parse_regularizer
 from convc.layers.merge import MERGE_FUNCTIONS
+from convc.layers.refused import REFUSED
 from convc.limits import MAX_ERRORS, MAX_INT, MAX_LAYERS, MAX_SOURCE_BYTES, MAX_WEIGHT_BYTES
 from convc.model import Layer, Model, ModelInput, Node, Shape, Tensor, format_shape
 from convc.specs import LayerSpec, TrainingOnly
@@ -75,23 +77,6 @@ INPUT_LAYER_PARAMS = params(
 
 INPUT_DTYPES = ("float32", "float16", "float64", "bfloat16")
 """Input dtypes convc accepts; Keras's layers cast a non-float32 input to float32 (autocast)."""
-
-_OTHER_KERAS_LAYERS = {
-    "Embedding",
-    "LSTM",
-    "GRU",
-    "Conv2DLSTM",
-    "ConvLSTM2D",
-    # image layers that compute at inference, or whose checks convc does not follow yet
-    "AutoContrast",
-    "Equalization",
-    "Solarization",
-    "AugMix",
-    "CutMix",
-    "MixUp",
-    "RandAugment",
-}
-
 
 MODEL_PARAMS = params(("inputs", None), ("outputs", None)) + params(
     ("name", None), ("trainable", True), keyword_only=True
@@ -979,19 +964,11 @@ class _Resolver:
         layer_type = registry.lookup(name)
         if layer_type is not None:
             return layer_type
-        if name in _OTHER_KERAS_LAYERS:
+        if name in REFUSED:
             raise ConvcError(
-                f"{name} is a Keras layer that convc does not support yet: convc compiles the "
-                "convolution family (Conv, ConvTranspose, SeparableConv, DepthwiseConv, Cropping, "
-                "ZeroPadding, UpSampling), the merges (Add, Subtract, Multiply, Average, Maximum, "
-                "Minimum, Concatenate), the core layers (Dense, Flatten, Reshape, Permute, "
-                "Identity), the activation layers (Activation, ReLU, LeakyReLU, PReLU, ELU, "
-                "Softmax), the normalizations (BatchNormalization, LayerNormalization, "
-                "GroupNormalization, UnitNormalization), the pooling layers (MaxPooling, "
-                "AveragePooling, GlobalMaxPooling, GlobalAveragePooling), Dropout and the other "
-                "layers that do nothing at inference (the noise layers, the Random* augmentation "
-                "layers), Rescaling, Normalization, Resizing and CenterCrop",
+                f"{name} is a Keras layer that convc does not support: {REFUSED[name]}",
                 call.name_span,
+                help=f"convc compiles {compact_names()}",
             )
         close = registry.suggest(name)
         raise ConvcError(

@@ -84,3 +84,19 @@ def test_the_table_would_see_a_changed_signature(monkeypatch):
     before = catalog.markdown_table()
     monkeypatch.setattr(type(LAYER_TYPES["Permute"]), "own_params", params("dims", ("extra", 1)))
     assert catalog.markdown_table() != before
+
+
+def test_a_refused_layer_is_not_registered_and_its_message_lists_the_registry():
+    from convc import ConvcError, catalog
+    from convc.compiler import compile_text
+    from convc.layers.refused import REFUSED
+
+    assert not set(REFUSED) & set(LAYER_TYPES)
+    try:
+        compile_text("Input(shape=(8, 8, 3))\nConvLSTM2D(4, 3)\n")
+    except ConvcError as error:
+        assert "recurrent layers are not supported" in error.message
+        assert error.help == f"convc compiles {catalog.compact_names()}"
+        assert "UpSampling1D/2D/3D" in error.help
+    else:
+        raise AssertionError("ConvLSTM2D compiled")

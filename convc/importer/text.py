@@ -24,6 +24,7 @@ from convc.importer.operations import (
     render_operation,
 )
 from convc.layers.args import REQUIRED
+from convc.layers.refused import REFUSED
 from convc.names import snake_case
 
 _DROPPED_KEYS = ("name", "trainable", "dtype")
@@ -38,17 +39,6 @@ _COLLAPSIBLE = {
 }
 _RESERVED = {"keras", "layers", "tf", "ops", "model", "inputs", "outputs", "np", "Input"}
 _CALL_KWARGS_IGNORED = {"mask": (None,), "training": (None, False)}
-
-_ALTERNATIVES = {
-    "Lambda": "a Lambda layer holds Python code, which convc never runs; write the computation "
-    "with Keras layers (Activation, Rescaling, Multiply, ...)",
-    "TFOpLambda": "a TensorFlow operation recorded by tf.keras; write it with Keras layers",
-    "SlicingOpLambda": "a TensorFlow slice recorded by tf.keras; use Cropping or Reshape",
-    "LSTM": "convc compiles convolutional networks; recurrent layers are not supported",
-    "GRU": "convc compiles convolutional networks; recurrent layers are not supported",
-    "Embedding": "convc compiles convolutional networks; Embedding is not supported",
-    "MultiHeadAttention": "attention layers are not supported",
-}
 
 
 @dataclass(frozen=True)
@@ -107,7 +97,7 @@ def _layer_problems(layer: LayerEntry) -> list[Problem]:
         return []  # checked per call, where its arguments are
     layer_type = registry.lookup(layer.class_name)
     if layer_type is None:
-        reason = _ALTERNATIVES.get(layer.class_name)
+        reason = REFUSED.get(layer.class_name)
         if reason is None:
             close = registry.suggest(layer.class_name)
             custom = layer.module and not layer.module.startswith("keras")
