@@ -47,12 +47,6 @@ class ConvcError(Exception):
         self.help = help
         self.path = path  # the file it is about, when that is not the .conv source
 
-    def located(self, span: Span | None) -> ConvcError:
-        """This error, placed at ``span`` unless it already has a location."""
-        if self.span is None:
-            self.span = span
-        return self
-
 
 class ConvcErrors(ConvcError):
     """Several independent errors found in one pass, reported together."""

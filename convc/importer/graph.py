@@ -103,9 +103,6 @@ class _Flattener:
     def error(self, message: str, help: str | None = None) -> ConvcError:
         return ConvcError(message, help=help, path=self.where)
 
-    def malformed(self, node: Any, keras_path: tuple[str, ...]) -> ConvcError:
-        return self.error(f"an inbound node in {_label(keras_path)} is malformed: {_short(node)}")
-
     def run(self, model_config: dict[str, Any]) -> Graph:
         class_name = model_config.get("class_name")
         config = model_config.get("config")

@@ -52,9 +52,6 @@ ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 _MODULES = {"keras.activations", "activations", "tf.keras.activations", "tf.nn", "tf.math", "tf"}
 """Prefixes under which a bare activation function may be named."""
 
-AXIS_ACTIVATIONS = frozenset({"softmax", "log_softmax", "glu", "sparsemax"})
-"""Activations that work along Keras's last axis rather than elementwise."""
-
 
 def parse_activation(value: Value | None) -> str:
     """The canonical Keras activation name that an ``activation=`` value selects."""
