@@ -26,6 +26,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from convc.diagnostics import ConvcError
+from convc.names import UniqueNames
 
 Precision = Literal["float32", "float16"]
 IODtype = Literal["float32", "float16"]
@@ -92,7 +93,7 @@ def to_float16(proto: onnx.ModelProto, *, io_dtype: str = "float32") -> onnx.Mod
     model = onnx.ModelProto()
     model.CopyFrom(proto)
     graph = model.graph
-    names = _Names(graph)
+    names = _names(graph)
 
     # Which constants must stay float32: those that only feed float32 inputs.
     needs: dict[str, set[bool]] = {}
@@ -122,7 +123,7 @@ def to_float16(proto: onnx.ModelProto, *, io_dtype: str = "float32") -> onnx.Mod
         if node.op_type in FLOAT32_OPS:
             for j, name in enumerate(node.output):
                 if name in float_values:
-                    wide = names.fresh(f"{name}/float32")
+                    wide = names.unique(f"{name}/float32")
                     node.output[j] = wide
                     nodes.append(node)
                     nodes.append(_cast_node(names, wide, name, _HALF))
@@ -136,13 +137,13 @@ def to_float16(proto: onnx.ModelProto, *, io_dtype: str = "float32") -> onnx.Mod
         head: list[onnx.NodeProto] = []
         for info in graph.input:
             if info.type.tensor_type.elem_type == _FLOAT:
-                half = names.fresh(f"{info.name}/float16")
+                half = names.unique(f"{info.name}/float16")
                 _rename_uses(nodes, info.name, half)
                 head.append(_cast_node(names, info.name, half, _HALF))
         tail: list[onnx.NodeProto] = []
         for info in graph.output:
             if info.type.tensor_type.elem_type == _FLOAT:
-                half = names.fresh(f"{info.name}/float16")
+                half = names.unique(f"{info.name}/float16")
                 _rename_uses(nodes, info.name, half, outputs=True)
                 tail.append(_cast_node(names, half, info.name, _FLOAT))
         nodes = head + nodes + tail
@@ -197,14 +198,14 @@ def _set_attribute(node: onnx.NodeProto, name: str, value: int) -> None:
             attribute.i = value
 
 
-def _cast(nodes: list[onnx.NodeProto], names: _Names, name: str, to: int) -> str:
-    result = names.fresh(f"{name}/float32" if to == _FLOAT else f"{name}/float16")
+def _cast(nodes: list[onnx.NodeProto], names: UniqueNames, name: str, to: int) -> str:
+    result = names.unique(f"{name}/float32" if to == _FLOAT else f"{name}/float16")
     nodes.append(_cast_node(names, name, result, to))
     return result
 
 
-def _cast_node(names: _Names, source: str, result: str, to: int) -> onnx.NodeProto:
-    return helper.make_node("Cast", [source], [result], name=names.fresh(f"{result}/cast"), to=to)
+def _cast_node(names: UniqueNames, source: str, result: str, to: int) -> onnx.NodeProto:
+    return helper.make_node("Cast", [source], [result], name=names.unique(f"{result}/cast"), to=to)
 
 
 def _rename_uses(nodes: list[onnx.NodeProto], old: str, new: str, *, outputs: bool = False) -> None:
@@ -219,21 +220,14 @@ def _rename_uses(nodes: list[onnx.NodeProto], old: str, new: str, *, outputs: bo
                     node.output[i] = new
 
 
-class _Names:
-    def __init__(self, graph: onnx.GraphProto):
-        self.used = {info.name for info in (*graph.input, *graph.output, *graph.value_info)}
-        self.used |= {t.name for t in graph.initializer}
-        for node in graph.node:
-            self.used.add(node.name)
-            self.used.update(node.output)
-
-    def fresh(self, name: str) -> str:
-        candidate, n = name, 1
-        while candidate in self.used:
-            n += 1
-            candidate = f"{name}_{n}"
-        self.used.add(candidate)
-        return candidate
+def _names(graph: onnx.GraphProto) -> UniqueNames:
+    """Every name the graph uses; a new value's name gets the first free suffix from ``_2``."""
+    used = {info.name for info in (*graph.input, *graph.output, *graph.value_info)}
+    used |= {t.name for t in graph.initializer}
+    for node in graph.node:
+        used.add(node.name)
+        used.update(node.output)
+    return UniqueNames(used, first=2)
 
 
 def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convc.diagnostics import ConvcError
-from convc.names import snake_case
+from convc.names import UniqueNames, snake_case
 
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 MAX_MODEL_NESTING = 16
@@ -97,7 +97,7 @@ class _Flattener:
     def __init__(self, where: str):
         self.where = where
         self.graph: Graph = Graph(None)
-        self.used_names: set[str] = set()
+        self.names = UniqueNames()
         self.tensor_counts: dict[str, int] = {}
 
     def error(self, message: str, help: str | None = None) -> ConvcError:
@@ -287,7 +287,7 @@ class _Flattener:
 
     def add_input(self, config: dict, layer_config: dict) -> InputEntry:
         name = config.get("name") or layer_config.get("name") or "input_layer"
-        name = self.unique_name(str(name))
+        name = self.names.unique(str(name))
         entry = InputEntry(name, config, self.new_tensor(name))
         self.graph.inputs.append(entry)
         return entry
@@ -321,7 +321,7 @@ class _Flattener:
         for existing in self.graph.layers:
             if existing.keras_path == keras_path:
                 return existing
-        name = self.unique_name(keras_path[-1])
+        name = self.names.unique(keras_path[-1])
         module = layer_config.get("module")
         entry = LayerEntry(
             class_name,
@@ -429,14 +429,6 @@ class _Flattener:
         raise self.error(f"the outputs of {_label(keras_path)} are malformed: {_short(spec)}")
 
     # --- names ------------------------------------------------------------------------------
-
-    def unique_name(self, name: str) -> str:
-        candidate, count = name, 0
-        while candidate in self.used_names:
-            count += 1
-            candidate = f"{name}_{count}"
-        self.used_names.add(candidate)
-        return candidate
 
     def new_tensor(self, layer_name: str) -> TensorRef:
         count = self.tensor_counts.get(layer_name, 0)

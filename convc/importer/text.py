@@ -25,7 +25,7 @@ from convc.importer.operations import (
 )
 from convc.layers.args import REQUIRED
 from convc.layers.refused import REFUSED
-from convc.names import snake_case
+from convc.names import UniqueNames, snake_case
 
 _DROPPED_KEYS = ("name", "trainable", "dtype")
 _COLLAPSIBLE = {
@@ -388,7 +388,7 @@ class _Names:
     """Python variable names for tensors: the layer name, made an identifier and unique."""
 
     def __init__(self) -> None:
-        self.taken: set[str] = set(_RESERVED)
+        self.names = UniqueNames(_RESERVED)
 
     def take(self, name: str) -> str:
         base = re.sub(r"\W", "_", name.replace("#", "_"))
@@ -396,9 +396,4 @@ class _Names:
             base = "t_" + base
         if keyword.iskeyword(base) or base in ("True", "False", "None"):
             base += "_"
-        candidate, count = base, 0
-        while candidate in self.taken:
-            count += 1
-            candidate = f"{base}_{count}"
-        self.taken.add(candidate)
-        return candidate
+        return self.names.unique(base)
