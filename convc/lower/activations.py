@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convc.lower.emitter import Emitter, Value
+from convc.lower.emitter import Emitter, Value, known
 
 
 def emit_activation(em: Emitter, activation: str, x: Value) -> Value:
@@ -121,7 +121,7 @@ def _log_softmax(em: Emitter, x: Value, axis: int) -> Value:
 
 
 def _glu(em: Emitter, x: Value, axis: int) -> Value:
-    half = x.shape[-1] // 2
+    half = known(x.shape[-1]) // 2
     first = em.slice(x.name, [0], [half], [axis], "glu_a")
     second = em.slice(x.name, [half], [2 * half], [axis], "glu_b")
     gated = em.op("Mul", [first, em.op("Sigmoid", [second], "glu_gate")], "glu")
@@ -132,7 +132,7 @@ def _sparsemax(em: Emitter, x: Value, axis: int) -> Value:
     # Keras's sparsemax, the same on every backend: sort descending, take the support
     # z_(j) - (cumsum_j - 1) / j > 0, then tau = (sum of cumsum over the support - 1) / k.
     # (The published sparsemax sums z over the support instead; Keras's differs, and we follow it.)
-    n = x.shape[-1]
+    n = known(x.shape[-1])
     index_shape = [1] * x.rank
     index_shape[axis] = n
     positions = em.constant(np.arange(1, n + 1, dtype=np.float32).reshape(index_shape), np.float32)

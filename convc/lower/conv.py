@@ -10,10 +10,10 @@ from convc import geometry
 from convc.geometry import spatial_axes
 from convc.lower import conv_forms
 from convc.lower.activations import emit_activation
-from convc.lower.emitter import Emitter, Value
+from convc.lower.emitter import Emitter, Value, known
 from convc.lower.layout import channels_first_layout
 from convc.lower.registry import Weights, lowers
-from convc.model import Node
+from convc.model import Node, Shape
 from convc.specs import (
     ConvSpec,
     expect,
@@ -27,8 +27,8 @@ def onnx_kernel(kernel: np.ndarray) -> np.ndarray:
     return kernel.transpose(r + 1, r, *range(r))
 
 
-def _spatial_lengths(spec: ConvSpec, shape: tuple) -> list[int]:
-    return [shape[a] for a in spatial_axes(spec.rank, spec.data_format)]
+def _spatial_lengths(spec: ConvSpec, shape: Shape) -> list[int]:
+    return [known(shape[a]) for a in spatial_axes(spec.rank, spec.data_format)]
 
 
 def _forward_pads(layer: Node) -> list[int]:
@@ -57,10 +57,10 @@ def _finish(em: Emitter, layer: Node, out: str, x: Value) -> Value:
     return emit_activation(em, expect(layer.spec, ConvSpec).activation, value)
 
 
-def _pre_activation_shape(layer: Node) -> tuple:
+def _pre_activation_shape(layer: Node) -> Shape:
     shape = list(layer.output_shape)
     if expect(layer.spec, ConvSpec).activation == "glu":
-        shape[-1] *= 2
+        shape[-1] = known(shape[-1]) * 2
     return tuple(shape)
 
 

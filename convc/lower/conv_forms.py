@@ -98,7 +98,8 @@ def _taps_into_channels(
     # is one-hot. (Slices and a Sum do the same with one node per tap, and are no faster.)
     select = np.zeros((out_channels, taps, *leading, 1), kernel.dtype)
     for t, tap in enumerate(itertools.product(*map(range, leading))):
-        select[(slice(None), t, *tap, 0)] = 1
+        index: tuple[slice | int, ...] = (slice(None), t, *tap, 0)
+        select[index] = 1
     inputs = [products, em.weight("tap_sum", select)]
     if bias is not None:
         inputs.append(em.weight("bias", bias))
@@ -180,11 +181,11 @@ def _sub_pixel(
             kernel[(slice(None), slice(None), *taps)], axis=tuple(range(2, 2 + rank))
         )
         phase_kernel = np.ascontiguousarray(phase_kernel.swapaxes(0, 1))
-        lengths = phase_kernel.shape[2:]
-        begins = [k - 1 - b for k, b in zip(lengths, bases, strict=True)]
+        phase_sizes = phase_kernel.shape[2:]
+        begins = [k - 1 - b for k, b in zip(phase_sizes, bases, strict=True)]
         ends = [
             t - n - p + k - 1
-            for t, n, p, k in zip(phase_lengths, input_spatial, begins, lengths, strict=True)
+            for t, n, p, k in zip(phase_lengths, input_spatial, begins, phase_sizes, strict=True)
         ]
         inputs = [x, em.weight("kernel", phase_kernel)]
         if bias_name is not None:
@@ -192,7 +193,7 @@ def _sub_pixel(
         out = em.conv(
             inputs,
             f"{what}_phase",
-            kernel_shape=list(lengths),
+            kernel_shape=list(phase_sizes),
             strides=[1] * rank,
             dilations=[1] * rank,
             pads=[max(p, 0) for p in begins] + [max(p, 0) for p in ends],

@@ -14,6 +14,7 @@ non-unit axes are held in another order.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from convc.geometry import (
     source_size,
 )
 from convc.lower.activations import emit_activation, last_physically
-from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, identity
+from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, identity, known
 from convc.lower.layout import to_physical
 from convc.lower.registry import Weights, lowers
 from convc.model import Node
@@ -55,11 +56,6 @@ def _same_order(x: Value, order: tuple[int, ...]) -> bool:
         return [a for a in axes if x.shape[a] != 1]
 
     return moving(x.perm) == moving(order)
-
-
-def _physical_shape(x: Value) -> list[int]:
-    """For a Reshape target: the physical shape, 0 for the (symbolic) batch axis."""
-    return [0 if x.shape[a] is None else x.shape[a] for a in x.perm]
 
 
 # -- Dense ------------------------------------------------------------------------------------
@@ -119,7 +115,7 @@ def lower_flatten(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
         order = (0, *range(2, x.rank), 1)
     if not _same_order(x, order):
         x = em.in_layout(x, order)
-    out = em.reshape(x.name, [0, layer.output_shape[1]], "flatten")
+    out = em.reshape(x.name, [0, known(layer.output_shape[1])], "flatten")
     return Value(out, (0, 1), layer.output_shape)
 
 
@@ -136,7 +132,7 @@ def lower_reshape(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
         # (N, 1, ..., 1, C), as a squeeze-and-excitation block makes for its 1x1 convolutions:
         # unit axes move no data, so it is as cheap channels-first, where those convs want it.
         perm = (0, len(shape) - 1, *range(1, len(shape) - 1))
-    target = [0, *(shape[a] for a in perm[1:])]
+    target = [0, *(known(shape[a]) for a in perm[1:])]
     out = em.reshape(x.name, target, "reshape")
     return Value(out, perm, shape)
 
@@ -175,7 +171,7 @@ def lower_prelu(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     order: x where x >= 0, else alpha * x, which is Keras's relu(x) - alpha * relu(-x)."""
     alpha = to_physical(em, weights["alpha"], x)
     slope = em.weight("alpha", alpha)
-    channels = _physical_shape(x)[1] if x.rank > 1 else 0
+    channels = x.physical_shape()[1] if x.rank > 1 else 0
     per_channel = alpha.shape == (channels, *(1,) * (x.rank - 2))
     if not em.target.prelu_any_slope and not per_channel:
         em.workaround(
@@ -202,7 +198,7 @@ def lower_softmax(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
         kept = [a for a in x.perm if a not in axes]
         x = em.in_layout(x, (*kept, *sorted(axes, key=x.physical_axis)))
         positions = sorted(x.physical_axis(a) for a in axes)
-    shape = _physical_shape(x)
+    shape = x.physical_shape()
     first, end = positions[0], positions[-1] + 1
     merged = [*shape[:first], math.prod(shape[first:end]), *shape[end:]]
     flat = em.reshape(x.name, merged, "softmax_merge")
@@ -237,11 +233,12 @@ def lower_normalization(em: Emitter, layer: Node, x: Value, weights: Weights) ->
     shape = layer.input_shape
     rank = len(shape)
     keep = sorted(a % rank for a in c.axis)
-    broadcast = [shape[d] if d in keep else 1 for d in range(rank)]
+    broadcast = [known(shape[d]) if d in keep else 1 for d in range(rank)]
     if c.mean is None:
         mean = weights["mean"].reshape(broadcast)
         variance = weights["variance"].reshape(broadcast)
     else:
+        assert c.variance is not None, "resolve requires mean and variance together"
         expanded = [1] * rank
         for i in range(1, len(c.mean[0]) + 1):
             expanded[keep[-i]] = c.mean[0][-i]
@@ -259,7 +256,7 @@ def lower_normalization(em: Emitter, layer: Node, x: Value, weights: Weights) ->
     return Value(out, x.perm, x.shape)
 
 
-_ANTIALIASED = {
+_ANTIALIASED: dict[str, dict[str, Any]] = {
     # torch's antialiased filters: support widened by the downscale, weights renormalized at
     # the borders (exclude_outside), and for bicubic the a = -0.5 kernel, even when enlarging
     "bilinear": {
@@ -286,7 +283,7 @@ def lower_resizing(em: Emitter, layer: Node, x: Value, weights: Weights) -> Valu
     c = expect(layer.spec, ResizingSpec)
     order = (0, 3, 1, 2) if c.data_format == "channels_last" else identity(4)
     x = em.in_layout(x, order)
-    height, width = (x.shape[a] for a in order[2:])
+    height, width = (known(x.shape[a]) for a in order[2:])
     out = x.name
     if center_crop_slices(c, height, width):
         starts = [(height - c.height) // 2, (width - c.width) // 2]

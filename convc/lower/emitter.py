@@ -14,7 +14,9 @@ so two builds of one file give byte-identical models.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -39,6 +41,18 @@ class Value:
         """Where logical axis ``logical_axis`` (negative counts from the end) is stored."""
         return self.perm.index(logical_axis % self.rank)
 
+    def physical_shape(self) -> list[int]:
+        """The physical shape as a Reshape target takes it: 0 (copy the input's) for an axis of
+        unknown size, which only the (symbolic) batch axis can be."""
+        return [0 if d is None else d for d in (self.shape[a] for a in self.perm)]
+
+
+def known(dim: int | None) -> int:
+    """A dimension other than the batch: resolve gives each one a size (it refuses an unknown
+    one), so only the batch axis of a shape may be None."""
+    assert dim is not None, "only the batch axis may have an unknown size"
+    return dim
+
 
 def identity(rank: int) -> tuple[int, ...]:
     return tuple(range(rank))
@@ -49,7 +63,7 @@ def channels_first(rank: int) -> tuple[int, ...]:
     return (0, rank - 1, *range(1, rank - 1))
 
 
-KERAS_INTERPOLATIONS = {
+KERAS_INTERPOLATIONS: dict[str, dict[str, Any]] = {
     "bilinear": {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
     "bicubic": {
         "mode": "cubic",
@@ -314,7 +328,7 @@ class Emitter:
 
 
 def tensor_info(
-    name: str, dtype: str, shape: tuple[int | None, ...], batch_name: str = "batch"
+    name: str, dtype: str, shape: Sequence[int | None], batch_name: str = "batch"
 ) -> onnx.ValueInfoProto:
     dims = [batch_name if d is None else d for d in shape]
     return helper.make_tensor_value_info(name, _ONNX_TYPES[dtype], dims)

@@ -33,16 +33,16 @@ import math
 
 import numpy as np
 
-from convc.lower.emitter import Emitter, Value
+from convc.lower.emitter import Emitter, Value, known
 from convc.lower.registry import Weights, lowers
-from convc.model import Node
+from convc.model import Node, Shape
 from convc.specs import NormSpec, expect
 
 
 def lower_batch_normalization(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     c = expect(layer.spec, NormSpec)
     axis = c.axis[0] % x.rank
-    channels = layer.input_shape[axis]
+    channels = known(layer.input_shape[axis])
     gamma = weights.get("gamma", np.ones(channels, np.float32))
     beta = weights.get("beta", np.zeros(channels, np.float32))
     mean, variance = weights["moving_mean"], weights["moving_variance"]
@@ -82,7 +82,7 @@ def lower_layer_normalization(em: Emitter, layer: Node, x: Value, weights: Weigh
     if not c.rms_scaling and em.has("LayerNormalization"):
         x = em.in_layout(x, _normalized_last(x.perm, axes))
         first = rank - len(axes)
-        trailing = [x.shape[a] for a in x.perm[first:]]
+        trailing = [known(x.shape[a]) for a in x.perm[first:]]
         scale = np.ones(trailing, np.float32) if gamma is None else _physical(gamma, x.perm)
         inputs = [x.name, em.weight("gamma", scale.reshape(trailing))]
         if beta is not None:
@@ -91,7 +91,7 @@ def lower_layer_normalization(em: Emitter, layer: Node, x: Value, weights: Weigh
         return Value(out, x.perm, layer.output_shape)
     x = _reducible(em, x, axes)
     physical_axes = sorted(x.perm.index(a) for a in axes)
-    count = math.prod(layer.input_shape[a] for a in axes)
+    count = math.prod(known(layer.input_shape[a]) for a in axes)
     out = _standardize(em, x.name, physical_axes, count, c.epsilon, centered=not c.rms_scaling)
     out = _scale_and_shift(
         em,
@@ -107,11 +107,11 @@ def lower_group_normalization(em: Emitter, layer: Node, x: Value, weights: Weigh
     c = expect(layer.spec, NormSpec)
     rank = x.rank
     axis = c.axis[0] % rank
-    channels = layer.input_shape[axis]
+    channels = known(layer.input_shape[axis])
     groups = channels if c.groups == -1 else c.groups
     gamma, beta = weights.get("gamma"), weights.get("beta")
     x = em.in_layout(x, (0, axis, *(a for a in x.perm if a not in (0, axis))))
-    dims = [x.shape[a] for a in x.perm]
+    dims = x.physical_shape()
     grouped = em.reshape(x.name, [0, groups, channels // groups, *dims[2:]], "group")
     count = math.prod(dims[1:]) // groups
     out = _standardize(em, grouped, list(range(2, rank + 1)), count, c.epsilon, centered=True)
@@ -180,7 +180,7 @@ def _scale_and_shift(
 
 
 def _keras_broadcast(
-    array: np.ndarray | None, axis: tuple[int, ...], input_shape: tuple
+    array: np.ndarray | None, axis: tuple[int, ...], input_shape: Shape
 ) -> np.ndarray | None:
     """LayerNormalization's gamma or beta as Keras broadcasts it: shaped by the axes in sorted
     order, then reshaped (not transposed) to the input's rank with the sizes at those axes. For
@@ -189,7 +189,7 @@ def _keras_broadcast(
         return None
     shape = [1] * len(input_shape)
     for dim in sorted(axis):
-        shape[dim] = input_shape[dim]
+        shape[dim] = known(input_shape[dim])
     return array.reshape(shape)
 
 

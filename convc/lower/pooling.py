@@ -17,11 +17,13 @@ them, so it needs no Transpose; without ``keepdims`` the result is (batch, chann
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from convc import geometry
 from convc.geometry import channel_axis, spatial_axes
-from convc.lower.emitter import Emitter, Value, channels_first, identity
+from convc.lower.emitter import Emitter, Value, channels_first, identity, known
 from convc.lower.registry import Weights, lowers
 from convc.model import Node
 from convc.specs import GlobalPoolSpec, PoolSpec, expect
@@ -34,13 +36,13 @@ def lower_pooling(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
         return Value(x.name, x.perm, layer.output_shape)
     layout = channels_first(x.rank) if c.data_format == "channels_last" else identity(x.rank)
     x = em.in_layout(x, layout)
-    lengths = [layer.input_shape[a] for a in spatial_axes(c.rank, c.data_format)]
+    lengths = [known(layer.input_shape[a]) for a in spatial_axes(c.rank, c.data_format)]
     pairs = [
         geometry.conv_pads(n, k, s, 1, c.padding)
         for n, k, s in zip(lengths, c.pool_size, c.strides, strict=True)
     ]
     begins, ends = [b for b, _ in pairs], [e for _, e in pairs]
-    attrs = {"kernel_shape": list(c.pool_size), "strides": list(c.strides)}
+    attrs: dict[str, Any] = {"kernel_shape": list(c.pool_size), "strides": list(c.strides)}
     source = x.name
     unpadded = [0] * (2 * c.rank)
     if c.pool_mode == "max":
@@ -79,7 +81,7 @@ def lower_global_pooling(em: Emitter, layer: Node, x: Value, weights: Weights) -
         perm = tuple(0 if axis == 0 else 1 for axis in x.perm if axis in (0, channels))
     if axes == [1, 2, 3] and x.rank == 5 and not em.target.reduce_three_middle_axes:
         em.workaround("the spatial axes reduced as one (a Reshape): three middle axes are not")
-        physical = [x.shape[a] for a in x.perm]
+        physical = x.physical_shape()
         view = em.reshape(x.name, [0, int(np.prod(physical[1:4])), physical[4]], "view")
         out = em.reduce(op, view, [1], what, keepdims=False)
         if c.keepdims:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from convc.geometry import spatial_axes
-from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value
+from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, known
 from convc.lower.layout import channels_first_layout
 from convc.lower.registry import Weights, lowers
 from convc.model import Node
@@ -34,7 +34,7 @@ def lower_cropping(em: Emitter, layer: Node, x: Value, weights: Weights) -> Valu
         if begin or end:
             axes.append(physical)
             starts.append(begin)
-            ends.append(layer.input_shape[axis] - end)
+            ends.append(known(layer.input_shape[axis]) - end)
     if not axes:
         return Value(x.name, x.perm, layer.output_shape)
     return Value(em.slice(x.name, starts, ends, axes, "crop"), x.perm, layer.output_shape)
@@ -55,7 +55,7 @@ def lower_zero_padding(em: Emitter, layer: Node, x: Value, weights: Weights) -> 
         if begin < 0 or end < 0:
             axes.append(physical)
             starts.append(max(-begin, 0))
-            stops.append(layer.input_shape[axis] - max(-end, 0))
+            stops.append(known(layer.input_shape[axis]) - max(-end, 0))
     name = x.name
     if axes:
         name = em.slice(name, starts, stops, axes, "crop")
@@ -72,7 +72,7 @@ def lower_up_sampling(em: Emitter, layer: Node, x: Value, weights: Weights) -> V
         return Value(x.name, x.perm, layer.output_shape)
     # Along an axis of length 1 every interpolated sample is that one value: a repeat.
     interpolates = c.interpolation != "nearest" and any(
-        factor > 1 and layer.input_shape[axis] > 1
+        factor > 1 and known(layer.input_shape[axis]) > 1
         for axis, factor in zip(logical, c.size, strict=True)
     )
     if interpolates:
@@ -93,7 +93,7 @@ def _interpolate(
     """A bilinear or bicubic Resize. OpenCV's reads out of bounds along an axis of length 1, so
     such an axis is repeated before the Resize instead (exact: every sample along it is its one
     value), and one that is not scaled is doubled and sliced back after it."""
-    physical = [x.shape[axis] for axis in x.perm]
+    physical = x.physical_shape()
     units = [axis for axis in spatial if physical[axis] == 1]
     repeats = [max(factors[axis], 2) if axis in units else 1 for axis in range(x.rank)]
     scales = [1.0 if axis in units else float(factors[axis]) for axis in range(x.rank)]
@@ -127,7 +127,7 @@ def _nearest(em: Emitter, x: Value, factors: list[int]) -> str:
     scaled axis: onnxruntime runs it 3 to 25 times faster than Resize. Otherwise a Resize scales
     the two innermost axes (asymmetric coordinates with floor rounding are exactly a repeat), on
     a 4-D view of the tensor where the target needs one, and a repeat takes the axes before."""
-    physical = [x.shape[axis] for axis in x.perm]
+    physical = x.physical_shape()
     if factors[-1] == 1:
         return _repeat(em, x.name, physical, factors)
     inner = [1.0] * (x.rank - 2) + [float(f) for f in factors[-2:]]
@@ -158,7 +158,7 @@ def _nearest_resize(em: Emitter, x: str, scales: list[float]) -> str:
     )
 
 
-def _repeat(em: Emitter, x: str, physical: list, factors: list[int]) -> str:
+def _repeat(em: Emitter, x: str, physical: list[int], factors: list[int]) -> str:
     """Repeat entries along the axes with a factor above 1: a Reshape gives each such axis a
     unit axis after it, a Concat of ``factor`` copies fills that axis, a Reshape merges the
     pairs. Runs of unscaled axes are merged so that the copies are long rows. (An Expand in
