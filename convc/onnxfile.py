@@ -52,6 +52,23 @@ def skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
+class InvalidModel(Exception):
+    """ONNX's checker or its strict shape inference refused a model convc made."""
+
+
+def check_and_infer(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX's full check, then strict, type-checked shape inference, of ``proto`` without its
+    large weights (so that models past protobuf's 2 GiB are checked too): the inferred model,
+    whose ``graph.value_info`` holds every intermediate value's shape. ``InvalidModel`` when
+    either refuses; the caller says whose fault that is."""
+    bare = skeleton(proto)
+    try:
+        onnx.checker.check_model(bare, full_check=True)
+        return onnx.shape_inference.infer_shapes(bare, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        raise InvalidModel(str(error)) from error
+
+
 @contextlib.contextmanager
 def weights_set_aside(
     proto: onnx.ModelProto, location: str = "weights.data"

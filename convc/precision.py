@@ -27,6 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from convc.diagnostics import ConvcError
 from convc.names import UniqueNames
+from convc.onnxfile import InvalidModel, check_and_infer
 
 Precision = Literal["float32", "float16"]
 IODtype = Literal["float32", "float16"]
@@ -157,9 +158,8 @@ def to_float16(proto: onnx.ModelProto, *, io_dtype: str = "float32") -> onnx.Mod
     entry = model.metadata_props.add()
     entry.key, entry.value = "convc.precision", "float16"
     try:
-        onnx.checker.check_model(_skeleton(model), full_check=True)
-        inferred = onnx.shape_inference.infer_shapes(_skeleton(model), strict_mode=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        inferred = check_and_infer(model)
+    except InvalidModel as error:
         raise ConvcError(f"the float16 model is not valid ONNX: {error}") from None
     graph.value_info.extend(inferred.graph.value_info)
     return model
@@ -228,9 +228,3 @@ def _names(graph: onnx.GraphProto) -> UniqueNames:
         used.add(node.name)
         used.update(node.output)
     return UniqueNames(used, first=2)
-
-
-def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
-    from convc.onnxfile import skeleton
-
-    return skeleton(model)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import convc.lower.conv as conv_rules
-from convc.layer_check import check_layers as check
 from convc.cli import main
 from convc.compiler import resolve_text
+from convc.layer_check import check_layers as check
 from convc.weights import initialize
 
 SAMPLES = sorted((Path(__file__).parent.parent / "samples").glob("*.conv"))

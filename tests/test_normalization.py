@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from onnx import numpy_helper
 
-from convc.layer_check import check_layers as check
 from convc.compiler import compile_text, resolve_text
+from convc.layer_check import check_layers as check
 from convc.summary import summary
 from convc.weights import initialize, load
 

@@ -10,7 +10,8 @@ from onnx import defs
 
 from convc.compiler import compile_text
 from convc.diagnostics import ConvcError
-from convc.lower import MAX_OPSET, MIN_OPSET
+from convc.targets import NEWEST_OPSET as MAX_OPSET
+from convc.targets import OLDEST_OPSET as MIN_OPSET
 
 STACK = """model stack
 Input(shape=(16, 16, 3), name="image")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convc.layer_check import check_layers as check
 from convc.compiler import compile_text, resolve_text
+from convc.layer_check import check_layers as check
 from convc.weights import initialize
 
 from oracle import assert_matches_keras, onnx_output

@@ -14,12 +14,12 @@ import pkgutil
 import numpy as np
 import onnx
 
-from convc import __version__, options
+from convc import __version__
 from convc.lower import rewrites
 from convc.lower.emitter import Emitter, Value, channels_first, identity, onnx_type, tensor_info
 from convc.lower.registry import lowering_of
 from convc.model import Model, Node, Tensor
-from convc.onnxfile import skeleton
+from convc.onnxfile import InvalidModel, check_and_infer
 from convc.progress import track
 from convc.specs import (
     ConvSpec,
@@ -29,7 +29,7 @@ from convc.specs import (
     ZeroPaddingSpec,
     data_format_of,
 )
-from convc.targets import DEFAULT_TARGET, NEWEST_OPSET, OLDEST_OPSET, TARGETS, Target
+from convc.targets import DEFAULT_TARGET, TARGETS, Target
 
 for _module in pkgutil.iter_modules(__path__):  # each family's module registers its rule
     importlib.import_module(f"{__name__}.{_module.name}")
@@ -37,11 +37,6 @@ for _module in pkgutil.iter_modules(__path__):  # each family's module registers
 DEFAULT_OPSET = TARGETS[DEFAULT_TARGET].opset
 """The opset of the default target. onnxruntime 1.32 has a CPU kernel for the newest version of
 every op convc emits at any opset up to 28 (tests/test_opsets.py checks it against its registry)."""
-
-MIN_OPSET = OLDEST_OPSET
-MAX_OPSET = NEWEST_OPSET
-
-IO_LAYOUTS = options.IO_LAYOUTS
 
 
 WORKAROUNDS_KEY = "convc.workarounds"
@@ -66,11 +61,12 @@ def lower(
 ) -> onnx.ModelProto:
     """Build the ONNX model for ``target``. With ``layer_outputs``, every node's output is also
     a graph output, named after the node, for checking layer by layer. ``io_layout`` orders the
-    graph's inputs and outputs (``IO_LAYOUTS``). ``optimize`` picks the faster exact forms of
-    ``convc.lower.conv_forms`` and applies the graph rewrites of ``convc.lower.rewrites``. With
-    ``release_weights``, a layer's entry is removed from ``weights`` once its last application
-    is lowered: a caller that loaded the weights for this build alone then holds each array
-    in Keras's layout or in ONNX's, not both (a build's peak memory, #18)."""
+    graph's inputs and outputs (``convc.options.IO_LAYOUTS``). ``optimize`` picks the faster
+    exact forms of ``convc.lower.conv_forms`` and applies the graph rewrites of
+    ``convc.lower.rewrites``. With ``release_weights``, a layer's entry is removed from
+    ``weights`` once its last application is lowered: a caller that loaded the weights for this
+    build alone then holds each array in Keras's layout or in ONNX's, not both (a build's peak
+    memory, #18)."""
     em = Emitter(opset, target, optimize)
     values: dict[int, Value] = {}  # tensor id -> its value in the graph
     graph_inputs = []
@@ -208,13 +204,9 @@ def io_order(data_format: str, rank: int, io_layout: str) -> tuple[int, ...]:
 
 def check(proto: onnx.ModelProto, model: Model) -> onnx.ModelProto:
     """ONNX's full check, then shape inference that must give every value a static shape."""
-    # Checked without its weights, so that models beyond protobuf's 2 GiB are checked too.
     try:
-        onnx.checker.check_model(proto_without_weights := skeleton(proto), full_check=True)
-        inferred = onnx.shape_inference.infer_shapes(
-            proto_without_weights, check_type=True, strict_mode=True
-        )
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        inferred = check_and_infer(proto)
+    except InvalidModel as error:
         raise InternalError(f"the emitted ONNX model is invalid: {error}") from error
     batch = model.inputs[0].shape[0]
     for info in inferred.graph.value_info:

@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from convc.names import UniqueNames
 from convc.targets import TARGETS, Target
 
 
@@ -84,7 +85,7 @@ class Emitter:
         self.workarounds: list[tuple[str, str]] = []  # (layer, what was done and why)
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[tuple[str, np.ndarray]] = []  # turned into tensors in model()
-        self._names: set[str] = set()
+        self._names = UniqueNames()
         self._transposed: dict[tuple[str, tuple[int, ...]], str] = {}  # (value, perm) -> copy
         self._constants: dict[tuple, str] = {}
         self.constant_values: dict[str, np.ndarray] = {}  # for rewrites that read them
@@ -96,13 +97,7 @@ class Emitter:
     # -- naming -----------------------------------------------------------------------------
 
     def fresh(self, what: str) -> str:
-        base = f"{self.scope}/{what}" if self.scope else what
-        name, n = base, 1
-        while name in self._names:
-            name = f"{base}_{n}"
-            n += 1
-        self._names.add(name)
-        return name
+        return self._names.unique(f"{self.scope}/{what}" if self.scope else what)
 
     # -- primitives -------------------------------------------------------------------------
 
