@@ -47,6 +47,7 @@ from convc.specs import (
     RescalingSpec,
     ReshapeSpec,
     ResizingSpec,
+    RMSNormSpec,
     ScaledAddSpec,
     SoftmaxSpec,
     UpSamplingSpec,
@@ -921,6 +922,20 @@ def _aa_filter(d: float, interpolation: str) -> float:
     if d < 2:
         return (((d - 5) * d + 8) * d - 4) * a
     return 0.0
+
+
+@computes(RMSNormSpec)
+def rms_normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
+    """``x * rsqrt(mean(x ** 2) + epsilon) * scale`` over the axes, the mean in float64;
+    ``scale`` is laid along the axes in Keras's sorted order."""
+    c = expect(layer.spec, RMSNormSpec)
+    axes = tuple(sorted(a % x.ndim for a in c.axis))
+    mean_square = np.mean(np.square(x.astype(np.float64)), axis=axes, keepdims=True)
+    shape = [1] * x.ndim
+    for axis in axes:
+        shape[axis] = x.shape[axis]
+    y = x / np.sqrt(mean_square + c.epsilon) * weights["scale"].reshape(shape)
+    return y.astype(np.float32)
 
 
 _CONV_KINDS = {

@@ -2,10 +2,11 @@
 later passes read.
 
 A layer type's ``configure`` normalizes and checks the constructor's arguments as Keras does, and
-returns its family's frozen spec. Lowering, the reference and weights read the spec's fields,
-never a dict by key: a rule takes its family's spec (``expect``), and code that serves several
-families ``match``es on the spec's class, so a family it misses is a type error where it is
-missed, not a ``KeyError`` in some later pass. Field names are Keras's argument names. The
+returns its family's frozen spec. A family is its spec's class: the lowering and the reference
+register one function each by it (``@lowers``, ``@computes``), and ``tests/test_registry.py``
+fails while a family lacks either. Lowering, the reference and weights read the spec's fields,
+never a dict by key: a rule takes its family's spec (``expect``), so mypy (``tests/test_types.py``)
+rejects a field the spec lacks. Field names are Keras's argument names. The
 arguments every layer takes (``name``, ``trainable``, ``autocast``, ``activity_regularizer``) are
 not here: they belong to ``convc.model.Layer``.
 
@@ -183,6 +184,15 @@ class NormSpec(LayerSpec):
 
 
 PoolMode = Literal["max", "average"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RMSNormSpec(LayerSpec):
+    """RMSNormalization: ``x / sqrt(mean(x ** 2) + epsilon) * scale`` over ``axis`` (as given;
+    the layer takes only the last axes)."""
+
+    axis: tuple[int, ...]
+    epsilon: float
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -593,6 +593,12 @@ _NORMALIZATION = [
     ("layer_normalization-random-initializers", _X2, "Conv2D(6, 1)",
      "LayerNormalization(axis=[-1, 1], gamma_initializer='random_normal', "
      "beta_initializer='random_uniform')"),
+    ("rms_normalization-after-conv2d", _X2, "Conv2D(6, 1)", "RMSNormalization()"),
+    ("rms_normalization-last-two-axes", _X2, "RMSNormalization(axis=[-2, -1], epsilon=1e-3)"),
+    ("rms_normalization-positional-epsilon-none", _X2, "Conv2D(6, 1)", "RMSNormalization(-1, None)"),
+    ("rms_normalization-cf-all-axes", _X4, f"Conv2D(6, 3, padding='same', {_CF})",
+     "RMSNormalization(axis=[1, 2, 3])", "ReLU()"),
+    ("rms_normalization-dense-rank2", "Input(shape=(12,))", "Dense(5)", "RMSNormalization(epsilon=0.5)"),
     ("group_normalization-random-initializers", _X2, "Conv2D(6, 1)",
      "GroupNormalization(3, gamma_initializer='random_normal', beta_initializer='random_uniform')"),
 ]  # fmt: skip

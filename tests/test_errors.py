@@ -541,6 +541,20 @@ BAD = [
     ("keras2-input_shape-int", "Dense(3, input_shape=8)\n", 1, 22, "Cannot convert '8' to a shape"),
     ("keras2-batch_input_shape-int", "Dense(3, batch_input_shape=8)\n", 1, 28, "Cannot convert '8'"),
     (
+        "rms_normalization-not-the-last-axes",
+        "Input(shape=(7, 8, 4))\nRMSNormalization(axis=1)\n",
+        2,
+        23,
+        "convc compiles it over the last axes only",
+    ),
+    (
+        "rms_normalization-last-axes-out-of-keras-order",
+        "Input(shape=(7, 8, 4))\nRMSNormalization(axis=[-1, 2])\n",
+        2,
+        23,
+        "over the last axes only",
+    ),
+    (
         "initializer-is-a-layer-call",
         "inputs = keras.Input(shape=(4,))\n"
         "x = layers.Dense(4, kernel_initializer=layers.Dense(3)(inputs))(inputs)\n"

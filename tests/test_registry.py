@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from cases import ALL_CASES
 from graph_cases import GRAPH_CASES
 
 import convc.lower  # noqa: F401  (registers every rule)
@@ -19,6 +18,8 @@ from convc import specs
 from convc.layers import LAYER_TYPES
 from convc.lower.registry import LOWERINGS
 from convc.reference import COMPUTES
+
+from cases import ALL_CASES
 
 FAMILIES = sorted({t.spec_class for t in LAYER_TYPES.values()}, key=lambda c: c.__name__)
 CLASS_NAMES = sorted({t.class_name for t in LAYER_TYPES.values()})

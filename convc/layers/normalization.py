@@ -1,5 +1,5 @@
-"""Normalization layers: BatchNormalization, LayerNormalization, GroupNormalization and
-UnitNormalization, any rank.
+"""Normalization layers: BatchNormalization, LayerNormalization, GroupNormalization,
+UnitNormalization and RMSNormalization, any rank.
 
 They keep their input's shape and have no data_format: ``axis`` names Keras logical axes
 (negative counts from the end), so a channels_first model passes ``axis=1``. Constructor and
@@ -12,7 +12,8 @@ Weights, in Keras's order (its ``.weights.h5`` numbers them so): BatchNormalizat
 then with ``renorm`` ``moving_stddev``, ``renorm_mean``, ``renorm_stddev`` (not trainable, unused
 in inference); LayerNormalization ``gamma`` (if ``scale`` or ``rms_scaling``) and ``beta`` (if
 ``center`` and not ``rms_scaling``), shaped by its axes in sorted order; GroupNormalization
-``gamma``, ``beta`` (one per channel); UnitNormalization none.
+``gamma``, ``beta`` (one per channel); UnitNormalization none; RMSNormalization ``scale``, shaped by
+its axes in sorted order.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import numpy as np
 
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, bool_arg, is_int, params
-from convc.layers.base import Built, LayerType, register
-from convc.layers.initializers import parse_keras_objects
+from convc.layers.base import Built, LayerType, layer_type, register
+from convc.layers.initializers import Initializer, parse_keras_objects
 from convc.model import Shape, Variable, format_shape
-from convc.specs import Draw, NormKind, NormSpec
+from convc.specs import Draw, NormKind, NormSpec, RMSNormSpec
 
 LAYER_EPSILON = 1e-7
 """``keras.backend.epsilon()``: LayerNormalization's epsilon when given ``epsilon=None``."""
@@ -363,3 +364,42 @@ def _renorm_clipping(args: Bound) -> tuple[tuple[str, float], ...] | None:
 
 
 register(*(Normalization(kind) for kind in ("batch", "layer", "group", "unit")))
+
+
+@layer_type
+class RMSNormalization(LayerType[RMSNormSpec]):
+    """``x / sqrt(mean(x ** 2) + epsilon) * scale`` over the last axes. Keras's call is an RMS
+    normalization only there: over other axes its torch backend normalizes and scales the last
+    axes instead (or fails), and its other backends multiply ``scale`` into the last axes."""
+
+    spec_class = RMSNormSpec
+    class_name = "RMSNormalization"
+    own_params = params(("axis", -1), ("epsilon", 1e-6))
+
+    def configure(self, args: Bound, default_data_format: str) -> RMSNormSpec:
+        epsilon = LAYER_EPSILON if args.python("epsilon") is None else _number(args, "epsilon")
+        return RMSNormSpec(axis=_axes(args, self.class_name), epsilon=epsilon)
+
+    def build(self, spec: RMSNormSpec, input_shape: Shape, args: Bound, name: str) -> Built:
+        rank = len(input_shape)
+        shown = "[" + ", ".join(map(str, spec.axis)) + "]"
+        in_keras_order = [a % rank if -rank <= a < rank else a for a in sorted(spec.axis)]
+        last = list(range(rank - len(spec.axis), rank))
+        if in_keras_order != last or 0 in last:
+            raise ConvcError(
+                f"{self.label(name)} normalizes over axis={shown} of input shape "
+                f"{format_shape(input_shape)}: convc compiles it over the last axes only "
+                "(and not the batch axis), where Keras computes an RMS normalization",
+                args.span("axis"),
+                help="Keras's own call normalizes and scales the last axes whatever 'axis' says "
+                f"(or fails); write axis=-1, or axis={list(range(-len(spec.axis), 0))}",
+            )
+        sizes = tuple(input_shape[a] for a in last)
+        known = tuple(size for size in sizes if size is not None)
+        if len(known) != len(sizes):
+            raise ConvcError(
+                f"{self.label(name)} needs a known size along axis={shown}, got input shape "
+                f"{format_shape(input_shape)}",
+                args.span("axis"),
+            )
+        return Built(input_shape, (Variable("scale", known, Initializer("Ones", ())),))

@@ -36,7 +36,7 @@ import numpy as np
 from convc.lower.emitter import Emitter, Value, known
 from convc.lower.registry import Weights, lowers
 from convc.model import Node, Shape
-from convc.specs import NormSpec, expect
+from convc.specs import NormSpec, RMSNormSpec, expect
 
 
 def lower_batch_normalization(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
@@ -222,3 +222,22 @@ _KINDS = {
 @lowers(NormSpec, any_layout=True)
 def lower_norm(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
     return _KINDS[expect(layer.spec, NormSpec).kind](em, layer, x, weights)
+
+
+@lowers(RMSNormSpec, any_layout=True)
+def lower_rms_normalization(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value:
+    """``x / sqrt(sum(x ** 2) + n * epsilon) * (sqrt(n) * scale)`` over the n elements of the
+    normalized axes: the mean's division folded into the constants."""
+    c = expect(layer.spec, RMSNormSpec)
+    axes = sorted(a % x.rank for a in c.axis)
+    x = _reducible(em, x, axes)
+    count = math.prod(known(layer.input_shape[a]) for a in axes)
+    physical_axes = sorted(x.perm.index(a) for a in axes)
+    squares = em.reduce("ReduceSumSquare", x.name, physical_axes, "sum_squares", keepdims=True)
+    shifted = em.op("Add", [squares, em.scalar(count * c.epsilon)], "mean_square")
+    root = em.op("Sqrt", [shifted], "root")
+    out = em.op("Div", [x.name, root], "normalize")
+    scale = _keras_broadcast(weights["scale"], c.axis, layer.input_shape)
+    assert scale is not None
+    out = _scale_and_shift(em, out, count, _physical(scale, x.perm), None)
+    return Value(out, x.perm, layer.output_shape)
