@@ -303,7 +303,8 @@ def exercise(model: Model, seed: int = 0) -> Weights:
     """Random values for every variable, biases and statistics included, so that every layer
     changes the outputs (the initializers' zero biases, unit gammas and 0/1 moving statistics
     leave a model's outputs nearly constant): N(0, 1/fan-in) for kernels (fan-in: every axis but
-    the last), N(0, 1) for vectors, |x| + 0.5 for a variance or standard deviation; integer
+    the last; for a depthwise kernel, whose output sees one input channel, its spatial taps),
+    N(0, 1) for vectors, |x| + 0.5 for a variance or standard deviation; integer
     variables (counters) keep their initializers. One stream per (seed, layer, variable), as in
     ``initialize``, so that a golden or a matrix cell recorded with them reproduces exactly."""
     weights: Weights = {}
@@ -317,10 +318,22 @@ def exercise(model: Model, seed: int = 0) -> Weights:
                 )
                 continue
             shape = variable.shape
-            fan_in = max(1, int(np.prod(shape[:-1]))) if len(shape) > 1 else 1
+            fan_in = _fan_in(layer, variable.name, shape)
             value = rng.standard_normal(shape) / np.sqrt(fan_in)
             if variable.name.endswith(("variance", "stddev")):
                 value = np.abs(value) + 0.5
             drawn[variable.name] = value.astype(np.float32)
         weights[layer.name] = _merge_lora(layer, drawn, "<random weights>")
     return weights
+
+
+def _fan_in(layer: Layer, name: str, shape: tuple[int, ...]) -> int:
+    """How many inputs one output of a kernel sums: every axis but the last, except a depthwise
+    kernel's (taps..., channels, multiplier), where each output reads one channel's taps."""
+    if len(shape) < 2:
+        return 1
+    spec = layer.spec
+    depthwise = name == "depthwise_kernel" or (
+        name == "kernel" and isinstance(spec, ConvSpec) and spec.kind == "depthwise"
+    )
+    return max(1, int(np.prod(shape[:-2] if depthwise else shape[:-1])))

@@ -168,3 +168,24 @@ def test_unknown_weights_format(tmp_path):
     path.write_bytes(b"x")
     with pytest.raises(ConvcError, match="unknown weights format"):
         load(resolve_text(SMALL), path)
+
+
+@pytest.mark.parametrize(
+    ("layer", "variable", "fan_in"),
+    [
+        ("DepthwiseConv2D(3, depth_multiplier=2)", "kernel", 9),
+        ("SeparableConv2D(5, 3)", "depthwise_kernel", 9),
+        ("SeparableConv2D(5, 3)", "pointwise_kernel", 16),
+        ("Conv2D(5, 3)", "kernel", 9 * 16),
+        ("Conv2D(8, 3, groups=4)", "kernel", 9 * 4),
+    ],
+)
+def test_exercise_scales_each_kernel_by_what_one_output_sums(layer, variable, fan_in):
+    """N(0, 1/fan-in): a depthwise kernel's output reads one channel's taps, not all channels'
+    (drawn with every channel, MobileNet-like samples' outputs ignored their input)."""
+    from convc.compiler import resolve_text
+    from convc.weights import exercise
+
+    model = resolve_text(f"Input(shape=(40, 40, 16))\n{layer}\n")
+    kernel = exercise(model, seed=3)[model.layers[0].name][variable]
+    assert abs(float(np.std(kernel)) * np.sqrt(fan_in) - 1) < 0.2, (np.std(kernel), fan_in)
