@@ -958,7 +958,7 @@ def markdown(results: dict) -> str:
     lines += [
         "",
         "What limits each target that is not met, with the forms measured and not taken, is "
-        "in README.md, section Speed; the profiles below show where the time goes.",
+        "in docs/performance.md; the profiles below show where the time goes.",
     ]
     for net, profiles in results["profiles"].items():
         lines += ["", f"### ORT profile: {net} (kernel time by op type, ms per run)", ""]

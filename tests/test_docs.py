@@ -242,3 +242,29 @@ def test_a_changed_figure_is_found():
     results["nets"]["volume3d"]["nodes"] += 1
     wrong = digest_mismatches((DOCS / "performance.md").read_text(), results)
     assert [w.split(":")[0] for w in wrong] == ["ResNet50, convc", "volume3d, convc build"]
+
+
+def test_the_cli_page_names_every_option_of_every_command():
+    """docs/cli.md's synopsis is checked against the parser itself."""
+    import argparse
+
+    from convc.cli import _parser
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+
+    def commands(parser, prefix=""):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield f"{prefix}{name}", sub
+                    yield from commands(sub, f"{prefix}{name} ")
+
+    missing = []
+    for name, sub in commands(_parser()):
+        line = next((ln for ln in page.splitlines() if ln.startswith(f"convc {name} ")), None)
+        block = page[page.index(line) :].split("\nconvc ", 1)[0] if line else ""
+        for action in sub._actions:
+            options = [o for o in action.option_strings if o not in ("-h", "--help", "--debug")]
+            if options and not any(re.search(rf"{o}\b", block) for o in options):
+                missing.append(f"convc {name} {options[-1]}")
+    assert not missing, missing
