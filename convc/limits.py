@@ -22,6 +22,9 @@ MAX_INT_DIGITS = 100
 MAX_INT = 2**31 - 1
 """The largest integer argument or tensor dimension (ONNX runtimes index with 32 bits)."""
 
+MAX_HDF5_OBJECTS = 1_000_000
+"""Groups and datasets in one HDF5 file: a model of ``MAX_LAYERS`` layers holds a few each."""
+
 MAX_WEIGHT_BYTES = 16 << 30
 """The largest total of weights (float32) a model may have: 16 GiB."""
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from convc.arrays import read_npz
 from convc.diagnostics import ConvcError
+from convc.hdf5 import open_hdf5
 from convc.model import Layer, Model, ModelInput, Node, Variable, format_shape
 from convc.names import snake_case
 from convc.progress import track
@@ -164,13 +165,7 @@ def _merge_lora(layer: Layer, arrays: dict[str, np.ndarray], source: str) -> dic
 def _load_h5(model: Model, path: Path) -> Weights:
     import h5py  # heavy; only builds that read .h5 pay for it
 
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise ConvcError(
-            f"cannot read the HDF5 file (corrupt or truncated?): {error}", path=str(path)
-        ) from None
-    with handle:
+    with open_hdf5(path, str(path)) as handle:
         groups = handle.get("layers")
         if not isinstance(groups, h5py.Group):
             raise ConvcError(

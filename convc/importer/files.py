@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from convc.diagnostics import ConvcError
+from convc.hdf5 import open_hdf5
 from convc.limits import MAX_WEIGHT_BYTES
 
 MAX_CONFIG_BYTES = 64 << 20
@@ -215,10 +216,10 @@ def _open_keras_zip(path: Path) -> ModelFile:
             label = f"{where}:model.weights.h5"
             window = _stored_window(path, member, where)
             if window is not None:  # as Keras writes it: read in place, no copy in memory
-                weights = _open_h5(window, label)
+                weights = open_hdf5(window, label)
             else:
                 data = _read_member(archive, member, MAX_WEIGHT_BYTES, where)
-                weights = _open_h5(io.BytesIO(data), label)
+                weights = open_hdf5(io.BytesIO(data), label)
     version = metadata.get("keras_version")
     return ModelFile(
         path,
@@ -314,20 +315,9 @@ def _stored_window(path: Path, member: zipfile.ZipInfo, where: str) -> _Window |
     return _Window(path, start, member.file_size)
 
 
-def _open_h5(source, where: str):
-    import h5py  # heavy; only imports pay for it
-
-    try:
-        return h5py.File(source, "r")
-    except (OSError, ValueError) as error:
-        raise ConvcError(
-            f"cannot read the HDF5 data (truncated or corrupt?): {error}", path=where
-        ) from None
-
-
 def _open_legacy_h5(path: Path) -> ModelFile:
     where = str(path)
-    handle = _open_h5(path, where)
+    handle = open_hdf5(path, where)
     try:
         if "model_config" not in handle.attrs:
             hint = (
