@@ -8,7 +8,7 @@ import pytest
 
 from convc.compiler import compile_text, resolve_text
 from convc.layer_check import check_layers as check
-from convc.weights import initialize
+from convc.weights import exercise, initialize
 
 from oracle import assert_matches_keras, onnx_output
 
@@ -113,3 +113,42 @@ def test_no_optimize_keeps_every_layer_node(tmp_path, capsys):
     assert "6 nodes" in capsys.readouterr().out
     assert main(["build", str(source)]) == 0
     assert "4 nodes" in capsys.readouterr().out
+
+
+_BEFORE_POOL = {
+    "conv": "Conv2D(4, 3)",
+    "batch_norm": "BatchNormalization()",
+    "activation": "Activation('relu')",
+}
+_AFTER_POOL = {
+    "activation": "Activation('relu')",
+    "relu": "ReLU()",
+    "softmax": "Softmax()",
+    "leaky_relu": "LeakyReLU(0.1)",
+    "dense": "Dense(3)",
+    "rescaling": "Rescaling(0.5, offset=0.1)",
+    "reshape-other": "Reshape((2, 2))",
+    "batch_norm": "BatchNormalization()",
+    "output": "",
+}
+
+
+@pytest.mark.parametrize("pool", ["GlobalAveragePooling2D", "GlobalMaxPooling2D"])
+@pytest.mark.parametrize("before", sorted(_BEFORE_POOL))
+@pytest.mark.parametrize("after", sorted(_AFTER_POOL))
+def test_a_global_pool_without_keepdims_beside_any_one_input_layer(pool, before, after):
+    """The reduce-to-global-pool rewrite read the reader's second input without asking whether
+    the reader was a Reshape: GlobalAveragePooling2D() then Activation('softmax'), the end of
+    every mini-Xception classifier, was an internal IndexError (#24). Keras's numbers, optimized
+    and not."""
+    text = f"Input(shape=(8, 8, 4))\n{_BEFORE_POOL[before]}\n{pool}()\n{_AFTER_POOL[after]}\n"
+    assert_matches_keras(text)
+    model = resolve_text(text)
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 4)).astype(np.float32)
+    drawn = exercise(model, 1)
+    weights = {
+        f"{layer}/{name}": a for layer, arrays in drawn.items() for name, a in arrays.items()
+    }
+    optimized = onnx_output(compile_text(text, weights), x)
+    plain = onnx_output(compile_text(text, weights, optimize=False), x)
+    np.testing.assert_allclose(optimized, plain, rtol=1e-5, atol=1e-5)

@@ -179,19 +179,22 @@ def _global_pool_for_reduce(em: Emitter, graph_outputs: set[str]) -> bool:
         output = reduce.output[0]
         replaced = [reduce]
         if not keepdims:
+            # Only a Reshape that restores the reduced axes makes the pair a global pool; any
+            # other reader (an activation, a Dense's MatMul) takes the reduced shape.
             readers = _consumers(em, output)
-            target = em.constant_values.get(readers[0].input[1]) if len(readers) == 1 else None
+            reshape = readers[0] if len(readers) == 1 and readers[0].op_type == "Reshape" else None
+            target = None if reshape is None else em.constant_values.get(reshape.input[1])
             restored = [shape[1]] + [1] * (len(shape) - 2)
             if (
                 output in graph_outputs
+                or reshape is None
                 or target is None
-                or readers[0].op_type != "Reshape"
                 or [int(d) for d in target.ravel()[1:]] != restored
                 or int(target.ravel()[0]) not in (0, -1, shape[0])
             ):
                 continue
-            output = readers[0].output[0]
-            replaced.append(readers[0])
+            output = reshape.output[0]
+            replaced.append(reshape)
         pool = helper.make_node(
             _GLOBAL_POOLS[reduce.op_type], [reduce.input[0]], [output], name=reduce.name
         )
