@@ -153,13 +153,7 @@ class Normalization(LayerType[NormSpec]):
             sizes = tuple(input_shape[a] for a in sorted(spec.axis))
         else:
             sizes = (input_shape[axes[0]],)
-        known = tuple(size for size in sizes if size is not None)
-        if len(known) != len(sizes):
-            raise ConvcError(
-                f"{self.label(name)} needs a known size along axis={_show_axis(spec)}, got "
-                f"input shape {format_shape(input_shape)}",
-                args.span("axis"),
-            )
+        known = _known_sizes(sizes, self.label(name), _show_axis(spec), input_shape, args)
         if spec.kind == "group":
             self._check_groups(spec, known[0], input_shape, args, name)
         return Built(input_shape, self._variables(spec, known))
@@ -258,6 +252,20 @@ class SquareRoot:
 
 def _show(value) -> str:
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def _known_sizes(
+    sizes: tuple[int | None, ...], label: str, axis: str, input_shape: Shape, args: Bound
+) -> tuple[int, ...]:
+    """The sizes of the normalized axes, which shape the weights: each must be known."""
+    known = tuple(size for size in sizes if size is not None)
+    if len(known) != len(sizes):
+        raise ConvcError(
+            f"{label} needs a known size along axis={axis}, got input shape "
+            f"{format_shape(input_shape)}",
+            args.span("axis"),
+        )
+    return known
 
 
 def _show_axis(spec: NormSpec) -> str:
@@ -395,11 +403,5 @@ class RMSNormalization(LayerType[RMSNormSpec]):
                 f"(or fails); write axis=-1, or axis={list(range(-len(spec.axis), 0))}",
             )
         sizes = tuple(input_shape[a] for a in last)
-        known = tuple(size for size in sizes if size is not None)
-        if len(known) != len(sizes):
-            raise ConvcError(
-                f"{self.label(name)} needs a known size along axis={shown}, got input shape "
-                f"{format_shape(input_shape)}",
-                args.span("axis"),
-            )
+        known = _known_sizes(sizes, self.label(name), shown, input_shape, args)
         return Built(input_shape, (Variable("scale", known, Initializer("Ones", ())),))
