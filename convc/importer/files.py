@@ -24,6 +24,7 @@ from typing import Any
 
 from convc.diagnostics import ConvcError
 from convc.hdf5 import open_hdf5
+from convc.importer import generations
 from convc.limits import MAX_WEIGHT_BYTES
 
 MAX_CONFIG_BYTES = 64 << 20
@@ -350,7 +351,9 @@ def _model_config(config: Any, where: str) -> dict[str, Any]:
     if (
         not isinstance(config, dict)
         or not isinstance(config.get("class_name"), str)
-        or not isinstance(config.get("config"), dict)
+        or not isinstance(
+            generations.model_config(config.get("class_name"), config.get("config")), dict
+        )
     ):
         raise ConvcError(
             "the model config is not a serialized Keras model "

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convc.diagnostics import ConvcError
+from convc.importer import generations
 from convc.names import UniqueNames, snake_case
 
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
@@ -105,7 +106,7 @@ class _Flattener:
 
     def run(self, model_config: dict[str, Any]) -> Graph:
         class_name = model_config.get("class_name")
-        config = model_config.get("config")
+        config = generations.model_config(class_name, model_config.get("config"))
         if class_name not in MODEL_CLASSES or not isinstance(config, dict):
             raise self.error(
                 f"the file holds a {class_name!r}, not a Sequential or Functional model",
@@ -277,13 +278,13 @@ class _Flattener:
         if not isinstance(layer_config, dict):
             raise self.error(f"a layer of {_label(keras_path)} is not a JSON object")
         class_name = layer_config.get("class_name")
-        config = layer_config.get("config")
+        config = generations.model_config(class_name, layer_config.get("config"))
         if not isinstance(class_name, str) or not isinstance(config, dict):
             raise self.error(
                 f"a layer of {_label(keras_path)} has no class_name or config: "
                 + _short(layer_config)
             )
-        return class_name, config
+        return class_name, generations.layer_config(class_name, config)
 
     def add_input(self, config: dict, layer_config: dict) -> InputEntry:
         name = config.get("name") or layer_config.get("name") or "input_layer"
