@@ -128,3 +128,25 @@ def test_a_transposed_convolution_with_groups_is_still_refused(saved, tmp_path):
                 layer["config"]["groups"] = 3
         handle.attrs["model_config"] = json.dumps(config)
     assert main(["build", str(path), "-o", str(tmp_path / "m.onnx")]) == 1
+
+
+def test_weights_under_a_scope_other_than_the_layer_name_load_by_order(saved, tmp_path):
+    """Keras 2.0 stored layer conv's arrays as conv/conv_1/kernel:0 (its variable scope); Keras
+    reads a layer's group in the order of its weight_names, whatever the scope."""
+    original, xs, expected = saved
+    path = tmp_path / "m.h5"
+    shutil.copy(original, path)
+    with h5py.File(path, "r+") as handle:
+        for layer in ("conv", "separable"):
+            group = handle["model_weights"][layer]
+            renamed = []
+            for name in group.attrs["weight_names"]:
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                scoped = f"{layer}_1/{name.rsplit('/', 1)[-1]}:0"
+                group.move(name, scoped)
+                renamed.append(scoped.encode())
+            group.attrs["weight_names"] = renamed
+    imported = import_file(path)
+    actual = onnx_outputs(compile_model(imported.model, imported.weights), xs)
+    for mine, theirs in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(mine, theirs, atol=ATOL, rtol=RTOL)

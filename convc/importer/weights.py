@@ -33,7 +33,7 @@ def read_weights(model: Model, graph: Graph, handle: Any, file_format: str, wher
     if file_format == "keras":
         groups = _keras3_groups(handle, graph)
     else:
-        groups = _legacy_groups(handle, where)
+        groups = _legacy_groups(handle, {entry.keras_path[-1] for entry in graph.layers}, where)
     arrays: dict[str, np.ndarray] = {}
     for layer in track(model.layers, "reading weights"):
         entry = entries.get(layer.name)
@@ -101,7 +101,11 @@ def _keras3_groups(handle: Any, graph: Graph):
     return datasets
 
 
-def _legacy_groups(handle: Any, where: str):
+def _legacy_groups(handle: Any, layer_names: set[str], where: str):
+    """Keras 2's layout: a group per top-level layer (a nested model's holds its layers'
+    weights). A layer's group gives its arrays in the order of ``weight_names``, whatever scope
+    the names carry (Keras 2.0 wrote ``conv2d_1/conv2d_1_1/kernel:0`` for layer ``conv2d_1``), as
+    Keras 2 loaded them; in a nested model's group, each name's scope names its layer."""
     import h5py
 
     root = handle.get("model_weights", handle)
@@ -118,7 +122,7 @@ def _legacy_groups(handle: Any, where: str):
         for raw in list(names):
             name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             parts = name.split(":")[0].split("/")
-            layer = parts[-2] if len(parts) >= 2 else key
+            layer = key if key in layer_names or len(parts) < 2 else parts[-2]
             by_layer.setdefault(layer, []).append(group.get(name))
 
     def datasets(entry: LayerEntry) -> list | None:
