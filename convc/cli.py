@@ -13,9 +13,14 @@ import traceback
 from pathlib import Path
 
 from convc import __version__
-from convc.diagnostics import ConvcError, render
+from convc.diagnostics import ConvcError, printable, render
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def _say(*parts: object, file=None) -> None:
+    """``print``, with what came from a file (layer and output names) made safe for a terminal."""
+    print(*(printable(str(part)) for part in parts), file=file)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,21 +34,21 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except ConvcError as error:
         filename, source = args.loaded
-        print(render(error, source, filename), file=sys.stderr)
+        _say(render(error, source, filename), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("convc: interrupted", file=sys.stderr)
+        _say("convc: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. convc run ... | head -1: the reader left; nothing to report
         sys.stderr.close()
         return EXIT_OK
     except MemoryError:
-        print("convc: error: not enough memory for this model or input", file=sys.stderr)
+        _say("convc: error: not enough memory for this model or input", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as error:  # a bug: say so, without a traceback unless asked
         if args.debug:
             traceback.print_exc()
-        print(
+        _say(
             f"convc: internal error: {type(error).__name__}: {error}\n"
             "This is a bug in convc, not in your model. Please report it with the input file "
             "and the command line (run again with --debug for the traceback).",
@@ -377,7 +382,7 @@ def _load(args: argparse.Namespace, path: str):
         args.loaded = (path, text)
         model = resolve_text(text)
     for warning in model.warnings:
-        print(render(warning, text, path).replace(": error: ", ": warning: ", 1), file=sys.stderr)
+        _say(render(warning, text, path).replace(": error: ", ": warning: ", 1), file=sys.stderr)
     return model
 
 
@@ -409,11 +414,11 @@ def _import(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path(args.model).with_suffix(".conv")
     write_bytes(imported.text.encode("utf-8"), output)
     layers = len(imported.model.layers)
-    print(f"wrote {output}: {layers} layers, {imported.model.parameter_count:,} parameters")
+    _say(f"wrote {output}: {layers} layers, {imported.model.parameter_count:,} parameters")
     if imported.weights is not None:
         weights_out = Path(args.weights_out) if args.weights_out else output.with_suffix(".npz")
         write_bytes(npz_bytes(imported.weights), weights_out)
-        print(f"wrote {weights_out}: {len(imported.weights)} arrays (build with --weights)")
+        _say(f"wrote {weights_out}: {len(imported.weights)} arrays (build with --weights)")
     elif args.weights_out:
         raise ConvcError("the file has no weights to write (an architecture-only JSON)")
     return EXIT_OK
@@ -445,21 +450,21 @@ def _build(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path(args.source).with_suffix(".onnx")
     written = save(proto, output)
     opset = proto.opset_import[0].version
-    print(
+    _say(
         f"wrote {output}: {len(model.layers)} layers, {len(proto.graph.node)} nodes, "
         f"{model.parameter_count:,} parameters, target {options.target_name}, opset {opset}"
         + (f", {options.precision}" if options.precision != "float32" else "")
         + (f", and its weights in {written[0]}" if len(written) > 1 else "")
     )
     for line in workarounds(proto):
-        print(f"  workaround for {options.target_name}: {line}")
+        _say(f"  workaround for {options.target_name}: {line}")
     return EXIT_OK
 
 
 def _summary(args: argparse.Namespace) -> int:
     from convc.summary import summary
 
-    print(summary(_load(args, args.source)))
+    _say(summary(_load(args, args.source)))
     return EXIT_OK
 
 
@@ -488,17 +493,17 @@ def _run(args: argparse.Namespace) -> int:
         batch=args.batch,
         input_seed=args.input_seed,
     )
-    print(f"runtime: {result.runtime} ({result.device})")
+    _say(f"runtime: {result.runtime} ({result.device})")
     for name, value in result.outputs.items():
         stats = (
             f"min {value.min():.6g}  max {value.max():.6g}  mean {value.mean():.6g}"
             if value.size
             else "empty"
         )
-        print(f"{name}: shape {tuple(value.shape)} {value.dtype}  {stats}")
+        _say(f"{name}: shape {tuple(value.shape)} {value.dtype}  {stats}")
     if args.output:
         write_bytes(npz_bytes(result.outputs), args.output)
-        print(f"wrote {args.output}")
+        _say(f"wrote {args.output}")
     return EXIT_OK
 
 
@@ -520,8 +525,8 @@ def _check(args: argparse.Namespace) -> int:
         f"{name} {tuple(array.shape)}" if len(x) > 1 else str(tuple(array.shape))
         for name, array in x.items()
     )
-    print(f"{args.source}: input {shapes}, onnxruntime {report.provider}")
-    print(report.render())
+    _say(f"{args.source}: input {shapes}, onnxruntime {report.provider}")
+    _say(report.render())
     return EXIT_OK if report.ok else EXIT_USER_ERROR
 
 
@@ -542,7 +547,7 @@ def _golden_record(args: argparse.Namespace) -> int:
         draw=args.draw,
         allow_weak=args.allow_weak,
     )
-    print(recording.render())
+    _say(recording.render())
     return EXIT_OK
 
 
@@ -552,7 +557,7 @@ def _golden_verify(args: argparse.Namespace) -> int:
     verification = golden.verify(
         Path(args.directory), provider=args.provider, rtol=args.rtol, atol=args.atol
     )
-    print(verification.render())
+    _say(verification.render())
     return EXIT_OK if verification.passes(strict=args.strict) else EXIT_USER_ERROR
 
 

@@ -11,6 +11,7 @@ about, and optionally a ``help`` line. ``render`` turns one into the familiar co
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -60,9 +61,24 @@ def errors_of(error: ConvcError) -> list[ConvcError]:
     return error.errors if isinstance(error, ConvcErrors) else [error]
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control and format characters (an ESC sequence, a
+    right-to-left override) written as escapes; line breaks kept. Names from a model file reach
+    convc's output through this."""
+    return "".join(
+        char if char == "\n" or not unicodedata.category(char).startswith("C") else _escape(char)
+        for char in text
+    )
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def render(error: ConvcError, source: str | None, filename: str = "<input>") -> str:
     """Format one error (or each of a ``ConvcErrors``) as ``FILE:LINE:COL: error: ...`` blocks."""
-    return "\n".join(_render_one(e, source, filename) for e in errors_of(error))
+    return printable("\n".join(_render_one(e, source, filename) for e in errors_of(error)))
 
 
 def _render_one(error: ConvcError, source: str | None, filename: str) -> str:
@@ -75,7 +91,11 @@ def _render_one(error: ConvcError, source: str | None, filename: str) -> str:
     lines = [f"{filename}:{span.line}:{span.column}: error: {error.message}"]
     source_lines = source.splitlines() if source is not None else []
     if 0 < span.line <= len(source_lines):
-        text = source_lines[span.line - 1].expandtabs(1)
+        # one character for one, so that the carets stay under the columns they mark
+        text = "".join(
+            "\ufffd" if unicodedata.category(c).startswith("C") else c
+            for c in source_lines[span.line - 1].expandtabs(1)
+        )
         number = str(span.line)
         gutter = " " * len(number)
         if span.end_line == span.line:

@@ -3,10 +3,10 @@
 HDF5 can name other files and devices: a dataset's raw data may live in external files
 (``H5Pset_external``), a virtual dataset maps other files' datasets, and an external link opens
 another file when it is followed. Keras writes none of these. ``open_hdf5`` opens a file, then
-walks every object once, before any data is read, and refuses the file at the first such thing, naming where it is: external
-storage, a virtual dataset, an external link, a soft link (Keras writes only hard links), an
-object reached twice (a hard-link cycle, which would make a walk of the tree endless), or more
-objects than a model file holds.
+walks every object once, before any data is read, and refuses the file at the first such thing,
+naming where it is: external storage, a virtual dataset, an external link, a soft link (Keras
+writes only hard links), an object reached twice (a hard-link cycle, which would make a walk of
+the tree endless), or more objects than a model file holds.
 """
 
 from __future__ import annotations

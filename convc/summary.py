@@ -7,6 +7,7 @@ does (``conv2d[0][0]``: the layer, its application, its output).
 
 from __future__ import annotations
 
+from convc.diagnostics import printable
 from convc.model import Model, format_shape
 
 
@@ -34,6 +35,7 @@ def summary(model: Model) -> str:
         if not chain:
             row += (", ".join(labels[id(t)] for t in node.inputs),)
         rows.append(row)
+    rows = [tuple(printable(cell) for cell in row) for row in rows]  # names come from files
     widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(header))]
     widths[0] = max(widths[0], 30)
     line = "=" * sum(widths)
@@ -51,7 +53,7 @@ def summary(model: Model) -> str:
     trainable = sum(layer.trainable_parameter_count for layer in model.layers)
     out.append(f" Trainable params: {trainable:,} ({_size(trainable * 4)})")
     out.append(f" Non-trainable params: {total - trainable:,} ({_size((total - trainable) * 4)})")
-    return "\n".join(out)
+    return printable("\n".join(out))
 
 
 def _row(row: tuple[str, ...], widths: list[int]) -> str:

@@ -119,3 +119,29 @@ def test_api_refuses_a_negative_seed():
 
     with pytest.raises(ConvcError, match="the seed must be"):
         compile_text(NET, seed=-1)
+
+
+@pytest.mark.parametrize("command", ["summary", "build", "check"])
+def test_control_characters_from_a_file_are_escaped_in_output(tmp_path, capsys, command):
+    """A layer name with an ESC sequence or a right-to-left override reaches the terminal as
+    escapes (#23): in summary's table, check's report, and the source line of an error."""
+    source = tmp_path / "net.conv"
+    source.write_text(
+        'Input(shape=(8, 8, 3))\nConv2D(4, 3, name="a\\x1b[31mred\\u202e")\n'
+        + ('Conv2D(2, 1, padding="sam\x1be")\n' if command == "build" else "")
+    )
+    main([command, str(source)] + (["-o", str(tmp_path / "n.onnx")] if command == "build" else []))
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\u202e" not in out + err
+    if command == "build":
+        assert (
+            "sam\\x1be" in err and "\ufffd" in err
+        )  # escaped in the message, one column in the line
+    else:
+        assert "a\\x1b[31mred\\u202e" in out
+
+
+def test_printable_keeps_line_breaks_and_text():
+    from convc.diagnostics import printable
+
+    assert printable("a\nb\tc\x00é→") == "a\nb\\x09c\\x00é→"
