@@ -406,21 +406,23 @@ def _shapes(given: list[str] | None) -> dict[str, tuple[int, ...]]:
 
 def _import(args: argparse.Namespace) -> int:
     from convc.arrays import npz_bytes
-    from convc.compiler import write_bytes
     from convc.importer import import_file
+    from convc.onnxfile import write_files
 
     args.loaded = (args.model, None)
     imported = import_file(args.model, input_shapes=_shapes(args.input_shape))
     output = Path(args.output) if args.output else Path(args.model).with_suffix(".conv")
-    write_bytes(imported.text.encode("utf-8"), output)
+    if imported.weights is None and args.weights_out:
+        raise ConvcError("the file has no weights to write (an architecture-only JSON)")
+    files = [(output, [imported.text.encode("utf-8")])]
+    if imported.weights is not None:
+        weights_out = Path(args.weights_out) if args.weights_out else output.with_suffix(".npz")
+        files.append((weights_out, [npz_bytes(imported.weights)]))
+    write_files(files)  # the .conv and its weights together, or neither
     layers = len(imported.model.layers)
     _say(f"wrote {output}: {layers} layers, {imported.model.parameter_count:,} parameters")
     if imported.weights is not None:
-        weights_out = Path(args.weights_out) if args.weights_out else output.with_suffix(".npz")
-        write_bytes(npz_bytes(imported.weights), weights_out)
-        _say(f"wrote {weights_out}: {len(imported.weights)} arrays (build with --weights)")
-    elif args.weights_out:
-        raise ConvcError("the file has no weights to write (an architecture-only JSON)")
+        _say(f"wrote {files[1][0]}: {len(imported.weights)} arrays (build with --weights)")
     return EXIT_OK
 
 

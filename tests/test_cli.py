@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,23 @@ def test_printable_keeps_line_breaks_and_text():
     from convc.diagnostics import printable
 
     assert printable("a\nb\tc\x00é→") == "a\nb\\x09c\\x00é→"
+
+
+def test_import_writes_the_conv_and_its_weights_together_or_neither(tmp_path, capsys):
+    """--weights-out into a missing folder used to write the .conv and then fail (#23)."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    keras.backend.clear_session()
+    model = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Conv2D(3, 1, name="c")])
+    model.save(tmp_path / "m.keras")
+    existing = tmp_path / "m.conv"
+    existing.write_text("# the user's own file\n")
+    code = main(
+        ["import", str(tmp_path / "m.keras"), "--weights-out", str(tmp_path / "missing" / "w.npz")]
+    )
+    assert code == 1 and "the output directory does not exist" in capsys.readouterr().err
+    assert existing.read_text() == "# the user's own file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.conv", "m.keras"]
+    assert main(["import", str(tmp_path / "m.keras")]) == 0
+    assert {"m.conv", "m.npz"} <= {p.name for p in tmp_path.iterdir()}
