@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import onnx
@@ -182,7 +182,7 @@ def write_bytes(data: bytes, path: str | os.PathLike) -> None:
     write_files([(Path(path), [data])])
 
 
-def write_files(files: list[tuple[Path, Iterable[bytes]]]) -> None:
+def write_files(files: Sequence[tuple[Path, Iterable[bytes]]]) -> None:
     """Write each file to a temporary beside it, then rename them all (in order)."""
     temporaries: list[tuple[str, Path]] = []
     path = files[0][0]

@@ -133,6 +133,10 @@ HOSTILE = {
         ),
         "layer 'bn' (BatchNormalization) has 3 arrays in the file; convc expects 4",
     ),
+    "no-weights-member": (
+        lambda good: _zip({k: v for k, v in _members(good).items() if k != "model.weights.h5"}),
+        "the .keras archive has no model.weights.h5",
+    ),
     "weights-not-hdf5": (
         lambda good: _zip({**_members(good), "model.weights.h5": b"\x89HDF\r\n\x1a\n" + b"0" * 64}),
         "cannot read the HDF5 data",

@@ -211,16 +211,22 @@ def _open_keras_zip(path: Path) -> ModelFile:
                 "metadata.json",
             )
             metadata = parsed if isinstance(parsed, dict) else {}
-        weights = window = None
-        if "model.weights.h5" in by_name:
-            member = by_name["model.weights.h5"]
-            label = f"{where}:model.weights.h5"
-            window = _stored_window(path, member, where)
-            if window is not None:  # as Keras writes it: read in place, no copy in memory
-                weights = open_hdf5(window, label)
-            else:
-                data = _read_member(archive, member, MAX_WEIGHT_BYTES, where)
-                weights = open_hdf5(io.BytesIO(data), label)
+        if "model.weights.h5" not in by_name:
+            raise ConvcError(
+                "the .keras archive has no model.weights.h5: Keras writes one in every .keras "
+                "file, and refuses to load a file without it",
+                path=where,
+                help="save the model again; for an architecture alone, build the JSON of "
+                "model.to_json() (with --weights, or its initializers' weights)",
+            )
+        member = by_name["model.weights.h5"]
+        label = f"{where}:model.weights.h5"
+        window = _stored_window(path, member, where)
+        if window is not None:  # as Keras writes it: read in place, no copy in memory
+            weights = open_hdf5(window, label)
+        else:
+            data = _read_member(archive, member, MAX_WEIGHT_BYTES, where)
+            weights = open_hdf5(io.BytesIO(data), label)
     version = metadata.get("keras_version")
     return ModelFile(
         path,
