@@ -8,7 +8,9 @@ report it; ``--debug`` shows the traceback). Each command calls the public API a
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -23,7 +25,29 @@ def _say(*parts: object, file=None) -> None:
     print(*(printable(str(part)) for part in parts), file=file)
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that a write in progress removes its temporary
+    file (``convc.onnxfile.write_files`` cleans up on any exception) before convc exits."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    try:
+        return _main(argv)
+    except _Terminated:
+        _say("convc: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

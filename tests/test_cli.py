@@ -166,3 +166,35 @@ def test_import_writes_the_conv_and_its_weights_together_or_neither(tmp_path, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.conv", "m.keras"]
     assert main(["import", str(tmp_path / "m.keras")]) == 0
     assert {"m.conv", "m.npz"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_sigterm_during_a_write_leaves_nothing_behind(tmp_path):
+    """SIGTERM used to kill convc mid-write with its .NAME.*.tmp file left in the folder (#23);
+    now the write removes it and convc exits 143."""
+    source = tmp_path / "net.conv"
+    source.write_text(NET)
+    out = tmp_path / "out" / "net.onnx"
+    out.parent.mkdir()
+    script = f"""
+import os, signal, sys
+import convc.onnxfile as files
+from convc import cli
+
+real = files.write_files
+
+def interrupted(pending):
+    def chunks(data):
+        yield data[:10]
+        os.kill(os.getpid(), signal.SIGTERM)
+        yield data[10:]
+    return real([(path, chunks(b"".join(parts))) for path, parts in pending])
+
+files.write_files = interrupted
+sys.exit(cli.main(["build", {str(source)!r}, "-o", {str(out)!r}]))
+"""
+    ran = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert ran.returncode == 143, ran.stderr[-2000:]
+    assert "convc: terminated" in ran.stderr
+    assert list(out.parent.iterdir()) == []
