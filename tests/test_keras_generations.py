@@ -150,3 +150,49 @@ def test_weights_under_a_scope_other_than_the_layer_name_load_by_order(saved, tm
     actual = onnx_outputs(compile_model(imported.model, imported.weights), xs)
     for mine, theirs in zip(actual, expected, strict=True):
         np.testing.assert_allclose(mine, theirs, atol=ATOL, rtol=RTOL)
+
+
+KERAS1_SEQUENTIAL = {
+    "class_name": "Sequential",
+    "config": [
+        {
+            "class_name": "Convolution2D",
+            "config": {
+                "name": "convolution2d_1",
+                "nb_filter": 8,
+                "nb_row": 3,
+                "nb_col": 3,
+                "border_mode": "same",
+                "subsample": [1, 1],
+                "dim_ordering": "th",
+                "init": "glorot_uniform",
+                "batch_input_shape": [None, 1, 28, 28],
+            },
+        },
+        {"class_name": "Flatten", "config": {"name": "flatten_1"}},
+    ],
+    "keras_version": "1.2.2",
+}
+
+
+def test_a_keras_1_file_is_named_as_such_in_one_message(tmp_path, capsys):
+    """Keras 1 files used to give one 'unknown argument' line per argument and layer, and no
+    word of which Keras wrote them (#24)."""
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(KERAS1_SEQUENTIAL))
+    assert main(["build", str(path), "-o", str(tmp_path / "m.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert "written by Keras 1" in err
+    assert "border_mode, dim_ordering, init, nb_col, nb_filter, nb_row, subsample" in err
+    assert "unknown" not in err and len(err.splitlines()) == 2
+
+
+def test_keras_1_evidence_is_the_version_or_its_argument_names():
+    from convc.importer.generations import keras1_evidence
+
+    keras3 = {
+        "class_name": "Sequential",
+        "config": {"layers": [{"class_name": "Embedding", "config": {"output_dim": 4}}]},
+    }
+    assert keras1_evidence(keras3, "3.15.1") is None
+    assert keras1_evidence(keras3, "1.2.2") == "keras_version '1.2.2'"

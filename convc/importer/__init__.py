@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from convc.diagnostics import ConvcError
+from convc.importer import generations
 from convc.importer.files import MODEL_SUFFIXES, is_model_file, open_model_file
 from convc.importer.graph import flatten
 from convc.importer.text import report, unsupported, write
@@ -44,6 +45,15 @@ def import_file(
     input name (``""`` for every input)."""
     where = str(path)
     with open_model_file(path) as model_file:
+        keras1 = generations.keras1_evidence(model_file.config, model_file.keras_version)
+        if keras1:
+            raise ConvcError(
+                f"this file was written by Keras 1 ({keras1}): convc reads the files of Keras 2, "
+                "tf.keras and Keras 3, not yet Keras 1's",
+                path=where,
+                help="load it with Keras 2 (keras.models.load_model) and save it again, which "
+                "converts its arguments and weights",
+            )
         graph = flatten(model_file.config, where)
         problems = unsupported(graph)
         if problems:

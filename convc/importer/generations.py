@@ -48,3 +48,46 @@ def layer_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
         for key in _SEPARABLE_UNUSED:
             translated.pop(key, None)
     return translated
+
+
+KERAS1_ARGUMENTS = frozenset(
+    {
+        "nb_filter",
+        "nb_row",
+        "nb_col",
+        "border_mode",
+        "subsample",
+        "dim_ordering",
+        "init",
+        "W_regularizer",
+        "b_regularizer",
+        "W_constraint",
+        "b_constraint",
+    }
+)
+"""Arguments only Keras 1 wrote (Keras 2 renamed them: filters, kernel_size, padding, strides,
+data_format, units, kernel_initializer, ...)."""
+
+
+def keras1_evidence(model_config: Any, keras_version: str | None) -> str | None:
+    """Why the file looks written by Keras 1 (its version, or the Keras 1 argument names in its
+    layers' configs), or None."""
+    found: set[str] = set()
+    stack = [model_config]
+    seen = 0
+    while stack and seen < 1_000_000:
+        value = stack.pop()
+        seen += 1
+        if isinstance(value, dict):
+            config = value.get("config")
+            if isinstance(config, dict):
+                found |= KERAS1_ARGUMENTS & set(config)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    reasons = []
+    if keras_version and keras_version.startswith("1."):
+        reasons.append(f"keras_version {keras_version!r}")
+    if found:
+        reasons.append("Keras 1 arguments " + ", ".join(sorted(found)))
+    return "; ".join(reasons) or None
