@@ -9,6 +9,7 @@ model (``weights``). Keras, TensorFlow and PyTorch are never imported.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,9 +66,10 @@ def import_file(
                 path=where,
             )
         shapes = _input_shapes(graph, input_shapes or {}, where)
-        header = f"# Imported from {Path(where).name} by convc"
+        # a comment, so the file's name and version are escaped: a newline would end it
+        header = f"# Imported from {_escaped(Path(where).name)} by convc"
         if model_file.keras_version:
-            header += f" (saved by Keras {model_file.keras_version})"
+            header += f" (saved by Keras {_escaped(model_file.keras_version)})"
         text = write(graph, header + ".", shapes)
         try:
             model = resolve_text(text)
@@ -105,6 +107,12 @@ def _input_shapes(graph, given: dict[str, tuple[int, ...]], where: str):
                 + ",".join(str(d) if d is not None else "224" for d in stored),
             )
     return shapes
+
+
+def _escaped(text: str) -> str:
+    """``text`` for a comment: quotes, backslashes, line breaks and control characters escaped
+    as in a JSON string."""
+    return json.dumps(text)[1:-1]
 
 
 def _dim(value) -> str:

@@ -13,6 +13,7 @@ ranks they do not, so that is refused). Division is refused (``x / c`` differs f
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from convc.importer.graph import TensorRef
@@ -60,7 +61,7 @@ def render_merge(class_name: str, config: dict, names: list[str]) -> tuple[str, 
     """The merge layer call for an operation between two tensors, and the operation as Keras
     code."""
     name = config.get("name")
-    named = f'name="{name}"' if isinstance(name, str) else ""
+    named = f"name={json.dumps(name)}" if isinstance(name, str) else ""  # a quoted literal
     symbol = {"Add": "+", "Subtract": "-", "Multiply": "*"}[class_name]
     return f"layers.{class_name}({named})", f"{names[0]} {symbol} {names[1]}"
 
@@ -79,7 +80,7 @@ def render_operation(class_name: str, config: dict, args: list) -> tuple[str, st
         scale, offset, shown = 1.0, -value, "-"
     else:  # c - x
         scale, offset, shown = -1.0, value, "-"
-    named = f", name={name!r}".replace("'", '"') if isinstance(name, str) else ""
+    named = f", name={json.dumps(name)}" if isinstance(name, str) else ""
     source = f"{value!r} {shown} x" if not tensor_first else f"x {shown} {value!r}"
     offset_text = f", offset={offset!r}" if offset else ""
     return f"layers.Rescaling({scale!r}{offset_text}{named})", source

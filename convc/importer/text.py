@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import convc.layers as registry
+from convc.diagnostics import ConvcError
 from convc.importer.graph import Graph, InputEntry, LayerEntry, TensorRef
 from convc.importer.operations import (
     OPERATIONS,
@@ -169,7 +170,8 @@ def write(graph: Graph, header: str, input_shapes: dict[str, tuple[int, ...]]) -
 def _write_sequential(graph: Graph, header: str, input_shapes) -> str:
     lines = [header]
     if graph.name:
-        lines.append(f"model {graph.name}")
+        bare = graph.name.isascii() and graph.name.isidentifier()
+        lines.append(f"model {graph.name if bare else _value(graph.name)}")
     lines.append(_input_call(graph.inputs[0], "Input", input_shapes))
     for application in graph.applications:
         lines.append(_layer_call(application.layer, ""))
@@ -256,7 +258,7 @@ def _input_call(entry: InputEntry, callee: str, input_shapes) -> str:
         shape = list(override)
     args = [f"shape={_value(tuple(shape))}"]
     if batch_shape[0] is not None:
-        args.append(f"batch_size={batch_shape[0]}")
+        args.append(f"batch_size={_value(batch_shape[0])}")
     dtype = config.get("dtype")
     dtype = _dtype_policy(dtype)
     if dtype not in (None, "float32"):
@@ -372,11 +374,22 @@ def _value(value: Any) -> str:
         config = value.get("config") or {}
         if not isinstance(config, dict):
             return _value(config)
+        keys = [str(key) for key in config]
+        if not _dotted_name(value["class_name"]) or not all(key.isidentifier() for key in keys):
+            raise ConvcError(
+                "a Keras object in the file has a class or argument name that is not a Python "
+                f"name: {json.dumps(value)[:80]}"
+            )
         args = ", ".join(f"{k}={_value(v)}" for k, v in config.items() if v is not None)
         return f"{value['class_name']}({args})"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_value(k)}: {_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"not a JSON value: {value!r}")
+
+
+def _dotted_name(text: Any) -> bool:
+    """Whether ``text`` is a Python name or a dotted path of names (``keras.initializers.X``)."""
+    return isinstance(text, str) and all(part.isidentifier() for part in text.split("."))
 
 
 def _show(value: Any) -> str:
@@ -391,7 +404,7 @@ class _Names:
         self.names = UniqueNames(_RESERVED)
 
     def take(self, name: str) -> str:
-        base = re.sub(r"\W", "_", name.replace("#", "_"))
+        base = re.sub(r"[^0-9A-Za-z_]", "_", name)  # the .conv language's names are ASCII
         if not base or base[0].isdigit():
             base = "t_" + base
         if keyword.iskeyword(base) or base in ("True", "False", "None"):
