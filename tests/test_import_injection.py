@@ -124,3 +124,22 @@ def test_a_keras_object_whose_class_name_is_not_a_name_is_refused(saved, tmp_pat
 
     with pytest.raises(ConvcError, match="not a Python name"):
         import_file(_edited(saved, tmp_path, edit))
+
+
+def test_a_layer_named_like_a_shared_layers_second_output_keeps_its_own_tensor(tmp_path):
+    """The importer named a shared layer s's second output "s#1", so a layer named "s#1" was
+    the same tensor: Add([s_1, s_1]) was written, off by 13 with exit 0 (#23)."""
+    keras.backend.clear_session()
+    x = keras.Input((4,), name="x")
+    shared = layers.Dense(4, name="s")
+    second = shared(shared(x))
+    other = layers.Dense(4, name="s#1")(x)
+    model = keras.Model(x, layers.Add(name="add")([second, other]))
+    random_weights(model)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    xs = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    imported = import_file(path)
+    (actual,) = onnx_outputs(compile_model(imported.model, imported.weights), [xs])
+    np.testing.assert_allclose(actual, model.predict(xs, verbose=0), rtol=1e-4, atol=1e-4)
+    assert 'Add(name="add")([s_out2, s_1])' in imported.text

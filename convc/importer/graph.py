@@ -46,9 +46,17 @@ class LayerEntry:
 
 @dataclass(frozen=True)
 class TensorRef:
-    """The output of one application: ``name`` is unique in the flattened graph."""
+    """The output of one application: the ``index``-th application of the layer named ``layer``.
+    Two refs are the same tensor when both parts are equal: no name built from a file's strings
+    can collide with another (a layer named ``s#1`` is not ``s``'s second output)."""
 
-    name: str
+    layer: str
+    index: int = 0
+
+    @property
+    def name(self) -> str:
+        """How the tensor is shown: the layer's name, ``#N`` after it for later applications."""
+        return self.layer if self.index == 0 else f"{self.layer}#{self.index}"
 
 
 @dataclass
@@ -434,7 +442,7 @@ class _Flattener:
     def new_tensor(self, layer_name: str) -> TensorRef:
         count = self.tensor_counts.get(layer_name, 0)
         self.tensor_counts[layer_name] = count + 1
-        return TensorRef(layer_name if count == 0 else f"{layer_name}#{count}")
+        return TensorRef(layer_name, count)
 
 
 class _KeyCounter:
