@@ -48,6 +48,23 @@ class Comparison:
     worst: Worst | None  # None when every element agrees
 
 
+def agreement(actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    """The rule itself, element by element, in float64: True where an element agrees."""
+    a = np.asarray(actual, np.float64)
+    e = np.asarray(expected, np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _agrees(a, e, np.abs(a - e), atol + rtol * np.abs(e))
+
+
+def _agrees(a: np.ndarray, e: np.ndarray, error: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """``agreement`` given the float64 arrays, their absolute error and its bound (``compare``
+    has them in its buffers already)."""
+    within = (error <= bound) & np.isfinite(a) & np.isfinite(e)
+    if within.all():
+        return within
+    return within | (a == e) | (np.isnan(a) & np.isnan(e))
+
+
 def check_tolerances(rtol: float, atol: float) -> None:
     from convc.diagnostics import ConvcError
 
@@ -91,22 +108,19 @@ def compare(
             np.abs(err, out=err)
             np.abs(ce, out=sc)
             bound = sc * rtol + atol
-            within = (err <= bound) & np.isfinite(ca) & np.isfinite(ce)
+            within = _agrees(ca, ce, err, bound)
+            if not np.isfinite(err).all():  # NaN with NaN, an infinity with itself: no error
+                err[within & ~np.isfinite(err)] = 0.0
             if not within.all():
-                same = (ca == ce) | (np.isnan(ca) & np.isnan(ce))
-                err[same] = 0.0
-                within |= same
                 bad = ~within
-                count = int(bad.sum())
-                if count:
-                    ok = False
-                    mismatched += count
-                    excess = np.where(bad, err - bound, -np.inf)
-                    # NaN on one side, or an infinity against anything else: beyond any excess
-                    excess[bad & ~(np.isfinite(err) & np.isfinite(bound))] = np.inf
-                    at = int(np.argmax(excess))
-                    if excess[at] > worst_excess:
-                        worst_excess, worst_at = float(excess[at]), start + at
+                ok = False
+                mismatched += int(bad.sum())
+                excess = np.where(bad, err - bound, -np.inf)
+                # NaN on one side, or an infinity against anything else: beyond any excess
+                excess[bad & ~(np.isfinite(err) & np.isfinite(bound))] = np.inf
+                at = int(np.argmax(excess))
+                if excess[at] > worst_excess:
+                    worst_excess, worst_at = float(excess[at]), start + at
             max_abs = _worst(max_abs, float(np.max(err)))
             np.fmax(sc, atol, out=sc)
             np.divide(err, sc, out=sc)

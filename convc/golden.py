@@ -53,7 +53,7 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 import convc
-from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL
+from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL, agreement
 from convc.compare import compare as compare_arrays
 from convc.compiler import compile_model, is_model_file, read_source, write_bytes
 from convc.diagnostics import ConvcError
@@ -382,38 +382,29 @@ def _items(outputs: list[dict[str, np.ndarray]], batch: int) -> int:
 
 def _constant_matches(items: list[np.ndarray], rtol: float, atol: float) -> float:
     """The share of the columns of ``items`` (each ``(n, size)``) at which one constant of their
-    dtype lies within tolerance of every row. Each row allows an interval around its value; a
-    constant exists where the intervals meet, and the representable value nearest their common
-    part's middle is then inside it if any is. That value is checked as verify checks it."""
+    dtype agrees (``convc.compare.agreement``) with every row. Each row allows an interval around
+    its value; a constant exists where the intervals meet, and the representable value nearest
+    their common part's middle is then inside it if any is. Where a row is NaN or infinite, the
+    first row's value is the only candidate (verify agrees it with that same value only)."""
     size = items[0].shape[1]
     if not size:
         return 1.0
-    dtype = items[0].dtype
+    rows = [row.astype(np.float64) for array in items for row in array]
     low = np.full(size, -np.inf)
     high = np.full(size, np.inf)
     finite = np.ones(size, bool)
-    same = np.ones(size, bool)
-    first = items[0][0].astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        for row in _float_rows(items):
+        for row in rows:
             tolerance = atol + rtol * np.abs(row)
             np.fmax(low, row - tolerance, out=low)
             np.fmin(high, row + tolerance, out=high)
             finite &= np.isfinite(row)
-            same &= (row == first) | (np.isnan(row) & np.isnan(first))
-        constant = _representable(np.where(finite, (low + high) / 2, 0.0), dtype)
-        matched = finite.copy()
-        for row in _float_rows(items):
-            matched &= np.abs(constant - row) <= atol + rtol * np.abs(row)
-    # where some item is NaN or infinite, only that same value in every item (as verify agrees)
-    matched |= ~finite & same
+        middle = _representable(np.where(finite, (low + high) / 2, 0.0), items[0].dtype)
+    constant = np.where(finite, middle, rows[0])
+    matched = np.ones(size, bool)
+    for row in rows:
+        matched &= agreement(constant, row, rtol, atol)
     return float(matched.mean())
-
-
-def _float_rows(items: list[np.ndarray]):
-    for array in items:
-        for row in array:
-            yield row.astype(np.float64)
 
 
 def _representable(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
