@@ -25,9 +25,21 @@ MAX_INT = 2**31 - 1
 MAX_HDF5_OBJECTS = 1_000_000
 """Groups and datasets in one HDF5 file: a model of ``MAX_LAYERS`` layers holds a few each."""
 
+MAX_HDF5_ATTRIBUTE_BYTES = 256 << 20
+"""All attributes of one HDF5 file, as JSON: a model config (at most ``MAX_CONFIG_BYTES``) and a
+few names per layer."""
+
 MAX_WEIGHT_BYTES = 16 << 30
 """The largest total of weights (float32) a model may have: 16 GiB."""
 
 EXTERNAL_DATA_BYTES = 2**31 - 1 - (64 << 20)
 """Above this many bytes of serialized model, weights go to an external data file beside the
 .onnx (protobuf cannot hold 2 GiB; the margin leaves room for the graph itself)."""
+
+
+def weights_file_bytes(parameters: int, arrays: int) -> int:
+    """The most bytes a compressed weights file of a model with ``parameters`` numbers in
+    ``arrays`` arrays may inflate to: float64 weights with an optimizer's two moments beside
+    each (24 bytes a number), 4 KiB of HDF5 bookkeeping for each of these arrays, and 16 MiB
+    more."""
+    return 24 * parameters + 3 * 4096 * arrays + (16 << 20)

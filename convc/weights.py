@@ -25,7 +25,7 @@ import numpy as np
 
 from convc.arrays import read_npz
 from convc.diagnostics import ConvcError
-from convc.hdf5 import open_hdf5
+from convc.hdf5 import Dataset, Group, open_hdf5
 from convc.model import Layer, Model, ModelInput, Node, Variable, format_shape
 from convc.names import snake_case
 from convc.progress import track
@@ -163,11 +163,9 @@ def _merge_lora(layer: Layer, arrays: dict[str, np.ndarray], source: str) -> dic
 
 
 def _load_h5(model: Model, path: Path) -> Weights:
-    import h5py  # heavy; only builds that read .h5 pay for it
-
     with open_hdf5(path, str(path)) as handle:
         groups = handle.get("layers")
-        if not isinstance(groups, h5py.Group):
+        if not isinstance(groups, Group):
             raise ConvcError(
                 "not a Keras 3 .weights.h5 file: it has no 'layers' group", path=str(path)
             )
@@ -184,7 +182,7 @@ def _load_h5(model: Model, path: Path) -> Weights:
         for key, layer in keys.items():
             stored = groups.get(f"{key}/vars")
             arrays = {}
-            if stored is not None and not isinstance(stored, h5py.Group):
+            if stored is not None and not isinstance(stored, Group):
                 raise ConvcError(f"layers/{key}/vars is not a group of arrays", path=str(path))
             if stored is not None:
                 for index in stored:
@@ -198,7 +196,7 @@ def _load_h5(model: Model, path: Path) -> Weights:
                             path=str(path),
                         )
                     dataset = stored[index]
-                    if not isinstance(dataset, h5py.Dataset):
+                    if not isinstance(dataset, Dataset):
                         raise ConvcError(
                             f"layers/{key}/vars/{index} is not an array", path=str(path)
                         )

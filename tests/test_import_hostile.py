@@ -172,12 +172,19 @@ def test_hostile_file_is_refused_quickly_and_nothing_is_written(case, good, tmp_
     assert "error:" in capsys.readouterr().err
 
 
-def test_weights_member_over_the_limit_is_refused_before_it_is_read(good, tmp_path, monkeypatch):
-    monkeypatch.setattr(files, "MAX_WEIGHT_BYTES", 1000)
+def test_a_compressed_weights_member_inflates_only_as_far_as_the_model_needs(good, tmp_path):
+    """A deflated model.weights.h5 padded with zeros (a zip bomb: 40 KB that inflates to 40 MiB)
+    is refused as soon as it passes what a weights file of this model can hold, and the same
+    archive without the padding, deflated, builds."""
+    members = _members(good)
+    padded = {**members, "model.weights.h5": members["model.weights.h5"] + bytes(40 << 20)}
     path = tmp_path / "m.keras"
-    path.write_bytes(good)
-    with pytest.raises(ConvcError, match="model.weights.h5 is [0-9,]+ bytes; convc reads at most"):
+    path.write_bytes(_zip(padded, zipfile.ZIP_DEFLATED))
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ConvcError, match=r"model.weights.h5 expands past [0-9,]+ bytes"):
         import_file(path)
+    path.write_bytes(_zip(members, zipfile.ZIP_DEFLATED))
+    assert import_file(path).weights
 
 
 def test_a_weights_file_given_as_a_model_says_what_to_do(tmp_path):

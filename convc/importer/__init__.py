@@ -76,8 +76,12 @@ def import_file(
         except ConvcError as error:
             raise _in_imported_text(error, text, where) from None
         weights = None
-        if model_file.weights is not None:
-            weights = read_weights(model, graph, model_file.weights, model_file.format, where)
+        if model_file.has_weights:
+            variables = [variable for layer in model.layers for variable in layer.variables]
+            handle = model_file.open_weights(
+                sum(variable.size for variable in variables), len(variables)
+            )
+            weights = read_weights(model, graph, handle, model_file.format, where)
         return Imported(text, model, weights, model_file.format, list(model.warnings))
 
 

@@ -7,10 +7,12 @@ Three formats, told apart by their first bytes, not their names:
   the config as JSON and whose ``model_weights`` group holds the weights;
 * architecture-only JSON, as ``model.to_json()`` writes it.
 
-Nothing here imports Keras, unpickles or executes anything from the file. A zip member is read
-through a reader that stops at the limit whatever the archive declares, so a zip bomb costs at
-most the limit; JSON is checked for nesting depth before it is parsed, so a config that nests
-10,000 deep is refused without recursing.
+Nothing here imports Keras, unpickles or executes anything from the file, and HDF5 is parsed
+only by ``convc.hdf5``'s child process. A zip member is read through a reader that stops at the
+limit whatever the archive declares, so a zip bomb costs at most the limit; a compressed
+``model.weights.h5`` is inflated (by that child) only when the model is known, and only as far as
+that model's weights file can be. JSON is checked for nesting depth before it is parsed, so a
+config that nests 10,000 deep is refused without recursing.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from convc import hdf5
 from convc.diagnostics import ConvcError
-from convc.hdf5 import open_hdf5
 from convc.importer import generations
-from convc.limits import MAX_WEIGHT_BYTES
+from convc.limits import weights_file_bytes
 
 MAX_CONFIG_BYTES = 64 << 20
 """A model's config JSON: ResNet152's is under 1 MiB."""
@@ -49,19 +51,34 @@ class ModelFile:
     format: str
     """``keras`` (Keras 3 zip), ``h5`` (Keras 2 full-model HDF5) or ``json`` (architecture)."""
     config: dict[str, Any]
-    weights: Any = None
-    """An open ``h5py.File`` (``keras``: model.weights.h5; ``h5``: the file), or ``None``."""
+    weights: hdf5.File | None = None
+    """The open HDF5 file of an ``h5`` model (its weights are in it), or ``None``."""
     keras_version: str | None = None
-    source: Any = None
-    """What the weights are read from, when it must be closed after them."""
+    weights_source: tuple | None = None
+    """Where a ``keras`` archive keeps its model.weights.h5, for ``open_hdf5``."""
+
+    @property
+    def has_weights(self) -> bool:
+        return self.weights is not None or self.weights_source is not None
+
+    def open_weights(self, parameters: int, arrays: int) -> hdf5.File:
+        """The weights' HDF5 file, for a model of ``parameters`` numbers in ``arrays`` arrays:
+        a compressed member is inflated only as far as such a model's weights file can be
+        (``weights_file_bytes``)."""
+        if self.weights is None:
+            assert self.weights_source is not None, "a file with weights has a source"
+            source = self.weights_source
+            budget = 0
+            if source[0] == "member":
+                budget = weights_file_bytes(parameters, arrays)
+                source = (*source, budget)
+            self.weights = hdf5.open_hdf5(source, f"{self.path}:model.weights.h5", budget=budget)
+        return self.weights
 
     def close(self) -> None:
         if self.weights is not None:
             self.weights.close()
             self.weights = None
-        if self.source is not None:
-            self.source.close()
-            self.source = None
 
     def __enter__(self) -> ModelFile:
         return self
@@ -220,21 +237,18 @@ def _open_keras_zip(path: Path) -> ModelFile:
                 "model.to_json() (with --weights, or its initializers' weights)",
             )
         member = by_name["model.weights.h5"]
-        label = f"{where}:model.weights.h5"
-        window = _stored_window(path, member, where)
-        if window is not None:  # as Keras writes it: read in place, no copy in memory
-            weights = open_hdf5(window, label)
-        else:
-            data = _read_member(archive, member, MAX_WEIGHT_BYTES, where)
-            weights = open_hdf5(io.BytesIO(data), label)
+        weights_source = _stored_window(path, member, where) or (
+            "member",
+            str(path),
+            member.filename,
+        )
     version = metadata.get("keras_version")
     return ModelFile(
         path,
         "keras",
         config,
-        weights,
-        version if isinstance(version, str) else None,
-        window,
+        keras_version=version if isinstance(version, str) else None,
+        weights_source=weights_source,
     )
 
 
@@ -261,52 +275,12 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int, 
     return data
 
 
-class _Window(io.RawIOBase):
-    """A read-only, seekable view of ``size`` bytes of a file from ``offset``: an uncompressed
-    zip member, which h5py then reads in place."""
-
-    def __init__(self, path: Path, offset: int, size: int):
-        self._file = path.open("rb")
-        self._offset, self._size, self._position = offset, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, base + position)
-        return self._position
-
-    def readinto(self, buffer) -> int:
-        count = max(0, min(len(buffer), self._size - self._position))
-        self._file.seek(self._offset + self._position)
-        read = self._file.readinto(memoryview(buffer)[:count])
-        self._position += read
-        return read
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
-def _stored_window(path: Path, member: zipfile.ZipInfo, where: str) -> _Window | None:
-    """A window on an uncompressed member's bytes in the archive, or None if it is compressed.
-    The local header's name and extra lengths say where the data starts (they may differ from
-    the central directory's)."""
+def _stored_window(path: Path, member: zipfile.ZipInfo, where: str) -> tuple | None:
+    """A window (for ``open_hdf5``) on an uncompressed member's bytes in the archive, or None
+    if it is compressed. The local header's name and extra lengths say where the data starts
+    (they may differ from the central directory's)."""
     if member.compress_type != zipfile.ZIP_STORED or member.file_size != member.compress_size:
         return None
-    if member.file_size > MAX_WEIGHT_BYTES:
-        raise ConvcError(
-            f"{member.filename} is {member.file_size:,} bytes; convc reads at most "
-            f"{MAX_WEIGHT_BYTES:,}",
-            path=where,
-        )
     with path.open("rb") as handle:
         handle.seek(member.header_offset)
         header = handle.read(30)
@@ -319,12 +293,12 @@ def _stored_window(path: Path, member: zipfile.ZipInfo, where: str) -> _Window |
         raise ConvcError(
             f"{member.filename} runs past the end of the archive (truncated?)", path=where
         )
-    return _Window(path, start, member.file_size)
+    return ("window", str(path), start, member.file_size)
 
 
 def _open_legacy_h5(path: Path) -> ModelFile:
     where = str(path)
-    handle = open_hdf5(path, where)
+    handle = hdf5.open_hdf5(path, where)
     try:
         if "model_config" not in handle.attrs:
             hint = (
@@ -339,14 +313,12 @@ def _open_legacy_h5(path: Path) -> ModelFile:
             raise ConvcError("the model_config attribute is not text", path=where)
         config = parse_config(raw, f"{where}:model_config")
         version = handle.attrs.get("keras_version")
-        if isinstance(version, bytes):
-            version = version.decode("utf-8", "replace")
         return ModelFile(
             path,
             "h5",
             _model_config(config, where),
-            handle,
-            version if isinstance(version, str) else None,
+            weights=handle,
+            keras_version=version if isinstance(version, str) else None,
         )
     except BaseException:
         handle.close()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from convc.diagnostics import ConvcError
+from convc.hdf5 import Dataset, Group
 from convc.importer.graph import Graph, LayerEntry
 from convc.model import Model
 from convc.progress import track
@@ -27,8 +28,6 @@ from convc.weights import read_dataset
 
 def read_weights(model: Model, graph: Graph, handle: Any, file_format: str, where: str):
     """``{"layer/variable": array}`` for every variable of the model found in ``handle``."""
-    import h5py  # heavy; only imports pay for it
-
     entries = {entry.name: entry for entry in graph.layers}
     if file_format == "keras":
         groups = _keras3_groups(handle, graph)
@@ -55,31 +54,27 @@ def read_weights(model: Model, graph: Graph, handle: Any, file_format: str, wher
             )
         for variable, dataset in zip(layer.variables, datasets, strict=True):
             key = f"{layer.name}/{variable.name}"
-            if not isinstance(dataset, h5py.Dataset):
+            if not isinstance(dataset, Dataset):
                 raise ConvcError(f"{key} is not an array in the file", path=where)
             arrays[key] = read_dataset(dataset, key, variable, where)
     return arrays
 
 
 def _keras3_groups(handle: Any, graph: Graph):
-    import h5py
-
     by_names: dict[tuple[str, ...], Any] = {}
 
     def walk(group: Any, names: tuple[str, ...], depth: int) -> None:
-        if depth > 32 or not isinstance(group, h5py.Group):
+        if depth > 32 or not isinstance(group, Group):
             return
         layers = group.get("layers")
-        if not isinstance(layers, h5py.Group):
+        if not isinstance(layers, Group):
             return
         for key in layers:
             child = layers[key]
-            if not isinstance(child, h5py.Group):
+            if not isinstance(child, Group):
                 continue
             variables = child.get("vars")
-            name = variables.attrs.get("name") if isinstance(variables, h5py.Group) else None
-            if isinstance(name, bytes):
-                name = name.decode("utf-8", "replace")
+            name = variables.attrs.get("name") if isinstance(variables, Group) else None
             if isinstance(name, str):
                 by_names[names + (name,)] = variables
                 walk(child, names + (name,), depth + 1)
@@ -90,7 +85,7 @@ def _keras3_groups(handle: Any, graph: Graph):
         group = by_names.get(entry.keras_path)
         if group is None:
             found = handle.get("/".join(entry.weights_path + ("vars",)))
-            group = found if isinstance(found, h5py.Group) else None
+            group = found if isinstance(found, Group) else None
         if group is None:
             return None
         count = len(group)
@@ -106,21 +101,21 @@ def _legacy_groups(handle: Any, layer_names: set[str], where: str):
     weights). A layer's group gives its arrays in the order of ``weight_names``, whatever scope
     the names carry (Keras 2.0 wrote ``conv2d_1/conv2d_1_1/kernel:0`` for layer ``conv2d_1``), as
     Keras 2 loaded them; in a nested model's group, each name's scope names its layer."""
-    import h5py
-
     root = handle.get("model_weights", handle)
     by_layer: dict[str, list] = {}
-    if not isinstance(root, h5py.Group):
+    if not isinstance(root, Group):
         raise ConvcError("the HDF5 file has no model_weights group", path=where)
     for key in root:
         group = root[key]
-        if not isinstance(group, h5py.Group):
+        if not isinstance(group, Group):
             continue
         names = group.attrs.get("weight_names")
-        if names is None:
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list):
             continue
-        for raw in list(names):
-            name = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        for raw in names:
+            name = str(raw)
             parts = name.split(":")[0].split("/")
             layer = key if key in layer_names or len(parts) < 2 else parts[-2]
             by_layer.setdefault(layer, []).append(group.get(name))

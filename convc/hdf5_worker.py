@@ -1,0 +1,377 @@
+"""The process that parses untrusted HDF5 for ``convc.hdf5``: the only code that calls libhdf5
+on a file convc is given.
+
+``python -m convc.hdf5_worker`` is a small fork server, started once by a convc process, with
+h5py loaded: for each file it is sent (a data socket and a status socket, passed as file
+descriptors over its control socket) it forks a child that reads the file, reaps the child
+when it ends and writes its exit status to the status socket; when the convc process closes a
+status socket early (it gave up: a stall, a timeout, Ctrl-C), it kills that child. It never
+reads a file itself, so a file cannot crash it.
+
+A child opens the file, walks every object once and vets it (nothing may name another file or
+device, nothing may be reached twice, the count is bounded) before anything is sent back, then
+sends the tree: each object's path, kind, attributes (as plain JSON values) and, for a dataset,
+its shape and dtype. After that it serves reads of whole datasets, one at a time, until the
+parent closes the pipe. Every message is JSON or raw array bytes, never a pickle, so that a
+child subverted by a hostile file can send the parent nothing but data. Its address space is
+capped (``RLIMIT_AS``) at what it held when it started plus the budget the parent gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+import time
+import zipfile
+import zlib
+from multiprocessing.connection import Connection
+from typing import Any
+
+import h5py
+import numpy as np
+
+from convc.limits import MAX_HDF5_ATTRIBUTE_BYTES, MAX_HDF5_OBJECTS
+
+HEARTBEAT_SECONDS = 0.5
+"""How often the walk tells the parent it is alive; the parent gives up after a silence."""
+
+BATCH_OBJECTS = 2000
+"""Objects per message of the tree."""
+
+DTYPES = frozenset(
+    np.dtype(f"{order}{kind}{size}").str
+    for order in "<>"
+    for kind, sizes in (("f", (2, 4, 8)), ("i", (1, 2, 4, 8)), ("u", (1, 2, 4, 8)))
+    for size in sizes
+) | {"|b1", "|i1", "|u1"}
+"""The dtypes a weight can have; any other dataset is described but never read."""
+
+
+_CORRUPT_MEMBER = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+)
+
+_OUT_OF_MEMORY = (
+    "the HDF5 data needs more memory than the model's weights justify (a file crafted to "
+    "exhaust memory?): refused"
+)
+
+
+class Refusal(Exception):
+    """A file the child will not read: the message goes to the parent as a located error."""
+
+
+def serve(connection: Any, source: tuple, allowance: int) -> None:
+    """The child's whole life: open ``source`` (``("file", path)``, ``("window", path, offset,
+    size)`` or ``("member", path, name, limit)``), send its tree, serve reads."""
+    _cap_memory(allowance)
+    try:
+        handle = h5py.File(_open(source), "r")
+    except Refusal as refusal:
+        _send(connection, {"error": str(refusal)})
+        return
+    except MemoryError:
+        _send(connection, {"error": _OUT_OF_MEMORY})
+        return
+    except Exception as error:  # noqa: BLE001 - libhdf5 raises many kinds for a corrupt file
+        _send(connection, {"error": f"cannot read the HDF5 data (truncated or corrupt?): {error}"})
+        return
+    try:
+        _send_tree(connection, handle)
+    except Refusal as refusal:
+        _send(connection, {"error": str(refusal)})
+        return
+    except MemoryError:
+        _send(connection, {"error": _OUT_OF_MEMORY})
+        return
+    except Exception as error:  # noqa: BLE001
+        _send(connection, {"error": f"cannot read the HDF5 data (truncated or corrupt?): {error}"})
+        return
+    while True:
+        try:
+            request = json.loads(connection.recv_bytes())
+        except (EOFError, OSError):
+            return
+        _serve_read(connection, handle, request["read"], allowance + int(request["bytes"]))
+
+
+_base_size: list[int] = []
+"""The address space the child had when it started, before it read anything."""
+
+
+def _cap_memory(allowance: int) -> None:
+    """Cap the address space at the child's starting size plus ``allowance`` bytes."""
+    if not _base_size:
+        with open("/proc/self/statm") as statm:
+            _base_size.append(int(statm.read().split()[0]) * resource.getpagesize())
+    size = _base_size[0] + allowance
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY:
+        size = min(size, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (size, hard))
+
+
+def _open(source: tuple) -> Any:
+    kind, path = source[0], source[1]
+    if kind == "file":
+        return path
+    if kind == "window":
+        return _Window(path, source[2], source[3])
+    name, limit = source[2], source[3]
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(name) as stream:
+            data = stream.read(limit + 1)
+    except _CORRUPT_MEMBER as error:
+        raise Refusal(
+            f"cannot read {name} from the archive (truncated or corrupt?): {error}"
+        ) from None
+    if len(data) > limit:
+        raise Refusal(
+            f"{name} expands past {limit:,} bytes, more than the model's weights need (a zip bomb?)"
+        )
+    return io.BytesIO(data)
+
+
+class _Window(io.RawIOBase):
+    """A read-only, seekable view of ``size`` bytes of a file from ``offset``: an uncompressed
+    zip member, which libhdf5 then reads in place."""
+
+    def __init__(self, path: str, offset: int, size: int):
+        self._file = open(path, "rb")  # noqa: SIM115 - closed with the window
+        self._offset, self._size, self._position = offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, position: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + position)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        count = max(0, min(len(buffer), self._size - self._position))
+        self._file.seek(self._offset + self._position)
+        read = self._file.readinto(memoryview(buffer)[:count])
+        self._position += read
+        return read
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _send_tree(connection: Any, handle: Any) -> None:
+    """Walk and vet every object, then send the tree in batches: ``{"objects": [[path, kind,
+    attributes, shape, dtype], ...]}``, then ``{"done": count}``. Nothing is sent before the
+    whole file is vetted."""
+    objects: list[list] = [["/", "g", _attributes(handle, "/"), None, None]]
+    seen: set[Any] = set()
+    groups: list[tuple[str, Any]] = [("/", handle)]
+    attribute_bytes = 0
+    last_beat = time.monotonic()
+    while groups:
+        path, group = groups.pop()
+        for name in group:
+            place = f"{path}{name}"
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise _outside(place, f"is a link to another file ({link.filename!r})")
+            if isinstance(link, h5py.SoftLink):
+                raise _outside(place, f"is a soft link (to {link.path!r})")
+            child = group.get(name)
+            address = h5py.h5o.get_info(child.id).addr
+            if address in seen:
+                raise _outside(place, "is an object the file reaches twice")
+            seen.add(address)
+            if len(seen) > MAX_HDF5_OBJECTS:
+                raise Refusal(
+                    f"the HDF5 data holds more than {MAX_HDF5_OBJECTS:,} objects, more than a "
+                    "Keras model file does"
+                )
+            attributes = _attributes(child, place)
+            attribute_bytes += len(json.dumps(attributes))
+            if attribute_bytes > MAX_HDF5_ATTRIBUTE_BYTES:
+                raise Refusal(
+                    f"the HDF5 data's attributes hold more than {MAX_HDF5_ATTRIBUTE_BYTES:,} "
+                    "bytes, more than a Keras model file's"
+                )
+            if isinstance(child, h5py.Group):
+                groups.append((place + "/", child))
+                objects.append([place, "g", attributes, None, None])
+            elif isinstance(child, h5py.Dataset):
+                _vet_storage(child, place)
+                shape = None if child.shape is None else list(child.shape)
+                objects.append([place, "d", attributes, shape, _dtype(child.dtype)])
+            if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+                _send(connection, {"beat": len(seen)})
+                last_beat = time.monotonic()
+    for start in range(0, len(objects), BATCH_OBJECTS):
+        _send(connection, {"objects": objects[start : start + BATCH_OBJECTS]})
+    _send(connection, {"done": len(objects)})
+
+
+def _vet_storage(dataset: Any, place: str) -> None:
+    """A dataset's data must be stored in this file: not in external files, not virtual."""
+    properties = dataset.id.get_create_plist()
+    if properties.get_external_count():
+        names = [properties.get_external(i)[0] for i in range(properties.get_external_count())]
+        shown = ", ".join(repr(_text(name)) for name in names)
+        raise _outside(place, f"keeps its data in other files ({shown})")
+    if properties.get_layout() == h5py.h5d.VIRTUAL:
+        raise _outside(place, "is a virtual dataset (its data is in other datasets)")
+
+
+def _outside(place: str, what: str) -> Refusal:
+    return Refusal(
+        f"the HDF5 object {place!r} {what}: convc reads nothing outside the file it is given"
+    )
+
+
+def _attributes(node: Any, place: str) -> dict[str, Any]:
+    """An object's attributes as JSON values: text as ``str``, numbers and arrays of them as
+    numbers and lists; anything else (references, compound types) as ``None``."""
+    values = {}
+    for name in node.attrs:
+        try:
+            values[_text(name)] = _plain(node.attrs[name])
+        except (OSError, TypeError, ValueError, KeyError):
+            values[_text(name)] = None
+    return values
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes | str):
+        return _text(value)
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "SUO":
+            return [_plain(item) for item in value.reshape(-1).tolist()]
+        if value.dtype.kind in "biuf":
+            return value.tolist()
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool | int | float):
+        return value
+    return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value if isinstance(value, str) else str(value)
+
+
+def _dtype(dtype: np.dtype) -> str:
+    """The dtype as NumPy spells it (``<f4``) when a weight can have it; else a description
+    prefixed with ``?``."""
+    return dtype.str if dtype.str in DTYPES else f"?{dtype}"
+
+
+def _serve_read(connection: Any, handle: Any, path: str, allowance: int) -> None:
+    """Send ``{"shape", "dtype"}`` and then the dataset's bytes, or ``{"error"}``."""
+    _cap_memory(allowance)
+    try:
+        dataset = handle[path]
+        array = np.ascontiguousarray(dataset[()])
+    except MemoryError:
+        _send(connection, {"error": f"reading {path}: " + _OUT_OF_MEMORY})
+        return
+    except Exception as error:  # noqa: BLE001 - a corrupt chunk raises many kinds
+        _send(connection, {"error": f"cannot read {path}: {error}"})
+        return
+    _send(connection, {"shape": list(array.shape), "dtype": array.dtype.str})
+    connection.send_bytes(array.reshape(-1).view(np.uint8))
+
+
+def _send(connection: Any, message: dict) -> None:
+    connection.send_bytes(json.dumps(message).encode())
+
+
+def main() -> None:
+    """The fork server's loop: its standard input is the control socket (SOCK_SEQPACKET), each
+    message a JSON request ``{"source", "allowance"}`` carrying two descriptors."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the convc process handles Ctrl-C
+    control = socket.socket(fileno=sys.stdin.fileno())
+    poller = select.epoll()
+    poller.register(control.fileno(), select.EPOLLIN)
+    by_pidfd: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, status descriptor)
+    by_status: dict[int, int] = {}  # status descriptor -> pid
+    while True:
+        for descriptor, events in poller.poll():
+            if descriptor == control.fileno():
+                try:
+                    message, descriptors, _, _ = socket.recv_fds(control, 1 << 16, 2)
+                except OSError:
+                    message, descriptors = b"", []
+                if not message or len(descriptors) != 2:
+                    for pid, _ in by_pidfd.values():
+                        _kill(pid)
+                    return
+                data, status = descriptors
+                request = json.loads(message)
+                pid = os.fork()
+                if pid == 0:
+                    os.close(status)
+                    poller.close()
+                    control.close()
+                    for other in by_status:
+                        os.close(other)
+                    for other in by_pidfd:
+                        os.close(other)
+                    _child(data, tuple(request["source"]), int(request["allowance"]))
+                os.close(data)
+                pidfd = os.pidfd_open(pid)
+                by_pidfd[pidfd] = (pid, status)
+                by_status[status] = pid
+                poller.register(pidfd, select.EPOLLIN)
+                poller.register(status, select.EPOLLRDHUP | select.EPOLLHUP)
+            elif descriptor in by_pidfd:
+                pid, status = by_pidfd.pop(descriptor)
+                code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+                with contextlib.suppress(OSError):  # the convc process may have given up on it
+                    os.write(status, json.dumps({"exit": code}).encode())
+                for closing in (descriptor, status):
+                    poller.unregister(closing)
+                    os.close(closing)
+                del by_status[status]
+            elif descriptor in by_status and events & (select.EPOLLRDHUP | select.EPOLLHUP):
+                _kill(by_status[descriptor])
+                poller.modify(descriptor, 0)  # reaped (and closed) when its pidfd fires
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _child(data: int, source: tuple, allowance: int) -> None:
+    """A forked child's whole life; it never returns to the server's loop."""
+    code = 0
+    try:
+        serve(Connection(data), source, allowance)
+    except BaseException:  # noqa: BLE001 - nothing may escape into the server's loop
+        code = 1
+    finally:
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
