@@ -5,6 +5,11 @@ Paths and text are different functions, as ``json.load`` and ``json.loads`` are:
 Keras model file, ``.keras``, ``.h5`` or ``.json``) or a loaded ``convc.model.Model``, never
 text; ``load_text`` and ``build_text`` take ``.conv`` text. Every mistake in the input is a
 ``convc.ConvcError`` (``convc.render`` formats it with the source line and carets).
+
+``replace={"lambda_1": "Rescaling(0.00392156862745098, offset=-0.5)"}`` (the command line's
+``--replace``) puts a ``.conv`` layer call in the place of a model's layer, by name: the way to
+build a model file whose Lambda or custom layers hold code, which convc never runs
+(``convc.replace``). A model file's weights stay; the replaced layers' come from ``weights``.
 """
 
 from __future__ import annotations
@@ -18,14 +23,20 @@ import numpy as np
 import onnx
 
 from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL
-from convc.compiler import WeightsSource, compile_model, load_source, model_weights
+from convc.compiler import (
+    Replace,
+    WeightsSource,
+    compile_model,
+    load_source,
+    model_weights,
+    resolve_with,
+)
 from convc.diagnostics import ConvcError
 from convc.importer.files import is_model_file
 from convc.layer_check import CheckReport, check_layers
 from convc.lower import WORKAROUNDS_KEY
 from convc.model import Model
 from convc.options import BuildOptions
-from convc.resolve import resolve_text
 
 PathLike = str | os.PathLike[str]
 """A path: a ``.conv`` file, or a Keras model file (``.keras``, ``.h5``, ``.json``)."""
@@ -54,27 +65,41 @@ def _path(source: object) -> PathLike:
     return source
 
 
-def load(path: PathLike, *, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Model:
+def load(
+    path: PathLike,
+    *,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    replace: Replace = None,
+) -> Model:
     """Read and resolve a ``.conv`` file, or import a Keras model file (``input_shapes`` gives,
-    by input name, the dimensions a model file leaves unknown; ``""`` names every input). The
-    model's layers, shapes and parameters; ``model.warnings`` holds the located warnings."""
-    return load_source(_path(path), input_shapes=input_shapes).model
+    by input name, the dimensions a model file leaves unknown; ``""`` names every input;
+    ``replace`` replaces layers by name). The model's layers, shapes and parameters;
+    ``model.warnings`` holds the located warnings."""
+    return load_source(_path(path), input_shapes=input_shapes, replace=replace).model
 
 
-def load_text(text: str) -> Model:
-    """Parse and resolve ``.conv`` text."""
-    return resolve_text(text)
+def load_text(text: str, *, replace: Replace = None) -> Model:
+    """Parse and resolve ``.conv`` text (``replace`` replaces layers by name)."""
+    return resolve_with(text, replace)
 
 
-def _load_with_weights(source: Source, weights: Weights) -> tuple[Model, Weights, bool]:
-    """The model; ``weights`` or, when None, the weights a Keras model file carries; and
-    whether those arrays were loaded for this call alone (lowering may then let them go)."""
+def _load_with_weights(
+    source: Source, weights: Weights, replace: Replace = None
+) -> tuple[Model, Weights, bool]:
+    """The model; ``weights`` or, when None, the weights a Keras model file carries (with the
+    replaced layers' from ``weights``); and whether those arrays were loaded for this call
+    alone (lowering may then let them go)."""
     if isinstance(source, Model):
+        if replace:
+            raise ConvcError(
+                "'replace' applies to a path or text: this Model is already resolved",
+                help="give replace= to convc.load (or build from the path)",
+            )
         return source, weights, False
-    loaded = load_source(_path(source))
-    if weights is None and loaded.weights is not None:
-        return loaded.model, loaded.weights, True
-    return loaded.model, weights, False
+    path = _path(source)
+    loaded = load_source(path, replace=replace)
+    chosen = loaded.weights_for(weights, os.fspath(path))
+    return loaded.model, chosen, chosen is not weights and isinstance(chosen, Mapping)
 
 
 def build(
@@ -83,22 +108,29 @@ def build(
     *,
     options: BuildOptions | None = None,
     consume_weights: bool = False,
+    replace: Replace = None,
 ) -> onnx.ModelProto:
     """Compile a ``.conv`` file, a Keras model file or a loaded model to a checked ONNX model,
-    in memory. A model file's own weights are used unless ``weights`` are given.
+    in memory. A model file's own weights are used unless ``weights`` are given (with
+    ``replace``, ``weights`` give the replaced layers' arrays, laid over the file's).
     ``consume_weights`` lets lowering empty a dict of ``weights`` as it goes, so that the arrays
     are held once, not twice (a model file's own weights always are)."""
-    model, weights, owned = _load_with_weights(source, weights)
+    model, weights, owned = _load_with_weights(source, weights, replace)
     return compile_model(
         model, weights, options or BuildOptions(), consume_weights=consume_weights or owned
     )
 
 
 def build_text(
-    text: str, weights: Weights = None, *, options: BuildOptions | None = None
+    text: str,
+    weights: Weights = None,
+    *,
+    options: BuildOptions | None = None,
+    replace: Replace = None,
 ) -> onnx.ModelProto:
-    """Compile ``.conv`` text to a checked ONNX model, in memory."""
-    return compile_model(resolve_text(text), weights, options or BuildOptions())
+    """Compile ``.conv`` text to a checked ONNX model, in memory (``replace`` replaces layers
+    by name)."""
+    return compile_model(resolve_with(text, replace), weights, options or BuildOptions())
 
 
 def save(model: onnx.ModelProto, path: str | os.PathLike) -> list[Path]:
@@ -140,11 +172,12 @@ def run(
     options: BuildOptions | None = None,
     batch: int = 1,
     input_seed: int = 0,
+    replace: Replace = None,
 ) -> RunResult:
     """Run a model in ``runtime`` (``convc.targets.RUNTIMES``). ``model``: an ``onnx.ModelProto``,
     an ``.onnx`` file, or a source (a ``.conv`` file, a Keras model file, or a ``Model``) compiled
     in memory with ``options`` for ``runtime``'s own target unless ``options.target`` says
-    otherwise. ``weights`` and ``options`` apply to .conv sources only. Random inputs
+    otherwise. ``weights``, ``options`` and ``replace`` apply to .conv sources only. Random inputs
     (``inputs=None``) use ``input_seed`` (input i with ``input_seed + i``) and ``batch`` for a
     dynamic batch."""
     from convc.runners import open_runner
@@ -154,19 +187,19 @@ def run(
         raise ConvcError("'provider' applies to the ort runtime")
     proto: onnx.ModelProto | str
     if isinstance(model, onnx.ModelProto):
-        _refuse_build_arguments(None, weights, options)
+        _refuse_build_arguments(None, weights, options, replace)
         proto = model
     elif not is_conv(model):
         proto = os.fspath(_path(model))
         if not Path(proto).is_file():
             raise ConvcError("no such file", path=proto)
-        _refuse_build_arguments(proto, weights, options)
+        _refuse_build_arguments(proto, weights, options, replace)
     else:
         # TensorRT's parser reads opsets up to 22 only: a model for it is built for its target
         options = (options or BuildOptions()).for_runtime(
             "tensorrt" if runtime == "ort" and tensorrt_runs(provider) else runtime
         )
-        proto = build(model, weights, options=options)
+        proto = build(model, weights, options=options, replace=replace)
     session = open_runner(proto, runtime, provider)
     if inputs is None:
         feeds = random_inputs(session, seed=input_seed, batch=batch)
@@ -185,9 +218,15 @@ def run(
 
 
 def _refuse_build_arguments(
-    path: str | None, weights: Weights, options: BuildOptions | None
+    path: str | None, weights: Weights, options: BuildOptions | None, replace: Replace = None
 ) -> None:
-    """A built model takes no weights and no build options."""
+    """A built model takes no weights, no build options and no replacements."""
+    if replace:
+        raise ConvcError(
+            "'replace' applies to .conv sources and Keras model files; an .onnx model is "
+            "already built",
+            path=path,
+        )
     if weights is not None:
         raise ConvcError(
             "'weights' applies to .conv sources; an .onnx model carries its weights", path=path
@@ -231,14 +270,15 @@ def check(
     atol: float = DEFAULT_ATOL,
     batch: int = 1,
     input_seed: int = 0,
+    replace: Replace = None,
 ) -> CheckReport:
     """Compile ``source`` (a path or a loaded model) with every layer's output exposed, run it in
     ONNX Runtime and compare each layer with the NumPy reference (``convc.compare``'s rule).
     Random inputs (``inputs=None``) use ``input_seed`` (input i with ``input_seed + i``) and
     ``batch``; the report says where the model first diverges. ``options.io_layout`` does not
-    apply: layers are compared in Keras's layout."""
+    apply: layers are compared in Keras's layout. ``replace`` replaces layers by name."""
     options = options or BuildOptions()
-    model, weights, _ = _load_with_weights(source, weights)
+    model, weights, _ = _load_with_weights(source, weights, replace)
     arrays = model_weights(model, weights, options.seed)
     return check_layers(
         model,

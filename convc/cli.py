@@ -2,7 +2,8 @@
 
 Exit status: 0 success, 1 an error in the user's input (rendered as ``FILE:LINE:COL: error: ...``),
 2 a usage error (bad flags), 3 an internal error (a convc bug: reported plainly, with a request to
-report it; ``--debug`` shows the traceback). Each command calls the public API and nothing more.
+report it; ``--debug`` shows the traceback), 4 ``convc import`` wrote the model with placeholder
+lines that must be edited before it builds. Each command calls the public API and nothing more.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from convc import __version__
 from convc.diagnostics import ConvcError, printable, render
 
-EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_INTERNAL, EXIT_PLACEHOLDERS = 0, 1, 2, 3, 4
 
 
 def _say(*parts: object, file=None) -> None:
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _weights_options(build)
     _input_shape_option(build)
+    _replace_option(build)
     _target_options(build)
     _optimize_option(build)
     _precision_option(build, io_dtype=True)
@@ -106,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="print a Keras-style summary of a .conv file")
     summary.add_argument("source", metavar="NET.conv")
     _input_shape_option(summary)
+    _replace_option(summary)
     summary.set_defaults(command="summary", handler=_summary)
 
     importer = commands.add_parser(
@@ -121,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         help="where to write the weights (default: the .conv path with .npz)",
     )
     _input_shape_option(importer)
+    _replace_option(importer)
     importer.set_defaults(command="import", handler=_import)
 
     from convc.targets import RUNTIMES
@@ -131,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs")
     _weights_options(run)
     _input_shape_option(run)
+    _replace_option(run)
     run.add_argument(
         "--runtime",
         default="ort",
@@ -148,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     _input_options(check)
     _weights_options(check)
     _input_shape_option(check)
+    _replace_option(check)
     _tolerance_options(check, default=True)
     _provider_option(check)
     _target_options(check, io_layout=False)
@@ -163,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("source", metavar="NET.conv")
     record.add_argument("directory", metavar="DIR")
     _weights_options(record)
+    _replace_option(record)
     record.add_argument(
         "--sets", type=_count, default=1, metavar="K", help="input sets (default 1)"
     )
@@ -367,6 +374,17 @@ def _input_shape_option(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _replace_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--replace",
+        action="append",
+        metavar="NAME=CALL",
+        help="put a .conv layer call in the place of the layer NAME (a Lambda or custom layer, "
+        "whose code convc never runs), e.g. --replace 'lambda_1=Rescaling(0.00392156862745098, "
+        "offset=-0.5)'; repeatable",
+    )
+
+
 def _weights_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--weights",
@@ -384,16 +402,25 @@ def _weights_options(command: argparse.ArgumentParser) -> None:
 
 def _load(args: argparse.Namespace, path: str):
     """Read and resolve a .conv file or import a Keras model file, keeping the .conv text for
-    error carets. A model file's weights become the default of ``--weights``."""
-    from convc.compiler import check_no_input_shapes, is_model_file, load_source, read_source
-    from convc.resolve import resolve_text
+    error carets. A model file's weights become the default of ``--weights`` (with
+    ``--replace``, the replaced layers' come from ``--weights``)."""
+    from convc.compiler import (
+        check_no_input_shapes,
+        is_model_file,
+        load_source,
+        read_source,
+        resolve_with,
+    )
+    from convc.replace import from_options
 
     args.loaded = (path, None)
+    replace = from_options(getattr(args, "replace", None))
     text = None
     if is_model_file(path):
-        source = load_source(path, input_shapes=_shapes(getattr(args, "input_shape", None)))
-        if getattr(args, "weights", None) is None and source.weights is not None:
-            args.weights = source.weights
+        source = load_source(
+            path, input_shapes=_shapes(getattr(args, "input_shape", None)), replace=replace
+        )
+        args.weights = source.weights_for(getattr(args, "weights", None), path)
         model = source.model
     else:
         check_no_input_shapes(path, _shapes(getattr(args, "input_shape", None)))
@@ -404,7 +431,7 @@ def _load(args: argparse.Namespace, path: str):
                 args.loaded = (path, Path(path).read_bytes().decode("utf-8-sig", "replace"))
             raise
         args.loaded = (path, text)
-        model = resolve_text(text)
+        model = resolve_with(text, replace)
     for warning in model.warnings:
         _say(render(warning, text, path).replace(": error: ", ": warning: ", 1), file=sys.stderr)
     return model
@@ -432,22 +459,55 @@ def _import(args: argparse.Namespace) -> int:
     from convc.arrays import npz_bytes
     from convc.importer import import_file
     from convc.onnxfile import write_files
+    from convc.replace import from_options, source_weights
 
     args.loaded = (args.model, None)
-    imported = import_file(args.model, input_shapes=_shapes(args.input_shape))
+    imported = import_file(
+        args.model,
+        input_shapes=_shapes(args.input_shape),
+        replace=from_options(args.replace),
+        placeholders=True,
+    )
     output = Path(args.output) if args.output else Path(args.model).with_suffix(".conv")
-    if imported.weights is None and args.weights_out:
+    if imported.model is not None:  # a replaced layer with weights has none to write
+        source_weights(imported.model, imported.weights, imported.replaced, None, args.model)
+    if imported.weights is None and args.weights_out and imported.weights_note is None:
         raise ConvcError("the file has no weights to write (an architecture-only JSON)")
     files = [(output, [imported.text.encode("utf-8")])]
     if imported.weights is not None:
         weights_out = Path(args.weights_out) if args.weights_out else output.with_suffix(".npz")
         files.append((weights_out, [npz_bytes(imported.weights)]))
     write_files(files)  # the .conv and its weights together, or neither
-    layers = len(imported.model.layers)
-    _say(f"wrote {output}: {layers} layers, {imported.model.parameter_count:,} parameters")
+    if imported.model is not None:
+        layers, parameters = len(imported.model.layers), imported.model.parameter_count
+        _say(f"wrote {output}: {layers} layers, {parameters:,} parameters")
+    else:
+        count = len(imported.placeholders)
+        _say(f"wrote {output}: {count} placeholder line{'s' if count > 1 else ''} to edit")
     if imported.weights is not None:
         _say(f"wrote {files[1][0]}: {len(imported.weights)} arrays (build with --weights)")
-    return EXIT_OK
+    if not imported.placeholders:
+        return EXIT_OK
+    for placeholder in imported.placeholders:
+        _say(
+            f"{output}:{placeholder.line}:1: warning: a placeholder for the "
+            f"{placeholder.class_name} layer {placeholder.name!r} ({placeholder.detail}), "
+            "whose code convc never runs: replace the line with the layer call that computes "
+            f"the same, or import again with --replace '{placeholder.name}=CALL'",
+            file=sys.stderr,
+        )
+    if imported.weights_note is not None:
+        _say(
+            f"{args.model}: warning: the weights were not written: "
+            f"{imported.weights_note}; import again with --replace to write them",
+            file=sys.stderr,
+        )
+    _say(
+        f"convc: {output} will not build until its placeholders are replaced "
+        f"(exit status {EXIT_PLACEHOLDERS})",
+        file=sys.stderr,
+    )
+    return EXIT_PLACEHOLDERS
 
 
 def _options(args: argparse.Namespace):
@@ -505,9 +565,12 @@ def _run(args: argparse.Namespace) -> int:
     from convc.api import is_conv, run
     from convc.arrays import npz_bytes
     from convc.compiler import is_model_file, write_bytes
+    from convc.replace import from_options
 
     conv = is_conv(Path(args.model)) or is_model_file(args.model)
     model = _load(args, args.model) if conv else Path(args.model)
+    # a .conv or model file was loaded with its replacements; an .onnx model refuses them
+    replace = None if conv else from_options(args.replace)
     args.loaded = args.loaded if conv else (args.model, None)
     result = run(
         model,
@@ -518,6 +581,7 @@ def _run(args: argparse.Namespace) -> int:
         options=_options(args),
         batch=args.batch,
         input_seed=args.input_seed,
+        replace=replace,
     )
     _say(f"runtime: {result.runtime} ({result.device})")
     for name, value in result.outputs.items():
@@ -558,12 +622,15 @@ def _check(args: argparse.Namespace) -> int:
 
 def _golden_record(args: argparse.Namespace) -> int:
     from convc import golden
+    from convc.replace import from_options
 
+    weights = args.weights  # the file given; _load puts a model file's own arrays there
     _load(args, args.source)  # resolve first, so errors point into the source
     recording = golden.record(
         Path(args.source),
         Path(args.directory),
-        weights=Path(args.weights) if args.weights else None,
+        weights=Path(weights) if weights else None,
+        replace=from_options(args.replace),
         options=_options(args),
         sets=args.sets,
         batch=args.batch,

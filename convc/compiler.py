@@ -1,8 +1,9 @@
 """The internal pipeline: a file or text in, a resolved model, its weights, a checked ONNX model.
 
 ``load_source`` reads a path (``.conv`` text, or a Keras model file through ``convc.importer``),
-``resolve_text`` resolves text, ``model_weights`` loads or draws the weights, and
-``compile_model`` lowers and checks. ``convc.api`` is the public face of these; the command line
+``resolve_text`` resolves text (refusing the placeholders ``convc import`` writes), ``resolve_with``
+resolves it with layers replaced (``convc.replace``), ``model_weights`` loads or draws the weights,
+and ``compile_model`` lowers and checks. ``convc.api`` is the public face of these; the command line
 and the tests use them directly. Writing is ``convc.onnxfile``'s job (``save`` and
 ``write_bytes`` are re-exported here).
 """
@@ -10,7 +11,7 @@ and the tests use them directly. Writing is ``convc.onnxfile``'s job (``save`` a
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,16 @@ from typing import Any
 import numpy as np
 import onnx
 
+from convc import resolve as resolver
 from convc import weights as weights_module
-from convc.diagnostics import ConvcError, Span
+from convc.diagnostics import ConvcError, ConvcErrors, Span
 from convc.importer.files import is_model_file
 from convc.limits import MAX_SOURCE_BYTES
 from convc.lower import lower
 from convc.model import Model
 from convc.onnxfile import save, write_bytes
 from convc.options import BuildOptions, build_options, check_seed
-from convc.resolve import resolve_text
+from convc.replace import Replacement, placeholder_errors, replace_in_text, replacements
 from convc.targets import get_target
 
 __all__ = [
@@ -39,11 +41,36 @@ __all__ = [
     "not_utf8",
     "read_source",
     "resolve_text",
+    "resolve_with",
     "save",
     "write_bytes",
 ]
 
 WeightsSource = str | os.PathLike | Mapping[str, np.ndarray] | None
+Replace = Mapping[str, str] | Sequence[Replacement] | None
+"""Layers to replace: ``{"NAME": ".conv layer call"}`` (``convc.replace``)."""
+
+
+def resolve_text(text: str) -> Model:
+    """Parse and resolve ``.conv`` text; a placeholder line that ``convc import`` wrote for a
+    layer it could not write is an error at that line, which says so."""
+    errors = placeholder_errors(text)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConvcErrors(errors)
+    return resolver.resolve_text(text)
+
+
+def resolve_with(text: str, replace: Replace = None) -> Model:
+    """``resolve_text`` with layers of the text replaced by name (``--replace NAME=CALL``).
+    Errors point into the text as it was given, or into the replacing call."""
+    given = replacements(replace)
+    if not given:
+        return resolve_text(text)
+    replaced = replace_in_text(text, given, resolve_text)
+    try:
+        return resolve_text(replaced.text)
+    except ConvcError as error:
+        raise replaced.locate(error, text) from None
 
 
 def model_weights(
@@ -111,22 +138,44 @@ class Loaded:
     weights: Mapping[str, np.ndarray] | None = None
     """The weights a Keras model file carries (``None`` for ``.conv`` text and JSON)."""
     imported: bool = False
+    replaced: tuple[str, ...] = ()
+    """The layers ``replace`` replaced."""
+
+    def weights_for(self, given: WeightsSource, where: str | None = None) -> WeightsSource:
+        """The weights to build with: ``given``, or the model file's own; a model file's
+        replaced layers take theirs from ``given`` (``convc.replace.source_weights``)."""
+        from convc.replace import source_weights
+
+        return source_weights(self.model, self.weights, self.replaced, given, where)
 
 
 def load_source(
-    path: str | os.PathLike, *, input_shapes: Mapping[str, tuple[int, ...]] | None = None
+    path: str | os.PathLike,
+    *,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    replace: Replace = None,
 ) -> Loaded:
     """Read and resolve ``path``: ``.conv`` text, or a ``.keras``, ``.h5`` or ``.json`` Keras
     model (``convc.importer``); ``input_shapes`` fills the dimensions a model file leaves
-    unknown."""
+    unknown, ``replace`` replaces layers by name."""
     from convc.importer import import_file
 
+    given = replacements(replace)
     if is_model_file(os.fspath(path)):
-        imported = import_file(os.fspath(path), input_shapes=dict(input_shapes or {}))
-        return Loaded(imported.model, imported.text, imported.weights, imported=True)
+        imported = import_file(
+            os.fspath(path), input_shapes=dict(input_shapes or {}), replace=given
+        )
+        assert imported.model is not None, "no placeholders were asked for"
+        return Loaded(
+            imported.model,
+            imported.text,
+            imported.weights,
+            imported=True,
+            replaced=imported.replaced,
+        )
     check_no_input_shapes(path, input_shapes)
     text = read_source(path)
-    return Loaded(resolve_text(text), text)
+    return Loaded(resolve_with(text, given), text, replaced=tuple(r.name for r in given))
 
 
 def check_no_input_shapes(

@@ -41,12 +41,16 @@ class ConvcError(Exception):
         help: str | None = None,
         *,
         path: str | None = None,
+        origin: tuple[str, str] | None = None,
     ):
         super().__init__(message)
         self.message = message
         self.span = span
         self.help = help
         self.path = path  # the file it is about, when that is not the .conv source
+        # (name, text) of the text the span points into, when that is neither the .conv source
+        # nor a file: a command-line option's value (--replace NAME=CALL)
+        self.origin = origin
 
 
 class ConvcErrors(ConvcError):
@@ -83,7 +87,9 @@ def render(error: ConvcError, source: str | None, filename: str = "<input>") -> 
 
 def _render_one(error: ConvcError, source: str | None, filename: str) -> str:
     span = error.span
-    if error.path is not None:
+    if error.origin is not None:
+        filename, source = error.origin
+    elif error.path is not None:
         filename, span = error.path, None
     if span is None:
         head = f"{filename}: error: {error.message}"

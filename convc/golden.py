@@ -226,6 +226,7 @@ def record(
     provider: str = "cpu",
     draw: str = "random",
     allow_weak: bool = False,
+    replace: Any = None,
     **build_keywords: Any,
 ) -> Recording:
     """Compile ``source`` with ``options`` (or their fields as keywords: ``seed=``, ``target=``,
@@ -233,7 +234,8 @@ def record(
     write the golden directory. An existing golden directory is replaced; the directory's other
     contents are never touched, and a non-empty directory that is not a golden is refused.
     ``source`` may be a Keras model file (``convc.importer``); its own weights are used unless
-    ``weights`` are given.
+    ``weights`` are given. ``replace`` (``{"NAME": "CALL"}``, ``convc.replace``) replaces layers
+    by name, and is recorded in the manifest so that ``verify`` recompiles the same model.
 
     Without ``weights``, ``draw`` says where the weights come from: ``random`` (every variable
     random, biases and statistics too) or ``initializers`` (the layers' own, zero biases). A
@@ -257,10 +259,12 @@ def record(
         raise ConvcError(f"rtol={rtol}, atol={atol}: tolerances cannot be negative")
     if draw not in DRAWS:
         raise ConvcError(f"draw={draw!r}: choose one of: {', '.join(DRAWS)}")
-    model, own_weights = _load_model(source)
-    source_hash = _source_hash(source)
+    from convc.replace import replacements
+
+    given = replacements(replace)
     weights = Path(weights) if weights is not None else None
-    chosen = weights if weights is not None else own_weights
+    model, chosen = _load_model(source, given, weights)
+    source_hash = _source_hash(source)
     proto = compile_model(model, _weights(model, chosen, draw, seed), options)
     model_bytes = proto.SerializeToString()
     session = open_session(proto, provider)
@@ -320,6 +324,7 @@ def record(
         if weights is None
         else {"path": _relative(weights, directory), "sha256": _file_hash(weights)},
         "weights_draw": None if weights is not None else draw,
+        **({"replace": {r.name: r.text for r in given}} if given else {}),
         "constant_share": {name: round(share, 6) for name, share in shares},
         "seed": seed,
         "target": target,
@@ -426,12 +431,13 @@ def _source_hash(source: Path) -> str:
     return _file_hash(source) if is_model_file(source) else _text_hash(read_source(source))
 
 
-def _load_model(source: Path) -> tuple[Model, Any]:
-    """The source's model, and a Keras model file's own weights (None for .conv)."""
+def _load_model(source: Path, replace: Any, weights: Path | None) -> tuple[Model, Any]:
+    """The source's model, with ``replace``'s layers replaced, and its weights: ``weights``, or a
+    Keras model file's own (None for .conv: drawn)."""
     from convc.compiler import load_source
 
-    loaded = load_source(source)
-    return loaded.model, loaded.weights
+    loaded = load_source(source, replace=replace)
+    return loaded.model, loaded.weights_for(weights, str(source))
 
 
 def _weights(model: Model, given: Any, draw: str, seed: int):
@@ -645,6 +651,13 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
             f"{manifest['weights_draw']!r}",
             path=str(path),
         )
+    replace = manifest.get("replace", {})
+    if not isinstance(replace, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in replace.items()
+    ):
+        raise ConvcError(
+            "the manifest's 'replace' must map layer names to .conv calls", path=str(path)
+        )
     if not isinstance(manifest.get("versions", {}), dict):
         raise ConvcError("the manifest's 'versions' must be an object", path=str(path))
     target = manifest.get("target", DEFAULT_TARGET)
@@ -743,7 +756,7 @@ def _recompile(
         edited.append(str(weights))
     draw = manifest.get("weights_draw") or "initializers"  # format 1 drew from initializers
     try:
-        model, own_weights = _load_model(source)
+        model, chosen = _load_model(source, manifest.get("replace"), weights)
         options = BuildOptions(
             target=target_name(str(manifest.get("target", DEFAULT_TARGET))),
             opset=int(manifest["opset"]),
@@ -753,7 +766,6 @@ def _recompile(
             precision=manifest.get("precision", "float32"),
             io_dtype=manifest.get("io_dtype", "float32"),
         )
-        chosen = weights if weights is not None else own_weights
         recompiled = compile_model(model, _weights(model, chosen, draw, options.seed), options)
     except ConvcError as error:
         where = f"{error.path}: " if error.path else ""

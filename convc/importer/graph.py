@@ -42,6 +42,8 @@ class LayerEntry:
     """The class-keyed path of its group in a Keras 3 weights file, e.g.
     ``("layers", "sequential", "layers", "conv2d")``."""
     applications: int = 0
+    build_input_shape: Any = None
+    """The input shape its ``build_config`` records (Keras 3, tf.keras 2.13+), raw JSON."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,9 @@ class Graph:
     """The top level is a Sequential model without nested models: write it as a chain."""
     ranks: dict[TensorRef, int] = field(default_factory=dict)
     """Tensor ranks, batch included, where the file records them (Keras 3's node format)."""
+    shapes: dict[TensorRef, list] = field(default_factory=dict)
+    """Tensor shapes, batch first, as the file records them (Keras 3's node format): raw JSON
+    lists, checked by whoever reads them."""
 
 
 def flatten(model_config: dict[str, Any], where: str) -> Graph:
@@ -339,6 +344,7 @@ class _Flattener:
             module if isinstance(module, str) else None,
             keras_path,
             weights_path,
+            build_input_shape=_dict(layer_config.get("build_config")).get("input_shape"),
         )
         self.graph.layers.append(entry)
         return entry
@@ -378,6 +384,7 @@ class _Flattener:
                     missing = True
                 elif isinstance(shape, list):
                     self.graph.ranks[ref] = len(shape)
+                    self.graph.shapes[ref] = shape
                 return ref
             if isinstance(value, list):
                 return [resolve(item, depth + 1) for item in value]

@@ -12,7 +12,9 @@ import json
 import keyword
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from dataclasses import replace as with_changes
 from typing import Any
 
 import convc.layers as registry
@@ -26,7 +28,9 @@ from convc.importer.operations import (
 )
 from convc.layers.args import REQUIRED
 from convc.layers.refused import REFUSED
+from convc.model import Shape, format_shape
 from convc.names import UniqueNames, snake_case
+from convc.replace import EXAMPLE_CALL, PLACEHOLDER
 
 _DROPPED_KEYS = ("name", "trainable", "dtype")
 _COLLAPSIBLE = {
@@ -38,8 +42,23 @@ _COLLAPSIBLE = {
     "padding",
     "cropping",
 }
-_RESERVED = {"keras", "layers", "tf", "ops", "model", "inputs", "outputs", "np", "Input"}
+_RESERVED = {
+    "keras",
+    "layers",
+    "tf",
+    "ops",
+    "model",
+    "inputs",
+    "outputs",
+    "np",
+    "Input",
+    PLACEHOLDER,
+}
 _CALL_KWARGS_IGNORED = {"mask": (None,), "training": (None, False)}
+
+
+CODE_CLASSES = ("Lambda", "TFOpLambda", "SlicingOpLambda")
+"""Keras layers whose computation is code in the file (Python bytecode, a TensorFlow op's name)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,18 @@ class Problem:
     class_name: str
     layer: str
     reason: str
+    detail: str = ""
+    """What the file records of the layer: its shapes (and a tf.keras operation's name)."""
+    replaceable: bool = False
+    """A layer convc cannot write, whose computation ``--replace`` can say."""
+
+
+def is_code_layer(layer: LayerEntry) -> bool:
+    """A layer whose computation is code: a Lambda, a tf.keras operation, a class convc does
+    not know (a custom layer), or a Keras operation convc does not compile."""
+    if layer.class_name in CODE_CLASSES:
+        return True
+    return registry.lookup(layer.class_name) is None and layer.class_name not in REFUSED
 
 
 def unsupported(graph: Graph) -> list[Problem]:
@@ -55,13 +86,23 @@ def unsupported(graph: Graph) -> list[Problem]:
     for entry in graph.inputs:
         problems += _input_problems(entry)
     for layer in graph.layers:
-        problems += _layer_problems(layer)
+        found = _layer_problems(layer)
+        if found and is_code_layer(layer):
+            detail = describe(graph, layer)
+            found = [with_changes(p, detail=detail, replaceable=True) for p in found]
+        problems += found
     for application in graph.applications:
         if _is_operation(application.layer):
             reason = operation_problem(application.layer.class_name, application.args, graph.ranks)
             if reason:
                 problems.append(
-                    Problem(application.layer.class_name, application.layer.name, reason)
+                    Problem(
+                        application.layer.class_name,
+                        application.layer.name,
+                        reason,
+                        describe(graph, application.layer),
+                        replaceable=True,
+                    )
                 )
         for key, value in application.kwargs.items():
             if key not in _CALL_KWARGS_IGNORED or value not in _CALL_KWARGS_IGNORED[key]:
@@ -144,43 +185,216 @@ def _dtype_policy(value: Any) -> str | None:
 
 
 def report(problems: list[Problem]) -> str:
-    """One message for all problems, grouped by layer class."""
-    by_class: dict[tuple[str, str], list[str]] = {}
+    """One message for all problems, grouped by layer class (and by what the file records)."""
+    by_class: dict[tuple[str, str, str], list[str]] = {}
     for problem in problems:
-        by_class.setdefault((problem.class_name, problem.reason), []).append(problem.layer)
+        key = (problem.class_name, problem.reason, problem.detail)
+        by_class.setdefault(key, []).append(problem.layer)
     lines = []
-    for (class_name, reason), names in by_class.items():
+    for (class_name, reason, detail), names in by_class.items():
         shown = ", ".join(repr(n) for n in names[:6]) + (
             f" and {len(names) - 6} more" if len(names) > 6 else ""
         )
-        lines.append(f"  {class_name} ({shown}): {reason}")
+        lines.append(f"  {class_name} ({shown}): {reason}" + (f" [{detail}]" if detail else ""))
     return "\n".join(lines)
+
+
+def replace_help(problems: list[Problem]) -> str | None:
+    """How to go on when some problems are layers whose computation is code: ``--replace``."""
+    names = list(dict.fromkeys(p.layer for p in problems if p.replaceable))
+    if not names:
+        return None
+    from shlex import quote
+
+    example = quote(f"{names[0]}={EXAMPLE_CALL}")
+    more = "" if len(names) == 1 else f" (one --replace for each of {len(names)} layers)"
+    return (
+        "convc never runs code from a file; say what the layer computes with a .conv layer "
+        f"call{more}, e.g. --replace {example} for x / 255 - 0.5, or run `convc import` for "
+        ".conv text with a placeholder line to edit"
+    )
+
+
+def describe(graph: Graph, layer: LayerEntry) -> str:
+    """What the file records of a layer's tensors: ``input (None, 8, 8, 3), output (None, 8, 8,
+    3)``, ``not recorded`` where it does not say; a tf.keras operation's name too."""
+    application = next((a for a in graph.applications if a.layer is layer), None)
+    if application is None:
+        return ""
+    inputs, output = recorded_shapes(graph, application)
+    shown = [_shape_text(shape) for shape in inputs]
+    parts = [("input " if len(shown) == 1 else "inputs ") + ", ".join(shown)] if shown else []
+    parts.append("output " + _shape_text(output))
+    function = layer.config.get("function")
+    if layer.class_name == "TFOpLambda" and isinstance(function, str) and _dotted_name(function):
+        parts.insert(0, f"tf.{function}")
+    return ", ".join(parts)
+
+
+def _shape_text(shape: Shape | None) -> str:
+    return format_shape(shape) if shape is not None else "not recorded"
+
+
+def recorded_shapes(graph: Graph, application: Any) -> tuple[list[Shape | None], Shape | None]:
+    """The shapes, batch first, that the file records for an application's input tensors and
+    its output: Keras 3 records each tensor where a layer reads it, and an input's shape; a
+    layer's ``build_config`` the input shape it was built for; a Lambda may state its output's
+    (``output_shape``, without the batch)."""
+    refs = tensor_args(application.args)
+    inputs = [_recorded(graph, ref) for ref in refs]
+    layer = application.layer
+    if len(refs) == 1 and inputs[0] is None and layer.applications == 1:
+        inputs[0] = _shape(layer.build_input_shape, batch=True)
+    output = _recorded(graph, application.output)
+    if output is None:  # the input shape that a layer it feeds alone was built for
+        for consumer in graph.applications:
+            if consumer.layer.applications == 1 and tensor_args(consumer.args) == [
+                application.output
+            ]:
+                output = _shape(consumer.layer.build_input_shape, batch=True)
+                if output is not None:
+                    break
+    if output is None and application.layer.class_name == "Lambda":
+        config = application.layer.config
+        stated = _shape(config.get("output_shape"), batch=False)
+        if stated is not None and config.get("output_shape_type", "raw") == "raw":
+            batch = inputs[0][0] if inputs and inputs[0] else None
+            output = (batch, *stated)
+    return inputs, output
+
+
+def _recorded(graph: Graph, ref: TensorRef) -> Shape | None:
+    shape = _shape(graph.shapes.get(ref), batch=True)
+    if shape is None:
+        entry = next((e for e in graph.inputs if e.output == ref), None)
+        if entry is not None:
+            shape = _shape(entry.batch_shape, batch=True)
+    return shape
+
+
+def _shape(value: Any, *, batch: bool) -> Shape | None:
+    """A JSON list of dimensions (``None`` or positive integers), or ``None``."""
+    if not isinstance(value, list) or not value or (batch and len(value) < 2):
+        return None
+    if not all(
+        d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in value
+    ):
+        return None
+    return tuple(value)
+
+
+def tensor_args(args: Any) -> list[TensorRef]:
+    """The tensors among an application's arguments, in order."""
+    if isinstance(args, TensorRef):
+        return [args]
+    if isinstance(args, list | tuple):
+        return [t for item in args for t in tensor_args(item)]
+    if isinstance(args, dict):
+        return [t for item in args.values() for t in tensor_args(item)]
+    return []
 
 
 # --- writing --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Special:
+    """What the writer puts in place of a layer's own constructor call: a replacement, a
+    placeholder, a stand-in. ``call(prefix)`` gives the call; it is applied to the layer's
+    input tensors only (the file's other call arguments belong to the code it replaces)."""
+
+    call: Callable[[str], str]
+    comment: str = ""
+    """Written after the statement, as a comment (already escaped)."""
+
+
+@dataclass
+class Written:
+    text: str
+    positions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """For each special layer, where its call starts in ``text`` and where its statement ends."""
+
+    def line_of(self, name: str) -> int:
+        return self.text.count("\n", 0, self.positions[name][0]) + 1
+
+
 def write(graph: Graph, header: str, input_shapes: dict[str, tuple[int, ...]]) -> str:
     """The graph as `.conv` text. ``input_shapes`` replaces unknown input dimensions."""
+    return write_text(graph, header, input_shapes).text
+
+
+def write_text(
+    graph: Graph,
+    header: str,
+    input_shapes: dict[str, tuple[int, ...]],
+    special: Mapping[str, Special] | None = None,
+) -> Written:
+    """``write``, with the layers named in ``special`` written as they say."""
+    lines = _Lines()
     if graph.sequential and len(graph.inputs) == 1:
-        return _write_sequential(graph, header, input_shapes)
-    return _write_functional(graph, header, input_shapes)
+        _write_sequential(graph, header, input_shapes, lines, special or {})
+    else:
+        _write_functional(graph, header, input_shapes, lines, special or {})
+    return lines.written()
 
 
-def _write_sequential(graph: Graph, header: str, input_shapes) -> str:
-    lines = [header]
+class _Lines:
+    """The text being written, and where each special layer's call sits in it."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.marks: dict[str, tuple[int, int, int]] = {}  # name -> (line, column, end column)
+
+    def append(self, line: str) -> None:
+        self.lines.append(line)
+
+    def __iadd__(self, lines: list[str]) -> _Lines:
+        self.lines += lines
+        return self
+
+    def mark(self, name: str, line: str, column: int, end: int) -> None:
+        self.marks[name] = (len(self.lines), column, end)
+        self.lines.append(line)
+
+    def written(self) -> Written:
+        text = "\n".join(self.lines) + "\n"
+        starts, offset = [], 0
+        for line in self.lines:
+            starts.append(offset)
+            offset += len(line) + 1
+        positions = {
+            name: (starts[index] + column, starts[index] + end)
+            for name, (index, column, end) in self.marks.items()
+        }
+        return Written(text, positions)
+
+
+def _write_sequential(
+    graph: Graph, header: str, input_shapes, lines: _Lines, special: Mapping[str, Special]
+) -> None:
+    lines.append(header)
     if graph.name:
         bare = graph.name.isascii() and graph.name.isidentifier()
         lines.append(f"model {graph.name if bare else _value(graph.name)}")
     lines.append(_input_call(graph.inputs[0], "Input", input_shapes))
     for application in graph.applications:
-        lines.append(_layer_call(application.layer, ""))
-    return "\n".join(lines) + "\n"
+        layer = application.layer
+        if layer.name in special:
+            call = special[layer.name].call("")
+            lines.mark(layer.name, call + _comment(special[layer.name]), 0, len(call))
+        else:
+            lines.append(_layer_call(layer, ""))
 
 
-def _write_functional(graph: Graph, header: str, input_shapes) -> str:
+def _comment(special: Special) -> str:
+    return f"  # {special.comment}" if special.comment else ""
+
+
+def _write_functional(
+    graph: Graph, header: str, input_shapes, lines: _Lines, special: Mapping[str, Special]
+) -> None:
     names = _Names()
-    lines = [header, "import keras", "from keras import layers", ""]
+    lines += [header, "import keras", "from keras import layers", ""]
     variables: dict[TensorRef, str] = {}
     for entry in graph.inputs:
         variable = names.take(entry.name)
@@ -192,6 +406,9 @@ def _write_functional(graph: Graph, header: str, input_shapes) -> str:
         layer = application.layer
         inputs = _render_args(application.args, variables)
         comment = ""
+        if layer.name in special:
+            _write_special(application, special[layer.name], variables, names, layer_objects, lines)
+            continue
         if _is_operation(layer) and all(isinstance(a, TensorRef) for a in application.args):
             operands = [variables[a] for a in application.args]
             call, source = render_merge(layer.class_name, layer.config, operands)
@@ -222,7 +439,40 @@ def _write_functional(graph: Graph, header: str, input_shapes) -> str:
     outputs_text = _render_outputs(graph.outputs, variables)
     name = f", name={_value(graph.name)}" if graph.name else ""
     lines += ["", f"model = keras.Model({inputs_text}, {outputs_text}{name})"]
-    return "\n".join(lines) + "\n"
+
+
+def _write_special(
+    application: Any,
+    special: Special,
+    variables: dict[TensorRef, str],
+    names: _Names,
+    layer_objects: dict[str, str],
+    lines: _Lines,
+) -> None:
+    """A special layer's statement: its call applied to the application's tensors (made once
+    and then applied, for a shared layer)."""
+    layer = application.layer
+    tensors = [variables[t] for t in tensor_args(application.args)]
+    inputs = tensors[0] if len(tensors) == 1 else "[" + ", ".join(tensors) + "]"
+    call = special.call("layers.")
+    if layer.applications > 1:
+        if layer.name not in layer_objects:
+            layer_objects[layer.name] = names.take(layer.name)
+            head = f"{layer_objects[layer.name]} = "
+            line = head + call + _comment(special)
+            lines.mark(layer.name, line, len(head), len(head) + len(call))
+        tensor_name = f"{layer_objects[layer.name]}_out{application.output.index + 1}"
+        variable = names.take(tensor_name)
+        variables[application.output] = variable
+        lines.append(f"{variable} = {layer_objects[layer.name]}({inputs})")
+        return
+    variable = names.take(application.output.name)
+    variables[application.output] = variable
+    head = f"{variable} = "
+    statement = f"{call}({inputs})"
+    lines.mark(
+        layer.name, head + statement + _comment(special), len(head), len(head) + len(statement)
+    )
 
 
 def _render_args(args: list, variables: dict[TensorRef, str]) -> str:
