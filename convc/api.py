@@ -199,7 +199,9 @@ def run(
         options = (options or BuildOptions()).for_runtime(
             "tensorrt" if runtime == "ort" and tensorrt_runs(provider) else runtime
         )
-        proto = build(model, weights, options=options, replace=replace)
+        if replace:  # resolved here: build takes the model and its (merged) weights
+            model, weights, _ = _load_with_weights(model, weights, replace)
+        proto = build(model, weights, options=options)
     session = open_runner(proto, runtime, provider)
     if inputs is None:
         feeds = random_inputs(session, seed=input_seed, batch=batch)

@@ -456,6 +456,8 @@ def _shapes(given: list[str] | None) -> dict[str, tuple[int, ...]]:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from shlex import quote
+
     from convc.arrays import npz_bytes
     from convc.importer import import_file
     from convc.onnxfile import write_files
@@ -493,7 +495,7 @@ def _import(args: argparse.Namespace) -> int:
             f"{output}:{placeholder.line}:1: warning: a placeholder for the "
             f"{placeholder.class_name} layer {placeholder.name!r} ({placeholder.detail}), "
             "whose code convc never runs: replace the line with the layer call that computes "
-            f"the same, or import again with --replace '{placeholder.name}=CALL'",
+            f"the same, or import again with --replace {quote(placeholder.name + '=CALL')}",
             file=sys.stderr,
         )
     if imported.weights_note is not None:

@@ -25,6 +25,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 import numpy as np
@@ -291,14 +292,14 @@ def placeholder_errors(text: str) -> list[ConvcError]:
         if reason is None:
             reason = "convc does not know its class, whose code is not in the model file"
         shown = json.dumps(name) if isinstance(name, str) else '"..."'
-        option = f"{name}=CALL" if isinstance(name, str) else "NAME=CALL"
+        option = quote(f"{name}=CALL" if isinstance(name, str) else "NAME=CALL")
         errors.append(
             ConvcError(
                 f"a placeholder, not a layer: `convc import` wrote it for {what} ({reason})",
                 call.span,
                 help=f"write the layer call that computes the same in its place, keeping "
                 f"name={shown} (e.g. {EXAMPLE_CALL[:-1]}, name={shown}) for x / 255 - 0.5), or "
-                f"build with --replace '{option}'",
+                f"build with --replace {option}",
             )
         )
     return errors

@@ -352,7 +352,11 @@ def _stand_in_weights(graph, header, shapes, special, classes, model_file, given
     text = write_text(graph, header, shapes, stand_ins).text
     try:
         model = resolve_text(text)
-        source_weights(model, {}, [r.name for r in given], None, where)
+    except ConvcError as error:
+        return None, "with each placeholder standing as an Identity layer, " + error.message
+    # a replaced layer with variables: refused as it is without placeholders
+    source_weights(model, {}, [r.name for r in given], None, where)
+    try:
         weights = _read_file_weights(
             model, _without(graph, {*classes, *(r.name for r in given)}), model_file, where
         )

@@ -111,6 +111,7 @@ def unsupported(graph: Graph) -> list[Problem]:
                         application.layer.class_name,
                         application.layer.name,
                         f"it is called with {key}={_show(value)}, which convc cannot compile",
+                        replaceable=is_code_layer(application.layer),
                     )
                 )
     return problems
@@ -228,6 +229,9 @@ def describe(graph: Graph, layer: LayerEntry) -> str:
     function = layer.config.get("function")
     if layer.class_name == "TFOpLambda" and isinstance(function, str) and _dotted_name(function):
         parts.insert(0, f"tf.{function}")
+    elif _is_operation(layer):  # the constants it was called with: TrueDivide(x, 255.0)
+        called = ", ".join("x" if isinstance(a, TensorRef) else _show(a) for a in application.args)
+        parts.insert(0, f"{layer.class_name}({called})")
     return ", ".join(parts)
 
 
