@@ -527,6 +527,28 @@ def test_import_writes_a_placeholder_that_one_edited_line_makes_build(files, tmp
     assert direct.read_bytes() == onnx_path.read_bytes() == placeholder.read_bytes()
 
 
+def test_a_hostile_layer_name_stays_a_quoted_literal_in_the_placeholder(files, tmp_path):
+    _, paths, _, x, expected = files["driving"]
+    name = 'evil")\nDense(1)  # convc: REPLACE\r\x1b[2J'
+    path = tmp_path / "evil.h5"
+    shutil.copy(paths["keras2-h5"], path)
+
+    def rename(config: dict) -> None:
+        config["config"][0]["config"]["name"] = name
+
+    _keras_2(path, rename)
+    imported = import_file(path, placeholders=True)
+    (placeholder,) = imported.placeholders
+    line = imported.text.splitlines()[placeholder.line - 1]
+    assert line.startswith(f'REPLACE("Lambda", name={json.dumps(name)})  # convc: REPLACE')
+    assert len(imported.text.splitlines()) == 8  # nothing the name holds starts a line
+    with pytest.raises(ConvcError) as caught:
+        convc.load_text(imported.text)
+    assert caught.value.span.line == placeholder.line
+    proto = convc.build_text(imported.text, imported.weights, replace={name: NORMALIZE})
+    assert _matches(proto, x, expected) == 2
+
+
 def test_import_with_replace_writes_the_call_and_builds_the_same_model(files, tmp_path, capsys):
     _, paths, _, x, expected = files["two_lambdas"]
     replace = {"affine": "Rescaling(2.0, offset=1.0)", "clip": "ReLU()"}

@@ -186,7 +186,7 @@ def _replaced(replacement: Replacement, graph: Graph, rendered: dict[str, Render
 
     return Special(
         call,
-        f"replaces the file's {_escaped(layer.class_name)} layer ({replacement.label.split()[0]})",
+        f"replaces the file's {_escaped(layer.class_name)} layer (--replace)",
     )
 
 
@@ -248,15 +248,18 @@ def _check_output(
         )
 
 
-def _replaced_shapes_hint(model: Model, given: Sequence[Replacement], help: str | None) -> str:
+def _replaced_shapes_hint(
+    model: Model, given: Sequence[Replacement], help: str | None
+) -> str | None:
     """Arrays that do not fit a model with replaced layers: the replacements' shapes are the
     first suspects, when the file does not record the shapes they replace."""
     shapes = []
     for replacement in given:
-        node = next(n for n in model.nodes if n.layer.name == replacement.name)
-        shapes.append(f"{replacement.label} gives {format_shape(node.output.shape)}")
-        if len(shapes) == 3:
-            break
+        node = next((n for n in model.nodes if n.layer.name == replacement.name), None)
+        if node is not None:
+            shapes.append(f"{replacement.label} gives {format_shape(node.output.shape)}")
+    if not shapes:
+        return help
     hint = (
         "the file's arrays fit the model as it was saved; a replacement whose output shape "
         "differs from the replaced layer's changes the layers after it (" + "; ".join(shapes) + ")"
