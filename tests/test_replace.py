@@ -460,6 +460,36 @@ def test_a_shape_the_file_records_must_be_kept(files, capsys):
     ]
 
 
+@pytest.mark.parametrize(
+    ("output_shape", "output_shape_type", "recorded"),
+    [
+        ([20, 40, 3], "raw", "output (None, 20, 40, 3)"),
+        # a function's bytecode (Keras 2's form): never decoded, so nothing is recorded
+        (["4wEAAAAAAAAA", None, None], "lambda", "output not recorded"),
+    ],
+)
+def test_a_keras_2_lambdas_stated_output_shape_is_the_recorded_one(
+    files, tmp_path, output_shape, output_shape_type, recorded
+):
+    _, paths, _, _, _ = files["driving"]
+    path = tmp_path / "stated.h5"
+    shutil.copy(paths["keras2-h5"], path)
+
+    def state(config: dict) -> None:
+        lam = config["config"][0]["config"]
+        lam.update(output_shape=output_shape, output_shape_type=output_shape_type)
+
+    _keras_2(path, state)
+    with pytest.raises(ConvcError) as caught:
+        convc.build(path)
+    assert f"[input (None, 20, 40, 3), {recorded}]" in caught.value.message
+    if output_shape_type == "raw":
+        error = _error(path, {"lambda_1": "Conv2D(4, 3)"})
+        assert error.message.endswith(
+            "but the model file records (None, 20, 40, 3) for layer 'lambda_1'"
+        )
+
+
 def test_a_shape_the_file_does_not_record_is_checked_by_the_weights_after_it(files):
     """A Keras 2 file records no shapes: the next layer's arrays, checked against the shapes
     the replacement gives, find the mistake, and the message says what the replacement gives."""
