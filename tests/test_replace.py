@@ -211,6 +211,29 @@ def test_several_replacements_match_keras(files):
         convc.build(paths["keras"], replace={"affine": "Rescaling(2.0, offset=1.0)"})
 
 
+def test_a_shared_lambda_and_one_in_a_nested_model_are_replaced(tmp_path):
+    keras.backend.clear_session()
+    a, b = keras.Input((5, 5, 2), name="a"), keras.Input((5, 5, 2), name="b")
+    half = layers.Lambda(lambda t: t * 0.5, name="half")
+    block = keras.Sequential(
+        [layers.Conv2D(2, 1, name="c1"), layers.Lambda(lambda t: t + 1.0, name="plus")],
+        name="block",
+    )
+    model = keras.Model([a, b], layers.Add(name="add")([half(a), block(half(b))]))
+    random_weights(model)
+    xs = [np.random.default_rng(i).standard_normal((2, 5, 5, 2)).astype(np.float32) for i in (0, 1)]
+    expected = keras_outputs(model, xs)[0]
+    replace = {"half": "Rescaling(0.5)", "plus": "Rescaling(1.0, offset=1.0)"}
+    for fmt in ("keras", "h5"):
+        path = tmp_path / f"shared.{fmt}"
+        model.save(path)
+        (actual,) = onnx_outputs(convc.build(path, replace=replace), xs)
+        np.testing.assert_allclose(actual, expected, atol=ATOL, rtol=RTOL)
+    text = import_file(tmp_path / "shared.keras", replace=replace).text
+    assert 'half = layers.Rescaling(0.5, name="half")  # replaces' in text
+    assert "half_out1 = half(a)" in text and "half_out2 = half(b)" in text
+
+
 def test_custom_layers_are_replaced_and_a_replacement_with_weights_takes_them_from_weights(files):
     model, paths, arrays, x, expected = files["custom"]
     kernel = model.get_layer("projection").get_weights()[0]
