@@ -76,10 +76,12 @@ def git_commit() -> str:
 
 
 def first_line(text: str, folder: Path) -> str:
-    """The first line of convc's message without the file's name and location (``FILE:3:5:
-    error: ``), at most 200 characters."""
-    for line in text.splitlines():
-        line = line.strip()
+    """The first line of convc's message (with the next one where it ends in a colon), without
+    the file's name and location (``FILE:3:5: error: ``), at most 200 characters."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if line.endswith(":") and index + 1 < len(lines):  # "cannot compile this layer:" + what
+            line = f"{line} {lines[index + 1]}"
         if line:
             line = line.replace(str(folder) + os.sep, "")
             line = re.sub(r"^\S+?\.(h5|hdf5|keras|json|npz|conv)(:\d+)*: (error: )?", "", line)
