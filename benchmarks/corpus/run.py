@@ -176,12 +176,14 @@ def framework_predictions(
     return version, results
 
 
-def versus(ours: list[np.ndarray] | None, record: dict | None, outputs: Path | None) -> dict:
+def versus(
+    ours: list[np.ndarray] | None, record: dict | None, outputs: Path | None, folder: Path
+) -> dict:
     """convc's outputs against a framework's, by convc.compare's rule."""
     if record is None:
         return {"status": "not run"}
     if "error" in record:
-        return {"status": "cannot load", "message": record["error"]}
+        return {"status": "cannot load", "message": record["error"].replace(str(folder), "FOLDER")}
     if ours is None or outputs is None:
         return {"status": "loads"}
     with np.load(outputs) as data:
@@ -452,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
                     r[framework] = {"status": "not run", "message": record["error"]}
                     continue
                 r[framework] = versus(
-                    r.get("_ours"), record, outputs if outputs.is_file() else None
+                    r.get("_ours"), record, outputs if outputs.is_file() else None, folder
                 )
     for r in results:
         r.pop("_ours", None)
