@@ -3,9 +3,10 @@
 Keras 3 (``model.weights.h5`` inside a ``.keras``) keys each layer by its class in snake case
 within its container (``layers/sequential/layers/conv2d/vars/0``) and, in recent versions, also
 writes the layer's name as an attribute of its ``vars`` group: the name is used when present,
-the key otherwise. Keras 2 full-model ``.h5`` files keep the weights of each top-level layer in
-``model_weights/<layer>``, listed in order by the group's ``weight_names`` attribute
-(``conv2d/kernel:0``; a nested model's as ``inner/conv2d_1/kernel``).
+the key otherwise. tf.keras 2.13-2.15 wrote ``.keras`` files too (``_tf_keras_groups``). Keras 2
+full-model ``.h5`` files keep the weights of each top-level layer in ``model_weights/<layer>``,
+listed in order by the group's ``weight_names`` attribute (``conv2d/kernel:0``; a nested model's
+as ``inner/conv2d_1/kernel``).
 
 A variable's position in the file is its position in Keras's ``layer.weights``, which is the
 order of convc's ``Layer.variables``. Every dataset's shape and dtype is checked against the
@@ -22,6 +23,7 @@ from convc.diagnostics import ConvcError
 from convc.hdf5 import Dataset, Group
 from convc.importer.graph import Graph, LayerEntry
 from convc.model import Model
+from convc.names import snake_case
 from convc.progress import track
 from convc.weights import read_dataset
 
@@ -80,12 +82,17 @@ def _keras3_groups(handle: Any, graph: Graph):
                 walk(child, names + (name,), depth + 1)
 
     walk(handle, (), 0)
+    tf_keras = _tf_keras_groups(handle, graph)
 
     def datasets(entry: LayerEntry) -> list | None:
-        group = by_names.get(entry.keras_path)
+        group = by_names.get(entry.keras_path) or tf_keras.get(entry.keras_path)
         if group is None:
-            found = handle.get("/".join(entry.weights_path + ("vars",)))
-            group = found if isinstance(found, Group) else None
+            # written on Windows, a path's separators are backslashes inside one HDF5 name
+            for joiner in ("/", "\\"):
+                found = handle.get(joiner.join(entry.weights_path) + "/vars")
+                if isinstance(found, Group):
+                    group = found
+                    break
         if group is None:
             return None
         count = len(group)
@@ -94,6 +101,49 @@ def _keras3_groups(handle: Any, graph: Graph):
         return [group[str(i)] for i in range(count)]
 
     return datasets
+
+
+_TF_KERAS_LAYERS = "_layer_checkpoint_dependencies"
+
+
+def _tf_keras_groups(handle: Any, graph: Graph) -> dict[tuple[str, ...], Group]:
+    """tf.keras 2.13-2.15's ``.keras`` layout: ``_layer_checkpoint_dependencies/<key>/vars``,
+    where the key is the layer's class in snake case, numbered over that dict's values in
+    ``model.layers`` order, and a layer with weights appears twice in it (as
+    ``layer_with_weights-k`` and ``layer-i``), so its second appearance uses up a number:
+    Dense layers are keyed ``dense``, ``dense_2``, ``dense_4``. Matched here by order within
+    each class, among the keys that hold variables. Written on Windows, the path's separators
+    are backslashes inside one HDF5 name. Top-level layers only."""
+    top = handle.get(_TF_KERAS_LAYERS)
+    keys: dict[str, Group] = {}
+    if isinstance(top, Group):
+        keys = {key: top[key] for key in top}
+    else:
+        prefix = _TF_KERAS_LAYERS + "\\"
+        keys = {name[len(prefix) :]: handle[name] for name in handle if name.startswith(prefix)}
+    by_class: dict[str, list[tuple[int, Group]]] = {}
+    for key, group in keys.items():
+        variables = group.get("vars") if isinstance(group, Group) else None
+        base, _, number = key.rpartition("_")
+        if not number.isdigit():
+            base, number = key, "0"
+        if isinstance(variables, Group) and len(variables):
+            by_class.setdefault(base, []).append((int(number), variables))
+    found: dict[tuple[str, ...], Group] = {}
+    if not by_class:
+        return found
+    order: dict[str, list[LayerEntry]] = {}
+    for entry in graph.layers:
+        if len(entry.keras_path) == 1:
+            order.setdefault(snake_case(entry.class_name), []).append(entry)
+    for base, groups in by_class.items():
+        entries = order.get(base, [])
+        ordered = sorted(groups, key=lambda pair: pair[0])
+        # a class's keys and layers pair up in order; a count mismatch leaves some unmatched,
+        # and those are reported as layers without weights
+        for entry, (_, group) in zip(entries, ordered, strict=False):
+            found[entry.keras_path] = group
+    return found
 
 
 def _legacy_groups(handle: Any, layer_names: set[str], where: str):

@@ -1,0 +1,108 @@
+"""`.keras` archives written by tf.keras 2.13-2.15, shaped as the published ones are (the
+corpus's mnist-mlp-tf213/tf215): tf.keras 2.13 keys a layer's variables under
+``_layer_checkpoint_dependencies`` by class and a number that each layer with weights advances
+twice (``dense``, ``dense_2``); 2.15 keys them as Keras 3 does (``layers/dense``, ``dense_1``);
+written on Windows, the separators are backslashes inside one HDF5 name. Neither Keras 3 nor
+tf_keras 2.21 loads these files, so the expectation is NumPy's: the net is two Dense layers."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+
+from convc.compiler import compile_model
+from convc.importer import import_file
+
+from oracle import onnx_outputs  # isort: skip
+
+
+def _config() -> dict:
+    def dense(name, units, activation):
+        return {
+            "module": "keras.layers",
+            "class_name": "Dense",
+            "config": {
+                "name": name,
+                "trainable": True,
+                "dtype": "float32",
+                "units": units,
+                "activation": activation,
+                "use_bias": True,
+                "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
+                "bias_initializer": {"class_name": "Zeros", "config": {}},
+            },
+            "registered_name": None,
+        }
+
+    return {
+        "module": "keras",
+        "class_name": "Sequential",
+        "config": {
+            "name": "sequential",
+            "layers": [
+                {
+                    "module": "keras.layers",
+                    "class_name": "InputLayer",
+                    "config": {
+                        "batch_input_shape": [None, 4, 3],
+                        "dtype": "float32",
+                        "name": "flatten_input",
+                    },
+                    "registered_name": None,
+                },
+                {
+                    "module": "keras.layers",
+                    "class_name": "Flatten",
+                    "config": {
+                        "name": "flatten",
+                        "dtype": "float32",
+                        "data_format": "channels_last",
+                    },
+                    "registered_name": None,
+                },
+                dense("dense", 5, "relu"),
+                dense("dense_1", 3, "linear"),
+            ],
+        },
+    }
+
+
+LAYOUTS = {
+    "tf2.13": ("_layer_checkpoint_dependencies", ("dense", "dense_2"), "/"),
+    "tf2.13-windows": ("_layer_checkpoint_dependencies", ("dense", "dense_2"), "\\"),
+    "tf2.15-windows": ("layers", ("dense", "dense_1"), "\\"),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_a_tf_keras_archive_builds_its_weights(layout, tmp_path):
+    container, keys, separator = LAYOUTS[layout]
+    rng = np.random.default_rng(3)
+    arrays = [
+        (rng.standard_normal((12, 5)), rng.standard_normal(5)),
+        (rng.standard_normal((5, 3)), rng.standard_normal(3)),
+    ]
+    weights = io.BytesIO()
+    with h5py.File(weights, "w") as handle:
+        for key in ("flatten", *keys):
+            handle.create_group(f"{container}{separator}{key}/vars")
+        for key, pair in zip(keys, arrays, strict=True):
+            for index, array in enumerate(pair):
+                handle[f"{container}{separator}{key}/vars"][str(index)] = array.astype("f4")
+        handle.create_dataset("optimizer/vars/0", data=np.int64(0))
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("metadata.json", json.dumps({"keras_version": "2.13.1"}))
+        archive.writestr("config.json", json.dumps(_config()))
+        archive.writestr("model.weights.h5", weights.getvalue())
+    imported = import_file(path)
+    x = rng.standard_normal((2, 4, 3)).astype("f4")
+    (first, bias1), (second, bias2) = arrays
+    expected = np.maximum(x.reshape(2, 12) @ first + bias1, 0) @ second + bias2
+    (got,) = onnx_outputs(compile_model(imported.model, imported.weights), [x])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
