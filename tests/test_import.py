@@ -8,6 +8,7 @@ weights), and `convc import` + `convc build --weights` must give the same model 
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 
@@ -204,6 +205,21 @@ def test_json_is_the_same_architecture(case, saved):
         compile_model(from_json.model, from_keras.weights).SerializeToString()
         == compile_model(from_keras.model, from_keras.weights).SerializeToString()
     )
+
+
+def test_json_written_as_a_json_string_is_the_same_architecture(saved, tmp_path):
+    """``json.dump(model.to_json(), f)`` writes the JSON inside a string: read once more."""
+    _, paths = saved("functional-resnet-block")
+    doubled = tmp_path / "m.json"
+    doubled.write_text(json.dumps(paths["json"].read_text()))
+    assert (
+        import_file(doubled).text.splitlines()[1:]
+        == (import_file(paths["json"]).text.splitlines()[1:])
+    )
+    tripled = tmp_path / "m3.json"
+    tripled.write_text(json.dumps(doubled.read_text()))
+    with pytest.raises(ConvcError, match="not a serialized Keras model"):
+        import_file(tripled)
 
 
 def test_cli_import_then_build_equals_direct_build(saved, tmp_path, capsys):

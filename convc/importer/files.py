@@ -111,7 +111,7 @@ def open_model_file(path: str | Path) -> ModelFile:
         return _open_keras_zip(path)
     if head.startswith(_HDF5_MAGIC):
         return _open_legacy_h5(path)
-    if head.lstrip()[:1] in (b"{", b""):
+    if head.lstrip()[:1] in (b"{", b'"', b""):
         return _open_json(path)
     raise ConvcError(
         "not a Keras model file: it is neither a .keras zip, an HDF5 file nor JSON",
@@ -178,6 +178,8 @@ def _open_json(path: Path) -> ModelFile:
             path=str(path),
         )
     config = parse_config(path.read_bytes(), str(path))
+    if isinstance(config, str):  # json.dump(model.to_json(), f) writes the JSON as a string
+        config = parse_config(config, str(path))
     return ModelFile(path, "json", _model_config(config, str(path)))
 
 
