@@ -1,4 +1,4 @@
-"""`.keras` archives written by tf.keras 2.13-2.15, shaped as the published ones are (the
+"""Files of Keras generations between 2 and today: `.keras` archives written by tf.keras 2.13-2.15, shaped as the published ones are (the
 corpus's mnist-mlp-tf213/tf215): tf.keras 2.13 keys a layer's variables under
 ``_layer_checkpoint_dependencies`` by class and a number that each layer with weights advances
 twice (``dense``, ``dense_2``); 2.15 keys them as Keras 3 does (``layers/dense``, ``dense_1``);
@@ -106,3 +106,48 @@ def test_a_tf_keras_archive_builds_its_weights(layout, tmp_path):
     expected = np.maximum(x.reshape(2, 12) @ first + bias1, 0) @ second + bias2
     (got,) = onnx_outputs(compile_model(imported.model, imported.weights), [x])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "value_range, refusal",
+    [((0, 255), None), ([0.0, 1.0], None), ((1,), "'value_range' must be a list of two numbers")],
+)
+def test_keras_3_5s_random_rotation_value_range_is_read(value_range, refusal, tmp_path):
+    """Keras 3.0-3.5 gave RandomRotation a value_range (default (0, 255)) and wrote it into
+    every config: such a file builds (the layer does nothing at inference); a malformed one is
+    refused by name."""
+    rotation = {
+        "module": "keras.layers",
+        "class_name": "RandomRotation",
+        "config": {
+            "name": "random_rotation",
+            "factor": [-0.1, 0.1],
+            "fill_mode": "reflect",
+            "interpolation": "bilinear",
+            "seed": None,
+            "fill_value": 0.0,
+            "value_range": list(value_range),
+            "data_format": "channels_last",
+        },
+    }
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "sequential",
+            "layers": [
+                {
+                    "class_name": "InputLayer",
+                    "config": {"batch_shape": [None, 6, 6, 2], "name": "x"},
+                },
+                rotation,
+                {"class_name": "Flatten", "config": {"name": "flatten"}},
+            ],
+        },
+    }
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(config))
+    if refusal is None:
+        assert import_file(path).model.layers[0].class_name == "RandomRotation"
+    else:
+        with pytest.raises(Exception, match=refusal):
+            import_file(path)

@@ -239,6 +239,11 @@ def _value_range_step(args: Bound) -> tuple[str, Any]:
     return "value_range", _value_range(args)
 
 
+def _optional_value_range(args: Bound) -> tuple[str, Any]:
+    given = args.python("value_range") is not None
+    return "value_range", _value_range(args) if given else None
+
+
 def _recorded(name: str):
     return lambda args: (name, args.python(name))
 
@@ -316,13 +321,14 @@ _IMAGE_LAYERS: dict[str, tuple[tuple[Param, ...], tuple[str, ...], Check]] = {
             ("fill_value", 0.0),
             ("data_format", None),
         ),
-        (),
+        ("value_range",),  # Keras 3.0-3.5 had it (default (0, 255)); files of theirs carry it
         _image_checks(
             _own_factor((-1, 1), or_zero=True),
             _seed_step,
             _choice_step("fill_mode", _FILL_MODES),
             _choice_step("interpolation", _INTERPOLATIONS),
             _recorded("fill_value"),
+            _optional_value_range,
         ),
     ),
     "RandomZoom": (
