@@ -1,5 +1,5 @@
-"""Files of Keras generations between 2 and today: `.keras` archives written by tf.keras 2.13-2.15, shaped as the published ones are (the
-corpus's mnist-mlp-tf213/tf215): tf.keras 2.13 keys a layer's variables under
+"""Files of Keras generations between 2 and today. `.keras` archives written by tf.keras
+2.13-2.15, shaped as the published ones are (the corpus's mnist-mlp-tf213/tf215): tf.keras 2.13 keys a layer's variables under
 ``_layer_checkpoint_dependencies`` by class and a number that each layer with weights advances
 twice (``dense``, ``dense_2``); 2.15 keys them as Keras 3 does (``layers/dense``, ``dense_1``);
 written on Windows, the separators are backslashes inside one HDF5 name. Neither Keras 3 nor
