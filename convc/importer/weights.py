@@ -115,7 +115,7 @@ def _tf_keras_groups(handle: Any, graph: Graph) -> dict[tuple[str, ...], Group]:
     each class, among the keys that hold variables. Written on Windows, the path's separators
     are backslashes inside one HDF5 name. Top-level layers only."""
     top = handle.get(_TF_KERAS_LAYERS)
-    keys: dict[str, Group] = {}
+    keys: dict[str, Group | Dataset] = {}
     if isinstance(top, Group):
         keys = {key: top[key] for key in top}
     else:
