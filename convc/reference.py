@@ -480,6 +480,11 @@ def _hard_sigmoid(x):
     return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
 
 
+def _hard_sigmoid_keras2(x):
+    # Keras 1 and 2's backend hard_sigmoid (TensorFlow's and Theano's): slope 0.2
+    return np.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
 def _glu(x):
     a, b = np.split(x, 2, axis=-1)
     return a * _sigmoid(b)
@@ -513,6 +518,7 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "gelu": lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))),
     "silu": lambda x: x * _sigmoid(x),
     "hard_sigmoid": _hard_sigmoid,
+    "hard_sigmoid_keras2": _hard_sigmoid_keras2,
     "hard_silu": lambda x: x * _hard_sigmoid(x),
     "softplus": _softplus,
     "softsign": lambda x: x / (1.0 + np.abs(x)),

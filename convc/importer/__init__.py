@@ -94,16 +94,9 @@ def import_file(
     where = str(path)
     given = replacements(replace)
     with open_model_file(path) as model_file:
-        keras1 = generations.keras1_evidence(model_file.config, model_file.keras_version)
-        if keras1:
-            raise ConvcError(
-                f"this file was written by Keras 1 ({keras1}): convc reads the files of Keras 2, "
-                "tf.keras and Keras 3, not yet Keras 1's",
-                path=where,
-                help="load it with Keras 2 (keras.models.load_model) and save it again, which "
-                "converts its arguments and weights",
-            )
-        graph = flatten(model_file.config, where)
+        generation = generations.detect(model_file)
+        translation = generations.translate(model_file.config, generation, where)
+        graph = flatten(translation.config, where)
         _check_names(graph, given, where)
         replaced = {r.name for r in given}
         problems = [p for p in unsupported(graph) if p.layer not in replaced]
@@ -112,6 +105,7 @@ def import_file(
             raise ConvcError(
                 "convc cannot compile "
                 + ("this layer" if len(problems) == 1 else f"{len(problems)} things in this model")
+                + (f" of a {generation.label} file" if generation.major < 3 else "")
                 + ":\n"
                 + report(problems),
                 path=where,
@@ -120,8 +114,8 @@ def import_file(
         shapes = _input_shapes(graph, input_shapes or {}, where)
         # a comment, so the file's name and version are escaped: a newline would end it
         header = f"# Imported from {_escaped(Path(where).name)} by convc"
-        if model_file.keras_version:
-            header += f" (saved by Keras {_escaped(model_file.keras_version)})"
+        if generation.version:
+            header += f" (saved by Keras {_escaped(generation.version)})"
         header += "."
         for replacement in given:
             _check_recorded_shapes(graph, replacement)
@@ -138,8 +132,11 @@ def import_file(
             model = resolve_text(text)
         except ConvcError as error:
             raise locate_errors(
-                error, placements, lambda one: _in_imported_text(one, text, where)
+                error,
+                placements,
+                lambda one: _of_generation(_in_imported_text(one, text, where), generation),
             ) from None
+        generations.check_output_shapes(model, translation, generation, where)
         for replacement in given:
             _check_resolved_shapes(graph, model, replacement)
         weights = None
@@ -149,13 +146,14 @@ def import_file(
             except ConvcError as error:
                 if given:
                     error.help = _replaced_shapes_hint(model, given, error.help)
-                raise
+                raise _of_generation(error, generation) from None
+        notes = generations.warnings(generation, graph.layers, weights is not None, where)
         return Imported(
             text,
             model,
             weights,
             model_file.format,
-            list(model.warnings),
+            list(model.warnings) + notes,
             replaced=tuple(r.name for r in given),
         )
 
@@ -271,7 +269,8 @@ def _read_file_weights(model: Model, graph: Graph, model_file: Any, where: str):
     """The file's arrays for ``model``'s layers that ``graph`` holds."""
     variables = [variable for layer in model.layers for variable in layer.variables]
     handle = model_file.open_weights(sum(v.size for v in variables), len(variables))
-    return read_weights(model, graph, handle, model_file.format, where)
+    generation = generations.detect(model_file)  # Keras 1's layouts, Theano's kernels
+    return read_weights(model, graph, handle, model_file.format, where, generation)
 
 
 def _without(graph: Graph, names: set[str]) -> Graph:
@@ -404,6 +403,13 @@ def _escaped(text: str) -> str:
 
 def _dim(value) -> str:
     return "None" if value is None else str(value)
+
+
+def _of_generation(error: ConvcError, generation: generations.Generation) -> ConvcError:
+    """An error about a file of an older generation, which says the generation."""
+    if generation.major < 3:
+        error.message = f"this {generation.label} file: {error.message}"
+    return error
 
 
 def _in_imported_text(error: ConvcError, text: str, where: str) -> ConvcError:

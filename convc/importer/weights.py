@@ -6,7 +6,8 @@ writes the layer's name as an attribute of its ``vars`` group: the name is used 
 the key otherwise. tf.keras 2.13-2.15 wrote ``.keras`` files too (``_tf_keras_groups``). Keras 2
 full-model ``.h5`` files keep the weights of each top-level layer in ``model_weights/<layer>``,
 listed in order by the group's ``weight_names`` attribute (``conv2d/kernel:0``; a nested model's
-as ``inner/conv2d_1/kernel``).
+as ``inner/conv2d_1/kernel``); Keras 1 files too, with names like ``convolution2d_1_W`` and its
+own kernel layouts, which ``generations.stored_array`` converts.
 
 A variable's position in the file is its position in Keras's ``layer.weights``, which is the
 order of convc's ``Layer.variables``. Every dataset's shape and dtype is checked against the
@@ -15,12 +16,14 @@ model before it is read, so a file that lies about shapes costs nothing.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from convc.diagnostics import ConvcError
 from convc.hdf5 import Dataset, Group
+from convc.importer.generations import Generation, stored_array
 from convc.importer.graph import Graph, LayerEntry
 from convc.model import Model
 from convc.names import snake_case
@@ -28,8 +31,16 @@ from convc.progress import track
 from convc.weights import read_dataset
 
 
-def read_weights(model: Model, graph: Graph, handle: Any, file_format: str, where: str):
-    """``{"layer/variable": array}`` for every variable of the model found in ``handle``."""
+def read_weights(
+    model: Model,
+    graph: Graph,
+    handle: Any,
+    file_format: str,
+    where: str,
+    generation: Generation | None = None,
+):
+    """``{"layer/variable": array}`` for every variable of the model found in ``handle``, in
+    Keras 3's layouts: an older ``generation``'s layouts are converted (``stored_array``)."""
     entries = {entry.name: entry for entry in graph.layers}
     if file_format == "keras":
         groups = _keras3_groups(handle, graph)
@@ -58,7 +69,12 @@ def read_weights(model: Model, graph: Graph, handle: Any, file_format: str, wher
             key = f"{layer.name}/{variable.name}"
             if not isinstance(dataset, Dataset):
                 raise ConvcError(f"{key} is not an array in the file", path=where)
-            arrays[key] = read_dataset(dataset, key, variable, where)
+            if generation is None:
+                arrays[key] = read_dataset(dataset, key, variable, where)
+                continue
+            stored = stored_array(layer, variable, tuple(dataset.shape), generation)
+            array = read_dataset(dataset, key, replace(variable, shape=stored.shape), where)
+            arrays[key] = stored.convert(array)
     return arrays
 
 
@@ -167,10 +183,23 @@ def _legacy_groups(handle: Any, layer_names: set[str], where: str):
         for raw in names:
             name = str(raw)
             parts = name.split(":")[0].split("/")
-            layer = key if key in layer_names or len(parts) < 2 else parts[-2]
+            if key in layer_names:
+                layer = key
+            elif len(parts) >= 2:
+                layer = parts[-2]
+            else:
+                layer = _keras1_owner(parts[-1], layer_names) or key
             by_layer.setdefault(layer, []).append(group.get(name))
 
     def datasets(entry: LayerEntry) -> list | None:
         return by_layer.get(entry.keras_path[-1])
 
     return datasets
+
+
+def _keras1_owner(weight: str, layer_names: set[str]) -> str | None:
+    """The layer a Keras 1 weight name belongs to, in a nested model's group (Keras 1 named
+    weights ``<layer>_<weight>``, ``convolution2d_1_W``, without a scope): the longest layer
+    name that prefixes it."""
+    owners = [name for name in layer_names if weight.startswith(name + "_")]
+    return max(owners, key=len) if owners else None

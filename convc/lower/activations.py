@@ -2,7 +2,8 @@
 
 Elementwise ones keep any layout. softmax, log_softmax, glu and sparsemax work along Keras's last
 axis, which the layout tracker maps to its physical position. Constants that differ from ONNX's
-defaults are spelled out (leaky_relu's 0.2, hard_sigmoid's 1/6).
+defaults are spelled out (leaky_relu's 0.2, hard_sigmoid's 1/6; hard_sigmoid_keras2, Keras 2's,
+is ONNX's HardSigmoid with its default slope 0.2).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ _ELEMENTWISE = {
     "gelu": lambda em, x: em.gelu(x),
     "silu": _silu,
     "hard_sigmoid": _unary("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),
+    "hard_sigmoid_keras2": _unary("HardSigmoid", alpha=0.2, beta=0.5),  # ONNX's defaults
     "hard_silu": lambda em, x: em.hard_swish(x),
     "softplus": _unary("Softplus"),
     "softsign": _unary("Softsign"),
