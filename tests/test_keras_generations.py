@@ -24,6 +24,7 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from convc.cli import main  # noqa: E402
+from convc.diagnostics import ConvcError  # noqa: E402
 from convc.importer import import_file  # noqa: E402
 from convc.importer.generations import layer_config  # noqa: E402
 
@@ -175,16 +176,14 @@ KERAS1_SEQUENTIAL = {
 }
 
 
-def test_a_keras_1_file_is_named_as_such_in_one_message(tmp_path, capsys):
-    """Keras 1 files used to give one 'unknown argument' line per argument and layer, and no
-    word of which Keras wrote them (#24)."""
+def test_a_keras_1_file_is_read(tmp_path):
+    """Keras 1 files used to give one 'unknown argument' line per argument and layer (#24); they
+    are translated now (tests/test_keras1.py has the cases)."""
     path = tmp_path / "model.json"
     path.write_text(json.dumps(KERAS1_SEQUENTIAL))
-    assert main(["build", str(path), "-o", str(tmp_path / "m.onnx")]) == 1
-    err = capsys.readouterr().err
-    assert "written by Keras 1" in err
-    assert "border_mode, dim_ordering, init, nb_col, nb_filter, nb_row, subsample" in err
-    assert "unknown" not in err and len(err.splitlines()) == 2
+    assert main(["build", str(path), "-o", str(tmp_path / "m.onnx")]) == 0
+    imported = import_file(path)
+    assert 'Conv2D(8, 3, padding="same", data_format="channels_first"' in imported.text
 
 
 def test_keras_1_evidence_is_the_version_or_its_argument_names():
@@ -196,3 +195,182 @@ def test_keras_1_evidence_is_the_version_or_its_argument_names():
     }
     assert keras1_evidence(keras3, "3.15.1") is None
     assert keras1_evidence(keras3, "1.2.2") == "keras_version '1.2.2'"
+
+
+# --- Keras 2's definitions where Keras 3 changed them -----------------------------------------
+#
+# A file says its generation (keras_version; Keras 2 also its backend). Keras 3's legacy .h5
+# writer makes the files here; each case rewrites its root attributes to what Keras 2 or tf.keras
+# wrote, so the arrays are Keras 3's and Keras 3 computes the parts the generations agree on.
+
+
+def _saved_h5(model: keras.Model, path, version: str, backend: str | None = None):
+    model.save(path)
+    with h5py.File(path, "r+") as handle:
+        handle.attrs["keras_version"] = version
+        if backend is not None:
+            handle.attrs["backend"] = backend
+    return path
+
+
+def _hard_sigmoid_model() -> keras.Model:
+    keras.backend.clear_session()
+    model = keras.Sequential(
+        [
+            keras.Input((6, 5, 3)),
+            layers.Conv2D(4, 3, activation="hard_sigmoid", name="conv"),
+            layers.Activation("hard_sigmoid", name="act"),
+        ]
+    )
+    random_weights(model)
+    model.layers[0].set_weights([w * 4 for w in model.layers[0].get_weights()])  # reach the clip
+    return model
+
+
+def _linear_part(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """The convolution without its activation, as Keras 3 computes it."""
+    linear = keras.Sequential([keras.Input((6, 5, 3)), layers.Conv2D(4, 3)])
+    linear.layers[0].set_weights(model.layers[0].get_weights())
+    return keras.ops.convert_to_numpy(linear(x))
+
+
+def hard_sigmoid_keras2(x):
+    return np.clip(0.2 * x + 0.5, 0.0, 1.0)  # Keras 1/2 and tf.keras backend.hard_sigmoid
+
+
+def hard_sigmoid_keras3(x):
+    return np.clip(x / 6.0 + 0.5, 0.0, 1.0)  # Keras 3: relu6(x + 3) / 6
+
+
+@pytest.mark.parametrize(
+    ("version", "definition"),
+    [
+        ("2.2.4", hard_sigmoid_keras2),  # multi-backend Keras 2
+        ("2.2.4-tf", hard_sigmoid_keras2),  # tf.keras in TensorFlow 1.x / 2.0
+        ("2.15.0", hard_sigmoid_keras2),  # tf.keras 2.15 / tf_keras
+        ("3.15.1", hard_sigmoid_keras3),
+    ],
+)
+def test_hard_sigmoid_is_the_files_generations(version, definition, tmp_path):
+    """Keras 3 loading a Keras 2 file silently changes its hard_sigmoid (slope 1/6, not 0.2):
+    convc builds the file's, applied twice here so that both definitions show."""
+    model = _hard_sigmoid_model()
+    path = _saved_h5(model, tmp_path / "m.h5", version)
+    x = np.random.default_rng(3).standard_normal((2, 6, 5, 3)).astype(np.float32) * 2
+    linear = _linear_part(model, x)
+    assert np.abs(linear).max() > 4  # both definitions clip somewhere
+    expected = definition(definition(linear))
+    imported = import_file(path)
+    expected_name = "hard_sigmoid" if definition is hard_sigmoid_keras3 else "hard_sigmoid_keras2"
+    assert imported.text.count(f'"{expected_name}"') == 2
+    (actual,) = onnx_outputs(compile_model(imported.model, imported.weights), [x])
+    np.testing.assert_allclose(actual, expected, atol=ATOL, rtol=RTOL)
+    if definition is hard_sigmoid_keras3:  # Keras 3 computes its own
+        np.testing.assert_allclose(actual, keras_outputs(model, [x])[0], atol=ATOL, rtol=RTOL)
+    else:
+        assert np.abs(actual - keras_outputs(model, [x])[0]).max() > 0.02
+    assert main(["check", str(path)]) == 0
+
+
+def test_hard_sigmoid_keras2_is_one_definition_in_parse_lowering_and_reference():
+    """The three registries agree on the name, and on Keras 2's formula (ONNX HardSigmoid's
+    default slope 0.2), over the whole range including both clips."""
+    from convc.layers.activations import KERAS2_DEFINITIONS, parse_activation
+    from convc.lower.activations import _ELEMENTWISE
+    from convc.reference import ACTIVATIONS
+    from convc.syntax import Literal
+
+    for name in KERAS2_DEFINITIONS:
+        assert parse_activation(Literal(name, None)) == name
+        assert name in _ELEMENTWISE and name in ACTIVATIONS
+    x = np.linspace(-6, 6, 241, dtype=np.float32).reshape(1, 241, 1)
+    text = "Input(shape=(241, 1))\nActivation('hard_sigmoid_keras2')\n"
+    from convc.api import build_text
+
+    proto = build_text(text)
+    (actual,) = onnx_outputs(proto, [x])
+    np.testing.assert_allclose(actual, hard_sigmoid_keras2(x), atol=1e-6)
+    np.testing.assert_allclose(ACTIVATIONS["hard_sigmoid_keras2"](x), hard_sigmoid_keras2(x))
+
+
+def _conv_model(padding: str = "valid", kernel=3, transpose=False) -> keras.Model:
+    keras.backend.clear_session()
+    conv = layers.Conv2DTranspose if transpose else layers.Conv2D
+    model = keras.Sequential(
+        [keras.Input((6, 7, 2)), conv(3, kernel, padding=padding, name="conv")]
+    )
+    random_weights(model)
+    return model
+
+
+@pytest.mark.parametrize("transpose", [False, True], ids=["conv2d", "conv2d_transpose"])
+def test_a_theano_backend_file_convolves_with_flipped_kernels(transpose, tmp_path):
+    """Keras 2 records its backend; Theano convolved (Keras 2's own loader flipped the kernels
+    of a Theano file for TensorFlow, convert_kernel)."""
+    model = _conv_model(transpose=transpose)
+    path = _saved_h5(model, tmp_path / "m.h5", "2.2.4", backend="theano")
+    x = np.random.default_rng(2).standard_normal((2, 6, 7, 2)).astype(np.float32)
+    kernel, bias = model.layers[0].get_weights()
+    flipped = _conv_model(transpose=transpose)
+    flipped.layers[0].set_weights([kernel[::-1, ::-1], bias])
+    imported = import_file(path)
+    (actual,) = onnx_outputs(compile_model(imported.model, imported.weights), [x])
+    np.testing.assert_allclose(actual, keras_outputs(flipped, [x])[0], atol=ATOL, rtol=RTOL)
+    assert np.abs(actual - keras_outputs(model, [x])[0]).max() > 1e-2
+    tensorflow = _saved_h5(model, tmp_path / "tf.h5", "2.2.4", backend="tensorflow")
+    imported = import_file(tensorflow)
+    (actual,) = onnx_outputs(compile_model(imported.model, imported.weights), [x])
+    np.testing.assert_allclose(actual, keras_outputs(model, [x])[0], atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "backend", "message"),
+    [
+        (lambda: _conv_model("same", kernel=2), "2.2.4", "theano",
+         "layer 'conv' (Conv2D) of this Theano-backend file (Keras 2 / tf.keras (keras_version "
+         "'2.2.4')): padding='same' with kernel_size=[2, 2] and strides=[1, 1]: Theano pads "
+         "k // 2 on both sides"),
+        (lambda: keras.Sequential([keras.Input((6, 6, 2)), layers.AveragePooling2D(2, padding="same", name="p")]),
+         "2.2.4", "theano", "layer 'p' (AveragePooling2D) of this Theano-backend file"),
+        (lambda: keras.Sequential([keras.Input((6, 6, 2)), layers.AveragePooling2D(3, 2, padding="same", name="p")]),
+         "2.15.0", None,
+         "this Keras 2 / tf.keras (keras_version '2.15.0') file: layer 'p' (AveragePooling2D, "
+         "padding='same') pads [(0, 1), (0, 1)]: TensorFlow, which computed it, leaves the pads "
+         "out of the average"),
+        (lambda: keras.Sequential([keras.Input((4, 4, 2)), layers.UpSampling2D(2, interpolation="bicubic", name="u")]),
+         "2.15.0", None,
+         "layer 'u' (UpSampling2D) of this Keras 2 / tf.keras (keras_version '2.15.0') file: "
+         "interpolation='bicubic' was TensorFlow's (Keys a = -0.5"),
+        (lambda: keras.Sequential([keras.Input((4, 4, 2)), layers.UpSampling2D(2, interpolation="bilinear", name="u")]),
+         "2.2.4", None, "interpolation='bilinear' was TensorFlow 1's resize_bilinear"),
+    ],
+    ids=["theano-same-even", "theano-same-pool", "avgpool-same-unequal", "bicubic", "bilinear-keras2.2"],
+)  # fmt: skip
+def test_what_a_keras2_file_computed_otherwise_is_refused_by_name(
+    model, version, backend, message, tmp_path
+):
+    keras.backend.clear_session()
+    path = _saved_h5(model(), tmp_path / "m.h5", version, backend)
+    with pytest.raises(ConvcError) as caught:
+        import_file(path)
+    assert message in caught.value.message
+    assert main(["build", str(path), "-o", str(tmp_path / "m.onnx")]) == 1
+
+
+@pytest.mark.parametrize(
+    ("layer", "version"),
+    [
+        (lambda: layers.AveragePooling2D(3, 1, padding="same", name="p"), "2.15.0"),  # equal pads
+        (lambda: layers.UpSampling2D(2, interpolation="bilinear", name="u"), "2.15.0"),
+        (lambda: layers.AveragePooling2D(3, 2, padding="same", name="p"), "3.15.1"),
+    ],
+    ids=["avgpool-same-equal-pads", "bilinear-tf_keras2.15", "avgpool-same-keras3"],
+)
+def test_where_the_generations_agree_a_keras2_file_matches_keras3(layer, version, tmp_path):
+    keras.backend.clear_session()
+    model = keras.Sequential([keras.Input((6, 7, 2)), layer()])
+    path = _saved_h5(model, tmp_path / "m.h5", version)
+    x = np.random.default_rng(5).standard_normal((2, 6, 7, 2)).astype(np.float32)
+    imported = import_file(path)
+    (actual,) = onnx_outputs(compile_model(imported.model, imported.weights), [x])
+    np.testing.assert_allclose(actual, keras_outputs(model, [x])[0], atol=ATOL, rtol=RTOL)

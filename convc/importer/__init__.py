@@ -136,7 +136,7 @@ def import_file(
                 placements,
                 lambda one: _of_generation(_in_imported_text(one, text, where), generation),
             ) from None
-        generations.check_output_shapes(model, translation, generation, where)
+        generations.check_built(model, translation, generation, where)
         for replacement in given:
             _check_resolved_shapes(graph, model, replacement)
         weights = None

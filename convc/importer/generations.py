@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 
 from convc.diagnostics import ConvcError
+from convc.geometry import conv_pads, spatial_axes
 from convc.model import Layer, Variable
-from convc.specs import ConvSpec, PReLUSpec
+from convc.specs import ConvSpec, PoolSpec, PReLUSpec
 
 # =============================================================================================
 # Which Keras wrote the file
@@ -201,13 +202,42 @@ def translate(model_config: dict[str, Any], generation: Generation, where: str) 
     return Translation(model_config, output_shapes)
 
 
-def check_output_shapes(
-    model: Any, translation: Translation, generation: Generation, where: str
-) -> None:
-    """Refuse a model whose layers do not give the output shapes the file states: Keras 1's
-    Deconvolution2D computed whatever ``output_shape`` said (TensorFlow failed at run time when
-    its input could not give it); Keras 3 computes its own."""
+def check_built(model: Any, translation: Translation, generation: Generation, where: str) -> None:
+    """Refuse what the built model computes otherwise than the file's generation did, now that
+    the shapes are known:
+
+    * a layer whose output shape is not the one the file states: Keras 1's Deconvolution2D
+      computed whatever ``output_shape`` said (TensorFlow failed at run time when its input
+      could not give it); Keras 3 computes its own;
+    * a 'same' average pooling whose pads differ at the two ends of an axis: TensorFlow, which
+      computed every Keras 1 and 2 file (Theano's 'same' pooling is refused before), leaves the
+      pads out of the average; convc computes it as Keras 3.15's torch backend does, which counts
+      repeated edge entries there (keras-team/keras#23233)."""
     for node in model.nodes:
+        spec = node.layer.spec
+        if (
+            generation.major < 3
+            and isinstance(spec, PoolSpec)
+            and spec.pool_mode == "average"
+            and spec.padding == "same"
+        ):
+            axes = spatial_axes(spec.rank, spec.data_format)
+            lengths = [node.inputs[0].shape[a] for a in axes]
+            pads = [
+                conv_pads(n, k, s, 1, "same")
+                for n, k, s in zip(lengths, spec.pool_size, spec.strides, strict=True)
+                if n is not None
+            ]
+            if any(begin != end for begin, end in pads):
+                raise ConvcError(
+                    f"this {generation.label} file: layer {node.layer.name!r} "
+                    f"({node.layer.class_name}, padding='same') pads {pads}: TensorFlow, which "
+                    "computed it, leaves the pads out of the average; convc computes 'same' "
+                    "average pooling as Keras 3.15's torch backend does, which counts repeated "
+                    "edge entries where the two ends' pads differ, so it does not build this "
+                    "layer",
+                    path=where,
+                )
         stated = translation.output_shapes.get(node.layer.name)
         built = tuple(node.output.shape[1:])
         if stated is None or len(stated) != len(built):
@@ -237,15 +267,41 @@ _THEANO_SAME = re.compile(
 _POOLING = re.compile(r"(Max|Average|Avg)Pool(ing)?[123]D")
 
 
+_MULTI_BACKEND_KERAS2 = re.compile(r"\s*2\.[0-3]\.\d+\s*")
+"""keras_version of the multi-backend Keras 2 (2.0 to 2.3.1; tf.keras writes ``2.2.4-tf``)."""
+
+
 def _older_definitions(model_config: Any, generation: Generation, where: str) -> None:
     """Keras 1/2's definitions, in place: activations renamed to their older definition, and
-    what the Theano backend computed differently from TensorFlow refused by name."""
+    what convc does not build as the file's generation computed it refused by name."""
     for class_name, config in _layer_configs(model_config):
         activation = config.get("activation")
         if isinstance(activation, str) and activation in KERAS2_ACTIVATIONS:
             config["activation"] = KERAS2_ACTIVATIONS[activation]
         if generation.backend == "theano":
             _theano_check(class_name, config, generation, where)
+        problem = None
+        interpolation = config.get("interpolation")
+        if class_name in ("UpSampling2D", "Resizing") and interpolation == "bicubic":
+            problem = (
+                "interpolation='bicubic' was TensorFlow's (Keys a = -0.5, weights renormalized "
+                "at the borders); convc builds Keras 3 torch's (a = -0.75)"
+            )
+        elif (
+            class_name == "UpSampling2D"
+            and interpolation == "bilinear"
+            and _MULTI_BACKEND_KERAS2.fullmatch(generation.version or "")
+        ):
+            problem = (
+                "interpolation='bilinear' was TensorFlow 1's resize_bilinear (source coordinate "
+                "i / size, no half-pixel offset); convc builds Keras 3's (half-pixel)"
+            )
+        if problem:
+            raise ConvcError(
+                f"layer {config.get('name')!r} ({class_name}) of this {generation.label} file: "
+                f"{problem}, so it does not build this layer",
+                path=where,
+            )
 
 
 def _theano_check(class_name: str, config: dict, generation: Generation, where: str) -> None:
