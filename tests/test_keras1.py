@@ -1132,3 +1132,43 @@ def test_a_nested_sequentials_weights_are_found_by_their_keras1_names(tmp_path):
     imported = import_file(path)
     (actual,) = onnx_outputs(compile_model(imported.model, imported.weights), xs)
     np.testing.assert_allclose(actual, expected, atol=ATOL, rtol=RTOL)
+
+
+_ODD_VALUES = [None, -1, 2.5, "th", [], {}, [1, 2, 3], {"left_pad": "x"}]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["functional-merge-prelu_shared", "merged_sequential-concat", "deconv2d-tf-same-other_shape",
+     "conv1d-keras1.2"],
+)  # fmt: skip
+def test_a_malformed_keras1_config_is_an_error_never_a_crash(name, tmp_path):
+    """Every argument of every layer, set to each of a few values of the wrong kind: the import
+    succeeds or raises a ConvcError (a file is hostile input)."""
+    case = CASES[name]()
+    path = tmp_path / "model.json"
+    trials = refused = 0
+
+    def configs(value):
+        if isinstance(value, dict):
+            if isinstance(value.get("config"), dict):
+                yield value["config"]
+            for item in value.values():
+                yield from configs(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from configs(item)
+
+    for index, config in enumerate(list(configs(case.config))):
+        for key in list(config):
+            for odd in _ODD_VALUES:
+                broken = json.loads(json.dumps(case.config))
+                target = list(configs(broken))[index]
+                target[key] = odd
+                path.write_text(json.dumps({**broken, "keras_version": "1.2.2"}))
+                trials += 1
+                try:
+                    import_file(path)
+                except ConvcError:
+                    refused += 1
+    assert trials > 100 and refused > trials // 4

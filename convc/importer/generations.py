@@ -495,7 +495,7 @@ class _Keras1:
         stated = {
             config["dim_ordering"]
             for _, config in _layer_configs(model_config)
-            if config.get("dim_ordering") in DIM_ORDERINGS
+            if _is_one_of(config.get("dim_ordering"), DIM_ORDERINGS)
         }
         if len(stated) == 1:
             return stated.pop()
@@ -707,9 +707,9 @@ class _Keras1:
         return out
 
     def data_format(self, class_name: str, name: Any, value: Any) -> str:
-        if value in DIM_ORDERINGS:
+        if _is_one_of(value, DIM_ORDERINGS):
             return DIM_ORDERINGS[value]
-        if value not in (None, "default"):
+        if value is not None and value != "default":
             return value  # refused as Keras 3 refuses it, naming the value
         if self.dim_ordering == "mixed":
             raise self.error(
@@ -840,6 +840,11 @@ _FIXES: dict[str, Callable[[_Keras1, dict, dict], None]] = {
     "Deconvolution2D": _fix_deconvolution,
 }
 """Keras 1 arguments that are more than a rename."""
+
+
+def _is_one_of(value: Any, table: dict) -> bool:
+    """Whether ``value`` is a key of ``table`` (a value from a file may be unhashable)."""
+    return isinstance(value, str) and value in table
 
 
 def _is_int(value: Any) -> bool:
