@@ -441,7 +441,24 @@ def _bicubic(length: int, factor: int, a: float = -0.75) -> np.ndarray:
     return matrix
 
 
-_RESIZE: dict[str, Callable[[int, int], np.ndarray]] = {"bilinear": _bilinear, "bicubic": _bicubic}
+def _bilinear_keras2(length: int, factor: int) -> np.ndarray:
+    """Keras 2.2/2.3's bilinear upsampling, TensorFlow 1's resize_bilinear (no align_corners,
+    no half-pixel centres): output ``i`` samples the input at ``i / factor``."""
+    matrix = np.zeros((length * factor, length), dtype=np.float64)
+    for i in range(length * factor):
+        source = i / factor
+        low = min(int(math.floor(source)), length - 1)
+        high = min(low + 1, length - 1)
+        matrix[i, low] += 1.0 - (source - low)
+        matrix[i, high] += source - low
+    return matrix
+
+
+_RESIZE: dict[str, Callable[[int, int], np.ndarray]] = {
+    "bilinear": _bilinear,
+    "bicubic": _bicubic,
+    "bilinear_keras2": _bilinear_keras2,
+}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -341,10 +341,8 @@ def test_a_theano_backend_file_convolves_with_flipped_kernels(transpose, tmp_pat
          "2.15.0", None,
          "layer 'u' (UpSampling2D) of this Keras 2 / tf.keras (keras_version '2.15.0') file: "
          "interpolation='bicubic' was TensorFlow's (Keys a = -0.5"),
-        (lambda: keras.Sequential([keras.Input((4, 4, 2)), layers.UpSampling2D(2, interpolation="bilinear", name="u")]),
-         "2.2.4", None, "interpolation='bilinear' was TensorFlow 1's resize_bilinear"),
     ],
-    ids=["theano-same-even", "theano-same-pool", "avgpool-same-unequal", "bicubic", "bilinear-keras2.2"],
+    ids=["theano-same-even", "theano-same-pool", "avgpool-same-unequal", "bicubic"],
 )  # fmt: skip
 def test_what_a_keras2_file_computed_otherwise_is_refused_by_name(
     model, version, backend, message, tmp_path
@@ -374,3 +372,50 @@ def test_where_the_generations_agree_a_keras2_file_matches_keras3(layer, version
     imported = import_file(path)
     (actual,) = onnx_outputs(compile_model(imported.model, imported.weights), [x])
     np.testing.assert_allclose(actual, keras_outputs(model, [x])[0], atol=ATOL, rtol=RTOL)
+
+
+def tf1_resize_bilinear(x: np.ndarray, factors: tuple[int, int]) -> np.ndarray:
+    """TensorFlow 1's tf.image.resize_bilinear (align_corners=False, no half-pixel centres), on
+    NHWC, pixel by pixel: output (i, j) reads the input at (i / fh, j / fw), the next row and
+    column clamped to the edge."""
+    n, h, w, c = x.shape
+    fh, fw = factors
+    y = np.zeros((n, h * fh, w * fw, c))
+    for i in range(h * fh):
+        top = int(np.floor(i / fh))
+        bottom, dy = min(top + 1, h - 1), i / fh - top
+        for j in range(w * fw):
+            left = int(np.floor(j / fw))
+            right, dx = min(left + 1, w - 1), j / fw - left
+            upper = x[:, top, left] * (1 - dx) + x[:, top, right] * dx
+            lower = x[:, bottom, left] * (1 - dx) + x[:, bottom, right] * dx
+            y[:, i, j] = upper * (1 - dy) + lower * dy
+    return y
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_keras2_2_bilinear_upsampling_is_tensorflow_1s(data_format, tmp_path):
+    """Multi-backend Keras 2.2.3-2.3.1 resized with TensorFlow 1's resize_bilinear; Keras 3 (and
+    tf.keras 2.4+) with half-pixel centres: convc builds the file's (bilinear_keras2)."""
+    keras.backend.clear_session()
+    shape = (4, 5, 3) if data_format == "channels_last" else (3, 4, 5)
+    model = keras.Sequential(
+        [
+            keras.Input(shape),
+            layers.UpSampling2D((2, 3), data_format=data_format, interpolation="bilinear"),
+            layers.Conv2D(2, 1, data_format=data_format, name="mix"),  # channels mixed after
+        ]
+    )
+    random_weights(model)
+    x = np.random.default_rng(4).standard_normal((2, *shape)).astype(np.float32)
+    kernel, bias = model.layers[1].get_weights()
+    last = x if data_format == "channels_last" else x.transpose(0, 2, 3, 1)
+    expected = tf1_resize_bilinear(last.astype(np.float64), (2, 3)) @ kernel[0, 0] + bias
+    if data_format == "channels_first":
+        expected = expected.transpose(0, 3, 1, 2)
+    imported = import_file(_saved_h5(model, tmp_path / "m.h5", "2.2.4"))
+    assert 'interpolation="bilinear_keras2"' in imported.text
+    (actual,) = onnx_outputs(compile_model(imported.model, imported.weights), [x])
+    np.testing.assert_allclose(actual, expected, atol=ATOL, rtol=RTOL)
+    assert np.abs(actual - keras_outputs(model, [x])[0]).max() > 0.05  # Keras 3 differs
+    assert main(["check", str(tmp_path / "m.h5")]) == 0

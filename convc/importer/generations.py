@@ -11,7 +11,10 @@ importer sees Keras 3's forms only, with the definitions the file meant:
   turns a Sequential that starts with a ``Merge`` of branch models into a functional model.
 * **Keras 1, Keras 2 and tf.keras** computed ``hard_sigmoid`` as ``clip(0.2 x + 0.5, 0, 1)``;
   Keras 3 computes ``clip(x / 6 + 0.5, 0, 1)``, so such a file's ``hard_sigmoid`` becomes
-  convc's ``hard_sigmoid_keras2``, which is the older definition.
+  convc's ``hard_sigmoid_keras2``, which is the older definition; Keras 2.2/2.3's bilinear
+  UpSampling2D (TensorFlow 1's resize) becomes ``bilinear_keras2``. What convc does not build as
+  TensorFlow computed it (bicubic resizing, a 'same' average pooling with unequal pads) is
+  refused by name.
 * **The Theano backend** convolved (it flips kernels; TensorFlow correlates) and placed 'same'
   pads its own way: ``stored_array`` flips the kernels of a file that says Theano wrote it, and
   the 'same' paddings whose placement differs from TensorFlow's are refused by name.
@@ -261,6 +264,11 @@ KERAS2_ACTIVATIONS = {"hard_sigmoid": "hard_sigmoid_keras2"}
 name for the older definition: ``hard_sigmoid`` was ``clip(0.2 x + 0.5, 0, 1)`` (Keras 3:
 ``clip(x / 6 + 0.5, 0, 1)``)."""
 
+KERAS2_INTERPOLATIONS = {"bilinear": "bilinear_keras2"}
+"""UpSampling2D interpolations that the multi-backend Keras 2.2/2.3 defined otherwise than Keras
+3, and convc's name for the older definition: its ``bilinear`` was TensorFlow 1's
+``resize_bilinear`` (source coordinate ``i / size``; Keras 3: ``(i + 0.5) / size - 0.5``)."""
+
 _THEANO_SAME = re.compile(
     r"(Conv|Convolution)[123]D(Transpose)?|(Depthwise|Separable)(Conv|Convolution)[12]D"
 )
@@ -292,10 +300,7 @@ def _older_definitions(model_config: Any, generation: Generation, where: str) ->
             and interpolation == "bilinear"
             and _MULTI_BACKEND_KERAS2.fullmatch(generation.version or "")
         ):
-            problem = (
-                "interpolation='bilinear' was TensorFlow 1's resize_bilinear (source coordinate "
-                "i / size, no half-pixel offset); convc builds Keras 3's (half-pixel)"
-            )
+            config["interpolation"] = KERAS2_INTERPOLATIONS["bilinear"]
         if problem:
             raise ConvcError(
                 f"layer {config.get('name')!r} ({class_name}) of this {generation.label} file: "

@@ -23,6 +23,11 @@ _AXIS_WORDS = {1: ("steps",), 2: ("height", "width"), 3: ("dim1", "dim2", "dim3"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 """UpSampling2D interpolations that Keras's torch backend runs (lanczos and area are not)."""
 
+KERAS2_INTERPOLATIONS = ("bilinear_keras2",)
+"""convc's names for what an older Keras meant by an interpolation: ``bilinear_keras2`` is the
+multi-backend Keras 2.2/2.3's ``bilinear`` (TensorFlow 1's ``resize_bilinear``: source
+coordinate ``i / size``, no half-pixel offset), which imported files of those versions use."""
+
 
 def _pairs(
     args: Bound, name: str, rank: int, *, negative_int_ok: bool
@@ -198,7 +203,7 @@ class UpSampling(_SpatialLayer[UpSamplingSpec]):
                 args.span("interpolation"),
                 help="use 'nearest', 'bilinear' or 'bicubic'",
             )
-        return choice_arg(args, "interpolation", INTERPOLATIONS)
+        return choice_arg(args, "interpolation", INTERPOLATIONS + KERAS2_INTERPOLATIONS)
 
     def output_length(self, spec, name, axis, input_shape, position, args) -> int:
         return input_shape[position] * spec.size[axis]

@@ -72,9 +72,11 @@ KERAS_INTERPOLATIONS: dict[str, dict[str, Any]] = {
         "cubic_coeff_a": -0.75,
         "exclude_outside": 0,
     },
+    "bilinear_keras2": {"mode": "linear", "coordinate_transformation_mode": "asymmetric"},
 }
 """Resize's attributes for Keras's bilinear and bicubic interpolation, as its torch backend
-computes them (half-pixel centres; Keys cubic with a = -0.75; UpSampling2D and Resizing)."""
+computes them (half-pixel centres; Keys cubic with a = -0.75; UpSampling2D and Resizing), and
+for Keras 2.2/2.3's bilinear (TensorFlow 1's resize_bilinear: source ``i / scale``)."""
 
 
 class Emitter:

@@ -114,7 +114,8 @@ def _interpolation_layout(em: Emitter, spec: UpSamplingSpec, x: Value) -> tuple[
     inner = list(range(2, x.rank))
     if positions == inner:
         return x.perm
-    if spec.interpolation == "bilinear" and positions == list(range(1, x.rank - 1)):
+    linear = KERAS_INTERPOLATIONS[spec.interpolation]["mode"] == "linear"
+    if linear and positions == list(range(1, x.rank - 1)):
         if not em.target.resize_inner_axes_only:
             return x.perm
         em.workaround("Resize in channels-first order (a Resize of middle axes is mishandled)")
