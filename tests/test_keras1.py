@@ -411,15 +411,25 @@ def _bn_arrays(rng, channels):
     return gamma, beta, mean, var
 
 
-def case_th_conv(backend: str | None, tf_names: bool) -> Case:
+def case_th_conv(backend: str | None, tf_names: bool, border_mode: str = "valid") -> Case:
     """A classic Keras 1 'th' net: Convolution2D, BatchNormalization(axis=1), MaxPooling2D,
     Flatten (channels first: (channels, rows, cols) order), Dense."""
     rng = _rng(1)
     W, b = _arrays(rng, (4, 2, 3, 3), (4,))
     gamma, beta, mean, var = _bn_arrays(rng, 4)
-    W2, b2 = _arrays(rng, (4 * 2 * 2, 3), (3,))
+    side = 2 if border_mode == "valid" else 3
+    W2, b2 = _arrays(rng, (4 * side * side, 3), (3,))
     layers = [
-        conv2d("convolution2d_1", 4, 3, 3, ordering="th", activation="relu", first=(2, 7, 7)),
+        conv2d(
+            "convolution2d_1",
+            4,
+            3,
+            3,
+            ordering="th",
+            activation="relu",
+            first=(2, 7, 7),
+            border_mode=border_mode,
+        ),  # fmt: skip
         batchnorm("batchnormalization_1", axis=1),
         pool2d("maxpooling2d_1", "Max", (2, 2), (2, 2), "valid", "th"),
         simple("Flatten", "flatten_1"),
@@ -428,7 +438,7 @@ def case_th_conv(backend: str | None, tf_names: bool) -> Case:
     theano = backend == "theano"
 
     def expected(x):
-        y = np.maximum(k1_conv(x, W, b, ordering="th", theano=theano), 0)
+        y = np.maximum(k1_conv(x, W, b, ordering="th", border_mode=border_mode, theano=theano), 0)
         y = k1_batchnorm(y, gamma, beta, mean, var, 1, 1e-3)
         y = k1_pool(y, (2, 2), (2, 2), "valid", "Max", "th")
         return k1_softmax(y.reshape(len(y), -1) @ W2 + b2)
@@ -439,7 +449,9 @@ def case_th_conv(backend: str | None, tf_names: bool) -> Case:
         model = keras.Sequential(
             [
                 keras.Input((2, 7, 7)),
-                L.Conv2D(4, 3, data_format="channels_first", activation="relu"),
+                L.Conv2D(
+                    4, 3, padding=border_mode, data_format="channels_first", activation="relu"
+                ),  # fmt: skip
                 L.BatchNormalization(axis=1),
                 L.MaxPooling2D(2, data_format="channels_first"),
                 L.Flatten(),
@@ -755,6 +767,7 @@ def case_functional() -> Case:
 CASES: dict[str, Callable[[], Case]] = {
     "th-conv-bn-pool-dense-theano": lambda: case_th_conv("theano", tf_names=False),
     "th-conv-bn-pool-dense-tensorflow": lambda: case_th_conv("tensorflow", tf_names=True),
+    "th-conv_same_odd-theano": lambda: case_th_conv("theano", tf_names=False, border_mode="same"),
     "th-same-even_kernel-strided-avgpool": case_th_same_strided,
     "tf-atrous-padding-cropping-upsampling-hard_sigmoid": case_tf_image,
     "conv1d-keras1.2": lambda: case_conv1d("1.2.2"),
@@ -880,7 +893,7 @@ def test_keras3_agrees_where_it_can_build_the_model(name, tmp_path):
     np.testing.assert_allclose(theirs, expected, atol=ATOL, rtol=RTOL)
 
 
-def test_theano_kernels_are_flipped_only_where_the_file_says_theano(tmp_path):
+def test_theano_kernels_are_flipped_only_where_the_file_says_theano(tmp_path, capsys):
     """Keras 1 saved no backend: read as TensorFlow's (as Keras 2 does), with a warning when the
     convolutions use Theano's 'th' order; the same arrays read as Theano's differ."""
     theano = case_th_conv("theano", tf_names=False)
@@ -899,6 +912,9 @@ def test_theano_kernels_are_flipped_only_where_the_file_says_theano(tmp_path):
     assert np.abs(outputs["theano"] - outputs["unsaid"]).max() > 1e-3  # softmax outputs
     np.testing.assert_allclose(outputs["theano"], theano.expected(*xs), atol=ATOL, rtol=RTOL)
     np.testing.assert_allclose(outputs["unsaid"], unsaid.expected(*xs), atol=ATOL, rtol=RTOL)
+    capsys.readouterr()
+    assert main(["build", str(tmp_path / "unsaid.h5"), "-o", str(tmp_path / "u.onnx")]) == 0
+    assert "warning: this Keras 1 file does not say which backend" in capsys.readouterr().err
 
 
 def test_a_keras1_json_builds_and_imports_as_keras3_text(tmp_path, capsys):

@@ -148,12 +148,14 @@ def import_file(
                     error.help = _replaced_shapes_hint(model, given, error.help)
                 raise _of_generation(error, generation) from None
         notes = generations.warnings(generation, graph.layers, weights is not None, where)
+        if notes:  # the model's, so that whatever shows the model's warnings shows them
+            model = dataclasses.replace(model, warnings=(*model.warnings, *notes))
         return Imported(
             text,
             model,
             weights,
             model_file.format,
-            list(model.warnings) + notes,
+            list(model.warnings),
             replaced=tuple(r.name for r in given),
         )
 
