@@ -796,7 +796,8 @@ def _flattened_names(layers: list) -> list[str]:
     for entry in layers:
         if entry["class_name"] == "Merge" and "layers" in entry["config"]:
             for branch in entry["config"]["layers"]:
-                names += _flattened_names(branch["config"])
+                inner = branch["config"]
+                names += _flattened_names(inner if isinstance(inner, list) else inner["layers"])
         elif entry["class_name"] == "Sequential":  # its layers' groups: a test regroups them
             names += _flattened_names(entry["config"])
         elif entry["class_name"] != "Merge" or "layers" not in entry["config"]:
@@ -1188,3 +1189,43 @@ def test_a_malformed_keras1_config_is_an_error_never_a_crash(name, tmp_path):
                 except ConvcError:
                     refused += 1
     assert trials > 100 and refused > trials // 4
+
+
+def test_a_merge_of_a_functional_branch_and_a_sequential_one(tmp_path):
+    """Keras 1's Merge at the head of a Sequential also took functional models as branches:
+    their layers (input included) join the model as they are."""
+    rng = _rng(11)
+    W1, b1 = _arrays(rng, (3, 4), (4,))
+    W2, b2 = _arrays(rng, (5, 4), (4,))
+    functional = {
+        "class_name": "Model",
+        "config": {
+            "name": "model_1",
+            "layers": [
+                {"class_name": "InputLayer", "name": "in_a", "inbound_nodes": [],
+                 "config": {"name": "in_a", "batch_input_shape": [None, 3],
+                            "input_dtype": "float32", "sparse": False}},
+                {"class_name": "Dense", "name": "fa", "inbound_nodes": [[["in_a", 0, 0]]],
+                 "config": dense("fa", 4, "relu")["config"]},
+            ],
+            "input_layers": [["in_a", 0, 0]],
+            "output_layers": [["fa", 0, 0]],
+        },
+    }  # fmt: skip
+    sequential = {"class_name": "Sequential", "config": [dense("sb", 4, first=(5,))]}
+    case = Case(
+        {
+            "class_name": "Sequential",
+            "config": [merge("m", "mul", layers=[functional, sequential])],
+        },
+        {"fa": [("W", W1), ("b", b1)], "sb": [("W", W2), ("b", b2)]},
+        [(3,), (5,)],
+        lambda a, c: np.maximum(a @ W1 + b1, 0) * (c @ W2 + b2),
+    )
+    path = tmp_path / "m.h5"
+    write_h5(case, path)  # flattened_layers took a Model branch's .layers, its input too
+    imported = import_file(path)
+    assert [i.name for i in imported.model.inputs] == ["in_a", "sb_input"]
+    xs = _inputs(case)
+    (actual,) = onnx_outputs(compile_model(imported.model, imported.weights), xs)
+    np.testing.assert_allclose(actual, case.expected(*xs), atol=ATOL, rtol=RTOL)
