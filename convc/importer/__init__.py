@@ -105,7 +105,7 @@ def import_file(
             raise ConvcError(
                 "convc cannot compile "
                 + ("this layer" if len(problems) == 1 else f"{len(problems)} things in this model")
-                + (f" of a {generation.label} file" if generation.major < 3 else "")
+                + (f" of a {generation.label} file" if generation.major == 1 else "")
                 + ":\n"
                 + report(problems),
                 path=where,
@@ -408,8 +408,8 @@ def _dim(value) -> str:
 
 
 def _of_generation(error: ConvcError, generation: generations.Generation) -> ConvcError:
-    """An error about a file of an older generation, which says the generation."""
-    if generation.major < 3:
+    """An error about a Keras 1 file, which says so (convc reads it by translation)."""
+    if generation.major == 1:
         error.message = f"this {generation.label} file: {error.message}"
     return error
 
