@@ -957,15 +957,13 @@ def test_a_merged_sequential_imports_as_a_functional_model(tmp_path):
             {"nb_filter": 2, "filter_length": 3, "atrous_rate": 2, "subsample_length": 1,
              "input_dim": 4, "input_length": 10},
             "Conv1D",
-            {"filters": 2, "kernel_size": 3, "dilation_rate": 2, "strides": 1,
-             "batch_input_shape": [None, 10, 4]},
+            {"filters": 2, "kernel_size": 3, "dilation_rate": 2, "strides": 1},
         ),
-        (
+        (  # built after another layer: input_dim is the size it was built on, not a shape
             "Dense",
             {"output_dim": 3, "init": "uniform", "bias": True, "input_dim": 7},
             "Dense",
-            {"units": 3, "kernel_initializer": "uniform", "use_bias": True,
-             "batch_input_shape": [None, 7]},
+            {"units": 3, "kernel_initializer": "uniform", "use_bias": True},
         ),
         (
             "SeparableConvolution2D",
@@ -1023,6 +1021,29 @@ def test_keras1_arguments_translate_by_the_table(class_name, config, expected_cl
     layer = translated["config"]["layers"][1]
     assert layer["class_name"] == expected_class
     assert layer["config"] == {"name": "x", **expected}
+
+
+@pytest.mark.parametrize(
+    ("first", "shape"),
+    [
+        ({"class_name": "Dense", "config": {"name": "d", "output_dim": 2, "input_dim": 7}},
+         [None, 7]),
+        ({"class_name": "Convolution1D", "config": {"name": "c", "nb_filter": 2,
+          "filter_length": 3, "input_dim": 4, "input_length": 10}}, [None, 10, 4]),
+        ({"class_name": "Dense", "config": {"name": "d", "output_dim": 2, "input_dim": 7,
+          "batch_input_shape": [5, 7]}}, [5, 7]),
+    ],
+)  # fmt: skip
+def test_a_first_layers_input_dim_declares_the_input(first, shape):
+    """Keras 1 saved a Dense's ``input_dim`` wherever it was (the size it was built on): only a
+    first layer's declares the model's input."""
+    model = {"class_name": "Sequential", "config": [first, dense("d2", 1)]}
+    model["config"][1]["config"]["input_dim"] = 2
+    generation = Generation(1, "1.2.2", None, "keras_version '1.2.2'")
+    layers = translate(model, generation, "m.json").config["config"]["layers"]
+    assert layers[0]["config"]["batch_input_shape"] == shape
+    assert "batch_input_shape" not in layers[1]["config"]
+    assert "input_dim" not in layers[0]["config"] and "input_dim" not in layers[1]["config"]
 
 
 def test_every_keras1_class_in_the_table_is_one_convc_compiles():

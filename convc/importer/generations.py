@@ -529,6 +529,8 @@ class _Keras1:
             named = (
                 {"name": config["name"]} if isinstance(config, dict) and "name" in config else {}
             )
+            if layers:
+                layers = [_declared_input(layers[0]), *layers[1:]]
             return class_name, {**named, "layers": [self.layer(item) for item in layers]}
         if class_name in ("Model", "Functional") and isinstance(config, dict):
             layers = config.get("layers")
@@ -638,11 +640,8 @@ class _Keras1:
     def branch_input(self, first: Any, built: list, inputs: list) -> list:
         """The input of a branch, as Keras 1's Sequential made it from its first layer's
         ``batch_input_shape``."""
-        config = _dict(first.get("config") if isinstance(first, dict) else None)
+        config = _dict(_declared_input(first).get("config") if isinstance(first, dict) else None)
         shape = config.get("batch_input_shape")
-        if not isinstance(shape, list):
-            _, translated = self.layer_parts(first)
-            shape = translated.get("batch_input_shape")
         if not isinstance(shape, list):
             raise self.error(
                 f"the layer {config.get('name')!r} that starts a branch of a Merge does not say "
@@ -748,14 +747,26 @@ class _Keras1:
 
 
 def _fix_input_dim(self: _Keras1, out: dict, config: dict) -> None:
-    """Dense and Convolution1D saved ``input_dim`` (and ``input_length``) beside the
-    ``batch_input_shape`` they made of it."""
-    input_dim = out.pop("input_dim", None)
-    input_length = out.pop("input_length", None)
-    if input_dim is not None and not isinstance(out.get("batch_input_shape"), list):
-        out["batch_input_shape"] = (
-            [None, input_dim] if out.get("units") is not None else [None, input_length, input_dim]
-        )
+    """Dense and Convolution1D saved ``input_dim`` (and ``input_length``): the size of the input
+    they were built on, wherever they are (``_declared_input`` reads it for a first layer)."""
+    out.pop("input_dim", None)
+    out.pop("input_length", None)
+
+
+def _declared_input(item: Any) -> Any:
+    """A Sequential's first layer with the input shape it declares: ``batch_input_shape``, or
+    what Keras 1 made of ``input_dim`` (and ``input_length``) when that is missing."""
+    config = item.get("config") if isinstance(item, dict) else None
+    if not isinstance(config, dict) or isinstance(config.get("batch_input_shape"), list):
+        return item
+    input_dim = config.get("input_dim")
+    if not _is_int(input_dim):
+        return item
+    shape = [None, input_dim]
+    if item.get("class_name") in ("Convolution1D", "AtrousConvolution1D"):
+        length = config.get("input_length")
+        shape = [None, length if _is_int(length) else None, input_dim]
+    return {**item, "config": {**config, "batch_input_shape": shape}}
 
 
 def _fix_zero_padding(self: _Keras1, out: dict, config: dict) -> None:
