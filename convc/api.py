@@ -97,7 +97,7 @@ def _load_with_weights(
             )
         return source, weights, False
     path = _path(source)
-    loaded = load_source(path, replace=replace)
+    loaded = load_source(path, replace=replace, weights=weights)
     chosen = loaded.weights_for(weights, os.fspath(path))
     return loaded.model, chosen, chosen is not weights and isinstance(chosen, Mapping)
 

@@ -418,7 +418,10 @@ def _load(args: argparse.Namespace, path: str):
     text = None
     if is_model_file(path):
         source = load_source(
-            path, input_shapes=_shapes(getattr(args, "input_shape", None)), replace=replace
+            path,
+            input_shapes=_shapes(getattr(args, "input_shape", None)),
+            replace=replace,
+            weights=getattr(args, "weights", None),
         )
         args.weights = source.weights_for(getattr(args, "weights", None), path)
         model = source.model

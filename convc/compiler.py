@@ -140,12 +140,17 @@ class Loaded:
     imported: bool = False
     replaced: tuple[str, ...] = ()
     """The layers ``replace`` replaced."""
+    weights_file: str | None = None
+    """The weights file the importer read into ``weights`` (Keras 1 or 2's ``save_weights``
+    beside a JSON architecture)."""
 
     def weights_for(self, given: WeightsSource, where: str | None = None) -> WeightsSource:
         """The weights to build with: ``given``, or the model file's own; a model file's
         replaced layers take theirs from ``given`` (``convc.replace.source_weights``)."""
         from convc.replace import source_weights
 
+        if isinstance(given, str | os.PathLike) and os.fspath(given) == self.weights_file:
+            given = None  # read already, by the importer
         return source_weights(self.model, self.weights, self.replaced, given, where)
 
 
@@ -154,16 +159,22 @@ def load_source(
     *,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     replace: Replace = None,
+    weights: WeightsSource = None,
 ) -> Loaded:
     """Read and resolve ``path``: ``.conv`` text, or a ``.keras``, ``.h5`` or ``.json`` Keras
     model (``convc.importer``); ``input_shapes`` fills the dimensions a model file leaves
-    unknown, ``replace`` replaces layers by name."""
+    unknown, ``replace`` replaces layers by name. ``weights``, the weights the caller will
+    build with, is read here when it is Keras 1 or 2's ``save_weights`` HDF5 beside a JSON
+    architecture, whose layout only the importer knows (``Loaded.weights_file``)."""
     from convc.importer import import_file
 
     given = replacements(replace)
     if is_model_file(os.fspath(path)):
         imported = import_file(
-            os.fspath(path), input_shapes=dict(input_shapes or {}), replace=given
+            os.fspath(path),
+            input_shapes=dict(input_shapes or {}),
+            replace=given,
+            weights_file=os.fspath(weights) if isinstance(weights, str | os.PathLike) else None,
         )
         assert imported.model is not None, "no placeholders were asked for"
         return Loaded(
@@ -172,6 +183,7 @@ def load_source(
             imported.weights,
             imported=True,
             replaced=imported.replaced,
+            weights_file=imported.weights_file,
         )
     check_no_input_shapes(path, input_shapes)
     text = read_source(path)

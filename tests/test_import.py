@@ -23,6 +23,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
+import convc  # noqa: E402
 from convc.cli import main  # noqa: E402
 from convc.compiler import compile_model, compile_text  # noqa: E402
 from convc.diagnostics import ConvcError  # noqa: E402
@@ -205,6 +206,34 @@ def test_json_is_the_same_architecture(case, saved):
         compile_model(from_json.model, from_keras.weights).SerializeToString()
         == compile_model(from_keras.model, from_keras.weights).SerializeToString()
     )
+
+
+def _keras2_save_weights(full_model_h5, path) -> None:
+    """The weights file Keras 2's ``model.save_weights("w.h5")`` writes: a full-model .h5's
+    ``model_weights`` group (layer_names, each layer's weight_names) as the file's root."""
+    import h5py
+
+    with h5py.File(full_model_h5, "r") as source, h5py.File(path, "w") as target:
+        group = source["model_weights"]
+        for name, value in group.attrs.items():
+            target.attrs[name] = value
+        for key in group:
+            source.copy(group[key], target, name=key)
+
+
+@pytest.mark.parametrize("case", ["sequential-chain", "functional-resnet-block"])
+def test_json_with_keras2_save_weights_matches_keras(case, saved, tmp_path):
+    """An architecture JSON beside Keras 1 or 2's save_weights HDF5 (``--weights``), as
+    Keras 2's model_from_json + load_weights read them; seen failing before the importer read
+    such a file ("not a Keras 3 .weights.h5 file")."""
+    model, paths = saved(case)
+    weights = tmp_path / "w.h5"
+    _keras2_save_weights(paths["h5"], weights)
+    built = convc.build(paths["json"], weights=weights)
+    assert _compare(built, None, model) >= 1
+    output = tmp_path / "m.onnx"
+    assert main(["build", str(paths["json"]), "--weights", str(weights), "-o", str(output)]) == 0
+    assert onnx.load(output).SerializeToString() == built.SerializeToString()
 
 
 def test_json_written_as_a_json_string_is_the_same_architecture(saved, tmp_path):

@@ -66,6 +66,8 @@ class Imported:
     placeholders: list[Placeholder] = field(default_factory=list)
     weights_note: str | None = None
     """Why the weights of a model with placeholders could not be read."""
+    weights_file: str | None = None
+    """The Keras 1 or 2 weights file read with an architecture-only JSON."""
 
 
 @dataclass(frozen=True)
@@ -84,16 +86,21 @@ def import_file(
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     replace: Mapping[str, str] | Sequence[Replacement] | None = None,
     placeholders: bool = False,
+    weights_file: str | Path | None = None,
 ) -> Imported:
     """Read a Keras model file. ``input_shapes`` gives dimensions the file leaves unknown, by
     input name (``""`` for every input). ``replace`` maps layer names to the `.conv` layer calls
     that stand in their place (``convc.replace``). With ``placeholders``, a layer whose
     computation is code (a Lambda, a custom layer) that nothing replaces is written as a
     placeholder line instead of being refused; the text then does not build until it is
-    edited, and ``Imported.model`` is ``None``."""
+    edited, and ``Imported.model`` is ``None``. ``weights_file`` is read with an
+    architecture-only JSON when it is Keras 1 or 2's ``save_weights`` HDF5, which is laid out by
+    layer name as a full-model ``.h5`` is (``Imported.weights_file`` then says so); any other
+    weights file is left to ``convc.weights``."""
     where = str(path)
     given = replacements(replace)
     with open_model_file(path) as model_file:
+        attached = weights_file is not None and model_file.attach_legacy_weights(weights_file)
         generation = generations.detect(model_file)
         translation = generations.translate(model_file.config, generation, where)
         graph = flatten(translation.config, where)
@@ -157,6 +164,7 @@ def import_file(
             model_file.format,
             list(model.warnings),
             replaced=tuple(r.name for r in given),
+            weights_file=str(weights_file) if attached else None,
         )
 
 

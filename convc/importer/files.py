@@ -75,6 +75,26 @@ class ModelFile:
             self.weights = hdf5.open_hdf5(source, f"{self.path}:model.weights.h5", budget=budget)
         return self.weights
 
+    def attach_legacy_weights(self, path: str | Path) -> bool:
+        """Take ``path`` as the weights of this architecture-only JSON when it is an HDF5 file
+        of Keras 1 or 2's ``save_weights`` (``layer_names`` at its root; read by layer, as a
+        full-model ``.h5`` is); False, and nothing kept, for any other file."""
+        if self.format != "json" or self.weights is not None:
+            return False
+        path = Path(path)
+        try:
+            with path.open("rb") as handle:
+                if handle.read(8) != _HDF5_MAGIC:
+                    return False
+        except OSError:
+            return False
+        weights = hdf5.open_hdf5(path, str(path))
+        if "layer_names" not in weights.attrs and "model_weights" not in weights:
+            weights.close()
+            return False
+        self.weights = weights
+        return True
+
     def close(self) -> None:
         if self.weights is not None:
             self.weights.close()

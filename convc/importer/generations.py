@@ -77,7 +77,7 @@ def detect(model_file: Any) -> Generation:
     config = model_file.config
     version = model_file.keras_version or _text(config.get("keras_version"))
     backend = _text(config.get("backend"))
-    if model_file.format == "h5" and model_file.weights is not None:
+    if model_file.format in ("h5", "json") and model_file.weights is not None:
         backend = _text(model_file.weights.attrs.get("backend")) or backend
     if version:
         match = re.match(r"\s*(\d+)\.", version)
