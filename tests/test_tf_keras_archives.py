@@ -151,3 +151,16 @@ def test_keras_3_5s_random_rotation_value_range_is_read(value_range, refusal, tm
     else:
         with pytest.raises(Exception, match=refusal):
             import_file(path)
+
+
+def test_tf_keras_1_initializers_with_a_dtype_are_read(tmp_path):
+    """tf.keras 1.x-2.3 wrote TensorFlow's initializers with their dtype
+    (``GlorotUniform(dtype="float32")``; the corpus's mnist-cnn-tf224): read as Keras's."""
+    config = _config()
+    for layer in config["config"]["layers"][2:]:
+        for key in ("kernel_initializer", "bias_initializer"):
+            layer["config"][key]["config"]["dtype"] = "float32"
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(config))
+    imported = import_file(path)
+    assert "dtype" not in imported.text  # Keras's defaults, left out of the text

@@ -916,6 +916,17 @@ def layer_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
     if _SEPARABLE_CLASS.fullmatch(class_name):
         for key in _SEPARABLE_UNUSED:
             translated.pop(key, None)
+    for key, value in config.items():
+        # tf.keras 1.x-2.3 serialized TensorFlow's init_ops initializers with their dtype
+        # (GlorotUniform(dtype="float32")), which Keras's own initializers do not take
+        inner = value.get("config") if isinstance(value, dict) else None
+        if (
+            key.endswith("_initializer")
+            and isinstance(inner, dict)
+            and inner.get("dtype") == "float32"
+        ):
+            inner = {k: v for k, v in inner.items() if k != "dtype"}
+            translated[key] = {**value, "config": inner}
     return translated
 
 
