@@ -1,9 +1,14 @@
 """ONNX models on disk: atomic writes, and external data for weights beyond protobuf's 2 GiB.
 
 ``save`` writes the weights to ``NET.onnx.data`` beside the model when they are too large to be
-embedded (``weights_set_aside`` points the tensors at that file while the model is serialized).
+embedded (``external_skeleton`` gives the model that points its tensors at that file).
 ``skeleton`` gives a weight-less copy of a model for the checker and shape inference, which then
 work whatever the model's size.
+
+A weight's bytes are read out of a ``TensorProto`` only to be written: with protobuf's upb
+runtime, reading ``raw_data`` copies the bytes (0.4 GB for VGG16's first Dense kernel), and so
+does ``ByteSize``, which encodes the message to measure it. Sizes come from ``raw_data_bytes``,
+which reads a tensor's type and shape instead.
 
 Every file is written atomically: to a temporary file in the target directory, then renamed. On
 any failure nothing is left behind and an existing file is untouched.
@@ -11,14 +16,14 @@ any failure nothing is left behind and an existing file is untouched.
 
 from __future__ import annotations
 
-import contextlib
+import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-from onnx.external_data_helper import set_external_data
 
 from convc.diagnostics import ConvcError
 from convc.limits import EXTERNAL_DATA_BYTES
@@ -28,8 +33,28 @@ SMALL_TENSOR_BYTES = 1024
 """Constants up to this size (pads, axes, scales) stay in a skeleton: shape inference reads them."""
 
 
+_ITEM_BYTES = {
+    data_type: onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize
+    for data_type in (*range(1, 8), *range(9, 21), onnx.TensorProto.FLOAT8E8M0)
+}
+"""Bytes per element of the data types whose ``raw_data`` holds whole bytes per element (not
+strings, and not the 2-, 4- and 6-bit types, which are packed)."""
+
+
+def raw_data_bytes(tensor: onnx.TensorProto) -> int:
+    """The length of ``tensor.raw_data``, from its data type and dims, without copying the bytes
+    out; read from the bytes only for a packed or string type. A tensor whose ``raw_data`` does
+    not match its shape is invalid ONNX; ``serialized_pieces`` notices it."""
+    if not tensor.HasField("raw_data"):
+        return 0
+    item = _ITEM_BYTES.get(tensor.data_type)
+    if item is None:
+        return len(tensor.raw_data)
+    return item * math.prod(tensor.dims)
+
+
 def weight_bytes(proto: onnx.ModelProto) -> int:
-    return sum(len(t.raw_data) for t in proto.graph.initializer)
+    return sum(raw_data_bytes(t) for t in proto.graph.initializer)
 
 
 def skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -43,7 +68,7 @@ def skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
     graph.input.extend(proto.graph.input)
     graph.output.extend(proto.graph.output)
     for tensor in proto.graph.initializer:
-        if len(tensor.raw_data) <= SMALL_TENSOR_BYTES:
+        if raw_data_bytes(tensor) <= SMALL_TENSOR_BYTES:
             graph.initializer.append(tensor)
         else:
             graph.input.append(
@@ -69,34 +94,34 @@ def check_and_infer(proto: onnx.ModelProto) -> onnx.ModelProto:
         raise InvalidModel(str(error)) from error
 
 
-@contextlib.contextmanager
-def weights_set_aside(
-    proto: onnx.ModelProto, location: str = "weights.data"
-) -> Iterator[list[bytes]]:
-    """Within the block, initializers reference ``location`` instead of holding their bytes; the
-    bytes are yielded in initializer order and restored afterwards."""
-    tensors = [t for t in proto.graph.initializer if t.HasField("raw_data")]
-    blobs: list[bytes] = []
+def external_skeleton(proto: onnx.ModelProto, location: str) -> tuple[onnx.ModelProto, list[int]]:
+    """A copy of ``proto`` whose initializers with ``raw_data`` reference ``location`` instead
+    of holding their bytes (as ``onnx.external_data_helper.set_external_data`` marks them: in
+    initializer order, one after another), and the lengths of those bytes. ``proto`` is not
+    changed and no weight is copied."""
+    copy = copy_without(proto, "graph")
+    copy.graph.CopyFrom(copy_without(proto.graph, "initializer"))
+    lengths = []
     offset = 0
-    for tensor in tensors:
-        blob = tensor.raw_data
-        blobs.append(blob)
-        set_external_data(tensor, location, offset=offset, length=len(blob))
-        tensor.ClearField("raw_data")
-        tensor.data_location = onnx.TensorProto.EXTERNAL
-        offset += len(blob)
-    try:
-        yield blobs
-    finally:
-        for tensor, blob in zip(tensors, blobs, strict=True):
-            del tensor.external_data[:]
-            tensor.data_location = onnx.TensorProto.DEFAULT
-            tensor.raw_data = blob
+    for tensor in proto.graph.initializer:
+        if not tensor.HasField("raw_data"):
+            copy.graph.initializer.append(tensor)
+            continue
+        length = raw_data_bytes(tensor)
+        external = copy.graph.initializer.add()
+        external.CopyFrom(tensor_without_raw_data(tensor))
+        del external.external_data[:]
+        external.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", offset), ("length", length)):
+            external.external_data.add(key=key, value=str(value))
+        lengths.append(length)
+        offset += length
+    return copy, lengths
 
 
 def save(proto: onnx.ModelProto, path: str | os.PathLike) -> list[Path]:
     """Write a model; weights too large to embed go to ``<name>.data`` beside it.
-    Returns the files written."""
+    Returns the files written. At most one weight's bytes are copied at a time."""
     path = Path(path)
     total = weight_bytes(proto)
     with bar("writing weights", total, "bytes") as shown:
@@ -104,10 +129,28 @@ def save(proto: onnx.ModelProto, path: str | os.PathLike) -> list[Path]:
             write_files([(path, _counted(serialized_pieces(proto), shown))])
             return [path]
         data_path = path.with_name(path.name + ".data")
-        with weights_set_aside(proto, data_path.name) as blobs:
-            skeleton = proto.SerializeToString()
-            write_files([(data_path, _counted(blobs, shown)), (path, [skeleton])])
+        external, lengths = external_skeleton(proto, data_path.name)
+        blobs = _raw_data_pieces(proto, lengths)
+        write_files([(data_path, _counted(blobs, shown)), (path, [external.SerializeToString()])])
         return [data_path, path]
+
+
+def _raw_data_pieces(proto: onnx.ModelProto, lengths: list[int]) -> Iterator[bytes]:
+    """The ``raw_data`` of each initializer that has one, one at a time, each checked to have
+    the length its shape gives (the offsets written before it assumed so)."""
+    tensors = (t for t in proto.graph.initializer if t.HasField("raw_data"))
+    for tensor, length in zip(tensors, lengths, strict=True):
+        blob = tensor.raw_data
+        _check_length(tensor, len(blob), length)
+        yield blob
+
+
+def _check_length(tensor: onnx.TensorProto, actual: int, expected: int) -> None:
+    if actual != expected:
+        raise ConvcError(
+            f"tensor {tensor.name!r} holds {actual:,} bytes where its data type and shape "
+            f"{list(tensor.dims)} say {expected:,}: it is not a valid ONNX tensor"
+        )
 
 
 def _counted(chunks: Iterable[bytes], shown: Bar) -> Iterator[bytes]:
@@ -117,29 +160,91 @@ def _counted(chunks: Iterable[bytes], shown: Bar) -> Iterator[bytes]:
 
 
 def serialized_pieces(proto: onnx.ModelProto) -> Iterator[bytes]:
-    """The model's protobuf encoding in pieces, one weight tensor at a time.
+    """The model's protobuf encoding in pieces: a header, then each initializer's key, length
+    and fields, its weight's bytes a piece of their own.
 
     ``SerializeToString`` of a whole model holds its encoding twice while it runs, on top of the
-    model itself; encoding each initializer on its own holds one tensor's. The bytes parse to
-    the same model: the graph comes last instead of in field order, and its initializers after
-    its other fields, which protobuf allows."""
+    model itself, and so does that of one tensor (protobuf encodes it, then copies the encoding
+    into a ``bytes``); here a weight's bytes are copied out once, and only its other fields are
+    encoded. The bytes parse to the same model: the graph comes last instead of in field order,
+    and its initializers after its other fields, which protobuf allows; a tensor's own fields
+    are in field order, as protobuf writes them."""
     graph = proto.graph
     header = copy_without(proto, "graph").SerializeToString()
     graph_header = copy_without(graph, "initializer").SerializeToString()
-    sizes = [tensor.ByteSize() for tensor in graph.initializer]
+    encodings = [_TensorEncoding.of(tensor) for tensor in graph.initializer]
     graph_size = len(graph_header) + sum(
-        len(_length_delimited(_INITIALIZER_FIELD, size)) + size for size in sizes
+        len(length_delimited(_INITIALIZER_FIELD, encoding.size)) + encoding.size
+        for encoding in encodings
     )
-    yield header + _length_delimited(_GRAPH_FIELD, graph_size) + graph_header
-    for tensor, size in zip(graph.initializer, sizes, strict=True):
-        yield _length_delimited(_INITIALIZER_FIELD, size) + tensor.SerializeToString()
+    yield header + length_delimited(_GRAPH_FIELD, graph_size) + graph_header
+    for tensor, encoding in zip(graph.initializer, encodings, strict=True):
+        yield length_delimited(_INITIALIZER_FIELD, encoding.size) + encoding.before
+        if encoding.raw_data is not None:
+            blob = tensor.raw_data
+            _check_length(tensor, len(blob), encoding.raw_data)  # the lengths written assume it
+            yield blob
+            del blob
+            if encoding.after:
+                yield encoding.after
+
+
+RAW_DATA_FIELD = 9  # TensorProto.raw_data
+
+
+@dataclass(frozen=True)
+class _TensorEncoding:
+    """A tensor's encoding around its ``raw_data``: the fields numbered below it (the whole
+    encoding when it has none), the length of its bytes, the fields numbered above it."""
+
+    before: bytes
+    raw_data: int | None
+    after: bytes = b""
+
+    @classmethod
+    def of(cls, tensor: onnx.TensorProto) -> _TensorEncoding:
+        if not tensor.HasField("raw_data"):
+            return cls(tensor.SerializeToString(), None)
+        length = raw_data_bytes(tensor)
+        below = _copy_fields(tensor, lambda number: number < RAW_DATA_FIELD).SerializeToString()
+        above = _copy_fields(tensor, lambda number: number > RAW_DATA_FIELD).SerializeToString()
+        return cls(below + length_delimited(RAW_DATA_FIELD, length), length, above)
+
+    @property
+    def size(self) -> int:
+        return len(self.before) + (self.raw_data or 0) + len(self.after)
+
+
+def tensor_without_raw_data(tensor: onnx.TensorProto) -> onnx.TensorProto:
+    """A copy of ``tensor`` but its ``raw_data``, which is never read."""
+    return _copy_fields(tensor, lambda number: number != RAW_DATA_FIELD)
+
+
+def _copy_fields(tensor: onnx.TensorProto, wanted: Callable[[int], bool]) -> onnx.TensorProto:
+    """A copy of the fields of ``tensor`` whose numbers are ``wanted``; the others are not read
+    (``copy_without`` reads every field's value, and reading ``raw_data`` copies the bytes)."""
+    copy = onnx.TensorProto()
+    for field in tensor.DESCRIPTOR.fields:
+        name = field.name
+        if not wanted(field.number):
+            continue
+        if field.is_repeated:
+            values = getattr(tensor, name)
+            if len(values):
+                getattr(copy, name).extend(values)
+        elif tensor.HasField(name):
+            if field.message_type is not None:
+                getattr(copy, name).CopyFrom(getattr(tensor, name))
+            else:
+                setattr(copy, name, getattr(tensor, name))
+    return copy
 
 
 _GRAPH_FIELD = 7  # ModelProto.graph
 _INITIALIZER_FIELD = 5  # GraphProto.initializer
 
 
-def _length_delimited(field: int, length: int) -> bytes:
+def length_delimited(field: int, length: int) -> bytes:
     """The key and length that precede a length-delimited protobuf field's bytes."""
     return _varint(field << 3 | 2) + _varint(length)
 

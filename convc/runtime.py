@@ -24,7 +24,7 @@ import onnx
 from convc.arrays import read_npy, read_npz
 from convc.diagnostics import ConvcError
 from convc.limits import EXTERNAL_DATA_BYTES
-from convc.onnxfile import copy_without, save, weight_bytes
+from convc.onnxfile import copy_without, raw_data_bytes, save, weight_bytes
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -317,7 +317,7 @@ def _weights_handed_over(model: onnx.ModelProto) -> tuple[bytes, dict[str, np.nd
     weights = {}
     for tensor in model.graph.initializer:
         dtype = _HANDED_OVER_TYPES.get(tensor.data_type)
-        if dtype is None or len(tensor.raw_data) <= HANDED_OVER_BYTES:
+        if dtype is None or raw_data_bytes(tensor) <= HANDED_OVER_BYTES:
             graph.initializer.append(tensor)
             continue
         weights[tensor.name] = np.frombuffer(tensor.raw_data, dtype).reshape(tensor.dims)
@@ -361,7 +361,7 @@ def largest_tensor_bytes(model: onnx.ModelProto | str | os.PathLike) -> int:
     sizes = [0]
     for tensor in model.graph.initializer:
         external = {entry.key: entry.value for entry in tensor.external_data}
-        sizes.append(int(external.get("length", 0)) if external else len(tensor.raw_data))
+        sizes.append(int(external.get("length", 0)) if external else raw_data_bytes(tensor))
     return max(sizes)
 
 

@@ -160,8 +160,9 @@ def test_ir_version_is_the_oldest_the_opset_allows(opset):
     ],
 )
 def test_models_are_written_one_tensor_at_a_time_and_parse_the_same(text, tmp_path):
-    """save() encodes each weight on its own (build memory); the file parses to the same model
-    as SerializeToString's, and onnxruntime loads it."""
+    """save() writes each weight's bytes as a piece of their own (build memory), the tensor's
+    other fields before them; the file parses to the same model as SerializeToString's, and
+    onnxruntime loads it."""
     import onnxruntime as ort
 
     from convc.onnxfile import save, serialized_pieces
@@ -169,7 +170,8 @@ def test_models_are_written_one_tensor_at_a_time_and_parse_the_same(text, tmp_pa
     proto = compile_text(text)
     proto.metadata_props.add(key="k", value="v")
     pieces = list(serialized_pieces(proto))
-    assert len(pieces) == 1 + len(proto.graph.initializer)
+    assert len(pieces) == 1 + 2 * len(proto.graph.initializer)
+    assert pieces[2::2] == [tensor.raw_data for tensor in proto.graph.initializer]
     parsed = onnx.ModelProto()
     parsed.ParseFromString(b"".join(pieces))
     assert parsed == proto

@@ -23,6 +23,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from convc.names import UniqueNames
+from convc.onnxfile import RAW_DATA_FIELD, length_delimited
 from convc.targets import TARGETS, Target
 
 
@@ -313,7 +314,10 @@ class Emitter:
             tensor.name = tensor_name
             tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
             tensor.dims.extend(array.shape)
-            tensor.raw_data = array.tobytes()
+            encoded = _raw_data_field(array)
+            del array  # before protobuf copies the encoding: two copies of it at once, not three
+            tensor.MergeFromString(encoded)
+            del encoded
         return model
 
     def rename(self, names: dict[str, str]) -> None:
@@ -322,6 +326,18 @@ class Emitter:
         for node in self.nodes:
             node.output[:] = [names.get(o, o) for o in node.output]
             node.input[:] = [names.get(i, i) for i in node.input]
+
+
+def _raw_data_field(array: np.ndarray) -> bytearray:
+    """``array``'s bytes encoded as a TensorProto's ``raw_data`` field (key, length, bytes), for
+    ``MergeFromString``: setting ``raw_data`` takes a ``bytes`` object, which protobuf copies
+    again, so that array, bytes and the message's copy would be alive at once."""
+    key_and_length = length_delimited(RAW_DATA_FIELD, array.nbytes)
+    encoded = bytearray(len(key_and_length) + array.nbytes)
+    encoded[: len(key_and_length)] = key_and_length
+    destination = np.frombuffer(encoded, array.dtype, offset=len(key_and_length))
+    destination.reshape(array.shape)[...] = array
+    return encoded
 
 
 def tensor_info(
