@@ -14,6 +14,7 @@ build a model file whose Lambda or custom layers hold code, which convc never ru
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -173,18 +174,23 @@ def run(
     batch: int = 1,
     input_seed: int = 0,
     replace: Replace = None,
+    max_memory: int | str | None = None,
 ) -> RunResult:
     """Run a model in ``runtime`` (``convc.targets.RUNTIMES``). ``model``: an ``onnx.ModelProto``,
     an ``.onnx`` file, or a source (a ``.conv`` file, a Keras model file, or a ``Model``) compiled
     in memory with ``options`` for ``runtime``'s own target unless ``options.target`` says
     otherwise. ``weights``, ``options`` and ``replace`` apply to .conv sources only. Random inputs
     (``inputs=None``) use ``input_seed`` (input i with ``input_seed + i``) and ``batch`` for a
-    dynamic batch."""
+    dynamic batch. A run that would hold more than ``max_memory`` (bytes, or a size such as
+    ``"16G"``; default ``convc.memory.default_max_memory()``) is refused before the model is
+    loaded in the runtime (``convc.memory``)."""
+    from convc.memory import input_names, max_memory_bytes, model_graph, run_estimate
     from convc.runners import open_runner
-    from convc.runtime import check_inputs, random_inputs, read_inputs
+    from convc.runtime import check_inputs, random_inputs
 
     if provider != "cpu" and runtime != "ort":
         raise ConvcError("'provider' applies to the ort runtime")
+    limit = max_memory_bytes(max_memory)
     proto: onnx.ModelProto | str
     if isinstance(model, onnx.ModelProto):
         _refuse_build_arguments(None, weights, options, replace)
@@ -202,21 +208,37 @@ def run(
         if replace:  # resolved here: build takes the model and its (merged) weights
             model, weights, _ = _load_with_weights(model, weights, replace)
         proto = build(model, weights, options=options)
+    graph = model_graph(proto)
+    given = None if inputs is None else _given_arrays(inputs, input_names(graph))
+    shapes = None if given is None else {name: np.shape(a) for name, a in given.items()}
+    everything = runtime == "onnx-reference"  # its evaluator keeps every value
+    estimate = run_estimate(graph, shapes, batch=batch, keeps_everything=everything)
+    if isinstance(weights, Mapping):  # the caller's arrays stay alive beside the model's
+        held = sum(np.asarray(array).nbytes for array in weights.values())
+        estimate = dataclasses.replace(estimate, weights=estimate.weights + held)
+    del graph
+    estimate.enforce(limit, path=proto if isinstance(proto, str) else None)
     session = open_runner(proto, runtime, provider)
-    if inputs is None:
+    if given is None:
         feeds = random_inputs(session, seed=input_seed, batch=batch)
     else:
-        if isinstance(inputs, np.ndarray):
-            if len(session.input_names) != 1:
-                raise ConvcError(
-                    f"the model has {len(session.input_names)} inputs: give arrays by name"
-                )
-            inputs = {session.input_names[0]: inputs}
-        elif not isinstance(inputs, Mapping):
-            inputs = read_inputs(_specs(inputs), session.input_names)
-        feeds = check_inputs(session, dict(inputs))
+        feeds = check_inputs(session, given)
     outputs = session.run(feeds)
     return RunResult(outputs, feeds, session.runtime, session.device)
+
+
+def _given_arrays(inputs: Inputs, names: list[str]) -> dict[str, np.ndarray]:
+    """Given inputs as arrays by name: one array for a one-input model, arrays by name, or
+    file specs, read."""
+    from convc.runtime import read_inputs
+
+    if isinstance(inputs, np.ndarray):
+        if len(names) != 1:
+            raise ConvcError(f"the model has {len(names)} inputs: give arrays by name")
+        return {names[0]: inputs}
+    if isinstance(inputs, Mapping):
+        return dict(inputs)
+    return read_inputs(_specs(inputs or []), names)
 
 
 def _refuse_build_arguments(
@@ -273,23 +295,29 @@ def check(
     batch: int = 1,
     input_seed: int = 0,
     replace: Replace = None,
+    max_memory: int | str | None = None,
 ) -> CheckReport:
     """Compile ``source`` (a path or a loaded model) with every layer's output exposed, run it in
     ONNX Runtime and compare each layer with the NumPy reference (``convc.compare``'s rule).
     Random inputs (``inputs=None``) use ``input_seed`` (input i with ``input_seed + i``) and
     ``batch``; the report says where the model first diverges. ``options.io_layout`` does not
-    apply: layers are compared in Keras's layout. ``replace`` replaces layers by name."""
+    apply: layers are compared in Keras's layout. ``replace`` replaces layers by name. A check
+    that would hold more than ``max_memory`` (bytes, or a size such as ``"16G"``; default
+    ``convc.memory.default_max_memory()``) is refused before it runs (``convc.memory``)."""
     options = options or BuildOptions()
     model, weights, _ = _load_with_weights(source, weights, replace)
     arrays = model_weights(model, weights, options.seed)
     return check_layers(
         model,
         arrays,
-        model_inputs(model, inputs, batch=batch, seed=input_seed),
+        None if inputs is None else model_inputs(model, inputs),
         provider=provider,
         rtol=rtol,
         atol=atol,
         options=options,
+        batch=batch,
+        input_seed=input_seed,
+        max_memory=max_memory,
     )
 
 

@@ -146,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     _provider_option(run)
     _target_options(run, for_run=True)
     _optimize_option(run)
+    _max_memory_option(run)
     run.set_defaults(command="run", handler=_run)
 
     check = commands.add_parser("check", help="compare every layer with the NumPy reference")
@@ -159,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     _target_options(check, io_layout=False)
     _optimize_option(check)
     _precision_option(check)
+    _max_memory_option(check)
     check.set_defaults(command="check", handler=_check, rtol=None, atol=None)
 
     golden = commands.add_parser("golden", help="record or verify golden outputs")
@@ -192,6 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         help="record even when a constant would match an output entirely",
     )
     _precision_option(record)
+    _max_memory_option(record)
     record.set_defaults(command="golden record", handler=_golden_record, rtol=None, atol=None)
     verify = golden_commands.add_parser("verify", help="check a golden directory")
     verify.add_argument("directory", metavar="DIR")
@@ -200,6 +203,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--strict", action="store_true", help="also fail when only the compiler's output changed"
     )
+    _max_memory_option(verify)
     verify.set_defaults(command="golden verify", handler=_golden_verify)
 
     for sub in (build, summary, importer, run, check, golden, record, verify):
@@ -228,6 +232,15 @@ def _seed(text: str) -> int:
     if not 0 <= value < 2**63:
         raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {value}")
     return value
+
+
+def _size(text: str) -> int:
+    from convc.memory import parse_size
+
+    try:
+        return parse_size(text)
+    except ConvcError as error:
+        raise argparse.ArgumentTypeError(error.message) from None
 
 
 def _tolerance(text: str) -> float:
@@ -341,6 +354,17 @@ def _provider_option(command: argparse.ArgumentParser) -> None:
         default="cpu",
         choices=PROVIDER_CHOICES,
         help="ONNX Runtime execution provider (default cpu; auto picks the best)",
+    )
+
+
+def _max_memory_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--max-memory",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="refuse before running when the estimated activations and weights exceed SIZE "
+        "(512M, 8G, 1.5GiB; default 8G, or 3/4 of this machine's memory where that is less)",
     )
 
 
@@ -587,6 +611,7 @@ def _run(args: argparse.Namespace) -> int:
         batch=args.batch,
         input_seed=args.input_seed,
         replace=replace,
+        max_memory=args.max_memory,
     )
     _say(f"runtime: {result.runtime} ({result.device})")
     for name, value in result.outputs.items():
@@ -603,23 +628,23 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from convc.api import check, model_inputs
+    from convc.api import check
 
     model = _load(args, args.source)
-    x = model_inputs(model, _inputs(args), batch=args.batch, seed=args.input_seed)
     report = check(
         model,
         args.weights,
-        x,
+        _inputs(args),
         options=_options(args),
         provider=args.provider,
         rtol=args.rtol,
         atol=args.atol,
+        batch=args.batch,
+        input_seed=args.input_seed,
+        max_memory=args.max_memory,
     )
-    shapes = ", ".join(
-        f"{name} {tuple(array.shape)}" if len(x) > 1 else str(tuple(array.shape))
-        for name, array in x.items()
-    )
+    x = report.input_shapes
+    shapes = ", ".join(f"{name} {shape}" if len(x) > 1 else str(shape) for name, shape in x.items())
     _say(f"{args.source}: input {shapes}, onnxruntime {report.provider}")
     _say(report.render())
     return EXIT_OK if report.ok else EXIT_USER_ERROR
@@ -644,6 +669,7 @@ def _golden_record(args: argparse.Namespace) -> int:
         provider=args.provider,
         draw=args.draw,
         allow_weak=args.allow_weak,
+        max_memory=args.max_memory,
     )
     _say(recording.render())
     return EXIT_OK
@@ -653,7 +679,11 @@ def _golden_verify(args: argparse.Namespace) -> int:
     from convc import golden
 
     verification = golden.verify(
-        Path(args.directory), provider=args.provider, rtol=args.rtol, atol=args.atol
+        Path(args.directory),
+        provider=args.provider,
+        rtol=args.rtol,
+        atol=args.atol,
+        max_memory=args.max_memory,
     )
     _say(verification.render())
     return EXIT_OK if verification.passes(strict=args.strict) else EXIT_USER_ERROR

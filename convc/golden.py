@@ -57,6 +57,7 @@ from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL, agreement
 from convc.compare import compare as compare_arrays
 from convc.compiler import compile_model, is_model_file, read_source, write_bytes
 from convc.diagnostics import ConvcError
+from convc.memory import input_names, max_memory_bytes, run_estimate
 from convc.model import Model
 from convc.options import BuildOptions, build_options
 from convc.progress import track
@@ -227,6 +228,7 @@ def record(
     draw: str = "random",
     allow_weak: bool = False,
     replace: Any = None,
+    max_memory: int | str | None = None,
     **build_keywords: Any,
 ) -> Recording:
     """Compile ``source`` with ``options`` (or their fields as keywords: ``seed=``, ``target=``,
@@ -242,7 +244,8 @@ def record(
     golden that one constant, the same for every set and batch item, matches entirely (some
     output: it does not depend on the input) is refused unless ``allow_weak``; one that such a
     constant matches in more than ``WEAK_SHARE`` of an output warns (``WeakGolden``). With a
-    single input (``sets=1, batch=1``) the model runs on one more input to tell."""
+    single input (``sets=1, batch=1``) the model runs on one more input to tell. A recording
+    that would hold more than ``max_memory`` (``convc.memory``) is refused before it runs."""
     options = build_options(options, **build_keywords)
     seed, target, opset = options.seed, options.target_name, options.resolved_opset
     source, directory = Path(source), Path(directory)
@@ -262,10 +265,13 @@ def record(
     from convc.replace import replacements
 
     given = replacements(replace)
+    limit = max_memory_bytes(max_memory)
     weights = Path(weights) if weights is not None else None
     model, chosen = _load_model(source, given, weights)
     source_hash = _source_hash(source)
     proto = compile_model(model, _weights(model, chosen, draw, seed), options)
+    estimate = run_estimate(proto, batch=batch, command="golden record", kept_sets=sets + 1)
+    estimate.enforce(limit, path=str(source))
     model_bytes = proto.SerializeToString()
     session = open_session(proto, provider)
     recorded = []
@@ -458,10 +464,14 @@ def verify(
     provider: str = "cpu",
     rtol: float | None = None,
     atol: float | None = None,
+    max_memory: int | str | None = None,
 ) -> Verification:
     """Recompile (when the source is there), compare with ``model.onnx``, run on the recorded
-    inputs and compare with the recorded outputs. Tolerances default to the recorded ones."""
+    inputs and compare with the recorded outputs. Tolerances default to the recorded ones. A
+    verification that would hold more than ``max_memory`` (``convc.memory``) is refused before
+    the model runs."""
     directory = Path(directory)
+    limit = max_memory_bytes(max_memory)
     manifest = _read_manifest(directory)
     rtol = float(manifest["rtol"]) if rtol is None else rtol
     atol = float(manifest["atol"]) if atol is None else atol
@@ -476,6 +486,10 @@ def verify(
     recompiled, compiler_output, compiler_detail = _recompile(directory, manifest, recorded)
 
     target = recompiled if recompiled is not None else recorded
+    first = data[0].inputs if data else ()
+    shapes = {name: array.shape for name, array in zip(input_names(target), first, strict=False)}
+    estimate = run_estimate(target, shapes, command="golden verify", kept_sets=len(data))
+    estimate.enforce(limit, path=str(directory))
     session = _open(target, provider, None if recompiled is not None else model_path)
     if session.provider != manifest.get("provider"):
         changes.append(f"provider {manifest.get('provider')} -> {session.provider}")

@@ -9,17 +9,18 @@ place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL, check_tolerances, compare
 from convc.lower import lower
+from convc.memory import check_estimate, input_batch, max_memory_bytes
 from convc.model import Model, format_shape
 from convc.options import BuildOptions, build_options
 from convc.reference import run_reference
-from convc.runtime import check_inputs, open_session
+from convc.runtime import check_inputs, open_session, random_array
 from convc.targets import get_target
 from convc.weights import Weights
 
@@ -41,6 +42,8 @@ class CheckReport:
     provider: str
     rtol: float
     atol: float
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """The shape of each input the layers were compared on, by name."""
 
     @property
     def ok(self) -> bool:
@@ -85,16 +88,23 @@ class CheckReport:
 def check_layers(
     model: Model,
     weights: Weights,
-    x: np.ndarray | dict[str, np.ndarray],
+    x: np.ndarray | dict[str, np.ndarray] | None,
     *,
     provider: str = "cpu",
     rtol: float | None = None,
     atol: float | None = None,
     options: BuildOptions | None = None,
+    batch: int = 1,
+    input_seed: int = 0,
+    max_memory: int | str | None = None,
     **build_keywords: Any,
 ) -> CheckReport:
     """Run ONNX Runtime and the reference on ``x`` (one array for a one-input model, else arrays
-    by input name) and compare every node's output, in the model's order; the model is lowered
+    by input name; None for random ones of ``batch``, input i drawn with ``input_seed + i``) and
+    compare every node's output, in the model's order. Before any input is drawn or anything
+    runs, the memory the check would hold is estimated (``convc.memory.check_estimate``) and
+    beyond ``max_memory`` (bytes or a size such as ``"16G"``; None for
+    ``convc.memory.default_max_memory``) it is refused. The model is lowered
     with ``options`` (``target=``, ``opset=``, ``optimize=``, ``precision=`` may be given as
     keywords instead) as ``convc build`` lowers it, but in Keras's layout (``io_layout`` does not
     apply), and made float16 by ``convc.precision`` for ``precision="float16"``. Tolerances
@@ -104,6 +114,7 @@ def check_layers(
     from convc.precision import FLOAT16_ATOL, FLOAT16_RTOL, to_float16
 
     options = build_options(options, **build_keywords)
+    limit = max_memory_bytes(max_memory)
     half = options.precision == "float16"
     rtol = (FLOAT16_RTOL if half else DEFAULT_RTOL) if rtol is None else rtol
     atol = (FLOAT16_ATOL if half else DEFAULT_ATOL) if atol is None else atol
@@ -118,9 +129,17 @@ def check_layers(
     )
     if half:
         proto = to_float16(proto)
+    given = None if x is None else x if isinstance(x, dict) else {model.input.name: x}
+    estimate = check_estimate(model, proto, batch if given is None else input_batch(model, given))
+    estimate.enforce(limit)
+    if given is None:
+        given = {
+            model_input.name: random_array(model_input.shape, seed=input_seed + i, batch=batch)
+            for i, model_input in enumerate(model.inputs)
+        }
     # Without spinning: onnxruntime's idle threads would otherwise compete with NumPy's.
     session = open_session(proto, provider, spin=False)
-    given = x if isinstance(x, dict) else {model.input.name: x}
+    del proto  # the session holds the weights it needs: one copy fewer while the layers run
     inputs = check_inputs(session, given)
     expected = run_reference(model, weights, inputs)
     actual = session.run(inputs)
@@ -130,7 +149,8 @@ def check_layers(
         )
         for node, reference in zip(model.nodes, expected, strict=True)
     )
-    return CheckReport(layers, session.provider, rtol, atol)
+    shapes = {name: tuple(array.shape) for name, array in inputs.items()}
+    return CheckReport(layers, session.provider, rtol, atol, shapes)
 
 
 def _compare(name, class_name, line, actual, expected, rtol, atol) -> LayerComparison:
