@@ -208,7 +208,11 @@ def run(
         if replace:  # resolved here: build takes the model and its (merged) weights
             model, weights, _ = _load_with_weights(model, weights, replace)
         proto = build(model, weights, options=options)
-    graph = model_graph(proto)
+    try:
+        graph = model_graph(proto)
+    except ConvcError:
+        open_runner(proto, runtime, provider)  # the runtime's own words for what is wrong
+        raise
     given = None if inputs is None else _given_arrays(inputs, input_names(graph))
     shapes = None if given is None else {name: np.shape(a) for name, a in given.items()}
     everything = runtime == "onnx-reference"  # its evaluator keeps every value
