@@ -184,7 +184,8 @@ def check_estimate(model: Model, proto: onnx.ModelProto, batch: int) -> Estimate
     runtime = int(live_peak(proto, batch=batch) * RUNTIME_MARGIN)
     activations = 2 * inputs + outputs + max(workspace, runtime)  # given, and the reference's
     weights = WEIGHT_COPIES["check"] * parameter_bytes(model)
-    return Estimate("check", activations, weights, batch)
+    fixed = next((i.shape[0] for i in model.inputs if i.shape and i.shape[0] is not None), None)
+    return Estimate("check", activations, weights, batch if fixed is None else fixed)
 
 
 def run_estimate(

@@ -266,6 +266,8 @@ def test_check_estimate_by_hand():
     assert estimate.activations == 2 * 1536 + 2 * 2048 + max(23_040, runtime)
     assert estimate.weights == WEIGHT_COPIES["check"] * 4 * (3 * 3 * 3 * 4 + 4)
     assert estimate.batch == 2
+    fixed = resolve_text("Input(shape=(8, 8, 3), batch_size=4)\nReLU()\n")
+    assert check_estimate(fixed, compile_model(fixed, None, layer_outputs=True), 1).batch == 4
 
 
 def test_the_hostile_model_is_estimated_at_its_activations():
