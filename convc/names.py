@@ -22,6 +22,9 @@ class UniqueNames:
     def __init__(self, taken: Iterable[str] = (), *, first: int = 1) -> None:
         self.taken = set(taken)
         self.first = first
+        self.next_suffix: dict[str, int] = {}
+        """Per name, a suffix below which every one is taken: names are never freed, so a
+        thousand layers of one name cost a thousand lookups, not half a million."""
 
     def __contains__(self, name: object) -> bool:
         return name in self.taken
@@ -32,9 +35,10 @@ class UniqueNames:
 
     def unique(self, name: str) -> str:
         """``name``, or ``name`` with the first suffix that is free; taken from now on."""
-        candidate, suffix = name, self.first
+        candidate, suffix = name, self.next_suffix.get(name, self.first)
         while candidate in self.taken:
             candidate = f"{name}_{suffix}"
             suffix += 1
+        self.next_suffix[name] = suffix
         self.taken.add(candidate)
         return candidate
