@@ -169,18 +169,8 @@ def _load_h5(model: Model, path: Path) -> Weights:
             raise ConvcError(
                 "not a Keras 3 .weights.h5 file: it has no 'layers' group", path=str(path)
             )
-        keys = {key: layer for key, layer in weight_keys(model).items() if isinstance(layer, Layer)}
-        inputs = set(weight_keys(model)) - set(keys)  # a functional model's InputLayers
-        for key in groups:
-            if key not in keys and key not in inputs:
-                raise ConvcError(
-                    f"the file has weights for a layer '{key}' that the model does not have",
-                    path=str(path),
-                    help="the model's layers, as Keras keys them: " + ", ".join(keys),
-                )
         weights: Weights = {}
-        for key, layer in keys.items():
-            stored = groups.get(f"{key}/vars")
+        for layer, (key, stored) in _stored_groups(model, groups, str(path)).items():
             arrays = {}
             if stored is not None and not isinstance(stored, Group):
                 raise ConvcError(f"layers/{key}/vars is not a group of arrays", path=str(path))
@@ -201,10 +191,80 @@ def _load_h5(model: Model, path: Path) -> Weights:
                             f"layers/{key}/vars/{index} is not an array", path=str(path)
                         )
                     variable = layer.variables[int(index)]
-                    key = f"{layer.name}/{variable.name}"
-                    arrays[variable.name] = read_dataset(dataset, key, variable, str(path))
+                    label = f"{layer.name}/{variable.name}"
+                    arrays[variable.name] = read_dataset(dataset, label, variable, str(path))
             weights[layer.name] = _check_layer(layer, arrays, str(path))
         return weights
+
+
+def _stored_groups(model: Model, groups, where: str) -> dict[Layer, tuple[str, object]]:
+    """Each layer's ``vars`` group in a Keras 3 weights file (``None`` where the file has none),
+    with its path under ``layers/``. A model without nested models is keyed as Keras keys it
+    (``weight_keys``); a file that holds nested models (``layers/sequential/layers/conv2d``)
+    is matched by the layer names Keras writes on each ``vars`` group, since the model convc
+    reads has been flattened (``_named_groups``)."""
+    if any(isinstance(groups.get(f"{key}/layers"), Group) for key in groups):
+        return _named_groups(model, groups, where)
+    keys = {key: layer for key, layer in weight_keys(model).items() if isinstance(layer, Layer)}
+    inputs = set(weight_keys(model)) - set(keys)  # a functional model's InputLayers
+    for key in groups:
+        if key not in keys and key not in inputs:
+            raise ConvcError(
+                f"the file has weights for a layer '{key}' that the model does not have",
+                path=where,
+                help="the model's layers, as Keras keys them: " + ", ".join(keys),
+            )
+    return {layer: (key, groups.get(f"{key}/vars")) for key, layer in keys.items()}
+
+
+def _named_groups(model: Model, groups, where: str) -> dict[Layer, tuple[str, object]]:
+    """A weights file with nested models, matched to the flattened model by layer name: every
+    group that holds arrays must carry the name of its layer (Keras 3 writes it since 3.6) and
+    name a layer of the model, and no two such groups may carry the same name."""
+    found: dict[str, tuple[str, object]] = {}
+
+    def walk(group, path: str, depth: int) -> None:
+        for key in group:
+            child = group.get(key)
+            if not isinstance(child, Group) or depth > 32:
+                continue
+            stored = child.get("vars")
+            where_in_file = f"{path}{key}"
+            if isinstance(stored, Group) and len(stored):
+                name = stored.attrs.get("name")
+                if not isinstance(name, str):
+                    raise ConvcError(
+                        f"layers/{where_in_file} holds weights of a nested model's layer but "
+                        "not the layer's name (Keras before 3.6 wrote none): convc cannot tell "
+                        "which layer of the flattened model they belong to",
+                        path=where,
+                        help="build from the .keras file the model was saved in, or save the "
+                        "weights again with a recent Keras",
+                    )
+                if name in found:
+                    raise ConvcError(
+                        f"layers/{found[name][0]} and layers/{where_in_file} both hold weights "
+                        f"of a layer named '{name}': once the nested models are flattened, "
+                        "convc cannot tell them apart",
+                        path=where,
+                        help="build from the .keras file the model was saved in",
+                    )
+                found[name] = (where_in_file, stored)
+            inner = child.get("layers")
+            if isinstance(inner, Group):
+                walk(inner, f"{where_in_file}/layers/", depth + 1)
+
+    walk(groups, "", 0)
+    layers = {layer.name: layer for layer in model.layers}
+    for name, (key, _) in found.items():
+        if name not in layers:
+            raise ConvcError(
+                f"the file has weights for a layer '{name}' (layers/{key}) that the model does "
+                "not have",
+                path=where,
+                help="the model's layers: " + ", ".join(layers),
+            )
+    return {layer: found.get(layer.name, (layer.name, None)) for layer in model.layers}
 
 
 def read_dataset(dataset, key: str, variable: Variable, where: str) -> np.ndarray:

@@ -5,9 +5,10 @@ within its container (``layers/sequential/layers/conv2d/vars/0``) and, in recent
 writes the layer's name as an attribute of its ``vars`` group: the name is used when present,
 the key otherwise. tf.keras 2.13-2.15 wrote ``.keras`` files too (``_tf_keras_groups``). Keras 2
 full-model ``.h5`` files keep the weights of each top-level layer in ``model_weights/<layer>``,
-listed in order by the group's ``weight_names`` attribute (``conv2d/kernel:0``; a nested model's
-as ``inner/conv2d_1/kernel``); Keras 1 files too, with names like ``convolution2d_1_W`` and its
-own kernel layouts, which ``generations.stored_array`` converts.
+listed in order by the group's ``weight_names`` attribute (``conv2d/kernel:0``), a nested
+model's weights all in its own group, assigned by position as Keras 2 loaded them; Keras 1 files
+too, with names like ``convolution2d_1_W`` and its own kernel layouts, which
+``generations.stored_array`` converts.
 
 A variable's position in the file is its position in Keras's ``layer.weights``, which is the
 order of convc's ``Layer.variables``. Every dataset's shape and dtype is checked against the
@@ -25,7 +26,7 @@ from convc.diagnostics import ConvcError
 from convc.hdf5 import Dataset, Group
 from convc.importer.generations import Generation, stored_array
 from convc.importer.graph import Graph, LayerEntry
-from convc.model import Model
+from convc.model import Layer, Model
 from convc.names import snake_case
 from convc.progress import track
 from convc.weights import read_dataset
@@ -45,7 +46,7 @@ def read_weights(
     if file_format == "keras":
         groups = _keras3_groups(handle, graph)
     else:
-        groups = _legacy_groups(handle, {entry.keras_path[-1] for entry in graph.layers}, where)
+        groups = _legacy_groups(handle, graph, model, where)
     arrays: dict[str, np.ndarray] = {}
     for layer in track(model.layers, "reading weights"):
         entry = entries.get(layer.name)
@@ -162,44 +163,97 @@ def _tf_keras_groups(handle: Any, graph: Graph) -> dict[tuple[str, ...], Group]:
     return found
 
 
-def _legacy_groups(handle: Any, layer_names: set[str], where: str):
-    """Keras 2's layout: a group per top-level layer (a nested model's holds its layers'
-    weights). A layer's group gives its arrays in the order of ``weight_names``, whatever scope
-    the names carry (Keras 2.0 wrote ``conv2d_1/conv2d_1_1/kernel:0`` for layer ``conv2d_1``), as
-    Keras 2 loaded them; in a nested model's group, each name's scope names its layer."""
+def _legacy_groups(handle: Any, graph: Graph, model: Model, where: str):
+    """Keras 2's layout: a group per top-level layer, its arrays listed in order by the group's
+    ``weight_names``. Keras 2 (and Keras 3's legacy loader) assign them by position, whatever the
+    names say (Keras 2.0 wrote ``conv2d_1/conv2d_1_1/kernel:0`` for layer ``conv2d_1``), to the
+    layer's weights in legacy order (``_legacy_assignment``); a nested model's group holds all of
+    its layers' weights.
+
+    A group that names no top-level layer holds a nested model whose config kept no trace of it
+    (a Keras 1 Sequential inside a Sequential is read as its layers): each of its arrays goes to
+    the layer its name names, by the name's scope (``conv2d/kernel:0``) or, unscoped, as Keras 1
+    named weights (``convolution2d_1_W``)."""
     root = handle.get("model_weights", handle)
-    by_layer: dict[str, list] = {}
     if not isinstance(root, Group):
         raise ConvcError("the HDF5 file has no model_weights group", path=where)
+    layers = {layer.name: layer for layer in model.layers}
+    by_group: dict[str, list[LayerEntry]] = {}
+    for entry in graph.layers:
+        by_group.setdefault(entry.keras_path[0], []).append(entry)
+    keras_names = {entry.keras_path[-1]: entry.name for entry in graph.layers}
+    found: dict[str, list] = {}
+    by_scope: dict[str, list] = {}
     for key in root:
-        group = root[key]
-        if not isinstance(group, Group):
-            continue
-        names = group.attrs.get("weight_names")
+        group = root.get(key)
+        names = group.attrs.get("weight_names") if isinstance(group, Group) else None
         if isinstance(names, str):
             names = [names]
         if not isinstance(names, list):
             continue
-        for raw in names:
-            name = str(raw)
-            parts = name.split(":")[0].split("/")
-            if key in layer_names:
-                layer = key
-            elif len(parts) >= 2:
-                layer = parts[-2]
-            else:
-                layer = _keras1_owner(parts[-1], layer_names) or key
-            by_layer.setdefault(layer, []).append(group.get(name))
+        arrays = [group.get(str(name)) for name in names]
+        if key in by_group:
+            found.update(_legacy_assignment(key, arrays, by_group[key], layers, where))
+            continue
+        for name, array in zip(names, arrays, strict=True):
+            owner = _named_owner(str(name), set(keras_names)) or key
+            by_scope.setdefault(keras_names.get(owner, owner), []).append(array)
+    for name, arrays in by_scope.items():
+        found.setdefault(name, arrays)
 
     def datasets(entry: LayerEntry) -> list | None:
-        return by_layer.get(entry.keras_path[-1])
+        return found.get(entry.name)
 
     return datasets
 
 
-def _keras1_owner(weight: str, layer_names: set[str]) -> str | None:
-    """The layer a Keras 1 weight name belongs to, in a nested model's group (Keras 1 named
-    weights ``<layer>_<weight>``, ``convolution2d_1_W``, without a scope): the longest layer
-    name that prefixes it."""
-    owners = [name for name in layer_names if weight.startswith(name + "_")]
+def _legacy_assignment(
+    group: str, arrays: list, entries: list[LayerEntry], layers: dict[str, Layer], where: str
+) -> dict[str, list]:
+    """The arrays of one top-level layer's group, by layer name, each layer's in the order of its
+    variables. Keras 2 saved and loaded them in the order of ``layer.trainable_weights +
+    layer.non_trainable_weights``: for a nested model, the trainable weights of all its layers
+    (depth first, in config order), then all the others; a weight is trainable when it is, and
+    its layer and every model it sits in are trainable."""
+    trainable: list[tuple[str, int]] = []
+    others: list[tuple[str, int]] = []
+    for entry in sorted(entries, key=lambda e: e.position):
+        layer = layers.get(entry.name)
+        if layer is None:
+            continue
+        frozen = not layer.trainable or not all(entry.containers_trainable)
+        for index, variable in enumerate(layer.variables):
+            (others if frozen or not variable.trainable else trainable).append((entry.name, index))
+    order = trainable + others
+    if len(arrays) != len(order):
+        if len(entries) == 1 and entries[0].name in layers:
+            layer = layers[entries[0].name]
+            expected = ", ".join(v.name for v in layer.variables)
+            raise ConvcError(
+                f"layer '{layer.name}' ({layer.class_name}) has {len(arrays)} arrays in the "
+                f"file; convc expects {len(order)} ({expected})",
+                path=where,
+            )
+        raise ConvcError(
+            f"the group of nested model '{group}' has {len(arrays)} arrays in the file; its "
+            f"layers have {len(order)} weights",
+            path=where,
+        )
+    assigned: dict[str, list] = {
+        entry.name: [None] * len(layers[entry.name].variables)
+        for entry in entries
+        if entry.name in layers
+    }
+    for (name, index), array in zip(order, arrays, strict=True):
+        assigned[name][index] = array
+    return assigned
+
+
+def _named_owner(weight: str, layer_names: set[str]) -> str | None:
+    """The layer a weight's name says it belongs to: its scope (``conv2d/kernel:0``), or, for
+    Keras 1's unscoped names (``convolution2d_1_W``), the longest layer name that prefixes it."""
+    parts = weight.split(":")[0].split("/")
+    if len(parts) >= 2:
+        return parts[-2]
+    owners = [name for name in layer_names if parts[-1].startswith(name + "_")]
     return max(owners, key=len) if owners else None
