@@ -221,6 +221,33 @@ def concatenate_inside(width: int, keras2: bool) -> dict:
     )
 
 
+def lambdas(count: int, width: int = 3) -> dict:
+    """A tf.keras chain of ``count`` Lambda layers, which convc refuses one by one, describing
+    each (tf.keras records no tensor shapes: each description looks at the layer's readers)."""
+    layers = [_input("x", width, True)]
+    previous = "x"
+    for index in range(count):
+        config = {"name": f"l{index}", "function": ["4wEAAAAA", None, None]}
+        config |= {"function_type": "lambda", "output_shape": None}
+        layers.append(
+            _layer("Lambda", config, [_node([_tensor(previous, 0, width, True)], True)], True)
+        )
+        previous = f"l{index}"
+    return _functional("lambdas", layers, _history("x", 0, True), _history(previous, 0, True), True)
+
+
+def with_call_argument(model: dict, value: Any) -> dict:
+    """``model`` (``nested_calls``) with ``value`` as a keyword argument of its innermost call."""
+    inner = model
+    while nested := [
+        layer for layer in inner["config"]["layers"] if layer["class_name"] == "Functional"
+    ]:
+        inner = nested[0]
+    (leaky,) = [layer for layer in inner["config"]["layers"] if layer["class_name"] == "LeakyReLU"]
+    leaky["inbound_nodes"][0]["kwargs"] = {"scale": value}
+    return model
+
+
 def keras_archive(config: dict, path) -> None:
     """A ``.keras`` file of ``config`` with an empty weights file (its layers have none)."""
     weights = io.BytesIO()
@@ -325,6 +352,25 @@ def test_many_layers_of_one_name_are_renamed_in_linear_time(fmt, tmp_path):
         graph = flatten(config, str(path))
     assert [layer.name for layer in graph.layers[:3]] == ["act", "act_1", "act_2"]
     assert graph.layers[-1].name == "act_9999"
+
+
+def test_many_refused_layers_are_described_in_linear_time(tmp_path):
+    """4,000 Lambda layers: one error names each with the shapes the file records."""
+    path = _write(lambdas(4000), tmp_path)
+    with bounded(), pytest.raises(ConvcError, match="cannot compile 4000 things") as caught:
+        import_file(path)
+    assert "Lambda ('l0')" in caught.value.message
+    assert "[input not recorded, output not recorded]" in caught.value.message
+
+
+def test_a_large_call_argument_multiplied_by_nesting_is_shown_once(tmp_path):
+    """A 20,000-number argument of a call that the nesting makes 4,096 times: refused, each call
+    named, without rendering the argument 4,096 times."""
+    config = with_call_argument(nested_calls(4, 8, keras2=False), list(range(20_000)))
+    path = _write(config, tmp_path)
+    with bounded(), pytest.raises(ConvcError, match="cannot compile 4096 things") as caught:
+        import_file(path)
+    assert "it is called with scale=(0, 1, 2, 3," in caught.value.message
 
 
 def test_a_sequential_of_100000_layers_flattens_and_is_written_in_seconds(tmp_path):

@@ -19,7 +19,7 @@ from typing import Any
 
 import convc.layers as registry
 from convc.diagnostics import ConvcError
-from convc.importer.graph import Graph, InputEntry, LayerEntry, TensorRef
+from convc.importer.graph import Application, Graph, InputEntry, LayerEntry, TensorRef
 from convc.importer.operations import (
     OPERATIONS,
     operation_problem,
@@ -83,12 +83,14 @@ def is_code_layer(layer: LayerEntry) -> bool:
 def unsupported(graph: Graph) -> list[Problem]:
     """Every layer class, argument, call and input of the graph that convc cannot compile."""
     problems: list[Problem] = []
+    lookup = Lookup(graph)
+    shown: dict[int, str] = {}  # a value shared by many calls (one nested model's) shown once
     for entry in graph.inputs:
         problems += _input_problems(entry)
     for layer in graph.layers:
         found = _layer_problems(layer)
         if found and is_code_layer(layer):
-            detail = describe(graph, layer)
+            detail = describe(graph, layer, lookup)
             found = [with_changes(p, detail=detail, replaceable=True) for p in found]
         problems += found
     for application in graph.applications:
@@ -100,17 +102,19 @@ def unsupported(graph: Graph) -> list[Problem]:
                         application.layer.class_name,
                         application.layer.name,
                         reason,
-                        describe(graph, application.layer),
+                        describe(graph, application.layer, lookup),
                         replaceable=True,
                     )
                 )
         for key, value in application.kwargs.items():
             if key not in _CALL_KWARGS_IGNORED or value not in _CALL_KWARGS_IGNORED[key]:
+                if id(value) not in shown:
+                    shown[id(value)] = _show(value)
                 problems.append(
                     Problem(
                         application.layer.class_name,
                         application.layer.name,
-                        f"it is called with {key}={_show(value)}, which convc cannot compile",
+                        f"it is called with {key}={shown[id(value)]}, which convc cannot compile",
                         replaceable=is_code_layer(application.layer),
                     )
                 )
@@ -216,13 +220,28 @@ def replace_help(problems: list[Problem]) -> str | None:
     )
 
 
-def describe(graph: Graph, layer: LayerEntry) -> str:
+class Lookup:
+    """A graph's applications by layer, readers by tensor and inputs by tensor, found once: a
+    scan of every application per layer described is quadratic (4,000 Lambdas took a minute)."""
+
+    def __init__(self, graph: Graph):
+        self.first: dict[int, Application] = {}
+        self.readers: dict[TensorRef, list[Application]] = {}
+        for application in graph.applications:
+            self.first.setdefault(id(application.layer), application)
+            for ref in dict.fromkeys(tensor_args(application.args)):
+                self.readers.setdefault(ref, []).append(application)
+        self.inputs = {entry.output: entry for entry in graph.inputs}
+
+
+def describe(graph: Graph, layer: LayerEntry, lookup: Lookup | None = None) -> str:
     """What the file records of a layer's tensors: ``input (None, 8, 8, 3), output (None, 8, 8,
     3)``, ``not recorded`` where it does not say; a tf.keras operation's name too."""
-    application = next((a for a in graph.applications if a.layer is layer), None)
+    lookup = lookup or Lookup(graph)
+    application = lookup.first.get(id(layer))
     if application is None:
         return ""
-    inputs, output = recorded_shapes(graph, application)
+    inputs, output = recorded_shapes(graph, application, lookup)
     shown = [_shape_text(shape) for shape in inputs]
     parts = [("input " if len(shown) == 1 else "inputs ") + ", ".join(shown)] if shown else []
     parts.append("output " + _shape_text(output))
@@ -239,19 +258,22 @@ def _shape_text(shape: Shape | None) -> str:
     return format_shape(shape) if shape is not None else "not recorded"
 
 
-def recorded_shapes(graph: Graph, application: Any) -> tuple[list[Shape | None], Shape | None]:
+def recorded_shapes(
+    graph: Graph, application: Any, lookup: Lookup | None = None
+) -> tuple[list[Shape | None], Shape | None]:
     """The shapes, batch first, that the file records for an application's input tensors and
     its output: Keras 3 records each tensor where a layer reads it, and an input's shape; a
     layer's ``build_config`` the input shape it was built for; a Lambda may state its output's
     (``output_shape``, without the batch)."""
+    lookup = lookup or Lookup(graph)
     refs = tensor_args(application.args)
-    inputs = [_recorded(graph, ref) for ref in refs]
+    inputs = [_recorded(graph, ref, lookup) for ref in refs]
     layer = application.layer
     if len(refs) == 1 and inputs[0] is None and layer.applications == 1:
         inputs[0] = _shape(layer.build_input_shape, batch=True)
-    output = _recorded(graph, application.output)
+    output = _recorded(graph, application.output, lookup)
     if output is None:  # the input shape that a layer it feeds alone was built for
-        for consumer in graph.applications:
+        for consumer in lookup.readers.get(application.output, []):
             if consumer.layer.applications == 1 and tensor_args(consumer.args) == [
                 application.output
             ]:
@@ -267,10 +289,10 @@ def recorded_shapes(graph: Graph, application: Any) -> tuple[list[Shape | None],
     return inputs, output
 
 
-def _recorded(graph: Graph, ref: TensorRef) -> Shape | None:
+def _recorded(graph: Graph, ref: TensorRef, lookup: Lookup) -> Shape | None:
     shape = _shape(graph.shapes.get(ref), batch=True)
     if shape is None:
-        entry = next((e for e in graph.inputs if e.output == ref), None)
+        entry = lookup.inputs.get(ref)
         if entry is not None:
             shape = _shape(entry.batch_shape, batch=True)
     return shape
