@@ -12,7 +12,7 @@ It works in three steps, so that time is bounded by the config's size and the fl
 
 1. **Compile** each container (model) once: its members, each listed call's arguments as a
    template whose tensors are references to (member, call) pairs, and the order in which Keras's
-   ``functional_from_config`` makes the calls (``_call_order``: each sweep visits the layers in
+   ``functional_from_config`` makes the calls (``call_order``: each sweep visits the layers in
    config order and makes every call whose inputs exist; computed in n log n, not by rescanning).
 2. **Count** the calls the flattened model would make, nested models' calls multiplied by the
    calls of the models that call them, and refuse past ``MAX_LAYERS`` before expanding anything:
