@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import traceback
 
@@ -38,8 +39,31 @@ def _framework(name: str):
     return keras
 
 
+LAMBDA_TEXT = re.compile(r'\\?"class_name\\?"\s*:\s*\\?"Lambda\\?"')
+
+
 def _carries_code(text: str) -> bool:
-    return '"class_name": "Lambda"' in text or '"class_name":"Lambda"' in text
+    """Whether a config names a ``Lambda`` layer anywhere: read as JSON (a JSON text stored as a
+    JSON string decoded once more, as ``load`` decodes it), and, should it not parse, searched as
+    text, quotes escaped or not."""
+    if LAMBDA_TEXT.search(text):
+        return True
+    try:
+        config = json.loads(text)
+        if isinstance(config, str):
+            config = json.loads(config)
+    except ValueError:
+        return False
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "Lambda":
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _config_text(path: str) -> str:
