@@ -81,6 +81,64 @@ def _text(value) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def model_config(path: str | Path) -> dict | list | None:
+    """The model config a file holds (a JSON text stored as a JSON string decoded once more), or
+    None for a weights file or a file that is no model."""
+    path = Path(path)
+    head = path.read_bytes()[:8]
+    if head.startswith(HDF5_SIGNATURE):
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            config = handle.attrs.get("model_config")
+        return None if config is None else json.loads(_text(config) or "{}")
+    if head.startswith(b"PK"):
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                return None
+            return json.loads(archive.read("config.json"))
+    try:
+        config = json.loads(path.read_text())
+        if isinstance(config, str):
+            config = json.loads(config)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return config if isinstance(config, dict | list) else None
+
+
+def lambda_layers(config) -> list[str]:
+    """The names of the config's ``Lambda`` layers, at any depth, in the order they are found
+    (a layer without a name is listed as ``?``)."""
+    names: list[str] = []
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "Lambda":
+                inner = item.get("config")
+                name = inner.get("name") if isinstance(inner, dict) else None
+                names.append(name if isinstance(name, str) else "?")
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return names
+
+
+def first_layer(config) -> str | None:
+    """The name of a Sequential model's first layer after its input (Keras 1 and 2 keep the
+    layers as the config's list, Keras 2.2+ and 3 under ``layers``), or None for any other
+    model."""
+    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
+        return None
+    inner = config.get("config")
+    layers = inner.get("layers") if isinstance(inner, dict) else inner
+    for layer in layers if isinstance(layers, list) else []:
+        if isinstance(layer, dict) and layer.get("class_name") != "InputLayer":
+            name = (layer.get("config") or {}).get("name")
+            return name if isinstance(name, str) else None
+    return None
+
+
 def describe(path: str | Path) -> Description:
     path = Path(path)
     head = path.read_bytes()[:8] if path.stat().st_size >= 8 else path.read_bytes()

@@ -21,6 +21,15 @@ sources.json). For every model file in it, each in its own subprocess with a tim
   (``convc.compare``, rtol = atol = 1e-4). A file that a framework cannot load is recorded with
   the framework's message; a file with a ``Lambda`` layer is not given to a framework (its
   loaders would run the file's code).
+* A file with ``Lambda`` layers (found in its config) or an entry with ``replace`` (sources.json:
+  ``{"lambda_1": "Rescaling(...)"}``, what each layer computes, read from the model's published
+  source code, ``replace_source`` saying where) is built, checked and imported again with a
+  ``--replace NAME=CALL`` for each; it counts as ``builds with --replace`` when the plain
+  build's refusal names every such layer and the replaced build succeeds (an entry whose layers
+  no convc layer computes says why in ``replace_missing``). Its outputs are compared with the
+  same ONNX model whose replaced layer is ``Activation("linear")``, fed the inputs that the
+  Lambda's own function (``replace_numpy``, one of ``LAMBDA_FUNCTIONS``) has transformed in
+  NumPy, where that layer is a Sequential model's first; otherwise ``not compared (Lambda)``.
 
 Results go to benchmarks/corpus/results.json and benchmarks/corpus/results.md.
 """
@@ -47,7 +56,8 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
-from describe import describe  # noqa: E402
+from describe import describe, first_layer, model_config  # noqa: E402
+from describe import lambda_layers as describe_lambdas  # noqa: E402
 
 from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL, compare  # noqa: E402
 
@@ -106,6 +116,8 @@ def convc(args: list[str], timeout: float, folder: Path) -> dict:
     if done.returncode == 0:
         return {"status": "ok", "seconds": seconds, "stdout": done.stdout[-2000:]}
     message = first_line(done.stderr, folder) or first_line(done.stdout, folder)
+    if done.returncode == 4 and args and args[0] == "import":  # placeholder lines written
+        return {"status": "placeholders", "seconds": seconds, "message": message}
     if done.returncode == 1:
         status = "disagrees" if "first divergence" in done.stdout else "refused"
         if status == "disagrees":
@@ -114,7 +126,7 @@ def convc(args: list[str], timeout: float, folder: Path) -> dict:
     else:
         status = "crash"
         message = f"exit {done.returncode}: {message}"
-    return {"status": status, "seconds": seconds, "message": message}
+    return {"status": status, "seconds": seconds, "message": message, "_stderr": done.stderr}
 
 
 def onnx_io(path: Path) -> tuple[list[tuple[str, tuple[int, ...]]], list[str]]:
@@ -242,6 +254,134 @@ def model_files(folder: Path, entries: list[dict], only: set[str] | None) -> lis
     return found
 
 
+# The Lambda functions of sources.json's ``replace_numpy``, as the model's source code writes
+# them: the replaced model's outputs are compared with the same model, its replaced layer made
+# an identity, on the inputs this function has already transformed (in float64).
+LAMBDA_FUNCTIONS = {
+    "x / 127.5 - 1.0": lambda x: x / 127.5 - 1.0,
+    "x / 255.0 - 0.5": lambda x: x / 255.0 - 0.5,
+}
+
+
+def named_layers(refusal: str) -> set[str]:
+    """The layer names a refusal quotes in its ``Class ('name', ...)`` lines."""
+    names: set[str] = set()
+    for match in re.finditer(r"^\s*\w+ \(((?:'[^']*'(?:, )?)+)", refusal, re.MULTILINE):
+        names.update(re.findall(r"'([^']*)'", match.group(1)))
+    return names
+
+
+def rebuild_import(conv: Path, onnx_path: Path, extra: list[str], timeout: float, folder: Path):
+    """Build an imported ``.conv`` with its ``.npz``: the outcome, ``ok, different ONNX`` where
+    the bytes differ from ``onnx_path``'s."""
+    again = conv.with_name(conv.stem + "-import.onnx")
+    weights = (
+        ["--weights", str(conv.with_suffix(".npz"))] if conv.with_suffix(".npz").is_file() else []
+    )
+    rebuilt = convc(["build", str(conv), *weights, "-o", str(again), *extra], timeout, folder)
+    if rebuilt["status"] != "ok":
+        return {**rebuilt, "status": "rebuild " + rebuilt["status"]}
+    if again.read_bytes() != onnx_path.read_bytes():
+        return {"status": "ok, different ONNX"}
+    return None
+
+
+def random_inputs(onnx_path: Path) -> list[np.ndarray]:
+    inputs, _ = onnx_io(onnx_path)
+    rng = np.random.default_rng(INPUT_SEED)
+    return [rng.standard_normal(shape).astype(np.float32) for _, shape in inputs]
+
+
+def replaced(entry: dict, config, plain: dict, common: dict, scratch: Path, timeout: float):
+    """A file with Lambda or custom layers: whether the plain build's refusal names each of them,
+    and how build, check and import go with the entry's ``replace`` calls."""
+    folder, path, weights, shapes = (common[k] for k in ("folder", "path", "weights", "shapes"))
+    layers = list(dict.fromkeys([*describe_lambdas(config), *entry.get("replace", {})]))
+    named = named_layers(plain.get("_stderr", "")) if plain["status"] == "refused" else set()
+    outcome: dict = {"layers": layers, "unnamed": [n for n in layers if n not in named]}
+    calls = entry.get("replace", {})
+    options = [item for name, call in calls.items() for item in ("--replace", f"{name}={call}")]
+    if entry.get("replace_missing"):
+        outcome["missing"] = entry["replace_missing"]
+    if not calls:
+        outcome["status"] = "no replacement"
+        return outcome, None
+    ident = entry["id"]
+    onnx_path = scratch / f"{ident}-replaced.onnx"
+    outcome["build"] = convc(
+        ["build", str(path), "-o", str(onnx_path), *weights, *shapes, *options], timeout, folder
+    )
+    outcome["check"] = convc(["check", str(path), *weights, *shapes, *options], timeout, folder)
+    conv = scratch / f"{ident}-replaced.conv"
+    outcome["import"] = convc(
+        ["import", str(path), "-o", str(conv), *shapes, *options], timeout, folder
+    )
+    if outcome["import"]["status"] == "ok" and outcome["build"]["status"] == "ok":
+        if weights:  # convc import takes no --weights: the .conv has no arrays to rebuild with
+            outcome["import"]["note"] = "not rebuilt: convc import takes no --weights"
+        else:
+            outcome["import"] = (
+                rebuild_import(conv, onnx_path, [], timeout, folder) or outcome["import"]
+            )
+    if outcome["unnamed"]:
+        outcome["status"] = "refusal does not name " + ", ".join(outcome["unnamed"])
+    elif outcome["build"]["status"] == "ok":
+        outcome["status"] = "builds with --replace"
+    else:
+        outcome["status"] = f"{outcome['build']['status']} with --replace"
+    ours = None
+    if outcome["build"]["status"] == "ok":
+        arrays = random_inputs(onnx_path)
+        ours = run_onnx(onnx_path, arrays)
+        outcome["numpy"] = numpy_comparison(entry, config, arrays, ours, common, scratch, timeout)
+    return outcome, ours
+
+
+def numpy_comparison(entry, config, arrays, ours, common, scratch: Path, timeout: float) -> dict:
+    """The replaced model against the same model with its replaced layer an identity, fed the
+    inputs that the Lambda's own function (``replace_numpy``) has transformed in NumPy: only
+    for a Lambda that is a Sequential model's first layer, whose inputs are the model's."""
+    functions = entry.get("replace_numpy", {})
+    if len(functions) != 1 or len(entry.get("replace", {})) != 1:
+        return {"status": "not compared (Lambda)"}
+    ((name, expression),) = functions.items()
+    if first_layer(config) != name or expression not in LAMBDA_FUNCTIONS or len(arrays) != 1:
+        return {"status": "not compared (Lambda)"}
+    folder, path, weights, shapes = (common[k] for k in ("folder", "path", "weights", "shapes"))
+    identity = scratch / f"{entry['id']}-identity.onnx"
+    built = convc(
+        [
+            "build",
+            str(path),
+            "-o",
+            str(identity),
+            *weights,
+            *shapes,
+            "--replace",
+            f'{name}=Activation("linear")',
+        ],
+        timeout,
+        folder,
+    )
+    if built["status"] != "ok":
+        return {"status": "not compared", "message": built.get("message", "")}
+    transformed = LAMBDA_FUNCTIONS[expression](arrays[0].astype(np.float64)).astype(np.float32)
+    theirs = run_onnx(identity, [transformed])
+    worst_abs = worst_rel = 0.0
+    ok = True
+    for mine, expected in zip(ours, theirs, strict=True):
+        result = compare(mine, expected, DEFAULT_RTOL, DEFAULT_ATOL)
+        ok = ok and result.ok
+        worst_abs = max(worst_abs, result.max_abs)
+        worst_rel = max(worst_rel, result.max_rel)
+    return {
+        "status": "match" if ok else "differs",
+        "function": expression,
+        "max_abs": float(f"{worst_abs:.3g}"),
+        "max_rel": float(f"{worst_rel:.3g}"),
+    }
+
+
 def measure(entry: dict, folder: Path, scratch: Path, timeout: float) -> dict:
     path = folder / entry["file"]
     weights = ["--weights", str(folder / entry["weights"]["file"])] if "weights" in entry else []
@@ -255,23 +395,24 @@ def measure(entry: dict, folder: Path, scratch: Path, timeout: float) -> dict:
     result["check"] = convc(["check", str(path), *weights, *shapes], timeout, folder)
     conv = scratch / f"{ident}.conv"
     result["import"] = convc(["import", str(path), "-o", str(conv), *shapes], timeout, folder)
-    if result["import"]["status"] == "ok" and result["build"]["status"] == "ok" and not weights:
-        again = scratch / f"{ident}-import.onnx"
-        rebuilt = convc(
-            ["build", str(conv), "--weights", str(conv.with_suffix(".npz")), "-o", str(again)],
-            timeout,
-            folder,
-        )
-        if rebuilt["status"] != "ok":
-            result["import"] = {**rebuilt, "status": "rebuild " + rebuilt["status"]}
-        elif again.read_bytes() != onnx_path.read_bytes():
-            result["import"]["status"] = "ok, different ONNX"
-    for step in ("build", "check", "import"):
-        result[step].pop("stdout", None)
+    if result["import"]["status"] == "ok" and result["build"]["status"] == "ok":
+        if weights:  # convc import takes no --weights: the .conv has no arrays to rebuild with
+            result["import"]["note"] = "not rebuilt: convc import takes no --weights"
+        else:
+            result["import"] = (
+                rebuild_import(conv, onnx_path, [], timeout, folder) or result["import"]
+            )
+    config = model_config(path)
+    if describe_lambdas(config) or "replace" in entry or "replace_missing" in entry:
+        common = {"folder": folder, "path": path, "weights": weights, "shapes": shapes}
+        result["replace"], _ = replaced(entry, config, result["build"], common, scratch, timeout)
+    for outcome in (result, result.get("replace", {})):
+        for step in ("build", "check", "import"):
+            if step in outcome:
+                outcome[step].pop("stdout", None)
+                outcome[step].pop("_stderr", None)
     if result["build"]["status"] == "ok":
-        inputs, _ = onnx_io(onnx_path)
-        rng = np.random.default_rng(INPUT_SEED)
-        arrays = [rng.standard_normal(shape).astype(np.float32) for _, shape in inputs]
+        arrays = random_inputs(onnx_path)
         np.savez(scratch / f"{ident}-inputs.npz", **{f"input_{i}": a for i, a in enumerate(arrays)})
         result["_ours"] = run_onnx(onnx_path, arrays)
     return result
@@ -288,6 +429,8 @@ def short_source(entry: dict) -> str:
 
 def cell(outcome: dict) -> str:
     status = outcome["status"]
+    if outcome.get("note"):
+        return f"{status} ({outcome['note']})"
     if status in ("match", "differs") and "max_abs" in outcome:
         return f"{status} ({outcome['max_abs']:.1e})"
     if status in ("refused", "crash", "disagrees", "cannot load", "differs") and outcome.get(
@@ -305,6 +448,72 @@ def cause(message: str) -> str:
     return text[:160]
 
 
+def replaced_cell(r: dict) -> str:
+    """What --replace gives a file with Lambda or custom layers: its status, then its check,
+    import and NumPy comparison."""
+    outcome = r.get("replace")
+    if not outcome:
+        return ""
+    status = outcome["status"]
+    if status != "builds with --replace":
+        if "build" in outcome and outcome["build"]["status"] != "ok":
+            return cell(outcome["build"]) + " (with --replace)"
+        if outcome.get("missing"):
+            return f"{status}: {outcome['missing'][:90]}..."
+        return status
+    parts = [status, "check " + cell(outcome["check"]), "import " + cell(outcome["import"])]
+    numpy_outcome = outcome.get("numpy", {"status": "not compared (Lambda)"})
+    if "function" in numpy_outcome:
+        parts.append(f"NumPy `{numpy_outcome['function']}`: {cell(numpy_outcome)}")
+    else:
+        parts.append(numpy_outcome["status"])
+    return "; ".join(parts).replace("|", "\\|")
+
+
+def passes(r: dict) -> str | None:
+    """``built`` or ``replaced`` where the file counts as passing, else None."""
+    if r["build"]["status"] == "ok":
+        return "built"
+    if r.get("replace", {}).get("status") == "builds with --replace":
+        return "replaced"
+    return None
+
+
+def framework_matches(r: dict) -> bool:
+    frameworks = ("keras", "tf_keras")
+    return any(r[f]["status"] == "match" for f in frameworks) and not any(
+        r[f]["status"] == "differs" for f in frameworks
+    )
+
+
+GENERATIONS = [
+    "Keras 1",
+    "Keras 2.0-2.3",
+    "tf.keras 1.x-2.3",
+    "tf.keras 2.4+",
+    "tf.keras 2.13-2.15 (.keras)",
+    "Keras 3",
+]
+
+
+def generation_lines(results: list[dict]) -> list[str]:
+    lines = [
+        "| generation | files | build | build with --replace | match a framework | refused |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = GENERATIONS + sorted({r["generation"] for r in results} - set(GENERATIONS))
+    for name in names:
+        group = [r for r in results if r["generation"] == name]
+        if not group:
+            continue
+        built = sum(passes(r) == "built" for r in group)
+        replaced = sum(passes(r) == "replaced" for r in group)
+        matched = sum(passes(r) == "built" and framework_matches(r) for r in group)
+        refused = len(group) - built - replaced
+        lines.append(f"| {name} | {len(group)} | {built} | {replaced} | {matched} | {refused} |")
+    return lines
+
+
 def render(results: list[dict], header: dict) -> str:
     lines = [
         "# convc on published Keras files",
@@ -316,22 +525,32 @@ def render(results: list[dict], header: dict) -> str:
         "[sources.json](sources.json)).",
         "",
         "build, check, import: `ok`, `refused` (a located error, its first line), `disagrees` "
-        "(check: a layer outside tolerance), `crash` (internal error), `timeout`. Keras 3, "
+        "(check: a layer outside tolerance), `crash` (internal error), `timeout`; import: "
+        "`placeholders` (exit 4: the text has a placeholder line for each Lambda or custom "
+        "layer). Keras 3, "
         "tf_keras: convc's ONNX outputs against the framework loading the same file, on the same "
         "random inputs, by convc's rule (rtol = atol = 1e-4; the worst absolute error in "
         "brackets); `loads` where convc built nothing to compare; `not run` for a file with "
         "a Lambda layer (the framework would run its code).",
         "",
+        "with --replace: a file with Lambda or custom layers passes (`builds with --replace`) "
+        "when the plain build's refusal names each such layer and the build with sources.json's "
+        "`replace` calls (what the layer computes, read from the model's published source code: "
+        "`replace_source`) succeeds; check and import then run with the same calls. As no "
+        "framework may load such a file, its outputs are compared instead with the same ONNX "
+        "model whose replaced layer is an identity, fed the inputs transformed by the Lambda's "
+        "own function in NumPy (`NumPy`), where that layer is the model's first; otherwise `not "
+        "compared (Lambda)`.",
+        "",
     ]
     total = len(results)
-    built = sum(r["build"]["status"] == "ok" for r in results)
-    matched = sum(
-        r["build"]["status"] == "ok"
-        and any(r[f]["status"] == "match" for f in ("keras", "tf_keras"))
-        and not any(r[f]["status"] == "differs" for f in ("keras", "tf_keras"))
-        for r in results
+    built = sum(passes(r) == "built" for r in results)
+    replaced = sum(passes(r) == "replaced" for r in results)
+    matched = sum(passes(r) == "built" and framework_matches(r) for r in results)
+    numpy_matched = sum(
+        r.get("replace", {}).get("numpy", {}).get("status") == "match" for r in results
     )
-    counts = Counter(r["build"]["status"] for r in results)
+    counts = Counter(r["build"]["status"] for r in results if not passes(r))
     per_framework = {
         f: sum(r[f]["status"] == "match" for r in results) for f in ("keras", "tf_keras")
     }
@@ -339,15 +558,15 @@ def render(results: list[dict], header: dict) -> str:
     lines.append(
         f"**{total} files: {built} build; {matched} of them match every framework that loads "
         f"them (Keras 3: {per_framework['keras']}, tf_keras: {per_framework['tf_keras']}), "
-        f"{differ} differ from one; "
-        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s != "ok")
-        + ".**"
+        f"{differ} differ from one; {replaced} more build with --replace ({numpy_matched} "
+        "compared with NumPy); " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".**"
     )
-    lines.append("")
+    lines += ["", *generation_lines(results), ""]
     lines.append(
-        "| file | source | format | generation | build | check | import | Keras 3 | tf_keras |"
+        "| file | source | format | generation | build | check | import | Keras 3 | tf_keras "
+        "| with --replace |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         version = f" {r['keras_version']}" if r.get("keras_version") else ""
         lines.append(
@@ -363,15 +582,20 @@ def render(results: list[dict], header: dict) -> str:
                     cell(r["import"]),
                     cell(r["keras"]),
                     cell(r["tf_keras"]),
+                    replaced_cell(r),
                 ]
             )
             + " |"
         )
     groups: dict[str, list[str]] = {}
     for r in results:  # each file under the first step that did not succeed
+        steps, prefix = r, ""
+        if "build" in r.get("replace", {}) and r["build"]["status"] != "ok":
+            steps, prefix = r["replace"], "with --replace, "  # what is left once replaced
         for step in ("build", "check", "import"):
-            if r[step]["status"] not in ("ok", "ok, different ONNX"):
-                text = f"{step} {r[step]['status']}: {cause(r[step].get('message', ''))}"
+            if steps[step]["status"] not in ("ok", "ok, different ONNX"):
+                message = cause(steps[step].get("message", ""))
+                text = f"{prefix}{step} {steps[step]['status']}: {message}"
                 groups.setdefault(text, []).append(r["id"])
                 break
     if groups:
@@ -417,11 +641,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 "   "
-                + "  ".join(f"{s}: {result[s]['status']}" for s in ("build", "check", "import")),
+                + "  ".join(f"{s}: {result[s]['status']}" for s in ("build", "check", "import"))
+                + (f"  replace: {result['replace']['status']}" if "replace" in result else ""),
                 flush=True,
             )
             results.append(result)
-        versions = {}
+        versions: dict[str, str | None] = {}
         for framework, python in (("keras", args.keras_python), ("tf_keras", args.tf_keras_python)):
             if not python:
                 for r in results:
