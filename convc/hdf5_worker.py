@@ -290,7 +290,9 @@ def _serve_read(connection: Any, handle: Any, path: str, allowance: int) -> None
     _cap_memory(allowance)
     try:
         dataset = handle[path]
-        array = np.ascontiguousarray(dataset[()])
+        array = np.asarray(dataset[()])  # ascontiguousarray would make a scalar 1-D
+        if not array.flags.c_contiguous:
+            array = array.copy(order="C")
     except MemoryError:
         _send(connection, {"error": f"reading {path}: " + _OUT_OF_MEMORY})
         return

@@ -113,3 +113,16 @@ def test_a_script_that_uses_convc_is_not_run_again_by_the_reader(weights_file, t
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ran", "66.0"]
+
+
+def test_a_scalar_dataset_comes_back_as_a_scalar(tmp_path):
+    """A 0-d dataset (a Normalization layer's count, an optimizer's iteration) keeps its shape
+    (); seen failing: EfficientNetB0's .keras was refused as 'read as something else'."""
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as handle:
+        handle["count"] = np.int64(7)
+        handle["mean"] = np.float32(0.5)
+    with hdf5.open_hdf5(path, "s.h5") as handle:
+        count, mean = handle["count"][()], handle["mean"][()]
+    assert count.shape == () and count.dtype == np.int64 and int(count) == 7
+    assert mean.shape == () and float(mean) == 0.5
