@@ -103,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     _target_options(build)
     _optimize_option(build)
     _precision_option(build, io_dtype=True)
+    _int8_options(build)
     build.set_defaults(command="build", handler=_build)
 
     summary = commands.add_parser("summary", help="print a Keras-style summary of a .conv file")
@@ -147,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     _target_options(run, for_run=True)
     _optimize_option(run)
     _max_memory_option(run)
+    _precision_option(run)
+    _int8_options(run)
     run.set_defaults(command="run", handler=_run)
 
     check = commands.add_parser("check", help="compare every layer with the NumPy reference")
@@ -161,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     _optimize_option(check)
     _precision_option(check)
     _max_memory_option(check)
+    _int8_options(check)
     check.set_defaults(command="check", handler=_check, rtol=None, atol=None)
 
     golden = commands.add_parser("golden", help="record or verify golden outputs")
@@ -195,6 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _precision_option(record)
     _max_memory_option(record)
+    _int8_options(record)
     record.set_defaults(command="golden record", handler=_golden_record, rtol=None, atol=None)
     verify = golden_commands.add_parser("verify", help="check a golden directory")
     verify.add_argument("directory", metavar="DIR")
@@ -303,9 +308,9 @@ def _precision_option(command: argparse.ArgumentParser, *, io_dtype: bool = Fals
     command.add_argument(
         "--precision",
         default="float32",
-        choices=["float32", "float16"],
+        choices=["float32", "float16", "int8"],
         help="arithmetic and weights of the model (default float32; float16 is compared at "
-        "float16's tolerances, see convc.precision)",
+        "float16's tolerances, see convc.precision; int8 needs --calibration, see docs/int8.md)",
     )
     if io_dtype:
         command.add_argument(
@@ -314,6 +319,48 @@ def _precision_option(command: argparse.ArgumentParser, *, io_dtype: bool = Fals
             choices=["float32", "float16"],
             help="dtype of a float16 model's inputs and outputs (default float32)",
         )
+
+
+def _int8_options(command: argparse.ArgumentParser) -> None:
+    from convc.quantize import CALIBRATION_METHODS, DEFAULT_CALIBRATION_COUNT
+
+    group = command.add_argument_group("int8 (--precision int8, docs/int8.md)")
+    group.add_argument(
+        "--calibration",
+        metavar="FILE|DIR|random",
+        help="samples that set the activation ranges: .npy, .npz (by input name), a folder of "
+        "images or .npy files, or 'random' (standard-normal, for random weights)",
+    )
+    group.add_argument(
+        "--calibration-method",
+        default="minmax",
+        choices=CALIBRATION_METHODS,
+        help="how ranges are set (default minmax; percentile and entropy ignore outliers)",
+    )
+    group.add_argument(
+        "--calibration-count",
+        type=_count,
+        default=DEFAULT_CALIBRATION_COUNT,
+        metavar="N",
+        help=f"samples that calibrate (default {DEFAULT_CALIBRATION_COUNT}; check holds the "
+        "rest out)",
+    )
+    group.add_argument(
+        "--keep-float",
+        action="append",
+        default=[],
+        metavar="LAYER",
+        help="keep a layer float32: a name, or first/last (the first/last layer with weights); "
+        "repeatable",
+    )
+    group.add_argument(
+        "--weight-bits",
+        type=int,
+        default=7,
+        choices=(7, 8),
+        help="bits of int8 weights (default 7: exact on x86 CPUs without VNNI; 8 for VNNI, "
+        "ARM, GPUs)",
+    )
 
 
 def _input_options(command: argparse.ArgumentParser) -> None:
@@ -551,6 +598,11 @@ def _options(args: argparse.Namespace):
         seed=getattr(args, "seed", 0),
         precision=getattr(args, "precision", "float32"),
         io_dtype=getattr(args, "io_dtype", "float32"),
+        calibration=getattr(args, "calibration", None),
+        calibration_method=getattr(args, "calibration_method", "minmax"),
+        calibration_count=getattr(args, "calibration_count", 64),
+        keep_float=tuple(getattr(args, "keep_float", ())),
+        weight_bits=getattr(args, "weight_bits", 7),
     )
 
 

@@ -96,10 +96,11 @@ def compile_model(
 ) -> onnx.ModelProto:
     """Lower a resolved model with ``options`` (``convc.options.BuildOptions``; its fields may
     be given as keywords instead: ``target=``, ``opset=``, ``io_layout=``, ``optimize=``,
-    ``seed=``, ``precision=``). With ``layer_outputs``, every layer's output is a graph output
-    too. ``consume_weights`` says that a mapping of weights was loaded for this build alone
-    (an imported model file's): it is emptied as lowering goes, as weights loaded from a file
-    or drawn here always are, so that the model's arrays are held about once."""
+    ``seed=``, ``precision=``, ``calibration=``). With ``layer_outputs``, every layer's output
+    is a graph output too. ``consume_weights`` says that a mapping of weights was loaded for
+    this build alone (an imported model file's): it is emptied as lowering goes, as weights
+    loaded from a file or drawn here always are, so that the model's arrays are held about
+    once."""
     options = build_options(options, **build_keywords)
     arrays = model_weights(model, weights, options.seed)
     owned = consume_weights or not isinstance(weights, Mapping)
@@ -120,7 +121,29 @@ def compile_model(
         from convc.precision import to_float16
 
         proto = to_float16(proto, io_dtype=options.io_dtype)
+    elif options.precision == "int8":
+        proto = quantize(proto, model, options)[0]
     return proto
+
+
+def quantize(proto: onnx.ModelProto, model: Model, options: BuildOptions):
+    """The int8 model of the float32 ``proto`` lowered from ``model`` with ``options``, its
+    ``convc.quantize.QuantizationPlan`` and the ``Calibration`` it was calibrated on."""
+    from convc.quantize import read_calibration, to_int8
+
+    calibration = read_calibration(
+        options.calibration, model, options.calibration_count, options.seed
+    )
+    quantized, plan = to_int8(
+        proto,
+        model,
+        calibration,
+        method=options.calibration_method,
+        keep_float=options.keep_float,
+        weight_bits=options.weight_bits,
+        io_layout=options.io_layout,
+    )
+    return quantized, plan, calibration
 
 
 def compile_text(text: str, weights: WeightsSource = None, *args, **options) -> onnx.ModelProto:

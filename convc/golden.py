@@ -247,6 +247,8 @@ def record(
     single input (``sets=1, batch=1``) the model runs on one more input to tell. A recording
     that would hold more than ``max_memory`` (``convc.memory``) is refused before it runs."""
     options = build_options(options, **build_keywords)
+    if options.precision == "int8":
+        raise ConvcError("goldens of int8 models are not implemented yet")
     seed, target, opset = options.seed, options.target_name, options.resolved_opset
     source, directory = Path(source), Path(directory)
     if not 1 <= sets <= MAX_SETS:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL, check_tolerances, compare
+from convc.diagnostics import ConvcError
 from convc.lower import lower
 from convc.memory import check_estimate, input_batch, max_memory_bytes
 from convc.model import Model, format_shape
@@ -115,6 +116,8 @@ def check_layers(
 
     options = build_options(options, **build_keywords)
     limit = max_memory_bytes(max_memory)
+    if options.precision == "int8":
+        raise ConvcError("checking int8 models is not implemented yet")
     half = options.precision == "float16"
     rtol = (FLOAT16_RTOL if half else DEFAULT_RTOL) if rtol is None else rtol
     atol = (FLOAT16_ATOL if half else DEFAULT_ATOL) if atol is None else atol

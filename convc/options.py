@@ -9,7 +9,7 @@ an unknown input/output layout or a bad seed is a ``ConvcError`` at construction
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from convc.diagnostics import ConvcError
@@ -17,6 +17,7 @@ from convc.targets import DEFAULT_TARGET, RUNTIMES, TargetName, get_target, reso
 
 if TYPE_CHECKING:
     from convc.precision import IODtype, Precision
+    from convc.quantize import CalibrationMethod, CalibrationSource, WeightBits
 
 IOLayout = Literal["keras", "channels_first", "channels_last"]
 IO_LAYOUTS: tuple[IOLayout, ...] = get_args(IOLayout)
@@ -33,7 +34,10 @@ class BuildOptions:
     rewrites (False: one ONNX op per Keras operation, for debugging); ``seed``: the seed of the
     initializers when no weights are given; ``precision``: ``float16`` makes the weights and
     the arithmetic float16 (``convc.precision``), with float32 inputs and outputs unless
-    ``io_dtype`` is ``float16`` too."""
+    ``io_dtype`` is ``float16`` too; ``int8`` quantizes it (``convc.quantize``) with ranges
+    from ``calibration`` (a path, ``"random"`` or arrays; its first ``calibration_count``
+    samples) by ``calibration_method``, keeping the layers of ``keep_float`` float32, with
+    weights of ``weight_bits`` bits."""
 
     target: TargetName | None = None
     opset: int | None = None
@@ -42,6 +46,11 @@ class BuildOptions:
     seed: int = 0
     precision: Precision = "float32"
     io_dtype: IODtype = "float32"
+    calibration: CalibrationSource = field(default=None, compare=False)
+    calibration_method: CalibrationMethod = "minmax"
+    calibration_count: int = 64
+    keep_float: tuple[str, ...] = ()
+    weight_bits: WeightBits = 7
 
     def __post_init__(self) -> None:
         if self.target is not None and not isinstance(self.target, str):
@@ -58,6 +67,17 @@ class BuildOptions:
         from convc.precision import check_precision
 
         check_precision(self.precision, self.io_dtype)
+        from convc.quantize import check_int8_options
+
+        check_int8_options(
+            self.precision,
+            self.calibration,
+            self.calibration_method,
+            self.calibration_count,
+            self.keep_float,
+            self.weight_bits,
+            self.opset,
+        )
 
     @property
     def target_name(self) -> TargetName:
@@ -66,8 +86,14 @@ class BuildOptions:
 
     @property
     def resolved_opset(self) -> int:
-        """The opset to emit: ``opset``, or the target's."""
-        return resolve_opset(get_target(self.target_name), self.opset)
+        """The opset to emit: ``opset``, or the target's (for an int8 model at most
+        ``convc.quantize.INT8_MAX_OPSET``)."""
+        opset = resolve_opset(get_target(self.target_name), self.opset)
+        if self.precision == "int8" and self.opset is None:
+            from convc.quantize import INT8_MAX_OPSET
+
+            return min(opset, INT8_MAX_OPSET)
+        return opset
 
     def replace(self, **changes: Any) -> BuildOptions:
         """A copy with ``changes`` (checked again)."""
@@ -88,10 +114,18 @@ class BuildOptions:
         """The names of the options that differ from the defaults."""
         default = BuildOptions()
         return [
-            field.name
-            for field in dataclasses.fields(self)
-            if getattr(self, field.name) != getattr(default, field.name)
+            option.name
+            for option in dataclasses.fields(self)
+            if _differs(getattr(self, option.name), getattr(default, option.name))
         ]
+
+
+def _differs(value: Any, default: Any) -> bool:
+    """Whether an option differs from its default (arrays of calibration data compare by
+    whether they are given)."""
+    if value is None or default is None:
+        return value is not default
+    return bool(value != default)
 
 
 def build_options(options: BuildOptions | None = None, **keywords: Any) -> BuildOptions:

@@ -9,7 +9,7 @@ before each output, so a caller's arrays are unchanged) or become float16 with
 Some inputs and ops stay float32, each for a stated reason (``FLOAT32_SLOTS``, ``FLOAT32_OPS``);
 a Cast to float32 goes before them and one back to float16 after. The pass runs after lowering and
 its checks, so every target's workarounds are kept, and it ends with ONNX's checker and shape
-inference as ``convc.lower`` does.
+inference as ``convc.lower`` does. (``int8`` is ``convc.quantize``'s pass.)
 
 onnxruntime's CPU provider runs every op of a float16 model: where it has no float16 kernel it
 inserts the Casts itself (its ``InsertCastTransformer``), so on the CPU part of the arithmetic is
@@ -29,7 +29,7 @@ from convc.diagnostics import ConvcError
 from convc.names import UniqueNames
 from convc.onnxfile import InvalidModel, check_and_infer
 
-Precision = Literal["float32", "float16"]
+Precision = Literal["float32", "float16", "int8"]
 IODtype = Literal["float32", "float16"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 IO_DTYPES: tuple[IODtype, ...] = get_args(IODtype)
@@ -71,15 +71,16 @@ def check_precision(precision: str, io_dtype: str = "float32") -> None:
             f"unknown input/output dtype {io_dtype!r}",
             help="choose one of: " + ", ".join(IO_DTYPES),
         )
-    if precision == "float32" and io_dtype != "float32":
+    if precision != "float16" and io_dtype != "float32":
         raise ConvcError(
             "float16 inputs and outputs need --precision float16",
-            help="a float32 model takes and returns float32 arrays",
+            help=f"a {precision} model takes and returns float32 arrays",
         )
 
 
 def model_precision(proto: onnx.ModelProto) -> str:
-    """``float16`` for a model this pass made, else ``float32``."""
+    """``float16`` for a model this pass made, ``int8`` for one ``convc.quantize`` made, else
+    ``float32``."""
     for entry in proto.metadata_props:
         if entry.key == "convc.precision":
             return entry.value
@@ -89,8 +90,8 @@ def model_precision(proto: onnx.ModelProto) -> str:
 def to_float16(proto: onnx.ModelProto, *, io_dtype: str = "float32") -> onnx.ModelProto:
     """A float16 copy of the float32 model ``proto`` (see the module's docstring)."""
     check_precision("float16", io_dtype)
-    if model_precision(proto) == "float16":
-        raise ConvcError("the model is already float16")
+    if model_precision(proto) != "float32":
+        raise ConvcError(f"the model is already {model_precision(proto)}")
     model = onnx.ModelProto()
     model.CopyFrom(proto)
     graph = model.graph

@@ -1,0 +1,665 @@
+"""int8 models: one pass over a finished float32 model (``convc build --precision int8``).
+
+The float32 model that lowering made (BatchNormalization folded, activations known, checked) is
+calibrated and quantized statically into ONNX's QDQ form: each weight is stored as integers with
+a DequantizeLinear, and each activation that a quantized op reads or writes passes through a
+QuantizeLinear/DequantizeLinear pair whose scale and zero point come from calibration. Runtimes
+fuse ``DequantizeLinear -> op -> QuantizeLinear`` into integer kernels (onnxruntime's
+QLinearConv, QLinearAdd, QGemm, ...).
+
+The quantization itself is onnxruntime's ``quantize_static``: it places the pairs where
+onnxruntime fuses them (Conv, MatMul/Gemm, pooling, Add, Mul, Concat, Transpose, Reshape ...),
+folds a ReLU or ReLU6 into the range of the quantization before it (and removes the op), and
+quantizes biases to int32 at ``input scale * weight scale``. convc fixes the choices for a CPU:
+
+* weights int8, symmetric, per output channel (Conv and ConvTranspose, and Dense's MatMul by its
+  output column);
+* activations uint8, asymmetric, with ranges from the calibration data by ``minmax`` (the
+  observed extremes), ``percentile`` (the central ``CALIBRATION_PERCENTILE`` % of values) or
+  ``entropy`` (the range whose quantized histogram keeps the most information, by KL
+  divergence over 2048 bins). ``minmax`` holds two numbers per tensor; the histogram methods
+  hold every activation of every calibrating sample until the end;
+* weights on 7 bits by default (``weight_bits=7``: onnxruntime's ``reduce_range``). x86 CPUs
+  without VNNI (AVX2) multiply uint8 by int8 in pairs summed into 16 bits, which saturates for
+  8-bit weights: on such a CPU a stem convolution of resnet_bn then came out 63 steps off the
+  exact result, and ``convc check --precision int8`` sees it. 7-bit weights cannot saturate;
+  ``weight_bits=8`` keeps the last bit for CPUs with VNNI, ARM and GPUs.
+
+Layers named in ``keep_float`` (``first`` and ``last`` name the first and last layers with
+weights) stay float32: their ONNX nodes are excluded from quantization.
+
+The calibration data is read by ``read_calibration``: ``.npy`` (one input's samples along axis
+0), ``.npz`` (by input name), a folder of images (with Pillow, resized to the input and taken as
+0-255 pixel values, as Keras's image loading gives them) or of ``.npy`` files, or ``random``
+(standard-normal samples from a seed, for models with random weights). The first
+``calibration_count`` samples calibrate (``DEFAULT_CALIBRATION_COUNT``); ``convc check`` holds the
+others out to measure the accuracy cost.
+
+``QuantizationPlan`` is read back from the QDQ model (``read_plan``): for every quantized tensor
+its scale, zero point and type; for every weight its integers' scales per channel. The int8
+reference (``convc.int8_reference``) computes the quantized model from it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from convc.arrays import read_npy, read_npz
+from convc.diagnostics import ConvcError
+from convc.onnxfile import InvalidModel, check_and_infer
+
+if TYPE_CHECKING:
+    from convc.model import Model
+
+CalibrationMethod = Literal["minmax", "percentile", "entropy"]
+CALIBRATION_METHODS: tuple[CalibrationMethod, ...] = get_args(CalibrationMethod)
+WeightBits = Literal[7, 8]
+WEIGHT_BITS: tuple[WeightBits, ...] = get_args(WeightBits)
+
+DEFAULT_CALIBRATION_COUNT = 64
+"""Samples that calibrate by default: enough for stable min-max ranges of a CNN's activations
+(TFLite's converter asks for 100 to 500 "representative" samples, onnxruntime's examples use a
+few dozen) and quick (the float model runs once per sample with every activation exposed)."""
+
+CALIBRATION_PERCENTILE = 99.999
+"""``percentile`` calibration keeps this central share of an activation's values (onnxruntime's
+default): a few outliers no longer stretch the range, and so the step, of everything else."""
+
+RANDOM = "random"
+"""The calibration source ``random``: standard-normal samples (for models with random weights,
+whose activations no real data describes)."""
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+MAX_CALIBRATION_BYTES = 4 << 30
+"""The most bytes of calibration samples (float32) read at once."""
+
+INT8_MAX_OPSET = 27
+"""The newest opset of an int8 model: onnxruntime 1.32 has no QuantizeLinear or DequantizeLinear
+kernel for opset 28. Without ``--opset``, an int8 model takes its target's opset or this,
+whichever is older."""
+
+PRECISION_KEY = "convc.precision"
+INT8_KEY = "convc.int8"
+"""Metadata of an int8 model: ``convc.precision`` is ``int8``; ``convc.int8`` is JSON with the
+calibration (method, samples used) and the weight bits."""
+
+CalibrationSource = str | os.PathLike | np.ndarray | Mapping[str, np.ndarray] | None
+"""A path (``.npy``, ``.npz``, a folder), ``"random"``, one array (a one-input model's samples)
+or arrays by input name."""
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """Samples in Keras's layout, by input name, each array ``(samples, *input shape)``; where
+    they came from; and how many of them calibrate (the rest are held out)."""
+
+    samples: dict[str, np.ndarray]
+    source: str
+    count: int
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.samples.values())))
+
+    @property
+    def used(self) -> int:
+        """How many samples calibrate: ``count``, or all there are when fewer."""
+        return min(self.count, self.size)
+
+    def calibrating(self) -> dict[str, np.ndarray]:
+        return {name: array[: self.count] for name, array in self.samples.items()}
+
+    def held_out(self) -> dict[str, np.ndarray] | None:
+        """The samples after the calibrating ones, or None when there are none."""
+        if self.size <= self.count:
+            return None
+        return {name: array[self.count :] for name, array in self.samples.items()}
+
+
+def check_int8_options(
+    precision: str,
+    calibration: Any,
+    method: str,
+    count: Any,
+    keep_float: Any,
+    weight_bits: Any,
+    opset: int | None = None,
+) -> None:
+    """Errors for int8 options that are wrong in themselves or given without ``int8``."""
+    if method not in CALIBRATION_METHODS:
+        raise ConvcError(
+            f"unknown calibration method {method!r}",
+            help="choose one of: " + ", ".join(CALIBRATION_METHODS),
+        )
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConvcError(f"the calibration count must be a positive integer, got {count!r}")
+    if weight_bits not in WEIGHT_BITS:
+        raise ConvcError(f"weight_bits must be 7 or 8, got {weight_bits!r}")
+    if not isinstance(keep_float, tuple) or not all(isinstance(n, str) for n in keep_float):
+        raise ConvcError(f"keep_float must be a tuple of layer names, got {keep_float!r}")
+    if precision == "int8":
+        if opset is not None and opset > INT8_MAX_OPSET:
+            raise ConvcError(
+                f"opset {opset} is too new for an int8 model",
+                help=f"onnxruntime quantizes and runs int8 models up to opset {INT8_MAX_OPSET}",
+            )
+        if calibration is None:
+            raise ConvcError(
+                "an int8 model needs calibration data",
+                help="give --calibration FILE.npz, FILE.npy or a folder of images "
+                "(samples of real input), or --calibration random for a model with random "
+                "weights",
+            )
+        return
+    given = [
+        name
+        for name, value, default in (
+            ("calibration", calibration, None),
+            ("calibration method", method, "minmax"),
+            ("calibration count", count, DEFAULT_CALIBRATION_COUNT),
+            ("keep_float", keep_float, ()),
+            ("weight bits", weight_bits, 7),
+        )
+        if value is not default and not (isinstance(value, str | int | tuple) and value == default)
+    ]
+    if given:
+        raise ConvcError(
+            f"the {given[0]} applies to int8 models",
+            help="build with --precision int8",
+        )
+
+
+# -- calibration data ---------------------------------------------------------------------------
+
+
+def read_calibration(
+    source: CalibrationSource, model: Model, count: int = DEFAULT_CALIBRATION_COUNT, seed: int = 0
+) -> Calibration:
+    """The samples of ``source`` for ``model``'s inputs (see the module's docstring), checked
+    against the inputs' shapes; ``count`` of them calibrate. ``random`` draws ``count``
+    samples from ``seed`` (and as many more to hold out)."""
+    inputs = {i.name: i for i in model.inputs}
+    if isinstance(source, str) and source == RANDOM:
+        samples = {
+            name: np.random.default_rng([seed, index, 27])
+            .standard_normal((2 * count, *_sample_shape(i.shape)))
+            .astype(np.float32)
+            for index, (name, i) in enumerate(inputs.items())
+        }
+        return Calibration(samples, RANDOM, count)
+    if isinstance(source, np.ndarray):
+        arrays, where = _one_input(inputs, source, "<calibration array>"), "<calibration array>"
+    elif isinstance(source, Mapping):
+        arrays, where = dict(source), "<calibration arrays>"
+    elif isinstance(source, str | os.PathLike):
+        path = Path(source)
+        where = str(path)
+        if not path.exists():
+            raise ConvcError("no such calibration file or folder", path=where)
+        if path.is_dir():
+            arrays = _read_folder(path, model)
+        elif path.suffix == ".npz":
+            arrays = read_npz(path)
+            if len(arrays) == 1 and len(inputs) == 1 and next(iter(arrays)) not in inputs:
+                arrays = {next(iter(inputs)): next(iter(arrays.values()))}
+        elif path.suffix == ".npy":
+            arrays = _one_input(inputs, read_npy(path), where)
+        else:
+            raise ConvcError(
+                "unknown calibration format",
+                path=where,
+                help="give .npy (one input's samples), .npz (by input name), a folder of images "
+                "or of .npy files, or 'random'",
+            )
+    else:
+        raise ConvcError(f"calibration data must be a path or arrays, got {type(source).__name__}")
+    return Calibration(_checked(arrays, inputs, where), where, count)
+
+
+def _one_input(inputs: dict, array: np.ndarray, where: str) -> dict[str, np.ndarray]:
+    if len(inputs) != 1:
+        raise ConvcError(
+            f"the model has {len(inputs)} inputs: give calibration samples by input name in "
+            "an .npz file",
+            path=where,
+        )
+    return {next(iter(inputs)): array}
+
+
+def _sample_shape(shape: tuple[int | None, ...]) -> tuple[int, ...]:
+    return tuple(1 if d is None else d for d in shape[1:])
+
+
+def _checked(arrays: dict[str, Any], inputs: dict, where: str) -> dict[str, np.ndarray]:
+    """Every input's samples, as float32 ``(samples, *shape)``, the same number for each."""
+    unknown = sorted(set(arrays) - set(inputs))
+    if unknown:
+        raise ConvcError(
+            f"the calibration data has an array {unknown[0]!r}, but the model's inputs are "
+            + ", ".join(inputs),
+            path=where,
+        )
+    checked: dict[str, np.ndarray] = {}
+    for name, model_input in inputs.items():
+        if name not in arrays:
+            raise ConvcError(f"the calibration data has no samples for input {name!r}", path=where)
+        array = np.asarray(arrays[name])
+        want = _sample_shape(model_input.shape)
+        if array.dtype.kind not in "fiu" or array.dtype.itemsize > 8:
+            raise ConvcError(
+                f"the calibration samples of {name!r} have dtype {array.dtype}; real numbers "
+                "are needed",
+                path=where,
+            )
+        if array.ndim == len(want) and array.shape == want:
+            array = array[None]  # one sample
+        if array.ndim != len(want) + 1 or array.shape[1:] != want or not len(array):
+            raise ConvcError(
+                f"the calibration samples of {name!r} have shape {array.shape}; expected "
+                f"(samples, {', '.join(map(str, want))})",
+                path=where,
+            )
+        if math.prod(array.shape) * 4 > MAX_CALIBRATION_BYTES:
+            raise ConvcError(
+                f"the calibration samples of {name!r} take more than "
+                f"{MAX_CALIBRATION_BYTES >> 30} GiB as float32",
+                path=where,
+                help="give fewer samples",
+            )
+        array = array.astype(np.float32)
+        if not np.isfinite(array).all():
+            raise ConvcError(
+                f"the calibration samples of {name!r} hold NaN or infinite values", path=where
+            )
+        checked[name] = array
+    sizes = {len(a) for a in checked.values()}
+    if len(sizes) > 1:
+        raise ConvcError(
+            "the calibration data has different numbers of samples for the model's inputs: "
+            + ", ".join(f"{name} {len(a)}" for name, a in checked.items()),
+            path=where,
+        )
+    return checked
+
+
+def _read_folder(folder: Path, model: Model) -> dict[str, np.ndarray]:
+    """A folder's ``.npy`` files (each one sample or a batch of them) or images, in name order;
+    files of other kinds are ignored, a mix of the two is refused."""
+    if len(model.inputs) != 1:
+        raise ConvcError(
+            f"the model has {len(model.inputs)} inputs: give calibration samples by input name "
+            "in an .npz file",
+            path=str(folder),
+        )
+    model_input = model.inputs[0]
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    arrays = [p for p in files if p.suffix == ".npy"]
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if arrays and images:
+        raise ConvcError(
+            "the calibration folder holds both .npy files and images; give one kind",
+            path=str(folder),
+        )
+    want = _sample_shape(model_input.shape)
+    if arrays:
+        samples = []
+        for path in arrays:
+            array = read_npy(path)
+            samples.append(array[None] if array.shape == want else array)
+        try:
+            return {model_input.name: np.concatenate(samples)}
+        except ValueError:
+            shapes = sorted({tuple(a.shape) for a in samples})
+            raise ConvcError(
+                f"the .npy files of the calibration folder have shapes {shapes}; each should be "
+                f"{want} or (samples, {', '.join(map(str, want))})",
+                path=str(folder),
+            ) from None
+    if not images:
+        raise ConvcError(
+            "the calibration folder holds no images (" + ", ".join(IMAGE_SUFFIXES) + ") and no "
+            ".npy files",
+            path=str(folder),
+        )
+    return {model_input.name: np.stack([_read_image(p, want) for p in images])}
+
+
+def _read_image(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """An image as Keras's ``load_img`` and ``img_to_array`` give it: RGB (or grayscale for one
+    channel), resized to the input's height and width (bilinear), float32 pixel values 0-255, in
+    the input's layout (channels last; channels first when the first axis is 1 or 3 and the
+    last is not)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ConvcError(
+            "reading images needs Pillow, which is not installed",
+            path=str(path),
+            help="pip install 'convc[images]', or give the samples as .npy/.npz arrays",
+        ) from None
+    if len(shape) != 3:
+        raise ConvcError(
+            f"images calibrate an image input (height, width, channels); this input's shape is "
+            f"{shape}",
+            path=str(path),
+        )
+    first = shape[0] in (1, 3) and shape[2] not in (1, 3)
+    channels, height, width = (shape[0], *shape[1:]) if first else (shape[2], *shape[:2])
+    if channels not in (1, 3):
+        raise ConvcError(f"images have 1 or 3 channels; this input has {channels}", path=str(path))
+    Image.MAX_IMAGE_PIXELS = 1 << 28  # a decompression bomb is an error, not a hang
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise ConvcError(f"cannot read the image: {error}", path=str(path)) from None
+    pixels = pixels.reshape(height, width, channels)
+    return np.moveaxis(pixels, -1, 0) if first else pixels
+
+
+# -- the pass -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuantizedTensor:
+    """An activation that a QuantizeLinear quantizes: the float tensor it reads (``tensor``),
+    the integer tensor it writes (``integers``), and its scale, zero point and type."""
+
+    tensor: str
+    integers: str
+    scale: float
+    zero_point: int
+    dtype: str
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        info = np.iinfo(self.dtype)
+        return int(info.min), int(info.max)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedWeight:
+    """A weight stored as integers (``integers``, an initializer) that a DequantizeLinear turns
+    into the float tensor ``tensor``: per-channel ``scales`` and ``zero_points`` along
+    ``axis`` (None for one scale)."""
+
+    tensor: str
+    integers: str
+    scales: np.ndarray
+    zero_points: np.ndarray
+    axis: int | None
+    dtype: str
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizationPlan:
+    """What the quantization chose, read back from the QDQ model (``read_plan``)."""
+
+    activations: tuple[QuantizedTensor, ...]
+    weights: tuple[QuantizedWeight, ...]
+    float_nodes: tuple[str, ...]
+    """The float32 model's nodes excluded from quantization (``keep_float``)."""
+
+    def activation(self, integers: str) -> QuantizedTensor:
+        return next(a for a in self.activations if a.integers == integers)
+
+
+def model_int8_settings(proto: onnx.ModelProto) -> dict[str, Any] | None:
+    """The ``convc.int8`` metadata of an int8 model (None for another)."""
+    for entry in proto.metadata_props:
+        if entry.key == INT8_KEY:
+            return json.loads(entry.value)
+    return None
+
+
+def to_int8(
+    proto: onnx.ModelProto,
+    model: Model,
+    calibration: Calibration,
+    *,
+    method: CalibrationMethod = "minmax",
+    keep_float: Sequence[str] = (),
+    weight_bits: WeightBits = 7,
+    io_layout: str = "keras",
+) -> tuple[onnx.ModelProto, QuantizationPlan]:
+    """The QDQ int8 model of the float32 model ``proto`` (lowered from ``model``), calibrated on
+    ``calibration``'s first ``count`` samples, and its plan (see the module's docstring)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    for entry in proto.metadata_props:
+        if entry.key == PRECISION_KEY and entry.value != "float32":
+            raise ConvcError(f"the model is already {entry.value}")
+    excluded = _excluded_nodes(proto, model, keep_float)
+    feeds = _feeds(proto, model, calibration.calibrating(), io_layout)
+
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": False,
+        "WeightSymmetric": True,
+        "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+    }
+    with tempfile.TemporaryDirectory(prefix="convc-int8-") as folder, _quiet():
+        source = Path(folder) / "float32.onnx"
+        target = Path(folder) / "int8.onnx"
+        float_model = onnx.ModelProto()
+        float_model.CopyFrom(proto)
+        del float_model.graph.value_info[:]  # onnxruntime infers them again
+        onnx.save(float_model, source)
+        del float_model
+        try:
+            ranges = _calibrate(source, feeds, method, Path(folder))
+            quantize_static(
+                str(source),
+                str(target),
+                None,
+                calibration_cache_path=ranges,
+                calibrate_method=_ORT_METHODS[method](),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                reduce_range=weight_bits == 7,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(excluded),
+                extra_options=extra,
+            )
+        except (ValueError, RuntimeError) as error:  # onnxruntime's own refusals
+            raise ConvcError(f"onnxruntime could not quantize the model: {error}") from None
+        quantized = onnx.load(str(target))
+    del quantized.metadata_props[:]
+    for entry in proto.metadata_props:
+        if entry.key != PRECISION_KEY:
+            quantized.metadata_props.add().CopyFrom(entry)
+    settings = {
+        "calibration": {"method": method, "samples": calibration.used},
+        "weight_bits": weight_bits,
+        "keep_float": sorted(keep_float),
+    }
+    for key, value in ((PRECISION_KEY, "int8"), (INT8_KEY, json.dumps(settings, sort_keys=True))):
+        entry = quantized.metadata_props.add()
+        entry.key, entry.value = key, value
+    quantized.producer_name = proto.producer_name
+    quantized.producer_version = proto.producer_version
+    try:
+        inferred = check_and_infer(quantized)
+    except InvalidModel as error:
+        raise ConvcError(f"the int8 model is not valid ONNX: {error}") from None
+    del quantized.graph.value_info[:]
+    quantized.graph.value_info.extend(inferred.graph.value_info)
+    return quantized, read_plan(quantized, excluded)
+
+
+def _ort_method(name: str) -> Callable[[], Any]:
+    def method() -> Any:
+        from onnxruntime.quantization import CalibrationMethod
+
+        return getattr(CalibrationMethod, name)
+
+    return method
+
+
+_ORT_METHODS = {
+    "minmax": _ort_method("MinMax"),
+    "percentile": _ort_method("Percentile"),
+    "entropy": _ort_method("Entropy"),
+}
+
+_HISTOGRAM = {
+    "percentile": {"num_bins": 2048, "percentile": CALIBRATION_PERCENTILE},
+    "entropy": {"num_bins": 2048, "num_quantized_bins": 128},
+}
+"""The histogram methods' settings. ``quantize_static`` passes no bin counts to its calibrator,
+whose entropy default is 128 bins for 128 quantized levels: the search for a narrower range then
+has one candidate, the whole range, and ``entropy`` gave ``minmax``'s ranges. So convc runs
+onnxruntime's calibrator itself with 2048 bins (TensorRT's entropy calibration uses the same) and
+hands ``quantize_static`` the ranges."""
+
+
+def _calibrate(
+    model_path: Path, feeds: list[dict[str, np.ndarray]], method: str, folder: Path
+) -> Path:
+    """Run onnxruntime's calibrator of ``method`` on ``feeds``; the ranges, in the cache file
+    that ``quantize_static`` reads (returned)."""
+    from onnxruntime.quantization.calibrate import (
+        CalibrationDataReader,
+        create_calibrator,
+        save_tensors_data,
+    )
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    calibrator = create_calibrator(
+        model_path,
+        sorted(set(QLinearOpsRegistry) | set(QDQRegistry)),  # what quantize_static calibrates
+        augmented_model_path=str(folder / "augmented.onnx"),
+        calibrate_method=_ORT_METHODS[method](),
+        extra_options=_HISTOGRAM.get(method, {}),
+    )
+    calibrator.collect_data(Reader())
+    ranges = folder / "ranges.json"
+    save_tensors_data(calibrator.compute_data(), ranges)
+    del calibrator
+    return ranges
+
+
+def _feeds(
+    proto: onnx.ModelProto, model: Model, samples: dict[str, np.ndarray], io_layout: str
+) -> list[dict[str, np.ndarray]]:
+    """The calibrating samples as the graph takes them: in its inputs' layout, one sample at a
+    time (or as many as a static batch holds)."""
+    from convc.lower import io_order, tensor_format
+
+    layouts = {i.name: io_order(tensor_format(model, i), i.rank, io_layout) for i in model.inputs}
+    batch = model.inputs[0].shape[0] or 1
+    size = len(next(iter(samples.values())))
+    feeds = []
+    for start in range(0, size - batch + 1, batch):
+        feeds.append(
+            {
+                name: np.ascontiguousarray(
+                    np.transpose(array[start : start + batch], layouts[name])
+                )
+                for name, array in samples.items()
+            }
+        )
+    if not feeds:
+        raise ConvcError(
+            f"the model's batch is {batch}: calibration needs at least {batch} samples, got {size}"
+        )
+    return feeds
+
+
+def _excluded_nodes(proto: onnx.ModelProto, model: Model, keep_float: Sequence[str]) -> set[str]:
+    """The ONNX nodes of the layers to keep float32 (``first``/``last``: the first and the
+    last layers with weights), by the ``<layer>/...`` names lowering gives them."""
+    if not keep_float:
+        return set()
+    weighted = [node.name for node in model.nodes if node.layer.variables]
+    names = {node.name for node in model.nodes}
+    wanted = set()
+    for name in keep_float:
+        if name in ("first", "last"):
+            if not weighted:
+                raise ConvcError(f"keep_float {name!r}: the model has no layer with weights")
+            wanted.add(weighted[0] if name == "first" else weighted[-1])
+        elif name in names:
+            wanted.add(name)
+        else:
+            raise ConvcError(
+                f"keep_float: the model has no layer {name!r}",
+                help="name a layer, or 'first' or 'last'",
+            )
+    return {node.name for node in proto.graph.node if node.name.rpartition("/")[0] in wanted}
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """onnxruntime's quantizer logs advice (pre-processing) through the root logger and prints
+    its histogram calibration's progress: neither is for convc's users."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def read_plan(proto: onnx.ModelProto, float_nodes: set[str] | None = None) -> QuantizationPlan:
+    """The plan of a QDQ model: every QuantizeLinear's and every weight DequantizeLinear's
+    scale and zero point (``float_nodes`` as excluded, or none)."""
+    constants = {t.name: t for t in proto.graph.initializer}
+
+    def value(name: str) -> np.ndarray:
+        return numpy_helper.to_array(constants[name])
+
+    activations, weights = [], []
+    for node in proto.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        scale, zero_point = value(node.input[1]), value(node.input[2])
+        if node.op_type == "QuantizeLinear":
+            activations.append(
+                QuantizedTensor(
+                    node.input[0],
+                    node.output[0],
+                    float(scale),
+                    int(zero_point),
+                    str(zero_point.dtype),
+                )
+            )
+        elif node.input[0] in constants:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            weights.append(
+                QuantizedWeight(
+                    node.output[0],
+                    node.input[0],
+                    scale.astype(np.float32).reshape(-1),
+                    zero_point.reshape(-1),
+                    axis if scale.ndim else None,
+                    str(zero_point.dtype),
+                )
+            )
+    return QuantizationPlan(tuple(activations), tuple(weights), tuple(sorted(float_nodes or ())))
