@@ -34,6 +34,7 @@ from convc.compiler import (
 )
 from convc.diagnostics import ConvcError
 from convc.importer.files import is_model_file
+from convc.int8_check import Int8CheckReport
 from convc.layer_check import CheckReport, check_layers
 from convc.lower import WORKAROUNDS_KEY
 from convc.model import Model
@@ -300,17 +301,35 @@ def check(
     input_seed: int = 0,
     replace: Replace = None,
     max_memory: int | str | None = None,
-) -> CheckReport:
+) -> CheckReport | Int8CheckReport:
     """Compile ``source`` (a path or a loaded model) with every layer's output exposed, run it in
     ONNX Runtime and compare each layer with the NumPy reference (``convc.compare``'s rule).
     Random inputs (``inputs=None``) use ``input_seed`` (input i with ``input_seed + i``) and
     ``batch``; the report says where the model first diverges. ``options.io_layout`` does not
     apply: layers are compared in Keras's layout. ``replace`` replaces layers by name. A check
     that would hold more than ``max_memory`` (bytes, or a size such as ``"16G"``; default
-    ``convc.memory.default_max_memory()``) is refused before it runs (``convc.memory``)."""
+    ``convc.memory.default_max_memory()``) is refused before it runs (``convc.memory``).
+
+    An int8 model (``options.precision="int8"``) is checked by ``convc.int8_check``: every
+    quantized group against the int8 reference within one step, and the accuracy cost against
+    float32 on held-out ``inputs`` (without them, the calibration samples after the calibrating
+    ones, else random ones); ``rtol``, ``atol`` and ``max_memory`` do not apply."""
     options = options or BuildOptions()
     model, weights, _ = _load_with_weights(source, weights, replace)
     arrays = model_weights(model, weights, options.seed)
+    if options.precision == "int8":
+        from convc.int8_check import check_int8
+
+        given = None if inputs is None else model_inputs(model, inputs)
+        return check_int8(
+            model,
+            arrays,
+            given,
+            options=options,
+            provider=provider,
+            batch=batch,
+            input_seed=input_seed,
+        )
     return check_layers(
         model,
         arrays,

@@ -681,13 +681,28 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from convc.api import check
+    from convc.layer_check import CheckReport
 
     model = _load(args, args.source)
+    options = _options(args)
+    if options.precision == "int8":  # held-out inputs: given, or the calibration's others
+        int8 = check(
+            model,
+            args.weights,
+            _inputs(args),
+            options=options,
+            provider=args.provider,
+            batch=args.batch,
+            input_seed=args.input_seed,
+        )
+        _say(f"{args.source}: int8, onnxruntime {int8.provider}")
+        _say(int8.render())
+        return EXIT_OK if int8.ok else EXIT_USER_ERROR
     report = check(
         model,
         args.weights,
         _inputs(args),
-        options=_options(args),
+        options=options,
         provider=args.provider,
         rtol=args.rtol,
         atol=args.atol,
@@ -695,6 +710,7 @@ def _check(args: argparse.Namespace) -> int:
         input_seed=args.input_seed,
         max_memory=args.max_memory,
     )
+    assert isinstance(report, CheckReport), "a float model's check"
     x = report.input_shapes
     shapes = ", ".join(f"{name} {shape}" if len(x) > 1 else str(shape) for name, shape in x.items())
     _say(f"{args.source}: input {shapes}, onnxruntime {report.provider}")

@@ -117,7 +117,7 @@ def check_layers(
     options = build_options(options, **build_keywords)
     limit = max_memory_bytes(max_memory)
     if options.precision == "int8":
-        raise ConvcError("checking int8 models is not implemented yet")
+        raise ConvcError("an int8 model is checked by convc.int8_check.check_int8")
     half = options.precision == "float16"
     rtol = (FLOAT16_RTOL if half else DEFAULT_RTOL) if rtol is None else rtol
     atol = (FLOAT16_ATOL if half else DEFAULT_ATOL) if atol is None else atol

@@ -1,0 +1,501 @@
+"""``convc check --precision int8``: an int8 model checked against the int8 reference, and its
+accuracy cost against float32.
+
+The model is lowered as ``convc check`` lowers it (Keras's layout at the interface) and quantized
+as ``convc build --precision int8`` quantizes it. Then two separate questions:
+
+1. **Does the runtime compute the quantized model?** The integer output of every QuantizeLinear
+   is exposed as a graph output, the model runs in onnxruntime, and each quantized group is
+   computed by ``convc.int8_reference`` from the runtime's own integers for the group's inputs:
+   every element must agree within one quantization step. The weights' integers are checked too:
+   each must be the float32 model's weight divided by the plan's scale, rounded half to even and
+   saturated (biases: int32 at input scale times weight scale). Exposing the integer tensors
+   keeps onnxruntime's fusions (a fused QLinearConv writes that very tensor); the report lists the
+   integer kernels onnxruntime ran, in the built model and in the checked one.
+2. **What does int8 cost?** The float32 and the int8 model run on held-out inputs (given ones, else
+   the calibration samples after the calibrating ones, else random ones), and per output the
+   report gives the worst and the mean relative error (``|int8 - float32|`` over the float32
+   output's largest magnitude), the SQNR (``10 log10(sum f^2 / sum (q - f)^2)``, in dB) and, for
+   a classifier (an output of shape ``(batch, classes)``), the share of inputs whose top-1 class
+   is unchanged.
+
+The check passes when every group and every weight agree; the accuracy cost is reported, not
+judged (what a model can afford is the user's call).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from convc.compiler import quantize
+from convc.diagnostics import ConvcError
+from convc.int8_reference import Unsupported, compute_group, constants_of, quantized_groups
+from convc.lower import lower
+from convc.model import Model
+from convc.options import BuildOptions
+from convc.quantize import QuantizationPlan
+from convc.runtime import check_inputs, open_session, random_array
+from convc.targets import get_target
+from convc.weights import Weights
+
+AGREEMENT_SAMPLES = 4
+"""Held-out samples the int8 reference recomputes (every group of every one of them)."""
+
+OFF_BY_ONE_SHARE = 0.01
+"""The most elements of a group that may be one step off. A correct integer kernel is one step
+off only where the exact value lies on a rounding boundary (tests/test_int8_check.py holds every
+sample's groups to 0.1 %; most have none); a kernel that rounds another way (down, or half away
+from zero) is one step off everywhere the fraction falls between, a third to a half of the
+elements, which the per-element bound of one step alone would pass."""
+
+OFF_BY_ONE_FLOOR = 2
+"""Elements one step off that any group may have, however small (a Softmax over 12 classes had
+one: onnxruntime computes it through a lookup table)."""
+
+OWN_ROUNDING = {
+    "Softmax": "onnxruntime's QLinearSoftmax looks exponentials up in a table and divides in "
+    "its own fixed point: about half of the elements one step off",
+    "Resize": "onnxruntime's uint8 linear Resize interpolates with fixed-point weights: a few "
+    "per cent of the elements one step off",
+}
+"""Ops whose onnxruntime integer kernels round their own way, so that many elements are one
+step off the exact result (measured on the samples): groups of them are held to the one-step
+bound per element, not to ``OFF_BY_ONE_SHARE``."""
+
+CHUNK = 8
+"""Samples run at once when measuring the accuracy cost."""
+
+INTEGER_KERNELS = re.compile(r"^(QLinear|QGemm|MatMulInteger|ConvInteger|DynamicQuantize|Nhwc|Q)")
+"""onnxruntime's op types that compute on integers."""
+
+
+@dataclass(frozen=True)
+class OutputAccuracy:
+    """The accuracy cost of one output over the held-out inputs."""
+
+    name: str
+    shape: tuple[int, ...]
+    worst_relative: float
+    mean_relative: float
+    sqnr_db: float
+    top1_agreement: float | None
+    """For a classifier: the share of inputs whose top-1 class int8 leaves unchanged."""
+
+
+@dataclass(frozen=True)
+class GroupAgreement:
+    """One quantized group against the int8 reference: the largest difference in steps, how
+    many elements differ by exactly one, of how many compared."""
+
+    tensor: str
+    layer: str
+    ops: tuple[str, ...]
+    elements: int
+    max_steps: int
+    off_by_one: int
+    unknown_ops: tuple[str, ...] = ()
+
+    @property
+    def checked(self) -> bool:
+        return not self.unknown_ops
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.checked
+            and self.max_steps <= 1
+            and (
+                self.off_by_one <= OFF_BY_ONE_SHARE * self.elements + OFF_BY_ONE_FLOOR
+                or any(op in OWN_ROUNDING for op in self.ops)
+            )
+        )
+
+
+@dataclass(frozen=True)
+class WeightAgreement:
+    """A weight's integers against the reference's quantization of the float32 weight."""
+
+    name: str
+    elements: int
+    max_steps: int
+
+    @property
+    def ok(self) -> bool:
+        return self.max_steps == 0
+
+
+@dataclass(frozen=True)
+class Int8CheckReport:
+    groups: tuple[GroupAgreement, ...]
+    weights: tuple[WeightAgreement, ...]
+    accuracy: tuple[OutputAccuracy, ...]
+    held_out: str
+    samples: int
+    agreement_samples: int
+    provider: str
+    kernels: tuple[tuple[str, int], ...]
+    checked_kernels: tuple[tuple[str, int], ...]
+    weight_bits: int
+    hint: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return (
+            bool(self.groups) and all(g.ok for g in self.groups) and all(w.ok for w in self.weights)
+        )
+
+    @property
+    def first_divergence(self) -> GroupAgreement | None:
+        return next((g for g in self.groups if not g.ok), None)
+
+    def render(self) -> str:
+        rows: list[tuple[str, ...]] = [
+            ("quantized tensor", "layer", "ops", "elements", "max steps", "off by 1", "verdict")
+        ]
+        for g in self.groups:
+            verdict = "ok" if g.ok else ("MISMATCH" if g.checked else "NOT CHECKED")
+            rows.append(
+                (
+                    g.tensor,
+                    g.layer,
+                    "+".join(g.ops) or "-",
+                    f"{g.elements:,}",
+                    str(g.max_steps) if g.checked else "-",
+                    f"{g.off_by_one / max(g.elements, 1):.2%}" if g.checked else "-",
+                    verdict + (f" ({', '.join(g.unknown_ops)})" if g.unknown_ops else ""),
+                )
+            )
+        lines = _table(rows)
+        checked = [g for g in self.groups if g.checked]
+        lines.append(
+            f"a group agrees when every element is within one step of the reference and at "
+            f"most {OFF_BY_ONE_SHARE:.0%} (and {OFF_BY_ONE_FLOOR}) are one step off ("
+            + ", ".join(OWN_ROUNDING)
+            + ": any number, as onnxruntime rounds those its own way)"
+        )
+        compared = sum(g.elements for g in checked)
+        lines.append(
+            f"{len(checked)} of {len(self.groups)} quantized groups recomputed from "
+            f"onnxruntime's own integers on {self.agreement_samples} held-out "
+            f"input{'s' if self.agreement_samples != 1 else ''} ({compared:,} elements)"
+        )
+        bad_weights = [w for w in self.weights if not w.ok]
+        lines.append(
+            f"weights: {len(self.weights) - len(bad_weights)} of {len(self.weights)} quantized "
+            f"as the plan says ({sum(w.elements for w in self.weights):,} integers)"
+            + "".join(f"; {w.name}: up to {w.max_steps} off" for w in bad_weights)
+        )
+        lines.append("onnxruntime ran: " + _kernels(self.kernels))
+        if self.checked_kernels != self.kernels:
+            lines.append("  with the integer tensors exposed: " + _kernels(self.checked_kernels))
+        lines.append("")
+        lines.append(
+            f"accuracy cost against float32 on {self.samples} {self.held_out} "
+            f"input{'s' if self.samples != 1 else ''}:"
+        )
+        rows = [("output", "shape", "worst rel err", "mean rel err", "SQNR", "top-1 unchanged")]
+        for a in self.accuracy:
+            rows.append(
+                (
+                    a.name,
+                    str(a.shape),
+                    f"{a.worst_relative:.2e}",
+                    f"{a.mean_relative:.2e}",
+                    f"{a.sqnr_db:.1f} dB",
+                    "-" if a.top1_agreement is None else f"{a.top1_agreement:.1%}",
+                )
+            )
+        lines += ["  " + line for line in _table(rows)]
+        first = self.first_divergence
+        if first is not None and first.checked and first.max_steps > 1:
+            lines.append(
+                f"first divergence: {first.tensor} (layer '{first.layer}', "
+                f"{'+'.join(first.ops) or 'quantization'}) is up to {first.max_steps} steps off "
+                "the int8 reference"
+            )
+        elif first is not None and first.checked:
+            lines.append(
+                f"first divergence: {first.tensor} (layer '{first.layer}') is one step off the "
+                f"int8 reference in {first.off_by_one / first.elements:.1%} of its elements "
+                f"(at most {OFF_BY_ONE_SHARE:.0%}: rounding boundaries): it rounds another way"
+            )
+        elif first is not None:
+            lines.append(
+                f"not checked: the int8 reference has no {', '.join(first.unknown_ops)} "
+                f"(group {first.tensor})"
+            )
+        elif bad_weights:
+            lines.append(f"weight {bad_weights[0].name} is not quantized as the plan says")
+        else:
+            lines.append(
+                f"all {len(self.groups)} quantized groups within one step of the int8 reference"
+            )
+        if self.hint and not self.ok:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return lines
+
+
+def _kernels(counts: tuple[tuple[str, int], ...]) -> str:
+    integer = [f"{op} x{n}" for op, n in counts if INTEGER_KERNELS.match(op)]
+    other = [f"{op} x{n}" for op, n in counts if not INTEGER_KERNELS.match(op)]
+    return ", ".join(integer) + (f"; other ops: {', '.join(other)}" if other else "")
+
+
+def check_int8(
+    model: Model,
+    weights: Weights,
+    inputs: dict[str, np.ndarray] | None,
+    *,
+    options: BuildOptions,
+    provider: str = "cpu",
+    batch: int = 1,
+    input_seed: int = 0,
+) -> Int8CheckReport:
+    """Quantize ``model`` with ``options`` and check it (see the module's docstring).
+    ``inputs`` (arrays by input name, samples along the first axis) are the held-out inputs;
+    without them, the calibration samples after the calibrating ones, else ``batch`` random
+    ones from ``input_seed``."""
+    options = options.replace(io_layout="keras")
+    float_proto = lower(
+        model,
+        weights,
+        opset=options.resolved_opset,
+        target=get_target(options.target_name),
+        optimize=options.optimize,
+    )
+    int8_proto, plan, calibration = quantize(float_proto, model, options)
+    if inputs is not None:
+        held, where = inputs, "given"
+    elif calibration.held_out() is not None:
+        held, where = calibration.held_out(), "held-out calibration"
+    else:
+        held = {
+            i.name: random_array(i.shape, seed=input_seed + n, batch=batch)
+            for n, i in enumerate(model.inputs)
+        }
+        where = "random"
+    float_session = open_session(float_proto, provider, spin=False)
+    held = check_inputs(float_session, held)
+    int8_session = open_session(int8_proto, provider, spin=False)
+    accuracy = _accuracy(float_session, int8_session, held)
+    samples = len(next(iter(held.values())))
+    del float_session
+
+    exposed = _expose_integers(int8_proto)
+    checked_session = open_session(exposed, provider, spin=False)
+    first = {name: array[:AGREEMENT_SAMPLES] for name, array in held.items()}
+    agreed = min(AGREEMENT_SAMPLES, samples)
+    integers = checked_session.run(first)
+    constants = constants_of(int8_proto)
+    groups = []
+    for group in quantized_groups(int8_proto, plan):
+        actual = integers[group.output.integers]
+        if group.unknown_ops:
+            groups.append(
+                GroupAgreement(
+                    group.output.integers, group.layer, group.ops, 0, 0, 0, group.unknown_ops
+                )
+            )
+            continue
+        try:
+            expected = compute_group(group, integers, first, constants)
+        except Unsupported as refusal:
+            groups.append(
+                GroupAgreement(
+                    group.output.integers, group.layer, group.ops, 0, 0, 0, (str(refusal),)
+                )
+            )
+            continue
+        steps = np.abs(actual.astype(np.int64) - expected.astype(np.int64))
+        groups.append(
+            GroupAgreement(
+                group.output.integers,
+                group.layer,
+                group.ops,
+                int(steps.size),
+                int(steps.max(initial=0)),
+                int((steps == 1).sum()),
+            )
+        )
+    weight_bits = options.weight_bits
+    report = Int8CheckReport(
+        groups=tuple(groups),
+        weights=tuple(_weight_agreement(float_proto, int8_proto, plan, weight_bits)),
+        accuracy=tuple(accuracy),
+        held_out=where,
+        samples=samples,
+        agreement_samples=agreed,
+        provider=checked_session.provider,
+        kernels=_ran(int8_proto),
+        checked_kernels=_ran(exposed),
+        weight_bits=weight_bits,
+        hint=_hint(weight_bits),
+    )
+    return report
+
+
+def _chunks(inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    size = len(next(iter(inputs.values())))
+    for start in range(0, size, CHUNK):
+        yield {name: array[start : start + CHUNK] for name, array in inputs.items()}
+
+
+def _accuracy(float_session, int8_session, inputs) -> list[OutputAccuracy]:
+    pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for chunk in _chunks(inputs):
+        expected, actual = float_session.run(chunk), int8_session.run(chunk)
+        for name, value in expected.items():
+            pairs.setdefault(name, []).append((value, actual[name]))
+    results = []
+    for name, parts in pairs.items():
+        f = np.concatenate([p[0] for p in parts]).astype(np.float64)
+        q = np.concatenate([p[1] for p in parts]).astype(np.float64)
+        error = np.abs(q - f)
+        scale = np.abs(f).max()
+        scale = scale if scale > 0 else 1.0
+        noise = float((error**2).sum())
+        signal = float((f**2).sum())
+        sqnr = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-300) / noise)
+        top1 = None
+        if f.ndim == 2 and f.shape[1] > 1:
+            top1 = float((f.argmax(axis=1) == q.argmax(axis=1)).mean())
+        results.append(
+            OutputAccuracy(
+                name,
+                tuple(f.shape[1:]),
+                float(error.max() / scale),
+                float(error.mean() / scale),
+                sqnr,
+                top1,
+            )
+        )
+    return results
+
+
+def _expose_integers(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose graph outputs include every QuantizeLinear's integers."""
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(proto)
+    types = {info.name: info for info in proto.graph.value_info}
+    present = {info.name for info in proto.graph.output}
+    for node in proto.graph.node:
+        if node.op_type == "QuantizeLinear" and node.output[0] not in present:
+            info = types.get(node.output[0])
+            if info is None:
+                raise ConvcError(f"the int8 model gives no type for {node.output[0]!r}")
+            exposed.graph.output.append(info)
+    return exposed
+
+
+def _ran(proto: onnx.ModelProto) -> tuple[tuple[str, int], ...]:
+    """The op types of the graph that onnxruntime's CPU provider optimizes ``proto`` into."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="convc-int8-") as folder:
+        path = os.path.join(folder, "optimized.onnx")
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = path
+        options.log_severity_level = 3
+        ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(path, load_external_data=False)
+    counts = Counter(node.op_type for node in optimized.graph.node)
+    return tuple(sorted(counts.items()))
+
+
+def _weight_agreement(
+    float_proto: onnx.ModelProto,
+    int8_proto: onnx.ModelProto,
+    plan: QuantizationPlan,
+    weight_bits: int,
+) -> Iterator[WeightAgreement]:
+    """Each weight's integers against the float32 weight quantized with the plan's scales: int8
+    weights symmetric in ``[-2**(bits-1), 2**(bits-1)]`` (onnxruntime's 7-bit range is
+    -64..64, its 8-bit one -127..127), int32 biases at the input's scale times the weights'."""
+    floats = constants_of(float_proto)
+    integers = constants_of(int8_proto)
+    consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    for node in int8_proto.graph.node:
+        for position, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, position))
+    scales = {w.tensor: w for w in plan.weights}
+    activations = {a.tensor: a for a in plan.activations}
+    by_output = {a.integers: a for a in plan.activations}
+    high = 64 if weight_bits == 7 else 127
+    for weight in plan.weights:
+        source = weight.integers.removesuffix("_quantized")
+        if source not in floats:
+            continue
+        values = floats[source].astype(np.float32)
+        axis = weight.axis if weight.axis is not None else 0
+        if weight.dtype == "int8":
+            expected = _quantize_per_channel(values, weight.scales, axis, -high, high)
+        else:  # int32: a bias at the scale of the op's input times its weight's
+            expected = _quantize_per_channel(values, weight.scales, 0, -(2**31), 2**31 - 1)
+            user = consumers.get(weight.tensor, [])
+            if user and user[0][0].op_type in ("Conv", "ConvTranspose", "Gemm") and user[0][1] == 2:
+                node = user[0][0]
+                input_scale = _input_scale(node, activations, by_output, int8_proto)
+                kernel = scales.get(node.input[1])
+                if input_scale is not None and kernel is not None:
+                    wanted = (np.float32(input_scale) * kernel.scales).astype(np.float32)
+                    if not np.allclose(wanted, weight.scales, rtol=1e-6):
+                        yield WeightAgreement(f"{source} (scale)", values.size, 1 << 31)
+                        continue
+        actual = integers[weight.integers].astype(np.int64)
+        steps = np.abs(actual - expected.astype(np.int64))
+        yield WeightAgreement(source, int(values.size), int(steps.max(initial=0)))
+
+
+def _quantize_per_channel(values, scales, axis, low, high) -> np.ndarray:
+    shape = [1] * values.ndim
+    if values.ndim:
+        shape[axis] = -1
+    scale = scales.reshape(shape) if scales.size > 1 else scales.reshape(())
+    return np.clip(np.rint(values / scale), low, high)
+
+
+def _input_scale(node, activations, by_output, proto) -> float | None:
+    """The scale of the activation a Conv, Gemm or MatMul reads, through its DequantizeLinear."""
+    producers = {name: n for n in proto.graph.node for name in n.output}
+    dequantize = producers.get(node.input[0])
+    if dequantize is None or dequantize.op_type != "DequantizeLinear":
+        return None
+    quantized = by_output.get(dequantize.input[0])
+    return None if quantized is None else quantized.scale
+
+
+def _hint(weight_bits: int) -> str | None:
+    """Why a group may be many steps off: 8-bit weights on an x86 CPU without VNNI."""
+    if weight_bits != 8:
+        return None
+    flags = Path("/proc/cpuinfo")
+    try:
+        text = flags.read_text()
+    except OSError:
+        return None
+    if "avx2" in text and "vnni" not in text:
+        return (
+            "this CPU has AVX2 without VNNI, where onnxruntime's uint8 x int8 kernels sum "
+            "pairs of products in 16 bits, which 8-bit weights can saturate: build with "
+            "--weight-bits 7 for this CPU"
+        )
+    return None
