@@ -247,8 +247,11 @@ def record(
     single input (``sets=1, batch=1``) the model runs on one more input to tell. A recording
     that would hold more than ``max_memory`` (``convc.memory``) is refused before it runs."""
     options = build_options(options, **build_keywords)
-    if options.precision == "int8":
-        raise ConvcError("goldens of int8 models are not implemented yet")
+    int8 = options.precision == "int8"
+    if int8:  # before the work: arrays of calibration data have no path to record
+        from convc import int8_golden
+
+        int8_entry = int8_golden.manifest_entry(options, Path(directory))
     seed, target, opset = options.seed, options.target_name, options.resolved_opset
     source, directory = Path(source), Path(directory)
     if not 1 <= sets <= MAX_SETS:
@@ -258,7 +261,8 @@ def record(
     from convc.precision import FLOAT16_ATOL, FLOAT16_RTOL
 
     half = options.precision == "float16"
-    rtol = (FLOAT16_RTOL if half else DEFAULT_RTOL) if rtol is None else rtol
+    derive_atol = int8 and atol is None  # from the int8 reference, once recorded
+    rtol = (0.0 if int8 else FLOAT16_RTOL if half else DEFAULT_RTOL) if rtol is None else rtol
     atol = (FLOAT16_ATOL if half else DEFAULT_ATOL) if atol is None else atol
     if rtol < 0 or atol < 0:
         raise ConvcError(f"rtol={rtol}, atol={atol}: tolerances cannot be negative")
@@ -280,6 +284,8 @@ def record(
     for index in track(range(sets), "running input sets"):
         inputs = random_inputs(session, seed=seed + index, batch=batch)
         recorded.append((inputs, session.run(inputs)))
+    if derive_atol:
+        atol = int8_golden.tolerance(proto, recorded)
     judged = [outputs for _, outputs in recorded]
     if _items(judged, batch) < MIN_JUDGED:  # one input: any output matches itself
         judged.append(session.run(random_inputs(session, seed=seed + sets, batch=batch)))
@@ -350,6 +356,8 @@ def record(
     for option in ("io_layout", "optimize", "precision", "io_dtype"):  # when not the default
         if option in options.non_defaults():
             manifest[option] = getattr(options, option)
+    if int8:
+        manifest["int8"] = int8_entry
     write_bytes(
         (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), directory / MANIFEST
     )
@@ -679,6 +687,9 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     target = manifest.get("target", DEFAULT_TARGET)
     if not isinstance(target, str):
         raise ConvcError(f"the manifest's 'target' must be a name, got {target!r}", path=str(path))
+    from convc.int8_golden import options_from
+
+    options_from(manifest, directory)  # an int8 golden's settings are well formed
     return manifest
 
 
@@ -765,7 +776,12 @@ def _recompile(
     weights = Path(os.path.normpath(directory / weights_entry["path"])) if weights_entry else None
     if weights is not None and not weights.is_file():
         return None, NOT_RECOMPILED, f"the weights file {weights} is missing"
+    from convc import int8_golden
+
     edited = []
+    calibration = int8_golden.calibration_changed(manifest, directory)
+    if calibration is not None:
+        edited.append(calibration)
     if _source_hash(source) != manifest["source"].get("sha256"):
         edited.append(str(source))
     if weights_entry and weights is not None and _file_hash(weights) != weights_entry.get("sha256"):
@@ -781,6 +797,7 @@ def _recompile(
             seed=int(manifest["seed"]),
             precision=manifest.get("precision", "float32"),
             io_dtype=manifest.get("io_dtype", "float32"),
+            **int8_golden.options_from(manifest, directory),
         )
         recompiled = compile_model(model, _weights(model, chosen, draw, options.seed), options)
     except ConvcError as error:

@@ -157,6 +157,20 @@ def dequantize(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: i
     return ((x.astype(np.int64) - zero_point.astype(np.int64)) * scale).astype(np.float32)
 
 
+def evaluate(proto: onnx.ModelProto, inputs: Mapping[str, np.ndarray]) -> Values:
+    """The whole int8 model computed by the reference, each QuantizeLinear from the reference's
+    own values (errors compound here as they do in the runtime, where ``compute_group`` stops
+    them): the graph's outputs by name. ``Unsupported`` for an op the reference lacks."""
+    values: Values = {**constants_of(proto), **{k: np.asarray(v) for k, v in inputs.items()}}
+    for node in proto.graph.node:
+        if node.op_type not in OPS or len(node.output) != 1:
+            raise Unsupported(node.op_type)
+        arguments = [values[name] if name else None for name in node.input]
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        values[node.output[0]] = OPS[node.op_type](arguments, attributes)
+    return {info.name: values[info.name] for info in proto.graph.output}
+
+
 def constants_of(proto: onnx.ModelProto) -> Values:
     return {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
 
@@ -174,6 +188,19 @@ def op(*names: str) -> Callable[[Op], Op]:
         return function
 
     return register
+
+
+@op("QuantizeLinear")
+def _quantize(a, attrs):
+    zero_point = a[2] if len(a) > 2 and a[2] is not None else np.zeros((), np.uint8)
+    info = np.iinfo(zero_point.dtype)
+    scale = np.asarray(a[1], np.float32)
+    if scale.ndim == 1 and a[0].ndim > 1:
+        shape = [1] * a[0].ndim
+        shape[attrs.get("axis", 1)] = -1
+        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+    scaled = np.rint(np.asarray(a[0], np.float32) / scale) + zero_point.astype(np.int64)
+    return np.clip(scaled, info.min, info.max).astype(zero_point.dtype)
 
 
 @op("DequantizeLinear")
