@@ -466,11 +466,14 @@ def _weight_agreement(
 
 
 def _quantize_per_channel(values, scales, axis, low, high) -> np.ndarray:
+    """``values / scale`` rounded half to even and saturated, in float64: an int32 bias of a
+    channel whose weights are all but zero (a BatchNormalization's gamma near 0) reaches 2**31,
+    where float32's step is 256."""
     shape = [1] * values.ndim
     if values.ndim:
         shape[axis] = -1
     scale = scales.reshape(shape) if scales.size > 1 else scales.reshape(())
-    return np.clip(np.rint(values / scale), low, high)
+    return np.clip(np.rint(values.astype(np.float64) / scale.astype(np.float64)), low, high)
 
 
 def _input_scale(node, activations, by_output, proto) -> float | None:

@@ -364,10 +364,10 @@ def _read_image(path: Path, shape: tuple[int, ...]) -> np.ndarray:
         raise ConvcError(f"images have 1 or 3 channels; this input has {channels}", path=str(path))
     Image.MAX_IMAGE_PIXELS = 1 << 28  # a decompression bomb is an error, not a hang
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype=np.float32)
+        with Image.open(path) as opened:
+            converted = opened.convert("L" if channels == 1 else "RGB")
+            resized = converted.resize((width, height), Image.Resampling.BILINEAR)
+            pixels = np.asarray(resized, dtype=np.float32)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise ConvcError(f"cannot read the image: {error}", path=str(path)) from None
     pixels = pixels.reshape(height, width, channels)
