@@ -31,7 +31,14 @@ that convc builds as they are. For each it measures:
 * an ORT profile (time by kernel type) of convc's model and the fastest peer's wherever convc
   is not clearly ahead (``PROFILE_WITHIN``);
 * build time of generated stacks of 1,000 and 10,000 layers (linear scaling), and the peak
-  memory of a build that is nearly all weights.
+  memory of a build that is nearly all weights;
+* int8 (#27; ``--no-int8`` skips it): ``convc build --precision int8`` with ``INT8_SAMPLES``
+  standard-normal calibration samples (the nets' weights are random, like their input), and the
+  best peer's float32 model quantized by onnxruntime's own ``quantize_static`` with the same
+  samples and the same settings (QDQ, per-channel 7-bit weights, uint8 activations, min-max);
+  timed in a second round-robin with convc's float32 model and that peer's, so that convc int8
+  / best peer float32 and convc int8 / quantized peer come from the same blocks; beside each its
+  accuracy cost on the benchmark's input (SQNR against its own float32 model).
 
 Without the exporters' virtualenvs it measures convc alone on the .conv nets and says what it
 skipped. Results go to benchmarks/results.json and benchmarks/results.md.
@@ -79,6 +86,8 @@ THREADS = 2
 AGREEMENT = 1e-4
 """A peer is timed only if its output is within AGREEMENT * max(1, max |convc's output|) of
 convc's, element by element (an application's convc model also of Keras's own output)."""
+INT8_SAMPLES = 16
+"""Calibration samples of the int8 models (the nets' random weights call for no more)."""
 PROFILE_WITHIN = 0.97
 """Nets where convc / best peer is above this get an ORT profile of convc and that peer."""
 
@@ -481,6 +490,7 @@ def main() -> int:
         "--exporters", nargs="*", choices=list(EXPORTERS), default=None, help="only these"
     )
     parser.add_argument("--no-exporters", action="store_true", help="measure convc alone")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 models")
     parser.add_argument(
         "--wait-quiet",
         type=float,
@@ -536,7 +546,9 @@ def main() -> int:
                 net = application(name, scratch, maker)
             else:
                 net = conv_net(NETS / f"{name}.conv", scratch, maker if exporters else None)
-            entry = measure(net, exporters, protocol, scratch, versions, trivial)
+            entry = measure(
+                net, exporters, protocol, scratch, versions, trivial, int8=not args.no_int8
+            )
             entry["other_load_cores"]["waited_s"] = round(waited, 1)
             entry["other_load_cores"]["exports"] = round(
                 foreign_load(phase[0], time.perf_counter() - phase[1]), 2
@@ -590,6 +602,8 @@ def measure(
     scratch: Path,
     versions: dict[str, dict],
     trivial: Path,
+    *,
+    int8: bool = True,
 ) -> dict:
     """Build, export, check agreement, time and check one net: its entry of results.json."""
     import numpy as np
@@ -714,6 +728,8 @@ def measure(
             entry["convc_over_best_kernel_time"] = round(
                 profiles["convc"]["kernel_ms_per_run"] / profiles[best]["kernel_ms_per_run"], 3
             )
+    if int8:
+        entry["int8"] = measure_int8(net, entry, models, protocol, scratch)
     check_s, beyond_startup_s = paired_check_s(net.source, trivial, protocol.repeats + 2)
     ort_s = entry["ort_ms"]["median"] / 1000
     entry.update(
@@ -723,6 +739,121 @@ def measure(
         check_less_startup_over_ort=round(beyond_startup_s / ort_s, 1),
     )
     return entry
+
+
+def measure_int8(
+    net: Net, entry: dict, models: dict[str, tuple[Path, str]], protocol: Protocol, scratch: Path
+) -> dict:
+    """convc's int8 model and the best peer's model quantized by onnxruntime, timed beside
+    convc's float32 model and that peer's (see the module's docstring)."""
+    import numpy as np
+
+    rng = np.random.default_rng(27)
+    samples = rng.standard_normal((INT8_SAMPLES, *net.x.shape[1:])).astype(np.float32)
+    calibration = scratch / f"{net.name}.calibration.npy"
+    np.save(calibration, samples)
+    out = scratch / f"{net.name}.convc-int8.onnx"
+    build = ["build", str(net.source), "-o", str(out), *net.build_extra]
+    build += ["--precision", "int8", "--calibration", str(calibration)]
+    build += ["--calibration-count", str(INT8_SAMPLES)]
+    build_s, build_kib = timed_process(build, 1)
+    result: dict = {"build_s": round(build_s, 3), "build_peak_mib": round(build_kib / 1024, 1)}
+    result["nodes"], result["transposes"] = graph_counts(out)
+    timed = {"convc": models["convc"], "convc-int8": (out, "as the .conv")}
+    best = entry.get("best_exporter")
+    if best is not None:
+        peer = scratch / f"{net.name}.{best}-int8.onnx"
+        try:
+            quantize_peer(models[best], samples, peer)
+        except Exception as error:  # the peer's graph is the peer's: record, do not stop
+            result["peer_error"] = f"quantize_static failed on {best}'s model: {error}"
+        else:
+            timed[best] = models[best]
+            timed["peer-int8"] = (peer, models[best][1])
+            result["peer"] = best
+            result["peer_nodes"], result["peer_transposes"] = graph_counts(peer)
+    outputs = ort_outputs(timed, net.x)
+    result["sqnr_db"] = sqnr(outputs["convc"], outputs["convc-int8"])
+    if "peer-int8" in outputs:
+        result["peer_sqnr_db"] = sqnr(outputs[best], outputs["peer-int8"])
+    samples_ms = ort_latency(timed, net.x, protocol.runs, protocol.warmup, protocol.blocks)
+    work = entry["gflop"]
+    for name, key in (("convc", "float32"), ("convc-int8", "int8"), (best, "peer_float32")):
+        if name in samples_ms:
+            result[f"{key}_ms"], _ = latency_summary(samples_ms[name], work, protocol.blocks)
+    if "peer-int8" in samples_ms:
+        result["peer_int8_ms"], _ = latency_summary(samples_ms["peer-int8"], work, protocol.blocks)
+
+    def ratio(a: str, b: str) -> float:
+        pairs = zip(result[a]["block_medians"], result[b]["block_medians"], strict=True)
+        return round(statistics.median(x / y for x, y in pairs), 3)
+
+    result["int8_over_float32"] = ratio("int8_ms", "float32_ms")
+    if "peer_int8_ms" in result:
+        result["int8_over_best_float32"] = ratio("int8_ms", "peer_float32_ms")
+        result["int8_over_peer_int8"] = ratio("int8_ms", "peer_int8_ms")
+    print(
+        f"{net.name}: int8 {result['int8_ms']['median']:.2f} ms "
+        f"({result['int8_over_float32']:.2f} of float32, SQNR {result['sqnr_db']:.1f} dB)"
+        + (
+            f"; {best} int8 {result['peer_int8_ms']['median']:.2f} ms"
+            if "peer_int8_ms" in result
+            else ""
+        ),
+        flush=True,
+    )
+    return result
+
+
+def quantize_peer(model: tuple[Path, str], samples, out: Path) -> None:
+    """A peer's float32 model quantized by onnxruntime's ``quantize_static`` as convc quantizes
+    its own: QDQ, per-channel 7-bit int8 weights, uint8 activations, min-max on ``samples``
+    (fed in the peer's layout)."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    path, layout = model
+    graph_input = onnx.load(str(path), load_external_data=False).graph.input[0]
+    shape = [
+        d.dim_value if d.HasField("dim_value") else None
+        for d in graph_input.type.tensor_type.shape.dim
+    ]
+    feeds = [{graph_input.name: feed_for(shape, sample[None], layout)} for sample in samples]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    quantize_static(
+        str(path),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        reduce_range=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}},
+    )
+
+
+def sqnr(reference, quantized) -> float:
+    """``10 log10(sum f^2 / sum (q - f)^2)``, in dB."""
+    import numpy as np
+
+    f = np.asarray(reference, np.float64)
+    noise = float(((np.asarray(quantized, np.float64) - f) ** 2).sum())
+    return round(10 * math.log10(float((f**2).sum()) / noise), 2) if noise else float("inf")
 
 
 def measure_scaling(results: dict, scratch: Path) -> None:
@@ -803,6 +934,20 @@ def summary(results: dict) -> dict:
     if "memory" in results:
         memory = results["memory"]
         out["target_build_memory"] = memory["peak_mib"] < memory["bound_mib"]
+    int8 = {n: r["int8"] for n, r in nets.items() if "int8" in r}
+    if int8:
+        out["int8_over_float32"] = {n: r["int8_over_float32"] for n, r in int8.items()}
+        versus = {n: r["int8_over_best_float32"] for n, r in int8.items() if "peer" in r}
+        if versus:
+            out["geomean_int8_over_best_float32"] = round(geomean(list(versus.values())), 3)
+            out["target_int8_geomean_at_most_0.5"] = out["geomean_int8_over_best_float32"] <= 0.5
+            peers = {n: r["int8_over_peer_int8"] for n, r in int8.items() if "peer" in r}
+            out["nets_int8_slower_than_quantized_peer"] = sorted(
+                n for n, v in peers.items() if v > 1
+            )
+            out["target_int8_at_most_quantized_peer"] = not out[
+                "nets_int8_slower_than_quantized_peer"
+            ]
     over = {n: r["check_less_startup_over_ort"] for n, r in nets.items()}
     out["nets_check_over_20_inferences"] = sorted(n for n, v in over.items() if v > 20)
     out["target_check_within_20_inferences"] = not out["nets_check_over_20_inferences"]
@@ -991,6 +1136,7 @@ def markdown(results: dict) -> str:
             + "; ".join(f"{t['node']} ({t['op']}, {t['ms_per_run']:.2f} ms)" for t in top)
             + "."
         )
+    lines += int8_lines(results)
     lines.append("")
     for layers, r in results["scaling"].items():
         lines.append(
@@ -1006,6 +1152,54 @@ def markdown(results: dict) -> str:
     for note in results["skipped"]:
         lines.append(f"- skipped: {note}")
     return "\n".join(lines) + "\n"
+
+
+def int8_lines(results: dict) -> list[str]:
+    """The int8 table of results.md (#27)."""
+    rows = {n: r["int8"] for n, r in results["nets"].items() if "int8" in r}
+    if not rows:
+        return []
+    lines = [
+        "",
+        "### int8",
+        "",
+        f"`convc build --precision int8` ({INT8_SAMPLES} standard-normal calibration samples, "
+        "7-bit per-channel weights), and the best peer's model quantized by onnxruntime's "
+        "`quantize_static` alike, timed in one round-robin with both float32 models; ratios are "
+        "medians of per-block ratios; SQNR against the model's own float32 output.",
+        "",
+        "| net | convc float32 ms | convc int8 ms | int8 / float32 | best peer float32 ms "
+        "| convc int8 / best peer float32 | quantized peer ms | convc int8 / quantized peer "
+        "| SQNR convc / peer |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in rows.items():
+        peer = r.get("peer")
+        lines.append(
+            f"| {name} | {ms(r['float32_ms'])} | {ms(r['int8_ms'])} | "
+            f"{r['int8_over_float32']:.2f} | "
+            + (
+                f"{ms(r['peer_float32_ms'])} ({peer}) | {r['int8_over_best_float32']:.2f} | "
+                f"{ms(r['peer_int8_ms'])} | {r['int8_over_peer_int8']:.2f} | "
+                f"{r['sqnr_db']:.1f} / {r['peer_sqnr_db']:.1f} dB |"
+                if "peer_int8_ms" in r
+                else f"- | - | - | - | {r['sqnr_db']:.1f} dB / - |"
+            )
+        )
+    s = results.get("summary", {})
+    if "geomean_int8_over_best_float32" in s:
+        lines.append("")
+        lines.append(
+            f"- geometric mean of convc int8 / best peer float32 at most 0.5: "
+            f"{s['geomean_int8_over_best_float32']:.3f}, "
+            + ("met" if s["target_int8_geomean_at_most_0.5"] else "not met")
+        )
+        slower = s["nets_int8_slower_than_quantized_peer"]
+        lines.append(
+            "- convc int8 at most 1.0 of the quantized peer on every net: "
+            + ("met" if not slower else "not met (" + ", ".join(slower) + ")")
+        )
+    return lines
 
 
 def targets(s: dict) -> list[str]:
