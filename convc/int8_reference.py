@@ -264,6 +264,18 @@ OPS["Sum"] = _elementwise(lambda *xs: sum(xs[1:], xs[0]))
 OPS["PRelu"] = _elementwise(lambda x, slope: np.where(x >= 0, x, slope * x))
 
 
+@op("BatchNormalization")
+def _batch_normalization(a, attrs):
+    """Inference batch normalization over axis 1 (a DenseNet's, after a Concatenate, which no
+    convolution's kernel can take)."""
+    x, gamma, beta, mean, variance = (np.asarray(v, np.float64) for v in a[:5])
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    scale = gamma / np.sqrt(variance + attrs.get("epsilon", 1e-5))
+    return ((x - mean.reshape(shape)) * scale.reshape(shape) + beta.reshape(shape)).astype(
+        np.float32
+    )
+
+
 @op("Elu")
 def _elu(a, attrs):
     alpha = attrs.get("alpha", 1.0)

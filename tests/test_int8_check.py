@@ -133,13 +133,14 @@ def test_the_accuracy_report_measures_what_it_says():
     f = np.array([[1.0, 2.0, 0.5], [0.0, -4.0, 1.0], [3.0, 1.0, 2.0], [1.0, 1.0, 0.0]])
     q = f + np.array([[0.0, 0.0, 2.0], [0.0, 0.4, 0.0], [0.0, 0.0, 0.0], [0.2, 0.0, 0.0]])
     inputs = {"x": np.arange(4.0).reshape(4, 1)}  # row i of the outputs for input i
-    [result] = int8_check._accuracy(_Runs({"y": f}), _Runs({"y": q}), inputs)
+    chunks = list(int8_check._chunks(inputs, 3))  # two runs: 3 inputs, then 1
+    [result] = int8_check._accuracy(_Runs({"y": f}), _Runs({"y": q}), chunks)
     assert result.worst_relative == pytest.approx(2.0 / 4.0)
     assert result.mean_relative == pytest.approx((2.0 + 0.4 + 0.2) / 12 / 4.0)
     assert result.sqnr_db == pytest.approx(10 * np.log10((f**2).sum() / (4 + 0.16 + 0.04)))
     assert result.top1_agreement == pytest.approx(0.75)  # the first row's top class moved
     images = {"y": np.ones((4, 2, 2))}
-    [image] = int8_check._accuracy(_Runs(images), _Runs(images), inputs)
+    [image] = int8_check._accuracy(_Runs(images), _Runs(images), [inputs])
     assert image.top1_agreement is None and image.sqnr_db == float("inf")
 
 
@@ -222,3 +223,51 @@ def test_the_reference_computes_a_group_from_the_given_integers():
     assert onnx.TensorProto.UINT8 in {
         i.type.tensor_type.elem_type for i in int8_check._expose_integers(proto).graph.output
     }
+
+
+def test_a_model_with_a_static_batch_is_checked_that_many_samples_at_a_time():
+    """A benchmark net declares batch_size=1: its held-out samples run one by one."""
+    text = (
+        "import keras\nfrom keras import layers\n"
+        'inputs = keras.Input(shape=(16, 16, 3), batch_size=1, name="x")\n'
+        'x = layers.Conv2D(8, 3, activation="relu")(inputs)\n'
+        "outputs = layers.Conv2D(4, 1)(layers.MaxPooling2D(2)(x))\n"
+        "model = keras.Model(inputs, outputs)\n"
+    )
+    model = resolve_text(text)
+    options = INT8.replace(calibration_count=3)
+    report = convc.check(model, options=options)
+    assert report.ok, report.render()
+    assert (report.held_out, report.samples, report.agreement_samples) == (
+        "held-out calibration",
+        3,
+        3,
+    )
+    assert sum(g.elements for g in report.groups) > 0
+
+
+def test_densenet_forms_are_checked():
+    """A BatchNormalization after a Concatenate (no convolution takes it) is its own quantized
+    group, and an AveragePool of a transition rounds ties its own way: both checked."""
+    text = (
+        "import keras\nfrom keras import layers\n"
+        'inputs = keras.Input(shape=(16, 16, 8), name="x")\n'
+        'y = layers.Conv2D(8, 3, padding="same")(inputs)\n'
+        "x = layers.Concatenate()([inputs, y])\n"
+        "x = layers.BatchNormalization()(x)\n"
+        "x = layers.ReLU()(x)\n"
+        "outputs = layers.AveragePooling2D(2)(layers.Conv2D(8, 1)(x))\n"
+        "model = keras.Model(inputs, outputs)\n"
+    )
+    from convc.weights import exercise
+
+    model = resolve_text(text)
+    weights = {
+        f"{layer}/{name}": array
+        for layer, arrays in exercise(model).items()
+        for name, array in arrays.items()
+    }
+    report = convc.check(model, weights, options=INT8.replace(calibration_count=8))
+    assert report.ok, report.render()
+    ops = {op for g in report.groups for op in g.ops}
+    assert {"BatchNormalization", "AveragePool", "Concat"} <= ops, ops
