@@ -1,0 +1,191 @@
+"""The hostile-file corpus (``tests/hostile_files.py``, issue #23), each file given to the
+``convc`` command line in a process of its own: a refusal must be exit status 1 with a message
+that names the file and what was refused, no traceback and nothing written; a file whose
+strings are only names must build the model of the unedited file. Every run must end within
+10 s and stay under 1.5 GB of memory (the largest resident size of convc and of the processes
+it waited for), and must print no control character from the file.
+
+The same property for the whole variety of broken files is the mutation fuzz's
+(``tests/test_fuzz_files.py``); ``tests/test_hdf5_outside.py`` makes each outside reference in
+each of the three forms of HDF5, ``tests/test_import_hostile.py`` and
+``tests/test_import_injection.py`` hold more broken and renamed files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import hostile_files
+import numpy as np
+import pytest
+from hostile_files import CASES, SHAPE, Case
+
+from convc.compiler import compile_model
+from convc.importer import import_file
+from convc.runtime import open_session
+
+TIME_LIMIT = 10.0
+MEMORY_LIMIT = 1536 << 20
+SAFETY_ADDRESS_SPACE = 8 << 30
+"""The address space each run is allowed (RLIMIT_AS), so that a case that regresses cannot take
+the machine's memory; the bound asserted is MEMORY_LIMIT, on the resident size."""
+
+ROOT = Path(__file__).parent.parent
+
+
+def _outputs(onnx, weights=None) -> list[np.ndarray]:
+    x = np.random.default_rng(0).standard_normal((2, *SHAPE)).astype(np.float32)
+    session = open_session(onnx)
+    return list(session.run({session.input_names[0]: x}).values())
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory) -> list[np.ndarray]:
+    """The outputs of the unedited model, built in this process."""
+    path = hostile_files.write_keras(tmp_path_factory.mktemp("baseline") / "m.keras")
+    imported = import_file(path)
+    return _outputs(compile_model(imported.model, imported.weights))
+
+
+class Ran:
+    def __init__(self, code: int | None, out: str, err: str, seconds: float, memory: int):
+        self.code, self.out, self.err, self.seconds, self.memory = code, out, err, seconds, memory
+
+
+def run_convc(argv: list[str], cwd: Path) -> Ran:
+    """``python -m convc ARGV`` in ``cwd``, killed past 1.5 times the time limit. Its peak
+    resident size is what ``wait4`` reports, which covers the processes it waited for: the HDF5
+    reader's fork server, which waits for each reader."""
+    return run_python(["-m", "convc", *argv], cwd)
+
+
+_MEASURE = """
+import json, os, resource, subprocess, sys
+report, limit, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def cap():
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+process = subprocess.Popen([sys.executable, *argv], preexec_fn=cap)
+_, status, usage = os.wait4(process.pid, 0)
+with open(report, "w") as out:
+    json.dump({"code": os.waitstatus_to_exitcode(status), "memory": usage.ru_maxrss * 1024}, out)
+"""
+"""Runs ``python ARGV`` and reports its exit status and peak resident size. A process's peak
+counts what it shared with its parent when it was forked, so convc is started by this small
+process, not by the test's (which holds Keras and more)."""
+
+
+def run_python(argv: list[str], cwd: Path) -> Ran:
+    """``python ARGV`` in ``cwd`` (see ``run_convc``)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "report.json"
+        out, err = Path(scratch) / "out", Path(scratch) / "err"
+        start = time.monotonic()
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _MEASURE, str(report), str(SAFETY_ADDRESS_SPACE), *argv],
+                cwd=cwd,
+                stdout=stdout,
+                stderr=stderr,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                start_new_session=True,
+            )
+            try:
+                process.wait(timeout=1.5 * TIME_LIMIT)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        seconds = time.monotonic() - start
+        measured = (
+            json.loads(report.read_text()) if report.exists() else {"code": None, "memory": 0}
+        )
+        return Ran(
+            measured["code"],
+            out.read_bytes().decode(errors="replace"),
+            err.read_bytes().decode(errors="replace"),
+            seconds,
+            measured["memory"],
+        )
+
+
+def _argv(case: Case, path: Path, folder: Path) -> list[str]:
+    argv = [case.command, str(path)]
+    if case.command == "build":
+        argv += ["-o", str(folder / "out.onnx")]
+    elif case.command == "import":
+        argv += ["-o", str(folder / "out.conv")]
+    if case.weights:
+        argv += ["--weights", str(folder / case.weights)]
+    return argv
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    return {p.name: p.lstat().st_size for p in folder.iterdir()}
+
+
+def _cases():
+    for case in CASES:
+        marks = [pytest.mark.xfail(reason=case.pending, strict=False)] if case.pending else []
+        yield pytest.param(case, id=f"{case.kind}-{case.name}", marks=marks)
+
+
+@pytest.mark.parametrize("case", list(_cases()))
+def test_hostile_file(case: Case, tmp_path, baseline):
+    folder = tmp_path / "case"
+    folder.mkdir()
+    path = case.write(folder)
+    before = _listing(folder)
+    ran = run_convc(_argv(case, path, folder), folder)
+    said = ran.out + ran.err
+    assert "Traceback" not in said, said
+    assert ran.seconds < TIME_LIMIT, f"{ran.seconds:.1f} s: {said[-500:]}"
+    assert ran.memory < MEMORY_LIMIT, f"{ran.memory >> 20} MB: {said[-500:]}"
+    assert not any(ord(c) < 32 and c not in "\n" for c in said), repr(said[-500:])
+    if case.refusal is not None:
+        located = folder / case.weights if case.weights else path
+        assert ran.code == 1, f"exit {ran.code}: {said[-500:]}"
+        assert f"{located}" in ran.err and case.refusal in ran.err, ran.err[-800:]
+        assert _listing(folder) == before, "a refused file left something written"
+        return
+    assert ran.code == 0, f"exit {ran.code}: {said[-800:]}"
+    if case.command == "build":
+        actual = _outputs(folder / "out.onnx")
+    elif case.command == "import":
+        conv = folder / "out.conv"
+        argv = [
+            "build",
+            str(conv),
+            "--weights",
+            str(conv.with_suffix(".npz")),
+            "-o",
+            str(folder / "out.onnx"),
+        ]
+        rebuilt = run_convc(argv, folder)
+        assert rebuilt.code == 0, rebuilt.err
+        actual = _outputs(folder / "out.onnx")
+    else:
+        return
+    assert len(actual) == len(baseline)
+    for got, want in zip(actual, baseline, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_the_baselines_build(tmp_path):
+    """The unedited files of each format build: each case's refusal is its edit's."""
+    for write, extra in [
+        (lambda f: hostile_files.write_keras(f / "m.keras"), []),
+        (lambda f: hostile_files.write_keras2_h5(f / "m.h5"), []),
+        (lambda f: hostile_files.write_json(f / "m.json"), ["--weights", "m.weights.h5"]),
+    ]:
+        folder = tmp_path / f"f{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        path = write(folder)
+        hostile_files.write_weights_h5(folder / "m.weights.h5")
+        ran = run_convc(["build", str(path), "-o", str(folder / "out.onnx"), *extra], folder)
+        assert ran.code == 0, ran.err
