@@ -23,6 +23,7 @@ use: iteration, ``get`` with ``/``-separated paths, ``attrs``, ``shape``, ``dtyp
 
 from __future__ import annotations
 
+import atexit
 import json
 import multiprocessing
 import os
@@ -340,3 +341,23 @@ def _server() -> _ForkServer:
             _fork_server.close()
         _fork_server = _ForkServer()
     return _fork_server
+
+
+def shutdown() -> None:
+    """End the fork server and wait for it (it waits for its readers), so that no reader
+    outlives convc and their memory and time count as convc's own (``wait4``, ``time -v``,
+    what a conversion service bills or limits). Run at exit; a later ``open_hdf5`` starts a
+    new server."""
+    global _fork_server
+    server, _fork_server = _fork_server, None
+    if server is None or server.pid != os.getpid():
+        return
+    server.close()
+    try:
+        server._process.wait(timeout=STALL_SECONDS)
+    except subprocess.TimeoutExpired:
+        server._process.kill()
+        server._process.wait()
+
+
+atexit.register(shutdown)

@@ -323,9 +323,10 @@ def main() -> None:
                     message, descriptors, _, _ = socket.recv_fds(control, 1 << 16, 2)
                 except OSError:
                     message, descriptors = b"", []
-                if not message or len(descriptors) != 2:
+                if not message or len(descriptors) != 2:  # the convc process closed it
                     for pid, _ in by_pidfd.values():
                         _kill(pid)
+                        os.waitpid(pid, 0)  # so that its usage counts in the server's
                     return
                 data, status = descriptors
                 request = json.loads(message)

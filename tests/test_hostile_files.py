@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import hostile_files
@@ -189,3 +190,21 @@ def test_the_baselines_build(tmp_path):
         hostile_files.write_weights_h5(folder / "m.weights.h5")
         ran = run_convc(["build", str(path), "-o", str(folder / "out.onnx"), *extra], folder)
         assert ran.code == 0, ran.err
+
+
+def test_the_memory_of_the_hdf5_reader_counts_as_convcs(tmp_path):
+    """convc waits for the HDF5 reader's fork server when it exits, and the server for its
+    readers, so what a reader allocates shows in convc's own usage (and no reader outlives
+    it): here a reader inflates 300 MB that convc itself never holds."""
+    hostile_files.write_weights_h5(tmp_path / "m.weights.h5")
+    padded = (tmp_path / "m.weights.h5").read_bytes() + bytes(300 << 20)
+    with zipfile.ZipFile(tmp_path / "m.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("model.weights.h5", padded)
+    script = (
+        "from convc import hdf5\n"
+        "source = ('member', 'm.zip', 'model.weights.h5', 400 << 20)\n"
+        "hdf5.open_hdf5(source, 'm.zip', budget=400 << 20).close()\n"
+    )
+    ran = run_python(["-c", script], tmp_path)
+    assert ran.code == 0, ran.err
+    assert ran.memory > 300 << 20, f"{ran.memory >> 20} MB"
