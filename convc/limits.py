@@ -29,6 +29,17 @@ MAX_HDF5_ATTRIBUTE_BYTES = 256 << 20
 """All attributes of one HDF5 file, as JSON: a model config (at most ``MAX_CONFIG_BYTES``) and a
 few names per layer."""
 
+MAX_CONFIG_VALUES = 6_000_000
+"""JSON values (objects, arrays, strings, numbers; keys not counted) in a model's config, counted
+before it is parsed (``convc.importer.files``). Parsing costs up to about 130 bytes of memory a
+value (an object holding an empty object), so a 63 KB archive whose config was 60 MiB of ``[]``
+(20 million values) took 1.7 GB; at this limit parsing takes at most about 800 MB. A model of
+``MAX_LAYERS`` layers fits: the config Keras 3 writes for a Sequential of 100,000 layers
+(Conv2D, BatchNormalization and ReLU in turn) holds 4.0 million values (measured: 40 a layer),
+its functional form about 5.9 million (the inbound nodes add 19 a layer). Real configs spend
+about 20 bytes a value, so one within the 64 MiB of ``convc.importer.files.MAX_CONFIG_BYTES``
+stays well below the limit."""
+
 MAX_WEIGHT_BYTES = 16 << 30
 """The largest total of weights (float32) a model may have: 16 GiB."""
 

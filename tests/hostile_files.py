@@ -904,6 +904,7 @@ CASES = [
          pending="a 100,000-layer model in seconds (convc/importer/graph.py, another branch)"),
     # unbounded memory
     Case("weights-zip-bomb", "memory", weights_zip_bomb, "expands past", "summary"),
+    Case("config-of-60-MiB-of-empty-lists", "memory", empty_lists_config, "JSON values", "import"),
     Case("no-weights-member", "smaller", no_weights_member, "has no model.weights.h5", "build"),
     Case("huge-activations", "memory", huge_activations, "", "check",
          pending="run and check estimate their activations before allocating (another branch)"),

@@ -27,9 +27,11 @@ import hostile_files
 import numpy as np
 import pytest
 from hostile_files import CASES, SHAPE, Case
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from convc.compiler import compile_model
-from convc.importer import import_file
+from convc.importer import files, import_file
 from convc.runtime import open_session
 
 TIME_LIMIT = 10.0
@@ -208,3 +210,44 @@ def test_the_memory_of_the_hdf5_reader_counts_as_convcs(tmp_path):
     ran = run_python(["-c", script], tmp_path)
     assert ran.code == 0, ran.err
     assert ran.memory > 300 << 20, f"{ran.memory >> 20} MB"
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(alphabet='ab"\\[]{},: \n\x00é', max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(alphabet='k"\\[,', max_size=3), inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+def _values(value) -> int:
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return 1 + sum(_values(item) for item in items)
+
+
+def _depth(value) -> int:
+    items = (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    )
+    return 0 if items is None else 1 + max((_depth(item) for item in items), default=0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON, st.sampled_from([1, 2, 5, 1 << 20]), st.sampled_from([None, 1, "\t"]))
+def test_the_config_scan_counts_what_json_parses(value, piece, indent):
+    """The nesting and the number of values that convc counts before it parses a config are
+    those of the parsed value, wherever the scan's pieces end (inside a string, an escape, a
+    run of backslashes, between two brackets)."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False).encode()
+    saved = files._SCAN_PIECE
+    files._SCAN_PIECE = piece
+    try:
+        assert files._json_shape(text) == (_depth(value), _values(value)), text
+    finally:
+        files._SCAN_PIECE = saved
