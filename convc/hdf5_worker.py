@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import resource
 import select
@@ -290,6 +291,10 @@ def _serve_read(connection: Any, handle: Any, path: str, allowance: int) -> None
     _cap_memory(allowance)
     try:
         dataset = handle[path]
+        unwritten = _unwritten(dataset)
+        if unwritten:
+            _send(connection, {"error": f"the HDF5 dataset {path!r} {unwritten}"})
+            return
         array = np.asarray(dataset[()])  # ascontiguousarray would make a scalar 1-D
         if not array.flags.c_contiguous:
             array = array.copy(order="C")
@@ -301,6 +306,29 @@ def _serve_read(connection: Any, handle: Any, path: str, allowance: int) -> None
         return
     _send(connection, {"shape": list(array.shape), "dtype": array.dtype.str})
     connection.send_bytes(array.reshape(-1).view(np.uint8))
+
+
+def _unwritten(dataset: Any) -> str | None:
+    """Why the file does not hold all of a dataset's data, or ``None``. libhdf5 reads a dataset
+    that was declared and never written (wholly, or some of its chunks) as its fill value, so
+    an 11 KB file could make convc read, and write into an ONNX model, a gigabyte of zeros;
+    Keras writes every array it declares."""
+    layout = dataset.id.get_create_plist().get_layout()
+    if layout == h5py.h5d.CONTIGUOUS and dataset.id.get_storage_size() < dataset.nbytes:
+        return (
+            f"declares {dataset.nbytes:,} bytes of data and the file holds "
+            f"{dataset.id.get_storage_size():,} of them (never written)"
+        )
+    if layout == h5py.h5d.CHUNKED and dataset.size:
+        chunks = math.prod(
+            -(-extent // chunk) for extent, chunk in zip(dataset.shape, dataset.chunks, strict=True)
+        )
+        if dataset.id.get_num_chunks() < chunks:
+            return (
+                f"is stored in {chunks:,} chunks and the file holds "
+                f"{dataset.id.get_num_chunks():,} of them (never written)"
+            )
+    return None
 
 
 def _send(connection: Any, message: dict) -> None:

@@ -670,6 +670,18 @@ def unwritten_gigabyte(folder: Path) -> Path:
     return folder / "m.h5"
 
 
+def partly_written(folder: Path) -> Path:
+    """A tf.keras .h5 whose conv kernel is stored in 3 chunks, of which one was written."""
+
+    def edit(handle: h5py.File) -> None:
+        kernel = handle[_LEGACY_KERNEL][()]
+        del handle[_LEGACY_KERNEL]
+        handle.create_dataset(_LEGACY_KERNEL, kernel.shape, kernel.dtype, chunks=(1, 3, 2, 4))
+        handle[_LEGACY_KERNEL][0] = kernel[0]
+
+    return write_keras2_h5(folder / "m.h5", edit=edit)
+
+
 def empty_lists_config(folder: Path) -> Path:
     """A 63 KB .keras whose config.json is 60 MiB of ``[]`` inside a model config."""
     count = (60 << 20) // 3
@@ -904,6 +916,8 @@ CASES = [
          pending="a 100,000-layer model in seconds (convc/importer/graph.py, another branch)"),
     # unbounded memory
     Case("weights-zip-bomb", "memory", weights_zip_bomb, "expands past", "summary"),
+    Case("unwritten-gigabyte", "memory", unwritten_gigabyte, "(never written)", "build"),
+    Case("partly-written", "memory", partly_written, "the file holds 1 of them", "import"),
     Case("config-of-60-MiB-of-empty-lists", "memory", empty_lists_config, "JSON values", "import"),
     Case("no-weights-member", "smaller", no_weights_member, "has no model.weights.h5", "build"),
     Case("huge-activations", "memory", huge_activations, "", "check",
