@@ -833,9 +833,12 @@ def _escape_sequence_name(config: dict) -> None:
 
 
 def _legit_names(config: dict) -> None:
+    """Names Keras accepts that broke the import: a hyphen, a non-ASCII letter, a NUL (which
+    cut the .npz's keys), 70,000 characters (more than a zip member's name holds)."""
     config["config"]["name"] = "my-model"
     _rename_layer(config, "conv", "café")
     _rename_layer(config, "bn", "b\x00n")
+    _rename_layer(config, "dense", "d" * 70_000)
 
 
 def _missing_output_folder(folder: Path) -> Path:
@@ -924,6 +927,7 @@ CASES = [
          pending="run and check estimate their activations before allocating (another branch)"),
     # the smaller findings
     Case("escape-sequence-name", "smaller", _keras_with(_escape_sequence_name), None, "summary"),
+    Case("keras-legal-names", "smaller", _keras_with(_legit_names), None, "import"),
 ]  # fmt: skip
 """Every case; ``tests/test_hostile_files.py`` runs each with its command."""
 

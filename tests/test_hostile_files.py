@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -30,7 +31,9 @@ from hostile_files import CASES, SHAPE, Case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from convc.arrays import npz_bytes, read_npz
 from convc.compiler import compile_model
+from convc.diagnostics import ConvcError
 from convc.importer import files, import_file
 from convc.runtime import open_session
 
@@ -251,3 +254,34 @@ def test_the_config_scan_counts_what_json_parses(value, piece, indent):
         assert files._json_shape(text) == (_depth(value), _values(value)), text
     finally:
         files._SCAN_PIECE = saved
+
+
+def test_an_npz_that_convc_writes_round_trips_every_key(tmp_path):
+    """Keys that a zip member's name cannot hold (a NUL, 70,000 characters) come back whole;
+    ordinary keys are members as numpy.savez names them, and no keys.json is written for them."""
+    arrays = {
+        "b\x00n/gamma": np.ones(2, "f4"),
+        "d" * 70_000 + "/kernel": np.zeros(3, "f4"),
+        "array0/bias": np.arange(3),
+        "café/kernel": np.ones(4, "f4"),
+    }
+    path = tmp_path / "w.npz"
+    path.write_bytes(npz_bytes(arrays))
+    back = read_npz(path)
+    assert set(back) == set(arrays)
+    for key, array in arrays.items():
+        np.testing.assert_array_equal(back[key], array)
+    assert {"array0/bias", "café/kernel"} <= set(np.load(path).files)
+    path.write_bytes(npz_bytes({"conv/kernel": np.ones(2)}))
+    assert np.load(path).files == ["conv/kernel"]
+
+
+def test_a_broken_keys_member_is_a_located_refusal(tmp_path):
+    path = tmp_path / "w.npz"
+    path.write_bytes(npz_bytes({"b\x00n/gamma": np.ones(2, "f4")}))
+    with zipfile.ZipFile(path, "a") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        archive.writestr("keys.json", b"[1, 2")
+    with pytest.raises(ConvcError, match="keys.json is not JSON") as caught:
+        read_npz(path)
+    assert str(path) in caught.value.path
