@@ -622,6 +622,7 @@ class _RawMember:
     method: int = zipfile.ZIP_STORED
     crc: int | None = None
     size: int | None = None
+    flags: int = 0
 
 
 def _write_raw_zip(path: Path, members: list[_RawMember]) -> Path:
@@ -634,7 +635,16 @@ def _write_raw_zip(path: Path, members: list[_RawMember]) -> Path:
         crc = member.crc if member.crc is not None else zlib.crc32(member.data)
         size = member.size if member.size is not None else len(member.data)
         fields = struct.pack(
-            "<HHHHHIIIH", 20, 0, member.method, 0, 0x5C21, crc, len(member.data), size, len(name)
+            "<HHHHHIIIH",
+            20,
+            member.flags,
+            member.method,
+            0,
+            0x5C21,
+            crc,
+            len(member.data),
+            size,
+            len(name),
         )
         central += b"PK\x01\x02" + struct.pack("<H", 20) + fields
         central += struct.pack("<HHHHII", 0, 0, 0, 0, 0, len(out)) + name
@@ -668,6 +678,17 @@ def unwritten_gigabyte(folder: Path) -> Path:
         layer.create_dataset("dense/kernel:0", (1024, 262144), "<f4")
         layer.create_dataset("dense/bias:0", (262144,), "<f4")
     return folder / "m.h5"
+
+
+def encrypted_member(folder: Path) -> Path:
+    """A .keras whose config.json says it is encrypted (flag bit 0): Python's zipfile raised a
+    RuntimeError, and convc exited 3 (found by the fuzz)."""
+    members = [
+        _RawMember("metadata.json", metadata()),
+        _RawMember("config.json", json.dumps(keras3_config()).encode(), flags=0x1),
+        _RawMember("model.weights.h5", keras3_weights_bytes()),
+    ]
+    return _write_raw_zip(folder / "m.keras", members)
 
 
 def partly_written(folder: Path) -> Path:
@@ -923,6 +944,7 @@ CASES = [
     Case("partly-written", "memory", partly_written, "the file holds 1 of them", "import"),
     Case("config-of-60-MiB-of-empty-lists", "memory", empty_lists_config, "JSON values", "import"),
     Case("no-weights-member", "smaller", no_weights_member, "has no model.weights.h5", "build"),
+    Case("encrypted-member", "malformed", encrypted_member, "is encrypted", "summary"),
     Case("huge-activations", "memory", huge_activations, "", "check",
          pending="run and check estimate their activations before allocating (another branch)"),
     # the smaller findings

@@ -268,6 +268,11 @@ def _open_keras_zip(path: Path) -> ModelFile:
                     path=where,
                     help="a .keras file written by Keras has only relative member names",
                 )
+            if member.flag_bits & 0x1:
+                raise ConvcError(
+                    f"the archive's member {member.filename!r} is encrypted; Keras writes none",
+                    path=where,
+                )
             by_name[member.filename] = member
         if "config.json" not in by_name:
             raise ConvcError(
