@@ -691,6 +691,23 @@ def encrypted_member(folder: Path) -> Path:
     return _write_raw_zip(folder / "m.keras", members)
 
 
+def weights_changed_in_place(folder: Path) -> Path:
+    """A .keras whose stored model.weights.h5 has a bit of the conv kernel flipped and its
+    CRC-32 left as it was: Keras refuses it (zipfile checks the CRC); convc read the member in
+    place and built the changed weight (found by the fuzz)."""
+    weights = keras3_weights_bytes()
+    with h5py.File(io.BytesIO(weights), "r") as handle:
+        offset = handle[_KERNEL].id.get_offset()
+    path = write_keras(folder / "m.keras", weights=weights)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("model.weights.h5")
+    name, extra = struct.unpack_from("<HH", data, info.header_offset + 26)
+    data[info.header_offset + 30 + name + extra + offset + 3] ^= 0x40
+    path.write_bytes(bytes(data))
+    return path
+
+
 def partly_written(folder: Path) -> Path:
     """A tf.keras .h5 whose conv kernel is stored in 3 chunks, of which one was written."""
 
@@ -945,6 +962,7 @@ CASES = [
     Case("config-of-60-MiB-of-empty-lists", "memory", empty_lists_config, "JSON values", "import"),
     Case("no-weights-member", "smaller", no_weights_member, "has no model.weights.h5", "build"),
     Case("encrypted-member", "malformed", encrypted_member, "is encrypted", "summary"),
+    Case("weights-changed-in-place", "malformed", weights_changed_in_place, "is corrupt: its CRC-32", "build"),
     Case("huge-activations", "memory", huge_activations, "", "check",
          pending="run and check estimate their activations before allocating (another branch)"),
     # the smaller findings

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -345,7 +346,8 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int, 
 def _stored_window(path: Path, member: zipfile.ZipInfo, where: str) -> tuple | None:
     """A window (for ``open_hdf5``) on an uncompressed member's bytes in the archive, or None
     if it is compressed. The local header's name and extra lengths say where the data starts
-    (they may differ from the central directory's)."""
+    (they may differ from the central directory's). Its CRC-32 is checked, as zipfile checks
+    it when Keras reads the member: a weight changed in place is refused, not built."""
     if member.compress_type != zipfile.ZIP_STORED or member.file_size != member.compress_size:
         return None
     with path.open("rb") as handle:
@@ -359,6 +361,20 @@ def _stored_window(path: Path, member: zipfile.ZipInfo, where: str) -> tuple | N
     if start + member.file_size > total:
         raise ConvcError(
             f"{member.filename} runs past the end of the archive (truncated?)", path=where
+        )
+    crc = 0
+    with path.open("rb") as handle:
+        handle.seek(start)
+        for _ in range(0, member.file_size, 1 << 20):
+            crc = zlib.crc32(
+                handle.read(min(1 << 20, start + member.file_size - handle.tell())), crc
+            )
+    if crc != member.CRC:
+        raise ConvcError(
+            f"{member.filename} is corrupt: its CRC-32 is {crc:08x}, the archive says "
+            f"{member.CRC:08x}",
+            path=where,
+            help="Keras refuses to load it too; save the model again",
         )
     return ("window", str(path), start, member.file_size)
 
