@@ -40,9 +40,11 @@ import numpy as np
 
 from convc.diagnostics import ConvcError
 
-STALL_SECONDS = 10.0
+STALL_SECONDS = 5.0
 """The longest the child may be silent: opening, walking (between heartbeats), or starting a
-read."""
+read. A file that sends libhdf5 into a loop (a global heap object whose size was changed, read
+as an attribute: found by the fuzz) is refused after this long, so that convc ends within 10 s
+of starting; opening a file and reading one object's attributes take milliseconds."""
 
 READ_BYTES_PER_SECOND = 50 << 20
 """A read may take ``STALL_SECONDS`` plus its size at this (slow) rate."""

@@ -708,6 +708,16 @@ def weights_changed_in_place(folder: Path) -> Path:
     return path
 
 
+def libhdf5_loop(folder: Path) -> Path:
+    """A .keras whose weights file has the size of the global heap object that holds a vars
+    group's name (the string "conv", 4 bytes) made 260: libhdf5 loops, in C, when the attribute
+    is read (found by the fuzz, as one bit flipped in a seed's weights)."""
+    weights = bytearray(keras3_weights_bytes())
+    place = weights.index(b"\x04\x00\x00\x00\x00\x00\x00\x00conv")
+    weights[place + 1] = 0x01
+    return write_keras(folder / "m.keras", weights=bytes(weights))
+
+
 def partly_written(folder: Path) -> Path:
     """A tf.keras .h5 whose conv kernel is stored in 3 chunks, of which one was written."""
 
@@ -961,6 +971,7 @@ CASES = [
     Case("partly-written", "memory", partly_written, "the file holds 1 of them", "import"),
     Case("config-of-60-MiB-of-empty-lists", "memory", empty_lists_config, "JSON values", "import"),
     Case("no-weights-member", "smaller", no_weights_member, "has no model.weights.h5", "build"),
+    Case("libhdf5-loop", "libhdf5", libhdf5_loop, "did not answer within 5 s", "build"),
     Case("encrypted-member", "malformed", encrypted_member, "is encrypted", "summary"),
     Case("weights-changed-in-place", "malformed", weights_changed_in_place, "is corrupt: its CRC-32", "build"),
     Case("huge-activations", "memory", huge_activations, "", "check",
