@@ -28,8 +28,12 @@ import copy
 import io
 import json
 import os
+import signal
 import struct
+import subprocess
 import sys
+import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -768,6 +772,82 @@ def no_weights_member(folder: Path) -> Path:
         archive.writestr("metadata.json", metadata())
         archive.writestr("config.json", json.dumps(keras3_config()))
     return path
+
+
+# --- running convc as a user would ---------------------------------------------------------
+
+TIME_LIMIT = 10.0
+"""Seconds a command may take on a hostile file, from its start to its end."""
+
+MEMORY_LIMIT = 1536 << 20
+"""The peak resident memory a command may reach on a hostile file (convc and the processes it
+waited for, the HDF5 reader among them)."""
+
+SAFETY_ADDRESS_SPACE = 8 << 30
+"""The address space each run is allowed (RLIMIT_AS), so that a case that regresses cannot take
+the machine's memory; the bound asserted is MEMORY_LIMIT, on the resident size."""
+
+ROOT = Path(__file__).parent.parent
+
+
+class Ran:
+    def __init__(self, code: int | None, out: str, err: str, seconds: float, memory: int):
+        self.code, self.out, self.err, self.seconds, self.memory = code, out, err, seconds, memory
+
+
+def run_convc(argv: list[str], cwd: Path) -> Ran:
+    """``python -m convc ARGV`` in ``cwd``, killed past 1.5 times the time limit. Its peak
+    resident size is what ``wait4`` reports, which covers the processes it waited for: the HDF5
+    reader's fork server, which waits for each reader."""
+    return run_python(["-m", "convc", *argv], cwd)
+
+
+_MEASURE = """
+import json, os, resource, subprocess, sys
+report, limit, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def cap():
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+process = subprocess.Popen([sys.executable, *argv], preexec_fn=cap)
+_, status, usage = os.wait4(process.pid, 0)
+with open(report, "w") as out:
+    json.dump({"code": os.waitstatus_to_exitcode(status), "memory": usage.ru_maxrss * 1024}, out)
+"""
+"""Runs ``python ARGV`` and reports its exit status and peak resident size. A process's peak
+counts what it shared with its parent when it was forked, so convc is started by this small
+process, not by the test's (which holds Keras and more)."""
+
+
+def run_python(argv: list[str], cwd: Path) -> Ran:
+    """``python ARGV`` in ``cwd`` (see ``run_convc``)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "report.json"
+        out, err = Path(scratch) / "out", Path(scratch) / "err"
+        start = time.monotonic()
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-c", _MEASURE, str(report), str(SAFETY_ADDRESS_SPACE), *argv],
+                cwd=cwd,
+                stdout=stdout,
+                stderr=stderr,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                start_new_session=True,
+            )
+            try:
+                process.wait(timeout=1.5 * TIME_LIMIT)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        seconds = time.monotonic() - start
+        measured = (
+            json.loads(report.read_text()) if report.exists() else {"code": None, "memory": 0}
+        )
+        return Ran(
+            measured["code"],
+            out.read_bytes().decode(errors="replace"),
+            err.read_bytes().decode(errors="replace"),
+            seconds,
+            measured["memory"],
+        )
 
 
 # --- the table -------------------------------------------------------------------------------

@@ -14,12 +14,6 @@ each of the three forms of HDF5, ``tests/test_import_hostile.py`` and
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -27,7 +21,7 @@ from pathlib import Path
 import hostile_files
 import numpy as np
 import pytest
-from hostile_files import CASES, SHAPE, Case
+from hostile_files import CASES, MEMORY_LIMIT, SHAPE, TIME_LIMIT, Case, run_convc, run_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,14 +30,6 @@ from convc.compiler import compile_model
 from convc.diagnostics import ConvcError
 from convc.importer import files, import_file
 from convc.runtime import open_session
-
-TIME_LIMIT = 10.0
-MEMORY_LIMIT = 1536 << 20
-SAFETY_ADDRESS_SPACE = 8 << 30
-"""The address space each run is allowed (RLIMIT_AS), so that a case that regresses cannot take
-the machine's memory; the bound asserted is MEMORY_LIMIT, on the resident size."""
-
-ROOT = Path(__file__).parent.parent
 
 
 def _outputs(onnx, weights=None) -> list[np.ndarray]:
@@ -58,66 +44,6 @@ def baseline(tmp_path_factory) -> list[np.ndarray]:
     path = hostile_files.write_keras(tmp_path_factory.mktemp("baseline") / "m.keras")
     imported = import_file(path)
     return _outputs(compile_model(imported.model, imported.weights))
-
-
-class Ran:
-    def __init__(self, code: int | None, out: str, err: str, seconds: float, memory: int):
-        self.code, self.out, self.err, self.seconds, self.memory = code, out, err, seconds, memory
-
-
-def run_convc(argv: list[str], cwd: Path) -> Ran:
-    """``python -m convc ARGV`` in ``cwd``, killed past 1.5 times the time limit. Its peak
-    resident size is what ``wait4`` reports, which covers the processes it waited for: the HDF5
-    reader's fork server, which waits for each reader."""
-    return run_python(["-m", "convc", *argv], cwd)
-
-
-_MEASURE = """
-import json, os, resource, subprocess, sys
-report, limit, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-def cap():
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-process = subprocess.Popen([sys.executable, *argv], preexec_fn=cap)
-_, status, usage = os.wait4(process.pid, 0)
-with open(report, "w") as out:
-    json.dump({"code": os.waitstatus_to_exitcode(status), "memory": usage.ru_maxrss * 1024}, out)
-"""
-"""Runs ``python ARGV`` and reports its exit status and peak resident size. A process's peak
-counts what it shared with its parent when it was forked, so convc is started by this small
-process, not by the test's (which holds Keras and more)."""
-
-
-def run_python(argv: list[str], cwd: Path) -> Ran:
-    """``python ARGV`` in ``cwd`` (see ``run_convc``)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        report = Path(scratch) / "report.json"
-        out, err = Path(scratch) / "out", Path(scratch) / "err"
-        start = time.monotonic()
-        with out.open("wb") as stdout, err.open("wb") as stderr:
-            process = subprocess.Popen(
-                [sys.executable, "-c", _MEASURE, str(report), str(SAFETY_ADDRESS_SPACE), *argv],
-                cwd=cwd,
-                stdout=stdout,
-                stderr=stderr,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                start_new_session=True,
-            )
-            try:
-                process.wait(timeout=1.5 * TIME_LIMIT)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        seconds = time.monotonic() - start
-        measured = (
-            json.loads(report.read_text()) if report.exists() else {"code": None, "memory": 0}
-        )
-        return Ran(
-            measured["code"],
-            out.read_bytes().decode(errors="replace"),
-            err.read_bytes().decode(errors="replace"),
-            seconds,
-            measured["memory"],
-        )
 
 
 def _argv(case: Case, path: Path, folder: Path) -> list[str]:
