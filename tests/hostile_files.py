@@ -722,6 +722,15 @@ def libhdf5_loop(folder: Path) -> Path:
     return write_keras(folder / "m.keras", weights=bytes(weights))
 
 
+def libhdf5_crash(folder: Path) -> Path:
+    """tests/fixtures/libhdf5-sigsegv.h5: the fuzz's tf_keras_functional.h5 seed with one bit
+    flipped (bit 1 of byte 16337, in the datatype of a layer group's ``weight_names``
+    attribute), which crashes libhdf5 with SIGSEGV when the attribute is read."""
+    path = folder / "m.h5"
+    path.write_bytes((FIXTURES / "libhdf5-sigsegv.h5").read_bytes())
+    return path
+
+
 def partly_written(folder: Path) -> Path:
     """A tf.keras .h5 whose conv kernel is stored in 3 chunks, of which one was written."""
 
@@ -1051,6 +1060,7 @@ CASES = [
     Case("partly-written", "memory", partly_written, "the file holds 1 of them", "import"),
     Case("config-of-60-MiB-of-empty-lists", "memory", empty_lists_config, "JSON values", "import"),
     Case("no-weights-member", "smaller", no_weights_member, "has no model.weights.h5", "build"),
+    Case("libhdf5-sigsegv", "libhdf5", libhdf5_crash, "libhdf5 crashed (SIGSEGV)", "import"),
     Case("libhdf5-loop", "libhdf5", libhdf5_loop, "did not answer within 5 s", "build"),
     Case("encrypted-member", "malformed", encrypted_member, "is encrypted", "summary"),
     Case("weights-changed-in-place", "malformed", weights_changed_in_place, "is corrupt: its CRC-32", "build"),

@@ -108,6 +108,11 @@ def test_hostile_file(case: Case, tmp_path, baseline):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
+def test_every_class_of_the_issue_has_a_case():
+    kinds = {case.kind for case in CASES}
+    assert kinds >= {"outside", "injection", "time", "memory", "libhdf5", "smaller"}, kinds
+
+
 def test_the_baselines_build(tmp_path):
     """The unedited files of each format build: each case's refusal is its edit's."""
     for write, extra in [
