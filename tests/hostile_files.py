@@ -695,6 +695,21 @@ def encrypted_member(folder: Path) -> Path:
     return _write_raw_zip(folder / "m.keras", members)
 
 
+def _wrong_method(method: int) -> Callable[[Path], Path]:
+    def write(folder: Path) -> Path:
+        """A .keras whose config.json is stored but declared compressed with ``method``: zlib
+        raised zlib.error (8, deflate) and lzma LZMAError (14), and convc exited 3 (found by
+        the fuzz, as a method patched in a central header)."""
+        members = [
+            _RawMember("metadata.json", metadata()),
+            _RawMember("config.json", json.dumps(keras3_config()).encode(), method=method),
+            _RawMember("model.weights.h5", keras3_weights_bytes()),
+        ]
+        return _write_raw_zip(folder / "m.keras", members)
+
+    return write
+
+
 def weights_changed_in_place(folder: Path) -> Path:
     """A .keras whose stored model.weights.h5 has a bit of the conv kernel flipped and its
     CRC-32 left as it was: Keras refuses it (zipfile checks the CRC); convc read the member in
@@ -1063,6 +1078,9 @@ CASES = [
     Case("libhdf5-sigsegv", "libhdf5", libhdf5_crash, "libhdf5 crashed (SIGSEGV)", "import"),
     Case("libhdf5-loop", "libhdf5", libhdf5_loop, "did not answer within 5 s", "build"),
     Case("encrypted-member", "malformed", encrypted_member, "is encrypted", "summary"),
+    Case("not-deflate-data", "malformed", _wrong_method(zipfile.ZIP_DEFLATED), "cannot read config.json", "build"),
+    Case("not-lzma-data", "malformed", _wrong_method(zipfile.ZIP_LZMA), "cannot read config.json", "build"),
+    Case("not-bzip2-data", "malformed", _wrong_method(zipfile.ZIP_BZIP2), "cannot read config.json", "build"),
     Case("weights-changed-in-place", "malformed", weights_changed_in_place, "is corrupt: its CRC-32", "build"),
     Case("huge-activations", "memory", huge_activations, "", "check",
          pending="run and check estimate their activations before allocating (another branch)"),

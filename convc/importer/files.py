@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -331,7 +332,15 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int, 
     try:
         with archive.open(member) as stream:
             data = stream.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,  # deflate
+        lzma.LZMAError,
+        OSError,  # bzip2, reading
+        EOFError,
+        ValueError,
+        NotImplementedError,  # a compression method zipfile lacks
+    ) as error:
         raise ConvcError(
             f"cannot read {member.filename} from the archive (truncated or corrupt?): {error}",
             path=where,
