@@ -79,6 +79,8 @@ def test_hostile_file(case: Case, tmp_path, baseline):
     assert ran.seconds < TIME_LIMIT, f"{ran.seconds:.1f} s: {said[-500:]}"
     assert ran.memory < MEMORY_LIMIT, f"{ran.memory >> 20} MB: {said[-500:]}"
     assert not any(ord(c) < 32 and c not in "\n" for c in said), repr(said[-500:])
+    forged = [line for line in said.splitlines() if line.startswith("Dense(7)")]
+    assert not forged, f"a newline from the file began a line of convc's output: {forged}"
     if case.refusal is not None:
         located = folder / case.weights if case.weights else path
         assert ran.code == 1, f"exit {ran.code}: {said[-500:]}"

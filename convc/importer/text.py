@@ -200,7 +200,9 @@ def report(problems: list[Problem]) -> str:
         shown = ", ".join(repr(n) for n in names[:6]) + (
             f" and {len(names) - 6} more" if len(names) > 6 else ""
         )
-        lines.append(f"  {class_name} ({shown}): {reason}" + (f" [{detail}]" if detail else ""))
+        line = f"  {class_name} ({shown}): {reason}" + (f" [{detail}]" if detail else "")
+        # a class or key name from the file may hold a line break: it must not begin a line
+        lines.append(line.replace("\r", "\\r").replace("\n", "\\n"))
     return "\n".join(lines)
 
 
