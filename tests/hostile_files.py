@@ -894,6 +894,10 @@ class Case:
     """A file beside the model, given with --weights; the refusal names it."""
     pending: str | None = None
     """Why the case does not hold yet (another branch's work): an expected failure."""
+    extra: tuple[str, ...] = ()
+    """More arguments, ``{folder}`` standing for the case's folder."""
+    located: str | None = None
+    """The file the refusal names, in the case's folder, when it is not the model file."""
 
 
 def _keras_with(
@@ -1087,6 +1091,8 @@ CASES = [
     # the smaller findings
     Case("escape-sequence-name", "smaller", _keras_with(_escape_sequence_name), None, "summary"),
     Case("keras-legal-names", "smaller", _keras_with(_legit_names), None, "import"),
+    Case("weights-out-into-a-missing-folder", "smaller", _keras_with(), "the output directory does not exist",
+         "import", extra=("--weights-out", "{folder}/missing/w.npz"), located="missing/w.npz"),
 ]  # fmt: skip
 """Every case; ``tests/test_hostile_files.py`` runs each with its command."""
 

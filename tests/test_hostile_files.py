@@ -54,7 +54,7 @@ def _argv(case: Case, path: Path, folder: Path) -> list[str]:
         argv += ["-o", str(folder / "out.conv")]
     if case.weights:
         argv += ["--weights", str(folder / case.weights)]
-    return argv
+    return argv + [argument.replace("{folder}", str(folder)) for argument in case.extra]
 
 
 def _listing(folder: Path) -> dict[str, int]:
@@ -82,7 +82,7 @@ def test_hostile_file(case: Case, tmp_path, baseline):
     forged = [line for line in said.splitlines() if line.startswith("Dense(7)")]
     assert not forged, f"a newline from the file began a line of convc's output: {forged}"
     if case.refusal is not None:
-        located = folder / case.weights if case.weights else path
+        located = folder / (case.located or case.weights or path.name)
         assert ran.code == 1, f"exit {ran.code}: {said[-500:]}"
         assert f"{located}" in ran.err and case.refusal in ran.err, ran.err[-800:]
         assert _listing(folder) == before, "a refused file left something written"
