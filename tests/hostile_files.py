@@ -10,16 +10,22 @@ machine. ``CASES`` lists the attacks by the classes of issue #23:
   ``/proc/self/environ``; external links; soft links; virtual datasets);
 * ``injection``: a string field of the file crafted to change the model written as text;
 * ``time``: unbounded time (models nested in models, each calling the next 4 times; two shared
-  layers whose calls alternate; a hard-link cycle in the weights);
+  layers whose calls alternate; a hard-link cycle in the weights; 100,000 layers);
 * ``memory``: unbounded memory (a zip bomb of ``model.weights.h5``; a small file declaring a
-  1 GiB dataset it never wrote; a config of 60 MiB of ``[]``; activations of 49 GB);
-* ``libhdf5``: a file that crashes libhdf5 (``tests/fixtures/``);
+  1 GiB dataset it never wrote, or chunks it never wrote; a config of 60 MiB of ``[]``;
+  activations of 49 GB);
+* ``libhdf5``: a file that crashes libhdf5 (``tests/fixtures/libhdf5-sigsegv.h5``) and one that
+  sends it into a loop;
 * ``smaller``: the issue's smaller findings (names Keras accepts that broke the import, an ESC
-  sequence in a name, a missing weights member, an output folder that does not exist).
+  sequence in a name, a missing weights member, an output folder that does not exist);
+* ``malformed``: what the mutation fuzz (``tests/fuzz_files.py``) found, each as the smallest
+  file that shows it (an encrypted member, compressed data that is not, a weight changed in a
+  stored member without its CRC).
 
 A case says the command to run and what must happen: a refusal whose message contains a
-fragment, or the model of the unedited file (same outputs). Run ``python tests/hostile_files.py
-FOLDER`` to write the whole corpus into a folder.
+fragment, or the model of the unedited file (same outputs). ``run_convc`` runs a command as a
+user would and measures it. ``python tests/hostile_files.py FOLDER`` writes the whole corpus
+into a folder.
 """
 
 from __future__ import annotations
@@ -71,10 +77,11 @@ _POLICY = {
 }
 
 
-def _tensor(layer: str, shape: list) -> dict:
+def _tensor(layer: str, shape: list, node: int = 0) -> dict:
+    """A Keras 3 node argument: the output of application ``node`` of ``layer``."""
     return {
         "class_name": "__keras_tensor__",
-        "config": {"shape": shape, "dtype": "float32", "keras_history": [layer, 0, 0]},
+        "config": {"shape": shape, "dtype": "float32", "keras_history": [layer, node, 0]},
     }
 
 
@@ -85,7 +92,7 @@ def _layer(class_name: str, config: dict, inbound: list[dict], input_shape: list
         "config": config,
         "registered_name": None,
         "name": config["name"],
-        "inbound_nodes": [{"args": inbound, "kwargs": {}} for _ in [0] if inbound],
+        "inbound_nodes": [{"args": inbound, "kwargs": {}}] if inbound else [],
     }
     if input_shape is not None:
         layer["build_config"] = {"input_shape": input_shape}
@@ -457,31 +464,16 @@ def nested_calls(folder: Path, depth: int = 16, calls: int = 4) -> Path:
         "config": {"name": "relu", "trainable": True, "dtype": "float32"},
         "registered_name": None,
     }
+    input_ = _tensor("input", [None, 4])
     for level in range(depth):
         name = f"m{level}"
         child = copy.deepcopy(inner)
         child_name = child["config"]["name"]
         child["name"] = child_name
-        previous = "input"
-        child["inbound_nodes"] = []
-        for call in range(calls):
-            child["inbound_nodes"].append(
-                {
-                    "args": [_tensor(previous, [None, 4])]
-                    if call == 0
-                    else [
-                        {
-                            "class_name": "__keras_tensor__",
-                            "config": {
-                                "shape": [None, 4],
-                                "dtype": "float32",
-                                "keras_history": [child_name, call - 1, 0],
-                            },
-                        }
-                    ],
-                    "kwargs": {},
-                }
-            )
+        child["inbound_nodes"] = [
+            {"args": [_tensor(child_name, [None, 4], call - 1) if call else input_], "kwargs": {}}
+            for call in range(calls)
+        ]
         inner = {
             "module": "keras.src.models.functional",
             "class_name": "Functional",
@@ -521,10 +513,7 @@ def alternating_shared(folder: Path, nodes: int = 4000) -> Path:
     previous = ["x", 0, 0]
     for index in range(nodes):
         name = "ab"[index % 2]
-        tensor = {
-            "class_name": "__keras_tensor__",
-            "config": {"shape": [None, 4], "dtype": "float32", "keras_history": previous},
-        }
+        tensor = _tensor(previous[0], [None, 4], previous[1])
         inbound[name].append({"args": [tensor], "kwargs": {}})
         previous = [name, len(inbound[name]) - 1, 0]
     for name in "ab":
