@@ -41,9 +41,15 @@ exact (the same numbers, not approximately). They run until none applies. ``conv
   (height, width, channels) order that Flatten owes becomes an order of the kernel's rows.
 
 A value that is a graph output is never folded away.
+
+``optimize`` says what it did: one ``Rewrite`` per firing, naming the rewrite (``REWRITES``)
+and the nodes its pattern matched, so that a test can count how often each rewrite fired and
+see what followed it, and a tool can explain a build.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -51,19 +57,40 @@ from onnx import helper
 
 from convc.lower.emitter import Emitter
 
+REWRITES = (
+    "batch_norm_into_conv",
+    "global_pool",
+    "pad_into_conv",
+    "pad_into_max_pool",
+    "pad_and_slice",
+    "flatten_transpose_into_dense",
+)
+"""The rewrites' names, in the order the module's docstring describes them."""
 
-def optimize(em: Emitter, graph_outputs: set[str]) -> None:
-    """Apply the rewrites to the emitter's nodes until none fires."""
-    while _fold_batch_norms_into_convs(em, graph_outputs):
-        pass
-    while (
+
+@dataclass(frozen=True)
+class Rewrite:
+    """One firing of a rewrite: its name (one of ``REWRITES``) and the names of the nodes its
+    pattern matched, in the order data flows through them (the last is the pattern's end)."""
+
+    rewrite: str
+    matched: tuple[str, ...]
+
+
+def optimize(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
+    """Apply the rewrites to the emitter's nodes until none fires; what fired, in order."""
+    done: list[Rewrite] = []
+    while fired := _fold_batch_norms_into_convs(em, graph_outputs):
+        done += fired
+    while fired := (
         _global_pool_for_reduce(em, graph_outputs)
         or _fold_pad_into_conv(em, graph_outputs)
         or _fold_pad_into_max_pool(em, graph_outputs)
         or _merge_pad_and_slice(em, graph_outputs)
         or _fold_flatten_transpose_into_dense(em, graph_outputs)
     ):
-        pass
+        done += fired
+    return done
 
 
 def _consumers(em: Emitter, value: str) -> list[onnx.NodeProto]:
@@ -78,7 +105,7 @@ def _zero_pad_amounts(em: Emitter, node: onnx.NodeProto) -> np.ndarray | None:
     return em.constant_values.get(node.input[1])
 
 
-def _fold_pad_into_conv(em: Emitter, graph_outputs: set[str]) -> bool:
+def _fold_pad_into_conv(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
     for pad in em.nodes:
         found = _spatial_pad_into(em, pad, "Conv", graph_outputs)
         if found is None:
@@ -88,11 +115,11 @@ def _fold_pad_into_conv(em: Emitter, graph_outputs: set[str]) -> bool:
         if set(kernel_shape) == {1} and not em.target.pointwise_conv_pads:
             continue
         _absorb_pad(em, pad, conv, merged)
-        return True
-    return False
+        return [Rewrite("pad_into_conv", (pad.name, conv.name))]
+    return []
 
 
-def _fold_pad_into_max_pool(em: Emitter, graph_outputs: set[str]) -> bool:
+def _fold_pad_into_max_pool(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
     producers = {name: node for node in em.nodes for name in node.output}
     for pad in em.nodes:
         found = _spatial_pad_into(em, pad, "MaxPool", graph_outputs)
@@ -105,8 +132,8 @@ def _fold_pad_into_max_pool(em: Emitter, graph_outputs: set[str]) -> bool:
         ):
             continue
         _absorb_pad(em, pad, pool, merged)
-        return True
-    return False
+        return [Rewrite("pad_into_max_pool", (pad.name, pool.name))]
+    return []
 
 
 def _spatial_pad_into(
@@ -160,7 +187,7 @@ def _non_negative(em: Emitter, node: onnx.NodeProto | None) -> bool:
 _GLOBAL_POOLS = {"ReduceMean": "GlobalAveragePool", "ReduceMax": "GlobalMaxPool"}
 
 
-def _global_pool_for_reduce(em: Emitter, graph_outputs: set[str]) -> bool:
+def _global_pool_for_reduce(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
     for reduce in em.nodes:
         if reduce.op_type not in _GLOBAL_POOLS:
             continue
@@ -201,11 +228,11 @@ def _global_pool_for_reduce(em: Emitter, graph_outputs: set[str]) -> bool:
         em.nodes[em.nodes.index(reduce)] = pool
         for node in replaced[1:]:
             em.nodes.remove(node)
-        return True
-    return False
+        return [Rewrite("global_pool", tuple(node.name for node in replaced))]
+    return []
 
 
-def _merge_pad_and_slice(em: Emitter, graph_outputs: set[str]) -> bool:
+def _merge_pad_and_slice(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
     for pad in em.nodes:
         amounts = _zero_pad_amounts(em, pad)
         if amounts is None or pad.output[0] in graph_outputs or (amounts < 0).any():
@@ -248,20 +275,22 @@ def _merge_pad_and_slice(em: Emitter, graph_outputs: set[str]) -> bool:
                     starts_.append(int(-net[axis]))
                     stops_.append(int(input_shape[axis] + net[rank + axis]))
             crop.input[:] = [source, em.constant(starts_), em.constant(stops_), em.constant(axes_)]
-        return True
-    return False
+        return [Rewrite("pad_and_slice", (pad.name, crop.name))]
+    return []
 
 
-def _fold_batch_norms_into_convs(em: Emitter, graph_outputs: set[str]) -> bool:
+def _fold_batch_norms_into_convs(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
     """Fold every BatchNormalization that reads a Conv or ConvTranspose output alone into that
-    convolution, in one sweep; True if any folded (a second BatchNormalization may follow)."""
+    convolution, in one sweep; one ``Rewrite`` for each (a second BatchNormalization may follow:
+    the caller sweeps again while any folded)."""
     producers = {name: node for node in em.nodes for name in node.output}
     uses: dict[str, int] = {}
     for node in em.nodes:
         for name in node.input:
             uses[name] = uses.get(name, 0) + 1
     where = {name: index for index, (name, _) in enumerate(em.initializers)}
-    folded = []
+    folded: list[onnx.NodeProto] = []
+    done = []
     for norm in em.nodes:
         if norm.op_type != "BatchNormalization" or len(norm.output) != 1:
             continue
@@ -289,10 +318,11 @@ def _fold_batch_norms_into_convs(em: Emitter, graph_outputs: set[str]) -> bool:
         em.scope = scope
         conv.output[0] = norm.output[0]
         folded.append(norm)
+        done.append(Rewrite("batch_norm_into_conv", (conv.name, norm.name)))
     if folded:
         gone = {id(norm) for norm in folded}
         em.nodes[:] = [node for node in em.nodes if id(node) not in gone]
-    return bool(folded)
+    return done
 
 
 def _scaled_kernel(kernel: np.ndarray, scale: np.ndarray, op: str, group: int) -> np.ndarray:
@@ -332,7 +362,7 @@ def _replace(
         node.input.append(name)
 
 
-def _fold_flatten_transpose_into_dense(em: Emitter, graph_outputs: set[str]) -> bool:
+def _fold_flatten_transpose_into_dense(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
     for transpose in em.nodes:
         if transpose.op_type != "Transpose" or transpose.output[0] in graph_outputs:
             continue
@@ -365,5 +395,5 @@ def _fold_flatten_transpose_into_dense(em: Emitter, graph_outputs: set[str]) -> 
         em.initializers[arrays[0]] = (name, permuted)
         flatten.input[0] = transpose.input[0]
         em.nodes.remove(transpose)
-        return True
-    return False
+        return [Rewrite("flatten_transpose_into_dense", (transpose.name, flatten.name, gemm.name))]
+    return []
