@@ -56,6 +56,9 @@ CASES = [
      ["Transpose", "Conv", "Relu", "Pad", "MaxPool", "Transpose"]),
     ("pad-before-leaky-relu-pool-stays", "Conv2D(4, 1)\nLeakyReLU()\nZeroPadding2D(1)\nMaxPooling2D(3)\n",
      ["Transpose", "Conv", "LeakyRelu", "Pad", "MaxPool", "Transpose"]),
+    # the portable target's onnx.reference reads a unit-stride MaxPool's pads wrongly
+    ("pad-before-unit-stride-max-pool-stays", "Conv2D(4, 1, activation='relu')\nZeroPadding2D(1)\nMaxPooling2D(3, strides=1)\n",
+     ["Transpose", "Conv", "Relu", "Pad", "MaxPool", "Transpose"]),
     # a reduction over every spatial axis that keeps them is a global pool (onnxruntime keeps
     # those in its blocked layout); a classifier's, which drops them, stays a ReduceMean
     ("global-average-pool-keepdims", "Conv2D(4, 1)\nGlobalAveragePooling2D(keepdims=True)\n",
@@ -92,6 +95,37 @@ def test_rewrite(layers, ops):
     np.testing.assert_allclose(
         onnx_output(compile_text(text), x), onnx_output(plain, x), atol=1e-5, rtol=1e-5
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Input(shape=(9, 8, 3))\nConv2D(4, 1, activation='relu')\nZeroPadding2D(((1, 2), (0, 1)))\n"
+        "MaxPooling2D(3, strides=1)\n",
+        "Input(shape=(9, 3))\nConv1D(4, 1, activation='relu')\nZeroPadding1D(1)\n"
+        "MaxPooling1D(2, strides=1)\n",
+    ],
+    ids=["2d", "1d"],
+)
+def test_a_pad_folds_into_a_unit_stride_max_pool_only_where_the_target_reads_its_pads(text):
+    """onnx.reference reads a unit-stride MaxPool's pads in the wrong order (2-D) or not at all
+    (1-D, 3-D), so the portable target never pads one (``Target.unit_stride_max_pool_pads``);
+    the Pad-into-MaxPool rewrite padded it anyway, and a portable model that onnxruntime ran
+    right gave onnx.reference a (2, 8, 9, 4) output for (2, 10, 7, 4) (found by
+    test_rewrite_property). onnxruntime's own target still folds it."""
+    from convc.runners import open_runner
+
+    model = resolve_text(text)
+    x = np.random.default_rng(3).standard_normal((2, *model.inputs[0].shape[1:]))
+    x = x.astype(np.float32)
+    expected = onnx_output(compile_text(text, optimize=False), x)
+    portable = compile_text(text)
+    assert "Pad" in [node.op_type for node in portable.graph.node]
+    (found,) = open_runner(portable, "onnx-reference").run({model.inputs[0].name: x}).values()
+    np.testing.assert_allclose(found, expected, rtol=1e-6, atol=1e-6)
+    for_ort = compile_text(text, target="ort")
+    assert "Pad" not in [node.op_type for node in for_ort.graph.node]
+    np.testing.assert_allclose(onnx_output(for_ort, x), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_layer_outputs_are_never_folded_away():

@@ -12,7 +12,9 @@ exact (the same numbers, not approximately). They run until none applies. ``conv
   (a Relu's output, or a Clip's from 0): MaxPool ignores its own padding, and a zero can win
   no window that holds a number >= 0, so the MaxPool's pads grow instead (ResNet's and
   DenseNet's ZeroPadding2D(1) before MaxPooling2D(3, 2)), as long as each pad stays smaller
-  than the window (then every window holds a number of the input).
+  than the window (then every window holds a number of the input), and not when the MaxPool's
+  strides are all 1 and the target's runtimes read such a MaxPool's pads wrongly
+  (``Target.unit_stride_max_pool_pads``: onnx.reference, and so the portable target).
 * **Global pooling.** A ReduceMean or ReduceMax over both spatial axes of a channels-first
   image tensor that keeps its dims, or whose one reader is a Reshape that restores them as ones (a
   squeeze-and-excitation block's GlobalAveragePooling2D then Reshape((1, 1, C))), becomes a
@@ -127,9 +129,12 @@ def _fold_pad_into_max_pool(em: Emitter, graph_outputs: set[str]) -> list[Rewrit
             continue
         pool, merged = found
         kernel = list(next(a.ints for a in pool.attribute if a.name == "kernel_shape"))
+        strides = next((list(a.ints) for a in pool.attribute if a.name == "strides"), [1])
         if any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in pool.attribute) or any(
             p >= k for p, k in zip(merged, kernel + kernel, strict=True)
         ):
+            continue
+        if set(strides) == {1} and not em.target.unit_stride_max_pool_pads:
             continue
         _absorb_pad(em, pad, pool, merged)
         return [Rewrite("pad_into_max_pool", (pad.name, pool.name))]
