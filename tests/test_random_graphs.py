@@ -24,6 +24,9 @@ spans an axis (a broadcast operand such as (1, 1, C)), crops and pads. What it d
   (Flatten, Reshape((-1,)) or a global pooling, then Dense layers), often a second output;
 * 1 or 2 outputs, as a tensor, a list or a dict, not always the last statement's.
 
+``tests/test_rewrite_property.py`` draws from the same generator: a subclass of ``Graph`` adds
+actions (its ``actions``, ``steps`` and ``ranks``) and asks for model outputs (``requested``).
+
 Every example must build in Keras and compile with convc, and its outputs must agree (ONNX
 Runtime and the NumPy reference both, see ``oracle.assert_matches_keras``). A refusal is a
 failure, not a skip; a module-level counter checks that the examples really compared numbers,
@@ -38,8 +41,6 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from oracle import assert_matches_keras
 
 CL, CF = "channels_last", "channels_first"
 MAX_DIM = 16
@@ -134,6 +135,11 @@ def _conv_length(n, k, s, d, padding):
 class Graph:
     """The .conv text being drawn, with the shape of every tensor it names."""
 
+    steps = (2, 6)
+    """How many actions a graph takes, at least and at most."""
+    ranks = [1, 2, 2, 2, 2, 2, 3]
+    """The spatial ranks a graph is drawn from (a rank written twice is drawn twice as often)."""
+
     def __init__(self, draw, rank: int, default: str):
         self.draw = draw
         self.rank = rank
@@ -145,6 +151,7 @@ class Graph:
         self.count = 0
         self.lower_pending = False  # a lower-rank second input, declared at its first use
         self.heads: list[Tensor] = []  # classifier heads' outputs, of shape (classes,)
+        self.requested: list[Tensor] = []  # tensors a subclass asks to be model outputs
 
     # -- statements --------------------------------------------------------------------------
 
@@ -252,25 +259,7 @@ class Graph:
         if kind in ("conv", "depthwise", "separable"):
             return self.conv(kind, spatial, channels, fmt, fmt_arg)
         if kind == "transpose":
-            kernel_text, kernel = self.ints([1, 2, 3])
-            strides_text, strides = self.ints([1, 1, 2])
-            padding = self.draw(st.sampled_from(["same", "valid"]))
-            out = []
-            for n, k, s in zip(spatial, kernel, strides, strict=True):
-                out.append(n * s if padding == "same" else n * s + max(k - s, 0))
-            if max(out) > MAX_DIM:
-                strides_text, strides = "1", [1] * self.rank
-                out = [
-                    n if padding == "same" else n + k - 1
-                    for n, k in zip(spatial, kernel, strict=True)
-                ]
-            filters = self.draw(st.integers(1, 8))
-            activation = self.draw(st.sampled_from(CONV_ACTIVATIONS))
-            layer = (
-                f"Conv{self.rank}DTranspose({filters}, {kernel_text}, strides={strides_text}, "
-                f"padding={padding!r}, activation={activation}{fmt_arg})"
-            )
-            return layer, _join(out, filters, fmt)
+            return self.transpose(spatial, fmt, fmt_arg)
         if kind == "crop":
             pairs = []
             for n in spatial:
@@ -298,7 +287,36 @@ class Graph:
             extra = f", interpolation={self.draw(st.sampled_from(['nearest', 'bilinear']))!r}"
         return f"UpSampling{self.rank}D({size_text}{extra}{fmt_arg})", _join(out, channels, fmt)
 
-    def conv(self, kind, spatial, channels, fmt, fmt_arg) -> tuple[str, tuple[int, ...]]:
+    def transpose(
+        self, spatial, fmt, fmt_arg, activation: str | None = None
+    ) -> tuple[str, tuple[int, ...]]:
+        """A transposed convolution that grows no axis past MAX_DIM; ``activation`` (its text,
+        such as "'relu'" or "None") is drawn unless given."""
+        kernel_text, kernel = self.ints([1, 2, 3])
+        strides_text, strides = self.ints([1, 1, 2])
+        padding = self.draw(st.sampled_from(["same", "valid"]))
+        out = []
+        for n, k, s in zip(spatial, kernel, strides, strict=True):
+            out.append(n * s if padding == "same" else n * s + max(k - s, 0))
+        if max(out) > MAX_DIM:
+            strides_text, strides = "1", [1] * self.rank
+            out = [
+                n if padding == "same" else n + k - 1 for n, k in zip(spatial, kernel, strict=True)
+            ]
+        filters = self.draw(st.integers(1, 8))
+        if activation is None:
+            activation = self.draw(st.sampled_from(CONV_ACTIVATIONS))
+        layer = (
+            f"Conv{self.rank}DTranspose({filters}, {kernel_text}, strides={strides_text}, "
+            f"padding={padding!r}, activation={activation}{fmt_arg})"
+        )
+        return layer, _join(out, filters, fmt)
+
+    def conv(
+        self, kind, spatial, channels, fmt, fmt_arg, activation: str | None = None
+    ) -> tuple[str, tuple[int, ...]]:
+        """A Conv, DepthwiseConv or SeparableConv layer (``kind``) and its output shape;
+        ``activation`` (its text) is drawn unless given."""
         r = self.rank
         kernel_text, kernel = self.ints([1, 2, 3])
         causal = ["causal"] if kind == "conv" and r == 1 and fmt == CL else []
@@ -333,7 +351,9 @@ class Graph:
             groups = self.draw(st.sampled_from([1, 1, 1, 2]))
             if groups > 1 and channels % groups == 0 and filters % groups == 0:
                 args.append(f"groups={groups}")
-        args.append(f"activation={self.draw(st.sampled_from(CONV_ACTIVATIONS))}")
+        if activation is None:
+            activation = self.draw(st.sampled_from(CONV_ACTIVATIONS))
+        args.append(f"activation={activation}")
         if self.draw(st.integers(0, 3)) == 0:
             args.append("use_bias=False")
         name = {"conv": "Conv", "depthwise": "DepthwiseConv", "separable": "SeparableConv"}[kind]
@@ -470,10 +490,11 @@ class Graph:
             written[self.draw(st.integers(0, len(shape) - 1))] = "-1"
         return f"Reshape(({', '.join(written)}{',' if len(shape) == 1 else ''}))", tuple(shape)
 
-    def act_head(self) -> None:
-        """A classifier head: Flatten, Reshape((-1,)) or a global pooling to (batch, features),
-        then Dense layers: a tensor of rank 2, which can be an output."""
-        source = self.pick()
+    def act_head(self, source: Tensor | None = None) -> None:
+        """A classifier head on ``source`` (or a picked tensor): Flatten, Reshape((-1,)) or a
+        global pooling to (batch, features), then Dense layers: a tensor of rank 2, which can be
+        an output."""
+        source = self.pick() if source is None else source
         fmt, fmt_arg = self.fmt()
         kind = self.draw(st.sampled_from(["flatten", "flatten", "reshape", "global"]))
         size = 1
@@ -812,6 +833,19 @@ class Graph:
         assert tensor.shape == tuple(shape), (tensor, shape)
         return tensor
 
+    def actions(self) -> list:
+        """What a step of the drawing may do (a subclass adds its own)."""
+        return [
+            self.act_unary,
+            self.act_unary,
+            self.act_elementwise,
+            self.act_concatenate,
+            self.act_broadcast,
+            self.act_shared,
+            self.act_join,
+            self.act_head,
+        ]
+
     def input_name(self) -> str | None:
         """None (Keras names it) or a name no other input has."""
         free = [n for n in ("image", "side_input", "mask", "b") if n not in self.input_names]
@@ -819,10 +853,11 @@ class Graph:
 
 
 @st.composite
-def graphs(draw) -> str:
-    rank = draw(st.sampled_from([1, 2, 2, 2, 2, 2, 3]))
+def graphs(draw, kind: type[Graph] = Graph) -> str:
+    """A functional .conv text drawn by a ``kind`` of Graph (a subclass adds actions)."""
+    rank = draw(st.sampled_from(kind.ranks))
     default = draw(st.sampled_from([CL, CL, CL, CL, CF]))
-    g = Graph(draw, rank, default)
+    g = kind(draw, rank, default)
     header = []
     if default == CF:
         header.append(
@@ -848,17 +883,8 @@ def graphs(draw) -> str:
         g.add_input(_join(other, draw(st.integers(1, 8)), default), g.input_name())
     elif second == "lower":
         g.lower_pending = True
-    actions = [
-        g.act_unary,
-        g.act_unary,
-        g.act_elementwise,
-        g.act_concatenate,
-        g.act_broadcast,
-        g.act_shared,
-        g.act_join,
-        g.act_head,
-    ]
-    for _ in range(draw(st.integers(2, 6))):
+    actions = g.actions()
+    for _ in range(draw(st.integers(*g.steps))):
         draw(st.sampled_from(actions))()
 
     # Outputs: the last tensor, or an earlier one; a second one sometimes.
@@ -876,6 +902,7 @@ def graphs(draw) -> str:
         outputs.append(draw(st.sampled_from(g.heads)))
     elif rest and draw(st.booleans()):
         outputs.append(draw(st.sampled_from(rest)))
+    outputs += [t for t in dict.fromkeys(g.requested) if t not in outputs]  # as asked
     # Every input must reach an output: merge the ones that do not into the first output.
     if g.lower_pending:
         outputs[0] = g.merge_lower(outputs[0])
@@ -899,11 +926,12 @@ def graphs(draw) -> str:
     inputs_text = (
         names[0] if len(names) == 1 and draw(st.booleans()) else "[" + ", ".join(names) + "]"
     )
-    form = (
-        draw(st.sampled_from(["single", "list", "dict"]))
-        if len(outputs) == 1
-        else draw(st.sampled_from(["list", "dict"]))
-    )
+    if len(outputs) > len(OUTPUT_KEYS):  # more than a dict of outputs has keys for
+        form = "list"
+    elif len(outputs) == 1:
+        form = draw(st.sampled_from(["single", "list", "dict"]))
+    else:
+        form = draw(st.sampled_from(["list", "dict"]))
     if form == "single":
         outputs_text = outputs[0].expr
     elif form == "list":
@@ -942,6 +970,8 @@ def _most_examples_compared():
 
 def check(text: str, counter: str) -> None:
     """Compare ``text`` with Keras; a failure shows the text, to paste into a .conv file."""
+    from oracle import assert_matches_keras  # here: the generator is used without Keras too
+
     COUNTS[f"{counter}_run"] += 1
     try:
         assert_matches_keras(text)
@@ -1012,6 +1042,8 @@ def test_regression_graph_agrees_with_keras(text):
 
 
 def test_dict_outputs_ordered_by_key_not_repr():
+    from oracle import assert_matches_keras
+
     assert_matches_keras(
         """\
 x = Input(shape=(4, 4, 2))
