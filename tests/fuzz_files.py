@@ -758,6 +758,26 @@ class Digests:
 
 # --- the fuzz ------------------------------------------------------------------------------------
 
+OUTCOMES = (
+    "built-identical",
+    "built-different",
+    "refused",
+    "refused: libhdf5 crashed",
+    "refused: libhdf5 stalled",
+)
+"""What may become of a mutant: built (the seed's ONNX model, or another that onnxruntime
+loads), or refused with its location; refusals where libhdf5 crashed or stopped answering in
+the reader process are counted apart."""
+
+
+def _refusal_kind(err: str) -> str:
+    if "libhdf5 crashed" in err:
+        return "refused: libhdf5 crashed"
+    if "libhdf5 did not answer" in err:
+        return "refused: libhdf5 stalled"
+    return "refused"
+
+
 FAILURES = (
     "internal error",
     "other status",
@@ -817,17 +837,13 @@ class Fuzz:
         output = path.with_suffix(".onnx")
         outcome = self._judge(seed, path, ["build", str(path), "-o", str(output)], output)
         outcome = Outcome(seed.name, number, mutation, *outcome)
-        if number % self.import_every == 0 and outcome.kind in (
-            "built-identical",
-            "built-different",
-            "refused",
-        ):
+        if number % self.import_every == 0 and outcome.kind in OUTCOMES:
             for item in path.parent.iterdir():
                 if item != path:
                     item.unlink()
             conv = path.with_suffix(".conv")
             run = run_cli(["import", str(path), "-o", str(conv)], path.parent, {path.name})
-            built = outcome.kind != "refused"
+            built = outcome.kind.startswith("built")
             imported = run.code == 0
             if imported != built or (imported and sorted(run.written) != ["m.conv", "m.npz"]):
                 outcome.kind, outcome.detail = (
@@ -860,10 +876,7 @@ class Fuzz:
     def _judge(self, seed: Seed, path: Path, argv: list[str], output: Path) -> tuple[str, str]:
         run = run_cli(argv, path.parent, {path.name})
         if run.code != 0:
-            return self._refusal_problem(run, path) or (
-                "refused",
-                run.err.strip().splitlines()[0][:300] if run.err.strip() else "",
-            )
+            return self._refusal_problem(run, path) or (_refusal_kind(run.err), run.err[:300])
         if run.seconds > TIME_LIMIT:
             return "slow", f"built in {run.seconds:.1f} s"
         if "Traceback" in run.err:
@@ -905,7 +918,7 @@ def fuzz(
 
 def summarize(outcomes: list[Outcome]) -> str:
     """Counts of outcomes by seed and by family of mutation, as Markdown tables."""
-    kinds = ["built-identical", "built-different", "refused", *FAILURES]
+    kinds = [*OUTCOMES, *FAILURES]
     kinds = [kind for kind in kinds if any(o.kind == kind for o in outcomes)]
     tables = []
     for label, key in (
