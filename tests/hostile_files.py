@@ -1060,6 +1060,11 @@ CASES = [
          pending="the imported text is resolved as .conv text, and resolve.py's tensor labels "
          "are quadratic in a functional model's calls (flattening itself is linear)"),
     Case("hard-link-cycle", "time", hard_link_cycle, "is an object the file reaches twice", "build"),
+    Case("argument-of-100000-numbers", "time",
+         _keras_with(_update("bn", "config", momentum=list(range(100_000)))), "'momentum' must be a number", "build",
+         pending="the imported text goes through the .conv parser, about 20,000 tokens a second of CPU "
+         "(convc/syntax.py, another branch): 6 s of CPU before the list is refused, and the message "
+         "repeats the 600 KB list twice"),
     Case("100000-layers", "time", long_sequential, "", "summary",
          pending="a 100,000-layer model in seconds: its imported text is parsed and resolved as "
          ".conv text, about a millisecond a line, and held to the 1 MiB limit of a .conv file"),
