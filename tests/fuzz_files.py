@@ -630,6 +630,8 @@ def run_cli(argv: list[str], folder: Path, keep: set[str]) -> Run:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+    if code in (130, 143):  # convc turned Ctrl-C or SIGTERM into its exit status: stop the fuzz
+        raise KeyboardInterrupt
     seconds = time.monotonic() - start
     written = sorted(p.name for p in folder.iterdir() if p.name not in keep)
     return Run(code, out.getvalue(), err.getvalue(), seconds, written)
