@@ -1055,8 +1055,9 @@ CASES = [
          _legacy_with(lambda c: c["config"]["layers"][1]["config"].update(padding="same" + PAYLOAD)),
          "'padding' must be one of"),
     # unbounded time
-    Case("nested-models-calling-the-next-4-times", "time", nested_calls, "", "summary"),
-    Case("alternating-shared-layers", "time", alternating_shared, "", "summary",
+    Case("nested-models-calling-the-next-4-times", "time", nested_calls,
+         "calls of layers and nested models", "summary"),
+    Case("alternating-shared-layers", "time", alternating_shared, None, "summary",
          pending="the imported text is resolved as .conv text, and resolve.py's tensor labels "
          "are quadratic in a functional model's calls (flattening itself is linear)"),
     Case("hard-link-cycle", "time", hard_link_cycle, "is an object the file reaches twice", "build"),
@@ -1065,7 +1066,7 @@ CASES = [
          pending="the imported text goes through the .conv parser, about 20,000 tokens a second of CPU "
          "(convc/syntax.py, another branch): 6 s of CPU before the list is refused, and the message "
          "repeats the 600 KB list twice"),
-    Case("100000-layers", "time", long_sequential, "", "summary",
+    Case("100000-layers", "time", long_sequential, None, "summary",
          pending="a 100,000-layer model in seconds: its imported text is parsed and resolved as "
          ".conv text, about a millisecond a line, and held to the 1 MiB limit of a .conv file"),
     # unbounded memory
