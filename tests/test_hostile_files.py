@@ -32,7 +32,7 @@ from convc.importer import files, import_file
 from convc.runtime import open_session
 
 
-def _outputs(onnx, weights=None) -> list[np.ndarray]:
+def _outputs(onnx) -> list[np.ndarray]:
     x = np.random.default_rng(0).standard_normal((2, *SHAPE)).astype(np.float32)
     session = open_session(onnx)
     return list(session.run({session.input_names[0]: x}).values())
