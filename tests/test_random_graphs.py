@@ -100,6 +100,20 @@ NEW_DRAWN: dict[str, int] = {}
 # a direct sum agree; torch.nn.functional.conv3d(torch.randn(2, 3, 5, 3, 1).permute(0, 4, 1, 2,
 # 3), w, stride=(1, 1, 2)) does not. So here a conv reading 1 channel gets equal strides.
 
+
+def keras_torch_cannot_pool(name: str, padding: str, size, spatial) -> bool:
+    """Where Keras's oracle fails, not convc: Keras 3.15 on torch 2.13 raises "input image
+    smaller than kernel size" for AveragePooling3D(padding='same') when the window is longer
+    than an axis, e.g. AveragePooling3D((3, 1, 1), padding='same') on a (2, 4, 4) volume
+    (AveragePooling1D and 2D, and MaxPooling3D, run). Such a window is then cut to the axis."""
+    return (
+        name == "AveragePooling"
+        and len(size) == 3
+        and padding == "same"
+        and any(k > n for k, n in zip(size, spatial, strict=True))
+    )
+
+
 COUNTS = {"random_run": 0, "random_compared": 0, "regression_run": 0, "regression_compared": 0}
 """Examples run, and examples whose outputs were compared with Keras, in this process."""
 
@@ -468,6 +482,11 @@ class Graph:
             padding = "same"
             out = [-(-n // s) for n, s in zip(spatial, strides, strict=True)]
         name = self.draw(st.sampled_from(["MaxPooling", "AveragePooling"]))
+        if keras_torch_cannot_pool(name, padding, size, spatial):
+            size = [min(k, n) for k, n in zip(size, spatial, strict=True)]
+            size_text = _tuple(size)
+            if strides_text == "None":
+                out = [-(-n // k) for n, k in zip(spatial, size, strict=True)]
         args = [size_text]
         if strides_text != "None" or self.draw(st.booleans()):
             args.append(f"strides={strides_text}")
