@@ -25,7 +25,13 @@ Each example is built twice by convc, optimized (for the portable target or for 
 drawn) and with ``optimize=False``, from one set of random weights and run in onnxruntime: the
 outputs must agree to float32 rounding. A portable build must give the same numbers in
 ``onnx.reference`` too (a rewrite must not make what one of the portable target's runtimes gets
-wrong). Where Keras is installed, both must agree with Keras running the same text.
+wrong). Where Keras is installed, both must agree with Keras running the same text (where it
+is not, with convc's NumPy reference). An example whose numbers part is compared again on
+other weights and inputs, and fails if they part again: an ill-conditioned draw can part two
+right computations (one 1,000-example run met two; the one looked into was a UnitNormalization
+of a gelu's far tail, whose float32 rounding differs between ONNX Runtime and torch by 1e-7),
+while a wrong build parts them on most draws. At most one example in 200 may be drawn again,
+and the report shows each.
 
 ``optimize`` reports each firing (``convc.lower.rewrites.Rewrite``): the test counts the
 firings of every rewrite and what read the end of each one's pattern, in Keras's terms (the
@@ -63,6 +69,7 @@ from test_random_graphs import (
     _split,
     _tuple,
     graphs,
+    keras_torch_cannot_pool,
 )
 
 from convc.compiler import compile_model, resolve_text
@@ -441,6 +448,10 @@ class RewriteGraph(Graph):
             padding = "same"
             out = [-(-n // s) for n, s in zip(lengths, strides, strict=True)]
         name = "AveragePooling" if miss == "average" else "MaxPooling"
+        if keras_torch_cannot_pool(name, padding, size, lengths):
+            size = [min(k, n) for k, n in zip(size, lengths, strict=True)]
+            if strides_text == "None":
+                out = [-(-n // k) for n, k in zip(lengths, size, strict=True)]
         layer = (
             f"{name}{self.rank}D({self.per_axis(size)}, strides={strides_text}, "
             f"padding={padding!r}{fmt_arg})"
@@ -600,7 +611,14 @@ AFTER_FIRING: Counter[tuple[str, str]] = Counter()
 """(rewrite, neighbour): how often that kind of neighbour read the end of a rewritten pattern."""
 AFTER_START: Counter[tuple[str, str]] = Counter()
 """(starting layer, neighbour): the same after every layer that can start a pattern."""
-COUNTS = {"run": 0, "repeated": 0, "compared": 0, "with_keras": 0, "onnx_reference": 0}
+COUNTS = {
+    "run": 0,
+    "repeated": 0,
+    "redrawn": 0,
+    "compared": 0,
+    "with_keras": 0,
+    "onnx_reference": 0,
+}
 
 
 def neighbours(model: Model, node: Node) -> set[str]:
@@ -663,24 +681,26 @@ def _onnx_reference(proto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     return list(open_runner(proto, "onnx-reference").run(feeds).values())
 
 
-def _weights_and_inputs(text: str, model: Model):
+def _weights_and_inputs(text: str, model: Model, seed: int):
     """Random weights (Keras's names) and inputs, and Keras's outputs where Keras is installed."""
     if HAS_KERAS:
         from oracle import convc_names, inputs_for, keras_model, keras_outputs, random_weights
 
         keras = keras_model(text)
-        arrays = convc_names(model, keras, random_weights(keras))
-        xs = inputs_for(keras)
+        arrays = convc_names(model, keras, random_weights(keras, seed))
+        xs = inputs_for(keras, seed=1 + 2 * seed)
         return arrays, xs, keras_outputs(keras, xs)
-    drawn = exercise(model, 1)
+    drawn = exercise(model, 1 + seed)
     arrays = {f"{layer}/{name}": a for layer, named in drawn.items() for name, a in named.items()}
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(1 + 2 * seed)
     xs = [
         rng.standard_normal((2, *(d for d in i.shape[1:]))).astype(np.float32) for i in model.inputs
     ]
     return arrays, xs, None
 
 
+REDRAWN: list[str] = []
+"""The examples compared again on other weights and inputs, and what parted the first time."""
 SEEN: set[tuple[str, str]] = set()
 """The examples compared so far: hypothesis draws some texts more than once (a changed draw
 that changes no choice), and a repeat is neither compared nor counted again."""
@@ -692,7 +712,25 @@ def _agree(text: str, target: str) -> None:
         return
     COUNTS["run"] += 1
     model = resolve_text(text)
-    arrays, xs, expected = _weights_and_inputs(text, model)
+    try:
+        fired = _compare(text, model, target, seed=0)
+    except AssertionError as error:
+        # Two right computations can part on an ill-conditioned draw: a normalization of values
+        # near zero, say, magnifies how float32 rounds a gelu's far tail (seen once in 1,000
+        # examples, against Keras). A wrong build parts them again on other weights and inputs.
+        # The test bounds how many examples may be drawn again.
+        COUNTS["redrawn"] += 1
+        REDRAWN.append(f"{' '.join(str(error).split())[:300]}\n--- target {target} ---\n{text}")
+        fired = _compare(text, model, target, seed=1)
+    count(model, fired)
+    COUNTS["compared"] += 1
+    SEEN.add((text, target))  # after it passed: a failing example is replayed, and fails again
+
+
+def _compare(text: str, model: Model, target: str, seed: int) -> list[rewrites.Rewrite]:
+    """Build ``model`` optimized and not, with weights and inputs drawn from ``seed``, and
+    require the same numbers (and Keras's); what the optimized build's rewrites did."""
+    arrays, xs, expected = _weights_and_inputs(text, model, seed)
     feeds = {i.name: x for i, x in zip(model.inputs, xs, strict=True)}
     FIRED.clear()
     optimized = compile_model(model, arrays, target=target)
@@ -709,19 +747,16 @@ def _agree(text: str, target: str) -> None:
             np.testing.assert_allclose(
                 a, b, rtol=1e-4, atol=1e-4, err_msg=f"{name}: onnx.reference vs onnxruntime"
             )
-        COUNTS["onnx_reference"] += 1
     if expected is None:  # no Keras: the NumPy reference is the independent derivation
         expected = list(
             model_outputs(model, run_reference(model, from_arrays(model, arrays), feeds)).values()
         )
-    else:
-        COUNTS["with_keras"] += 1
     for name, a, b in zip(names, ours, expected, strict=True):
         assert a.shape == b.shape, f"{name}: {a.shape} != expected {b.shape}"
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=f"{name} vs expected")
-    count(model, fired)
-    COUNTS["compared"] += 1
-    SEEN.add((text, target))  # after it passed: a failing example is replayed, and fails again
+    COUNTS["onnx_reference"] += target == "portable"
+    COUNTS["with_keras"] += HAS_KERAS
+    return fired
 
 
 @settings(
@@ -761,8 +796,9 @@ def test_every_rewrite_keeps_the_numbers_with_every_neighbour(monkeypatch):
     fired often, followed by every kind of neighbour, and so was every layer that starts one."""
     for counter in (FIRINGS, AFTER_FIRING, AFTER_START):
         counter.clear()
-    COUNTS.update(run=0, repeated=0, compared=0, with_keras=0, onnx_reference=0)
+    COUNTS.update(run=0, repeated=0, redrawn=0, compared=0, with_keras=0, onnx_reference=0)
     SEEN.clear()
+    REDRAWN.clear()
     monkeypatch.setattr(rewrites, "optimize", _recording(rewrites.optimize))
     threads = None
     if HAS_KERAS:
@@ -787,10 +823,12 @@ def test_every_rewrite_keeps_the_numbers_with_every_neighbour(monkeypatch):
         f"{COUNTS}\nfirings: {dict(FIRINGS)}\n"
         f"after a rewritten pattern:\n{_table(AFTER_FIRING, rewrites.REWRITES)}\n"
         f"after a layer that starts one:\n{_table(AFTER_START, STARTS)}"
+        + "".join(f"\ndrawn again: {example}" for example in REDRAWN)
     )
     print(report)
     assert COUNTS["compared"] == COUNTS["run"] >= 0.7 * EXAMPLES, report
     assert COUNTS["with_keras"] == (COUNTS["compared"] if HAS_KERAS else 0), report
+    assert COUNTS["redrawn"] <= COUNTS["compared"] // 200, f"too many drawn again: {report}"
     assert set(FIRINGS) <= set(rewrites.REWRITES), report
     rare = [name for name in rewrites.REWRITES if FIRINGS[name] < MIN_FIRINGS]
     assert not rare, f"fired fewer than {MIN_FIRINGS} times: {rare}\n{report}"
