@@ -7,6 +7,10 @@ about, and optionally a ``help`` line. ``render`` turns one into the familiar co
         3 | Conv2D(8, 3, strides=2, dilation_rate=2)
           |              ^^^^^^^^^
       help: Keras allows strides > 1 or dilation_rate > 1, not both
+
+An error raised inside a function of the program carries the chain of calls that reached it,
+innermost first, rendered after the carets: ``in conv_block(), called at line 31, in stack(),
+called at line 40``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,14 @@ class ConvcError(Exception):
         # (name, text) of the text the span points into, when that is neither the .conv source
         # nor a file: a command-line option's value (--replace NAME=CALL)
         self.origin = origin
+        self.trace: tuple[
+            tuple[str, Span], ...
+        ] = ()  # (function, where it was called), innermost first
+
+    def called_from(self, function: str, span: Span) -> None:
+        """Record that the error happened in a call of ``function`` made at ``span``."""
+        for error in errors_of(self):
+            error.trace = (*error.trace, (function, span))
 
 
 class ConvcErrors(ConvcError):
@@ -95,7 +107,9 @@ def _render_one(error: ConvcError, source: str | None, filename: str) -> str:
         head = f"{filename}: error: {error.message}"
         return head + (f"\n  help: {error.help}" if error.help else "")
     lines = [f"{filename}:{span.line}:{span.column}: error: {error.message}"]
-    source_lines = source.splitlines() if source is not None else []
+    # lines as spans count them: a line ends at \n only (splitlines would also break at \f,
+    # \x1c, U+2028 ..., which Python's parser reads as characters of the line)
+    source_lines = [line.removesuffix("\r") for line in source.split("\n")] if source else []
     if 0 < span.line <= len(source_lines):
         # one character for one, so that the carets stay under the columns they mark
         text = "".join(
@@ -110,6 +124,11 @@ def _render_one(error: ConvcError, source: str | None, filename: str) -> str:
             width = max(1, len(text) - span.column + 1)
         lines.append(f"  {number} | {text}")
         lines.append(f"  {gutter} | {' ' * (span.column - 1)}{'^' * width}")
+    if error.trace:
+        lines.append(
+            "  "
+            + ", ".join(f"in {name}(), called at line {where.line}" for name, where in error.trace)
+        )
     if error.help:
         lines.append(f"  help: {error.help}")
     return "\n".join(lines)

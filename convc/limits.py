@@ -17,7 +17,34 @@ MAX_ERRORS = 20
 """Errors reported from one file before convc stops looking for more."""
 
 MAX_INT_DIGITS = 100
-"""An integer literal has at most this many digits (the 32-bit limit is checked later)."""
+"""An integer, written or computed, has at most this many digits (the 32-bit limit on layer
+arguments is checked later)."""
+
+MAX_EXPRESSION_DEPTH = 100
+"""An expression nests at most this deep (operators, calls, subscripts and brackets together)."""
+
+MAX_BLOCK_DEPTH = 20
+"""``if``, ``for`` and ``def`` blocks nest at most this deep."""
+
+MAX_STEPS = 5_000_000
+"""Evaluation steps of one program: every expression evaluated, statement executed, loop
+iteration and item a builtin goes through counts one. A loop that builds 10,000 layers takes
+about 200,000."""
+
+MAX_CALL_DEPTH = 32
+"""Function calls nest at most this deep; a function that calls itself (recursion) is refused."""
+
+MAX_EVALUATION_DEPTH = 160
+"""Expressions, blocks and calls together nest at most this deep while a program runs."""
+
+MAX_ITEMS = 1_000_000
+"""Items of one list, tuple or dict, and characters of one string."""
+
+MAX_ALLOCATION = 20_000_000
+"""Items and characters a program creates in all (a bound on its memory)."""
+
+MAX_FORMAT_WIDTH = 10_000
+"""The width and precision a format specification (f-strings, format, %) may ask for."""
 
 MAX_INT = 2**31 - 1
 """The largest integer argument or tensor dimension (ONNX runtimes index with 32 bits)."""

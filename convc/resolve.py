@@ -1,16 +1,18 @@
-"""Turn parsed statements into a ``Model``: Keras's functional graph, resolved and shape-checked.
+"""Build a ``Model`` from a program: Keras's functional graph, resolved and shape-checked.
 
-This is where the file's meaning is decided, as Python would decide it when Keras runs the same
-text: names bound by assignment (tensors, layer objects, models), layers constructed (named
-exactly as Keras 3 names them in a fresh session, with their arguments checked) and applied to
-tensors (shapes computed, weights declared), which statement is an input and which tensors are
-the outputs. Three ways of writing a model meet here:
+``convc.evaluate`` runs the program as Python would; this module is what Keras is to it. A name
+the program does not bind (``Conv2D``, ``keras.layers``, ``tf.keras.initializers.HeNormal``) is
+Keras's, and calling it constructs a layer (named exactly as Keras 3 names it in a fresh
+session, its arguments checked by the layer registry), declares an input, makes a model, or
+makes a Keras object (an initializer, a regularizer) that a layer's argument takes. A layer
+called on tensors is applied (shapes computed, weights declared); a tensor has its static
+``shape``. Three ways of writing a model meet here:
 
 * the functional form: ``x = Conv2D(8, 3)(inputs)``, ``conv = Conv2D(8, 3)`` then ``conv(a)``
-  (a shared layer), merges on lists, ``keras.Model(inputs, outputs)``;
-* the sequential shorthand: a bare layer call applies to the previous statement's tensor, so a
-  file of constructor calls is a Sequential model (``keras.Sequential([...])`` and
-  ``model.add(...)`` pasted from Keras code work too);
+  (a shared layer), merges on lists, ``keras.Model(inputs, outputs)``, in loops and functions;
+* the sequential shorthand: a layer call that is a statement of its own, outside a function,
+  applies to the previous statement's tensor, so a file of constructor calls is a Sequential
+  model (``keras.Sequential([...])`` and ``model.add(...)`` pasted from Keras code work too);
 * TF1's layer functions, ``tf.layers.conv2d(inputs, filters, kernel_size, ...)``.
 
 Errors are collected so that one run reports several independent mistakes; a name bound by a
@@ -21,27 +23,49 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from convc import layers as registry
 from convc.catalog import compact_names
-from convc.diagnostics import ConvcError, ConvcErrors, Span
-from convc.layers.args import Bound, bind, bool_arg, params, string_arg
+from convc.diagnostics import ConvcError, Span
+from convc.evaluate import (
+    FAILED,
+    CallSite,
+    Evaluator,
+    KerasName,
+    Method,
+    Opaque,
+    Quiet,
+    describe,
+)
+from convc.layers.args import REQUIRED, Bound, Param, bind, bool_arg, params, string_arg
 from convc.layers.base import DATA_FORMATS, LayerType
-from convc.layers.initializers import parse_regularizer
+from convc.layers.initializers import (
+    CONSTRAINTS,
+    INITIALIZERS,
+    REGULARIZERS,
+    TF1_FUNCTIONS,
+    parse_regularizer,
+)
 from convc.layers.merge import MERGE_FUNCTIONS
 from convc.layers.refused import REFUSED
-from convc.limits import MAX_ERRORS, MAX_INT, MAX_LAYERS, MAX_SOURCE_BYTES, MAX_WEIGHT_BYTES
+from convc.limits import MAX_INT, MAX_LAYERS, MAX_SOURCE_BYTES, MAX_WEIGHT_BYTES
 from convc.model import Layer, Model, ModelInput, Node, Shape, Tensor, format_shape
 from convc.specs import LayerSpec, TrainingOnly
 from convc.syntax import (
     Apply,
     Assign,
+    AssignTo,
+    AugmentedAssign,
     Call,
+    CallExpression,
+    Comprehension,
+    Def,
     Directive,
+    ExpressionStatement,
     Import,
     Literal,
-    Mapping,
     Program,
     Reference,
     Sequence,
@@ -92,12 +116,24 @@ layer; TF1's layers default to channels_last whatever Keras's setting."""
 _INERT_METHODS = ("summary", "compile", "build")
 """Methods a pasted program calls on its model that change nothing convc compiles."""
 
+_OBJECT_MODULES = ("initializers", "regularizers", "constraints", "activations")
+"""Modules whose calls make objects a layer's arguments take, not layers."""
+
+_SPECIAL_NAMES = (
+    "Input",
+    "InputLayer",
+    "Model",
+    "Functional",
+    "Sequential",
+    "set_image_data_format",
+)
+
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
 
 
 def resolve(program: Program) -> Model:
     """Resolve a parsed program; raise ``ConvcError`` (or ``ConvcErrors``, for several)."""
-    return _Resolver(program).run()
+    return _Resolver().run(program)
 
 
 def resolve_text(text: str) -> Model:
@@ -109,19 +145,8 @@ def resolve_text(text: str) -> Model:
     return resolve(parse(text))
 
 
-class _Failed:
-    """What a name is bound to when the statement that bound it failed."""
-
-
-_FAILED = _Failed()
-
-
-class _Quiet(Exception):
-    """A statement used a name whose own statement failed: already reported."""
-
-
 @dataclass(eq=False)
-class _LayerObject:
+class _LayerObject(Opaque):
     """A constructed layer: named and checked; its weights are known once it is applied."""
 
     type: LayerType
@@ -134,18 +159,30 @@ class _LayerObject:
     layer: Layer | None = None
     applications: int = 0
 
+    def describe(self) -> str:
+        return f"the layer '{self.name}'"
+
+    def type_name(self) -> str:
+        return self.type.class_name
+
 
 @dataclass(eq=False)
-class _SequentialObject:
+class _SequentialObject(Opaque):
     """A ``keras.Sequential``: a chain that grows with ``add``."""
 
     name: str | None
     span: Span
     output: Tensor | None = None
 
+    def describe(self) -> str:
+        return "a model"
+
+    def type_name(self) -> str:
+        return "Sequential"
+
 
 @dataclass(eq=False)
-class _ModelSpec:
+class _ModelSpec(Opaque):
     """``keras.Model(inputs, outputs)``: which tensors are the graph's inputs and outputs."""
 
     inputs: list[ModelInput]
@@ -153,22 +190,51 @@ class _ModelSpec:
     name: str | None
     span: Span
 
+    def describe(self) -> str:
+        return "a model"
+
+    def type_name(self) -> str:
+        return "Functional"
+
+
+@dataclass(eq=False)
+class _KerasObject(Opaque):
+    """A Keras object that is not a layer (``HeNormal(seed=1)``, ``keras.regularizers.l2(1e-4)``):
+    kept as its call, for the layer argument that takes it to read."""
+
+    call: Call
+
+    def describe(self) -> str:
+        return f"{self.call.name}(...)"
+
+    def type_name(self) -> str:
+        return self.call.short_name
+
+    def reify(self, span: Span) -> Value:
+        return self.call
+
+
+@cache
+def _object_names() -> frozenset[str]:
+    """The bare names of Keras objects that are not layers: initializers, regularizers,
+    constraints (their classes and functions)."""
+    names: set[str] = set()
+    for kind in (INITIALIZERS, REGULARIZERS, CONSTRAINTS):
+        names |= set(kind.attributes) | set(kind.classes)
+    return frozenset(names)
+
 
 @dataclass
 class _Resolver:
-    program: Program
     errors: list[ConvcError] = field(default_factory=list)
     warnings: list[ConvcError] = field(default_factory=list)
     model_name: str | None = None
     data_format: str = "channels_last"
-    bindings: dict[str, Any] = field(default_factory=dict)
-    aliases: dict[str, str] = field(default_factory=dict)  # imported name -> dotted path
-    assigned_at: dict[str, list[int]] = field(default_factory=dict)  # name -> lines assigned
     inputs: list[ModelInput] = field(default_factory=list)
     nodes: list[Node] = field(default_factory=list)
     names: dict[str, Span] = field(default_factory=dict)
     auto_counts: dict[str, int] = field(default_factory=dict)
-    current: Tensor | _Failed | None = None  # the previous statement's tensor
+    current: Any = None  # the previous statement's tensor (a Tensor, FAILED or None)
     last_statement: Statement | None = None
     model_spec: _ModelSpec | None = None
     sequential: _SequentialObject | None = None
@@ -176,230 +242,212 @@ class _Resolver:
     layers_constructed: int = 0
     constructed: list[_LayerObject] = field(default_factory=list)
     weight_bytes: int = 0
+    evaluator: Evaluator | None = None
 
-    def run(self) -> Model:
-        for statement in self.program.statements:
-            if isinstance(statement, Assign):
-                self.assigned_at.setdefault(statement.target, []).append(statement.span.line)
-        for statement in self.program.statements:
-            try:
-                self.statement(statement)
-            except _Quiet:
-                self.after_failure(statement)
-            except ConvcErrors as several:
-                self.errors.extend(several.errors)
-                self.after_failure(statement)
-            except ConvcError as error:
-                self.errors.append(error)
-                self.after_failure(statement)
-            if len(self.errors) >= MAX_ERRORS or self.layers_constructed > MAX_LAYERS:
-                break
+    def run(self, program: Program) -> Model:
+        self.evaluator = Evaluator(program, self)
+        self.errors = self.evaluator.run(stop=lambda: self.layers_constructed > MAX_LAYERS)
         if not self.errors:
             model = self.finish()
             if model is not None:
                 return model
+        from convc.diagnostics import ConvcErrors
+
         raise self.errors[0] if len(self.errors) == 1 else ConvcErrors(self.errors)
 
-    def after_failure(self, statement: Statement) -> None:
-        if isinstance(statement, Assign):
-            self.bindings[statement.target] = _FAILED
-        if not isinstance(statement, Directive | Import):
-            self.current = _FAILED
+    # -- what the evaluator asks ------------------------------------------------------------
 
-    # -- statements -------------------------------------------------------------------------
-
-    def statement(self, statement: Statement) -> None:
-        if isinstance(statement, Directive):
-            self.directive(statement)
-        elif isinstance(statement, Import):
-            for bound, path in statement.names:
-                self.aliases[bound] = path
-        elif isinstance(statement, Assign):
+    def module_statement(self, statement: Statement, value: Any) -> None:
+        if isinstance(statement, Directive | Import | Def):
+            return
+        if isinstance(statement, ExpressionStatement) and _has_no_effect(statement.value):
+            self.warnings.append(ConvcError("this statement has no effect", statement.span))
+        if isinstance(statement, Assign | AssignTo | AugmentedAssign) and not _is_data(value):
             self.functional = True
-            value = self.evaluate(statement.value)
-            self.bindings[statement.target] = value
-            if isinstance(value, Tensor):
-                self.current = value
-        elif isinstance(statement, Call) and _is_data_format_call(statement):
-            self.data_format = self.data_format_value(statement)
-        else:
-            value = self.expression_statement(statement)
-            if isinstance(value, Tensor):
-                self.current = value
-        if not isinstance(statement, Directive | Import):
-            self.last_statement = statement
+        if isinstance(value, Tensor):
+            self.current = value
+        self.last_statement = statement
 
-    def expression_statement(self, statement: Call | Apply) -> Any:
-        """A statement that assigns nothing: the sequential shorthand, an applied layer, a bare
-        ``Input(...)`` or ``model.add(...)``."""
-        if isinstance(statement, Call):
-            kind, target = self.classify(statement)
-            if kind == "layer":
-                obj = self.construct(statement, target)
-                return self.apply_to_previous(obj, statement)
-            started = self.nodes or self.inputs or self.current is _FAILED
-            if kind == "input" and started and not self.functional:
+    def failed(self, statement: Statement) -> None:
+        if not isinstance(statement, Directive | Import):
+            self.current = FAILED
+
+    def is_keras_name(self, name: str) -> bool:
+        return (
+            self.is_layer_name(name)
+            or name in REFUSED
+            or name in _SPECIAL_NAMES
+            or name in MERGE_FUNCTIONS
+            or name in _object_names()
+        )
+
+    def is_layer_name(self, name: str) -> bool:
+        return registry.lookup(name) is not None
+
+    def directive(self, directive: Directive) -> None:
+        if directive.name == "model":
+            if self.model_name is not None:
+                raise ConvcError("the model is named twice", directive.name_span)
+            if not directive.value:
+                raise ConvcError("the model name cannot be empty", directive.value_span)
+            self.model_name = directive.value
+        elif directive.name == "data_format":
+            self.data_format = self.check_data_format(directive.value, directive.value_span)
+        else:
+            close = difflib.get_close_matches(directive.name, ["model", "data_format"], n=1)
+            raise ConvcError(
+                f"unknown directive '{directive.name}'",
+                directive.name_span,
+                help=f"did you mean '{close[0]}'?"
+                if close
+                else "directives are 'model NAME' and 'data_format channels_first|channels_last'",
+            )
+
+    def call_keras(self, name: KerasName, site: CallSite, *, statement: bool) -> Any:
+        """A call of a Keras name: what Keras's function or class does."""
+        module, _, short = name.canonical.rpartition(".")
+        written = name.written
+        if short in ("Input", "InputLayer"):
+            started = self.nodes or self.inputs or self.current is FAILED
+            if statement and started and not self.functional:
                 raise ConvcError(
-                    f"{statement.short_name}(...) must be the first statement of the model",
-                    statement.name_span,
+                    f"{short}(...) must be the first statement of the model",
+                    site.function_span,
                     help="a Sequential model has one input, declared before its layers; "
                     "for a second input, bind it to a name: input_2 = Input(...)",
                 )
-        else:
-            self.functional = True
-        return self.evaluate(statement)
-
-    def apply_to_previous(self, obj: _LayerObject, call: Call) -> Tensor:
-        """The sequential shorthand: a bare layer applies to the previous statement's tensor."""
-        if self.current is _FAILED:
-            raise _Quiet
-        if self.current is None:
-            self.current = self.input_from_first_layer(call, obj.args)
-        return self.apply(obj, [self.current], call, call.span)
-
-    # -- evaluating values ------------------------------------------------------------------
-
-    def evaluate(self, value: Value) -> Any:
-        """What an expression stands for: a Tensor, a list, a layer object, a model."""
-        if isinstance(value, Reference):
-            return self.lookup(value.name, value.span)
-        if isinstance(value, Sequence):
-            return [self.evaluate(item) for item in value.items]
-        if isinstance(value, Apply):
-            self.functional = True
-            callee = self.evaluate(value.callee)
-            return self.call_object(callee, value.callee, value)
-        if isinstance(value, Call):
-            return self.evaluate_call(value)
-        shown = "a literal" if isinstance(value, Literal) else "a dict"
-        raise ConvcError(f"expected a tensor or a layer here, got {shown}", value.span)
-
-    def lookup(self, name: str, span: Span) -> Any:
-        head, _, rest = name.partition(".")
-        if head in self.bindings:
-            bound = self.bindings[head]
-            if bound is _FAILED:
-                raise _Quiet
-            if rest:
-                raise ConvcError(
-                    f"'{name}': convc reads no attributes of '{head}'",
-                    span,
-                    help="refer to tensors and layers by the names they are bound to",
-                )
-            return bound
-        later = [line for line in self.assigned_at.get(head, []) if line > span.line]
-        if later:
-            raise ConvcError(
-                f"'{head}' is used before it is assigned (at line {later[0]})",
-                span,
-                help="a statement can only use names bound by the statements before it",
-            )
-        close = difflib.get_close_matches(head, list(self.bindings), n=1, cutoff=0.6)
-        raise ConvcError(
-            f"unknown name '{head}'",
-            span,
-            help=f"did you mean '{close[0]}'?" if close else None,
-        )
-
-    def canonical(self, dotted: str) -> str:
-        """A dotted name with an imported alias replaced by what it stands for."""
-        head, dot, rest = dotted.partition(".")
-        if head in self.aliases and head not in self.bindings:
-            return self.aliases[head] + dot + rest
-        return dotted
-
-    def classify(self, call: Call) -> tuple[str, Any]:
-        """What a call's name refers to: ("bound", object), ("method", object), ("input", None),
-        ("model", None), ("sequential", None), ("merge_function", class name),
-        ("tf1_function", layer type) or ("layer", layer type)."""
-        head, _, rest = call.name.partition(".")
-        if head in self.bindings:
-            bound = self.bindings[head]
-            if bound is _FAILED:
-                raise _Quiet
-            return ("method" if rest else "bound"), bound
-        name = self.canonical(call.name)
-        module, _, short = name.rpartition(".")
-        if short in ("Input", "InputLayer"):
-            return "input", None
+            return self.input_statement(site.call(written))
         if short in ("Model", "Functional"):
-            return "model", None
+            self.functional = True
+            return self.model_statement(site, short)
         if short == "Sequential":
-            return "sequential", None
+            return self.sequential_statement(site, short)
+        if short == "set_image_data_format":
+            call = site.call(written)
+            self.data_format = self.data_format_value(call)
+            return None
         if short in MERGE_FUNCTIONS and (not module or module.rsplit(".", 1)[-1] == "layers"):
-            return "merge_function", MERGE_FUNCTIONS[short]
+            return self.merge_function(site, written, MERGE_FUNCTIONS[short])
         if module in _TF1_LAYER_MODULES and short.islower():
             layer_type = registry.lookup_snake(short)
             if layer_type is not None:
-                return "tf1_function", layer_type
-        later = [line for line in self.assigned_at.get(head, []) if line > call.span.line]
-        if later and "." not in call.name and registry.lookup(short) is None:
+                return self.tf1_function(site, written, layer_type)
+        if (short == "int_shape" and module.rsplit(".", 1)[-1] == "backend") or (
+            short == "shape" and module.rsplit(".", 1)[-1] in ("ops", "numpy")
+        ):
+            return self.static_shape(site, written)
+        if short == "shape" and module.split(".")[0] in ("tf", "tensorflow"):
             raise ConvcError(
-                f"'{head}' is used before it is assigned (at line {later[0]})", call.name_span
+                f"{written}(x) is the shape of a running tensor; convc builds with static shapes",
+                site.function_span,
+                help="use x.shape, or keras.ops.shape(x)",
             )
-        return "layer", self.layer_type(call, name)
+        call = Call(written, (), (), site.span, site.function_span)
+        is_layer = (not module or module.rsplit(".", 1)[-1] == "layers") and registry.lookup(
+            short
+        ) is not None
+        if not is_layer and not statement and self.is_keras_object(name):
+            return _KerasObject(site.call(written))
+        layer_type = self.layer_type(call, name.canonical)
+        obj = self.construct(site.call(written), layer_type)
+        if statement:
+            return self.apply_to_previous(obj, obj.args.call)
+        return obj
 
-    def evaluate_call(self, call: Call) -> Any:
-        kind, target = self.classify(call)
-        if kind == "bound":
-            return self.call_object(target, Reference(call.name, call.name_span), call)
-        if kind == "method":
-            return self.method(target, call)
-        if kind == "input":
-            return self.input_statement(call)
-        if kind == "model":
-            self.functional = True
-            return self.model_statement(call)
-        if kind == "sequential":
-            return self.sequential_statement(call)
-        if kind == "merge_function":
-            return self.merge_function(call, target)
-        if kind == "tf1_function":
-            return self.tf1_function(call, target)
-        return self.construct(call, target)
+    @staticmethod
+    def is_keras_object(name: KerasName) -> bool:
+        module, _, short = name.canonical.rpartition(".")
+        return (
+            module.rsplit(".", 1)[-1] in _OBJECT_MODULES
+            or short in _object_names()
+            or name.written in TF1_FUNCTIONS
+            or name.canonical in TF1_FUNCTIONS
+        )
 
-    def call_object(self, callee: Any, callee_node: Value, call: Call | Apply) -> Any:
+    def call_object(self, callee: Any, site: CallSite) -> Any:
         """``callee(args)``: a layer object applied to a tensor or a list of tensors."""
         if isinstance(callee, Tensor):
             raise ConvcError(
                 "a tensor cannot be called: it is not a layer",
-                callee_node.span,
+                site.function_span,
                 help="apply a layer to it instead, e.g. Conv2D(8, 3)(x)",
             )
         if isinstance(callee, _SequentialObject | _ModelSpec):
             raise ConvcError(
                 "applying a whole model to a tensor (a nested model) is not supported yet",
-                callee_node.span,
+                site.function_span,
                 help="write its layers into this model",
             )
         if not isinstance(callee, _LayerObject):
-            raise ConvcError("only a layer can be called on tensors", callee_node.span)
-        for keyword in call.kwargs:
-            if keyword.name not in ("training", "mask", "inputs"):
-                raise ConvcError(
-                    f"a layer call takes its input tensors and 'training', not '{keyword.name}'",
-                    keyword.span,
-                )
-            masked = keyword.name == "mask" and not (
-                isinstance(keyword.value, Literal) and keyword.value.value is None
+            raise ConvcError(
+                f"only a layer can be called on tensors, not {describe(callee)}",
+                site.function_span,
             )
-            if masked and callee.type.class_name == "Softmax":
+        for key, value, _node, span, _value_span in site.keywords:
+            if key not in ("training", "mask", "inputs"):
                 raise ConvcError(
-                    "a Softmax with a mask is not supported: convc compiles no masks",
-                    keyword.span,
+                    f"a layer call takes its input tensors and 'training', not '{key}'", span
                 )
-        given = list(call.args) + [k.value for k in call.kwargs if k.name == "inputs"]
+            if key == "mask" and value is not None and callee.type.class_name == "Softmax":
+                raise ConvcError(
+                    "a Softmax with a mask is not supported: convc compiles no masks", span
+                )
+        given = [(value, span) for value, span in zip(site.args, site.arg_spans, strict=True)]
+        given += [
+            (value, value_span) for key, value, _, _, value_span in site.keywords if key == "inputs"
+        ]
         if len(given) != 1:
             raise ConvcError(
                 f"{callee.type.class_name} '{callee.name}' is called on one "
                 f"{'list of tensors' if callee.type.takes_list else 'tensor'}, got "
                 f"{len(given)} arguments",
-                call.span,
+                site.span,
             )
-        inputs = self.evaluate(given[0])
-        return self.apply(callee, inputs, given[0], call.span)
+        self.functional = True
+        inputs, where = given[0]
+        return self.apply(callee, inputs, where, site.span)
+
+    def attribute(self, value: Any, name: str, span: Span) -> Any:
+        """The attributes of Keras's objects that a program may read."""
+        if isinstance(value, Tensor):
+            if name == "shape":
+                return tuple(value.shape)
+            if name == "ndim":
+                return len(value.shape)
+            if name == "dtype":
+                return value.dtype if isinstance(value, ModelInput) else "float32"
+            readable = "shape, ndim, dtype"
+        elif isinstance(value, _LayerObject):
+            if name == "name":
+                return value.name
+            readable = "name"
+        elif isinstance(value, _SequentialObject | _ModelSpec):
+            if name == "add" and isinstance(value, _SequentialObject):
+                return Method(value, name, self.add_method)
+            if name in _INERT_METHODS:
+                return Method(value, name, lambda evaluator, receiver, site: None)
+            readable = (
+                "add, summary, compile, build"
+                if isinstance(value, _SequentialObject)
+                else ("summary, compile, build")
+            )
+        else:
+            readable = ""
+        raise ConvcError(
+            f"convc reads no attribute '{name}' of {describe(value)}",
+            span,
+            help=f"it reads {readable}" if readable else None,
+        )
 
     # -- layers -----------------------------------------------------------------------------
+
+    def apply_to_previous(self, obj: _LayerObject, call: Call) -> Tensor:
+        """The sequential shorthand: a bare layer applies to the previous statement's tensor."""
+        if self.current is FAILED:
+            raise Quiet
+        if self.current is None:
+            self.current = self.input_from_first_layer(call, obj.args)
+        return self.apply(obj, self.current, call.span, call.span)
 
     def construct(
         self, call: Call, layer_type: LayerType, *, data_format: str | None = None, args=None
@@ -424,13 +472,9 @@ class _Resolver:
         self.constructed.append(obj)
         return obj
 
-    def apply(self, obj: _LayerObject, inputs: Any, where: Any, span: Span) -> Tensor:
+    def apply(self, obj: _LayerObject, inputs: Any, where_span: Span, span: Span) -> Tensor:
         """A node: ``obj`` applied to ``inputs`` (a tensor, or a list for a merge)."""
-        where_span = where.span if hasattr(where, "span") else span
-        tensors = self.tensors(obj, inputs, where)
-        for tensor in tensors:
-            if tensor is _FAILED:
-                raise _Quiet
+        tensors = self.tensors(obj, inputs, where_span)
         shapes = tuple(t.shape for t in tensors)
         names = tuple(self.tensor_label(t) for t in tensors)
         built = obj.type.build_inputs(obj.spec, shapes, obj.args, obj.name, names)
@@ -461,194 +505,211 @@ class _Resolver:
         self.nodes.append(Node(obj.layer, tuple(tensors), output, span))
         return output
 
-    def tensors(self, obj: _LayerObject, inputs: Any, where: Any) -> list:
-        span = where.span if hasattr(where, "span") else obj.args.call.span
+    def tensors(self, obj: _LayerObject, inputs: Any, span: Span) -> list[Tensor]:
         if obj.type.takes_list:
-            if not isinstance(inputs, list):
+            if type(inputs) not in (list, tuple):
                 raise ConvcError(
                     f"{obj.type.class_name} '{obj.name}' is called on a list of tensors, "
                     f"e.g. {obj.type.class_name}()([a, b])",
                     span,
                 )
-            items = inputs
-        else:
-            if isinstance(inputs, list):
-                if len(inputs) != 1:
-                    raise ConvcError(
-                        f"{obj.type.class_name} '{obj.name}' takes one tensor, got a list of "
-                        f"{len(inputs)}",
-                        span,
-                        help="merge the tensors first, e.g. Concatenate()([a, b])",
-                    )
-                items = inputs
-            else:
-                items = [inputs]
-        for item in items:
-            if item is _FAILED:
-                raise _Quiet
-            if not isinstance(item, Tensor):
-                what = (
-                    f"the layer '{item.name}'"
-                    if isinstance(item, _LayerObject)
-                    else "a list"
-                    if isinstance(item, list)
-                    else "a model"
-                )
+            items = list(inputs)
+        elif type(inputs) in (list, tuple) and all(isinstance(i, Tensor) for i in inputs):
+            if len(inputs) != 1:
                 raise ConvcError(
-                    f"{obj.type.class_name} '{obj.name}' is applied to {what}, not a tensor",
+                    f"{obj.type.class_name} '{obj.name}' takes one tensor, got a "
+                    f"{type(inputs).__name__} of {len(inputs)}",
+                    span,
+                    help="merge the tensors first, e.g. Concatenate()([a, b])",
+                )
+            items = list(inputs)
+        else:
+            items = [inputs]
+        for item in items:
+            if not isinstance(item, Tensor):
+                if isinstance(item, KerasName):
+                    self.unknown(item)
+                raise ConvcError(
+                    f"{obj.type.class_name} '{obj.name}' is applied to {describe(item)}, not a "
+                    "tensor",
                     span,
                     help="a layer is applied to the tensor another layer returned, "
                     "e.g. Conv2D(8, 3)(x)",
                 )
         return items
 
+    def unknown(self, name: KerasName) -> None:
+        """A Keras name used as a tensor: unknown, unless it is a Keras name (then the caller
+        says why it is not a tensor)."""
+        head = name.written.split(".")[0]
+        if self.is_keras_name(head) or "." in name.written:
+            return
+        assert self.evaluator is not None
+        known = list(self.evaluator.globals)
+        close = difflib.get_close_matches(head, known, n=1, cutoff=0.6)
+        raise ConvcError(
+            f"unknown name '{head}'",
+            name.span,
+            help=f"did you mean '{close[0]}'?" if close else None,
+        )
+
     def tensor_label(self, tensor: Tensor) -> str:
         """How an error names a tensor: the name it is bound to, else its producer's."""
-        bound = [name for name, value in self.bindings.items() if value is tensor]
-        return bound[-1] if bound else tensor.name
+        assert self.evaluator is not None
+        return self.evaluator.name_of(tensor) or tensor.name
 
-    def merge_function(self, call: Call, class_name: str) -> Tensor:
+    def merge_function(self, site: CallSite, written: str, class_name: str) -> Tensor:
         """``layers.add([a, b], **kwargs)``: a merge layer made and applied at once."""
         layer_type = registry.lookup(class_name)
         assert layer_type is not None
-        inputs_value = call.args[0] if call.args else None
-        kwargs = tuple(k for k in call.kwargs if k.name != "inputs")
-        if inputs_value is None:
-            inputs_value = next((k.value for k in call.kwargs if k.name == "inputs"), None)
-        if inputs_value is None:
+        short = written.rsplit(".", 1)[-1]
+        if site.args:
+            inputs, where, drop = site.args[0], site.arg_spans[0], 1
+        elif any(k[0] == "inputs" for k in site.keywords):
+            inputs = site.keyword("inputs")
+            where = next(k[4] for k in site.keywords if k[0] == "inputs")
+            drop = 0
+        else:
             raise ConvcError(
-                f"{call.short_name}() takes the list of tensors to merge first",
-                call.span,
-                help=f"e.g. {call.short_name}([a, b])",
+                f"{short}() takes the list of tensors to merge first",
+                site.span,
+                help=f"e.g. {short}([a, b])",
             )
-        ctor = Call(call.name, call.args[1:], kwargs, call.span, call.name_span)
-        obj = self.construct(ctor, layer_type)
-        return self.apply(obj, self.evaluate(inputs_value), inputs_value, call.span)
+        obj = self.construct(
+            site.call(written, drop_args=drop, drop_keywords=("inputs",)), layer_type
+        )
+        self.functional = True
+        return self.apply(obj, inputs, where, site.span)
 
-    def tf1_function(self, call: Call, layer_type: LayerType) -> Tensor:
+    def tf1_function(self, site: CallSite, written: str, layer_type: LayerType) -> Tensor:
         """``tf.layers.conv2d(inputs, filters, kernel_size, ...)``: TF1's layer functions."""
-        inputs_value = call.args[0] if call.args else None
-        kwargs = tuple(k for k in call.kwargs if k.name not in ("inputs", "reuse"))
-        if inputs_value is None:
-            inputs_value = next((k.value for k in call.kwargs if k.name == "inputs"), None)
-        if inputs_value is None:
-            raise ConvcError(f"{call.name}() takes its input tensor first", call.span)
-        ctor = Call(call.name, call.args[1:], kwargs, call.span, call.name_span)
-        obj = self.construct(ctor, layer_type, data_format="channels_last")
-        return self.apply(obj, self.evaluate(inputs_value), inputs_value, call.span)
+        if site.args:
+            inputs, where, drop = site.args[0], site.arg_spans[0], 1
+        elif any(k[0] == "inputs" for k in site.keywords):
+            inputs = site.keyword("inputs")
+            where = next(k[4] for k in site.keywords if k[0] == "inputs")
+            drop = 0
+        else:
+            raise ConvcError(f"{written}() takes its input tensor first", site.span)
+        call = site.call(written, drop_args=drop, drop_keywords=("inputs", "reuse"))
+        obj = self.construct(call, layer_type, data_format="channels_last")
+        self.functional = True
+        return self.apply(obj, inputs, where, site.span)
+
+    def static_shape(self, site: CallSite, written: str) -> tuple:
+        """``keras.backend.int_shape(x)``, ``keras.ops.shape(x)``: a tensor's static shape."""
+        if len(site.args) != 1 or site.keywords or not isinstance(site.args[0], Tensor):
+            raise ConvcError(f"{written}() takes one tensor", site.span)
+        return tuple(site.args[0].shape)
 
     # -- models -----------------------------------------------------------------------------
 
-    def model_statement(self, call: Call) -> _ModelSpec:
-        args = bind(call, MODEL_PARAMS, call.short_name)
-        inputs_value, outputs_value = args.value("inputs"), args.value("outputs")
-        if inputs_value is None or outputs_value is None:
+    def model_statement(self, site: CallSite, what: str) -> _ModelSpec:
+        args = bind_values(site, MODEL_PARAMS, what)
+        if "inputs" not in args or "outputs" not in args:
             raise ConvcError(
-                f"{call.short_name}(...) needs the model's inputs and outputs",
-                call.span,
+                f"{what}(...) needs the model's inputs and outputs",
+                site.span,
                 help="e.g. keras.Model(inputs, outputs) or keras.Model(inputs=x, outputs=y)",
             )
         inputs: list[ModelInput] = []
-        for tensor, node in zip(
-            self.tensor_list(inputs_value, "inputs"), _items(inputs_value), strict=True
-        ):
+        for tensor, span in self.tensor_list(args["inputs"], "inputs"):
             if not isinstance(tensor, ModelInput):
                 raise ConvcError(
                     "a model's inputs must be tensors made by Input(...)",
-                    node.span,
+                    span,
                     help=f"'{self.tensor_label(tensor)}' is the output of a layer",
                 )
             inputs.append(tensor)
-        outputs = self.tensor_list(outputs_value, "outputs")
-        name = string_arg(args, "name")
+        outputs = [tensor for tensor, _ in self.tensor_list(args["outputs"], "outputs")]
+        name = _string_value(args, "name")
         if self.model_spec is not None:
             raise ConvcError(
                 "the file defines a second model",
-                call.name_span,
+                site.function_span,
                 help=f"the first is at line {self.model_spec.span.line}; a .conv file "
                 "compiles one model",
             )
-        self.model_spec = _ModelSpec(inputs, outputs, name, call.span)
+        self.model_spec = _ModelSpec(inputs, outputs, name, site.span)
         return self.model_spec
 
-    def tensor_list(self, value: Value, what: str) -> list[Tensor]:
-        """A tensor, or a list, tuple or dict of tensors, in order."""
-        items = _items(value)
-        tensors = []
-        for item in items:
-            tensor = self.evaluate(item)
-            if tensor is _FAILED:
-                raise _Quiet
-            if not isinstance(tensor, Tensor):
-                raise ConvcError(f"every entry of '{what}' must be a tensor", item.span)
-            tensors.append(tensor)
-        return tensors
+    def tensor_list(self, argument: tuple[Any, Any, Span], what: str) -> list[tuple[Tensor, Span]]:
+        """A tensor, or a list, tuple or dict of tensors (a dict's values in the order of its
+        sorted keys, as Keras flattens a dict of outputs), each with its span."""
+        value, node, span = argument
+        if type(value) is dict:
+            for key in value:
+                if type(key) is not str:
+                    raise ConvcError("the keys of a dict of tensors must be strings", span)
+            items = [(value[key], span) for key in sorted(value)]
+        elif type(value) in (list, tuple):
+            nodes = getattr(node, "items", None)
+            spans = (
+                [n.span for n in nodes]
+                if nodes is not None and len(nodes) == len(value)
+                else [span] * len(value)
+            )
+            items = list(zip(value, spans, strict=True))
+        else:
+            items = [(value, span)]
+        for item, item_span in items:
+            if not isinstance(item, Tensor):
+                if isinstance(item, KerasName):
+                    self.unknown(item)
+                raise ConvcError(f"every entry of '{what}' must be a tensor", item_span)
+        return items
 
-    def sequential_statement(self, call: Call) -> _SequentialObject:
-        args = bind(call, SEQUENTIAL_PARAMS, call.short_name)
-        name = string_arg(args, "name")
-        sequential = _SequentialObject(name, call.span)
+    def sequential_statement(self, site: CallSite, what: str) -> _SequentialObject:
+        args = bind_values(site, SEQUENTIAL_PARAMS, what)
+        name = _string_value(args, "name")
+        sequential = _SequentialObject(name, site.span)
         if self.sequential is not None:
             raise ConvcError(
                 "the file defines a second Sequential model",
-                call.name_span,
+                site.function_span,
                 help=f"the first is at line {self.sequential.span.line}",
             )
         self.sequential = sequential
-        listed = args.value("layers")
-        if listed is None or isinstance(listed, Literal) and listed.value is None:
+        if "layers" not in args or args["layers"][0] is None:
             return sequential
-        if not isinstance(listed, Sequence):
-            raise ConvcError("Sequential takes a list of layers", listed.span)
-        for item in listed.items:
-            self.sequential_add(sequential, item)
+        listed, node, span = args["layers"]
+        if type(listed) not in (list, tuple):
+            raise ConvcError("Sequential takes a list of layers", span)
+        nodes = getattr(node, "items", None)
+        for i, item in enumerate(listed):
+            item_span = nodes[i].span if nodes is not None and len(nodes) == len(listed) else span
+            self.sequential_add(sequential, item, item_span)
         return sequential
 
-    def method(self, bound: Any, call: Call) -> Any:
-        method = call.name.split(".", 1)[1]
-        if isinstance(bound, _SequentialObject | _ModelSpec) and method in _INERT_METHODS:
-            return None
-        if isinstance(bound, _SequentialObject) and method == "add":
-            if len(call.args) != 1 or call.kwargs:
-                raise ConvcError("add() takes one layer", call.span)
-            self.sequential_add(bound, call.args[0])
-            return bound.output
-        raise ConvcError(
-            f"'{call.name}(...)' builds nothing that convc compiles",
-            call.name_span,
-            help="a statement is a layer call, an assignment, model.add(...) or an import",
-        )
+    def add_method(
+        self, evaluator: Evaluator, sequential: _SequentialObject, site: CallSite
+    ) -> None:
+        if len(site.args) != 1 or site.keywords:
+            raise ConvcError("add() takes one layer", site.span)
+        self.sequential_add(sequential, site.args[0], site.arg_spans[0])
 
-    def sequential_add(self, sequential: _SequentialObject, item: Value) -> None:
-        if isinstance(item, Call):
-            kind, target = self.classify(item)
-            if kind == "input":
-                if sequential.output is not None:
-                    raise ConvcError(
-                        "a Sequential model's Input must come before its layers", item.name_span
-                    )
-                sequential.output = self.input_statement(item)
-                self.current = sequential.output
-                return
-            if kind == "layer":
-                obj = self.construct(item, target)
-                if sequential.output is None:
-                    sequential.output = self.input_from_first_layer(item, obj.args)
-                sequential.output = self.apply(obj, sequential.output, item, item.span)
-                self.current = sequential.output
-                return
-        obj = self.evaluate(item)
-        if isinstance(obj, _LayerObject):
-            if sequential.output is None:
-                raise ConvcError(
-                    "the Sequential model's input shape is not declared",
-                    item.span,
-                    help="begin its list with Input(shape=(...))",
-                )
-            sequential.output = self.apply(obj, sequential.output, item, item.span)
+    def sequential_add(self, sequential: _SequentialObject, item: Any, span: Span) -> None:
+        if isinstance(item, ModelInput):
+            if sequential.output is not None:
+                raise ConvcError("a Sequential model's Input must come before its layers", span)
+            sequential.output = item
             self.current = sequential.output
             return
-        raise ConvcError("a Sequential model takes layers", item.span)
+        if isinstance(item, _LayerObject):
+            if sequential.output is None:
+                if not _declares_input(item.args):
+                    raise ConvcError(
+                        "the Sequential model's input shape is not declared",
+                        span,
+                        help="begin its list with Input(shape=(...))",
+                    )
+                sequential.output = self.input_from_first_layer(item.args.call, item.args)
+            sequential.output = self.apply(item, sequential.output, span, span)
+            self.current = sequential.output
+            return
+        if isinstance(item, KerasName):
+            self.unknown(item)
+        raise ConvcError("a Sequential model takes layers", span)
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -785,26 +846,7 @@ class _Resolver:
                 self.errors.append(ConvcError(f"the output '{tensor.name}' is listed twice", where))
             seen.add(id(tensor))
 
-    # -- directives -------------------------------------------------------------------------
-
-    def directive(self, directive: Directive) -> None:
-        if directive.name == "model":
-            if self.model_name is not None:
-                raise ConvcError("the model is named twice", directive.name_span)
-            if not directive.value:
-                raise ConvcError("the model name cannot be empty", directive.value_span)
-            self.model_name = directive.value
-        elif directive.name == "data_format":
-            self.data_format = self.check_data_format(directive.value, directive.value_span)
-        else:
-            close = difflib.get_close_matches(directive.name, ["model", "data_format"], n=1)
-            raise ConvcError(
-                f"unknown directive '{directive.name}'",
-                directive.name_span,
-                help=f"did you mean '{close[0]}'?"
-                if close
-                else "directives are 'model NAME' and 'data_format channels_first|channels_last'",
-            )
+    # -- directives and data_format ------------------------------------------------------
 
     def data_format_value(self, call: Call) -> str:
         args = bind(call, params("data_format"), call.short_name)
@@ -994,6 +1036,8 @@ class _Resolver:
                 "input_shape=(...)",
             )
         name = self.unique("input_layer", call.name_span)
+        # Keras names it automatically: a later Input(...) is input_layer_1
+        self.auto_counts["input_layer"] = self.auto_counts.get("input_layer", 0) + 1
         model_input = ModelInput(name, shape, "float32", call.span)
         self.inputs.append(model_input)
         return model_input
@@ -1033,23 +1077,74 @@ def _bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _is_data_format_call(call: Call) -> bool:
-    return call.short_name == "set_image_data_format"
+def _is_data(value: Any) -> bool:
+    """Whether a value is plain data (a number, a string, a list of them ...), not a tensor, a
+    layer or a model: binding one does not make a file functional."""
+    if isinstance(value, list | tuple):
+        return all(_is_data(item) for item in value[:100])
+    if isinstance(value, dict):
+        return all(_is_data(item) for item in list(value.values())[:100])
+    return value is None or isinstance(value, bool | int | float | str | range)
 
 
-def _items(value: Value) -> list[Value]:
-    """The entries of a tensor-or-list argument; a dict's values in the order of its sorted
-    keys, as Keras flattens a dict of outputs."""
-    if isinstance(value, Sequence):
-        return list(value.items)
-    if isinstance(value, Mapping):
-        keyed: list[tuple[str, Value]] = []
-        for key, entry in value.entries:
-            if not isinstance(key, Literal) or not isinstance(key.value, str):
-                raise ConvcError("the keys of a dict of tensors must be strings", key.span)
-            keyed.append((key.value, entry))
-        return [entry for _, entry in sorted(keyed, key=lambda pair: pair[0])]
-    return [value]
+def _has_no_effect(expression: Any) -> bool:
+    """An expression statement that computes a value and drops it: a number, a name, an
+    arithmetic expression (a string is a docstring; a call may do something)."""
+    if isinstance(expression, Literal):
+        return not isinstance(expression.value, str)
+    return not isinstance(expression, Call | Apply | CallExpression | Comprehension)
+
+
+def _declares_input(args: Bound) -> bool:
+    return any(
+        args.python(name) is not None for name in ("input_shape", "batch_input_shape", "input_dim")
+    )
+
+
+def bind_values(
+    site: CallSite, signature: tuple[Param, ...], what: str
+) -> dict[str, tuple[Any, Any, Span]]:
+    """Bind a call's evaluated arguments to a signature as ``convc.layers.args.bind`` binds
+    written ones (the same complaints): each parameter given, as (value, node, span)."""
+    positional = [p for p in signature if not p.keyword_only]
+    if len(site.args) > len(positional):
+        raise ConvcError(
+            f"{what} takes at most {len(positional)} positional argument"
+            f"{'' if len(positional) == 1 else 's'}, got {len(site.args)}",
+            site.arg_spans[len(positional)],
+            help="positional order: " + ", ".join(p.name for p in positional),
+        )
+    values = {
+        p.name: (value, node, span)
+        for p, value, node, span in zip(
+            positional, site.args, site.arg_nodes, site.arg_spans, strict=False
+        )
+    }
+    names = {p.name for p in signature}
+    for key, value, node, name_span, value_span in site.keywords:
+        if key not in names:
+            close = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.6)
+            raise ConvcError(
+                f"{what} has no argument '{key}'",
+                name_span,
+                help=f"did you mean '{close[0]}'?" if close else None,
+            )
+        if key in values:
+            raise ConvcError(f"{what} got '{key}' both by position and by name", name_span)
+        values[key] = (value, node, value_span)
+    missing = [p.name for p in signature if p.default is REQUIRED and p.name not in values]
+    if missing:
+        raise ConvcError(f"{what} is missing its required argument '{missing[0]}'", site.span)
+    return values
+
+
+def _string_value(args: dict[str, tuple[Any, Any, Span]], name: str) -> str | None:
+    if name not in args:
+        return None
+    value, _, span = args[name]
+    if value is not None and not isinstance(value, str):
+        raise ConvcError(f"'{name}' must be a string, got {name}={value!r}", span)
+    return value
 
 
 def check_layer_dtype(args: Bound) -> None:

@@ -24,7 +24,7 @@ import onnxruntime as ort  # noqa: E402
 from convc.compiler import compile_text, resolve_text  # noqa: E402
 from convc.layers import LAYER_TYPES  # noqa: E402
 from convc.reference import model_outputs, run_reference  # noqa: E402
-from convc.syntax import Apply, Assign, Call, Directive, Import, parse  # noqa: E402
+from convc.syntax import Call, Directive, parse  # noqa: E402
 from convc.weights import from_arrays  # noqa: E402
 
 ATOL = 1e-4
@@ -64,8 +64,8 @@ def keras_model(text: str) -> keras.Model:
     keras.config.set_image_data_format("channels_last")
     program = parse(text)
     source = text if text.endswith("\n") else text + "\n"
-    if any(isinstance(s, Assign | Apply | Import) for s in program.statements):
-        return _functional(program, source)
+    if not all(isinstance(s, Call | Directive) for s in program.statements):
+        return _functional(program, source)  # bindings, loops, functions: a Python program
     items = []
     try:
         for statement in program.statements:
