@@ -735,6 +735,29 @@ def test_model_matches_keras(text):
     assert ours.name == keras_model.name
 
 
+def _documented_examples() -> list:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    writing = readme[readme.index("## Writing a model") : readme.index("## Building, running")]
+    language = (root / "docs" / "language.md").read_text()
+    model_code = language[language.index("## Model code") : language.index("## Layers and")]
+    return [
+        pytest.param(re.findall(r"```\n(.*?)```", writing, re.S)[1], id="readme"),
+        pytest.param(re.findall(r"```\n(.*?)```", model_code, re.S)[0], id="language-md"),
+    ]
+
+
+@pytest.mark.parametrize("text", _documented_examples())
+def test_the_documented_examples_match_keras(text):
+    from oracle import assert_matches_keras
+
+    assert "for " in text and "def " in text
+    assert_matches_keras(text)
+
+
 def test_the_models_use_the_constructs_the_issue_lists():
     text = "".join(p.values[0] for p in MODELS)
     for construct in ("for ", "def ", "x.shape[-1]", "keras.ops.shape", "f\"", "% k", "**conv_kwargs",
