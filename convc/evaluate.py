@@ -4,9 +4,11 @@ A ``.conv`` program is evaluated statement by statement, as Python would run it,
 syntax objects (``convc.syntax``); nothing is ever handed to Python's ``eval``. Numbers,
 strings, tuples, lists and dicts are Python's own values, so arithmetic, comparison, indexing and
 formatting have Python's semantics exactly; functions, names and scopes (local, enclosing,
-module, builtin) follow Python's rules. What the program does with Keras (a name such as
-``Conv2D`` or ``keras.layers`` that it does not bind, a layer, a tensor) is the model builder's
-(``convc.resolve``), which this module reaches through the ``Builder`` protocol.
+module, builtin) follow Python's rules; the values Python lacks (functions, Keras names ...)
+are in ``convc.values``, the builtins in ``convc.prelude``. What the program does with Keras (a
+name such as ``Conv2D`` or ``keras.layers`` that it does not bind, a layer, a tensor) is the
+model builder's (``convc.resolve``), which this module reaches through the ``Builder``
+protocol.
 
 It is hermetic: there is no I/O, no import of code (an ``import`` binds a name to a module
 *name*), no attribute beyond the few this module and the builder list, no ``while``, no
@@ -22,10 +24,10 @@ from __future__ import annotations
 
 import difflib
 import operator
-import types
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from convc import prelude
 from convc.diagnostics import ConvcError, ConvcErrors, Span
 from convc.limits import (
     MAX_ALLOCATION,
@@ -63,7 +65,6 @@ from convc.syntax import (
     FString,
     If,
     Import,
-    Keyword,
     KeywordArgument,
     Lambda,
     Literal,
@@ -79,208 +80,34 @@ from convc.syntax import (
     Statement,
     Subscript,
     UnaryOperation,
-    Value,
+)
+from convc.values import (
+    DATA,
+    FAILED,
+    ITERATORS,
+    NUMBERS,
+    SCALARS,
+    Builtin,
+    CallSite,
+    ForeignModule,
+    Function,
+    KerasName,
+    Method,
+    Opaque,
+    Quiet,
+    Scope,
+    is_data,
+    python_error,
+    type_name,
 )
 
 # ---------------------------------------------------------------------------------------------
 # Values the interpreter makes (numbers, strings, tuples, lists and dicts are Python's own)
 
 
-class Quiet(Exception):
-    """A statement used a name whose own statement failed: that failure is already reported."""
-
-
-class _Failed:
-    """What a name is bound to when the statement that bound it failed."""
-
-    def __repr__(self) -> str:
-        return "FAILED"
-
-
-FAILED = _Failed()
-
-
-class KerasName:
-    """A name the program does not bind, such as ``Conv2D`` or ``keras.layers.Dense``: a
-    Keras or TensorFlow name, kept as written (for messages and for the layer registry, which
-    reads names as written) and as imports make it (``L.Conv2D`` after ``import keras.layers as
-    L`` is ``keras.layers.Conv2D``). Only the model builder gives it a meaning."""
-
-    __slots__ = ("written", "canonical", "span")
-
-    def __init__(self, written: str, canonical: str, span: Span):
-        self.written = written
-        self.canonical = canonical
-        self.span = span
-
-    def child(self, attr: str, span: Span) -> KerasName:
-        return KerasName(f"{self.written}.{attr}", f"{self.canonical}.{attr}", span)
-
-
-class ForeignModule:
-    """An imported module that is not Keras's or TensorFlow's (``import os``): importing it
-    binds its name, and any use of the name is refused."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str):
-        self.name = name
-
-
-class Function:
-    """A function made by ``def`` or ``lambda``: its definition, the defaults evaluated when it
-    was made, and the scope it closes over."""
-
-    __slots__ = ("name", "definition", "defaults", "closure")
-
-    def __init__(self, name: str, definition: Def | Lambda, defaults: dict, closure: Scope | None):
-        self.name = name
-        self.definition = definition
-        self.defaults = defaults
-        self.closure = closure
-
-
-class Builtin:
-    """A builtin function (``len``, ``range`` ...) or type (``int``, ``list`` ...)."""
-
-    __slots__ = ("name", "function", "type")
-
-    def __init__(self, name: str, function: Callable[[Evaluator, CallSite], Any], type_=None):
-        self.name = name
-        self.function = function
-        self.type = type_  # the Python type it stands for in isinstance(), if any
-
-
-class Method:
-    """An attribute that is a method, bound to its receiver (``widths.append``)."""
-
-    __slots__ = ("receiver", "name", "function")
-
-    def __init__(
-        self, receiver: Any, name: str, function: Callable[[Evaluator, Any, CallSite], Any]
-    ):
-        self.receiver = receiver
-        self.name = name
-        self.function = function
-
-
-class Opaque:
-    """A value the model builder makes (a layer, a model, a Keras object): what the program may
-    do with it is the builder's."""
-
-    def describe(self) -> str:
-        return "an object"
-
-    def type_name(self) -> str:
-        return "object"
-
-    def reify(self, span: Span) -> Value:
-        raise ConvcError(f"expected a value here, got {self.describe()}", span)
-
-
-class Scope:
-    """The names of one function call or comprehension: those it binds (``locals``, fixed when
-    it is parsed, as in Python), their values, and the scope it is nested in."""
-
-    __slots__ = ("locals", "values", "parent")
-
-    def __init__(self, locals_: frozenset[str], values: dict, parent: Scope | None):
-        self.locals = locals_
-        self.values = values
-        self.parent = parent
-
-
-class CallSite:
-    """One call: its evaluated arguments, the syntax they came from, and where it is."""
-
-    __slots__ = (
-        "node",
-        "span",
-        "function_span",
-        "args",
-        "arg_nodes",
-        "arg_spans",
-        "keywords",
-        "evaluator",
-    )
-
-    def __init__(self, node: Any, function_span: Span, evaluator: Evaluator | None = None):
-        self.node = node
-        self.evaluator = evaluator
-        self.span: Span = node.span
-        self.function_span = function_span
-        self.args: list[Any] = []
-        self.arg_nodes: list[Expr | None] = []
-        self.arg_spans: list[Span] = []
-        # (name, value, node of the value or None, span of the name, span of the value)
-        self.keywords: list[tuple[str, Any, Expr | None, Span, Span]] = []
-
-    def keyword(self, name: str, default: Any = None) -> Any:
-        for key, value, *_ in self.keywords:
-            if key == name:
-                return value
-        return default
-
-    def call(self, name: str, *, drop_args: int = 0, drop_keywords: tuple[str, ...] = ()) -> Call:
-        """The call as the layer registry reads it: every argument a value with its span."""
-        if self.evaluator is not None:  # the registry's copy of a big value is made too
-            for value, span in zip(self.args, self.arg_spans, strict=True):
-                self.evaluator.charge(value, span)
-            for _key, value, _node, _name_span, value_span in self.keywords:
-                self.evaluator.charge(value, value_span)
-        args = tuple(
-            reify(value, node, span)
-            for value, node, span in zip(
-                self.args[drop_args:],
-                self.arg_nodes[drop_args:],
-                self.arg_spans[drop_args:],
-                strict=True,
-            )
-        )
-        kwargs = tuple(
-            Keyword(key, reify(value, node, value_span), name_span)
-            for key, value, node, name_span, value_span in self.keywords
-            if key not in drop_keywords
-        )
-        return Call(name, args, kwargs, self.span, self.function_span)
-
-
 _BREAK = 1
 _CONTINUE = 2
 _RETURN = 3
-
-_SCALARS = (int, float, str, bool, type(None))
-_NUMBERS = {int, float, bool}
-_SEQUENCES = (list, tuple)
-_DATA: tuple[type, ...] = (
-    int,
-    float,
-    str,
-    bool,
-    type(None),
-    tuple,
-    list,
-    dict,
-    range,
-    type({}.keys()),
-    type({}.values()),
-    type({}.items()),
-)
-_ITERATORS: tuple[type, ...] = (
-    types.GeneratorType,
-    enumerate,
-    zip,
-    reversed,
-    type(iter([])),
-    type(iter(())),
-    type(iter("")),
-    type(iter(range(0))),
-    type(iter({})),
-    type(reversed([])),
-    type(iter({}.values())),
-    type(iter({}.items())),
-    type(reversed(range(0))),
-)
 
 
 class Builder(Protocol):
@@ -321,8 +148,6 @@ class Evaluator:
     error and going on with the next (a name a failed statement binds stays quiet)."""
 
     def __init__(self, program: Program, builder: Builder | None = None):
-        from convc import prelude
-
         self.program = program
         self.builder = builder
         self.globals: dict[str, Any] = {}
@@ -586,7 +411,7 @@ class Evaluator:
         try:
             container[index] = value
         except (TypeError, ValueError, IndexError, KeyError) as error:
-            raise _python_error(error, node.span) from None
+            raise python_error(error, node.span) from None
         if kind is list and len(container) > MAX_ITEMS:
             self.allocate(len(container), node.span, "the list", added=0)
 
@@ -817,7 +642,7 @@ class Evaluator:
         except KeyError as error:
             raise ConvcError(f"key {error.args[0]!r} is not in the dict", node.index.span) from None
         except (TypeError, ValueError, IndexError) as error:
-            raise _python_error(error, node.span) from None
+            raise python_error(error, node.span) from None
         if type(index) is slice and kind is not range:
             self.allocate(len(result), node.span)
         return result
@@ -838,17 +663,15 @@ class Evaluator:
         return self.binary(node.op, self.evaluate(node.left), self.evaluate(node.right), node)
 
     def binary(self, op: str, left: Any, right: Any, node: Any, *, inplace: bool = False) -> Any:
-        from convc import prelude
-
         span = node.span
         left_type, right_type = type(left), type(right)
-        if left_type in _NUMBERS and right_type in _NUMBERS:
+        if left_type in NUMBERS and right_type in NUMBERS:
             if left_type is not float and right_type is not float:
                 _check_int_operation(self, op, left, right, span)
             try:
                 result = _OPERATIONS[op](left, right)
             except (ArithmeticError, ValueError, TypeError) as error:
-                raise _python_error(error, span) from None
+                raise python_error(error, span) from None
             if type(result) is int:
                 return self.check_int(result, span)
             if type(result) is complex:
@@ -880,14 +703,14 @@ class Evaluator:
             else:
                 result = _OPERATIONS[op](left, right)
         except (ArithmeticError, ValueError, TypeError) as error:
-            raise _python_error(error, span) from None
+            raise python_error(error, span) from None
         return result
 
     def unary(self, node: UnaryOperation) -> Any:
         operand = self.evaluate(node.operand)
         if node.op == "not":
             return not self.truth(operand, node.operand.span)
-        if type(operand) not in _NUMBERS:
+        if type(operand) not in NUMBERS:
             if isinstance(operand, Tensor):
                 raise ConvcError(
                     f"'{node.op}' on a tensor is a Keras operation convc does not compile",
@@ -899,7 +722,7 @@ class Evaluator:
         try:
             result = _UNARY[node.op](operand)
         except TypeError as error:  # ~1.5
-            raise _python_error(error, node.span) from None
+            raise python_error(error, node.span) from None
         return result
 
     def boolean(self, node: BooleanOperation) -> Any:
@@ -942,12 +765,18 @@ class Evaluator:
                         span,
                     )
                 self.step(span, (len(left) + len(right)) >> 5)
-            elif isinstance(right, _DATA + _ITERATORS):
-                if isinstance(right, _ITERATORS):
-                    right = self.materialize(right, span)
-                if not isinstance(left, _SCALARS) and hasattr(right, "__len__"):
+            elif isinstance(right, ITERATORS):  # consumed up to the first equal item
+                if not isinstance(left, SCALARS):
                     self.weigh(left, span)
-                    self.step(span, len(right) * 1)
+                for item in self.iterate(right, span):
+                    self.step(span)
+                    if item is left or self.compare("==", item, left, node):
+                        return op == "in"
+                return op == "not in"
+            elif is_data(right):
+                if not isinstance(left, SCALARS) and hasattr(right, "__len__"):
+                    self.weigh(left, span)
+                    self.step(span, len(right))
                 elif hasattr(right, "__len__") and type(right) is not range:
                     self.step(span, len(right))
             else:
@@ -955,17 +784,17 @@ class Evaluator:
             try:
                 found = left in right
             except TypeError as error:
-                raise _python_error(error, span) from None
+                raise python_error(error, span) from None
             return found if op == "in" else not found
         if type(left) is str and type(right) is str:
             self.steps += (len(left) + len(right)) >> 5
-        elif not isinstance(left, _SCALARS) and not isinstance(right, _SCALARS):
+        elif not isinstance(left, SCALARS) and not isinstance(right, SCALARS):
             self.weigh(left, span)
             self.weigh(right, span)
         try:
             return bool(_COMPARE[op](left, right))
         except TypeError as error:
-            raise _python_error(error, span) from None
+            raise python_error(error, span) from None
 
     def conditional(self, node: Conditional) -> Any:
         if self.truth(self.evaluate(node.test), node.test.span):
@@ -1067,8 +896,6 @@ class Evaluator:
         return produce()
 
     def fstring(self, node: FString) -> str:
-        from convc import prelude
-
         pieces: list[str] = []
         length = 0
         for part in node.parts:
@@ -1274,7 +1101,7 @@ class Evaluator:
             )
         if isinstance(value, ForeignModule):
             raise _foreign(value, span)
-        return bool(value) if isinstance(value, _DATA) else True
+        return bool(value) if isinstance(value, DATA) else True
 
     def hashable(self, value: Any, span: Span) -> None:
         if type(value) is tuple:
@@ -1282,18 +1109,18 @@ class Evaluator:
         try:
             hash(value)
         except TypeError as error:
-            raise _python_error(error, span) from None
+            raise python_error(error, span) from None
 
     def iterate(self, value: Any, span: Span) -> Iterator:
         """An iterator over ``value``'s items, as a ``for`` loop takes them."""
         kind = type(value)
         if kind is list or kind is tuple or kind is range or kind is str:
             return iter(value)
-        if is_data(value) or isinstance(value, _ITERATORS):
+        if is_data(value) or isinstance(value, ITERATORS):
             try:
                 iterator = iter(value)
             except TypeError as error:  # a number
-                raise _python_error(error, span) from None
+                raise python_error(error, span) from None
             # a dict changed while it is iterated, zip(strict=True) ...: Python's errors
             return _guarded(iterator, span)
         if isinstance(value, Tensor):
@@ -1319,13 +1146,9 @@ class Evaluator:
         return items
 
     def to_str(self, value: Any, span: Span) -> str:
-        from convc import prelude
-
         return prelude.to_str(self, value, span)
 
     def to_repr(self, value: Any, span: Span) -> str:
-        from convc import prelude
-
         return prelude.to_repr(self, value, span)
 
 
@@ -1402,7 +1225,7 @@ def _guarded(iterator: Iterator, span: Span) -> Iterator:
         except StopIteration:
             return
         except (RuntimeError, ValueError, TypeError) as error:
-            raise _python_error(error, span) from None
+            raise python_error(error, span) from None
         yield item
 
 
@@ -1447,131 +1270,6 @@ def _unsupported(op: str, left: Any, right: Any, span: Span) -> ConvcError:
         span,
         help=help,
     )
-
-
-_INTERNAL_NAMES = {
-    "'ModelInput'": "'KerasTensor'",
-    "'Tensor'": "'KerasTensor'",
-    "'KerasName'": "'module'",
-    "'Function'": "'function'",
-    "'Builtin'": "'builtin_function_or_method'",
-    "'Method'": "'method'",
-    "'ForeignModule'": "'module'",
-}
-
-
-def _python_error(error: Exception, span: Span) -> ConvcError:
-    """A Python exception from an operation on values, in Python's words."""
-    message = str(error) or type(error).__name__
-    for internal, shown in _INTERNAL_NAMES.items():
-        message = message.replace(internal, shown)
-    if "'_LayerObject'" in message or "'_" in message:
-        message = message.replace("'_LayerObject'", "'Layer'")
-    return ConvcError(message, span)
-
-
-def is_data(value: Any) -> bool:
-    """Whether ``value`` is one of Python's own values (a number, a string, a tuple, list or
-    dict, a range, a dict's view), which the language operates on with Python's operators."""
-    return isinstance(value, _DATA)
-
-
-def type_name(value: Any) -> str:
-    """A value's type as Python (and Keras) would name it in a message."""
-    if isinstance(value, Tensor):
-        return "KerasTensor"
-    if isinstance(value, Opaque):
-        return value.type_name()
-    if isinstance(value, KerasName | ForeignModule):
-        return "module"
-    if isinstance(value, Function):
-        return "function"
-    if isinstance(value, Builtin):
-        return "type" if value.type is not None else "builtin_function_or_method"
-    if isinstance(value, Method):
-        return "builtin_function_or_method"
-    return type(value).__name__
-
-
-def describe(value: Any) -> str:
-    """A value as a message names it: 'a tensor', 'the layer 'conv2d'', 'a list' ..."""
-    if isinstance(value, Tensor):
-        return "a tensor"
-    if isinstance(value, Opaque):
-        return value.describe()
-    if isinstance(value, KerasName):
-        return f"'{value.written}'"
-    if isinstance(value, Function):
-        return f"the function {value.name}()"
-    if isinstance(value, Builtin | Method):
-        return f"the builtin {value.name}()"
-    if isinstance(value, ForeignModule):
-        return f"the module '{value.name}'"
-    name = type(value).__name__
-    if value is None:
-        return "None"
-    if isinstance(value, _SCALARS):
-        return f"{'an' if name[0] in 'aeiou' else 'a'} {name} ({value!r})"[:80]
-    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
-
-
-# ---------------------------------------------------------------------------------------------
-# From values back to the registry's syntax
-
-
-def reify(value: Any, node: Expr | None, span: Span) -> Value:
-    """A computed value as the layer registry reads arguments: a literal tree whose spans are
-    those of the expressions that made each part (where the argument is written as a display,
-    item by item; else the whole argument's)."""
-    if isinstance(node, Literal) and node.value is value:
-        return node
-    kind = type(value)
-    if value is None or kind in (bool, int, float, str):
-        return Literal(value, span)
-    if kind is tuple or kind is list:
-        nodes: tuple = (None,) * len(value)
-        if (
-            isinstance(node, Sequence | Display)
-            and len(node.items) == len(value)
-            and not any(isinstance(item, Starred) for item in node.items)
-        ):
-            nodes = node.items
-        return Sequence(
-            "tuple" if kind is tuple else "list",
-            tuple(
-                reify(item, item_node, span if item_node is None else item_node.span)
-                for item, item_node in zip(value, nodes, strict=True)
-            ),
-            span,
-        )
-    if kind is dict:
-        pairs: list = [(None, None)] * len(value)
-        if isinstance(node, Mapping) and len(node.entries) == len(value):
-            pairs = list(node.entries)
-        elif (
-            isinstance(node, DictDisplay) and None not in node.keys and len(node.keys) == len(value)
-        ):
-            pairs = list(zip(node.keys, node.values, strict=True))
-        return Mapping(
-            tuple(
-                (
-                    reify(key, key_node, span if key_node is None else key_node.span),
-                    reify(item, item_node, span if item_node is None else item_node.span),
-                )
-                for (key, item), (key_node, item_node) in zip(value.items(), pairs, strict=True)
-            ),
-            span,
-        )
-    if isinstance(value, KerasName):
-        return Reference(value.written, span)
-    if isinstance(value, Builtin):
-        return Reference(value.name, span)  # dtype=float, as TF1 code passes it
-    if isinstance(value, Opaque):
-        return value.reify(span)
-    if isinstance(value, Tensor):
-        name = Call(value.name, (), (), span, span)
-        return Apply(name, (), (), span)
-    raise ConvcError(f"expected a value here, got {describe(value)}", span)
 
 
 def _bound_names(statement: Statement) -> list[str]:

@@ -15,23 +15,17 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convc.diagnostics import ConvcError, Span
-from convc.evaluate import (
-    _DATA,
-    _ITERATORS,
-    Builtin,
-    CallSite,
-    Evaluator,
-    describe,
-    type_name,
-)
-from convc.evaluate import _python_error as python_error
 from convc.limits import MAX_FORMAT_WIDTH, MAX_INT_DIGITS, MAX_ITEMS, MAX_NESTING
 from convc.model import Tensor
+from convc.values import DATA, ITERATORS, Builtin, CallSite, describe, python_error, type_name
 
-Implementation = Callable[[Evaluator, CallSite], Any]
+if TYPE_CHECKING:
+    from convc.evaluate import Evaluator
+
+Implementation = Callable[["Evaluator", CallSite], Any]
 
 
 def _arguments(
@@ -93,7 +87,7 @@ def _len(evaluator: Evaluator, site: CallSite) -> int:
             "a tensor has no len(): its batch is not known", site.span,
             help="len(x.shape) is its rank, x.shape[1] a dimension",
         )  # fmt: skip
-    if not isinstance(value, _DATA) or not hasattr(value, "__len__"):
+    if not isinstance(value, DATA) or not hasattr(value, "__len__"):
         raise ConvcError(f"object of type '{type_name(value)}' has no len()", site.span)
     return len(value)
 
@@ -322,7 +316,7 @@ def _dict(evaluator: Evaluator, site: CallSite) -> dict:
             for pair in evaluator.materialize(source, site.span):
                 items = (
                     evaluator.materialize(pair, site.span)
-                    if isinstance(pair, _DATA + _ITERATORS)
+                    if isinstance(pair, DATA + ITERATORS)
                     else None
                 )
                 if items is None:
@@ -485,7 +479,7 @@ BUILTINS: dict[str, Builtin] = {
 # ---------------------------------------------------------------------------------------------
 # Methods of strings, lists and dicts
 
-Method = Callable[[Evaluator, Any, CallSite], Any]
+Method = Callable[["Evaluator", Any, CallSite], Any]
 
 
 def _plain(name: str, low: int, high: int, keywords: tuple[str, ...] = ()) -> Method:

@@ -29,16 +29,7 @@ from typing import Any
 from convc import layers as registry
 from convc.catalog import compact_names
 from convc.diagnostics import ConvcError, Span
-from convc.evaluate import (
-    FAILED,
-    CallSite,
-    Evaluator,
-    KerasName,
-    Method,
-    Opaque,
-    Quiet,
-    describe,
-)
+from convc.evaluate import Evaluator
 from convc.layers.args import REQUIRED, Bound, Param, bind, bool_arg, params, string_arg
 from convc.layers.base import DATA_FORMATS, LayerType
 from convc.layers.initializers import (
@@ -73,6 +64,7 @@ from convc.syntax import (
     Value,
     parse,
 )
+from convc.values import FAILED, CallSite, KerasName, Method, Opaque, Quiet, describe
 
 INPUT_PARAMS = params(
     ("shape", None),

@@ -13,7 +13,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "convc"
 
-FRONT_END = ("convc.syntax", "convc.resolve", "convc.layers", "convc.importer", "convc.compiler")
+FRONT_END = (
+    "convc.syntax",
+    "convc.evaluate",
+    "convc.values",
+    "convc.prelude",
+    "convc.resolve",
+    "convc.layers",
+    "convc.importer",
+    "convc.compiler",
+)
 """What turns text and files into a ``Model``; the lowering and the reference know none of it."""
 
 BOUNDARIES = {
