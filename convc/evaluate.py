@@ -101,11 +101,7 @@ from convc.values import (
     type_name,
 )
 
-# ---------------------------------------------------------------------------------------------
-# Values the interpreter makes (numbers, strings, tuples, lists and dicts are Python's own)
-
-
-_BREAK = 1
+_BREAK = 1  # what a block returns when a break, continue or return ends it
 _CONTINUE = 2
 _RETURN = 3
 
@@ -408,6 +404,8 @@ class Evaluator:
                 f"'{type_name(container)}' object does not support item assignment",
                 node.value.span,
             )
+        elif type(index) is slice and not isinstance(value, list | tuple):
+            value = self.materialize(value, node.span)  # bounded, before the list takes it
         try:
             container[index] = value
         except (TypeError, ValueError, IndexError, KeyError) as error:

@@ -36,7 +36,6 @@ from convc.layers.initializers import (
     CONSTRAINTS,
     INITIALIZERS,
     REGULARIZERS,
-    TF1_FUNCTIONS,
     parse_regularizer,
 )
 from convc.layers.merge import MERGE_FUNCTIONS
@@ -107,9 +106,6 @@ layer; TF1's layers default to channels_last whatever Keras's setting."""
 
 _INERT_METHODS = ("summary", "compile", "build")
 """Methods a pasted program calls on its model that change nothing convc compiles."""
-
-_OBJECT_MODULES = ("initializers", "regularizers", "constraints", "activations")
-"""Modules whose calls make objects a layer's arguments take, not layers."""
 
 _SPECIAL_NAMES = (
     "Input",
@@ -195,6 +191,7 @@ class _KerasObject(Opaque):
     kept as its call, for the layer argument that takes it to read."""
 
     call: Call
+    canonical: str
 
     def describe(self) -> str:
         return f"{self.call.name}(...)"
@@ -338,23 +335,15 @@ class _Resolver:
         is_layer = (not module or module.rsplit(".", 1)[-1] == "layers") and registry.lookup(
             short
         ) is not None
-        if not is_layer and not statement and self.is_keras_object(name):
-            return _KerasObject(site.call(written))
+        if not is_layer and not statement:
+            # an initializer, a regularizer, an optimizer for model.compile ...: what takes it
+            # says whether it is right (a layer's argument, through the registry)
+            return _KerasObject(site.call(written), name.canonical)
         layer_type = self.layer_type(call, name.canonical)
         obj = self.construct(site.call(written), layer_type)
         if statement:
             return self.apply_to_previous(obj, obj.args.call)
         return obj
-
-    @staticmethod
-    def is_keras_object(name: KerasName) -> bool:
-        module, _, short = name.canonical.rpartition(".")
-        return (
-            module.rsplit(".", 1)[-1] in _OBJECT_MODULES
-            or short in _object_names()
-            or name.written in TF1_FUNCTIONS
-            or name.canonical in TF1_FUNCTIONS
-        )
 
     def call_object(self, callee: Any, site: CallSite) -> Any:
         """``callee(args)``: a layer object applied to a tensor or a list of tensors."""
@@ -370,6 +359,8 @@ class _Resolver:
                 site.function_span,
                 help="write its layers into this model",
             )
+        if isinstance(callee, _KerasObject):
+            self.layer_type(callee.call, callee.canonical)  # says why it is not a layer
         if not isinstance(callee, _LayerObject):
             raise ConvcError(
                 f"only a layer can be called on tensors, not {describe(callee)}",
@@ -701,6 +692,8 @@ class _Resolver:
             return
         if isinstance(item, KerasName):
             self.unknown(item)
+        if isinstance(item, _KerasObject):
+            self.layer_type(item.call, item.canonical)  # says why it is not a layer
         raise ConvcError("a Sequential model takes layers", span)
 
     # -- the end ----------------------------------------------------------------------------

@@ -1296,6 +1296,16 @@ def _syntax_error(error: SyntaxError, source: str, lines: _Lines) -> ConvcError:
         )
     if message.startswith("invalid syntax"):
         return _invalid_syntax(message, source, lines, span, token)
+    digits = re.search(r"value has (\d+) digits", message)
+    if message.startswith("Exceeds the limit") and digits:  # Python's own limit, 4300 digits
+        literal = re.search(rf"\d[\d_]{{{MAX_INT_DIGITS},}}", text)
+        if literal is not None:
+            start = lines.offset(line, literal.start() + 1)
+            span = lines.at(start, literal.end() - literal.start())
+        return ConvcError(
+            f"an integer of {int(digits.group(1)):,} digits; convc reads at most {MAX_INT_DIGITS}",
+            span,
+        )
     if message == "unexpected indent":
         indent = len(text) - len(text.lstrip(" \t"))
         start = lines.offset(line, 1)

@@ -798,6 +798,28 @@ def test_a_loop_builds_thousands_of_layers():
     assert len(model_.layers) == 2000 and model_.layers[-1].name == "c1999"
 
 
+def test_pasted_training_code_builds_nothing_and_breaks_nothing():
+    """model.compile's Keras objects (optimizers, losses, metrics) are made and dropped, as the
+    call itself is; a misspelt layer kept in a name is reported where it is used as a layer."""
+    text = (
+        "import keras\nfrom keras import layers\n"
+        "model = keras.Sequential([keras.Input(shape=(4,)), layers.Dense(2)])\n"
+        "model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3),\n"
+        "              loss=keras.losses.MeanSquaredError(),\n"
+        "              metrics=[keras.metrics.MeanAbsoluteError()])\n"
+        "model.summary()\n"
+    )
+    assert [layer.name for layer in resolve_text(text).layers] == ["dense"]
+    typo = "x = Input(shape=(8, 8, 3))\nconv = Conv2d(8, 3)\ny = conv(x)\n"
+    with pytest.raises(ConvcError) as caught:
+        resolve_text(typo)
+    assert (
+        caught.value.message == "unknown layer 'Conv2d'"
+        and caught.value.help == "did you mean Conv2D?"
+    )
+    assert (caught.value.span.line, caught.value.span.column) == (2, 8)
+
+
 def test_a_statement_with_no_effect_is_a_warning():
     text = "x = Input(shape=(4,))\ny = Dense(2)(x)\ny\n3 + 4\n'a docstring is fine'\n"
     warnings = [(w.message, w.span.line) for w in resolve_text(text).warnings]
