@@ -584,20 +584,25 @@ class Evaluator:
                 span,
                 help="a statement can only use names bound by the statements before it",
             )
-        if name in _MODULE_ROOTS or call or (builder is not None and builder.is_keras_name(name)):
+        if name in _MODULE_ROOTS or (builder is not None and builder.is_keras_name(name)):
             return KerasName(name, name, span)
+        if call:  # the builder says what it is not: an unknown layer, or an unknown name
+            return KerasName(name, name, span, known=False)
+        raise self.unknown_name(name, span)
+
+    def unknown_name(self, name: str, span: Span) -> ConvcError:
         known = list(self.globals) + list(self.builtins)
         scope = self.scope
         while scope is not None:
             known += list(scope.values)
             scope = scope.parent
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        raise ConvcError(
+        return ConvcError(
             f"unknown name '{name}'", span, help=f"did you mean '{close[0]}'?" if close else None
         )
 
     def attribute_node(self, node: Attribute) -> Any:
-        return self.attribute(self.evaluate(node.value), node.attr, node.attr_span)
+        return self.attribute(self.evaluate(node.value), node.attr, node.span)
 
     def attribute(self, value: Any, attr: str, span: Span) -> Any:
         if isinstance(value, KerasName):

@@ -296,6 +296,15 @@ class _Resolver:
         """A call of a Keras name: what Keras's function or class does."""
         module, _, short = name.canonical.rpartition(".")
         written = name.written
+        if not name.known:  # a bare name neither the program nor Keras has
+            if statement or registry.suggest(short):
+                self.layer_type(Call(written, (), (), site.span, site.function_span), written)
+            assert self.evaluator is not None
+            error = self.evaluator.unknown_name(written, site.function_span)
+            close = difflib.get_close_matches(short, sorted(_object_names()), n=1, cutoff=0.8)
+            if error.help is None and close:  # HeNormall(seed=1): an initializer misspelt
+                error.help = f"did you mean '{close[0]}'?"
+            raise error
         if short in ("Input", "InputLayer"):
             started = self.nodes or self.inputs or self.current is FAILED
             if statement and started and not self.functional:

@@ -152,7 +152,6 @@ class Attribute:
     value: Expr
     attr: str
     span: Span
-    attr_span: Span
 
 
 @dataclass(frozen=True)
@@ -1093,9 +1092,7 @@ class _Converter:
         span = self.span(node)
         if isinstance(value, Reference):
             return Reference(f"{value.name}.{node.attr}", span)
-        attr_span = Span(span.end_line, span.end_column - len(node.attr), span.end_line,
-                         span.end_column, span.end - len(node.attr), span.end)  # fmt: skip
-        return Attribute(value, node.attr, span, attr_span)
+        return Attribute(value, node.attr, span)
 
     def call(self, node: ast.Call) -> Expr:
         function = self.expr(node.func)

@@ -56,17 +56,19 @@ class KerasName:
     """A name the program does not bind, such as ``Conv2D`` or ``keras.layers.Dense``: a
     Keras or TensorFlow name, kept as written (for messages and for the layer registry, which
     reads names as written) and as imports make it (``L.Conv2D`` after ``import keras.layers as
-    L`` is ``keras.layers.Conv2D``). Only the model builder gives it a meaning."""
+    L`` is ``keras.layers.Conv2D``). Only the model builder gives it a meaning. A name called
+    that Keras does not have either (``Conv2d(8, 3)``) is not ``known``: the builder says why."""
 
-    __slots__ = ("written", "canonical", "span")
+    __slots__ = ("written", "canonical", "span", "known")
 
-    def __init__(self, written: str, canonical: str, span: Span):
+    def __init__(self, written: str, canonical: str, span: Span, known: bool = True):
         self.written = written
         self.canonical = canonical
         self.span = span
+        self.known = known
 
     def child(self, attr: str, span: Span) -> KerasName:
-        return KerasName(f"{self.written}.{attr}", f"{self.canonical}.{attr}", span)
+        return KerasName(f"{self.written}.{attr}", f"{self.canonical}.{attr}", span, self.known)
 
 
 class ForeignModule:

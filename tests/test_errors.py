@@ -120,7 +120,7 @@ BAD = [
     ("string-filters", I2 + "Conv2D('8', 3)\n", 2, 8, "'filters' must be an integer"),
     ("float-kernel", I2 + "Conv2D(8, 2.5)\n", 2, 11, "'kernel_size' must be"),
     ("bool-use_bias", I2 + "Conv2D(8, 3, use_bias='yes')\n", 2, 23, "True or False"),
-    ("call-as-literal", I2 + "Conv2D(8, foo(3))\n", 2, 11, "expected a literal value"),
+    ("call-as-literal", I2 + "Conv2D(8, foo(3))\n", 2, 11, "unknown name 'foo'"),
     ("padding-typo", I2 + "Conv2D(8, 3, padding='smae')\n", 2, 22, "did you mean 'same'"),
     (
         "strides-dilation",

@@ -404,7 +404,11 @@ ERRORS = [
     ("sorted-mixed", "x = sorted([1, 'a'])\n", 1, 5, "'<' not supported between instances of 'str' and 'int'", True),
     ("max-empty", "x = max([])\n", 1, 5, "max() arg is an empty sequence", True),
     ("format-bad-spec", "x = f'{3:q}'\n", 1, 5, "invalid format specifier 'q'", True),
-    # outside the language
+    # outside the language: nothing reaches outside the file
+    ("no-open", "x = open('data.txt')\n", 1, 5, "unknown name 'open'", False),
+    ("no-eval", "x = eval('1 + 1')\n", 1, 5, "unknown name 'eval'", False),
+    ("no-dunder-import", "os = __import__('os')\n", 1, 6, "unknown name '__import__'", False),
+    ("no-dunder-attribute", "x = (1).__class__\n", 1, 5, "no attribute '__class__'", False),
     ("recursion", "def f(n):\n    return f(n - 1) if n else 0\nx = f(3)\n", 2, 12,
      "f() calls itself: recursion is not part of convc's language", False),
     ("mutual-recursion", "def a(n):\n    return b(n)\ndef b(n):\n    return a(n)\nx = a(1)\n", 4, 12,
