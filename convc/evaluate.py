@@ -768,7 +768,9 @@ class Evaluator:
                         span,
                     )
                 self.step(span, (len(left) + len(right)) >> 5)
-            elif isinstance(right, ITERATORS):  # consumed up to the first equal item
+            elif isinstance(right, ITERATORS) or (
+                type(right) is range and type(left) not in (int, bool)
+            ):  # consumed up to the first equal item (a range searched item by item)
                 if not isinstance(left, SCALARS):
                     self.weigh(left, span)
                 for item in self.iterate(right, span):
@@ -777,10 +779,9 @@ class Evaluator:
                         return op == "in"
                 return op == "not in"
             elif is_data(right):
-                if not isinstance(left, SCALARS) and hasattr(right, "__len__"):
-                    self.weigh(left, span)
-                    self.step(span, len(right))
-                elif hasattr(right, "__len__") and type(right) is not range:
+                if type(right) is not range:  # an int in a range is arithmetic, not a search
+                    if not isinstance(left, SCALARS):
+                        self.weigh(left, span)
                     self.step(span, len(right))
             else:
                 raise ConvcError(f"argument of type '{type_name(right)}' is not iterable", span)

@@ -89,7 +89,7 @@ def _len(evaluator: Evaluator, site: CallSite) -> int:
         )  # fmt: skip
     if not isinstance(value, DATA) or not hasattr(value, "__len__"):
         raise ConvcError(f"object of type '{type_name(value)}' has no len()", site.span)
-    return len(value)
+    return _native(len, site, value)  # len(range(10**100)) overflows, in Python too
 
 
 def _range(evaluator: Evaluator, site: CallSite) -> range:

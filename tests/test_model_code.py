@@ -297,6 +297,15 @@ h = "a" "b", 'single', "tab\\tescaped", "\\u00e9", r"raw\\n"
 """,
     ),
     program(
+        "ranges",
+        """
+huge = range(10 ** 50)
+a = 10 ** 40 in huge, 2.0 in range(5), [1] in range(3), 3 in huge[::7], huge[10 ** 40]
+b = len(range(3, 10 ** 6, 7)), list(range(10, 0, -3)), range(5)[1:3], list(reversed(range(4)))
+c = sum(range(100)), max(range(-5, 5)), sorted(range(3), reverse=True)
+""",
+    ),
+    program(
         "docstrings-and-no-ops",
         '''
 """A module docstring."""
@@ -432,6 +441,8 @@ ERRORS = [
     ("return-outside", "return 3\n", 1, 1, "'return' outside a function", True),
     ("break-outside", "break\n", 1, 1, "'break' outside a loop", True),
     # bounds
+    ("huge-range-length", "x = len(range(10 ** 50))\n", 1, 5, "Python int too large to convert", True),
+    ("huge-range-search", "x = 1.5 in range(10 ** 50)\n", 1, 5, "evaluation steps", False),
     ("huge-integer", "x = 10 ** 200\n", 1, 5, "the integer would have more than 100 digits", False),
     ("huge-product", "x = 10 ** 90\ny = x * x\n", 2, 5, "more than 100 digits", False),
     ("huge-string", "x = 'ab' * 10 ** 6\n", 1, 5, "the string would have 2,000,000 characters", False),
