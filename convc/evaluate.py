@@ -778,7 +778,7 @@ class Evaluator:
                     if item is left or self.compare("==", item, left, node):
                         return op == "in"
                 return op == "not in"
-            elif is_data(right):
+            elif is_data(right) and hasattr(right, "__len__"):
                 if type(right) is not range:  # an int in a range is arithmetic, not a search
                     if not isinstance(left, SCALARS):
                         self.weigh(left, span)
