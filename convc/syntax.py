@@ -3,9 +3,9 @@
 A ``.conv`` file is Keras model code: a hermetic subset of Python (names, arithmetic, lists,
 dicts, comprehensions, f-strings, ``if``, ``for``, ``def``) plus two directives (``model NAME``,
 ``data_format channels_first``). Python's own parser reads it: ``ast.parse`` parses and never
-compiles or runs anything, it is exactly Python's grammar with Python's error positions, and its
-C parser reads a 10,000-statement file in milliseconds. This module bounds the text first (its
-brackets' nesting), then turns Python's tree into convc's syntax objects, refusing every
+compiles or runs anything, it is exactly Python's grammar with Python's error positions, and
+its C parser reads a 10,000-statement file in a third of a second. This module bounds the text
+first (its brackets' nesting), then turns Python's tree into convc's syntax objects, refusing every
 construct outside the subset (``while``, ``class``, ``try``, sets ...) with a located message,
 so that the evaluator (``convc.evaluate``) never meets a construct it does not know. Python's
 syntax errors become ``ConvcError``s in convc's words where convc has better ones.
