@@ -81,6 +81,8 @@ def printable(text: str) -> str:
     """``text`` safe for a terminal: control and format characters (an ESC sequence, a
     right-to-left override) written as escapes; line breaks kept. Names from a model file reach
     convc's output through this."""
+    if text.replace("\n", "").isprintable():  # the common case, at C speed: nothing to escape
+        return text
     return "".join(
         char if char == "\n" or not unicodedata.category(char).startswith("C") else _escape(char)
         for char in text

@@ -7,6 +7,16 @@ recursion. Each limit is far above what a real model needs.
 MAX_SOURCE_BYTES = 1 << 20
 """A .conv file is at most 1 MiB (about 20,000 layers of typical length)."""
 
+
+def imported_text_chars(statements: int) -> int:
+    """The longest text ``convc import`` may write, and convc build, for a model file whose
+    graph has ``statements`` inputs, layers and calls: a .conv file's limit and 64 characters a
+    statement more (an imported line is about 25 to 80 characters). A model of ``MAX_LAYERS``
+    layers fits; what the text costs to parse stays proportional to the model, not to the
+    arguments a file may pad its layers with."""
+    return MAX_SOURCE_BYTES + 64 * statements
+
+
 MAX_NESTING = 32
 """Brackets nest at most this deep; Keras arguments need three levels at most."""
 

@@ -21,13 +21,16 @@ failed statement is remembered as failed, so that its later uses stay quiet.
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from convc import layers as registry
 from convc.catalog import compact_names
+from convc.collector import collector_paused
 from convc.diagnostics import ConvcError, Span
 from convc.evaluate import Evaluator
 from convc.layers.args import REQUIRED, Bound, Param, bind, bool_arg, params, string_arg
@@ -124,13 +127,30 @@ def resolve(program: Program) -> Model:
     return _Resolver().run(program)
 
 
-def resolve_text(text: str) -> Model:
-    """Parse and resolve a .conv text into a ``Model``."""
-    if len(text) > MAX_SOURCE_BYTES:
+@collector_paused
+def resolve_text(text: str, max_chars: int = MAX_SOURCE_BYTES) -> Model:
+    """Parse and resolve a .conv text of at most ``max_chars`` characters into a ``Model``."""
+    if len(text) > max_chars:
         raise ConvcError(
-            f"the file is {len(text):,} characters long; convc reads at most {MAX_SOURCE_BYTES:,}"
+            f"the text is {len(text):,} characters long; convc reads at most {max_chars:,}"
         )
     return resolve(parse(text))
+
+
+class _Labels(collections.abc.Sequence[str]):
+    """How errors name a node's input tensors, each found only when an error asks for it:
+    finding one scans the names bound, which for every node of a long model is quadratic."""
+
+    def __init__(self, label: Callable[[Tensor], str], tensors: list[Tensor]):
+        self.label, self.tensors = label, tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.label(t) for t in self.tensors[index]]
+        return self.label(self.tensors[index])
 
 
 @dataclass(eq=False)
@@ -468,7 +488,7 @@ class _Resolver:
         """A node: ``obj`` applied to ``inputs`` (a tensor, or a list for a merge)."""
         tensors = self.tensors(obj, inputs, where_span)
         shapes = tuple(t.shape for t in tensors)
-        names = tuple(self.tensor_label(t) for t in tensors)
+        names = _Labels(self.tensor_label, tensors)
         built = obj.type.build_inputs(obj.spec, shapes, obj.args, obj.name, names)
         if obj.layer is None:
             self.check_size(obj, built)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from convc.collector import collector_paused
 from convc.diagnostics import ConvcError
 from convc.importer import generations
 from convc.importer.files import MODEL_SUFFIXES, is_model_file, open_model_file
@@ -33,6 +34,7 @@ from convc.importer.text import (
     write_text,
 )
 from convc.importer.weights import read_weights
+from convc.limits import imported_text_chars
 from convc.model import Model, format_shape
 from convc.replace import (
     Placement,
@@ -80,6 +82,7 @@ class Placeholder:
     detail: str
 
 
+@collector_paused
 def import_file(
     path: str | Path,
     *,
@@ -136,7 +139,7 @@ def import_file(
         text = written.text
         placements = [Placement(r, rendered[r.name], *written.positions[r.name]) for r in given]
         try:
-            model = resolve_text(text)
+            model = resolve_text(text, _text_chars(graph))
         except ConvcError as error:
             raise locate_errors(
                 error,
@@ -222,7 +225,7 @@ def _check_recorded_shapes(graph: Graph, replacement: Replacement) -> None:
     text = head + statement + "\n"
     placement = Placement(replacement, rendered, len(head), len(head) + len(statement))
     try:
-        model = resolve_text(text)
+        model = resolve_text(text, _text_chars(graph))
     except ConvcError as error:
         raise locate_errors(error, [placement]) from None
     _check_output(replacement, model.nodes[-1].output.shape, output, recorded=True)
@@ -363,7 +366,7 @@ def _stand_in_weights(graph, header, shapes, special, classes, model_file, given
         stand_ins[name] = Special(_identity(name))
     text = write_text(graph, header, shapes, stand_ins).text
     try:
-        model = resolve_text(text)
+        model = resolve_text(text, _text_chars(graph))
     except ConvcError as error:
         return None, "with each placeholder standing as an Identity layer, " + error.message
     # a replaced layer with variables: refused as it is without placeholders
@@ -433,3 +436,8 @@ def _in_imported_text(error: ConvcError, text: str, where: str) -> ConvcError:
         help=error.help,
         path=where,
     )
+
+
+def _text_chars(graph: Graph) -> int:
+    """The longest text the import of ``graph`` may write (``limits.imported_text_chars``)."""
+    return imported_text_chars(len(graph.inputs) + len(graph.layers) + len(graph.applications))

@@ -11,6 +11,8 @@ exactly defined, and a ``.keras`` file of InceptionResNetV2 or ConvNeXt uses the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, is_int, params
 from convc.layers.base import Built, LayerType, layer_type
@@ -38,7 +40,7 @@ class CustomScaleLayer(LayerType[ScaledAddSpec]):
         input_shapes: tuple[Shape, ...],
         args: Bound,
         name: str,
-        input_names: tuple[str, ...],
+        input_names: Sequence[str],
     ) -> Built:
         label = self.label(name)
         if len(input_shapes) != 2:

@@ -8,6 +8,8 @@ it, compute the output shape and the weights' shapes). Both raise located ``Conv
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -58,12 +60,12 @@ class LayerType(Generic[SpecT]):
         """Where Keras defines the class (the tests' oracle imports it from there)."""
         return f"keras.layers.{self.class_name}"
 
-    @property
+    @functools.cached_property
     def prefix(self) -> str:
         """The stem of Keras's automatic layer names and weight-file keys."""
         return snake_case(self.class_name)
 
-    @property
+    @functools.cached_property
     def signature(self) -> tuple[Param, ...]:
         own = {p.name for p in self.own_params}
         return self.own_params + tuple(p for p in COMMON_PARAMS if p.name not in own)
@@ -86,7 +88,7 @@ class LayerType(Generic[SpecT]):
         input_shapes: tuple[Shape, ...],
         args: Bound,
         name: str,
-        input_names: tuple[str, ...],
+        input_names: Sequence[str],
     ) -> Built:
         """``build`` for the shapes of every input (named as the file names them, for errors);
         a one-input layer has one."""

@@ -10,6 +10,8 @@ which Cropping or ZeroPadding would make them agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, int_arg, params
 from convc.layers.base import Built, LayerType, register
@@ -44,7 +46,7 @@ class ElementwiseMerge(LayerType[MergeSpec]):
         input_shapes: tuple[Shape, ...],
         args: Bound,
         name: str,
-        input_names: tuple[str, ...],
+        input_names: Sequence[str],
     ) -> Built:
         label = self.label(name)
         count = len(input_shapes)
@@ -97,7 +99,7 @@ def broadcast_shape(
 
 
 def same_batch(
-    label: str, input_shapes: tuple[Shape, ...], input_names: tuple[str, ...], args: Bound
+    label: str, input_shapes: tuple[Shape, ...], input_names: Sequence[str], args: Bound
 ) -> None:
     batches = {s[0] for s in input_shapes} - {None}
     if len(batches) > 1:
@@ -137,7 +139,7 @@ class Concatenate(LayerType[ConcatenateSpec]):
         input_shapes: tuple[Shape, ...],
         args: Bound,
         name: str,
-        input_names: tuple[str, ...],
+        input_names: Sequence[str],
     ) -> Built:
         label = self.label(name)
         if not input_shapes:
