@@ -89,6 +89,13 @@ def printable(text: str) -> str:
     )
 
 
+def abbreviated(text: str, width: int = 120) -> str:
+    """``text`` cut to about ``width`` characters for a message, saying how long it was."""
+    if len(text) <= width:
+        return text
+    return f"{text[: width - 40]}... ({len(text):,} characters)"
+
+
 def _escape(char: str) -> str:
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

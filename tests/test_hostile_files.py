@@ -84,6 +84,8 @@ def test_hostile_file(case: Case, tmp_path, baseline):
     if case.refusal is not None:
         located = folder / (case.located or case.weights or path.name)
         assert ran.code == 1, f"exit {ran.code}: {said[-500:]}"
+        # a refusal quotes what it refuses, cut short: not a file's megabyte of numbers
+        assert len(ran.err) < 4096, f"a refusal of {len(ran.err):,} characters: {ran.err[:500]}"
         assert f"{located}" in ran.err and case.refusal in ran.err, ran.err[-800:]
         assert _listing(folder) == before, "a refused file left something written"
         return

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from convc.diagnostics import ConvcError, Span
+from convc.diagnostics import ConvcError, Span, abbreviated
 from convc.limits import MAX_INT
 from convc.syntax import Call, Value, to_python
 
@@ -107,8 +107,10 @@ def bind(call: Call, signature: tuple[Param, ...], what: str) -> Bound:
 # Normalizers. Each takes the bound arguments and a parameter name and returns plain Python.
 
 
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+def shown(value: Any) -> str:
+    """An argument's value as a message shows it: a string quoted, a long value cut short (a
+    file's argument may hold a list of a million numbers)."""
+    return abbreviated(repr(value) if isinstance(value, str) else str(value))
 
 
 def is_int(value: Any) -> bool:
@@ -119,7 +121,7 @@ def is_int(value: Any) -> bool:
 def int_arg(args: Bound, name: str, *, minimum: int | None = None) -> int:
     value = args.python(name)
     if not is_int(value):
-        raise ConvcError(f"'{name}' must be an integer, got {name}={_show(value)}", args.span(name))
+        raise ConvcError(f"'{name}' must be an integer, got {name}={shown(value)}", args.span(name))
     value = int(value)
     check_magnitude(value, name, args.span(name))
     if minimum is not None and value < minimum:
@@ -142,15 +144,15 @@ def int_tuple_arg(args: Bound, name: str, n: int, *, minimum: int = 1) -> tuple[
         items = (int(value),) * n
     elif isinstance(value, tuple | list):
         if len(value) != n or not all(is_int(v) for v in value):
-            raise ConvcError(f"'{name}' must be {shape}, got {name}={_show(value)}", span)
+            raise ConvcError(f"'{name}' must be {shape}, got {name}={shown(value)}", span)
         items = tuple(int(v) for v in value)
     else:
-        raise ConvcError(f"'{name}' must be {shape}, got {name}={_show(value)}", span)
+        raise ConvcError(f"'{name}' must be {shape}, got {name}={shown(value)}", span)
     for v in items:
         check_magnitude(v, name, span)
     if any(v < minimum for v in items):
         need = "> 0" if minimum == 1 else f">= {minimum}"
-        raise ConvcError(f"every entry of '{name}' must be {need}, got {name}={_show(value)}", span)
+        raise ConvcError(f"every entry of '{name}' must be {need}, got {name}={shown(value)}", span)
     return items
 
 
@@ -165,12 +167,12 @@ def choice_arg(args: Bound, name: str, choices: tuple[str, ...], *, lower: bool 
     span = args.span(name)
     accepted = ", ".join(repr(c) for c in choices)
     if not isinstance(value, str):
-        raise ConvcError(f"'{name}' must be one of {accepted}, got {name}={_show(value)}", span)
+        raise ConvcError(f"'{name}' must be one of {accepted}, got {name}={shown(value)}", span)
     normalized = value.lower() if lower else value
     if normalized not in choices:
         close = difflib.get_close_matches(normalized, choices, n=1, cutoff=0.6)
         raise ConvcError(
-            f"'{name}' must be one of {accepted}, got {name}={_show(value)}",
+            f"'{name}' must be one of {accepted}, got {name}={shown(value)}",
             span,
             help=f"did you mean {close[0]!r}?" if close else None,
         )
@@ -181,7 +183,7 @@ def bool_arg(args: Bound, name: str) -> bool:
     value = args.python(name)
     if not isinstance(value, bool):
         raise ConvcError(
-            f"'{name}' must be True or False, got {name}={_show(value)}", args.span(name)
+            f"'{name}' must be True or False, got {name}={shown(value)}", args.span(name)
         )
     return value
 
@@ -189,7 +191,7 @@ def bool_arg(args: Bound, name: str) -> bool:
 def string_arg(args: Bound, name: str) -> str | None:
     value = args.python(name)
     if value is not None and not isinstance(value, str):
-        raise ConvcError(f"'{name}' must be a string, got {name}={_show(value)}", args.span(name))
+        raise ConvcError(f"'{name}' must be a string, got {name}={shown(value)}", args.span(name))
     return value
 
 

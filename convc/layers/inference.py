@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from convc.diagnostics import ConvcError
-from convc.layers.args import Bound, Param, choice_arg, params
+from convc.layers.args import Bound, Param, choice_arg, params, shown
 from convc.layers.base import DATA_FORMATS, Built, LayerType, register
 from convc.model import Shape, format_shape
 from convc.specs import PassThroughSpec
@@ -29,16 +29,12 @@ Checked = dict[str, Any]
 Check = Callable[[Bound, str], Checked]
 
 
-def _show(value: Any) -> str:
-    return repr(value)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float)
 
 
 def _fail(args: Bound, name: str, text: str) -> ConvcError:
-    return ConvcError(f"{text}, got {name}={_show(args.python(name))}", args.span(name))
+    return ConvcError(f"{text}, got {name}={shown(args.python(name))}", args.span(name))
 
 
 def _unit_interval(args: Bound, name: str) -> float:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from convc.diagnostics import ConvcError, Span
-from convc.layers.args import REQUIRED, Bound, Param, bind, bool_arg, params, string_arg
+from convc.layers.args import REQUIRED, Bound, Param, bind, bool_arg, params, shown, string_arg
 from convc.syntax import Apply, Call, Keyword, Literal, Mapping, Reference, Sequence, Value
 
 Config = tuple[tuple[str, Any], ...]
@@ -174,10 +174,6 @@ def _registry(
 # Argument checks. Each takes the bound call and returns every parameter, normalized, in order.
 
 
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
-
-
 def _is_number(value: Any) -> bool:
     # bool is an int, and Keras's isinstance checks let it through
     return isinstance(value, int | float) and math.isfinite(value)
@@ -188,7 +184,7 @@ def _number(
 ) -> float:
     value = args.python(name)
     if not _is_number(value):
-        raise ConvcError(f"'{name}' must be a number, got {name}={_show(value)}", args.span(name))
+        raise ConvcError(f"'{name}' must be a number, got {name}={shown(value)}", args.span(name))
     if above is not None and value <= above:
         raise ConvcError(f"'{name}' must be > {above:g}, got {name}={value}", args.span(name))
     if least is not None and value < least:
@@ -210,7 +206,7 @@ def _choice(args: Bound, name: str, choices: tuple[str, ...], *, lower: bool = F
         elif close := difflib.get_close_matches(normalized, choices, n=1, cutoff=0.6):
             help = f"did you mean {close[0]!r}?"
     raise ConvcError(
-        f"'{name}' must be one of {accepted}, got {name}={_show(value)}", args.span(name), help
+        f"'{name}' must be one of {accepted}, got {name}={shown(value)}", args.span(name), help
     )
 
 
@@ -218,7 +214,7 @@ def _seed(args: Bound) -> int | None:
     value = args.python("seed")
     if value is not None and not isinstance(value, int):
         raise ConvcError(
-            f"'seed' must be an integer or None, got seed={_show(value)}",
+            f"'seed' must be an integer or None, got seed={shown(value)}",
             args.span("seed"),
             help="Keras also takes a keras.random.SeedGenerator, which convc does not",
         )
@@ -235,7 +231,7 @@ def _ints(args: Bound, name: str, *, single: bool) -> int | tuple[int, ...] | No
     if value is None and not single:
         return None
     shape = "an integer or a list of integers" if single else "a list of integers or None"
-    raise ConvcError(f"'{name}' must be {shape}, got {name}={_show(value)}", args.span(name))
+    raise ConvcError(f"'{name}' must be {shape}, got {name}={shown(value)}", args.span(name))
 
 
 def _penalty(args: Bound, name: str, default: float) -> float:
@@ -245,7 +241,7 @@ def _penalty(args: Bound, name: str, default: float) -> float:
         return default
     if not _is_number(value) or value < 0:
         raise ConvcError(
-            f"'{name}' must be a non-negative number, got {name}={_show(value)}", args.span(name)
+            f"'{name}' must be a non-negative number, got {name}={shown(value)}", args.span(name)
         )
     return float(value)
 
@@ -309,7 +305,7 @@ def _constant(args: Bound) -> Config:
     if not _is_number(value):
         # Keras's constructor keeps anything; a non-number fails when the weight is made.
         raise ConvcError(
-            f"the value of Constant must be a number, got value={_show(value)}",
+            f"the value of Constant must be a number, got value={shown(value)}",
             args.span("value"),
             help="Constant fills the weight with one scalar",
         )
@@ -713,7 +709,7 @@ def _tf1_dtype(args: Bound) -> None:
 def _described(value: Value) -> str:
     """A value as a message shows it: a literal as written, anything else by its kind."""
     if isinstance(value, Literal):
-        return _show(value.value)
+        return shown(value.value)
     return f"a {value.kind}" if isinstance(value, Sequence) else "a call"
 
 
@@ -738,7 +734,7 @@ def _tf1_constant(args: Bound) -> tuple[str, Config]:
             "convc fills it with one number",
         )
     if not _is_number(value):
-        raise ConvcError(f"'value' must be a number, got value={_show(value)}", args.span("value"))
+        raise ConvcError(f"'value' must be a number, got value={shown(value)}", args.span("value"))
     if bool_arg(args, "verify_shape"):
         # constant_v1 then compares the value's shape, (), with the weight's
         raise ConvcError(
@@ -846,7 +842,7 @@ def _contrib_scale(args: Bound) -> float:
         )
     if not _is_number(value) or value < 0:
         raise ConvcError(
-            f"'scale' must be a non-negative number, got scale={_show(value)}", args.span("scale")
+            f"'scale' must be a non-negative number, got scale={shown(value)}", args.span("scale")
         )
     return float(value)
 
@@ -931,18 +927,18 @@ def _parse(registry: Registry, value: Value, argument: str) -> tuple[str, Config
     if isinstance(value, Mapping):
         return _from_dict(registry, value)
     if isinstance(value, Sequence):
-        shown = f"a {value.kind}"
+        given = f"a {value.kind}"
     elif isinstance(value, Apply):  # Dense(3)(x): a layer applied to a tensor
-        shown = "a layer call"
+        given = "a layer call"
     else:
-        shown = _show(value.value)
+        given = shown(value.value)
     help = None
     if registry is INITIALIZERS and isinstance(value, Literal) and _is_number(value.value):
         help = f"to fill the weight with {value.value}, write Constant({value.value})"
     raise ConvcError(
         f"'{argument}' must name a Keras {registry.kind}: a string such as "
         f"{_EXAMPLES[registry.kind][0]}, a call such as {_EXAMPLES[registry.kind][1]} "
-        f"or a config dict; got {shown}",
+        f"or a config dict; got {given}",
         value.span,
         help=help,
     )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convc.diagnostics import ConvcError
-from convc.layers.args import Bound, bool_arg, is_int, params
+from convc.layers.args import Bound, bool_arg, is_int, params, shown
 from convc.layers.base import Built, LayerType, layer_type, register
 from convc.layers.initializers import Initializer, parse_keras_objects
 from convc.model import Shape, Variable, format_shape
@@ -250,10 +250,6 @@ class SquareRoot:
 # Argument checks
 
 
-def _show(value) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
-
-
 def _known_sizes(
     sizes: tuple[int | None, ...], label: str, axis: str, input_shape: Shape, args: Bound
 ) -> tuple[int, ...]:
@@ -285,7 +281,7 @@ def _int_like(args: Bound, name: str) -> int:
         converted = None
     if converted is None:
         raise ConvcError(
-            f"'{name}' of a BatchNormalization layer must be an integer, got {name}={_show(value)}",
+            f"'{name}' of a BatchNormalization layer must be an integer, got {name}={shown(value)}",
             args.span(name),
             help="BatchNormalization normalizes along one axis (LayerNormalization takes a list)",
         )
@@ -296,7 +292,7 @@ def _strict_int(args: Bound, name: str, class_name: str) -> int:
     value = args.python(name)
     if not is_int(value):
         raise ConvcError(
-            f"'{name}' of a {class_name} layer must be an integer, got {name}={_show(value)}",
+            f"'{name}' of a {class_name} layer must be an integer, got {name}={shown(value)}",
             args.span(name),
         )
     return int(value)
@@ -310,12 +306,12 @@ def _axes(args: Bound, class_name: str) -> tuple[int, ...]:
     if isinstance(value, list | tuple) and all(is_int(v) for v in value):
         if not value:
             raise ConvcError(
-                f"axis={_show(value)} names no axis to normalize along", args.span("axis")
+                f"axis={shown(value)} names no axis to normalize along", args.span("axis")
             )
         return tuple(int(v) for v in value)
     raise ConvcError(
         f"'axis' of a {class_name} layer must be an int or a list/tuple of ints, got "
-        f"axis={_show(value)}",
+        f"axis={shown(value)}",
         args.span("axis"),
     )
 
@@ -323,7 +319,7 @@ def _axes(args: Bound, class_name: str) -> tuple[int, ...]:
 def _number(args: Bound, name: str) -> float:
     value = args.python(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConvcError(f"'{name}' must be a number, got {name}={_show(value)}", args.span(name))
+        raise ConvcError(f"'{name}' must be a number, got {name}={shown(value)}", args.span(name))
     return float(value)
 
 
@@ -332,7 +328,7 @@ def _groups(args: Bound) -> int:
     if not is_int(value) or (value <= 0 and value != -1):
         raise ConvcError(
             "'groups' must be a positive integer (or -1 for instance normalization), got "
-            f"groups={_show(value)}",
+            f"groups={shown(value)}",
             args.span("groups"),
         )
     return int(value)
@@ -347,7 +343,7 @@ def _renorm_clipping(args: Bound) -> tuple[tuple[str, float], ...] | None:
     if not isinstance(value, dict):
         raise ConvcError(
             f"'renorm_clipping' must be a dict with keys {list(_RENORM_CLIPPING_KEYS)}, got "
-            f"renorm_clipping={_show(value)}",
+            f"renorm_clipping={shown(value)}",
             span,
         )
     unknown = set(value) - set(_RENORM_CLIPPING_KEYS)
