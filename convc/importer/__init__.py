@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from convc.collector import collector_paused
-from convc.diagnostics import ConvcError
+from convc.diagnostics import ConvcError, abbreviated
 from convc.importer import generations
 from convc.importer.files import MODEL_SUFFIXES, is_model_file, open_model_file
 from convc.importer.graph import Application, Graph, flatten
@@ -432,7 +432,7 @@ def _in_imported_text(error: ConvcError, text: str, where: str) -> ConvcError:
         return error
     line = text.splitlines()[error.span.line - 1].strip()
     return ConvcError(
-        f"{error.message}\n  in the imported model, at: {line}",
+        f"{error.message}\n  in the imported model, at: {abbreviated(line)}",
         help=error.help,
         path=where,
     )
