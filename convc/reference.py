@@ -695,18 +695,20 @@ def pooling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     """Max or average over each window. 'same' pads as the torch backend does: when every axis
     pads as much at its start as at its end, torch pools the windows' entries inside the input
     (a max ignores the pads, an average divides by the entries it has); otherwise the input is
-    padded by repeating its edge entries on every axis, and the windows of that are pooled."""
+    padded by repeating its edge entries on every axis, and the windows of that are pooled.
+    'same_keras2' is TensorFlow's 'same' average: the entries inside the input, whatever the
+    pads (tf.nn.avg_pool, which Keras 1 and 2 called)."""
     c = expect(layer.spec, PoolSpec)
     x = _to_last(x, c.data_format).astype(np.float64)
     pads = [(0, 0)] * c.rank
-    if c.padding == "same":
+    if c.padding in ("same", "same_keras2"):
         pads = [
             _same_pads(n, k, s, 1)
             for n, k, s in zip(x.shape[1:-1], c.pool_size, c.strides, strict=True)
         ]
     axes = tuple(range(1, c.rank + 1))
     spread = [(0, 0), *pads, (0, 0)]
-    if any(b != e for b, e in pads):
+    if any(b != e for b, e in pads) and c.padding == "same":
         values, counts = np.pad(x, spread, mode="edge"), None
     elif c.pool_mode == "max":
         values, counts = np.pad(x, spread, constant_values=-np.inf), None

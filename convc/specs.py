@@ -185,6 +185,10 @@ class NormSpec(LayerSpec):
 
 PoolMode = Literal["max", "average"]
 
+PoolPadding = Literal["valid", "same", "same_keras2"]
+"""A pooling's ``padding``: Keras's two, and ``same_keras2``, convc's name for the 'same'
+average pooling of TensorFlow, which computed Keras 1 and 2 files (``convc.layers.pooling``)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class RMSNormSpec(LayerSpec):
@@ -203,7 +207,13 @@ class PoolSpec(SpatialSpec):
     pool_mode: PoolMode
     pool_size: tuple[int, ...]
     strides: tuple[int, ...]
-    padding: str  # "valid" or "same"
+    padding: PoolPadding
+
+    @property
+    def window_padding(self) -> Literal["valid", "same"]:
+        """Where the windows lie, for the shape arithmetic: ``same_keras2`` places them as
+        'same' does, and differs only in what an average counts."""
+        return "valid" if self.padding == "valid" else "same"
 
 
 # -- core layers, activation layers, inference no-ops and preprocessing (convc.layers.core,

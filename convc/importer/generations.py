@@ -12,9 +12,10 @@ importer sees Keras 3's forms only, with the definitions the file meant:
 * **Keras 1, Keras 2 and tf.keras** computed ``hard_sigmoid`` as ``clip(0.2 x + 0.5, 0, 1)``;
   Keras 3 computes ``clip(x / 6 + 0.5, 0, 1)``, so such a file's ``hard_sigmoid`` becomes
   convc's ``hard_sigmoid_keras2``, which is the older definition; Keras 2.2/2.3's bilinear
-  UpSampling2D (TensorFlow 1's resize) becomes ``bilinear_keras2``. What convc does not build as
-  TensorFlow computed it (bicubic resizing, a 'same' average pooling with unequal pads) is
-  refused by name.
+  UpSampling2D (TensorFlow 1's resize) becomes ``bilinear_keras2``; a 'same' average pooling
+  (TensorFlow's, which leaves the pads out of the mean where Keras 3's torch backend counts
+  repeated edge entries) becomes ``padding="same_keras2"``. What convc does not build as
+  TensorFlow computed it (bicubic resizing) is refused by name.
 * **The Theano backend** convolved (it flips kernels; TensorFlow correlates) and placed 'same'
   pads its own way: ``stored_array`` flips the kernels of a file that says Theano wrote it, and
   the 'same' paddings whose placement differs from TensorFlow's are refused by name.
@@ -42,9 +43,8 @@ from typing import Any
 import numpy as np
 
 from convc.diagnostics import ConvcError
-from convc.geometry import conv_pads, spatial_axes
 from convc.model import Layer, Variable
-from convc.specs import ConvSpec, PoolSpec, PReLUSpec
+from convc.specs import ConvSpec, PReLUSpec
 
 # =============================================================================================
 # Which Keras wrote the file
@@ -207,40 +207,10 @@ def translate(model_config: dict[str, Any], generation: Generation, where: str) 
 
 def check_built(model: Any, translation: Translation, generation: Generation, where: str) -> None:
     """Refuse what the built model computes otherwise than the file's generation did, now that
-    the shapes are known:
-
-    * a layer whose output shape is not the one the file states: Keras 1's Deconvolution2D
-      computed whatever ``output_shape`` said (TensorFlow failed at run time when its input
-      could not give it); Keras 3 computes its own;
-    * a 'same' average pooling whose pads differ at the two ends of an axis: TensorFlow, which
-      computed every Keras 1 and 2 file (Theano's 'same' pooling is refused before), leaves the
-      pads out of the average; convc computes it as Keras 3.15's torch backend does, which counts
-      repeated edge entries there (keras-team/keras#23233)."""
+    the shapes are known: a layer whose output shape is not the one the file states (Keras 1's
+    Deconvolution2D computed whatever ``output_shape`` said, and TensorFlow failed at run time
+    when its input could not give it; Keras 3 computes its own)."""
     for node in model.nodes:
-        spec = node.layer.spec
-        if (
-            generation.major < 3
-            and isinstance(spec, PoolSpec)
-            and spec.pool_mode == "average"
-            and spec.padding == "same"
-        ):
-            axes = spatial_axes(spec.rank, spec.data_format)
-            lengths = [node.inputs[0].shape[a] for a in axes]
-            pads = [
-                conv_pads(n, k, s, 1, "same")
-                for n, k, s in zip(lengths, spec.pool_size, spec.strides, strict=True)
-                if n is not None
-            ]
-            if any(begin != end for begin, end in pads):
-                raise ConvcError(
-                    f"this {generation.label} file: layer {node.layer.name!r} "
-                    f"({node.layer.class_name}, padding='same') pads {pads}: TensorFlow, which "
-                    "computed it, leaves the pads out of the average; convc computes 'same' "
-                    "average pooling as Keras 3.15's torch backend does, which counts repeated "
-                    "edge entries where the two ends' pads differ, so it does not build this "
-                    "layer",
-                    path=where,
-                )
         stated = translation.output_shapes.get(node.layer.name)
         built = tuple(node.output.shape[1:])
         if stated is None or len(stated) != len(built):
@@ -269,6 +239,16 @@ KERAS2_INTERPOLATIONS = {"bilinear": "bilinear_keras2"}
 3, and convc's name for the older definition: its ``bilinear`` was TensorFlow 1's
 ``resize_bilinear`` (source coordinate ``i / size``; Keras 3: ``(i + 0.5) / size - 0.5``)."""
 
+KERAS2_AVERAGE_PADDINGS = {"same": "same_keras2"}
+"""Average pooling paddings that Keras 1, Keras 2 and tf.keras computed otherwise than Keras 3's
+torch backend (which convc's ``same`` follows), and convc's name for the older definition: their
+``same`` was TensorFlow's, the mean of each window's entries inside the input; torch's counts
+repeated edge entries where an axis pads its two ends unequally. Every such layer is renamed,
+not only those whose pads differ at the input shape the file states: the imported text keeps
+the file's meaning whatever input it is later given."""
+
+_AVERAGE_POOLING = re.compile(r"(Average|Avg)Pool(ing)?[123]D")
+
 _THEANO_SAME = re.compile(
     r"(Conv|Convolution)[123]D(Transpose)?|(Depthwise|Separable)(Conv|Convolution)[12]D"
 )
@@ -288,6 +268,13 @@ def _older_definitions(model_config: Any, generation: Generation, where: str) ->
             config["activation"] = KERAS2_ACTIVATIONS[activation]
         if generation.backend == "theano":
             _theano_check(class_name, config, generation, where)
+        padding = config.get("padding")
+        if (
+            _AVERAGE_POOLING.fullmatch(class_name)
+            and isinstance(padding, str)
+            and padding in KERAS2_AVERAGE_PADDINGS
+        ):
+            config["padding"] = KERAS2_AVERAGE_PADDINGS[padding]
         problem = None
         interpolation = config.get("interpolation")
         if class_name in ("UpSampling2D", "Resizing") and interpolation == "bicubic":

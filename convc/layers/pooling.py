@@ -13,9 +13,19 @@ The argument rules are Keras 3's (``keras/src/layers/pooling/base_pooling.py`` a
 
 The output length is a convolution's with a dilation of 1 (``convc.geometry``); 'same'
 pads put the odd element at the end.
+
+``AveragePooling*D(padding="same_keras2")`` is convc's name for the 'same' average pooling that
+TensorFlow computed, and so every Keras 1 and 2 file: the mean of each window's entries inside
+the input, whatever its pads. Keras 3's torch backend, which ``padding="same"`` follows, counts
+repeated edge entries instead where an axis pads its two ends unequally
+(``convc.lower.pooling``). The importer writes it for the 'same' average poolings of Keras 1
+and 2 files (``convc.importer.generations``); a max pooling has no such variant, since every
+backend's 'same' max ignores the pads.
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 from convc import geometry
 from convc.diagnostics import ConvcError
@@ -23,12 +33,16 @@ from convc.geometry import channel_axis, spatial_axes
 from convc.layers.args import Bound, bool_arg, choice_arg, int_tuple_arg, params
 from convc.layers.base import Built, LayerType, register
 from convc.model import Shape, format_shape
-from convc.specs import GlobalPoolSpec, PoolMode, PoolSpec
+from convc.specs import GlobalPoolSpec, PoolMode, PoolPadding, PoolSpec
 
 _MODES: dict[PoolMode, tuple[str, str]] = {"max": ("Max", "Max"), "average": ("Average", "Avg")}
 """Each pool mode's word in the class name and in its short alias."""
 
 _PADDINGS = ("valid", "same")
+
+KERAS2_PADDINGS = ("same_keras2",)
+"""convc's names for what an older Keras meant by an average pooling's ``padding``:
+``same_keras2`` is TensorFlow's 'same', whose mean leaves every pad out."""
 
 
 class Pooling(LayerType[PoolSpec]):
@@ -58,7 +72,7 @@ class Pooling(LayerType[PoolSpec]):
             pool_mode=self.pool_mode,
             pool_size=pool_size,
             strides=strides,
-            padding=_padding(args),
+            padding=_padding(args, self.pool_mode),
             data_format=self.data_format_arg(args, default_data_format),
         )
 
@@ -70,7 +84,7 @@ class Pooling(LayerType[PoolSpec]):
             if length is None:
                 continue
             k, s = spec.pool_size[axis], spec.strides[axis]
-            out = geometry.conv_output_length(length, k, s, 1, spec.padding)
+            out = geometry.conv_output_length(length, k, s, 1, spec.window_padding)
             if out <= 0:
                 raise ConvcError(
                     f"{self.label(name)} with padding='valid' would give an output of length "
@@ -98,16 +112,30 @@ def _window_arg(args: Bound, name: str, rank: int) -> tuple[int, ...]:
     return int_tuple_arg(args, name, rank)
 
 
-def _padding(args: Bound) -> str:
+def _padding(args: Bound, pool_mode: PoolMode) -> PoolPadding:
     value = args.python("padding")
-    if isinstance(value, str) and value != value.lower() and value.lower() in _PADDINGS:
+    known = _PADDINGS + KERAS2_PADDINGS
+    if isinstance(value, str) and value != value.lower() and value.lower() in known:
+        why = (
+            "convc's name is lower case"
+            if value.lower() in KERAS2_PADDINGS
+            else "Keras 3 compares it case-sensitively when it builds the model, and fails"
+        )
         raise ConvcError(
-            f"padding={value!r} must be written in lower case for a pooling layer: Keras 3 "
-            "compares it case-sensitively when it builds the model, and fails",
+            f"padding={value!r} must be written in lower case for a pooling layer: {why}",
             args.span("padding"),
             help=f"write padding={value.lower()!r}",
         )
-    return choice_arg(args, "padding", _PADDINGS, lower=False)
+    if value in KERAS2_PADDINGS and pool_mode == "max":
+        raise ConvcError(
+            f"padding={value!r} is for an average pooling: it names TensorFlow's 'same' "
+            "average, which leaves the pads out of the mean; every backend's 'same' max "
+            "pooling ignores the pads already",
+            args.span("padding"),
+            help="write padding='same'",
+        )
+    choices = known if pool_mode == "average" else _PADDINGS
+    return cast(PoolPadding, choice_arg(args, "padding", choices, lower=False))
 
 
 class GlobalPooling(LayerType[GlobalPoolSpec]):

@@ -11,6 +11,10 @@ torch backend, which convc follows, pads 'same' pooling in one of two ways:
   an average then counts the repeated entries (a Pad in "edge" mode, then an AveragePool). For
   a max this is the same as -inf: every 'same' window holds the edge entry it would repeat.
 
+TensorFlow (and so Keras 1, Keras 2 and tf.keras, and Keras 3 on TensorFlow and JAX) leaves
+the pads out of a 'same' average whatever they are: ``padding="same_keras2"`` is one
+AveragePool with the pads, equal or not, and ``count_include_pad=0``.
+
 Global pooling is a ReduceMean or ReduceMax over the spatial axes, wherever the layout has put
 them, so it needs no Transpose; without ``keepdims`` the result is (batch, channels).
 """
@@ -38,7 +42,7 @@ def lower_pooling(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
     x = em.in_layout(x, layout)
     lengths = [known(layer.input_shape[a]) for a in spatial_axes(c.rank, c.data_format)]
     pairs = [
-        geometry.conv_pads(n, k, s, 1, c.padding)
+        geometry.conv_pads(n, k, s, 1, c.window_padding)
         for n, k, s in zip(lengths, c.pool_size, c.strides, strict=True)
     ]
     begins, ends = [b for b, _ in pairs], [e for _, e in pairs]
@@ -51,7 +55,7 @@ def lower_pooling(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
             em.workaround("padded by a Pad node: a MaxPool with unit strides pads wrongly")
             source, pads = _edge_pad(em, source, begins, ends), unpadded
         out = em.op("MaxPool", [source], "max_pool", **attrs, pads=pads)
-    elif begins == ends:  # torch's own padding: the mean of the entries inside the input
+    elif begins == ends or c.padding == "same_keras2":  # the mean of the entries inside
         attrs["count_include_pad"] = 0
         out = em.op("AveragePool", [source], "average_pool", **attrs, pads=begins + ends)
     else:  # torch's edge padding: the repeated entries count
