@@ -349,7 +349,7 @@ def model_inputs(
 ) -> dict[str, np.ndarray]:
     """Inputs for a resolved model: given ones by name (arrays, or file specs), or random ones
     (input i drawn with ``seed + i``; ``batch`` where the batch is dynamic)."""
-    from convc.runtime import random_array, read_inputs
+    from convc.runtime import random_array
 
     names = [model_input.name for model_input in model.inputs]
     if inputs is None:
@@ -357,13 +357,7 @@ def model_inputs(
             model_input.name: random_array(model_input.shape, seed=seed + i, batch=batch)
             for i, model_input in enumerate(model.inputs)
         }
-    if isinstance(inputs, np.ndarray):
-        if len(names) != 1:
-            raise ConvcError(f"the model has {len(names)} inputs: give arrays by name")
-        return {names[0]: inputs}
-    if isinstance(inputs, Mapping):
-        return dict(inputs)
-    return read_inputs(_specs(inputs), names)
+    return _given_arrays(inputs, names)
 
 
 def _specs(inputs: Sequence[str]) -> list[str]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import textwrap
 import types
+from pathlib import Path
 
 import numpy as np
 
@@ -101,6 +103,27 @@ def _functional(program, source: str) -> keras.Model:
     models = [value for value in namespace.values() if isinstance(value, keras.Model)]
     assert models, "the functional text builds no keras.Model"
     return models[-1]
+
+
+def keras_from_code(code: str) -> keras.Model:
+    """The model that Keras code (indented as in a test's table) binds to ``model``, built in a
+    fresh Keras session."""
+    keras.backend.clear_session()
+    namespace = {"keras": keras, "layers": keras.layers}
+    exec(textwrap.dedent(code), namespace)
+    return namespace["model"]
+
+
+def save_model_files(model: keras.Model, folder: Path, stem: str) -> dict[str, Path]:
+    """``model`` saved as Keras saves it: ``.keras``, ``.h5``, its JSON architecture, and its
+    ``save_weights`` file (``weights``); the paths by format."""
+    paths = {fmt: folder / f"{stem}.{fmt}" for fmt in ("keras", "h5", "json")}
+    paths["weights"] = folder / f"{stem}.weights.h5"
+    model.save(paths["keras"])
+    model.save(paths["h5"])
+    paths["json"].write_text(model.to_json())
+    model.save_weights(paths["weights"])
+    return paths
 
 
 def random_weights(model: keras.Model, seed: int = 0) -> dict[str, np.ndarray]:

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 
 import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
 
-from oracle import ATOL, RTOL, inputs_for, keras_outputs, onnx_outputs, random_weights
+from oracle import (
+    ATOL,
+    RTOL,
+    inputs_for,
+    keras_from_code,
+    keras_outputs,
+    onnx_outputs,
+    random_weights,
+    save_model_files,
+)
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # noqa: E402
@@ -133,13 +141,6 @@ CASES = {
 }
 
 
-def build_keras(code: str) -> keras.Model:
-    keras.backend.clear_session()
-    namespace = {"keras": keras, "layers": layers}
-    exec(textwrap.dedent(code), namespace)
-    return namespace["model"]
-
-
 def _compare(proto, model: keras.Model, expected_model: keras.Model, arrays=None) -> int:
     xs = inputs_for(expected_model, batch=2)
     expected = keras_outputs(expected_model, xs)
@@ -159,13 +160,9 @@ def saved(tmp_path_factory):
 
     def get(case: str):
         if case not in cache:
-            model = build_keras(CASES[case])
+            model = keras_from_code(CASES[case])
             random_weights(model)
-            paths = {fmt: root / f"{case}.{fmt}" for fmt in ("keras", "h5", "json")}
-            model.save(paths["keras"])
-            model.save(paths["h5"])
-            paths["json"].write_text(model.to_json())
-            cache[case] = (model, paths)
+            cache[case] = (model, save_model_files(model, root, case))
         return cache[case]
 
     return get

@@ -17,14 +17,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import textwrap
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from oracle import ATOL, RTOL, inputs_for, keras_outputs, onnx_outputs, random_weights
+from oracle import (
+    ATOL,
+    RTOL,
+    inputs_for,
+    keras_from_code,
+    keras_outputs,
+    onnx_outputs,
+    random_weights,
+    save_model_files,
+)
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # noqa: E402
@@ -97,13 +105,6 @@ CASES = {
 }
 
 
-def build_keras(code: str) -> keras.Model:
-    keras.backend.clear_session()
-    namespace = {"keras": keras, "layers": layers}
-    exec(textwrap.dedent(code), namespace)
-    return namespace["model"]
-
-
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """Each case built by Keras with random weights, saved as .keras, .h5, and JSON beside a
@@ -113,14 +114,9 @@ def saved(tmp_path_factory):
 
     def get(case: str):
         if case not in cache:
-            model = build_keras(CASES[case])
+            model = keras_from_code(CASES[case])
             random_weights(model)
-            paths = {fmt: root / f"{case}.{fmt}" for fmt in ("keras", "h5", "json")}
-            paths["weights"] = root / f"{case}.weights.h5"
-            model.save(paths["keras"])
-            model.save(paths["h5"])
-            paths["json"].write_text(model.to_json())
-            model.save_weights(paths["weights"])
+            paths = save_model_files(model, root, case)
             xs = inputs_for(model, batch=2)
             cache[case] = (paths, xs, keras_outputs(model, xs))
         return cache[case]
