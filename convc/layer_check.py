@@ -5,10 +5,19 @@ and each layer's output is compared with the reference's by ``convc.compare`` (t
 golden verification uses too): ``|onnx - reference| <= atol + rtol * |reference|``. The
 defaults suit float32: both outputs round differently at each layer, by a few units in the last
 place.
+
+Those differences travel down the model, and a layer may amplify what it receives: a trained
+BatchNormalization whose variance is tiny multiplies its input's rounding by its gain (37.7 in
+a published Keras 2 U-Net, whose output still matches Keras and tf.keras to 4e-5). So a layer
+whose output parts from the reference's is computed again by the reference on onnxruntime's
+own inputs to it: if that agrees, the layer computes what it should and only inherits its
+input's difference (verdict ``inherited``); if not, it is where the model diverges
+(``MISMATCH``). A wrong lowering parts on its own inputs too, and the layers after it inherit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +27,9 @@ from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL, check_tolerances, compare
 from convc.diagnostics import ConvcError
 from convc.lower import lower
 from convc.memory import check_estimate, input_batch, max_memory_bytes
-from convc.model import Model, format_shape
+from convc.model import Model, Node, format_shape
 from convc.options import BuildOptions, build_options
-from convc.reference import run_reference
+from convc.reference import run_node, run_reference
 from convc.runtime import check_inputs, open_session, random_array
 from convc.targets import get_target
 from convc.weights import Weights
@@ -35,6 +44,13 @@ class LayerComparison:
     max_abs: float
     max_rel: float
     ok: bool
+    inherited: bool = False
+    """Outside the tolerance, but the reference agrees on onnxruntime's inputs to the layer: the
+    difference came with its input (``ok`` is then True)."""
+
+    @property
+    def verdict(self) -> str:
+        return "MISMATCH" if not self.ok else "inherited" if self.inherited else "ok"
 
 
 @dataclass(frozen=True)
@@ -64,7 +80,7 @@ class CheckReport:
                     format_shape(layer.shape),
                     f"{layer.max_abs:.2e}",
                     f"{layer.max_rel:.2e}",
-                    "ok" if layer.ok else "MISMATCH",
+                    layer.verdict,
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -74,9 +90,19 @@ class CheckReport:
         ]
         lines.insert(1, "  ".join("-" * width for width in widths))
         first = self.first_divergence
-        if first is None:
+        inherited = [layer.name for layer in self.layers if layer.inherited]
+        if inherited:
             lines.append(
-                f"all {len(self.layers)} layers agree (rtol {self.rtol:g}, atol {self.atol:g})"
+                "inherited (outside the tolerance only by what their inputs bring; on "
+                "onnxruntime's own inputs the reference agrees): "
+                + ", ".join(inherited[:5])
+                + (f" and {len(inherited) - 5} more" if len(inherited) > 5 else "")
+            )
+        if first is None:
+            some = f", {len(inherited)} of them by inheriting" if inherited else ""
+            lines.append(
+                f"all {len(self.layers)} layers agree{some} (rtol {self.rtol:g}, "
+                f"atol {self.atol:g})"
             )
         else:
             lines.append(
@@ -146,22 +172,25 @@ def check_layers(
     inputs = check_inputs(session, given)
     expected = run_reference(model, weights, inputs)
     actual = session.run(inputs)
-    layers = tuple(
-        _compare(
-            node.name, node.class_name, node.span.line, actual[node.name], reference, rtol, atol
-        )
-        for node, reference in zip(model.nodes, expected, strict=True)
-    )
+    layers = []
+    for node, reference in zip(model.nodes, expected, strict=True):
+        layer = _compare(node, actual[node.name], reference, rtol, atol)
+        if not layer.ok and layer.max_abs != float("inf"):
+            own_inputs = [
+                actual[tensor.name] if tensor.name in actual else inputs[tensor.name]
+                for tensor in node.inputs
+            ]
+            local = run_node(node, weights, [x.astype(np.float32) for x in own_inputs])
+            if compare(actual[node.name], local, rtol, atol).ok:
+                layer = dataclasses.replace(layer, ok=True, inherited=True)
+        layers.append(layer)
     shapes = {name: tuple(array.shape) for name, array in inputs.items()}
-    return CheckReport(layers, session.provider, rtol, atol, shapes)
+    return CheckReport(tuple(layers), session.provider, rtol, atol, shapes)
 
 
-def _compare(name, class_name, line, actual, expected, rtol, atol) -> LayerComparison:
+def _compare(node: Node, actual, expected, rtol, atol) -> LayerComparison:
+    where = (node.name, node.class_name, node.span.line, actual.shape)
     if actual.shape != expected.shape:
-        return LayerComparison(
-            name, class_name, line, actual.shape, float("inf"), float("inf"), False
-        )
+        return LayerComparison(*where, float("inf"), float("inf"), False)
     result = compare(actual, expected, rtol, atol)
-    return LayerComparison(
-        name, class_name, line, actual.shape, result.max_abs, result.max_rel, result.ok
-    )
+    return LayerComparison(*where, result.max_abs, result.max_rel, result.ok)

@@ -87,13 +87,17 @@ def run_reference(
     values = {id(i): np.asarray(inputs[i.name]).astype(np.float32) for i in model.inputs}
     outputs = []
     for node in track(model.nodes, "reference layers"):
-        xs = [values[id(tensor)] for tensor in node.inputs]
-        x = COMPUTES[type(node.spec)](
-            node, weights.get(node.layer.name, {}), xs if node.type.takes_list else xs[0]
-        )
+        x = run_node(node, weights, [values[id(tensor)] for tensor in node.inputs])
         values[id(node.output)] = x
         outputs.append(x)
     return outputs
+
+
+def run_node(node: Layer, weights: dict[str, Arrays], inputs: list[np.ndarray]) -> np.ndarray:
+    """One node's output (Keras layout) for its input arrays, in the order of ``node.inputs``."""
+    return COMPUTES[type(node.spec)](
+        node, weights.get(node.layer.name, {}), inputs if node.type.takes_list else inputs[0]
+    )
 
 
 def model_outputs(model: Model, node_outputs: list[np.ndarray]) -> dict[str, np.ndarray]:

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import convc.lower.conv as conv_rules
+import convc.reference as reference
 from convc.cli import main
 from convc.compiler import resolve_text
 from convc.layer_check import check_layers as check
-from convc.weights import initialize
+from convc.weights import from_arrays, initialize
 
 SAMPLES = sorted((Path(__file__).parent.parent / "samples").glob("*.conv"))
 
@@ -45,7 +46,8 @@ def test_broken_lowering_is_caught_and_attributed(monkeypatch):
     model = resolve_text(NET)
     x = np.random.default_rng(0).standard_normal((1, 12, 12, 3)).astype(np.float32)
     report = check(model, initialize(model, 0), x)
-    assert [layer.ok for layer in report.layers] == [True, False, False]
+    # the layer after computes right on what it is given: it inherits the victim's difference
+    assert [layer.verdict for layer in report.layers] == ["ok", "MISMATCH", "inherited"]
     assert report.first_divergence.name == "victim"
     assert "first divergence: layer 'victim' (Conv2D, line 3)" in report.render()
 
@@ -102,3 +104,57 @@ def test_no_op_layers_get_their_own_outputs():
     )
     x = np.ones((1, 8, 3), np.float32)
     assert check(model, initialize(model, 0), x).ok
+
+
+# Two equal paths whose float32 roundings differ (W and a Rescaling by 3 of W / 3), subtracted,
+# then a BatchNormalization of gain 10,000 (variance 1e-8): the rounding noise of the difference
+# becomes about 1e-3, beyond the tolerance, though every layer computes what it should.
+AMPLIFIER = """import keras
+from keras import layers
+inputs = keras.Input(shape=(6, 6, 3))
+a = layers.Conv2D(4, 3, padding="same", name="a")(inputs)
+b = layers.Rescaling(3.0, name="thirds")(layers.Conv2D(4, 3, padding="same", name="b")(inputs))
+d = layers.Subtract(name="difference")([a, b])
+model = keras.Model(inputs, layers.BatchNormalization(epsilon=1e-12, name="gain")(d))
+"""
+
+
+def _amplifier():
+    rng = np.random.default_rng(3)
+    kernel = rng.standard_normal((3, 3, 3, 4)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    weights = {
+        "a/kernel": kernel,
+        "a/bias": bias,
+        "b/kernel": kernel / np.float32(3),
+        "b/bias": bias / np.float32(3),
+        "gain/gamma": np.ones(4, np.float32),
+        "gain/beta": np.zeros(4, np.float32),
+        "gain/moving_mean": np.zeros(4, np.float32),
+        "gain/moving_variance": np.full(4, 1e-8, np.float32),
+    }
+    model = resolve_text(AMPLIFIER)
+    x = rng.standard_normal((2, 6, 6, 3)).astype(np.float32)
+    return model, from_arrays(model, weights), x
+
+
+def test_a_layer_that_amplifies_its_inputs_difference_inherits_it():
+    model, weights, x = _amplifier()
+    report = check(model, weights, x)
+    gain = report.layers[-1]
+    assert gain.name == "gain" and gain.max_abs > 1e-4, "the amplified noise is past atol"
+    assert [layer.verdict for layer in report.layers] == ["ok"] * 4 + ["inherited"]
+    assert report.ok and report.first_divergence is None
+    text = report.render()
+    assert "on onnxruntime's own inputs the reference agrees): gain" in text
+    assert "all 5 layers agree, 1 of them by inheriting" in text
+
+
+def test_a_layer_wrong_on_its_own_inputs_is_still_the_divergence(monkeypatch):
+    model, weights, x = _amplifier()
+    spec = type(model.nodes[-1].spec)
+    right = reference.COMPUTES[spec]
+    monkeypatch.setitem(reference.COMPUTES, spec, lambda *a: right(*a) + np.float32(0.01))
+    report = check(model, weights, x)
+    assert [layer.verdict for layer in report.layers][-1] == "MISMATCH"
+    assert report.first_divergence.name == "gain"
