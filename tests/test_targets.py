@@ -12,6 +12,7 @@ from convc.diagnostics import ConvcError
 from convc.reference import run_reference
 from convc.runners import available, open_runner
 from convc.targets import NEWEST_OPSET, OLDEST_OPSET, RUNTIMES, TARGETS
+from convc.weights import exercise
 
 from matrix import runtime_missing
 
@@ -274,6 +275,48 @@ def test_prelu_whose_alpha_is_not_per_channel_avoids_opencvs_fused_prelu(shared,
     text = f"Input(shape=(5, 6, 3))\nConv2D(4, 3)\nPReLU(shared_axes={shared})\n"
     proto = compile_text(text, target=target)
     assert [n.op_type for n in proto.graph.node][-len(ops) - 1 : -1] == ops  # then a Transpose
+
+
+CONV_OUTPUT_ADDED = """inputs = Input(shape=(9, 7, 7), name="x")
+shared = DepthwiseConv2D((1, 3), padding="same", data_format="channels_first")
+first = shared(inputs)
+second = shared(Conv2D(9, 1, data_format="channels_first")(inputs))
+model = keras.Model(inputs, {"mean": Average()([first, second]), "first": first})
+"""
+
+
+@pytest.mark.parametrize("target", ["portable", "ort"])
+@pytest.mark.parametrize("workaround", [True, False], ids=["identity", "plain"])
+def test_a_conv_output_that_an_add_reads_loads_in_onnxruntime(target, workaround, monkeypatch):
+    """onnxruntime fuses an Add into a Conv whose output is also a graph output, and the session
+    does not load (random files found it: a shared layer's first application as a model
+    output, its two applications averaged); the graph output is an Identity of the Conv."""
+    import dataclasses
+
+    import onnxruntime as ort
+
+    import convc.targets
+
+    if not workaround:  # what onnxruntime does without it: the check can fail
+        plain = dataclasses.replace(TARGETS[target], conv_output_read_by_add=True)
+        monkeypatch.setitem(convc.targets.TARGETS, target, plain)
+    model = resolve_text(CONV_OUTPUT_ADDED)
+    weights = exercise(model, seed=5)  # non-zero biases
+    x = np.random.default_rng(3).standard_normal((2, 9, 7, 7)).astype(np.float32)
+    expected = run_reference(model, weights, x)
+    arrays = {f"{layer}/{name}": a for layer, vs in weights.items() for name, a in vs.items()}
+    proto = compile_text(CONV_OUTPUT_ADDED, arrays, target=target)
+    if not workaround:
+        with pytest.raises(Exception, match="Failed to find node output"):
+            ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        return
+    assert "Identity" in [n.op_type for n in proto.graph.node]
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, session.run(None, {"x": x}), strict=True))
+    nodes = {node.name: out for node, out in zip(model.nodes, expected, strict=True)}
+    np.testing.assert_allclose(outputs["depthwise_conv2d"], nodes["depthwise_conv2d"], atol=1e-5)
+    np.testing.assert_allclose(outputs["average"], nodes["average"], atol=1e-5)
 
 
 def test_the_target_names_type_lists_every_target():

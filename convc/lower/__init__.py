@@ -13,6 +13,7 @@ import pkgutil
 
 import numpy as np
 import onnx
+from onnx import helper
 
 from convc import __version__
 from convc.lower import rewrites
@@ -129,6 +130,8 @@ def lower(
 
     if optimize:
         rewrites.optimize(em, {info.name for info in graph_outputs})
+    if not em.target.conv_output_read_by_add:
+        _conv_outputs_apart_from_adds(em, {info.name for info in graph_outputs})
     proto = em.model(model.name, graph_inputs, graph_outputs)
     proto.producer_version = __version__
     if em.workarounds:
@@ -136,6 +139,24 @@ def lower(
         entry.key = WORKAROUNDS_KEY
         entry.value = "\n".join(f"{layer}: {text}" for layer, text in em.workarounds)
     return check(proto, model)
+
+
+def _conv_outputs_apart_from_adds(em: Emitter, graph_outputs: set[str]) -> None:
+    """A Conv whose output is a graph output and is read by an Add writes another name, which
+    its readers read, and the graph output is an Identity of it
+    (``Target.conv_output_read_by_add``)."""
+    for conv in [n for n in em.nodes if n.op_type == "Conv" and n.output[0] in graph_outputs]:
+        output = conv.output[0]
+        readers = [n for n in em.nodes if output in n.input]
+        if not any(n.op_type == "Add" for n in readers):
+            continue
+        em.scope = output
+        em.workaround("the output is an Identity of the Conv: onnxruntime fuses an Add into it")
+        inner = em.fresh("conv")
+        conv.output[0] = inner
+        for reader in readers:
+            reader.input[:] = [inner if name == output else name for name in reader.input]
+        em.nodes.append(helper.make_node("Identity", [inner], [output], name=em.fresh("output")))
 
 
 _ON_THE_WAY = (ZeroPaddingSpec, CroppingSpec, RescalingSpec, NormalizationSpec)
