@@ -29,12 +29,13 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from convc.compiler import quantize
 from convc.diagnostics import ConvcError
@@ -308,10 +309,10 @@ def check_int8(
     held = {name: array[:usable] for name, array in held.items()}
     float_session = open_session(float_proto, provider, spin=False)
     int8_session = open_session(int8_proto, provider, spin=False)
-    chunks = [check_inputs(float_session, c) for c in _chunks(held, static or CHUNK)]
+    chunks = (check_inputs(float_session, c) for c in _chunks(held, static or CHUNK))
     accuracy = _accuracy(float_session, int8_session, chunks)
     samples = usable
-    del float_session
+    del float_session, int8_session  # their arenas hold the peak of their runs
 
     exposed = _expose_integers(int8_proto)
     checked_session = open_session(exposed, provider, spin=False)
@@ -350,7 +351,7 @@ def check_int8(
     weight_bits = options.weight_bits
     report = Int8CheckReport(
         groups=tuple(groups),
-        weights=tuple(_weight_agreement(float_proto, int8_proto, plan, weight_bits)),
+        weights=tuple(_weight_agreement(float_proto, int8_proto, plan, weight_bits, constants)),
         accuracy=tuple(accuracy),
         held_out=where,
         samples=samples,
@@ -370,37 +371,60 @@ def _chunks(inputs: dict[str, np.ndarray], size: int = CHUNK) -> Iterator[dict[s
         yield {name: array[start : start + size] for name, array in inputs.items()}
 
 
-def _accuracy(float_session, int8_session, chunks) -> list[OutputAccuracy]:
-    """The accuracy cost over ``chunks`` of inputs (feeds the sessions take as they are)."""
-    pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for chunk in chunks:
-        expected, actual = float_session.run(chunk), int8_session.run(chunk)
-        for name, value in expected.items():
-            pairs.setdefault(name, []).append((value, actual[name]))
-    results = []
-    for name, parts in pairs.items():
-        f = np.concatenate([p[0] for p in parts]).astype(np.float64)
-        q = np.concatenate([p[1] for p in parts]).astype(np.float64)
-        error = np.abs(q - f)
-        scale = np.abs(f).max()
-        scale = scale if scale > 0 else 1.0
-        noise = float((error**2).sum())
-        signal = float((f**2).sum())
-        sqnr = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-300) / noise)
-        top1 = None
-        if f.ndim == 2 and f.shape[1] > 1:
-            top1 = float((f.argmax(axis=1) == q.argmax(axis=1)).mean())
-        results.append(
-            OutputAccuracy(
-                name,
-                tuple(f.shape[1:]),
-                float(error.max() / scale),
-                float(error.mean() / scale),
-                sqnr,
-                top1,
-            )
+@dataclass
+class _Tally:
+    """An output's accuracy figures, summed chunk by chunk (float64), so that the check holds one
+    chunk's outputs at a time however many held-out inputs there are."""
+
+    shape: tuple[int, ...]
+    elements: int = 0
+    largest: float = 0.0
+    worst: float = 0.0
+    error_sum: float = 0.0
+    noise: float = 0.0
+    signal: float = 0.0
+    top1_same: int = 0
+    rows: int = 0
+
+    def add(self, expected: np.ndarray, actual: np.ndarray) -> None:
+        f = expected.astype(np.float64)
+        error = np.abs(actual.astype(np.float64) - f)
+        self.elements += error.size
+        self.largest = max(self.largest, float(np.abs(f).max(initial=0.0)))
+        self.worst = max(self.worst, float(error.max(initial=0.0)))
+        self.error_sum += float(error.sum())
+        self.noise += float(np.square(error, out=error).sum())
+        self.signal += float(np.square(f, out=f).sum())
+        if expected.ndim == 2 and expected.shape[1] > 1:
+            self.top1_same += int((expected.argmax(axis=1) == actual.argmax(axis=1)).sum())
+            self.rows += len(expected)
+
+    def result(self, name: str) -> OutputAccuracy:
+        scale = self.largest if self.largest > 0 else 1.0
+        noise, signal = self.noise, max(self.signal, 1e-300)
+        sqnr = float("inf") if noise == 0 else float(10 * np.log10(signal / noise))
+        return OutputAccuracy(
+            name,
+            self.shape,
+            self.worst / scale,
+            self.error_sum / max(self.elements, 1) / scale,
+            sqnr,
+            self.top1_same / self.rows if self.rows else None,
         )
-    return results
+
+
+def _accuracy(float_session, int8_session, chunks) -> list[OutputAccuracy]:
+    """The accuracy cost over ``chunks`` of inputs (feeds the sessions take as they are), one
+    chunk at a time."""
+    tallies: dict[str, _Tally] = {}
+    for chunk in chunks:
+        expected = float_session.run(chunk)
+        actual = int8_session.run(chunk)
+        for name, value in expected.items():
+            tally = tallies.setdefault(name, _Tally(tuple(value.shape[1:])))
+            tally.add(value, actual[name])
+        del expected, actual
+    return [tally.result(name) for name, tally in tallies.items()]
 
 
 def _expose_integers(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -438,12 +462,14 @@ def _weight_agreement(
     int8_proto: onnx.ModelProto,
     plan: QuantizationPlan,
     weight_bits: int,
+    integers: Mapping[str, np.ndarray],
 ) -> Iterator[WeightAgreement]:
-    """Each weight's integers against the float32 weight quantized with the plan's scales: int8
-    weights symmetric in ``[-2**(bits-1), 2**(bits-1)]`` (onnxruntime's 7-bit range is
-    -64..64, its 8-bit one -127..127), int32 biases at the input's scale times the weights'."""
-    floats = constants_of(float_proto)
-    integers = constants_of(int8_proto)
+    """Each weight's integers (``integers``: the int8 model's constants) against the float32
+    weight quantized with the plan's scales: int8 weights symmetric in
+    ``[-2**(bits-1), 2**(bits-1)]`` (onnxruntime's 7-bit range is -64..64, its 8-bit one
+    -127..127), int32 biases at the input's scale times the weights'. One float32 weight is
+    read out of ``float_proto`` at a time, and compared in place."""
+    floats = {tensor.name: tensor for tensor in float_proto.graph.initializer}
     consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
     for node in int8_proto.graph.node:
         for position, name in enumerate(node.input):
@@ -456,7 +482,7 @@ def _weight_agreement(
         source = weight.integers.removesuffix("_quantized")
         if source not in floats:
             continue
-        values = floats[source].astype(np.float32)
+        values = numpy_helper.to_array(floats[source])
         axis = weight.axis if weight.axis is not None else 0
         if weight.dtype == "int8":
             expected = _quantize_per_channel(values, weight.scales, axis, -high, high)
@@ -474,8 +500,8 @@ def _weight_agreement(
                     if not np.allclose(wanted, weight.scales, rtol=1e-6):
                         yield WeightAgreement(f"{source} (scale)", values.size, 1 << 31)
                         continue
-        actual = integers[weight.integers].astype(np.int64)
-        steps = np.abs(actual - expected.astype(np.int64))
+        # exact: the integers are whole numbers within float32's (int8) or float64's (int32)
+        steps = np.abs(np.subtract(expected, integers[weight.integers], out=expected), out=expected)
         yield WeightAgreement(source, int(values.size), int(steps.max(initial=0)))
 
 
@@ -489,7 +515,10 @@ def _quantize_per_channel(values, scales, axis, low, high, *, wide: bool = False
         shape[axis] = -1
     scale = scales.reshape(shape) if scales.size > 1 else scales.reshape(())
     kind = np.float64 if wide else np.float32
-    return np.clip(np.rint(values.astype(kind) / scale.astype(kind)), low, high)
+    quantized = values.astype(kind)  # a copy, divided, rounded and saturated in place
+    np.divide(quantized, scale.astype(kind), out=quantized)
+    np.rint(quantized, out=quantized)
+    return np.clip(quantized, low, high, out=quantized)
 
 
 def _input_scale(node, activations, by_output, proto) -> float | None:
