@@ -194,11 +194,10 @@ def read_calibration(
     against the inputs' shapes; ``count`` of them calibrate. ``random`` draws ``count``
     samples from ``seed`` (and as many more to hold out)."""
     inputs = {i.name: i for i in model.inputs}
-    if isinstance(source, str) and source == RANDOM:
+    drawn = random_samples(source, count)
+    if drawn is not None:
         samples = {
-            name: np.random.default_rng([seed, index, 27])
-            .standard_normal((2 * count, *_sample_shape(i.shape)))
-            .astype(np.float32)
+            name: _standard_normal([seed, index, 27], drawn, _sample_shape(i.shape))
             for index, (name, i) in enumerate(inputs.items())
         }
         return Calibration(samples, RANDOM, count)
@@ -229,6 +228,27 @@ def read_calibration(
     else:
         raise ConvcError(f"calibration data must be a path or arrays, got {type(source).__name__}")
     return Calibration(_checked(arrays, inputs, where), where, count)
+
+
+def random_samples(source: CalibrationSource, count: int) -> int | None:
+    """How many samples ``read_calibration`` draws for ``random``, without drawing them:
+    ``count`` to calibrate and as many to hold out. None for any other source."""
+    if isinstance(source, str) and source == RANDOM:
+        return 2 * count
+    return None
+
+
+def _standard_normal(seed: list[int], count: int, shape: tuple[int, ...]) -> np.ndarray:
+    """``count`` standard-normal samples of ``shape`` from ``seed``, float32: the numbers of
+    one float64 draw cast to float32, drawn a block of samples at a time into the result, so
+    that the float64 draw (twice the samples' bytes) is never whole."""
+    generator = np.random.default_rng(seed)
+    samples = np.empty((count, *shape), np.float32)
+    block = max(1, (1 << 15) // max(1, math.prod(shape)))  # 256 KiB of float64 at a time
+    for start in range(0, count, block):
+        part = samples[start : start + block]
+        part[...] = generator.standard_normal(part.shape)
+    return samples
 
 
 def _one_input(inputs: dict, array: np.ndarray, where: str) -> dict[str, np.ndarray]:
