@@ -313,7 +313,10 @@ def check(
     An int8 model (``options.precision="int8"``) is checked by ``convc.int8_check``: every
     quantized group against the int8 reference within one step, and the accuracy cost against
     float32 on held-out ``inputs`` (without them, the calibration samples after the calibrating
-    ones, else random ones); ``rtol``, ``atol`` and ``max_memory`` do not apply."""
+    ones, else random ones); ``rtol`` and ``atol`` do not apply. ``max_memory`` does: the
+    estimate counts the calibration, the two models' runs on the held-out inputs and the int8
+    reference (``convc.memory.int8_check_estimate``), before random calibration samples are
+    drawn."""
     options = options or BuildOptions()
     model, weights, _ = _load_with_weights(source, weights, replace)
     arrays = model_weights(model, weights, options.seed)
@@ -329,6 +332,7 @@ def check(
             provider=provider,
             batch=batch,
             input_seed=input_seed,
+            max_memory=max_memory,
         )
     return check_layers(
         model,

@@ -681,28 +681,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from convc.api import check
-    from convc.layer_check import CheckReport
+    from convc.int8_check import Int8CheckReport
 
     model = _load(args, args.source)
-    options = _options(args)
-    if options.precision == "int8":  # held-out inputs: given, or the calibration's others
-        int8 = check(
-            model,
-            args.weights,
-            _inputs(args),
-            options=options,
-            provider=args.provider,
-            batch=args.batch,
-            input_seed=args.input_seed,
-        )
-        _say(f"{args.source}: int8, onnxruntime {int8.provider}")
-        _say(int8.render())
-        return EXIT_OK if int8.ok else EXIT_USER_ERROR
+    # int8: the held-out inputs are the given ones, or the calibration's others
     report = check(
         model,
         args.weights,
         _inputs(args),
-        options=options,
+        options=_options(args),
         provider=args.provider,
         rtol=args.rtol,
         atol=args.atol,
@@ -710,10 +697,14 @@ def _check(args: argparse.Namespace) -> int:
         input_seed=args.input_seed,
         max_memory=args.max_memory,
     )
-    assert isinstance(report, CheckReport), "a float model's check"
-    x = report.input_shapes
-    shapes = ", ".join(f"{name} {shape}" if len(x) > 1 else str(shape) for name, shape in x.items())
-    _say(f"{args.source}: input {shapes}, onnxruntime {report.provider}")
+    if isinstance(report, Int8CheckReport):
+        _say(f"{args.source}: int8, onnxruntime {report.provider}")
+    else:
+        x = report.input_shapes
+        shapes = ", ".join(
+            f"{name} {shape}" if len(x) > 1 else str(shape) for name, shape in x.items()
+        )
+        _say(f"{args.source}: input {shapes}, onnxruntime {report.provider}")
     _say(report.render())
     return EXIT_OK if report.ok else EXIT_USER_ERROR
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -30,6 +30,9 @@ from convc.onnxfile import save, write_bytes
 from convc.options import BuildOptions, build_options, check_seed
 from convc.replace import Replacement, placeholder_errors, replace_in_text, replacements
 from convc.targets import get_target
+
+if TYPE_CHECKING:
+    from convc.quantize import Calibration
 
 __all__ = [
     "Loaded",
@@ -126,14 +129,21 @@ def compile_model(
     return proto
 
 
-def quantize(proto: onnx.ModelProto, model: Model, options: BuildOptions):
+def quantize(
+    proto: onnx.ModelProto,
+    model: Model,
+    options: BuildOptions,
+    calibration: Calibration | None = None,
+):
     """The int8 model of the float32 ``proto`` lowered from ``model`` with ``options``, its
-    ``convc.quantize.QuantizationPlan`` and the ``Calibration`` it was calibrated on."""
+    ``convc.quantize.QuantizationPlan`` and the ``Calibration`` it was calibrated on:
+    ``calibration``, or the one ``options`` name, read here."""
     from convc.quantize import read_calibration, to_int8
 
-    calibration = read_calibration(
-        options.calibration, model, options.calibration_count, options.seed
-    )
+    if calibration is None:
+        calibration = read_calibration(
+            options.calibration, model, options.calibration_count, options.seed
+        )
     quantized, plan = to_int8(
         proto,
         model,

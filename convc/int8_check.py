@@ -25,6 +25,7 @@ judged (what a model can afford is the user's call).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -41,9 +42,10 @@ from convc.compiler import quantize
 from convc.diagnostics import ConvcError
 from convc.int8_reference import Unsupported, compute_group, constants_of, quantized_groups
 from convc.lower import lower
+from convc.memory import FLOAT32, int8_check_estimate, max_memory_bytes
 from convc.model import Model
 from convc.options import BuildOptions
-from convc.quantize import QuantizationPlan
+from convc.quantize import QuantizationPlan, random_samples, read_calibration
 from convc.runtime import check_inputs, open_session, random_array
 from convc.targets import get_target
 from convc.weights import Weights
@@ -273,12 +275,17 @@ def check_int8(
     provider: str = "cpu",
     batch: int = 1,
     input_seed: int = 0,
+    max_memory: int | str | None = None,
 ) -> Int8CheckReport:
     """Quantize ``model`` with ``options`` and check it (see the module's docstring).
     ``inputs`` (arrays by input name, samples along the first axis) are the held-out inputs;
     without them, the calibration samples after the calibrating ones, else ``batch`` random
-    ones from ``input_seed``."""
+    ones from ``input_seed``. Before the calibration samples are drawn (``random``; a file's
+    are read, as given inputs are) or anything runs, the memory the check would hold is
+    estimated (``convc.memory.int8_check_estimate``) and beyond ``max_memory`` (bytes or a size
+    such as ``"16G"``; None for ``convc.memory.default_max_memory``) it is refused."""
     options = options.replace(io_layout="keras")
+    limit = max_memory_bytes(max_memory)
     float_proto = lower(
         model,
         weights,
@@ -286,44 +293,62 @@ def check_int8(
         target=get_target(options.target_name),
         optimize=options.optimize,
     )
-    int8_proto, plan, calibration = quantize(float_proto, model, options)
+    count = options.calibration_count
+    drawn = random_samples(options.calibration, count)
+    calibration = None
+    if drawn is None:  # read now, as given inputs are; random samples are drawn once allowed
+        calibration = read_calibration(options.calibration, model, count, options.seed)
     if inputs is not None:
-        held, where = inputs, "given"
-    elif calibration.held_out() is not None:
-        held, where = calibration.held_out(), "held-out calibration"
+        inputs = {name: np.asarray(array) for name, array in inputs.items()}
+    size = calibration.size if calibration is not None else drawn or 0
+    planned = _plan_samples(model, size, count, inputs, batch)
+    sample = sum(FLOAT32 * math.prod(d or 1 for d in i.shape[1:]) for i in model.inputs)
+    kept = size * sample
+    if calibration is not None:
+        kept = sum(array.nbytes for array in calibration.samples.values())
+    if inputs is not None:
+        kept += sum(array.nbytes for array in inputs.values())
+    elif planned.where == "random":
+        kept += planned.held_out * sample
+    int8_check_estimate(
+        model,
+        float_proto,
+        kept=kept,
+        method=options.calibration_method,
+        calibrating=min(count, size),
+        feed=planned.static or 1,
+        chunk=planned.chunk,
+        agreement=planned.agreement,
+        inputs=f"{size:,} calibration samples, {planned.held_out:,} {planned.where} inputs "
+        f"{planned.chunk} at a time",
+    ).enforce(limit)
+
+    int8_proto, plan, calibration = quantize(float_proto, model, options, calibration)
+    if inputs is not None:
+        held = inputs
+    elif planned.where == "held-out calibration":
+        held = calibration.held_out() or {}
     else:
         held = {
             i.name: random_array(i.shape, seed=input_seed + n, batch=batch)
             for n, i in enumerate(model.inputs)
         }
-        where = "random"
-    # A model with a static batch takes its samples that many at a time.
-    static = model.inputs[0].shape[0]
-    held = {name: np.asarray(array) for name, array in held.items()}
-    total = len(next(iter(held.values())))
-    usable = total if static is None else total // static * static
-    if usable == 0:
-        raise ConvcError(
-            f"the model's batch is {static}: the check needs at least {static} held-out inputs"
-        )
-    held = {name: array[:usable] for name, array in held.items()}
+    held = {name: np.asarray(array)[: planned.held_out] for name, array in held.items()}
     float_session = open_session(float_proto, provider, spin=False, memory_pattern=False)
     int8_session = open_session(int8_proto, provider, spin=False, memory_pattern=False)
-    chunks = (check_inputs(float_session, c) for c in _chunks(held, static or CHUNK))
+    chunks = (check_inputs(float_session, c) for c in _chunks(held, planned.chunk))
     accuracy = _accuracy(float_session, int8_session, chunks)
-    samples = usable
     del float_session, int8_session  # their arenas hold the peak of their runs
 
     exposed = _expose_integers(int8_proto)
     checked_session = open_session(exposed, provider, spin=False, memory_pattern=False)
     constants = constants_of(int8_proto)
-    step = static or AGREEMENT_SAMPLES
-    agreed = min(usable, max(AGREEMENT_SAMPLES // step, 1) * step)
     tallies: dict[str, list[int]] = {}
     unknown: dict[str, tuple[str, ...]] = {}
     groups_of_model = quantized_groups(int8_proto, plan)
-    for chunk in _chunks({name: array[:agreed] for name, array in held.items()}, step):
-        feeds = check_inputs(checked_session, chunk)
+    agreed = {name: array[: planned.agreed] for name, array in held.items()}
+    for part in _chunks(agreed, planned.agreement):
+        feeds = check_inputs(checked_session, part)
         integers = checked_session.run(feeds)
         for group in groups_of_model:
             key = group.output.integers
@@ -353,9 +378,9 @@ def check_int8(
         groups=tuple(groups),
         weights=tuple(_weight_agreement(float_proto, int8_proto, plan, weight_bits, constants)),
         accuracy=tuple(accuracy),
-        held_out=where,
-        samples=samples,
-        agreement_samples=agreed,
+        held_out=planned.where,
+        samples=planned.held_out,
+        agreement_samples=planned.agreed,
         provider=checked_session.provider,
         kernels=_ran(int8_proto),
         checked_kernels=_ran(exposed),
@@ -372,6 +397,43 @@ def _steps(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
     steps = actual.astype(wide)
     np.subtract(steps, expected, out=steps)
     return np.abs(steps, out=steps)
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """What the check runs on, known before any sample is drawn: ``held_out`` inputs from
+    ``where`` (``given``, ``held-out calibration`` or ``random``; a whole number of the model's
+    ``static`` batch, if it has one), ``chunk`` at a time for the accuracy cost, and the first
+    ``agreed`` of them ``agreement`` at a time for the agreement with the int8 reference."""
+
+    where: str
+    held_out: int
+    static: int | None
+    chunk: int
+    agreed: int
+    agreement: int
+
+
+def _plan_samples(
+    model: Model, size: int, count: int, inputs: dict[str, np.ndarray] | None, batch: int
+) -> _Samples:
+    """The held-out inputs for ``size`` calibration samples of which ``count`` calibrate:
+    ``inputs`` given, else the calibration's others, else ``batch`` random ones."""
+    static = model.inputs[0].shape[0]
+    if inputs is not None:
+        total, where = len(next(iter(inputs.values()))), "given"
+    elif size > count:
+        total, where = size - count, "held-out calibration"
+    else:
+        total, where = static or batch, "random"
+    usable = total if static is None else total // static * static
+    if usable == 0:
+        raise ConvcError(
+            f"the model's batch is {static}: the check needs at least {static} held-out inputs"
+        )
+    step = static or AGREEMENT_SAMPLES
+    agreed = min(usable, max(AGREEMENT_SAMPLES // step, 1) * step)
+    return _Samples(where, usable, static, min(static or CHUNK, usable), agreed, min(step, agreed))
 
 
 def _chunks(inputs: dict[str, np.ndarray], size: int = CHUNK) -> Iterator[dict[str, np.ndarray]]:

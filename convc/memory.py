@@ -20,6 +20,10 @@ The estimate counts what each executor keeps, as each one keeps it:
   space (a convolution's blocked copy of its input) comes on top: ``RUNTIME_MARGIN``.
 * **Weights** are held several times over: as loaded, in the ONNX model, and in the session
   (``WEIGHT_COPIES``).
+* **The int8 check** (``convc check --precision int8``) holds its calibration samples and
+  held-out inputs throughout, and the largest of its phases: calibration in onnxruntime's
+  calibrator, the float32 and the int8 model run on the held-out inputs a chunk at a time, and
+  the int8 reference recomputing one quantized group at a time (``int8_check_estimate``).
 
 Unknown dimensions take the batch, as convc's random inputs do. It is an estimate of the
 tensors, not of the process: the interpreter, NumPy and onnxruntime themselves add about 100 MB,
@@ -51,11 +55,17 @@ where that is less (``default_max_memory``)."""
 
 FLOAT32 = 4
 
-WEIGHT_COPIES = {"check": 5, "run": 4}
+WEIGHT_COPIES = {"check": 5, "run": 4, "int8 check": 5}
 """How many times a command holds the weights at its peak, while onnxruntime's session starts:
 the ONNX model's copy, the session's two (read out of the model, and packed for its kernels),
 a weight's copies in passing (measured: 3.7 times a Dense-heavy net's weights for ``run``), and
-for ``check`` the Keras-layout arrays the reference computes with (4.7 times)."""
+for ``check`` the Keras-layout arrays the reference computes with (4.7 times). The int8 check
+holds the Keras arrays, the float32 model and its session, and the int8 model (a quarter) and
+its session while the float32 one starts (measured: 5.0 times)."""
+
+SMALL_ARRAY = 192
+"""The bytes Python holds for a NumPy array of one number (its object and its data; measured
+175 in onnxruntime's calibrator, which keeps two per value of every calibrating feed)."""
 
 RUNTIME_MARGIN = 1.5
 """onnxruntime's values at their peak, times this: its kernels' scratch space and its blocked
@@ -155,6 +165,11 @@ class Estimate:
     activations: int
     weights: int
     batch: int
+    inputs: str | None = None
+    """What the activations are of, where a batch alone does not say it (an int8 check's
+    calibration samples and held-out inputs)."""
+    smaller: str = "a smaller batch or input shape"
+    """What the user may make smaller instead of raising the limit."""
 
     @property
     def total(self) -> int:
@@ -166,10 +181,11 @@ class Estimate:
             return
         raise ConvcError(
             f"{self.command} would hold about {format_size(self.total)}: "
-            f"{format_size(self.activations)} of activations (batch {self.batch:,}) and "
+            f"{format_size(self.activations)} of activations "
+            f"({self.inputs or f'batch {self.batch:,}'}) and "
             f"{format_size(self.weights)} of weights; the limit is {format_size(limit)}",
             help=f"give --max-memory {option_value(self.total)} (max_memory= in the Python API) "
-            "to allow it, or a smaller batch or input shape",
+            f"to allow it, or {self.smaller}",
             path=path,
         )
 
@@ -186,6 +202,85 @@ def check_estimate(model: Model, proto: onnx.ModelProto, batch: int) -> Estimate
     weights = WEIGHT_COPIES["check"] * parameter_bytes(model)
     fixed = next((i.shape[0] for i in model.inputs if i.shape and i.shape[0] is not None), None)
     return Estimate("check", activations, weights, batch if fixed is None else fixed)
+
+
+def int8_check_estimate(
+    model: Model,
+    proto: onnx.ModelProto,
+    *,
+    kept: int,
+    method: str,
+    calibrating: int,
+    feed: int,
+    chunk: int,
+    agreement: int,
+    inputs: str,
+) -> Estimate:
+    """``convc check --precision int8``'s peak (``convc.int8_check``) for the float32 model
+    ``proto`` lowered from ``model``: ``kept`` bytes of samples held throughout (the
+    calibration's, and the held-out inputs given or drawn), and the largest of its three phases:
+
+    * **calibration**, ``calibrating`` samples ``feed`` at a time: onnxruntime's calibrator reads
+      every value of the graph (``minmax`` through a ReduceMin and a ReduceMax each, run after
+      the graph's own nodes, so that every value is alive at the end of a run), and its session
+      holds them twice from its second run on (its memory pattern's block beside the arena the
+      first run filled; measured 1.4 to 2.6 times every value, depending on how onnxruntime
+      orders the reductions); ``minmax`` keeps each feed's minimum and maximum of every value
+      and input (two arrays of one number, ``SMALL_ARRAY`` each) until the last, and the feed
+      itself (a dict, a view of each input) and the list of its results, about four more;
+      the histogram methods (``percentile``, ``entropy``) keep every value of every feed
+      instead, then stack and flatten one tensor's at a time;
+    * **the accuracy cost**, ``chunk`` inputs at a time: the float32 session's values and the
+      int8 session's, counted as half of them (uint8 between its integer kernels, float32 where
+      it dequantizes: measured 52 to 86 % of the float32 session's), both outputs, and two
+      float64 copies of one input's largest output;
+    * **the agreement**, ``agreement`` inputs at a time: every value's integers (a quarter of
+      its float32 bytes, for every quantized tensor), in the session that writes them and as
+      the arrays it returns; then one quantized group at a time recomputed by the int8
+      reference, counted per layer as the float reference's temporaries
+      (``reference_workspace``) and two float32 copies each of the layer's inputs
+      (dequantized, and moved to Keras's layout) and of its output (moved back, and quantized).
+    """
+
+    def sizes(batch: int) -> dict[str, int]:
+        return _value_sizes(proto, {}, batch)
+
+    per_feed = sizes(feed)
+    everything = sum(per_feed.values())
+    feeds = max(1, calibrating // feed)
+    calibration = min(feeds, 2) * everything
+    if method == "minmax":  # each feed's minimum and maximum of every value and input
+        calibration += feeds * (2 * (len(per_feed) + len(model.inputs)) + 4) * SMALL_ARRAY
+    else:
+        calibration += feeds * everything + 2 * feeds * max(per_feed.values(), default=0)
+
+    per_chunk = sizes(chunk)
+    outputs = sum(per_chunk.get(info.name, 0) for info in proto.graph.output)
+    row = max((_bytes(tensor.shape[1:], 1) for tensor in model.outputs), default=0)
+    runtime = int(_live_peak(proto.graph, per_chunk) * RUNTIME_MARGIN)
+    accuracy = runtime + runtime // 2 + 2 * outputs + 2 * 2 * row  # float64: twice float32
+
+    integers = sum(sizes(agreement).values()) // FLOAT32
+    group = max(
+        (
+            reference_workspace(node, agreement)
+            + 2 * sum(_bytes(tensor.shape, agreement) for tensor in node.inputs)
+            + 2 * _bytes(node.output.shape, agreement)
+            for node in model.nodes
+        ),
+        default=0,
+    )
+    activations = kept + max(calibration, accuracy, 2 * integers + group)
+    weights = WEIGHT_COPIES["int8 check"] * parameter_bytes(model)
+    return Estimate(
+        "int8 check",
+        activations,
+        weights,
+        chunk,
+        inputs,
+        "fewer calibration samples (--calibration-count) or held-out inputs, or a smaller "
+        "input shape",
+    )
 
 
 def run_estimate(

@@ -93,8 +93,8 @@ def test_rounding_down_fails_the_check_though_each_element_is_one_step_off(monke
 def test_a_changed_weight_fails_the_check(monkeypatch):
     quantize = int8_check.quantize
 
-    def changed(proto, model, options):
-        quantized, plan, calibration = quantize(proto, model, options)
+    def changed(proto, model, options, calibration=None):
+        quantized, plan, calibration = quantize(proto, model, options, calibration)
         for tensor in quantized.graph.initializer:
             if tensor.name == "conv2d_1/kernel_quantized":
                 values = numpy_helper.to_array(tensor).copy()

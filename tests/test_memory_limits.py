@@ -27,6 +27,7 @@ from convc.memory import (
     WEIGHT_COPIES,
     check_estimate,
     format_size,
+    int8_check_estimate,
     live_peak,
     option_value,
     parse_size,
@@ -369,6 +370,130 @@ def test_the_api_takes_max_memory(tmp_path):
     x = np.zeros((3, 16, 16, 3), np.float32)
     with pytest.raises(ConvcError, match=r"\(batch 3\)"):
         convc.check(source, inputs={"image": x}, max_memory="1K")
+
+
+# -- the int8 check ---------------------------------------------------------------------------
+
+INT8 = ["--precision", "int8", "--calibration", "random", "--calibration-count", "4"]
+INT8_OPTIONS = convc.BuildOptions(precision="int8", calibration="random", calibration_count=4)
+
+
+def test_int8_check_estimate_by_hand():
+    """Input (8, 8, 3), Conv2D(4, 3, 'same'), ReLU. The float32 model's values for one sample:
+    the input transposed (768 bytes), the convolution, the ReLU and the output transposed back
+    (1,024 each): 3,840 bytes; two of 1,024 alive at once at the most (``live_peak``).
+
+    * calibration, 4 feeds of one sample: every value, twice (7,680), and for each feed 14 small
+      arrays (a minimum and a maximum of the 4 values and the input, and 4 for the feed):
+      7,680 + 4 x 14 x 192 = 18,432; with 100 feeds, 7,680 + 268,800. The histogram methods,
+      with 8 feeds, add every value of the 8 feeds and two copies of the largest value of the 8
+      instead: 7,680 + 30,720 + 16,384 = 54,784;
+    * accuracy, 3 inputs at a time: the float32 session's values (6,144 x 1.5 = 9,216), the int8
+      session's, half of that (4,608), both outputs (2 x 3,072) and two float64 copies of one
+      input's output (4 x 1,024): 24,064;
+    * agreement, 2 inputs at a time: the integers of every value, twice (2 x 7,680 / 4), and
+      the convolution recomputed: its reference temporaries (23,040), two copies of its input
+      (2 x 1,536) and of its output (2 x 2,048): 3,840 + 30,208 = 34,048, more than the
+      ReLU's (6,144 + 2 x 2,048 + 2 x 2,048 + 3,840)."""
+    model = resolve_text(
+        "Input(shape=(8, 8, 3))\nConv2D(4, 3, padding='same', name='conv')\nReLU(name='relu')\n"
+    )
+    proto = compile_model(model, None)
+    assert live_peak(proto, batch=3) == 2 * 3 * 1024
+    sizes = {"kept": 1000, "calibrating": 4, "feed": 1, "chunk": 3, "agreement": 2}
+    estimate = int8_check_estimate(model, proto, method="minmax", inputs="given", **sizes)
+    assert estimate.activations == 1000 + 34_048
+    assert estimate.weights == WEIGHT_COPIES["int8 check"] * 4 * (3 * 3 * 3 * 4 + 4)
+    assert (estimate.command, estimate.batch, estimate.inputs) == ("int8 check", 3, "given")
+    many = sizes | {"calibrating": 100}
+    minmax = int8_check_estimate(model, proto, method="minmax", inputs="given", **many)
+    assert minmax.activations == 1000 + 7_680 + 268_800
+    eight = sizes | {"calibrating": 8}
+    entropy = int8_check_estimate(model, proto, method="entropy", inputs="given", **eight)
+    assert entropy.activations == 1000 + 7_680 + 30_720 + 16_384
+    wide = int8_check_estimate(
+        model, proto, method="minmax", inputs="given", **(sizes | {"chunk": 30})
+    )
+    # 30 at a time: 61,440 x 1.5 + 30,720 + 2 x 30,720 + 4,096
+    assert wide.activations == 1000 + 92_160 + 46_080 + 61_440 + 4_096
+
+
+def test_a_hostile_model_file_is_refused_before_int8_calibration_samples_are_drawn(
+    tmp_path, capsys, traced
+):
+    """128 random calibration samples of (8192, 8192, 3) would be 96 GiB."""
+    path = _hostile_json(tmp_path / "big.json", [None, 8192, 8192, 3])
+    args = ["check", str(path), "--precision", "int8", "--calibration", "random"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "big.json: error: int8 check would hold about " in err
+    assert "of activations (128 calibration samples, 64 held-out calibration inputs " in err
+    assert "help: give --max-memory " in err and "--calibration-count" in err
+    assert traced.growth < 64 * MIB  # one sample alone would be 768 MiB
+
+
+def test_an_int8_check_is_refused_beyond_the_limit_and_the_option_raises_it(tmp_path, capsys):
+    source = tmp_path / "small.conv"
+    source.write_text(SMALL)
+    assert main(["check", str(source), *INT8, "--max-memory", "16K"]) == 1
+    err = capsys.readouterr().err
+    assert "int8 check would hold about " in err and "; the limit is 16 KiB" in err
+    assert "(8 calibration samples, 4 held-out calibration inputs 4 at a time)" in err
+    suggested = err.split("give --max-memory ")[1].split()[0]
+    assert main(["check", str(source), *INT8, "--max-memory", suggested]) == 0
+    out = capsys.readouterr().out
+    assert "within one step of the int8 reference" in out
+    assert "on 4 held-out calibration inputs" in out  # the check ran, and compared numbers
+    more = ["--calibration-count", "400", "--max-memory", suggested]
+    assert main(["check", str(source), *INT8, *more]) == 1
+    assert "(800 calibration samples, 400 held-out calibration inputs 8 at a time)" in (
+        capsys.readouterr().err
+    )
+
+
+def test_the_api_takes_max_memory_for_an_int8_check(tmp_path):
+    source = tmp_path / "small.conv"
+    source.write_text(SMALL)
+    with pytest.raises(ConvcError, match="int8 check would hold about .*; the limit is 1 KiB"):
+        convc.check(source, options=INT8_OPTIONS, max_memory="1K")
+    report = convc.check(source, options=INT8_OPTIONS, max_memory="64M")
+    assert report.ok and sum(g.elements for g in report.groups) > 0
+    x = np.zeros((5, 16, 16, 3), np.float32)
+    with pytest.raises(ConvcError, match=r"\(8 calibration samples, 5 given inputs 5 at a time\)"):
+        convc.check(source, inputs={"image": x}, options=INT8_OPTIONS, max_memory="1K")
+    samples = np.zeros((6, 16, 16, 3), np.float32)
+    given = INT8_OPTIONS.replace(calibration=samples)
+    with pytest.raises(ConvcError, match=r"\(6 calibration samples, 2 held-out calibration"):
+        convc.check(source, options=given, max_memory="1K")
+
+
+def test_what_numpy_holds_in_an_int8_check_is_within_the_estimate(tmp_path, traced, monkeypatch):
+    """64 held-out inputs of a model whose output is larger than its input (32 KiB each): the
+    check holds one chunk of outputs at a time, not all of them (it held six float64 copies of
+    every output, 24 MiB, against an estimate of 2)."""
+    from convc import int8_check
+
+    source = tmp_path / "up.conv"
+    source.write_text(
+        "Input(shape=(16, 16, 3), name='image')\nConv2D(8, 3, padding='same')\nUpSampling2D(2)\n"
+    )
+    estimates = []
+    estimate = int8_check.int8_check_estimate
+    monkeypatch.setattr(
+        int8_check,
+        "int8_check_estimate",
+        lambda *args, **kwargs: estimates.append(estimate(*args, **kwargs)) or estimates[-1],
+    )
+    options = INT8_OPTIONS.replace(calibration_count=64)
+    model = convc.load(source)
+    convc.check(model, options=INT8_OPTIONS)  # what the first check imports is not its data
+    estimates.clear()
+    traced.reset()
+    report = convc.check(model, options=options)
+    assert report.ok and report.samples == 64
+    [used] = estimates
+    assert used.activations > 128 * 16 * 16 * 3 * 4  # the calibration samples, at least
+    assert traced.growth <= used.activations, (format_size(traced.growth), used)
 
 
 # -- build: one weight's bytes at a time ------------------------------------------------------
