@@ -18,14 +18,13 @@ layers, and Keras 1.2.2's ``border_mode``/``pool_length`` arguments.
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from keras2_files import functional, sequential, tf_keras_conv, write_h5, write_json
 
 from convc import int8_reference
 from convc.cli import main
@@ -136,102 +135,6 @@ def _tf_keras_pooling(name: str, rank: int, pool, strides, data_format: str) -> 
     }
 
 
-def _tf_keras_conv(rank: int, filters: int, data_format: str) -> dict:
-    return {
-        "class_name": f"Conv{rank}D",
-        "config": {
-            "name": "conv",
-            "trainable": True,
-            "dtype": "float32",
-            "filters": filters,
-            "kernel_size": [1] * rank,
-            "strides": [1] * rank,
-            "padding": "valid",
-            "data_format": data_format,
-            "dilation_rate": [1] * rank,
-            "groups": 1,
-            "activation": "linear",
-            "use_bias": True,
-            "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
-            "bias_initializer": {"class_name": "Zeros", "config": {}},
-            "kernel_regularizer": None,
-            "bias_regularizer": None,
-            "activity_regularizer": None,
-            "kernel_constraint": None,
-            "bias_constraint": None,
-        },
-    }
-
-
-def _input_layer(name: str, shape) -> dict:
-    return {
-        "class_name": "InputLayer",
-        "config": {
-            "batch_input_shape": [None, *shape],
-            "dtype": "float32",
-            "sparse": False,
-            "ragged": False,
-            "name": name,
-        },
-    }
-
-
-def _functional(entries: list[dict], shape) -> dict:
-    """tf.keras 2.x's functional config: a chain from an input named 'image'."""
-    layers = [{**_input_layer("image", shape), "name": "image", "inbound_nodes": []}]
-    for entry in entries:
-        name = entry["config"]["name"]
-        layers.append({**entry, "name": name, "inbound_nodes": [[[layers[-1]["name"], 0, 0, {}]]]})
-    return {
-        "class_name": "Functional",
-        "config": {
-            "name": "model",
-            "layers": layers,
-            "input_layers": [["image", 0, 0]],
-            "output_layers": [[layers[-1]["name"], 0, 0]],
-        },
-    }
-
-
-def _sequential(entries: list[dict], shape) -> dict:
-    """tf.keras 2.x's Sequential config, its input an InputLayer entry."""
-    return {
-        "class_name": "Sequential",
-        "config": {"name": "sequential", "layers": [_input_layer("input_1", shape), *entries]},
-    }
-
-
-def _write_h5(path: Path, config: dict, version: str, weights: dict[str, list]) -> Path:
-    """A full-model .h5 as tf.keras 2.x saved it: the config and version on the root, a group
-    per layer under ``model_weights`` whose ``weight_names`` carry the variable scopes."""
-    with h5py.File(path, "w") as handle:
-        handle.attrs["keras_version"] = version
-        handle.attrs["backend"] = "tensorflow"
-        handle.attrs["model_config"] = json.dumps(config)
-        group = handle.create_group("model_weights")
-        layers = config["config"]["layers"]
-        names = [
-            entry["config"]["name"]
-            for entry in layers
-            if config["class_name"] != "Sequential" or entry["class_name"] != "InputLayer"
-        ]
-        group.attrs["layer_names"] = [name.encode() for name in names]
-        group.attrs["backend"] = b"tensorflow"
-        group.attrs["keras_version"] = version.encode()
-        for name in names:
-            layer = group.create_group(name)
-            keys = [f"{name}/{variable}:0" for variable, _ in weights.get(name, [])]
-            layer.attrs["weight_names"] = [key.encode() for key in keys]
-            for key, (_, array) in zip(keys, weights.get(name, []), strict=True):
-                layer.create_dataset(key, data=array)
-    return path
-
-
-def _write_json(path: Path, config: dict, version: str) -> Path:
-    path.write_text(json.dumps({**config, "keras_version": version, "backend": "tensorflow"}))
-    return path
-
-
 RNG = np.random.default_rng(24)
 KERNEL_2D = RNG.standard_normal((1, 1, 3, 4)).astype(np.float32)
 BIAS_2D = RNG.standard_normal(4).astype(np.float32)
@@ -248,12 +151,12 @@ def _tf_keras_2d(path: Path, version: str = "2.15.0") -> Path:
     """tf.keras 2.15, functional: a 1x1 Conv2D, then AveragePooling2D(3, 2) on (7, 6) (pads
     (1, 1) and (0, 1)), then AveragePooling2D(2, 1) (pads (0, 1) on both axes)."""
     entries = [
-        _tf_keras_conv(2, 4, "channels_last"),
+        tf_keras_conv(2, 4, "channels_last"),
         _tf_keras_pooling("pool", 2, (3, 3), (2, 2), "channels_last"),
         _tf_keras_pooling("pool_1", 2, (2, 2), (1, 1), "channels_last"),
     ]
-    config = _functional(entries, (7, 6, 3))
-    return _write_h5(path, config, version, {"conv": [("kernel", KERNEL_2D), ("bias", BIAS_2D)]})
+    config = functional(entries, (7, 6, 3))
+    return write_h5(path, config, version, {"conv": [("kernel", KERNEL_2D), ("bias", BIAS_2D)]})
 
 
 def _expected_2d(x, average=tensorflow_same_average):
@@ -265,11 +168,11 @@ def _tf_keras_3d(path: Path) -> Path:
     """tf.keras 2.4, Sequential, channels_first: a 1x1x1 Conv3D, then AveragePooling3D((2, 3,
     2), (1, 2, 2)) on (5, 6, 7): pads (0, 1) on every axis."""
     entries = [
-        _tf_keras_conv(3, 3, "channels_first"),
+        tf_keras_conv(3, 3, "channels_first"),
         _tf_keras_pooling("pool", 3, (2, 3, 2), (1, 2, 2), "channels_first"),
     ]
-    config = _sequential(entries, (2, 5, 6, 7))
-    return _write_h5(path, config, "2.4.0", {"conv": [("kernel", KERNEL_3D), ("bias", BIAS_3D)]})
+    config = sequential(entries, (2, 5, 6, 7))
+    return write_h5(path, config, "2.4.0", {"conv": [("kernel", KERNEL_3D), ("bias", BIAS_3D)]})
 
 
 def _expected_3d(x, average=tensorflow_same_average):
@@ -305,7 +208,7 @@ def _keras_2_1_1d(path: Path) -> Path:
             },
         },
     ]
-    return _write_json(path, {"class_name": "Sequential", "config": layers}, "2.1.6")
+    return write_json(path, {"class_name": "Sequential", "config": layers}, "2.1.6")
 
 
 def _expected_1d(x, average=tensorflow_same_average):
@@ -344,7 +247,7 @@ def _keras_1_2d(path: Path) -> Path:
             },
         },
     ]
-    return _write_json(path, {"class_name": "Sequential", "config": layers}, "1.2.2")
+    return write_json(path, {"class_name": "Sequential", "config": layers}, "1.2.2")
 
 
 def _expected_keras1(x, average=tensorflow_same_average):
@@ -449,7 +352,7 @@ def test_max_pooling_and_valid_average_pooling_keep_their_names(tmp_path):
         },
     ]
     entries[1]["config"]["padding"] = "valid"
-    path = _write_json(tmp_path / "m.json", _sequential(entries, (7, 6, 3)), "2.15.0")
+    path = write_json(tmp_path / "m.json", sequential(entries, (7, 6, 3)), "2.15.0")
     text = import_file(path).text
     assert '\nAveragePooling2D(3, strides=2, padding="same_keras2", name="average")\n' in text
     assert '\nAveragePooling2D(2, strides=1, name="valid")\n' in text
@@ -488,7 +391,7 @@ def test_no_same_average_pooling_that_tensorflow_computes_is_refused(tmp_path):
     for index, (shape, pool, strides, data_format) in enumerate(cases):
         rank = len(pool)
         entry = _tf_keras_pooling("pool", rank, pool, strides, data_format)
-        path = _write_json(tmp_path / f"m{index}.json", _sequential([entry], shape), "2.15.0")
+        path = write_json(tmp_path / f"m{index}.json", sequential([entry], shape), "2.15.0")
         imported = import_file(path)
         x = np.random.default_rng(index).standard_normal((2, *shape)).astype(np.float32)
         actual = _ort(compile_model(imported.model, imported.weights), x)
