@@ -458,10 +458,36 @@ def _bilinear_keras2(length: int, factor: int) -> np.ndarray:
     return matrix
 
 
+def _tensorflow_bicubic(n: int, m: int) -> np.ndarray:
+    """TensorFlow's ResizeBicubic with half-pixel centres, which tf.image.resize(method=
+    "bicubic") runs for tf.keras's UpSampling2D and Resizing, from n to m samples as an (m, n)
+    matrix. Output i reads the input at ``(i + 0.5) * (n / m) - 0.5``, computed in float32 as
+    TensorFlow computes it; its distance t past its floor is rounded (half to even) to a multiple
+    of 1/1024, since TensorFlow reads the weights from a table at those distances; Keys's cubic
+    with a = -0.5 weighs the samples floor - 1 to floor + 2, at distances 1 + t, t, 1 - t and
+    2 - t; samples outside the input get no weight, and the others are divided by their sum."""
+    matrix = np.zeros((m, n), dtype=np.float64)
+    scale = np.float32(n) / np.float32(m)
+    for i in range(m):
+        position = float((np.float32(i) + np.float32(0.5)) * scale - np.float32(0.5))
+        base = math.floor(position)
+        t = round((position - base) * 1024) / 1024
+        taps = [
+            (base + offset, weight)
+            for offset, weight in zip((-1, 0, 1, 2), _keys_weights(t, -0.5), strict=True)
+            if 0 <= base + offset < n
+        ]
+        total = sum(weight for _, weight in taps)
+        for j, weight in taps:
+            matrix[i, j] = weight / total
+    return matrix
+
+
 _RESIZE: dict[str, Callable[[int, int], np.ndarray]] = {
     "bilinear": _bilinear,
     "bicubic": _bicubic,
     "bilinear_keras2": _bilinear_keras2,
+    "bicubic_keras2": lambda length, factor: _tensorflow_bicubic(length, length * factor),
 }
 
 
@@ -863,7 +889,8 @@ def normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
 @computes(ResizingSpec)
 def resizing(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     """Keras's Resizing (torch backend), or CenterCrop: the crop or pad to the target's aspect
-    ratio that keras/src/backend/torch/image.py makes, then a resampling matrix per axis."""
+    ratio that keras/src/backend/torch/image.py makes, then a resampling matrix per axis
+    (TensorFlow's for ``bicubic_keras2``, tf.keras's bicubic)."""
     c = expect(layer.spec, ResizingSpec)
     x = _to_last(x, c.data_format)
     height, width = x.shape[1], x.shape[2]
@@ -884,7 +911,10 @@ def resizing(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
             x, [(0, 0), (rows, rows), (columns, columns), (0, 0)], constant_values=c.fill_value
         )
     for axis, size in zip((1, 2), target, strict=True):
-        matrix = _torch_resize_matrix(x.shape[axis], size, c.interpolation, c.antialias)
+        if c.interpolation == "bicubic_keras2":
+            matrix = _tensorflow_bicubic(x.shape[axis], size)
+        else:
+            matrix = _torch_resize_matrix(x.shape[axis], size, c.interpolation, c.antialias)
         x = np.moveaxis(np.tensordot(matrix, x, axes=([1], [axis])), 0, axis)
     return _from_last(x.astype(np.float32), c.data_format)
 

@@ -113,7 +113,7 @@ class UpSamplingSpec(SpatialSpec):
     """UpSampling1D to 3D: a factor per spatial axis; only UpSampling2D interpolates."""
 
     size: tuple[int, ...]
-    interpolation: str = "nearest"  # "nearest", "bilinear" or "bicubic"
+    interpolation: str = "nearest"  # "nearest", "bilinear", "bicubic" or a Keras 2 one (*_keras2)
 
 
 MergeOperation = Literal["add", "subtract", "multiply", "average", "maximum", "minimum"]
@@ -331,7 +331,7 @@ class ResizingSpec(FormattedSpec):
 
     height: int
     width: int
-    interpolation: str = "bilinear"  # "bilinear", "nearest" or "bicubic"
+    interpolation: str = "bilinear"  # "bilinear", "nearest", "bicubic" or "bicubic_keras2"
     crop_to_aspect_ratio: bool = False
     pad_to_aspect_ratio: bool = False
     fill_mode: str = "constant"

@@ -332,12 +332,8 @@ def test_a_theano_backend_file_convolves_with_flipped_kernels(transpose, tmp_pat
          "k // 2 on both sides"),
         (lambda: keras.Sequential([keras.Input((6, 6, 2)), layers.AveragePooling2D(2, padding="same", name="p")]),
          "2.2.4", "theano", "layer 'p' (AveragePooling2D) of this Theano-backend file"),
-        (lambda: keras.Sequential([keras.Input((4, 4, 2)), layers.UpSampling2D(2, interpolation="bicubic", name="u")]),
-         "2.15.0", None,
-         "layer 'u' (UpSampling2D) of this Keras 2 / tf.keras (keras_version '2.15.0') file: "
-         "interpolation='bicubic' was TensorFlow's (Keys a = -0.5"),
     ],
-    ids=["theano-same-even", "theano-same-pool", "bicubic"],
+    ids=["theano-same-even", "theano-same-pool"],
 )  # fmt: skip
 def test_what_a_keras2_file_computed_otherwise_is_refused_by_name(
     model, version, backend, message, tmp_path

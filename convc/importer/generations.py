@@ -12,10 +12,12 @@ importer sees Keras 3's forms only, with the definitions the file meant:
 * **Keras 1, Keras 2 and tf.keras** computed ``hard_sigmoid`` as ``clip(0.2 x + 0.5, 0, 1)``;
   Keras 3 computes ``clip(x / 6 + 0.5, 0, 1)``, so such a file's ``hard_sigmoid`` becomes
   convc's ``hard_sigmoid_keras2``, which is the older definition; Keras 2.2/2.3's bilinear
-  UpSampling2D (TensorFlow 1's resize) becomes ``bilinear_keras2``; a 'same' average pooling
-  (TensorFlow's, which leaves the pads out of the mean where Keras 3's torch backend counts
-  repeated edge entries) becomes ``padding="same_keras2"``. What convc does not build as
-  TensorFlow computed it (bicubic resizing) is refused by name.
+  UpSampling2D (TensorFlow 1's resize) becomes ``bilinear_keras2``; tf.keras's bicubic
+  UpSampling2D and Resizing (TensorFlow's ``ResizeBicubic``: Keys a = -0.5, renormalized at the
+  borders, positions rounded to 1/1024; Keras 3's torch backend: a = -0.75, edges repeated)
+  become ``bicubic_keras2``; a 'same' average pooling (TensorFlow's, which leaves the pads out of
+  the mean where Keras 3's torch backend counts repeated edge entries) becomes
+  ``padding="same_keras2"``.
 * **The Theano backend** convolved (it flips kernels; TensorFlow correlates) and placed 'same'
   pads its own way: ``stored_array`` flips the kernels of a file that says Theano wrote it, and
   the 'same' paddings whose placement differs from TensorFlow's are refused by name.
@@ -234,10 +236,15 @@ KERAS2_ACTIVATIONS = {"hard_sigmoid": "hard_sigmoid_keras2"}
 name for the older definition: ``hard_sigmoid`` was ``clip(0.2 x + 0.5, 0, 1)`` (Keras 3:
 ``clip(x / 6 + 0.5, 0, 1)``)."""
 
-KERAS2_INTERPOLATIONS = {"bilinear": "bilinear_keras2"}
-"""UpSampling2D interpolations that the multi-backend Keras 2.2/2.3 defined otherwise than Keras
-3, and convc's name for the older definition: its ``bilinear`` was TensorFlow 1's
-``resize_bilinear`` (source coordinate ``i / size``; Keras 3: ``(i + 0.5) / size - 0.5``)."""
+KERAS2_INTERPOLATIONS = {"bilinear": "bilinear_keras2", "bicubic": "bicubic_keras2"}
+"""Interpolations that Keras 2 defined otherwise than Keras 3, and convc's name for the older
+definition. The multi-backend Keras 2.2/2.3's UpSampling2D ``bilinear`` was TensorFlow 1's
+``resize_bilinear`` (source coordinate ``i / size``; Keras 3: ``(i + 0.5) / size - 0.5``).
+tf.keras's UpSampling2D and Resizing ``bicubic`` (no earlier Keras had one) was
+``tf.image.resize``'s, TensorFlow's ``ResizeBicubic`` with half-pixel centres: Keys's a = -0.5,
+the weights of samples outside the image dropped and the rest renormalized, the fractional
+position rounded to 1/1024; Keras 3's torch backend computes a = -0.75 with the edge samples
+repeated. Every bicubic layer of a Keras 1 or 2 file is renamed."""
 
 KERAS2_AVERAGE_PADDINGS = {"same": "same_keras2"}
 """Average pooling paddings that Keras 1, Keras 2 and tf.keras computed otherwise than Keras 3's
@@ -260,8 +267,9 @@ _MULTI_BACKEND_KERAS2 = re.compile(r"\s*2\.[0-3]\.\d+\s*")
 
 
 def _older_definitions(model_config: Any, generation: Generation, where: str) -> None:
-    """Keras 1/2's definitions, in place: activations renamed to their older definition, and
-    what convc does not build as the file's generation computed it refused by name."""
+    """Keras 1/2's definitions, in place: activations, interpolations and average pooling
+    paddings renamed to convc's names for their older definitions, and what convc does not build
+    as a Theano-backend file computed it refused by name."""
     for class_name, config in _layer_configs(model_config):
         activation = config.get("activation")
         if isinstance(activation, str) and activation in KERAS2_ACTIVATIONS:
@@ -275,25 +283,19 @@ def _older_definitions(model_config: Any, generation: Generation, where: str) ->
             and padding in KERAS2_AVERAGE_PADDINGS
         ):
             config["padding"] = KERAS2_AVERAGE_PADDINGS[padding]
-        problem = None
         interpolation = config.get("interpolation")
+        if class_name in ("UpSampling2D", "Resizing") and isinstance(interpolation, str):
+            # tf.keras read the name in any case (image_utils.get_interpolation), and its
+            # Resizing stored it as written
+            interpolation = config["interpolation"] = interpolation.lower()
         if class_name in ("UpSampling2D", "Resizing") and interpolation == "bicubic":
-            problem = (
-                "interpolation='bicubic' was TensorFlow's (Keys a = -0.5, weights renormalized "
-                "at the borders); convc builds Keras 3 torch's (a = -0.75)"
-            )
+            config["interpolation"] = KERAS2_INTERPOLATIONS["bicubic"]
         elif (
             class_name == "UpSampling2D"
             and interpolation == "bilinear"
             and _MULTI_BACKEND_KERAS2.fullmatch(generation.version or "")
         ):
             config["interpolation"] = KERAS2_INTERPOLATIONS["bilinear"]
-        if problem:
-            raise ConvcError(
-                f"layer {config.get('name')!r} ({class_name}) of this {generation.label} file: "
-                f"{problem}, so it does not build this layer",
-                path=where,
-            )
 
 
 def _theano_check(class_name: str, config: dict, generation: Generation, where: str) -> None:

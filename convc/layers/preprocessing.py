@@ -12,7 +12,8 @@ CenterCrop, as Keras 3's torch backend computes them (``keras/src/layers/preproc
 * ``Resizing``: torch's ``interpolate`` (bilinear and bicubic with half-pixel centres, bicubic's
   a = -0.75; nearest is torch's "nearest-exact"; ``antialias=True`` is torch's antialiased
   filter), after Keras's crop or pad to the target's aspect ratio. Its arguments are checked by
-  Keras only when it is called; convc checks them at build time.
+  Keras only when it is called; convc checks them at build time. ``bicubic_keras2`` is tf.keras's
+  bicubic (TensorFlow's, ``convc.lower.resampling``), which imported Keras 2 files use.
 * ``CenterCrop``: a centred crop when the input is at least the target size on both axes;
   otherwise Keras's ``smart_resize`` (crop to the aspect ratio, then bilinear).
 
@@ -185,9 +186,11 @@ def normalization_axes(
     return keep
 
 
-RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic")
+RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "bicubic_keras2")
 """What Keras's torch backend resizes with (``lanczos3``, ``lanczos5`` and ``area`` are other
-backends')."""
+backends'), and ``bicubic_keras2``, convc's name for tf.keras's ``bicubic`` (TensorFlow's
+``ResizeBicubic``, ``convc.layers.resize.KERAS2_INTERPOLATIONS``), which imported Keras 2 files
+use."""
 
 
 @layer_type
@@ -222,6 +225,17 @@ class Resizing(LayerType[ResizingSpec]):
                 f"got interpolation={interpolation!r}",
                 args.span("interpolation"),
             )
+        antialias = bool(args.python("antialias"))
+        if antialias and interpolation == "bicubic_keras2":
+            raise ConvcError(
+                "antialias=True cannot be combined with interpolation='bicubic_keras2': "
+                "tf.keras's Resizing had no antialias, and TensorFlow's antialiased bicubic is "
+                "another filter (its support widened by the downscale), which convc does not "
+                "build",
+                args.span("antialias"),
+                help="remove antialias=True, or use interpolation='bicubic' (Keras 3's torch "
+                "backend, a = -0.75)",
+            )
         crop = _truth(args, "crop_to_aspect_ratio")
         pad = _truth(args, "pad_to_aspect_ratio")
         if crop and pad:
@@ -249,7 +263,7 @@ class Resizing(LayerType[ResizingSpec]):
             pad_to_aspect_ratio=pad,
             fill_mode="constant",
             fill_value=float(fill),
-            antialias=bool(args.python("antialias")),
+            antialias=antialias,
             data_format=self.data_format_arg(args, default_data_format),
         )
 

@@ -23,10 +23,14 @@ _AXIS_WORDS = {1: ("steps",), 2: ("height", "width"), 3: ("dim1", "dim2", "dim3"
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 """UpSampling2D interpolations that Keras's torch backend runs (lanczos and area are not)."""
 
-KERAS2_INTERPOLATIONS = ("bilinear_keras2",)
-"""convc's names for what an older Keras meant by an interpolation: ``bilinear_keras2`` is the
-multi-backend Keras 2.2/2.3's ``bilinear`` (TensorFlow 1's ``resize_bilinear``: source
-coordinate ``i / size``, no half-pixel offset), which imported files of those versions use."""
+KERAS2_INTERPOLATIONS = ("bilinear_keras2", "bicubic_keras2")
+"""convc's names for what an older Keras meant by an interpolation, which imported files of
+those versions use: ``bilinear_keras2`` is the multi-backend Keras 2.2/2.3's ``bilinear``
+(TensorFlow 1's ``resize_bilinear``: source coordinate ``i / size``, no half-pixel offset);
+``bicubic_keras2`` is tf.keras's ``bicubic``, TensorFlow's ``ResizeBicubic`` with half-pixel
+centres (Keys's a = -0.5, the weights of samples outside the image dropped and the rest
+renormalized, the fractional source position rounded to 1/1024), where Keras 3's torch backend
+computes a = -0.75 with the edge samples repeated."""
 
 
 def _pairs(

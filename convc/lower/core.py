@@ -329,6 +329,8 @@ def _resize(em: Emitter, layer: Node, x: str, source, target, c: ResizingSpec) -
                 indices = np.minimum((2 * np.arange(m) + 1) * n // (2 * m), n - 1)
                 x = em.op("Gather", [x, em.constant(indices)], "resize", axis=axis)
         return x
+    if c.interpolation == "bicubic_keras2":  # TensorFlow's, which no Resize computes
+        return resize_by_matrices(em, x, source, target, c.interpolation, antialias=False)
     shrinks = any(m < n for n, m in zip(source, target, strict=True))
     antialiased = c.antialias and (shrinks or c.interpolation == "bicubic")
     if antialiased and em.opset >= 18 and not em.target.resize_antialias:

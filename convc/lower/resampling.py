@@ -4,7 +4,11 @@ Where an ONNX Resize cannot say what Keras computed, or a runtime's Resize compu
 an image of shape (N, C, H, W) is multiplied by the width's matrix (transposed) on the right and
 by the height's on the left: two MatMuls that every runtime reads, exact up to float32 sums.
 ``Resizing`` uses them for torch's antialiased filters and for a shrinking bicubic resize
-(``convc.lower.core``).
+(``convc.lower.core``); ``Resizing`` and ``UpSampling2D`` (``convc.lower.resize``) for
+``bicubic_keras2``, TensorFlow's bicubic, which no Resize computes: TensorFlow rounds each
+source position's fraction to 1/1024 (for a factor of 3 this moves the output by about 1.5e-3
+against a Resize with ``cubic_coeff_a=-0.5`` and ``exclude_outside=1``), so the matrices hold
+TensorFlow's own float32 weights.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ def resize_matrix(n: int, m: int, interpolation: str, antialias: bool) -> np.nda
     """torch's interpolation from n to m samples (half-pixel centres) as an (m, n) matrix:
     bicubic is Keys's a = -0.75 with edge samples repeated; antialiased, torch's separable
     filter (triangle, or cubic with a = -0.5) over a support widened by the downscale, its
-    weights normalized to sum to one."""
+    weights normalized to sum to one. ``bicubic_keras2`` is TensorFlow's."""
+    if interpolation == "bicubic_keras2":
+        return tensorflow_bicubic_matrix(n, m)
     matrix = np.zeros((m, n), dtype=np.float64)
     scale = n / m
     if not antialias:
@@ -67,3 +73,45 @@ def _cubic(d: float, a: float) -> float:
     if d < 2:
         return a * (d - 1) * (d - 2) ** 2
     return 0.0
+
+
+TABLE_SIZE = 1024
+"""TensorFlow's bicubic resize reads its weights from a table of Keys's kernel at multiples of
+1 / 1024 (``kTableSize`` in tensorflow/core/kernels/image/resize_bicubic_op.cc)."""
+
+
+def _tensorflow_cubic_table() -> tuple[np.ndarray, np.ndarray]:
+    """TensorFlow's coefficient table for Keys's a = -0.5: at ``x = i / 1024``, the weight of a
+    sample at distance ``x`` and of one at ``x + 1``, computed in double and stored as float32."""
+    a = -0.5
+    x = np.arange(TABLE_SIZE + 1, dtype=np.float64) / TABLE_SIZE
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    x = x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return near.astype(np.float32), far.astype(np.float32)
+
+
+def tensorflow_bicubic_matrix(n: int, m: int) -> np.ndarray:
+    """TensorFlow's ``ResizeBicubic`` with half-pixel centres, what ``tf.image.resize(method=
+    "bicubic")`` computes without antialias (tf.keras's UpSampling2D and Resizing), from n to m
+    samples as an (m, n) float32 matrix, in TensorFlow's float32 arithmetic: output ``i`` reads
+    position ``(i + 0.5) * (n / m) - 0.5``; its fractional part, rounded half to even to a
+    multiple of 1/1024, picks the table's weights for the four samples ``floor - 1`` to
+    ``floor + 2``; the weights of samples outside the image are zero, and the rest are scaled
+    by the reciprocal of their sum. Equal, entry for entry, to TensorFlow 2.21's own."""
+    near, far = _tensorflow_cubic_table()
+    scale = np.float32(n) / np.float32(m)
+    positions = (np.arange(m, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    floors = np.floor(positions)
+    offsets = np.rint((positions - floors) * np.float32(TABLE_SIZE)).astype(np.int64)
+    rest = TABLE_SIZE - offsets
+    weights = np.stack([far[offsets], near[offsets], near[rest], far[rest]], axis=1)
+    taps = floors.astype(np.int64)[:, None] + np.arange(-1, 3)
+    inside = (taps >= 0) & (taps < n)
+    weights = np.where(inside, weights, np.float32(0))
+    total = ((weights[:, 0] + weights[:, 1]) + weights[:, 2]) + weights[:, 3]
+    weights = weights * (np.float32(1) / total)[:, None]  # TensorFlow's order, in float32
+    matrix = np.zeros((m, n), dtype=np.float32)
+    rows = np.broadcast_to(np.arange(m)[:, None], taps.shape)
+    matrix[rows[inside], taps[inside]] = weights[inside]
+    return matrix

@@ -1,5 +1,7 @@
 """Lowering of Cropping, ZeroPadding and UpSampling (``convc.layers.resize``): Slice, Pad and
-Resize work in whatever physical order the value already has, mapping their axes through it."""
+Resize work in whatever physical order the value already has, mapping their axes through it.
+``UpSampling2D(interpolation="bicubic_keras2")``, TensorFlow's bicubic, is two MatMuls with
+constant matrices on the channels-first image (``convc.lower.resampling``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from convc.geometry import spatial_axes
 from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, known
 from convc.lower.layout import channels_first_layout
 from convc.lower.registry import Weights, lowers
+from convc.lower.resampling import resize_by_matrices
 from convc.model import Node
 from convc.specs import (
     CroppingSpec,
@@ -75,6 +78,12 @@ def lower_up_sampling(em: Emitter, layer: Node, x: Value, weights: Weights) -> V
         factor > 1 and known(layer.input_shape[axis]) > 1
         for axis, factor in zip(logical, c.size, strict=True)
     )
+    if interpolates and c.interpolation == "bicubic_keras2":  # TensorFlow's: no Resize has it
+        x = em.in_layout(x, channels_first_layout(c, x.rank))
+        lengths = [known(layer.input_shape[axis]) for axis in logical]
+        scaled = [n * f for n, f in zip(lengths, c.size, strict=True)]
+        out = resize_by_matrices(em, x.name, lengths, scaled, c.interpolation, antialias=False)
+        return Value(out, x.perm, layer.output_shape)
     if interpolates:
         x = em.in_layout(x, _interpolation_layout(em, c, x))
     spatial = _spatial_physical_axes(c, x)
