@@ -9,7 +9,10 @@ crash or send into a loop. So convc never calls it in its own process on a file 
 once and vets it before anything is read (refusing external storage, virtual datasets, external
 and soft links, objects reached twice, more objects than a model file holds), and sends back
 the tree: groups, datasets' shapes and dtypes, attributes as plain values. Reading a dataset
-asks the child for it; its bytes come back raw, never pickled.
+asks the child for it; its bytes come back raw, never pickled, or, when the file stores them as
+they are (contiguous, unfiltered, in the array's own type: every Keras weight), the child says
+where, and the parent reads them from the file itself: no libhdf5 runs in the parent, and it
+reads nothing outside the data it gave the child.
 
 The child's memory is capped at what the parent budgets (its start plus the weights the model
 needs); it must answer within ``STALL_SECONDS`` (the walk sends a heartbeat), and a read within
@@ -25,13 +28,13 @@ from __future__ import annotations
 
 import atexit
 import json
-import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -185,6 +188,16 @@ class _Child:
         self.where = where
         self._pipe, self._status = _server().launch(source, allowance)
         self._exit: int | None = None
+        # The HDF5 data as the parent can read it itself (path, start, length or None for the
+        # whole file): a file, or an uncompressed member of an archive; not an inflated one.
+        self._in_place: tuple[str, int, int | None] | None = (
+            (source[1], 0, None)
+            if source[0] == "file"
+            else (source[1], int(source[2]), int(source[3]))
+            if source[0] == "window"
+            else None
+        )
+        self._data: int | None = None  # the descriptor the parent reads it through
 
     def objects(self) -> Iterator[list]:
         """The tree's objects, as the child sends them after vetting the whole file."""
@@ -198,22 +211,75 @@ class _Child:
                 raise self.failure("the child process sent an unexpected message")
 
     def read(self, path: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """The dataset at ``path``, which the tree says has ``shape`` and ``dtype``."""
+        """The dataset at ``path``, which the tree says has ``shape`` and ``dtype``, received
+        straight into the array that is returned (no other copy of it is made here)."""
         size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         seconds = STALL_SECONDS + size / READ_BYTES_PER_SECOND
-        self._send({"read": path, "bytes": size})
+        deadline = time.monotonic() + seconds
+        self._send({"read": path, "bytes": size, "in_place": self._in_place is not None})
         header = self._receive(seconds)
         if tuple(header.get("shape", ())) != shape or header.get("dtype") != dtype.str:
             raise self.failure(f"the child process read {path} as something else")
         array = np.empty(shape, dtype)
-        self._wait(seconds)
-        try:
-            count = self._pipe.recv_bytes_into(array.reshape(-1).view(np.uint8))
-        except (EOFError, OSError, multiprocessing.BufferTooShort):
-            raise self.failure(f"reading {path}") from None
-        if count != size:
-            raise self.failure(f"the child process sent {path} short")
+        into = array.reshape(-1).view(np.uint8).data
+        if "offset" in header:
+            self._read_in_place(into, header["offset"], path)
+        else:
+            self._receive_raw(into, deadline, seconds, path)
         return array
+
+    def _read_in_place(self, into: memoryview, offset: object, path: str) -> None:
+        """Fill ``into`` from the HDF5 data at ``offset``, where the child found the dataset's
+        bytes stored as they are (``convc.hdf5_worker``): the parent reads them itself, once,
+        rather than the child reading them and sending them through a socket. Only bytes
+        inside the data the child was given are read: a child subverted by the file can point
+        at no more than it could have sent."""
+        assert self._in_place is not None, "asked only when the parent can read the data"
+        name, start, length = self._in_place
+        try:
+            if self._data is None:
+                self._data = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+            if length is None:
+                length = os.fstat(self._data).st_size
+            if (
+                not isinstance(offset, int)
+                or isinstance(offset, bool)
+                or not 0 <= offset <= length - len(into)
+            ):
+                raise self.failure(f"the child process placed {path} outside the file")
+            done = 0
+            while done < len(into):
+                count = os.preadv(self._data, [into[done:]], start + offset + done)
+                if count == 0:
+                    raise ConvcError(
+                        f"the file ends inside the HDF5 dataset {path!r} (truncated?)",
+                        path=self.where,
+                    )
+                done += count
+        except OSError as error:
+            raise ConvcError(f"cannot read the file: {error.strerror}", path=self.where) from None
+
+    def _receive_raw(self, into: memoryview, deadline: float, seconds: float, path: str) -> None:
+        """Fill ``into`` with the bytes the child sends after a read's header (unframed: the
+        header said how many), all of them by ``deadline``: a child that sends them slowly
+        is refused as one that sends nothing."""
+        descriptor = self._pipe.fileno()
+        done = 0
+        while done < len(into):
+            if not self._pipe.poll(max(0.0, deadline - time.monotonic())):
+                self.close()
+                raise ConvcError(
+                    f"libhdf5 did not send {path} within {seconds:.0f} s (a file crafted to "
+                    "make it loop?): refused",
+                    path=self.where,
+                )
+            try:
+                count = os.readv(descriptor, [into[done:]])
+            except OSError:
+                raise self.failure(f"reading {path}") from None
+            if count == 0:
+                raise self.failure(f"the child process sent {path} short")
+            done += count
 
     def close(self) -> None:
         """End the child: closing the status socket makes the fork server kill it if it has
@@ -221,6 +287,9 @@ class _Child:
         if not self._pipe.closed:
             self._pipe.close()
         self._status.close()
+        if self._data is not None:
+            os.close(self._data)
+            self._data = None
 
     def _send(self, message: dict) -> None:
         try:
@@ -277,7 +346,8 @@ class _Child:
 
 
 MAX_MESSAGE_BYTES = 64 << 20
-"""The largest JSON message a child may send (a batch of the tree); arrays come unframed."""
+"""The largest JSON message a child may send (a batch of the tree); a dataset's bytes come
+unframed after the message that announces them."""
 
 
 def _signal_name(number: int) -> str:

@@ -105,7 +105,13 @@ def serve(connection: Any, source: tuple, allowance: int) -> None:
             request = json.loads(connection.recv_bytes())
         except (EOFError, OSError):
             return
-        _serve_read(connection, handle, request["read"], allowance + int(request["bytes"]))
+        _serve_read(
+            connection,
+            handle,
+            request["read"],
+            allowance + int(request["bytes"]),
+            in_place=bool(request.get("in_place")),
+        )
 
 
 _base_size: list[int] = []
@@ -286,14 +292,25 @@ def _dtype(dtype: np.dtype) -> str:
     return dtype.str if dtype.str in DTYPES else f"?{dtype}"
 
 
-def _serve_read(connection: Any, handle: Any, path: str, allowance: int) -> None:
-    """Send ``{"shape", "dtype"}`` and then the dataset's bytes, or ``{"error"}``."""
+def _serve_read(
+    connection: Any, handle: Any, path: str, allowance: int, *, in_place: bool = False
+) -> None:
+    """Send ``{"shape", "dtype"}`` and then the dataset's bytes, or ``{"error"}``. With
+    ``in_place`` (the parent reads the file itself), a dataset whose stored bytes are exactly
+    its array's is not read: ``{"shape", "dtype", "offset"}`` says where they lie."""
     _cap_memory(allowance)
     try:
         dataset = handle[path]
         unwritten = _unwritten(dataset)
         if unwritten:
             _send(connection, {"error": f"the HDF5 dataset {path!r} {unwritten}"})
+            return
+        offset = _stored_as_is(dataset) if in_place else None
+        if offset is not None:
+            _send(
+                connection,
+                {"shape": list(dataset.shape), "dtype": dataset.dtype.str, "offset": offset},
+            )
             return
         array = np.asarray(dataset[()])  # ascontiguousarray would make a scalar 1-D
         if not array.flags.c_contiguous:
@@ -305,7 +322,32 @@ def _serve_read(connection: Any, handle: Any, path: str, allowance: int) -> None
         _send(connection, {"error": f"cannot read {path}: {error}"})
         return
     _send(connection, {"shape": list(array.shape), "dtype": array.dtype.str})
-    connection.send_bytes(array.reshape(-1).view(np.uint8))
+    _send_raw(connection, array.reshape(-1).view(np.uint8).data)
+
+
+def _send_raw(connection: Any, data: memoryview) -> None:
+    """``data``, unframed: the parent knows its length from the header before it, and reads it
+    straight into its array (a framed message would be gathered into a buffer first, holding
+    the weight twice)."""
+    descriptor = connection.fileno()
+    while data:
+        data = data[os.write(descriptor, data) :]
+
+
+def _stored_as_is(dataset: Any) -> int | None:
+    """The offset in the HDF5 data of a dataset's bytes when they are its array's bytes
+    exactly (stored contiguously, unfiltered, all of them, in the very type NumPy reads it as,
+    byte order and bit layout included), else None. Keras writes every weight so."""
+    if dataset.dtype.str not in DTYPES or dataset.shape is None:
+        return None
+    if dataset.id.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS:
+        return None
+    offset = dataset.id.get_offset()
+    if offset is None or dataset.id.get_storage_size() != dataset.nbytes:
+        return None
+    if not dataset.id.get_type().equal(h5py.h5t.py_create(dataset.dtype)):
+        return None
+    return int(offset)
 
 
 def _unwritten(dataset: Any) -> str | None:
