@@ -12,10 +12,10 @@ The Python API (see README's "Python API")::
     convc.golden.record("samples/tiny.conv", "golden/")
     convc.golden.verify("golden/").passes(strict=True)
 
-``load``, ``load_text``, ``build``, ``build_text``, ``save``, ``run``, ``check`` and
-``workarounds`` are ``convc.api``'s; ``BuildOptions`` is ``convc.options``'; ``golden`` is the
-``convc.golden`` module. They are imported on first use, so that ``import convc`` (and the
-command line's start) stays quick.
+``load``, ``load_text``, ``build``, ``build_text``, ``save``, ``build_and_save``, ``run``,
+``check`` and ``workarounds`` are ``convc.api``'s; ``BuildOptions`` is ``convc.options``';
+``golden`` is the ``convc.golden`` module. They are imported on first use, so that
+``import convc`` (and the command line's start) stays quick.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ __all__ = [
     "CheckReport",
     "ConvcError",
     "RunResult",
+    "Saved",
     "__version__",
     "build",
+    "build_and_save",
     "build_text",
     "check",
     "golden",
@@ -49,7 +51,9 @@ _EXPORTS = {
     "ConvcError": "convc.diagnostics",
     "render": "convc.diagnostics",
     "RunResult": "convc.api",
+    "Saved": "convc.api",
     "build": "convc.api",
+    "build_and_save": "convc.api",
     "build_text": "convc.api",
     "check": "convc.api",
     "load": "convc.api",
@@ -63,7 +67,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from convc import golden
     from convc.api import (
         RunResult,
+        Saved,
         build,
+        build_and_save,
         build_text,
         check,
         load,

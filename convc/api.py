@@ -115,12 +115,50 @@ def build(
     """Compile a ``.conv`` file, a Keras model file or a loaded model to a checked ONNX model,
     in memory. A model file's own weights are used unless ``weights`` are given (with
     ``replace``, ``weights`` give the replaced layers' arrays, laid over the file's).
-    ``consume_weights`` lets lowering empty a dict of ``weights`` as it goes, so that the arrays
-    are held once, not twice (a model file's own weights always are)."""
+    ``consume_weights`` hands the arrays of a dict of ``weights`` over: lowering empties the
+    dict as it goes and may change an array in place, so that the arrays are held once, not
+    twice (a model file's own weights always are)."""
     model, weights, owned = _load_with_weights(source, weights, replace)
     return compile_model(
         model, weights, options or BuildOptions(), consume_weights=consume_weights or owned
     )
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What ``build_and_save`` wrote."""
+
+    files: list[Path]
+    """The files written, as ``save`` gives them: the model, or its data file and the model."""
+    model: onnx.ModelProto
+    """The model written, without its large weights' bytes (those initializers keep their
+    names, data types and shapes): its graph, opset and metadata, for ``workarounds``."""
+
+
+def build_and_save(
+    source: Source,
+    path: PathLike,
+    weights: Weights = None,
+    *,
+    options: BuildOptions | None = None,
+    consume_weights: bool = False,
+    replace: Replace = None,
+) -> Saved:
+    """``build`` then ``save`` (the arguments are theirs), holding each weight once: a large
+    weight goes from the array lowering made to the file, never into an ``onnx.ModelProto``,
+    where protobuf would copy it (and copy it again to write it). For a model file whose
+    weights are hundreds of megabytes this is the difference between holding them once and
+    about twice (``convc build`` builds this way)."""
+    from convc.compiler import compile_detached
+    from convc.onnxfile import save as save_file
+
+    model, weights, owned = _load_with_weights(source, weights, replace)
+    detached = compile_detached(
+        model, weights, options or BuildOptions(), consume_weights=consume_weights or owned
+    )
+    del weights
+    files = save_file(detached, path)
+    return Saved(files, detached.proto)
 
 
 def build_text(

@@ -607,15 +607,17 @@ def _options(args: argparse.Namespace):
 
 
 def _build(args: argparse.Namespace) -> int:
-    from convc.api import build, save, workarounds
+    from convc.api import build_and_save, workarounds
 
     model = _load(args, args.source)
     options = _options(args)
     # A model file's own weights were loaded for this build alone: lowering may let them go.
     weights, args.weights = args.weights, None
-    proto = build(model, weights, options=options, consume_weights=isinstance(weights, dict))
     output = Path(args.output) if args.output else Path(args.source).with_suffix(".onnx")
-    written = save(proto, output)
+    saved = build_and_save(
+        model, output, weights, options=options, consume_weights=isinstance(weights, dict)
+    )
+    proto, written = saved.model, saved.files
     opset = proto.opset_import[0].version
     _say(
         f"wrote {output}: {len(model.layers)} layers, {len(proto.graph.node)} nodes, "

@@ -3,7 +3,8 @@
 ``load_source`` reads a path (``.conv`` text, or a Keras model file through ``convc.importer``),
 ``resolve_text`` resolves text (refusing the placeholders ``convc import`` writes), ``resolve_with``
 resolves it with layers replaced (``convc.replace``), ``model_weights`` loads or draws the weights,
-and ``compile_model`` lowers and checks. ``convc.api`` is the public face of these; the command line
+and ``compile_model`` lowers and checks (``compile_detached`` too, keeping the large weights apart
+as arrays until they are written). ``convc.api`` is the public face of these; the command line
 and the tests use them directly. Writing is ``convc.onnxfile``'s job (``save`` and
 ``write_bytes`` are re-exported here).
 """
@@ -24,9 +25,9 @@ from convc import weights as weights_module
 from convc.diagnostics import ConvcError, ConvcErrors, Span
 from convc.importer.files import is_model_file
 from convc.limits import MAX_SOURCE_BYTES
-from convc.lower import lower
+from convc.lower import lower_detached
 from convc.model import Model
-from convc.onnxfile import save, write_bytes
+from convc.onnxfile import DetachedModel, save, write_bytes
 from convc.options import BuildOptions, build_options, check_seed
 from convc.replace import Replacement, placeholder_errors, replace_in_text, replacements
 from convc.targets import get_target
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Loaded",
+    "compile_detached",
     "compile_model",
     "compile_text",
     "is_model_file",
@@ -101,16 +103,38 @@ def compile_model(
     be given as keywords instead: ``target=``, ``opset=``, ``io_layout=``, ``optimize=``,
     ``seed=``, ``precision=``, ``calibration=``). With ``layer_outputs``, every layer's output
     is a graph output too. ``consume_weights`` says that a mapping of weights was loaded for
-    this build alone (an imported model file's): it is emptied as lowering goes, as weights
-    loaded from a file or drawn here always are, so that the model's arrays are held about
-    once."""
+    this build alone (an imported model file's): it is emptied as lowering goes, and its arrays
+    may be changed in place, as weights loaded from a file or drawn here always are, so that
+    the model's arrays are held about once."""
+    return compile_detached(
+        model,
+        weights,
+        options,
+        layer_outputs=layer_outputs,
+        consume_weights=consume_weights,
+        **build_keywords,
+    ).attach()
+
+
+def compile_detached(
+    model: Model,
+    weights: WeightsSource = None,
+    options: BuildOptions | None = None,
+    *,
+    layer_outputs: bool = False,
+    consume_weights: bool = False,
+    **build_keywords: Any,
+) -> DetachedModel:
+    """``compile_model``'s model, its large float32 weights kept apart as arrays
+    (``convc.onnxfile.DetachedModel``) until it is written: then a build holds each weight
+    once. A float16 or int8 model is converted whole, and comes with no arrays apart."""
     options = build_options(options, **build_keywords)
     arrays = model_weights(model, weights, options.seed)
     owned = consume_weights or not isinstance(weights, Mapping)
     if consume_weights and isinstance(weights, dict):
         weights.clear()  # the caller's references to the arrays go with it
     del weights
-    proto = lower(
+    detached = lower_detached(
         model,
         arrays,
         opset=options.resolved_opset,
@@ -123,10 +147,10 @@ def compile_model(
     if options.precision == "float16":
         from convc.precision import to_float16
 
-        proto = to_float16(proto, io_dtype=options.io_dtype)
-    elif options.precision == "int8":
-        proto = quantize(proto, model, options)[0]
-    return proto
+        return DetachedModel(to_float16(detached.attach(), io_dtype=options.io_dtype), {})
+    if options.precision == "int8":
+        return DetachedModel(quantize(detached.attach(), model, options)[0], {})
+    return detached
 
 
 def quantize(

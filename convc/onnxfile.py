@@ -5,6 +5,10 @@ embedded (``external_skeleton`` gives the model that points its tensors at that 
 ``skeleton`` gives a weight-less copy of a model for the checker and shape inference, which then
 work whatever the model's size.
 
+A build keeps its large weights as NumPy arrays beside the ``ModelProto`` until they are written
+(``DetachedModel``): each is then held once, as an array, and its bytes go from the array to the
+file; ``DetachedModel.attach`` makes the whole ``ModelProto`` for those who want it in memory.
+
 A weight's bytes are read out of a ``TensorProto`` only to be written: with protobuf's upb
 runtime, reading ``raw_data`` copies the bytes (0.4 GB for VGG16's first Dense kernel), and so
 does ``ByteSize``, which encodes the message to measure it. Sizes come from ``raw_data_bytes``,
@@ -19,10 +23,11 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from convc.diagnostics import ConvcError
@@ -53,12 +58,73 @@ def raw_data_bytes(tensor: onnx.TensorProto) -> int:
     return item * math.prod(tensor.dims)
 
 
-def weight_bytes(proto: onnx.ModelProto) -> int:
-    return sum(raw_data_bytes(t) for t in proto.graph.initializer)
+def weight_bytes(proto: onnx.ModelProto, arrays: Mapping[str, np.ndarray] | None = None) -> int:
+    """The bytes of the model's weights: its tensors' ``raw_data``, and ``arrays`` (a
+    ``DetachedModel``'s)."""
+    detached = sum(array.nbytes for array in arrays.values()) if arrays else 0
+    return detached + sum(raw_data_bytes(t) for t in proto.graph.initializer)
 
 
-def skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with its large weights declared as graph inputs instead of stored."""
+@dataclass
+class DetachedModel:
+    """An ONNX model whose large weights are NumPy arrays beside its ``ModelProto`` instead of
+    bytes inside it: each such initializer of ``proto`` has its name, data type and dims and
+    no data, and ``arrays`` has its values (C-contiguous, little-endian) under its name.
+
+    With protobuf's upb runtime, a weight put into a ``TensorProto`` is copied, and copied
+    again each time its ``raw_data`` is read to be written; kept apart, a weight is held once
+    from the moment it is lowered to the moment ``save`` writes it, which writes the same bytes
+    as for the attached model."""
+
+    proto: onnx.ModelProto
+    arrays: dict[str, np.ndarray]
+
+    def attach(self) -> onnx.ModelProto:
+        """``proto`` with every array's bytes in its initializer. Takes the arrays: each is let
+        go once its bytes are in the model, so that the weights are held about once."""
+        arrays, self.arrays = self.arrays, {}
+        for tensor in self.proto.graph.initializer:
+            array = arrays.pop(tensor.name, None)
+            if array is None:
+                continue
+            encoded = raw_data_field(array)
+            del array  # before protobuf copies the encoding: two copies of it at once, not three
+            tensor.MergeFromString(encoded)
+            del encoded
+        return self.proto
+
+    def skeleton(self) -> onnx.ModelProto:
+        return skeleton(self.proto, self.arrays)
+
+
+def detached_array(array: np.ndarray) -> np.ndarray:
+    """``array`` as a ``DetachedModel`` holds it (and ``raw_data`` stores it): C-contiguous,
+    little-endian; copied only when it is not already."""
+    little = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+    return np.ascontiguousarray(array, dtype=little)
+
+
+def raw_data_field(array: np.ndarray) -> bytearray:
+    """``array``'s bytes (little-endian) encoded as a TensorProto's ``raw_data`` field (key,
+    length, bytes), for ``MergeFromString``: setting ``raw_data`` takes a ``bytes`` object, which
+    protobuf copies again, so that array, bytes and the message's copy would be alive at once."""
+    key_and_length = length_delimited(RAW_DATA_FIELD, array.nbytes)
+    encoded = bytearray(len(key_and_length) + array.nbytes)
+    encoded[: len(key_and_length)] = key_and_length
+    little = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+    destination = np.frombuffer(encoded, little, offset=len(key_and_length))
+    destination.reshape(array.shape)[...] = array
+    return encoded
+
+
+def _bytes_of(array: np.ndarray) -> memoryview:
+    """The bytes of a ``DetachedModel``'s array, without a copy."""
+    return array.reshape(-1).view(np.uint8).data
+
+
+def skeleton(proto: onnx.ModelProto, detached: Collection[str] = ()) -> onnx.ModelProto:
+    """The model with its large weights declared as graph inputs instead of stored;
+    ``detached`` names the initializers whose values are kept apart (``DetachedModel``)."""
     copy = onnx.ModelProto()
     copy.ir_version = proto.ir_version
     copy.opset_import.extend(proto.opset_import)
@@ -68,7 +134,7 @@ def skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
     graph.input.extend(proto.graph.input)
     graph.output.extend(proto.graph.output)
     for tensor in proto.graph.initializer:
-        if raw_data_bytes(tensor) <= SMALL_TENSOR_BYTES:
+        if tensor.name not in detached and raw_data_bytes(tensor) <= SMALL_TENSOR_BYTES:
             graph.initializer.append(tensor)
         else:
             graph.input.append(
@@ -81,12 +147,12 @@ class InvalidModel(Exception):
     """ONNX's checker or its strict shape inference refused a model convc made."""
 
 
-def check_and_infer(proto: onnx.ModelProto) -> onnx.ModelProto:
+def check_and_infer(proto: onnx.ModelProto, detached: Collection[str] = ()) -> onnx.ModelProto:
     """ONNX's full check, then strict, type-checked shape inference, of ``proto`` without its
-    large weights (so that models past protobuf's 2 GiB are checked too): the inferred model,
-    whose ``graph.value_info`` holds every intermediate value's shape. ``InvalidModel`` when
-    either refuses; the caller says whose fault that is."""
-    bare = skeleton(proto)
+    large weights (so that models past protobuf's 2 GiB are checked too; ``detached`` as for
+    ``skeleton``): the inferred model, whose ``graph.value_info`` holds every intermediate
+    value's shape. ``InvalidModel`` when either refuses; the caller says whose fault that is."""
+    bare = skeleton(proto, detached)
     try:
         onnx.checker.check_model(bare, full_check=True)
         return onnx.shape_inference.infer_shapes(bare, check_type=True, strict_mode=True)
@@ -94,20 +160,25 @@ def check_and_infer(proto: onnx.ModelProto) -> onnx.ModelProto:
         raise InvalidModel(str(error)) from error
 
 
-def external_skeleton(proto: onnx.ModelProto, location: str) -> tuple[onnx.ModelProto, list[int]]:
-    """A copy of ``proto`` whose initializers with ``raw_data`` reference ``location`` instead
-    of holding their bytes (as ``onnx.external_data_helper.set_external_data`` marks them: in
-    initializer order, one after another), and the lengths of those bytes. ``proto`` is not
-    changed and no weight is copied."""
+def external_skeleton(
+    proto: onnx.ModelProto, location: str, arrays: Mapping[str, np.ndarray] | None = None
+) -> tuple[onnx.ModelProto, list[int]]:
+    """A copy of ``proto`` whose initializers with ``raw_data`` (or an array in ``arrays``, a
+    ``DetachedModel``'s) reference ``location`` instead of holding their bytes (as
+    ``onnx.external_data_helper.set_external_data`` marks them: in initializer order, one after
+    another), and the lengths of those bytes. ``proto`` is not changed and no weight is
+    copied."""
+    arrays = arrays or {}
     copy = copy_without(proto, "graph")
     copy.graph.CopyFrom(copy_without(proto.graph, "initializer"))
     lengths = []
     offset = 0
     for tensor in proto.graph.initializer:
-        if not tensor.HasField("raw_data"):
+        array = arrays.get(tensor.name)
+        if array is None and not tensor.HasField("raw_data"):
             copy.graph.initializer.append(tensor)
             continue
-        length = raw_data_bytes(tensor)
+        length = raw_data_bytes(tensor) if array is None else array.nbytes
         external = copy.graph.initializer.add()
         external.CopyFrom(tensor_without_raw_data(tensor))
         del external.external_data[:]
@@ -119,30 +190,45 @@ def external_skeleton(proto: onnx.ModelProto, location: str) -> tuple[onnx.Model
     return copy, lengths
 
 
-def save(proto: onnx.ModelProto, path: str | os.PathLike) -> list[Path]:
+def save(model: onnx.ModelProto | DetachedModel, path: str | os.PathLike) -> list[Path]:
     """Write a model; weights too large to embed go to ``<name>.data`` beside it.
-    Returns the files written. At most one weight's bytes are copied at a time."""
+    Returns the files written. At most one weight's bytes are copied at a time, and a
+    ``DetachedModel``'s not at all."""
     path = Path(path)
-    total = weight_bytes(proto)
+    proto, arrays = (model.proto, model.arrays) if isinstance(model, DetachedModel) else (model, {})
+    total = weight_bytes(proto, arrays)
     with bar("writing weights", total, "bytes") as shown:
         if total <= EXTERNAL_DATA_BYTES:
-            write_files([(path, _counted(serialized_pieces(proto), shown))])
+            write_files([(path, _counted(serialized_pieces(proto, arrays), shown))])
             return [path]
         data_path = path.with_name(path.name + ".data")
-        external, lengths = external_skeleton(proto, data_path.name)
-        blobs = _raw_data_pieces(proto, lengths)
+        external, lengths = external_skeleton(proto, data_path.name, arrays)
+        blobs = _raw_data_pieces(proto, lengths, arrays)
         write_files([(data_path, _counted(blobs, shown)), (path, [external.SerializeToString()])])
         return [data_path, path]
 
 
-def _raw_data_pieces(proto: onnx.ModelProto, lengths: list[int]) -> Iterator[bytes]:
-    """The ``raw_data`` of each initializer that has one, one at a time, each checked to have
-    the length its shape gives (the offsets written before it assumed so)."""
-    tensors = (t for t in proto.graph.initializer if t.HasField("raw_data"))
+def _raw_data_pieces(
+    proto: onnx.ModelProto, lengths: list[int], arrays: Mapping[str, np.ndarray]
+) -> Iterator[bytes | memoryview]:
+    """The bytes of each initializer that has them (its ``raw_data``, or its array in
+    ``arrays``), one at a time, each checked to have the length its shape gives (the offsets
+    written before it assumed so)."""
+    tensors = (t for t in proto.graph.initializer if t.name in arrays or t.HasField("raw_data"))
     for tensor, length in zip(tensors, lengths, strict=True):
+        array = arrays.get(tensor.name)
+        if array is not None:
+            _check_length(tensor, array.nbytes, _shape_bytes(tensor))
+            yield _bytes_of(array)
+            continue
         blob = tensor.raw_data
         _check_length(tensor, len(blob), length)
         yield blob
+
+
+def _shape_bytes(tensor: onnx.TensorProto) -> int:
+    """The bytes a tensor of a whole-byte data type holds, from its type and dims."""
+    return _ITEM_BYTES[tensor.data_type] * math.prod(tensor.dims)
 
 
 def _check_length(tensor: onnx.TensorProto, actual: int, expected: int) -> None:
@@ -153,15 +239,19 @@ def _check_length(tensor: onnx.TensorProto, actual: int, expected: int) -> None:
         )
 
 
-def _counted(chunks: Iterable[bytes], shown: Bar) -> Iterator[bytes]:
+def _counted(chunks: Iterable[bytes | memoryview], shown: Bar) -> Iterator[bytes | memoryview]:
     for chunk in chunks:
         yield chunk
         shown.advance(len(chunk))
 
 
-def serialized_pieces(proto: onnx.ModelProto) -> Iterator[bytes]:
+def serialized_pieces(
+    proto: onnx.ModelProto, arrays: Mapping[str, np.ndarray] | None = None
+) -> Iterator[bytes | memoryview]:
     """The model's protobuf encoding in pieces: a header, then each initializer's key, length
-    and fields, its weight's bytes a piece of their own.
+    and fields, its weight's bytes a piece of their own. ``arrays`` (a ``DetachedModel``'s)
+    give the bytes of the initializers they name, which are encoded as if they held them in
+    ``raw_data``: the pieces are those of the attached model.
 
     ``SerializeToString`` of a whole model holds its encoding twice while it runs, on top of the
     model itself, and so does that of one tensor (protobuf encodes it, then copies the encoding
@@ -169,10 +259,11 @@ def serialized_pieces(proto: onnx.ModelProto) -> Iterator[bytes]:
     encoded. The bytes parse to the same model: the graph comes last instead of in field order,
     and its initializers after its other fields, which protobuf allows; a tensor's own fields
     are in field order, as protobuf writes them."""
+    arrays = arrays or {}
     graph = proto.graph
     header = copy_without(proto, "graph").SerializeToString()
     graph_header = copy_without(graph, "initializer").SerializeToString()
-    encodings = [_TensorEncoding.of(tensor) for tensor in graph.initializer]
+    encodings = [_TensorEncoding.of(t, arrays.get(t.name)) for t in graph.initializer]
     graph_size = len(graph_header) + sum(
         len(length_delimited(_INITIALIZER_FIELD, encoding.size)) + encoding.size
         for encoding in encodings
@@ -180,7 +271,13 @@ def serialized_pieces(proto: onnx.ModelProto) -> Iterator[bytes]:
     yield header + length_delimited(_GRAPH_FIELD, graph_size) + graph_header
     for tensor, encoding in zip(graph.initializer, encodings, strict=True):
         yield length_delimited(_INITIALIZER_FIELD, encoding.size) + encoding.before
-        if encoding.raw_data is not None:
+        array = arrays.get(tensor.name)
+        if array is not None:
+            _check_length(tensor, array.nbytes, _shape_bytes(tensor))
+            yield _bytes_of(array)
+            if encoding.after:
+                yield encoding.after
+        elif encoding.raw_data is not None:
             blob = tensor.raw_data
             _check_length(tensor, len(blob), encoding.raw_data)  # the lengths written assume it
             yield blob
@@ -202,10 +299,11 @@ class _TensorEncoding:
     after: bytes = b""
 
     @classmethod
-    def of(cls, tensor: onnx.TensorProto) -> _TensorEncoding:
-        if not tensor.HasField("raw_data"):
+    def of(cls, tensor: onnx.TensorProto, array: np.ndarray | None = None) -> _TensorEncoding:
+        """The encoding of ``tensor``, or with ``array``'s bytes as its ``raw_data``."""
+        if array is None and not tensor.HasField("raw_data"):
             return cls(tensor.SerializeToString(), None)
-        length = raw_data_bytes(tensor)
+        length = raw_data_bytes(tensor) if array is None else array.nbytes
         below = _copy_fields(tensor, lambda number: number < RAW_DATA_FIELD).SerializeToString()
         above = _copy_fields(tensor, lambda number: number > RAW_DATA_FIELD).SerializeToString()
         return cls(below + length_delimited(RAW_DATA_FIELD, length), length, above)
@@ -287,7 +385,7 @@ def write_bytes(data: bytes, path: str | os.PathLike) -> None:
     write_files([(Path(path), [data])])
 
 
-def write_files(files: Sequence[tuple[Path, Iterable[bytes]]]) -> None:
+def write_files(files: Sequence[tuple[Path, Iterable[bytes | memoryview]]]) -> None:
     """Write each file to a temporary beside it, then rename them all (in order)."""
     temporaries: list[tuple[str, Path]] = []
     path = files[0][0]

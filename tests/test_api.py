@@ -202,15 +202,15 @@ def test_save_and_workarounds(tmp_path):
 
 
 def test_build_prints_the_workarounds_lowering_wrote(net, capsys, monkeypatch):
-    real = api.build
+    real = api.build_and_save
 
     def with_workaround(*args, **kwargs):
-        proto = real(*args, **kwargs)
-        entry = proto.metadata_props.add()
+        saved = real(*args, **kwargs)
+        entry = saved.model.metadata_props.add()
         entry.key, entry.value = "convc.workarounds", "c: something exact"
-        return proto
+        return saved
 
-    monkeypatch.setattr(api, "build", with_workaround)
+    monkeypatch.setattr(api, "build_and_save", with_workaround)
     assert main(["build", str(net), "--target", "opencv"]) == 0
     assert "  workaround for opencv: c: something exact" in capsys.readouterr().out
 

@@ -1,17 +1,172 @@
-"""A build holds each weight once (#27, item 5): a model file's weights come from the file
-into their arrays directly (``convc.hdf5``).
+"""A build holds each weight once (#27, item 5): its large weights stay NumPy arrays from
+lowering to the file (``convc.onnxfile.DetachedModel``), written as the same bytes as the
+attached model's; a model file's weights come from the file into their arrays directly
+(``convc.hdf5``); and the rewrites that change a kernel change the build's own array in place.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import h5py
 import numpy as np
+import onnx
 import pytest
 
-from convc import hdf5
+import convc
+from convc import hdf5, onnxfile
+from convc.compiler import compile_detached, compile_model, model_weights, resolve_text
 from convc.diagnostics import ConvcError
+from convc.lower import rewrites
+from convc.options import BuildOptions
+
+MIB = 1 << 20
+
+TEXTS = {
+    "conv": "Input(shape=(8, 8, 3))\nConv2D(4, 3, name='only')\n",
+    "transpose": "Input(shape=(6, 6, 6, 2))\nConv3DTranspose(2, 3, strides=2)\nUpSampling3D(1)\n",
+    "no weights": "Input(shape=(9, 2))\nCropping1D(1)\n",
+    # a BatchNormalization folded into the convolution; a Flatten folded into the Dense
+    "folds": (
+        "Input(shape=(12, 12, 3))\nConv2D(16, 3, use_bias=False)\nBatchNormalization()\n"
+        "ReLU()\nConv2DTranspose(8, 3, strides=2)\nBatchNormalization()\n"
+        "Flatten()\nDense(300)\n"
+    ),
+    "shared": (
+        "x = Input(shape=(64,))\nshared = Dense(64, name='shared')\n"
+        "y = shared(shared(x))\nModel(x, y)\n"
+    ),
+}
+
+
+def _detached_and_attached(text: str, **options) -> tuple[onnxfile.DetachedModel, onnx.ModelProto]:
+    model = resolve_text(text)
+    return compile_detached(model, None, **options), compile_model(model, None, **options)
+
+
+@pytest.mark.parametrize("name", TEXTS)
+def test_a_detached_model_is_written_as_the_same_bytes_as_the_attached_one(name, tmp_path):
+    detached, attached = _detached_and_attached(TEXTS[name])
+    large = [
+        t.name for t in attached.graph.initializer if len(t.raw_data) > onnxfile.SMALL_TENSOR_BYTES
+    ]
+    assert list(detached.arrays) == large
+    pieces = [bytes(p) for p in onnxfile.serialized_pieces(detached.proto, detached.arrays)]
+    assert pieces == list(onnxfile.serialized_pieces(attached))
+    parsed = onnx.ModelProto()
+    parsed.ParseFromString(b"".join(pieces))
+    assert parsed == attached
+    (ours,) = onnxfile.save(detached, tmp_path / "detached.onnx")
+    (theirs,) = onnxfile.save(attached, tmp_path / "attached.onnx")
+    assert ours.read_bytes() == theirs.read_bytes()
+    assert onnx.load(ours) == attached
+    assert detached.attach() == attached and detached.arrays == {}
+
+
+def test_detached_tensors_hold_no_bytes_and_check_as_inputs():
+    detached, attached = _detached_and_attached(TEXTS["folds"])
+    by_name = {t.name: t for t in detached.proto.graph.initializer}
+    for name, array in detached.arrays.items():
+        tensor = by_name[name]
+        assert not tensor.HasField("raw_data") and list(tensor.dims) == list(array.shape)
+        assert array.flags.c_contiguous and array.dtype == np.dtype("<f4")
+    bare = detached.skeleton()
+    assert {i.name for i in bare.graph.input} >= set(detached.arrays)
+    assert not {t.name for t in bare.graph.initializer} & set(detached.arrays)
+    onnx.checker.check_model(bare, full_check=True)
+    # the value shapes the check inferred are the attached model's
+    assert list(detached.proto.graph.value_info) == list(attached.graph.value_info)
+
+
+def test_float16_and_int8_builds_are_converted_whole():
+    model = resolve_text(TEXTS["folds"])
+    half = compile_detached(model, None, precision="float16")
+    assert half.arrays == {}
+    assert half.proto == compile_model(model, None, precision="float16")
+
+
+def test_detached_external_data_is_the_attached_models(tmp_path, monkeypatch):
+    """Past the limit (2 GiB less a margin, made small here), the weights go to a data file
+    beside the model, from the arrays, as they would from the attached model."""
+    monkeypatch.setattr(onnxfile, "EXTERNAL_DATA_BYTES", 1000)
+    detached, attached = _detached_and_attached(TEXTS["folds"])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "d").mkdir()
+    theirs = onnxfile.save(attached, tmp_path / "a" / "m.onnx")
+    ours = onnxfile.save(detached, tmp_path / "d" / "m.onnx")
+    assert [p.name for p in ours] == ["m.onnx.data", "m.onnx"]
+    for mine, other in zip(ours, theirs, strict=True):
+        assert mine.read_bytes() == other.read_bytes()
+    loaded = onnx.load(ours[1])  # with its external data
+    assert [(t.name, t.raw_data) for t in loaded.graph.initializer] == [
+        (t.name, t.raw_data) for t in attached.graph.initializer
+    ]
+
+
+def test_a_model_past_2_gib_goes_to_external_data(tmp_path):
+    """The real limit: a 2.1 GB kernel (of zeros, which the machine lends without holding them)
+    cannot be a protobuf field, and goes to the data file."""
+    units = 23_000  # 23,000 x 23,000 float32: 2.116 GB, past EXTERNAL_DATA_BYTES
+    assert 4 * units * units > onnxfile.EXTERNAL_DATA_BYTES
+    model = resolve_text(f"Input(shape=({units},))\nDense({units}, name='huge')\n")
+    kernel = np.zeros((units, units), np.float32)
+    kernel[0, :4] = [1, 2, 3, 4]
+    kernel[-1, -1] = 5
+    weights = {"huge/kernel": kernel, "huge/bias": np.zeros(units, np.float32)}
+    saved = convc.build_and_save(model, tmp_path / "huge.onnx", weights, consume_weights=True)
+    data, path = saved.files
+    assert (data.name, path.name) == ("huge.onnx.data", "huge.onnx")
+    assert path.stat().st_size < MIB
+    assert data.stat().st_size == 4 * (units * units + units)
+    loaded = onnx.load(path, load_external_data=False)
+    places = {t.name: {e.key: e.value for e in t.external_data} for t in loaded.graph.initializer}
+    offset = int(places["huge/kernel"]["offset"])
+    assert places["huge/kernel"]["location"] == "huge.onnx.data"
+    assert int(places["huge/kernel"]["length"]) == 4 * units * units
+    written = np.memmap(data, np.float32, "r", offset, (units, units))
+    assert written[0, :5].tolist() == [1, 2, 3, 4, 0] and written[-1, -1] == 5
+
+
+# -- the Flatten and BatchNormalization folds, in place -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rows", "width"), [(2048, 1024), (3, 4096), (1000, 3), (5000, 7), (1, 10), (49 * 4, 2000)]
+)
+def test_rows_are_permuted_in_place_as_by_a_copy(rows, width, monkeypatch):
+    """Both ways: along the cycles (wide rows) and a block of columns at a time (narrow ones,
+    in several blocks here)."""
+    monkeypatch.setattr(rewrites, "PERMUTE_BLOCK_BYTES", 4096)
+    rng = np.random.default_rng(rows)
+    matrix = rng.standard_normal((rows, width)).astype(np.float32)
+    order = rng.permutation(rows)
+    expected = np.empty_like(matrix)
+    expected[order] = matrix
+    rewrites.permute_rows_in_place(matrix, order)
+    np.testing.assert_array_equal(matrix, expected)
+
+
+def test_a_build_that_owns_its_arrays_folds_into_them_and_a_callers_are_left_alone():
+    text = TEXTS["folds"]
+    model = resolve_text(text)
+    mine = {
+        f"{layer}/{name}": array
+        for layer, variables in model_weights(model, None, 0).items()
+        for name, array in variables.items()
+    }
+    kept = {name: array.copy() for name, array in mine.items()}
+    expected = compile_model(model, mine)
+    assert all(np.array_equal(mine[name], kept[name]) for name in kept)  # untouched
+    given = {name: array.copy() for name, array in kept.items()}
+    dense = given["dense/kernel"]
+    assert compile_model(model, given, consume_weights=True) == expected
+    assert not np.array_equal(dense, kept["dense/kernel"]), "its rows were permuted in place"
+    assert sorted(dense.ravel().tolist()) == sorted(kept["dense/kernel"].ravel().tolist())
+
 
 # -- reading a model file's weights -------------------------------------------------------
 
@@ -185,3 +340,86 @@ def test_a_reader_may_not_point_past_its_window_on_an_archive(weights_file, tmp_
         pytest.raises(ConvcError, match="placed /plain outside the file"),
     ):
         handle["plain"][()]
+
+
+# -- the peak, measured --------------------------------------------------------------------
+
+
+def _peak_kib(argv: list[str], cwd: Path) -> int:
+    """The largest resident size (KiB) of ``python -m convc ARGV`` or of a process it waited
+    for, as ``time -f %M`` reports it."""
+    script = textwrap.dedent(
+        f"""
+        import resource, subprocess, sys
+        done = subprocess.run([sys.executable, "-m", "convc", *{argv!r}], capture_output=True)
+        sys.stderr.write(done.stderr.decode())
+        assert done.returncode == 0, done.returncode
+        print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        """
+    )
+    environment = dict(os.environ)
+    root = str(Path(convc.__file__).resolve().parents[1])
+    environment["PYTHONPATH"] = os.pathsep.join([root, environment.get("PYTHONPATH", "")])
+    ran = subprocess.run(
+        [sys.executable, "-c", script], cwd=cwd, env=environment, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    return int(ran.stdout.strip())
+
+
+def test_building_from_a_weights_file_holds_its_weights_once(tmp_path):
+    """``convc build`` of a 128 MiB Dense kernel from a Keras .weights.h5 peaks at about the
+    start-up's memory plus the weights once (before: the model's copy and the bytes read out
+    of it came on top, about three times the weights)."""
+    units, width = 2048, 16384
+    weights = units * width * 4
+    (tmp_path / "small.conv").write_text("Input(shape=(4,))\nDense(2)\n")
+    (tmp_path / "wide.conv").write_text(f"Input(shape=({units},))\nDense({width})\n")
+    with h5py.File(tmp_path / "wide.weights.h5", "w") as handle:
+        kernel = handle.create_dataset("layers/dense/vars/0", (units, width), "<f4")
+        for start in range(0, units, 256):  # written in slices: this process stays small
+            kernel[start : start + 256] = np.float32(start)
+        handle.create_dataset("layers/dense/vars/1", data=np.ones(width, "<f4"))
+    start_up = _peak_kib(["build", "small.conv", "-o", "small.onnx"], tmp_path)
+    peak = _peak_kib(
+        ["build", "wide.conv", "--weights", "wide.weights.h5", "-o", "wide.onnx"], tmp_path
+    )
+    assert (peak - start_up) * 1024 < 1.2 * weights, (peak, start_up)
+    loaded = onnx.load(tmp_path / "wide.onnx")
+    kernel = onnx.numpy_helper.to_array(loaded.graph.initializer[0])
+    assert kernel.shape == (units, width) and kernel[300, 5] == 256 and kernel[-1, -1] == 1792
+
+
+def test_build_and_save_writes_what_build_then_save_write(tmp_path):
+    source = tmp_path / "net.conv"
+    source.write_text(TEXTS["folds"])
+    options = BuildOptions(target="ort", seed=3)
+    saved = convc.build_and_save(source, tmp_path / "one.onnx", options=options)
+    (other,) = convc.save(convc.build(source, options=options), tmp_path / "two.onnx")
+    assert saved.files == [tmp_path / "one.onnx"]
+    assert saved.files[0].read_bytes() == other.read_bytes()
+    assert convc.workarounds(saved.model) == convc.workarounds(convc.build(source, options=options))
+    assert len(saved.model.graph.node) == len(onnx.load(other).graph.node)
+
+
+@pytest.mark.parametrize(("op", "group"), [("Conv", 1), ("ConvTranspose", 1), ("ConvTranspose", 3)])
+def test_a_folded_kernel_is_the_float64_product_rounded_once(op, group):
+    """Scaling a kernel by a BatchNormalization's float64 scale, a buffer at a time and into the
+    kernel itself, gives the numbers of the float64 product rounded to float32."""
+    rng = np.random.default_rng(group)
+    kernel = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    channels = 6 if op == "Conv" else 4 * group
+    scale = rng.uniform(0.1, 3, channels)
+    if op == "Conv":
+        expected = (kernel * scale.reshape(-1, 1, 1, 1)).astype(np.float32)
+    else:
+        grouped = kernel.reshape(group, 6 // group, 4, 3, 3).astype(np.float64)
+        expected = (grouped * scale.reshape(group, 1, 4, 1, 1)).reshape(kernel.shape)
+        expected = expected.astype(np.float32)
+    if op == "Conv":  # products of float32 numbers would differ somewhere
+        assert not np.array_equal(expected, kernel * scale.astype(np.float32).reshape(-1, 1, 1, 1))
+    separate = rewrites._scaled_kernel(kernel, scale, op, group, np.empty_like(kernel))
+    np.testing.assert_array_equal(separate, expected)
+    in_place = rewrites._scaled_kernel(kernel, scale, op, group, kernel)
+    assert in_place is kernel
+    np.testing.assert_array_equal(kernel, expected)

@@ -91,7 +91,7 @@ def test_debug_before_the_command_shows_the_traceback(tmp_path, capsys, monkeypa
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("convc.compiler.lower", broken)
+    monkeypatch.setattr("convc.compiler.lower_detached", broken)
     assert main(["--debug", "build", str(source)]) == 3
     assert "Traceback" in capsys.readouterr().err
 

@@ -639,7 +639,7 @@ def test_internal_error_is_reported_without_traceback(tmp_path, capsys, monkeypa
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("convc.compiler.lower", broken)
+    monkeypatch.setattr("convc.compiler.lower_detached", broken)
     assert main(["build", str(source)]) == 3
     err = capsys.readouterr().err
     assert "internal error" in err and "Traceback" not in err and "report" in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Collection
 
 import numpy as np
 import onnx
@@ -20,7 +21,7 @@ from convc.lower import rewrites
 from convc.lower.emitter import Emitter, Value, channels_first, identity, onnx_type, tensor_info
 from convc.lower.registry import lowering_of
 from convc.model import Model, Node, Tensor
-from convc.onnxfile import InvalidModel, check_and_infer
+from convc.onnxfile import DetachedModel, InvalidModel, check_and_infer
 from convc.progress import track
 from convc.specs import (
     ConvSpec,
@@ -49,7 +50,12 @@ class InternalError(Exception):
     """A bug in convc: the emitted graph contradicts what resolve computed."""
 
 
-def lower(
+def lower(model: Model, weights: dict[str, dict[str, np.ndarray]], **options) -> onnx.ModelProto:
+    """``lower_detached``'s model with its weights in it."""
+    return lower_detached(model, weights, **options).attach()
+
+
+def lower_detached(
     model: Model,
     weights: dict[str, dict[str, np.ndarray]],
     *,
@@ -59,16 +65,18 @@ def lower(
     layer_outputs: bool = False,
     optimize: bool = True,
     release_weights: bool = False,
-) -> onnx.ModelProto:
-    """Build the ONNX model for ``target``. With ``layer_outputs``, every node's output is also
+) -> DetachedModel:
+    """Build the ONNX model for ``target``, its large weights kept apart as arrays
+    (``convc.onnxfile.DetachedModel``). With ``layer_outputs``, every node's output is also
     a graph output, named after the node, for checking layer by layer. ``io_layout`` orders the
     graph's inputs and outputs (``convc.options.IO_LAYOUTS``). ``optimize`` picks the faster
     exact forms of ``convc.lower.conv_forms`` and applies the graph rewrites of
     ``convc.lower.rewrites``. With ``release_weights``, a layer's entry is removed from
     ``weights`` once its last application is lowered: a caller that loaded the weights for this
     build alone then holds each array in Keras's layout or in ONNX's, not both (a build's peak
-    memory, #18)."""
+    memory, #18); and a rewrite may then change an array in place."""
     em = Emitter(opset, target, optimize)
+    em.owns_arrays = release_weights
     values: dict[int, Value] = {}  # tensor id -> its value in the graph
     graph_inputs = []
     for model_input in model.inputs:
@@ -132,13 +140,15 @@ def lower(
         rewrites.optimize(em, {info.name for info in graph_outputs})
     if not em.target.conv_output_read_by_add:
         _conv_outputs_apart_from_adds(em, {info.name for info in graph_outputs})
-    proto = em.model(model.name, graph_inputs, graph_outputs)
+    detached = em.model(model.name, graph_inputs, graph_outputs)
+    proto = detached.proto
     proto.producer_version = __version__
     if em.workarounds:
         entry = proto.metadata_props.add()
         entry.key = WORKAROUNDS_KEY
         entry.value = "\n".join(f"{layer}: {text}" for layer, text in em.workarounds)
-    return check(proto, model)
+    check(proto, model, detached.arrays)
+    return detached
 
 
 def _conv_outputs_apart_from_adds(em: Emitter, graph_outputs: set[str]) -> None:
@@ -223,10 +233,12 @@ def io_order(data_format: str, rank: int, io_layout: str) -> tuple[int, ...]:
     return (0, *range(2, rank), 1)  # a channels_first tensor, channels moved last
 
 
-def check(proto: onnx.ModelProto, model: Model) -> onnx.ModelProto:
-    """ONNX's full check, then shape inference that must give every value a static shape."""
+def check(proto: onnx.ModelProto, model: Model, detached: Collection[str] = ()) -> onnx.ModelProto:
+    """ONNX's full check, then shape inference that must give every value a static shape
+    (``detached`` names the initializers whose values are kept apart); the value shapes are
+    added to ``proto``."""
     try:
-        inferred = check_and_infer(proto)
+        inferred = check_and_infer(proto, detached)
     except InvalidModel as error:
         raise InternalError(f"the emitted ONNX model is invalid: {error}") from error
     batch = model.inputs[0].shape[0]

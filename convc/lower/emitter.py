@@ -23,7 +23,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from convc.names import UniqueNames
-from convc.onnxfile import RAW_DATA_FIELD, length_delimited
+from convc.onnxfile import SMALL_TENSOR_BYTES, DetachedModel, detached_array, raw_data_field
 from convc.targets import TARGETS, Target
 
 
@@ -96,6 +96,9 @@ class Emitter:
         self.scope = ""
         self.layer = ""  # the shared layer whose node is being lowered, if it is shared
         self._weights: dict[tuple[str, str, tuple[int, ...]], tuple[str, np.ndarray]] = {}
+        # Whether the arrays lowering is given belong to this build (loaded or drawn for it, or
+        # handed over): then a rewrite may overwrite one instead of making a changed copy.
+        self.owns_arrays = False
 
     # -- naming -----------------------------------------------------------------------------
 
@@ -286,9 +289,11 @@ class Emitter:
 
     def model(
         self, name: str, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto]
-    ) -> onnx.ModelProto:
-        """The ModelProto, built in place: onnx.helper copies tensors by serializing them, which
-        fails for a tensor beyond protobuf's 2 GiB. Takes the emitter's arrays: call it once."""
+    ) -> DetachedModel:
+        """The model, its weights beyond ``SMALL_TENSOR_BYTES`` kept apart as arrays (then each
+        weight is held once until it is written: building is bounded by memory, #6). Built in
+        place: onnx.helper copies tensors by serializing them, which fails for a tensor beyond
+        protobuf's 2 GiB. Takes the emitter's arrays: call it once."""
         # The oldest IR version the opset allows: runtimes that predate newer IR versions
         # refuse the model otherwise.
         opset = helper.make_opsetid("", self.opset)
@@ -302,23 +307,21 @@ class Emitter:
         graph.input.extend(inputs)
         graph.output.extend(outputs)
         used = {name for node in self.nodes for name in node.input}
-        # Each array is dropped once its bytes are in the model, so that the weights are held
-        # about once here rather than twice (building is bounded by memory, #6).
         self._weights.clear()
-        self.initializers.reverse()
-        while self.initializers:
-            tensor_name, array = self.initializers.pop()
+        detached: dict[str, np.ndarray] = {}
+        initializers, self.initializers = self.initializers, []
+        for tensor_name, array in initializers:
             if tensor_name not in used:  # a constant that a rewrite made redundant
                 continue
             tensor = graph.initializer.add()
             tensor.name = tensor_name
             tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
             tensor.dims.extend(array.shape)
-            encoded = _raw_data_field(array)
-            del array  # before protobuf copies the encoding: two copies of it at once, not three
-            tensor.MergeFromString(encoded)
-            del encoded
-        return model
+            if array.nbytes > SMALL_TENSOR_BYTES:
+                detached[tensor_name] = detached_array(array)
+            else:
+                tensor.MergeFromString(raw_data_field(array))
+        return DetachedModel(model, detached)
 
     def rename(self, names: dict[str, str]) -> None:
         """Give values new names (graph outputs take their layers' names), everywhere they are
@@ -326,18 +329,6 @@ class Emitter:
         for node in self.nodes:
             node.output[:] = [names.get(o, o) for o in node.output]
             node.input[:] = [names.get(i, i) for i in node.input]
-
-
-def _raw_data_field(array: np.ndarray) -> bytearray:
-    """``array``'s bytes encoded as a TensorProto's ``raw_data`` field (key, length, bytes), for
-    ``MergeFromString``: setting ``raw_data`` takes a ``bytes`` object, which protobuf copies
-    again, so that array, bytes and the message's copy would be alive at once."""
-    key_and_length = length_delimited(RAW_DATA_FIELD, array.nbytes)
-    encoded = bytearray(len(key_and_length) + array.nbytes)
-    encoded[: len(key_and_length)] = key_and_length
-    destination = np.frombuffer(encoded, array.dtype, offset=len(key_and_length))
-    destination.reshape(array.shape)[...] = array
-    return encoded
 
 
 def tensor_info(

@@ -317,7 +317,15 @@ def _fold_batch_norms_into_convs(em: Emitter, graph_outputs: set[str]) -> list[R
         kernel = em.initializers[where[conv.input[1]]][1]
         group = next((a.i for a in conv.attribute if a.name == "group"), 1)
         scope, em.scope = em.scope, conv.name.rpartition("/")[0]
-        _replace(em, conv, 1, _scaled_kernel(kernel, scale, conv.op_type, group), uses, where)
+        in_place = (
+            em.owns_arrays
+            and uses[conv.input[1]] == 1
+            and kernel.dtype == np.float32
+            and kernel.flags.writeable
+            and kernel.flags.c_contiguous
+        )
+        out = kernel if in_place else np.empty(kernel.shape, np.float32)
+        _replace(em, conv, 1, _scaled_kernel(kernel, scale, conv.op_type, group, out), uses, where)
         bias = em.initializers[where[conv.input[2]]][1] if len(conv.input) > 2 else 0.0
         _replace(em, conv, 2, (bias * scale + shift).astype(np.float32), uses, where)
         em.scope = scope
@@ -330,17 +338,27 @@ def _fold_batch_norms_into_convs(em: Emitter, graph_outputs: set[str]) -> list[R
     return done
 
 
-def _scaled_kernel(kernel: np.ndarray, scale: np.ndarray, op: str, group: int) -> np.ndarray:
-    """The kernel with output channel ``o`` scaled by ``scale[o]``: Conv's kernel is (out, in /
+def _scaled_kernel(
+    kernel: np.ndarray, scale: np.ndarray, op: str, group: int, out: np.ndarray
+) -> np.ndarray:
+    """``out`` (float32, ``kernel``'s shape; ``kernel`` itself to scale it in place) filled with
+    the kernel with output channel ``o`` scaled by ``scale[o]``: Conv's kernel is (out, in /
     group, k..); ConvTranspose's (in, out / group, k..), output channel ``j * out / group + o``
-    of group ``j`` in column ``o`` of that group's rows."""
+    of group ``j`` in column ``o`` of that group's rows. Each product is taken in float64 and
+    rounded once to float32, a buffer at a time: no float64 copy of the kernel is made."""
     spatial = (1,) * (kernel.ndim - 2)
     if op == "Conv":
-        return (kernel * scale.reshape(-1, 1, *spatial)).astype(np.float32)
+        np.multiply(kernel, scale.reshape(-1, 1, *spatial), out=out, casting="same_kind")
+        return out
     rows, columns = kernel.shape[:2]
     grouped = kernel.reshape(group, rows // group, columns, *kernel.shape[2:])
-    scaled = grouped * scale.reshape(group, 1, columns, *spatial)
-    return scaled.reshape(kernel.shape).astype(np.float32)
+    np.multiply(
+        grouped,
+        scale.reshape(group, 1, columns, *spatial),
+        out=out.reshape(grouped.shape),
+        casting="same_kind",
+    )
+    return out
 
 
 def _replace(
@@ -395,10 +413,64 @@ def _fold_flatten_transpose_into_dense(em: Emitter, graph_outputs: set[str]) -> 
         # Flattened element j of the transposed tensor is element order[j] of the original.
         order = np.arange(size).reshape(shape[1:]).transpose([p - 1 for p in perm[1:]]).ravel()
         name, weight = em.initializers[arrays[0]]
-        permuted = np.empty_like(weight)
-        permuted[order] = weight
-        em.initializers[arrays[0]] = (name, permuted)
+        if em.owns_arrays and weight.flags.writeable and weight.flags.c_contiguous:
+            permute_rows_in_place(weight, order)
+        else:  # a caller's array: left as it was given
+            permuted = np.empty_like(weight)
+            permuted[order] = weight
+            em.initializers[arrays[0]] = (name, permuted)
         flatten.input[0] = transpose.input[0]
         em.nodes.remove(transpose)
         return [Rewrite("flatten_transpose_into_dense", (transpose.name, flatten.name, gemm.name))]
     return []
+
+
+PERMUTE_BLOCK_BYTES = 16 << 20
+"""The scratch space ``permute_rows_in_place`` uses for narrow rows: one block of columns of
+every row."""
+
+WIDE_ROW_BYTES = 4096
+"""Rows at least this long are moved one by one along the permutation's cycles (a Python step
+per row is then cheap beside the row's copy); shorter ones a block of columns at a time."""
+
+
+def permute_rows_in_place(matrix: np.ndarray, order: np.ndarray) -> None:
+    """Move row ``j`` of ``matrix`` to row ``order[j]`` (the same numbers as ``permuted[order] =
+    matrix``), overwriting it, so that a Dense kernel of hundreds of megabytes (VGG16's first:
+    392 MiB) is not held twice: wide rows along the permutation's cycles through one row of
+    scratch space, narrow ones a block of columns at a time through ``PERMUTE_BLOCK_BYTES``
+    (or one column, if a column is larger)."""
+    rows = matrix.shape[0]
+    columns = matrix.reshape(rows, -1)
+    if columns.shape[1] * matrix.itemsize >= WIDE_ROW_BYTES:
+        _follow_cycles(columns, order)
+        return
+    width = columns.shape[1]
+    step = max(1, min(width, PERMUTE_BLOCK_BYTES // max(1, rows * matrix.itemsize)))
+    scratch = np.empty((rows, step), matrix.dtype)
+    for start in range(0, width, step):
+        block = columns[:, start : start + step]
+        moved = scratch[:, : block.shape[1]]
+        moved[order] = block
+        block[...] = moved
+
+
+def _follow_cycles(rows: np.ndarray, order: np.ndarray) -> None:
+    """``permute_rows_in_place`` for a 2-D ``rows``: each cycle of the permutation is walked
+    once, a row saved at its start and every other row copied into its place."""
+    source = np.empty_like(order)
+    source[order] = np.arange(len(order))  # row i takes old row source[i]
+    takes = source.tolist()
+    done = bytearray(len(takes))
+    saved = np.empty(rows.shape[1], rows.dtype)
+    for start, first in enumerate(takes):
+        if done[start] or first == start:
+            continue
+        saved[...] = rows[start]
+        place = start
+        while takes[place] != start:
+            done[place] = 1
+            rows[place] = rows[takes[place]]
+            place = takes[place]
+        done[place] = 1
+        rows[place] = saved
