@@ -127,7 +127,8 @@ def compile_detached(
 ) -> DetachedModel:
     """``compile_model``'s model, its large float32 weights kept apart as arrays
     (``convc.onnxfile.DetachedModel``) until it is written: then a build holds each weight
-    once. A float16 or int8 model is converted whole, and comes with no arrays apart."""
+    once (its float16 form too). An int8 model is quantized whole, and comes with no arrays
+    apart."""
     options = build_options(options, **build_keywords)
     arrays = model_weights(model, weights, options.seed)
     owned = consume_weights or not isinstance(weights, Mapping)
@@ -145,9 +146,9 @@ def compile_detached(
         release_weights=owned,
     )
     if options.precision == "float16":
-        from convc.precision import to_float16
+        from convc.precision import to_float16_detached
 
-        return DetachedModel(to_float16(detached.attach(), io_dtype=options.io_dtype), {})
+        return to_float16_detached(detached, io_dtype=options.io_dtype)
     if options.precision == "int8":
         return DetachedModel(quantize(detached.attach(), model, options)[0], {})
     return detached

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from convc.diagnostics import ConvcError
 from convc.names import UniqueNames
-from convc.onnxfile import InvalidModel, check_and_infer
+from convc.onnxfile import DetachedModel, InvalidModel, check_and_infer
 
 Precision = Literal["float32", "float16", "int8"]
 IODtype = Literal["float32", "float16"]
@@ -89,6 +90,24 @@ def model_precision(proto: onnx.ModelProto) -> str:
 
 def to_float16(proto: onnx.ModelProto, *, io_dtype: str = "float32") -> onnx.ModelProto:
     """A float16 copy of the float32 model ``proto`` (see the module's docstring)."""
+    return _to_float16(proto, {}, io_dtype)
+
+
+def to_float16_detached(model: DetachedModel, *, io_dtype: str = "float32") -> DetachedModel:
+    """``to_float16`` of a model whose large weights are kept apart as arrays: each array is
+    rounded to float16 in turn and the float32 one let go (``model``'s arrays are taken), so
+    that a build holds about its float32 weights at most, as the float32 build does; the
+    model is written as the same bytes as ``to_float16`` of the attached one."""
+    arrays, model.arrays = model.arrays, {}
+    converted = _to_float16(model.proto, arrays, io_dtype)
+    return DetachedModel(converted, arrays)
+
+
+def _to_float16(
+    proto: onnx.ModelProto, arrays: dict[str, np.ndarray], io_dtype: str
+) -> onnx.ModelProto:
+    """``to_float16``; the float32 ``arrays`` of a ``DetachedModel`` are replaced by their
+    float16 roundings (those an input keeps float32 stay)."""
     check_precision("float16", io_dtype)
     if model_precision(proto) != "float32":
         raise ConvcError(f"the model is already {model_precision(proto)}")
@@ -107,9 +126,14 @@ def to_float16(proto: onnx.ModelProto, *, io_dtype: str = "float32") -> onnx.Mod
     kept = {name for name, wanted in needs.items() if wanted == {True} and name in initializers}
 
     for tensor in graph.initializer:
-        if tensor.data_type == _FLOAT and tensor.name not in kept:
-            values = numpy_helper.to_array(tensor).astype("float16")
-            tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
+        if tensor.data_type != _FLOAT or tensor.name in kept:
+            continue
+        if tensor.name in arrays:
+            arrays[tensor.name] = arrays[tensor.name].astype("<f2")
+            tensor.data_type = _HALF
+            continue
+        values = numpy_helper.to_array(tensor).astype("float16")
+        tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
     for info in graph.value_info:
         _retype(info)
 
@@ -159,7 +183,7 @@ def to_float16(proto: onnx.ModelProto, *, io_dtype: str = "float32") -> onnx.Mod
     entry = model.metadata_props.add()
     entry.key, entry.value = "convc.precision", "float16"
     try:
-        inferred = check_and_infer(model)
+        inferred = check_and_infer(model, arrays)
     except InvalidModel as error:
         raise ConvcError(f"the float16 model is not valid ONNX: {error}") from None
     graph.value_info.extend(inferred.graph.value_info)

@@ -82,11 +82,22 @@ def test_detached_tensors_hold_no_bytes_and_check_as_inputs():
     assert list(detached.proto.graph.value_info) == list(attached.graph.value_info)
 
 
-def test_float16_and_int8_builds_are_converted_whole():
+@pytest.mark.parametrize("io_dtype", ["float32", "float16"])
+def test_a_float16_build_keeps_its_weights_apart_too(io_dtype, tmp_path):
+    """Each array is rounded to float16 in turn; the bytes written are those of to_float16 of
+    the attached float32 model."""
+    from convc.precision import to_float16
+
     model = resolve_text(TEXTS["folds"])
-    half = compile_detached(model, None, precision="float16")
-    assert half.arrays == {}
-    assert half.proto == compile_model(model, None, precision="float16")
+    detached = compile_detached(model, None, precision="float16", io_dtype=io_dtype)
+    attached = to_float16(compile_model(model, None), io_dtype=io_dtype)  # the whole proto's
+    assert detached.arrays and all(a.dtype == np.dtype("<f2") for a in detached.arrays.values())
+    pieces = [bytes(p) for p in onnxfile.serialized_pieces(detached.proto, detached.arrays)]
+    assert pieces == list(onnxfile.serialized_pieces(attached))
+    (ours,) = onnxfile.save(detached, tmp_path / "detached.onnx")
+    (theirs,) = onnxfile.save(attached, tmp_path / "attached.onnx")
+    assert ours.read_bytes() == theirs.read_bytes()
+    assert detached.attach() == attached
 
 
 def test_detached_external_data_is_the_attached_models(tmp_path, monkeypatch):
