@@ -31,6 +31,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -238,7 +239,11 @@ class _Child:
         name, start, length = self._in_place
         try:
             if self._data is None:
-                self._data = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+                # non-blocking: a FIFO put in the file's place since the child opened it must
+                # not hang convc; it is refused as not a regular file
+                self._data = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+                if not stat.S_ISREG(os.fstat(self._data).st_mode):
+                    raise ConvcError("is not a regular file", path=self.where)
             if length is None:
                 length = os.fstat(self._data).st_size
             if (

@@ -434,3 +434,27 @@ def test_a_folded_kernel_is_the_float64_product_rounded_once(op, group):
     in_place = rewrites._scaled_kernel(kernel, scale, op, group, kernel)
     assert in_place is kernel
     np.testing.assert_array_equal(kernel, expected)
+
+
+def test_a_fifo_put_in_the_files_place_is_refused_not_waited_on(weights_file):
+    """Between the reader's opening the file and convc's, the path may come to name something
+    else: a FIFO would block an open for reading until a writer came; it is refused."""
+    import threading
+
+    outcome: list[BaseException | None] = []
+    with hdf5.open_hdf5(weights_file, "w.h5") as handle:
+        weights_file.rename(weights_file.with_name("moved.h5"))
+        os.mkfifo(weights_file)
+
+        def read() -> None:
+            try:
+                handle["plain"][()]
+                outcome.append(None)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                outcome.append(error)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive(), "convc waited on the FIFO"
+    assert isinstance(outcome[0], ConvcError) and "not a regular file" in str(outcome[0])
