@@ -27,7 +27,7 @@ from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL, check_tolerances, compare
 from convc.diagnostics import ConvcError
 from convc.lower import lower
 from convc.memory import check_estimate, input_batch, max_memory_bytes
-from convc.model import Model, Node, format_shape
+from convc.model import Model, format_shape
 from convc.options import BuildOptions, build_options
 from convc.reference import run_node, run_reference
 from convc.runtime import check_inputs, open_session, random_array
@@ -174,7 +174,9 @@ def check_layers(
     actual = session.run(inputs)
     layers = []
     for node, reference in zip(model.nodes, expected, strict=True):
-        layer = _compare(node, actual[node.name], reference, rtol, atol)
+        layer = _compare(
+            node.name, node.class_name, node.span.line, actual[node.name], reference, rtol, atol
+        )
         if not layer.ok and layer.max_abs != float("inf"):
             own_inputs = [
                 actual[tensor.name] if tensor.name in actual else inputs[tensor.name]
@@ -188,9 +190,12 @@ def check_layers(
     return CheckReport(tuple(layers), session.provider, rtol, atol, shapes)
 
 
-def _compare(node: Node, actual, expected, rtol, atol) -> LayerComparison:
-    where = (node.name, node.class_name, node.span.line, actual.shape)
+def _compare(name, class_name, line, actual, expected, rtol, atol) -> LayerComparison:
     if actual.shape != expected.shape:
-        return LayerComparison(*where, float("inf"), float("inf"), False)
+        return LayerComparison(
+            name, class_name, line, actual.shape, float("inf"), float("inf"), False
+        )
     result = compare(actual, expected, rtol, atol)
-    return LayerComparison(*where, result.max_abs, result.max_rel, result.ok)
+    return LayerComparison(
+        name, class_name, line, actual.shape, result.max_abs, result.max_rel, result.ok
+    )
