@@ -770,7 +770,9 @@ def _compare(text: str, model: Model, target: str, seed: int) -> list[rewrites.R
 
 
 @settings(
-    max_examples=EXAMPLES,
+    # a quarter of the draws repeat an earlier text (46 to 61 of 200, by the order the tests
+    # ran in): drawing a quarter more keeps the distinct examples compared above EXAMPLES' 70%
+    max_examples=EXAMPLES + EXAMPLES // 4,
     deadline=None,
     derandomize=True,
     # No shrinking: it builds each smaller candidate in Keras (minutes), and the failing text
