@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL
 from convc.compiler import (
     Replace,
     WeightsSource,
@@ -333,8 +332,8 @@ def check(
     *,
     options: BuildOptions | None = None,
     provider: str = "cpu",
-    rtol: float = DEFAULT_RTOL,
-    atol: float = DEFAULT_ATOL,
+    rtol: float | None = None,
+    atol: float | None = None,
     batch: int = 1,
     input_seed: int = 0,
     replace: Replace = None,
@@ -343,7 +342,9 @@ def check(
     """Compile ``source`` (a path or a loaded model) with every layer's output exposed, run it in
     ONNX Runtime and compare each layer with the NumPy reference (``convc.compare``'s rule).
     Random inputs (``inputs=None``) use ``input_seed`` (input i with ``input_seed + i``) and
-    ``batch``; the report says where the model first diverges. ``options.io_layout`` does not
+    ``batch``; the report says where the model first diverges. ``rtol`` and ``atol`` default to
+    the precision's, as ``convc check``'s do (1e-4 for float32, ``convc.precision``'s 1e-2 for
+    float16). ``options.io_layout`` does not
     apply: layers are compared in Keras's layout. ``replace`` replaces layers by name. A check
     that would hold more than ``max_memory`` (bytes, or a size such as ``"16G"``; default
     ``convc.memory.default_max_memory()``) is refused before it runs (``convc.memory``).

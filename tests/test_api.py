@@ -301,6 +301,15 @@ def test_check_is_a_function(net):
     assert convc.check(convc.load_text(NET)).ok
 
 
+@pytest.mark.parametrize(("precision", "tolerance"), [("float32", 1e-4), ("float16", 1e-2)])
+def test_check_takes_the_precisions_tolerances_as_the_command_does(precision, tolerance, capsys):
+    report = convc.check(TINY, options=BuildOptions(precision=precision))
+    assert (report.rtol, report.atol) == (tolerance, tolerance)
+    assert main(["check", str(TINY), "--precision", precision]) == 0
+    assert f"(rtol {tolerance:g}, atol {tolerance:g})" in capsys.readouterr().out
+    assert convc.check(TINY, rtol=3e-3, atol=2e-3).rtol == 3e-3
+
+
 def test_check_sees_a_broken_lowering(net, monkeypatch):
     from convc.lower.registry import LOWERINGS, Lowering
     from convc.specs import ReLUSpec
