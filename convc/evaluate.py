@@ -1065,31 +1065,21 @@ class Evaluator:
             if key in values:
                 raise ConvcError(f"{name}() got multiple values for argument '{key}'", span)
             values[key] = value
-        missing = []
-        for parameter in positional:
-            if parameter.name not in values:
+        for group, kind in ((positional, "positional"), (parameters.keyword_only, "keyword-only")):
+            missing = []
+            for parameter in group:
+                if parameter.name in values:
+                    continue
                 if parameter.name in function.defaults:
                     values[parameter.name] = function.defaults[parameter.name]
                 else:
                     missing.append(parameter.name)
-        if missing:
-            raise ConvcError(
-                f"{name}() missing {len(missing)} required positional argument"
-                f"{'' if len(missing) == 1 else 's'}: {_and(missing)}",
-                site.span,
-            )
-        for parameter in parameters.keyword_only:
-            if parameter.name not in values:
-                if parameter.name in function.defaults:
-                    values[parameter.name] = function.defaults[parameter.name]
-                else:
-                    missing.append(parameter.name)
-        if missing:
-            raise ConvcError(
-                f"{name}() missing {len(missing)} required keyword-only argument"
-                f"{'' if len(missing) == 1 else 's'}: {_and(missing)}",
-                site.span,
-            )
+            if missing:
+                raise ConvcError(
+                    f"{name}() missing {len(missing)} required {kind} argument"
+                    f"{'' if len(missing) == 1 else 's'}: {_and(missing)}",
+                    site.span,
+                )
         if parameters.kwarg is not None:
             values[parameters.kwarg] = extra
         return values
