@@ -10,6 +10,9 @@ import json
 from pathlib import Path
 
 import h5py
+import numpy as np
+import onnx
+import onnxruntime as ort
 
 
 def tf_keras_conv(rank: int, filters: int, data_format: str) -> dict:
@@ -106,3 +109,13 @@ def write_h5(path: Path, config: dict, version: str, weights: dict[str, list]) -
 def write_json(path: Path, config: dict, version: str) -> Path:
     path.write_text(json.dumps({**config, "keras_version": version, "backend": "tensorflow"}))
     return path
+
+
+def onnxruntime_output(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    """The first output of a one-input model run in onnxruntime on the CPU, one thread."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(
+        proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    return session.run(None, {session.get_inputs()[0].name: x})[0]

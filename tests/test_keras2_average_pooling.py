@@ -22,9 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
-from keras2_files import functional, sequential, tf_keras_conv, write_h5, write_json
+from keras2_files import (
+    functional,
+    onnxruntime_output,
+    sequential,
+    tf_keras_conv,
+    write_h5,
+    write_json,
+)
 
 from convc import int8_reference
 from convc.cli import main
@@ -100,15 +106,6 @@ def _unequal(shape, pool, strides, data_format) -> bool:
     lengths = shape[:-1] if data_format == "channels_last" else shape[1:]
     pads = [_tensorflow_pads(n, k, s) for n, k, s in zip(lengths, pool, strides, strict=True)]
     return any(b != e for b, e in pads)
-
-
-def _ort(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(
-        proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
 def _reference(model, arrays: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -308,7 +305,7 @@ def test_a_keras_1_or_2_files_same_average_pooling_is_tensorflows(name, tmp_path
     assert imported.text.count('padding="same_keras2"') == len(poolings)
     assert 'padding="same"' not in imported.text
     proto = compile_model(imported.model, imported.weights)
-    np.testing.assert_allclose(_ort(proto, x), expected, atol=ATOL, rtol=RTOL)
+    np.testing.assert_allclose(onnxruntime_output(proto, x), expected, atol=ATOL, rtol=RTOL)
     reference = run_reference(imported.model, _by_layer(imported.weights), x)
     np.testing.assert_allclose(
         next(iter(model_outputs(imported.model, reference).values())),
@@ -336,7 +333,7 @@ def test_a_keras_3_file_keeps_torchs_same(tmp_path):
     imported = import_file(path)
     assert "same_keras2" not in imported.text
     assert imported.text.count('padding="same"') == 2
-    actual = _ort(compile_model(imported.model, imported.weights), x)
+    actual = onnxruntime_output(compile_model(imported.model, imported.weights), x)
     np.testing.assert_allclose(actual, _expected_2d(x, torch_same_average), atol=ATOL, rtol=RTOL)
 
 
@@ -394,7 +391,7 @@ def test_no_same_average_pooling_that_tensorflow_computes_is_refused(tmp_path):
         path = write_json(tmp_path / f"m{index}.json", sequential([entry], shape), "2.15.0")
         imported = import_file(path)
         x = np.random.default_rng(index).standard_normal((2, *shape)).astype(np.float32)
-        actual = _ort(compile_model(imported.model, imported.weights), x)
+        actual = onnxruntime_output(compile_model(imported.model, imported.weights), x)
         expected = tensorflow_same_average(x, pool, strides, data_format)
         np.testing.assert_allclose(
             actual, expected, atol=ATOL, rtol=RTOL, err_msg=str(cases[index])

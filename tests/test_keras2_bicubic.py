@@ -22,10 +22,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from keras2_files import functional, sequential, tf_keras_conv, write_h5, write_json
+from keras2_files import (
+    functional,
+    onnxruntime_output,
+    sequential,
+    tf_keras_conv,
+    write_h5,
+    write_json,
+)
 
 from convc import int8_reference
 from convc.cli import main
@@ -265,15 +270,6 @@ FILES = {
 }
 
 
-def _ort(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(
-        proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
-
-
 def _by_layer(weights) -> dict[str, dict[str, np.ndarray]]:
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for key, array in (weights or {}).items():
@@ -303,7 +299,7 @@ def test_a_tf_keras_files_bicubic_resize_is_tensorflows(name, tmp_path):
     assert 'interpolation="bicubic"' not in imported.text
     proto = compile_model(imported.model, imported.weights)
     assert "Resize" not in {node.op_type for node in proto.graph.node}
-    np.testing.assert_allclose(_ort(proto, x), expected, atol=ATOL, rtol=RTOL)
+    np.testing.assert_allclose(onnxruntime_output(proto, x), expected, atol=ATOL, rtol=RTOL)
     np.testing.assert_allclose(_reference(imported, x), expected, atol=ATOL, rtol=RTOL)
     assert main(["build", str(path), "-o", str(tmp_path / "m.onnx")]) == 0
     assert main(["check", str(path)]) == 0
@@ -317,7 +313,7 @@ def test_the_same_file_from_keras_3_keeps_torchs_bicubic(tmp_path):
     imported = import_file(path)
     assert "bicubic_keras2" not in imported.text
     assert 'interpolation="bicubic"' in imported.text
-    actual = _ort(compile_model(imported.model, imported.weights), x)
+    actual = onnxruntime_output(compile_model(imported.model, imported.weights), x)
     assert np.abs(actual - _expected_functional(x)).max() > 0.05
 
 
@@ -335,7 +331,9 @@ def test_the_1024_step_table_is_what_tensorflow_computed():
         else:
             assert difference > apart
         text = f"Input(shape=(4, 5, 3))\nUpSampling2D({size}, interpolation='bicubic_keras2')\n"
-        np.testing.assert_allclose(_ort(compile_text(text), x), tensorflow, atol=ATOL, rtol=RTOL)
+        np.testing.assert_allclose(
+            onnxruntime_output(compile_text(text), x), tensorflow, atol=ATOL, rtol=RTOL
+        )
 
 
 def _upsampling_cases(count: int, seed: int):
@@ -370,7 +368,7 @@ def test_no_bicubic_upsampling_of_a_tf_keras_file_is_refused(tmp_path):
         imported = import_file(path)
         assert 'interpolation="bicubic_keras2"' in imported.text
         x = np.random.default_rng(index).standard_normal((2, *shape)).astype(np.float32)
-        actual = _ort(compile_model(imported.model, imported.weights), x)
+        actual = onnxruntime_output(compile_model(imported.model, imported.weights), x)
         expected = tensorflow_upsampling(x, size, data_format)
         case = str(cases[index])
         np.testing.assert_allclose(actual, expected, atol=ATOL, rtol=RTOL, err_msg=case)
@@ -409,7 +407,7 @@ def test_no_bicubic_resizing_of_a_tf_keras_file_is_refused(tmp_path):
         source = smart_resize_crop(x, height, width) if crop else x
         expected = tensorflow_resize_bicubic(source, height, width)
         case = str((shape, height, width, crop))
-        actual = _ort(compile_model(imported.model, imported.weights), x)
+        actual = onnxruntime_output(compile_model(imported.model, imported.weights), x)
         np.testing.assert_allclose(actual, expected, atol=ATOL, rtol=RTOL, err_msg=case)
         reference = _reference(imported, x)
         np.testing.assert_allclose(reference, expected, atol=ATOL, rtol=RTOL, err_msg=case)
