@@ -426,8 +426,9 @@ def _bilinear(length: int, factor: int) -> np.ndarray:
     return matrix
 
 
-def _bicubic(length: int, factor: int, a: float = -0.75) -> np.ndarray:
-    """PyTorch's cubic resize (Keys, a=-0.75, align_corners=False, borders replicated)."""
+def _bicubic_torch(length: int, factor: int, a: float = -0.75) -> np.ndarray:
+    """PyTorch's cubic resize (Keys, a=-0.75, align_corners=False, borders replicated), which
+    Keras 3's torch backend computes for 'bicubic'."""
 
     def near(t: float) -> float:  # |t| <= 1
         return ((a + 2) * t - (a + 3)) * t * t + 1
@@ -483,9 +484,45 @@ def _tensorflow_bicubic(n: int, m: int) -> np.ndarray:
     return matrix
 
 
+def _kernel(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A resampling kernel of jax.image.scale_and_translate (and TensorFlow's, which agrees):
+    Keys's cubic with a = -0.5, or Lanczos's windowed sinc of radius 3 or 5."""
+    if name == "bicubic":
+
+        def keys(d: np.ndarray) -> np.ndarray:
+            d = np.abs(d)
+            near = ((1.5 * d - 2.5) * d) * d + 1.0
+            far = ((-0.5 * d + 2.5) * d - 4.0) * d + 2.0
+            return np.where(d < 1.0, near, np.where(d < 2.0, far, 0.0))
+
+        return keys
+    radius = float(name.removeprefix("lanczos"))
+
+    def lanczos(d: np.ndarray) -> np.ndarray:
+        return np.where(np.abs(d) < radius, np.sinc(d) * np.sinc(d / radius), 0.0)
+
+    return lanczos
+
+
+def _kernel_resize(n: int, m: int, interpolation: str, antialias: bool) -> np.ndarray:
+    """Resampling from n to m samples as JAX defines it (jax.image.resize, which Keras 3's JAX
+    backend calls; TensorFlow's agrees but for its bicubic table): output i is centred on input
+    position ``(i + 0.5) * n / m - 0.5``; every input sample j is weighed by the kernel at the
+    distance from it, divided by ``n / m`` when antialiasing a shrink; the weights are divided
+    by their sum (so samples past the borders count for nothing)."""
+    kernel = _kernel(interpolation)
+    widen = max(n / m, 1.0) if antialias else 1.0
+    centres = (np.arange(m) + 0.5) * (n / m) - 0.5
+    weights = kernel((centres[:, None] - np.arange(n)[None, :]) / widen)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
 _RESIZE: dict[str, Callable[[int, int], np.ndarray]] = {
     "bilinear": _bilinear,
-    "bicubic": _bicubic,
+    "bicubic": lambda length, factor: _kernel_resize(length, length * factor, "bicubic", False),
+    "bicubic_torch": _bicubic_torch,
+    "lanczos3": lambda length, factor: _kernel_resize(length, length * factor, "lanczos3", False),
+    "lanczos5": lambda length, factor: _kernel_resize(length, length * factor, "lanczos5", False),
     "bilinear_keras2": _bilinear_keras2,
     "bicubic_keras2": lambda length, factor: _tensorflow_bicubic(length, length * factor),
 }
@@ -717,28 +754,27 @@ def unit_normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarr
     return (x * inverse).astype(np.float32)
 
 
-# Pooling, as Keras 3's torch backend computes it (keras/src/backend/torch/nn.py)
+# Pooling, as TensorFlow and JAX compute it, and Keras 3's torch backend for 'same_torch'
+# (keras/src/backend/torch/nn.py)
 
 
 @computes(PoolSpec)
 def pooling(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
-    """Max or average over each window. 'same' pads as the torch backend does: when every axis
-    pads as much at its start as at its end, torch pools the windows' entries inside the input
-    (a max ignores the pads, an average divides by the entries it has); otherwise the input is
-    padded by repeating its edge entries on every axis, and the windows of that are pooled.
-    'same_keras2' is TensorFlow's 'same' average: the entries inside the input, whatever the
-    pads (tf.nn.avg_pool, which Keras 1 and 2 called)."""
+    """Max or average over each window. 'same' pools the windows' entries inside the input (a
+    max ignores the pads, an average divides by the entries it has), as tf.nn.avg_pool does.
+    'same_torch' is the torch backend's: where an axis pads its two ends unequally, the input is
+    padded by repeating its edge entries on every axis, and the windows of that are pooled."""
     c = expect(layer.spec, PoolSpec)
     x = _to_last(x, c.data_format).astype(np.float64)
     pads = [(0, 0)] * c.rank
-    if c.padding in ("same", "same_keras2"):
+    if c.padding in ("same", "same_torch"):
         pads = [
             _same_pads(n, k, s, 1)
             for n, k, s in zip(x.shape[1:-1], c.pool_size, c.strides, strict=True)
         ]
     axes = tuple(range(1, c.rank + 1))
     spread = [(0, 0), *pads, (0, 0)]
-    if any(b != e for b, e in pads) and c.padding == "same":
+    if any(b != e for b, e in pads) and c.padding == "same_torch":
         values, counts = np.pad(x, spread, mode="edge"), None
     elif c.pool_mode == "max":
         values, counts = np.pad(x, spread, constant_values=-np.inf), None
@@ -888,9 +924,10 @@ def normalization(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
 
 @computes(ResizingSpec)
 def resizing(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
-    """Keras's Resizing (torch backend), or CenterCrop: the crop or pad to the target's aspect
-    ratio that keras/src/backend/torch/image.py makes, then a resampling matrix per axis
-    (TensorFlow's for ``bicubic_keras2``, tf.keras's bicubic)."""
+    """Keras's Resizing, or CenterCrop: the crop or pad to the target's aspect ratio that
+    keras/src/backend/torch/image.py makes (as the other backends do), then a resampling matrix
+    per axis: JAX's for bicubic, torch's for bilinear, nearest and ``bicubic_torch``,
+    TensorFlow's for ``bicubic_keras2`` (tf.keras's bicubic)."""
     c = expect(layer.spec, ResizingSpec)
     x = _to_last(x, c.data_format)
     height, width = x.shape[1], x.shape[2]
@@ -913,8 +950,11 @@ def resizing(layer: Layer, weights: Arrays, x: np.ndarray) -> np.ndarray:
     for axis, size in zip((1, 2), target, strict=True):
         if c.interpolation == "bicubic_keras2":
             matrix = _tensorflow_bicubic(x.shape[axis], size)
+        elif c.interpolation in ("bicubic", "lanczos3", "lanczos5"):
+            matrix = _kernel_resize(x.shape[axis], size, c.interpolation, c.antialias)
         else:
-            matrix = _torch_resize_matrix(x.shape[axis], size, c.interpolation, c.antialias)
+            kind = "bicubic" if c.interpolation == "bicubic_torch" else c.interpolation
+            matrix = _torch_resize_matrix(x.shape[axis], size, kind, c.antialias)
         x = np.moveaxis(np.tensordot(matrix, x, axes=([1], [axis])), 0, axis)
     return _from_last(x.astype(np.float32), c.data_format)
 

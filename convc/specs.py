@@ -185,9 +185,9 @@ class NormSpec(LayerSpec):
 
 PoolMode = Literal["max", "average"]
 
-PoolPadding = Literal["valid", "same", "same_keras2"]
-"""A pooling's ``padding``: Keras's two, and ``same_keras2``, convc's name for the 'same'
-average pooling of TensorFlow, which computed Keras 1 and 2 files (``convc.layers.pooling``)."""
+PoolPadding = Literal["valid", "same", "same_torch"]
+"""A pooling's ``padding``: Keras's two, and ``same_torch``, convc's name for the 'same'
+average pooling of Keras 3's torch backend (``convc.layers.pooling``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,7 +211,7 @@ class PoolSpec(SpatialSpec):
 
     @property
     def window_padding(self) -> Literal["valid", "same"]:
-        """Where the windows lie, for the shape arithmetic: ``same_keras2`` places them as
+        """Where the windows lie, for the shape arithmetic: ``same_torch`` places them as
         'same' does, and differs only in what an average counts."""
         return "valid" if self.padding == "valid" else "same"
 

@@ -78,6 +78,12 @@ class Target:
     OpenVINO's antialiased Resize gives other numbers (off by up to 1.0 on unit inputs); convc
     resizes by constant matrices instead there, as it does below opset 18."""
 
+    resize_cubic_exclude_outside: bool = True
+    """Resize's cubic mode with ``exclude_outside=1`` and ``cubic_coeff_a=-0.5`` computes JAX's
+    and TensorFlow's bicubic (the samples outside the image left out, the others renormalized).
+    OpenVINO's (2026.4) gives other numbers (off by 0.1 on unit inputs); convc resizes by
+    constant matrices instead there, and where the runtime is not known."""
+
     strided_pointwise_conv: bool = True
     """A Conv whose kernel is one element on every axis may have strides above 1. tract (0.23)
     cannot load a model where such a Conv reads, through elementwise nodes, another 1x1 Conv,
@@ -130,6 +136,7 @@ TARGETS: dict[str, Target] = {
             strided_pointwise_conv=False,
             prelu_any_slope=False,
             conv_output_read_by_add=False,
+            resize_cubic_exclude_outside=False,
         ),
         Target(
             "ort",
@@ -157,6 +164,7 @@ TARGETS: dict[str, Target] = {
             resize_ranks=_EVERY_RESIZE,
             resize_inner_axes_only=True,
             resize_antialias=False,
+            resize_cubic_exclude_outside=False,
         ),
         Target(
             "opencv",
@@ -187,6 +195,7 @@ TARGETS: dict[str, Target] = {
             resize_ranks=_ONLY_4D_RESIZE,
             resize_inner_axes_only=True,
             conv_output_read_by_add=False,  # what TensorRT leaves to onnxruntime's CPU
+            resize_cubic_exclude_outside=False,  # untested: the exact form
             tested=False,
         ),
     )

@@ -59,9 +59,24 @@ _NAMESPACE = {
 }
 
 
+_TORCH_NAMES = re.compile(r"""(['"])(same|bicubic)_torch\1""")
+"""convc's names for what Keras 3's torch backend computes where its other backends compute
+something else (``padding="same_torch"``, ``interpolation="bicubic_torch"``)."""
+
+
+def _as_keras(code: str) -> str:
+    """``code`` with convc's torch-only names written as Keras's own, which this oracle's torch
+    backend computes as convc's torch names mean."""
+    if _TORCH_NAMES.search(code):
+        assert keras.backend.backend() == "torch", f"{code!r} needs Keras on torch"
+    return _TORCH_NAMES.sub(r"\1\2\1", code)
+
+
 def keras_model(text: str) -> keras.Model:
     """The Keras model a .conv text describes, built by Keras from the same calls: a file in the
-    functional form is run as the Python it is; a file of bare layer calls becomes a Sequential."""
+    functional form is run as the Python it is; a file of bare layer calls becomes a Sequential.
+    convc's torch-only names (``same_torch``, ``bicubic_torch``) are Keras's own names to Keras
+    on torch."""
     keras.backend.clear_session()
     keras.config.set_image_data_format("channels_last")
     program = parse(text)
@@ -80,7 +95,7 @@ def keras_model(text: str) -> keras.Model:
             if statement.short_name == "set_image_data_format":
                 keras.config.set_image_data_format(eval(code.split("(", 1)[1].rsplit(")", 1)[0]))
                 continue
-            items.append(eval(code, dict(_NAMESPACE)))
+            items.append(eval(_as_keras(code), dict(_NAMESPACE)))
         return keras.Sequential(items)
     finally:
         keras.config.set_image_data_format("channels_last")
@@ -94,7 +109,7 @@ def _functional(program, source: str) -> keras.Model:
             if statement.name == "data_format":
                 lines.append(f"keras.config.set_image_data_format({statement.value!r})")
             continue
-        lines.append(source[statement.span.start : statement.span.end])
+        lines.append(_as_keras(source[statement.span.start : statement.span.end]))
     namespace = dict(_NAMESPACE)
     try:
         exec("\n".join(lines), namespace)

@@ -1,15 +1,13 @@
 """A 'same' average pooling in a Keras 1 or Keras 2 file computes what TensorFlow computed (#24).
 
 Keras 1, Keras 2 and tf.keras pooled with ``tf.nn.avg_pool(padding="SAME")``: each window's
-mean over its entries inside the input, the pads (the odd one at the end) left out. Keras 3's
-torch backend, which convc's ``padding="same"`` follows, counts repeated edge entries where an
-axis pads its two ends unequally. The importer writes such a file's pooling as
-``padding="same_keras2"``, convc's name for TensorFlow's.
+mean over its entries inside the input, the pads (the odd one at the end) left out. That is
+convc's ``padding="same"`` (and Keras 3's on TensorFlow and JAX); Keras 3's torch backend counts
+repeated edge entries where an axis pads its two ends unequally, convc's ``same_torch``.
 
 Nothing here runs TensorFlow: every expectation is ``tensorflow_same_average`` below, written
 window by window from TensorFlow's definition, independently of convc's geometry, lowering and
-reference. (Keras 3 on its JAX backend computes the same: checked once by hand, 105 random 1-D
-to 3-D cases, both data formats, agreeing to 2e-7; JAX is no dependency of these tests.) The
+reference. (Keras 3 on its JAX backend computes the same: tests/test_keras_backends.py.) The
 fixtures are configs shaped as each generation wrote them: tf.keras 2.x's functional and
 Sequential ``.h5`` with ``model_weights``, Keras 2.1's JSON Sequential as a plain list of
 layers, and Keras 1.2.2's ``border_mode``/``pool_length`` arguments.
@@ -302,8 +300,8 @@ def test_a_keras_1_or_2_files_same_average_pooling_is_tensorflows(name, tmp_path
     assert np.abs(expected - expected_of(x, torch_same_average)).max() > 0.05
 
     imported = import_file(path)
-    assert imported.text.count('padding="same_keras2"') == len(poolings)
-    assert 'padding="same"' not in imported.text
+    assert imported.text.count('padding="same"') == len(poolings)
+    assert "same_torch" not in imported.text
     proto = compile_model(imported.model, imported.weights)
     np.testing.assert_allclose(onnxruntime_output(proto, x), expected, atol=ATOL, rtol=RTOL)
     reference = run_reference(imported.model, _by_layer(imported.weights), x)
@@ -325,21 +323,22 @@ def _by_layer(weights) -> dict[str, dict[str, np.ndarray]]:
     return arrays
 
 
-def test_a_keras_3_file_keeps_torchs_same(tmp_path):
-    """The same functional config with Keras 3's version means Keras 3's 'same': convc follows
-    the torch backend there (docs/language.md), and the numbers are torch's."""
+def test_a_keras_3_file_means_tensorflows_same_too(tmp_path):
+    """The same functional config with Keras 3's version means Keras 3's 'same', which its
+    TensorFlow and JAX backends compute as TensorFlow always did (docs/language.md): the same
+    numbers, not the torch backend's."""
     path = _tf_keras_2d(tmp_path / "m.h5", version="3.15.1")
     x = np.random.default_rng(8).standard_normal((2, 7, 6, 3)).astype(np.float32)
     imported = import_file(path)
-    assert "same_keras2" not in imported.text
     assert imported.text.count('padding="same"') == 2
     actual = onnxruntime_output(compile_model(imported.model, imported.weights), x)
-    np.testing.assert_allclose(actual, _expected_2d(x, torch_same_average), atol=ATOL, rtol=RTOL)
+    np.testing.assert_allclose(actual, _expected_2d(x), atol=ATOL, rtol=RTOL)
+    assert np.abs(actual - _expected_2d(x, torch_same_average)).max() > 0.05
 
 
-def test_max_pooling_and_valid_average_pooling_keep_their_names(tmp_path):
-    """Every backend's 'same' max ignores the pads, and 'valid' pads nothing: only a 'same'
-    average pooling of a Keras 1 or 2 file is renamed."""
+def test_poolings_keep_their_paddings(tmp_path):
+    """Every backend's 'same' max ignores the pads, 'valid' pads nothing, and a Keras 1 or 2
+    'same' average is convc's 'same': no pooling of such a file is renamed."""
     entries = [
         _tf_keras_pooling("average", 2, (3, 3), (2, 2), "channels_last"),
         _tf_keras_pooling("valid", 2, (2, 2), (1, 1), "channels_last"),
@@ -351,7 +350,7 @@ def test_max_pooling_and_valid_average_pooling_keep_their_names(tmp_path):
     entries[1]["config"]["padding"] = "valid"
     path = write_json(tmp_path / "m.json", sequential(entries, (7, 6, 3)), "2.15.0")
     text = import_file(path).text
-    assert '\nAveragePooling2D(3, strides=2, padding="same_keras2", name="average")\n' in text
+    assert '\nAveragePooling2D(3, strides=2, padding="same", name="average")\n' in text
     assert '\nAveragePooling2D(2, strides=1, name="valid")\n' in text
     assert '\nMaxPooling2D(strides=1, padding="same", name="max")\n' in text
 
@@ -402,13 +401,13 @@ def test_no_same_average_pooling_that_tensorflow_computes_is_refused(tmp_path):
     assert unequal > 80  # most cases are the ones that were refused before
 
 
-CONV_TEXT = "Input(shape=(2, 7, 6))\nAveragePooling2D(3, 2, 'same_keras2', 'channels_first')\n"
+CONV_TEXT = "Input(shape=(2, 7, 6))\nAveragePooling2D(3, 2, 'same', 'channels_first')\n"
 
 
-def test_same_keras2_is_one_average_pool_that_leaves_the_pads_out():
+def test_same_is_one_average_pool_that_leaves_the_pads_out():
     """In .conv text: one AveragePool, the pads unequal and explicit, count_include_pad=0, in
-    every target (no Pad node, unlike torch's 'same'); the NumPy reference and every runtime
-    installed give TensorFlow's numbers."""
+    every target (no Pad node, unlike torch's ``same_torch``); the NumPy reference and every
+    runtime installed give TensorFlow's numbers."""
     x = np.random.default_rng(9).standard_normal((2, 2, 7, 6)).astype(np.float32)
     expected = tensorflow_same_average(x, (3, 3), (2, 2), "channels_first")
     for target in ("portable", *RUNTIMES):
@@ -429,28 +428,34 @@ def test_same_keras2_is_one_average_pool_that_leaves_the_pads_out():
     # the int8 reference's AveragePool (it computes the float ops of a quantized model too)
     (int8_float,) = int8_reference.evaluate(proto, {proto.graph.input[0].name: x}).values()
     np.testing.assert_allclose(int8_float, expected, atol=ATOL, rtol=RTOL)
-    torch_same = compile_text(CONV_TEXT.replace("same_keras2", "same"))
+    torch_same = compile_text(CONV_TEXT.replace("same", "same_torch"))
     assert [node.op_type for node in torch_same.graph.node] == ["Pad", "AveragePool"]
+    torch_model = resolve_text(CONV_TEXT.replace("same", "same_torch"))
+    torch_expected = torch_same_average(x, (3, 3), (2, 2), "channels_first")
+    np.testing.assert_allclose(_reference(torch_model, {}, x), torch_expected, atol=ATOL, rtol=RTOL)
+    np.testing.assert_allclose(
+        onnxruntime_output(torch_same, x), torch_expected, atol=ATOL, rtol=RTOL
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "message", "column"),
     [
         (
-            "Input(shape=(7, 2))\nMaxPooling1D(3, 2, padding='same_keras2')\n",
-            "padding='same_keras2' is for an average pooling: it names TensorFlow's 'same' "
-            "average, which leaves the pads out of the mean",
+            "Input(shape=(7, 2))\nMaxPooling1D(3, 2, padding='same_torch')\n",
+            "padding='same_torch' is for an average pooling: it names Keras's torch backend's "
+            "'same' average, which counts repeated edge entries",
             28,
         ),
         (
-            "Input(shape=(7, 2))\nAveragePooling1D(3, 2, padding='Same_Keras2')\n",
-            "padding='Same_Keras2' must be written in lower case for a pooling layer: convc's "
+            "Input(shape=(7, 2))\nAveragePooling1D(3, 2, padding='Same_Torch')\n",
+            "padding='Same_Torch' must be written in lower case for a pooling layer: convc's "
             "name is lower case",
             32,
         ),
         (
             "Input(shape=(7, 2))\nAveragePooling1D(3, 2, padding='same_keras3')\n",
-            "'padding' must be one of 'valid', 'same', 'same_keras2', got padding='same_keras3'",
+            "'padding' must be one of 'valid', 'same', 'same_torch', got padding='same_keras3'",
             32,
         ),
         (
@@ -461,7 +466,7 @@ def test_same_keras2_is_one_average_pool_that_leaves_the_pads_out():
     ],
     ids=["max-pooling", "upper-case", "unknown", "max-pooling-lists-its-own"],
 )
-def test_same_keras2_is_refused_where_it_means_nothing(text, message, column):
+def test_same_torch_is_refused_where_it_means_nothing(text, message, column):
     with pytest.raises(ConvcError) as caught:
         compile_text(text)
     assert message in caught.value.message

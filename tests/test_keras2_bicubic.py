@@ -6,9 +6,10 @@ call ``tf.image.resize(method="bicubic")``, which runs TensorFlow's ``ResizeBicu
 half-pixel centres (tensorflow/core/kernels/image/resize_bicubic_op.cc): Keys's cubic with
 a = -0.5 on the four samples around the source position, the weights of samples outside the
 image set to zero and the rest renormalized, and the position's fraction rounded to 1/1024 (the
-weights come from a table). Keras 3's torch backend, which convc's ``bicubic`` follows, computes
-a = -0.75 with the edge samples repeated. The importer writes such a layer of a Keras 1 or 2
-file as ``interpolation="bicubic_keras2"``, convc's name for TensorFlow's.
+weights come from a table). convc's ``bicubic`` is Keras 3's on JAX, the same kernel without the
+table; Keras 3's torch backend computes a = -0.75 with the edge samples repeated (convc's
+``bicubic_torch``). The importer writes such a layer of a Keras 1 or 2 file as
+``interpolation="bicubic_keras2"``, convc's name for TensorFlow's.
 
 Nothing here runs TensorFlow: every expectation is ``tensorflow_resize_bicubic`` below, written
 output pixel by output pixel from that C++ source (its table, its weights and indices, its
@@ -305,16 +306,20 @@ def test_a_tf_keras_files_bicubic_resize_is_tensorflows(name, tmp_path):
     assert main(["check", str(path)]) == 0
 
 
-def test_the_same_file_from_keras_3_keeps_torchs_bicubic(tmp_path):
-    """The functional config with Keras 3's version means Keras 3's bicubic: convc follows the
-    torch backend there (docs/language.md), whose numbers differ from TensorFlow's."""
+def test_the_same_file_from_keras_3_means_jaxs_bicubic(tmp_path):
+    """The functional config with Keras 3's version means Keras 3's bicubic, which convc
+    computes as JAX does (docs/language.md): TensorFlow's kernel without its table, so within
+    the table's rounding of TensorFlow's numbers, and far from the torch backend's."""
     path = _tf_keras_functional_h5(tmp_path / "m.h5", version="3.15.1")
     x = np.random.default_rng(4).standard_normal((2, 5, 4, 3)).astype(np.float32)
     imported = import_file(path)
     assert "bicubic_keras2" not in imported.text
     assert 'interpolation="bicubic"' in imported.text
     actual = onnxruntime_output(compile_model(imported.model, imported.weights), x)
-    assert np.abs(actual - _expected_functional(x)).max() > 0.05
+    assert np.abs(actual - _expected_functional(x)).max() < 1e-2
+    torch_text = imported.text.replace('"bicubic"', '"bicubic_torch"')
+    torch = onnxruntime_output(compile_model(resolve_text(torch_text), imported.weights), x)
+    assert np.abs(actual - torch).max() > 0.05
 
 
 def test_the_1024_step_table_is_what_tensorflow_computed():
@@ -442,8 +447,9 @@ def test_bicubic_keras2_is_two_matmuls_in_every_target():
     np.testing.assert_allclose(reference, expected, atol=ATOL, rtol=RTOL)
     (int8_float,) = int8_reference.evaluate(proto, {proto.graph.input[0].name: x}).values()
     np.testing.assert_allclose(int8_float, expected, atol=ATOL, rtol=RTOL)
-    torch_bicubic = compile_text(CONV_TEXT.replace("bicubic_keras2", "bicubic"))
-    assert [node.op_type for node in torch_bicubic.graph.node] == ["Resize"]
+    for other in ("bicubic", "bicubic_torch"):  # onnxruntime's Resize computes these
+        proto = compile_text(CONV_TEXT.replace("bicubic_keras2", other), target="ort")
+        assert [node.op_type for node in proto.graph.node] == ["Resize"]
 
 
 @pytest.mark.parametrize(
@@ -457,14 +463,15 @@ def test_bicubic_keras2_is_two_matmuls_in_every_target():
         ),
         (
             "Input(shape=(6, 7, 3))\nResizing(3, 4, 'BICUBIC_KERAS2')\n",
-            "'interpolation' must be one of 'bilinear', 'nearest', 'bicubic', 'bicubic_keras2', "
-            "got interpolation='BICUBIC_KERAS2'",
+            "'interpolation' must be one of 'bilinear', 'nearest', 'bicubic', 'lanczos3', "
+            "'lanczos5', 'bicubic_torch', 'bicubic_keras2', got interpolation='BICUBIC_KERAS2'",
             16,
         ),
         (
             "Input(shape=(6, 7, 3))\nUpSampling2D(2, interpolation='bicubic_keras3')\n",
-            "'interpolation' must be one of 'nearest', 'bilinear', 'bicubic', 'bilinear_keras2', "
-            "'bicubic_keras2', got interpolation='bicubic_keras3'",
+            "'interpolation' must be one of 'nearest', 'bilinear', 'bicubic', 'lanczos3', "
+            "'lanczos5', 'bicubic_torch', 'bilinear_keras2', 'bicubic_keras2', got "
+            "interpolation='bicubic_keras3'",
             31,
         ),
     ],

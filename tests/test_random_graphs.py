@@ -490,7 +490,10 @@ class Graph:
         args = [size_text]
         if strides_text != "None" or self.draw(st.booleans()):
             args.append(f"strides={strides_text}")
-        args.append(f"padding={padding!r}")
+        # an average's 'same' as same_torch: Keras on torch computes it (convc's own 'same' is
+        # compared with Keras on JAX in tests/test_keras_backends.py)
+        written = "same_torch" if name == "AveragePooling" and padding == "same" else padding
+        args.append(f"padding={written!r}")
         return f"{name}{self.rank}D({', '.join(args)}{fmt_arg})", _join(out, channels, fmt)
 
     def reshape(self, shape) -> tuple[str, tuple[int, ...]]:

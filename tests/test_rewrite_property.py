@@ -454,9 +454,12 @@ class RewriteGraph(Graph):
             size = [min(k, n) for k, n in zip(size, lengths, strict=True)]
             if strides_text == "None":
                 out = [-(-n // k) for n, k in zip(lengths, size, strict=True)]
+        # an average's 'same' as same_torch: Keras on torch computes it (convc's own 'same' is
+        # compared with Keras on JAX in tests/test_keras_backends.py)
+        written = "same_torch" if name == "AveragePooling" and padding == "same" else padding
         layer = (
             f"{name}{self.rank}D({self.per_axis(size)}, strides={strides_text}, "
-            f"padding={padding!r}{fmt_arg})"
+            f"padding={written!r}{fmt_arg})"
         )
         return self.apply(layer, padded, _join(out, channels, fmt))
 

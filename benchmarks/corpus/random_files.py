@@ -12,8 +12,9 @@ format the framework writes, and each file is given to ``convc.build``; convc's 
 ONNX Runtime on the inputs the framework predicted on (seeded, standard normal, batch 2) and is
 compared with the framework's prediction by convc's rule (``convc.compare``, rtol = atol = 1e-4).
 
-* Keras 3 (this environment, torch backend): ``.keras``, legacy ``.h5``, and ``to_json()`` with
-  ``save_weights(".weights.h5")``.
+* Keras 3 (this environment, JAX backend: where Keras 3's backends disagree, convc computes what
+  JAX and TensorFlow compute, and a file does not say which backend wrote it): ``.keras``,
+  legacy ``.h5``, and ``to_json()`` with ``save_weights(".weights.h5")``.
 * tf_keras (``--tf-keras-python``, a separate environment with ``tf_keras`` and
   ``tensorflow-cpu``; never a dependency of convc): ``.h5``, ``.keras``, and ``to_json()`` with
   ``save_weights(".h5")``. The graphs are written in Keras 3's spelling; the few arguments that
@@ -47,8 +48,8 @@ for folder in (REPO, REPO / "tests", HERE):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 FORMATS = {"keras": ["keras", "h5", "json"], "tf_keras": ["h5", "keras", "json"]}
 """The files each framework writes: a ``.keras`` archive, a legacy ``.h5`` model, and the JSON of
@@ -83,7 +84,9 @@ def draw_texts(count: int, seed: int) -> list[str]:
 
 def python_source(text: str) -> str:
     """The .conv text as the Python a framework runs: statements as written, a ``data_format``
-    directive as the call that sets it (as tests/oracle.py runs functional text)."""
+    directive as the call that sets it (as tests/oracle.py runs functional text), convc's
+    ``same_torch`` (which the random graphs draw for Keras on torch) as Keras's ``same``, what the
+    frameworks here compute as convc's ``same``."""
     from convc.syntax import Directive, parse
 
     program = parse(text)
@@ -95,7 +98,7 @@ def python_source(text: str) -> str:
                 lines.append(f"keras.config.set_image_data_format({statement.value!r})")
             continue
         lines.append(source[statement.span.start : statement.span.end])
-    return "\n".join(lines) + "\n"
+    return re.sub(r"(['\"])same_torch\1", r"\1same\1", "\n".join(lines) + "\n")
 
 
 # -- Keras 3, in this process ------------------------------------------------------------------

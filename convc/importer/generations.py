@@ -15,9 +15,8 @@ importer sees Keras 3's forms only, with the definitions the file meant:
   UpSampling2D (TensorFlow 1's resize) becomes ``bilinear_keras2``; tf.keras's bicubic
   UpSampling2D and Resizing (TensorFlow's ``ResizeBicubic``: Keys a = -0.5, renormalized at the
   borders, positions rounded to 1/1024; Keras 3's torch backend: a = -0.75, edges repeated)
-  become ``bicubic_keras2``; a 'same' average pooling (TensorFlow's, which leaves the pads out of
-  the mean where Keras 3's torch backend counts repeated edge entries) becomes
-  ``padding="same_keras2"``.
+  become ``bicubic_keras2``. (Their 'same' average pooling, TensorFlow's, which leaves the pads
+  out of the mean, is convc's ``same``.)
 * **The Theano backend** convolved (it flips kernels; TensorFlow correlates) and placed 'same'
   pads its own way: ``stored_array`` flips the kernels of a file that says Theano wrote it, and
   the 'same' paddings whose placement differs from TensorFlow's are refused by name.
@@ -246,16 +245,6 @@ the weights of samples outside the image dropped and the rest renormalized, the 
 position rounded to 1/1024; Keras 3's torch backend computes a = -0.75 with the edge samples
 repeated. Every bicubic layer of a Keras 1 or 2 file is renamed."""
 
-KERAS2_AVERAGE_PADDINGS = {"same": "same_keras2"}
-"""Average pooling paddings that Keras 1, Keras 2 and tf.keras computed otherwise than Keras 3's
-torch backend (which convc's ``same`` follows), and convc's name for the older definition: their
-``same`` was TensorFlow's, the mean of each window's entries inside the input; torch's counts
-repeated edge entries where an axis pads its two ends unequally. Every such layer is renamed,
-not only those whose pads differ at the input shape the file states: the imported text keeps
-the file's meaning whatever input it is later given."""
-
-_AVERAGE_POOLING = re.compile(r"(Average|Avg)Pool(ing)?[123]D")
-
 _THEANO_SAME = re.compile(
     r"(Conv|Convolution)[123]D(Transpose)?|(Depthwise|Separable)(Conv|Convolution)[12]D"
 )
@@ -267,8 +256,8 @@ _MULTI_BACKEND_KERAS2 = re.compile(r"\s*2\.[0-3]\.\d+\s*")
 
 
 def _older_definitions(model_config: Any, generation: Generation, where: str) -> None:
-    """Keras 1/2's definitions, in place: activations, interpolations and average pooling
-    paddings renamed to convc's names for their older definitions, and what convc does not build
+    """Keras 1/2's definitions, in place: activations and interpolations renamed to convc's
+    names for their older definitions, and what convc does not build
     as a Theano-backend file computed it refused by name."""
     for class_name, config in _layer_configs(model_config):
         activation = config.get("activation")
@@ -276,13 +265,6 @@ def _older_definitions(model_config: Any, generation: Generation, where: str) ->
             config["activation"] = KERAS2_ACTIVATIONS[activation]
         if generation.backend == "theano":
             _theano_check(class_name, config, generation, where)
-        padding = config.get("padding")
-        if (
-            _AVERAGE_POOLING.fullmatch(class_name)
-            and isinstance(padding, str)
-            and padding in KERAS2_AVERAGE_PADDINGS
-        ):
-            config["padding"] = KERAS2_AVERAGE_PADDINGS[padding]
         interpolation = config.get("interpolation")
         if class_name in ("UpSampling2D", "Resizing") and isinstance(interpolation, str):
             # tf.keras read the name in any case (image_utils.get_interpolation), and its

@@ -14,13 +14,12 @@ The argument rules are Keras 3's (``keras/src/layers/pooling/base_pooling.py`` a
 The output length is a convolution's with a dilation of 1 (``convc.geometry``); 'same'
 pads put the odd element at the end.
 
-``AveragePooling*D(padding="same_keras2")`` is convc's name for the 'same' average pooling that
-TensorFlow computed, and so every Keras 1 and 2 file: the mean of each window's entries inside
-the input, whatever its pads. Keras 3's torch backend, which ``padding="same"`` follows, counts
-repeated edge entries instead where an axis pads its two ends unequally
-(``convc.lower.pooling``). The importer writes it for the 'same' average poolings of Keras 1
-and 2 files (``convc.importer.generations``); a max pooling has no such variant, since every
-backend's 'same' max ignores the pads.
+A 'same' average pooling is the mean of each window's entries inside the input, whatever its
+pads: what TensorFlow computes, and so Keras 1, Keras 2, tf.keras and Keras 3 on TensorFlow and
+JAX. Keras 3's torch backend (3.15.1) counts repeated edge entries instead where an axis pads its
+two ends unequally (keras-team/keras#23233); ``AveragePooling*D(padding="same_torch")`` is
+convc's name for that, for a model trained there (``convc.lower.pooling``). A max pooling has no
+such variant, since every backend's 'same' max ignores the pads.
 """
 
 from __future__ import annotations
@@ -40,9 +39,10 @@ _MODES: dict[PoolMode, tuple[str, str]] = {"max": ("Max", "Max"), "average": ("A
 
 _PADDINGS = ("valid", "same")
 
-KERAS2_PADDINGS = ("same_keras2",)
-"""convc's names for what an older Keras meant by an average pooling's ``padding``:
-``same_keras2`` is TensorFlow's 'same', whose mean leaves every pad out."""
+TORCH_PADDINGS = ("same_torch",)
+"""convc's names for what Keras 3's torch backend computes for an average pooling's ``padding``
+where the other backends compute something else: ``same_torch`` counts repeated edge entries
+where an axis pads its ends unequally."""
 
 
 class Pooling(LayerType[PoolSpec]):
@@ -114,11 +114,11 @@ def _window_arg(args: Bound, name: str, rank: int) -> tuple[int, ...]:
 
 def _padding(args: Bound, pool_mode: PoolMode) -> PoolPadding:
     value = args.python("padding")
-    known = _PADDINGS + KERAS2_PADDINGS
+    known = _PADDINGS + TORCH_PADDINGS
     if isinstance(value, str) and value != value.lower() and value.lower() in known:
         why = (
             "convc's name is lower case"
-            if value.lower() in KERAS2_PADDINGS
+            if value.lower() in TORCH_PADDINGS
             else "Keras 3 compares it case-sensitively when it builds the model, and fails"
         )
         raise ConvcError(
@@ -126,11 +126,11 @@ def _padding(args: Bound, pool_mode: PoolMode) -> PoolPadding:
             args.span("padding"),
             help=f"write padding={value.lower()!r}",
         )
-    if value in KERAS2_PADDINGS and pool_mode == "max":
+    if value in TORCH_PADDINGS and pool_mode == "max":
         raise ConvcError(
-            f"padding={value!r} is for an average pooling: it names TensorFlow's 'same' "
-            "average, which leaves the pads out of the mean; every backend's 'same' max "
-            "pooling ignores the pads already",
+            f"padding={value!r} is for an average pooling: it names Keras's torch backend's "
+            "'same' average, which counts repeated edge entries; every backend's 'same' max "
+            "pooling ignores the pads",
             args.span("padding"),
             help="write padding='same'",
         )

@@ -9,11 +9,13 @@ CenterCrop, as Keras 3's torch backend computes them (``keras/src/layers/preproc
   with ``invert=True``; mean and variance are given as arguments (broadcast onto the kept axes
   from the right) or are the layer's non-trainable weights ``mean``, ``variance`` and an integer
   ``count`` (shape ``()``), shaped by the kept axes.
-* ``Resizing``: torch's ``interpolate`` (bilinear and bicubic with half-pixel centres, bicubic's
-  a = -0.75; nearest is torch's "nearest-exact"; ``antialias=True`` is torch's antialiased
-  filter), after Keras's crop or pad to the target's aspect ratio. Its arguments are checked by
-  Keras only when it is called; convc checks them at build time. ``bicubic_keras2`` is tf.keras's
-  bicubic (TensorFlow's, ``convc.lower.resampling``), which imported Keras 2 files use.
+* ``Resizing``: half-pixel centres; bilinear; bicubic and the Lanczos kernels as JAX and
+  TensorFlow compute them (bicubic: Keys's a = -0.5, renormalized at the borders); nearest as
+  "nearest-exact"; ``antialias=True`` widens the filter by the downscale; after Keras's crop or
+  pad to the target's aspect ratio. Its arguments are checked by Keras only when it is called;
+  convc checks them at build time. ``bicubic_torch`` is Keras's torch backend's bicubic (a =
+  -0.75, edges repeated); ``bicubic_keras2`` is tf.keras's (TensorFlow's table,
+  ``convc.lower.resampling``), which imported Keras 2 files use.
 * ``CenterCrop``: a centred crop when the input is at least the target size on both axes;
   otherwise Keras's ``smart_resize`` (crop to the aspect ratio, then bilinear).
 
@@ -186,11 +188,19 @@ def normalization_axes(
     return keep
 
 
-RESIZE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "bicubic_keras2")
-"""What Keras's torch backend resizes with (``lanczos3``, ``lanczos5`` and ``area`` are other
-backends'), and ``bicubic_keras2``, convc's name for tf.keras's ``bicubic`` (TensorFlow's
-``ResizeBicubic``, ``convc.layers.resize.KERAS2_INTERPOLATIONS``), which imported Keras 2 files
-use."""
+RESIZE_INTERPOLATIONS = (
+    "bilinear",
+    "nearest",
+    "bicubic",
+    "lanczos3",
+    "lanczos5",
+    "bicubic_torch",
+    "bicubic_keras2",
+)
+"""What Keras 3 resizes with on JAX and TensorFlow (``area`` is TensorFlow's alone), convc's
+name for Keras's torch backend's bicubic, and ``bicubic_keras2``, convc's name for tf.keras's
+``bicubic`` (TensorFlow's ``ResizeBicubic``, ``convc.layers.resize.KERAS2_INTERPOLATIONS``), which
+imported Keras 2 files use."""
 
 
 @layer_type
@@ -212,12 +222,12 @@ class Resizing(LayerType[ResizingSpec]):
     def configure(self, args: Bound, default_data_format: str) -> ResizingSpec:
         height, width = _size(args, "height"), _size(args, "width")
         interpolation = args.python("interpolation")
-        if interpolation in ("lanczos3", "lanczos5", "area"):
+        if interpolation == "area":
             raise ConvcError(
-                f"interpolation={interpolation!r} exists only on Keras's JAX and TensorFlow "
-                "backends; Keras's torch backend refuses it",
+                "interpolation='area' exists only on Keras's TensorFlow backend (JAX has no "
+                "area resize); convc does not build it",
                 args.span("interpolation"),
-                help="use 'bilinear', 'nearest' or 'bicubic'",
+                help="use 'bilinear', 'nearest', 'bicubic', 'lanczos3' or 'lanczos5'",
             )
         if interpolation not in RESIZE_INTERPOLATIONS:
             raise ConvcError(
@@ -233,8 +243,8 @@ class Resizing(LayerType[ResizingSpec]):
                 "another filter (its support widened by the downscale), which convc does not "
                 "build",
                 args.span("antialias"),
-                help="remove antialias=True, or use interpolation='bicubic' (Keras 3's torch "
-                "backend, a = -0.75)",
+                help="remove antialias=True, or use interpolation='bicubic' (Keras 3's, whose "
+                "antialiased filter is TensorFlow's)",
             )
         crop = _truth(args, "crop_to_aspect_ratio")
         pad = _truth(args, "pad_to_aspect_ratio")

@@ -20,8 +20,15 @@ from convc.specs import CroppingSpec, UpSamplingSpec, ZeroPaddingSpec
 _ORDINALS = ("1st", "2nd", "3rd")
 _AXIS_WORDS = {1: ("steps",), 2: ("height", "width"), 3: ("dim1", "dim2", "dim3")}
 
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
-"""UpSampling2D interpolations that Keras's torch backend runs (lanczos and area are not)."""
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos3", "lanczos5")
+"""UpSampling2D interpolations as Keras 3 computes them on JAX and TensorFlow: bicubic is Keys's
+cubic with a = -0.5, the samples outside the image left out and the others renormalized (JAX's
+exactly; TensorFlow's reads the kernel from a table, ``bicubic_keras2``); Lanczos's kernels are
+JAX's and TensorFlow's (Keras's torch backend has none). ``area`` is TensorFlow's alone."""
+
+TORCH_INTERPOLATIONS = ("bicubic_torch",)
+"""convc's names for what Keras 3's torch backend computes where the others compute something
+else: ``bicubic_torch`` is torch's bicubic, Keys's a = -0.75 with the edge samples repeated."""
 
 KERAS2_INTERPOLATIONS = ("bilinear_keras2", "bicubic_keras2")
 """convc's names for what an older Keras meant by an interpolation, which imported files of
@@ -29,8 +36,8 @@ those versions use: ``bilinear_keras2`` is the multi-backend Keras 2.2/2.3's ``b
 (TensorFlow 1's ``resize_bilinear``: source coordinate ``i / size``, no half-pixel offset);
 ``bicubic_keras2`` is tf.keras's ``bicubic``, TensorFlow's ``ResizeBicubic`` with half-pixel
 centres (Keys's a = -0.5, the weights of samples outside the image dropped and the rest
-renormalized, the fractional source position rounded to 1/1024), where Keras 3's torch backend
-computes a = -0.75 with the edge samples repeated."""
+renormalized, the fractional source position rounded to 1/1024), which Keras 3 on TensorFlow
+computes too."""
 
 
 def _pairs(
@@ -200,14 +207,15 @@ class UpSampling(_SpatialLayer[UpSamplingSpec]):
 
     def _interpolation(self, args: Bound) -> str:
         value = args.python("interpolation")
-        if isinstance(value, str) and value.lower() in ("lanczos3", "lanczos5", "area"):
+        if isinstance(value, str) and value.lower() == "area":
             raise ConvcError(
                 f"interpolation={value!r} is not supported: Keras computes it only on the "
-                "JAX or TensorFlow backend, and convc follows Keras's torch backend",
+                "TensorFlow backend (JAX has no area resize)",
                 args.span("interpolation"),
-                help="use 'nearest', 'bilinear' or 'bicubic'",
+                help="use 'nearest', 'bilinear', 'bicubic', 'lanczos3' or 'lanczos5'",
             )
-        return choice_arg(args, "interpolation", INTERPOLATIONS + KERAS2_INTERPOLATIONS)
+        known = INTERPOLATIONS + TORCH_INTERPOLATIONS + KERAS2_INTERPOLATIONS
+        return choice_arg(args, "interpolation", known)
 
     def output_length(self, spec, name, axis, input_shape, position, args) -> int:
         return input_shape[position] * spec.size[axis]

@@ -30,7 +30,7 @@ from convc.lower.activations import emit_activation, last_physically
 from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, identity, known
 from convc.lower.layout import to_physical
 from convc.lower.registry import Weights, lowers
-from convc.lower.resampling import resize_by_matrices
+from convc.lower.resampling import MATRIX_INTERPOLATIONS, resize_by_matrices
 from convc.model import Node
 from convc.specs import (
     DenseSpec,
@@ -258,8 +258,8 @@ def lower_normalization(em: Emitter, layer: Node, x: Value, weights: Weights) ->
 
 
 _ANTIALIASED: dict[str, dict[str, Any]] = {
-    # torch's antialiased filters: support widened by the downscale, weights renormalized at
-    # the borders (exclude_outside), and for bicubic the a = -0.5 kernel, even when enlarging
+    # antialiased filters (JAX's, TensorFlow's and torch's): support widened by the downscale,
+    # weights renormalized at the borders (exclude_outside), bicubic's the a = -0.5 kernel
     "bilinear": {
         "mode": "linear",
         "coordinate_transformation_mode": "half_pixel",
@@ -329,20 +329,25 @@ def _resize(em: Emitter, layer: Node, x: str, source, target, c: ResizingSpec) -
                 indices = np.minimum((2 * np.arange(m) + 1) * n // (2 * m), n - 1)
                 x = em.op("Gather", [x, em.constant(indices)], "resize", axis=axis)
         return x
-    if c.interpolation == "bicubic_keras2":  # TensorFlow's, which no Resize computes
-        return resize_by_matrices(em, x, source, target, c.interpolation, antialias=False)
+    if c.interpolation in MATRIX_INTERPOLATIONS:  # kernels no Resize computes
+        return resize_by_matrices(em, x, source, target, c.interpolation, antialias=c.antialias)
     shrinks = any(m < n for n, m in zip(source, target, strict=True))
-    antialiased = c.antialias and (shrinks or c.interpolation == "bicubic")
+    # torch's antialiased bicubic is Keys's a = -0.5 even when enlarging; an antialias changes
+    # nothing else that enlarges
+    antialiased = c.antialias and (shrinks or c.interpolation == "bicubic_torch")
     if antialiased and em.opset >= 18 and not em.target.resize_antialias:
         em.workaround("antialiased resize by constant matrices (the target's differs)")
     elif antialiased and em.opset >= 18:
-        attrs = dict(_ANTIALIASED[c.interpolation])
+        attrs = dict(_ANTIALIASED[c.interpolation.removesuffix("_torch")])
         x = _tile_unit_axes(em, x, source, target)
         source = tuple(m if n == 1 else n for n, m in zip(source, target, strict=True))
         if source == target:
             return x
         return em.resize(x, _scales(source, target), attrs.pop("mode"), "resize", **attrs)
-    if antialiased or (shrinks and c.interpolation == "bicubic"):
+    if c.interpolation == "bicubic" and not em.target.resize_cubic_exclude_outside:
+        em.workaround("bicubic by constant matrices (the target's cubic Resize differs)")
+        return resize_by_matrices(em, x, source, target, c.interpolation, antialias=antialiased)
+    if antialiased or (shrinks and c.interpolation in ("bicubic", "bicubic_torch")):
         # Below opset 18 (or where the target's antialias differs), and for a shrinking
         # bicubic resize (onnxruntime's layout optimizer moves a Resize between two
         # Transposes into NHWC order, where its cubic kernel refuses to shrink and the model

@@ -70,14 +70,22 @@ KERAS_INTERPOLATIONS: dict[str, dict[str, Any]] = {
     "bicubic": {
         "mode": "cubic",
         "coordinate_transformation_mode": "half_pixel",
+        "cubic_coeff_a": -0.5,
+        "exclude_outside": 1,
+    },
+    "bicubic_torch": {
+        "mode": "cubic",
+        "coordinate_transformation_mode": "half_pixel",
         "cubic_coeff_a": -0.75,
         "exclude_outside": 0,
     },
     "bilinear_keras2": {"mode": "linear", "coordinate_transformation_mode": "asymmetric"},
 }
-"""Resize's attributes for Keras's bilinear and bicubic interpolation, as its torch backend
-computes them (half-pixel centres; Keys cubic with a = -0.75; UpSampling2D and Resizing), and
-for Keras 2.2/2.3's bilinear (TensorFlow 1's resize_bilinear: source ``i / scale``)."""
+"""Resize's attributes for Keras's bilinear and bicubic interpolation (half-pixel centres;
+UpSampling2D and Resizing): bicubic as JAX and TensorFlow compute it (Keys's cubic with a = -0.5,
+the samples outside the image left out and the rest renormalized), ``bicubic_torch`` as Keras's
+torch backend does (a = -0.75, edge samples repeated); and for Keras 2.2/2.3's bilinear
+(TensorFlow 1's resize_bilinear: source ``i / scale``)."""
 
 
 class Emitter:

@@ -1,19 +1,15 @@
 """Lowering of the pooling layers.
 
 MaxPooling and AveragePooling become one MaxPool or AveragePool in channels-first order (like
-a convolution), with explicit pads from ``convc.geometry``, never ``auto_pad``. Keras 3's
-torch backend, which convc follows, pads 'same' pooling in one of two ways:
+a convolution), with explicit pads from ``convc.geometry``, never ``auto_pad``. A 'same' max
+ignores the pads (MaxPool ``pads``). A 'same' average is the mean of each window's entries
+inside the input, as TensorFlow computes it (and so Keras 1, Keras 2, tf.keras, and Keras 3 on
+TensorFlow and JAX): one AveragePool with the pads, equal or not, and ``count_include_pad=0``.
 
-* when every axis pads as much at its end as at its start, torch pads by itself: with -inf for
-  a max (MaxPool ``pads``), and out of the average for an average (AveragePool ``pads`` with
-  ``count_include_pad=0``: the mean of the window's entries inside the input);
-* otherwise it pads every axis by repeating the edge entries, and pools that with no padding:
-  an average then counts the repeated entries (a Pad in "edge" mode, then an AveragePool). For
-  a max this is the same as -inf: every 'same' window holds the edge entry it would repeat.
-
-TensorFlow (and so Keras 1, Keras 2 and tf.keras, and Keras 3 on TensorFlow and JAX) leaves
-the pads out of a 'same' average whatever they are: ``padding="same_keras2"`` is one
-AveragePool with the pads, equal or not, and ``count_include_pad=0``.
+``padding="same_torch"`` is Keras 3's torch backend's 'same' average: where every axis pads as
+much at its end as at its start, the same; otherwise torch pads every axis by repeating the
+edge entries and pools that with no padding, so the repeated entries count (a Pad in "edge"
+mode, then an AveragePool).
 
 Global pooling is a ReduceMean or ReduceMax over the spatial axes, wherever the layout has put
 them, so it needs no Transpose; without ``keepdims`` the result is (batch, channels).
@@ -55,7 +51,7 @@ def lower_pooling(em: Emitter, layer: Node, x: Value, weights: Weights) -> Value
             em.workaround("padded by a Pad node: a MaxPool with unit strides pads wrongly")
             source, pads = _edge_pad(em, source, begins, ends), unpadded
         out = em.op("MaxPool", [source], "max_pool", **attrs, pads=pads)
-    elif begins == ends or c.padding == "same_keras2":  # the mean of the entries inside
+    elif begins == ends or c.padding != "same_torch":  # the mean of the entries inside
         attrs["count_include_pad"] = 0
         out = em.op("AveragePool", [source], "average_pool", **attrs, pads=begins + ends)
     else:  # torch's edge padding: the repeated entries count

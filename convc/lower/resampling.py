@@ -3,9 +3,10 @@
 Where an ONNX Resize cannot say what Keras computed, or a runtime's Resize computes it otherwise,
 an image of shape (N, C, H, W) is multiplied by the width's matrix (transposed) on the right and
 by the height's on the left: two MatMuls that every runtime reads, exact up to float32 sums.
-``Resizing`` uses them for torch's antialiased filters and for a shrinking bicubic resize
-(``convc.lower.core``); ``Resizing`` and ``UpSampling2D`` (``convc.lower.resize``) for
-``bicubic_keras2``, TensorFlow's bicubic, which no Resize computes: TensorFlow rounds each
+``Resizing`` uses them for antialiased filters a target's Resize computes otherwise and for a
+shrinking bicubic resize (``convc.lower.core``); ``Resizing`` and ``UpSampling2D``
+(``convc.lower.resize``) for the Lanczos kernels and ``bicubic_keras2``, TensorFlow's bicubic,
+which no Resize computes: TensorFlow rounds each
 source position's fraction to 1/1024 (for a factor of 3 this moves the output by about 1.5e-3
 against a Resize with ``cubic_coeff_a=-0.5`` and ``exclude_outside=1``), so the matrices hold
 TensorFlow's own float32 weights.
@@ -33,16 +34,25 @@ def resize_by_matrices(em: Emitter, x: str, source, target, interpolation, *, an
     return x
 
 
+MATRIX_INTERPOLATIONS = ("bicubic_keras2", "lanczos3", "lanczos5")
+"""Interpolations that no ONNX Resize computes, built from matrices wherever they appear."""
+
+_RADIUS = {"bilinear": 1.0, "bicubic": 2.0, "bicubic_torch": 2.0, "lanczos3": 3.0, "lanczos5": 5.0}
+
+
 def resize_matrix(n: int, m: int, interpolation: str, antialias: bool) -> np.ndarray:
-    """torch's interpolation from n to m samples (half-pixel centres) as an (m, n) matrix:
-    bicubic is Keys's a = -0.75 with edge samples repeated; antialiased, torch's separable
-    filter (triangle, or cubic with a = -0.5) over a support widened by the downscale, its
-    weights normalized to sum to one. ``bicubic_keras2`` is TensorFlow's."""
+    """An interpolation from n to m samples (half-pixel centres) as an (m, n) matrix.
+    ``bicubic_keras2`` is TensorFlow's; ``bicubic_torch`` without antialias is Keys's a = -0.75
+    with edge samples repeated (torch's). Every other is a kernel over a window, as JAX and
+    TensorFlow's ``scale_and_translate`` and torch's antialiased filters compute it: the triangle
+    (bilinear), Keys's cubic with a = -0.5 (bicubic; torch's antialiased bicubic too), or
+    Lanczos's windowed sinc, at the samples' distances from the output's centre, stretched by
+    the downscale when antialiased; the weights normalized to sum to one."""
     if interpolation == "bicubic_keras2":
         return tensorflow_bicubic_matrix(n, m)
     matrix = np.zeros((m, n), dtype=np.float64)
     scale = n / m
-    if not antialias:
+    if interpolation == "bicubic_torch" and not antialias:
         for i in range(m):
             position = (i + 0.5) * scale - 0.5
             base = math.floor(position)
@@ -50,20 +60,32 @@ def resize_matrix(n: int, m: int, interpolation: str, antialias: bool) -> np.nda
                 weight = _cubic(abs(position - base - tap), -0.75)
                 matrix[i, min(max(base + tap, 0), n - 1)] += weight
         return matrix.astype(np.float32)
-    half = (1.0 if interpolation == "bilinear" else 2.0) * max(scale, 1.0)
-    stretch = 1.0 / max(scale, 1.0)
+    widen = max(scale, 1.0) if antialias else 1.0
+    half = _RADIUS[interpolation] * widen
     for i in range(m):
         centre = (i + 0.5) * scale
         low, high = max(int(centre - half + 0.5), 0), min(int(centre + half + 0.5), n)
         taps = np.arange(low, high)
-        distance = np.abs((taps - centre + 0.5) * stretch)
+        distance = np.abs((taps - centre + 0.5) / widen)
         if interpolation == "bilinear":
             weights = np.maximum(0.0, 1.0 - distance)
+        elif interpolation.startswith("lanczos"):
+            weights = np.array([_lanczos(d, _RADIUS[interpolation]) for d in distance])
         else:
             weights = np.array([_cubic(d, -0.5) for d in distance])
         total = weights.sum()
         matrix[i, low:high] = weights / total if total else weights
     return matrix.astype(np.float32)
+
+
+def _lanczos(d: float, radius: float) -> float:
+    """Lanczos's kernel of this radius at distance d >= 0: sinc(d) sinc(d / radius)."""
+    if d == 0:
+        return 1.0
+    if d >= radius:
+        return 0.0
+    x = math.pi * d
+    return radius * math.sin(x) * math.sin(x / radius) / (x * x)
 
 
 def _cubic(d: float, a: float) -> float:

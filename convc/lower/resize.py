@@ -1,7 +1,8 @@
 """Lowering of Cropping, ZeroPadding and UpSampling (``convc.layers.resize``): Slice, Pad and
 Resize work in whatever physical order the value already has, mapping their axes through it.
-``UpSampling2D(interpolation="bicubic_keras2")``, TensorFlow's bicubic, is two MatMuls with
-constant matrices on the channels-first image (``convc.lower.resampling``)."""
+``UpSampling2D`` with a Lanczos kernel or ``bicubic_keras2`` (TensorFlow's bicubic), which no
+Resize computes, is two MatMuls with constant matrices on the channels-first image
+(``convc.lower.resampling``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from convc.geometry import spatial_axes
 from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, known
 from convc.lower.layout import channels_first_layout
 from convc.lower.registry import Weights, lowers
-from convc.lower.resampling import resize_by_matrices
+from convc.lower.resampling import MATRIX_INTERPOLATIONS, resize_by_matrices
 from convc.model import Node
 from convc.specs import (
     CroppingSpec,
@@ -78,7 +79,12 @@ def lower_up_sampling(em: Emitter, layer: Node, x: Value, weights: Weights) -> V
         factor > 1 and known(layer.input_shape[axis]) > 1
         for axis, factor in zip(logical, c.size, strict=True)
     )
-    if interpolates and c.interpolation == "bicubic_keras2":  # TensorFlow's: no Resize has it
+    by_matrices = c.interpolation in MATRIX_INTERPOLATIONS  # no Resize computes these
+    if c.interpolation == "bicubic" and not em.target.resize_cubic_exclude_outside:
+        by_matrices = True
+        if interpolates:
+            em.workaround("bicubic by constant matrices (the target's cubic Resize differs)")
+    if interpolates and by_matrices:
         x = em.in_layout(x, channels_first_layout(c, x.rank))
         lengths = [known(layer.input_shape[axis]) for axis in logical]
         scaled = [n * f for n, f in zip(lengths, c.size, strict=True)]
