@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -38,6 +39,9 @@ from convc.layer_check import CheckReport, check_layers
 from convc.lower import WORKAROUNDS_KEY
 from convc.model import Model
 from convc.options import BuildOptions
+
+if TYPE_CHECKING:
+    from convc.memory import Bound
 
 PathLike = str | os.PathLike[str]
 """A path: a ``.conv`` file, or a Keras model file (``.keras``, ``.h5``, ``.json``)."""
@@ -110,17 +114,37 @@ def build(
     options: BuildOptions | None = None,
     consume_weights: bool = False,
     replace: Replace = None,
+    max_memory: int | str | None = None,
 ) -> onnx.ModelProto:
     """Compile a ``.conv`` file, a Keras model file or a loaded model to a checked ONNX model,
     in memory. A model file's own weights are used unless ``weights`` are given (with
     ``replace``, ``weights`` give the replaced layers' arrays, laid over the file's).
     ``consume_weights`` hands the arrays of a dict of ``weights`` over: lowering empties the
     dict as it goes and may change an array in place, so that the arrays are held once, not
-    twice (a model file's own weights always are)."""
+    twice (a model file's own weights always are). An int8 build (``options.precision="int8"``)
+    runs the model to calibrate it: one that would hold more than ``max_memory`` (bytes, or a
+    size such as ``"16G"``; default ``convc.memory.default_max_memory()``) is refused before a
+    calibration sample is drawn (``convc.memory.int8_build_estimate``)."""
+    options = options or BuildOptions()
+    bound = _build_bound(options, max_memory)
     model, weights, owned = _load_with_weights(source, weights, replace)
     return compile_model(
-        model, weights, options or BuildOptions(), consume_weights=consume_weights or owned
+        model, weights, options, consume_weights=consume_weights or owned, bound=bound
     )
+
+
+def _build_bound(options: BuildOptions, max_memory: int | str | None) -> Bound:
+    """What a build is held to: ``max_memory`` applies to int8 builds, which run the model."""
+    from convc.memory import Bound, max_memory_bytes
+
+    limit = max_memory_bytes(max_memory)
+    if max_memory is not None and options.precision != "int8":
+        raise ConvcError(
+            f"max_memory applies to int8 builds, which run the model to calibrate it; a "
+            f"{options.precision} build runs nothing and holds its weights about once",
+            help="build with --precision int8, or leave --max-memory out",
+        )
+    return Bound(limit)
 
 
 @dataclass(frozen=True)
@@ -142,6 +166,7 @@ def build_and_save(
     options: BuildOptions | None = None,
     consume_weights: bool = False,
     replace: Replace = None,
+    max_memory: int | str | None = None,
 ) -> Saved:
     """``build`` then ``save`` (the arguments are theirs), holding each weight once: a large
     weight goes from the array lowering made to the file, never into an ``onnx.ModelProto``,
@@ -151,9 +176,11 @@ def build_and_save(
     from convc.compiler import compile_detached
     from convc.onnxfile import save as save_file
 
+    options = options or BuildOptions()
+    bound = _build_bound(options, max_memory)
     model, weights, owned = _load_with_weights(source, weights, replace)
     detached = compile_detached(
-        model, weights, options or BuildOptions(), consume_weights=consume_weights or owned
+        model, weights, options, consume_weights=consume_weights or owned, bound=bound
     )
     del weights
     files = save_file(detached, path)
@@ -166,10 +193,13 @@ def build_text(
     *,
     options: BuildOptions | None = None,
     replace: Replace = None,
+    max_memory: int | str | None = None,
 ) -> onnx.ModelProto:
     """Compile ``.conv`` text to a checked ONNX model, in memory (``replace`` replaces layers
-    by name)."""
-    return compile_model(resolve_with(text, replace), weights, options or BuildOptions())
+    by name; ``max_memory`` bounds an int8 build, as ``build``'s does)."""
+    options = options or BuildOptions()
+    bound = _build_bound(options, max_memory)
+    return compile_model(resolve_with(text, replace), weights, options, bound=bound)
 
 
 def save(model: onnx.ModelProto, path: str | os.PathLike) -> list[Path]:
@@ -221,15 +251,27 @@ def run(
     (``inputs=None``) use ``input_seed`` (input i with ``input_seed + i``) and ``batch`` for a
     dynamic batch. A run that would hold more than ``max_memory`` (bytes, or a size such as
     ``"16G"``; default ``convc.memory.default_max_memory()``) is refused before the model is
-    loaded in the runtime (``convc.memory``)."""
-    from convc.memory import input_names, max_memory_bytes, model_graph, run_estimate
+    loaded in the runtime (``convc.memory``); one that builds an int8 model, before it draws a
+    calibration sample, when the calibration or the run would (``convc.memory.Bound``)."""
+    from convc.memory import Bound, input_names, max_memory_bytes, model_graph, run_estimate
     from convc.runners import open_runner
     from convc.runtime import check_inputs, random_inputs
 
     if provider != "cpu" and runtime != "ort":
         raise ConvcError("'provider' applies to the ort runtime")
     limit = max_memory_bytes(max_memory)
+    everything = runtime == "onnx-reference"  # its evaluator keeps every value
+
+    def estimate_run(graph: onnx.ModelProto, given: Mapping[str, np.ndarray] | None):
+        shapes = None if given is None else {name: np.shape(a) for name, a in given.items()}
+        estimate = run_estimate(graph, shapes, batch=batch, keeps_everything=everything)
+        if isinstance(weights, Mapping):  # the caller's arrays stay alive beside the model's
+            held = sum(np.asarray(array).nbytes for array in weights.values())
+            estimate = dataclasses.replace(estimate, weights=estimate.weights + held)
+        return estimate
+
     proto: onnx.ModelProto | str
+    given = None
     if isinstance(model, onnx.ModelProto):
         _refuse_build_arguments(None, weights, options, replace)
         proto = model
@@ -243,21 +285,24 @@ def run(
         options = (options or BuildOptions()).for_runtime(
             "tensorrt" if runtime == "ort" and tensorrt_runs(provider) else runtime
         )
-        if replace:  # resolved here: build takes the model and its (merged) weights
-            model, weights, _ = _load_with_weights(model, weights, replace)
-        proto = build(model, weights, options=options)
+        loaded, chosen, owned = _load_with_weights(model, weights, replace)
+        # read before an int8 build, whose bound counts the run on them
+        given = None if inputs is None else model_inputs(loaded, inputs)
+        proto = compile_model(
+            loaded,
+            chosen,
+            options,
+            consume_weights=owned,
+            bound=Bound(limit, "run", running=lambda graph: estimate_run(graph, given)),
+        )
     try:
         graph = model_graph(proto)
     except ConvcError:
         open_runner(proto, runtime, provider)  # the runtime's own words for what is wrong
         raise
-    given = None if inputs is None else _given_arrays(inputs, input_names(graph))
-    shapes = None if given is None else {name: np.shape(a) for name, a in given.items()}
-    everything = runtime == "onnx-reference"  # its evaluator keeps every value
-    estimate = run_estimate(graph, shapes, batch=batch, keeps_everything=everything)
-    if isinstance(weights, Mapping):  # the caller's arrays stay alive beside the model's
-        held = sum(np.asarray(array).nbytes for array in weights.values())
-        estimate = dataclasses.replace(estimate, weights=estimate.weights + held)
+    if given is None and inputs is not None:
+        given = _given_arrays(inputs, input_names(graph))
+    estimate = estimate_run(graph, given)
     del graph
     estimate.enforce(limit, path=proto if isinstance(proto, str) else None)
     session = open_runner(proto, runtime, provider)

@@ -104,6 +104,15 @@ def _parser() -> argparse.ArgumentParser:
     _optimize_option(build)
     _precision_option(build, io_dtype=True)
     _int8_options(build)
+    build.add_argument(
+        "--max-memory",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="with --precision int8, refuse before calibrating when the calibration's estimated "
+        "samples, activations and weights exceed SIZE (default 8G, or 3/4 of this machine's "
+        "memory where that is less)",
+    )
     build.set_defaults(command="build", handler=_build)
 
     summary = commands.add_parser("summary", help="print a Keras-style summary of a .conv file")
@@ -615,7 +624,12 @@ def _build(args: argparse.Namespace) -> int:
     weights, args.weights = args.weights, None
     output = Path(args.output) if args.output else Path(args.source).with_suffix(".onnx")
     saved = build_and_save(
-        model, output, weights, options=options, consume_weights=isinstance(weights, dict)
+        model,
+        output,
+        weights,
+        options=options,
+        consume_weights=isinstance(weights, dict),
+        max_memory=args.max_memory,
     )
     proto, written = saved.model, saved.files
     opset = proto.opset_import[0].version

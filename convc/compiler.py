@@ -11,6 +11,7 @@ and the tests use them directly. Writing is ``convc.onnxfile``'s job (``save`` a
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from convc.replace import Replacement, placeholder_errors, replace_in_text, repl
 from convc.targets import get_target
 
 if TYPE_CHECKING:
+    from convc.memory import Bound
     from convc.quantize import Calibration
 
 __all__ = [
@@ -97,6 +99,7 @@ def compile_model(
     *,
     layer_outputs: bool = False,
     consume_weights: bool = False,
+    bound: Bound | None = None,
     **build_keywords: Any,
 ) -> onnx.ModelProto:
     """Lower a resolved model with ``options`` (``convc.options.BuildOptions``; its fields may
@@ -105,13 +108,16 @@ def compile_model(
     is a graph output too. ``consume_weights`` says that a mapping of weights was loaded for
     this build alone (an imported model file's): it is emptied as lowering goes, and its arrays
     may be changed in place, as weights loaded from a file or drawn here always are, so that
-    the model's arrays are held about once."""
+    the model's arrays are held about once. An int8 build is held to ``bound``
+    (``convc.memory.Bound``; by default ``convc.memory.default_max_memory()`` for ``build``)
+    before it draws or reads its calibration samples (``bounded_calibration``)."""
     return compile_detached(
         model,
         weights,
         options,
         layer_outputs=layer_outputs,
         consume_weights=consume_weights,
+        bound=bound,
         **build_keywords,
     ).attach()
 
@@ -123,6 +129,7 @@ def compile_detached(
     *,
     layer_outputs: bool = False,
     consume_weights: bool = False,
+    bound: Bound | None = None,
     **build_keywords: Any,
 ) -> DetachedModel:
     """``compile_model``'s model, its large float32 weights kept apart as arrays
@@ -150,8 +157,57 @@ def compile_detached(
 
         return to_float16_detached(detached, io_dtype=options.io_dtype)
     if options.precision == "int8":
-        return DetachedModel(quantize(detached.attach(), model, options)[0], {})
+        calibration = bounded_calibration(detached.proto, model, options, bound)
+        return DetachedModel(quantize(detached.attach(), model, options, calibration)[0], {})
     return detached
+
+
+def bounded_calibration(
+    proto: onnx.ModelProto, model: Model, options: BuildOptions, bound: Bound | None = None
+) -> Calibration:
+    """The calibration ``options`` name for the int8 build of the float32 ``proto`` (lowered
+    from ``model``; its large weights may be apart), once ``bound`` (by default
+    ``convc.memory.default_max_memory()`` for ``build``) allows what the calibration and the
+    command after it would hold (``convc.memory.int8_build_estimate``, ``Bound.running``): a
+    file is read first, as ``convc check`` reads it (its samples are counted as read); random
+    samples are counted before they are drawn, ``calibration_count`` of them (a build holds
+    none out)."""
+    from convc.memory import FLOAT32, Bound, default_max_memory, int8_build_estimate
+    from convc.quantize import random_samples, read_calibration
+
+    bound = bound or Bound(default_max_memory())
+    count = options.calibration_count
+    drawn = random_samples(options.calibration, count, hold_out=False)
+    calibration = None
+    if drawn is None:
+        calibration = read_calibration(options.calibration, model, count, options.seed)
+    sample = sum(FLOAT32 * math.prod(d or 1 for d in i.shape[1:]) for i in model.inputs)
+    if calibration is not None:
+        size = calibration.size
+        kept = sum(array.nbytes for array in calibration.samples.values())
+    else:
+        size = drawn or 0
+        kept = size * sample
+    calibrating = min(count, size)
+    if options.io_layout != "keras":  # the calibrating samples moved to the graph's layout
+        kept += calibrating * sample
+    feed = model.inputs[0].shape[0] or 1
+    estimate = int8_build_estimate(
+        model,
+        proto,
+        command=bound.command,
+        kept=kept,
+        method=options.calibration_method,
+        calibrating=calibrating,
+        feed=feed,
+        inputs=f"{size:,} calibration samples, {calibrating:,} calibrating {feed} at a time",
+    )
+    bound.enforce(estimate, proto)
+    if calibration is None:
+        calibration = read_calibration(
+            options.calibration, model, count, options.seed, hold_out=False
+        )
+    return calibration
 
 
 def quantize(

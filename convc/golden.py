@@ -57,7 +57,14 @@ from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL, agreement
 from convc.compare import compare as compare_arrays
 from convc.compiler import compile_model, is_model_file, read_source, write_bytes
 from convc.diagnostics import ConvcError
-from convc.memory import input_names, max_memory_bytes, run_estimate
+from convc.memory import (
+    Bound,
+    Estimate,
+    TooMuchMemory,
+    input_names,
+    max_memory_bytes,
+    run_estimate,
+)
 from convc.model import Model
 from convc.options import BuildOptions, build_options
 from convc.progress import track
@@ -275,9 +282,13 @@ def record(
     weights = Path(weights) if weights is not None else None
     model, chosen = _load_model(source, given, weights)
     source_hash = _source_hash(source)
-    proto = compile_model(model, _weights(model, chosen, draw, seed), options)
-    estimate = run_estimate(proto, batch=batch, command="golden record", kept_sets=sets + 1)
-    estimate.enforce(limit, path=str(source))
+
+    def estimate_run(proto: onnx.ModelProto) -> Estimate:
+        return run_estimate(proto, batch=batch, command="golden record", kept_sets=sets + 1)
+
+    bound = Bound(limit, "golden record", str(source), estimate_run)
+    proto = compile_model(model, _weights(model, chosen, draw, seed), options, bound=bound)
+    estimate_run(proto).enforce(limit, path=str(source))
     model_bytes = proto.SerializeToString()
     session = open_session(proto, provider)
     recorded = []
@@ -493,13 +504,17 @@ def verify(
     changes = _version_changes(manifest)
     if hashlib.sha256(model_bytes).hexdigest() != manifest.get("model_sha256"):
         changes.append("model.onnx is not the file recorded (its sha256 differs from the manifest)")
-    recompiled, compiler_output, compiler_detail = _recompile(directory, manifest, recorded)
 
+    def estimate_run(target: onnx.ModelProto) -> Estimate:
+        first = data[0].inputs if data else ()
+        names = input_names(target)
+        shapes = {name: array.shape for name, array in zip(names, first, strict=False)}
+        return run_estimate(target, shapes, command="golden verify", kept_sets=len(data))
+
+    bound = Bound(limit, "golden verify", str(directory), estimate_run)
+    recompiled, compiler_output, compiler_detail = _recompile(directory, manifest, recorded, bound)
     target = recompiled if recompiled is not None else recorded
-    first = data[0].inputs if data else ()
-    shapes = {name: array.shape for name, array in zip(input_names(target), first, strict=False)}
-    estimate = run_estimate(target, shapes, command="golden verify", kept_sets=len(data))
-    estimate.enforce(limit, path=str(directory))
+    estimate_run(target).enforce(limit, path=str(directory))
     session = _open(target, provider, None if recompiled is not None else model_path)
     if session.provider != manifest.get("provider"):
         changes.append(f"provider {manifest.get('provider')} -> {session.provider}")
@@ -767,8 +782,13 @@ def _read_sets(directory: Path, proto: onnx.ModelProto, recorded_sets: int) -> l
 
 
 def _recompile(
-    directory: Path, manifest: dict[str, Any], recorded: onnx.ModelProto
+    directory: Path,
+    manifest: dict[str, Any],
+    recorded: onnx.ModelProto,
+    bound: Bound | None = None,
 ) -> tuple[onnx.ModelProto | None, CompilerOutput, str]:
+    """The model recompiled from the source the manifest names (an int8 one held to ``bound``
+    while it calibrates), and how it compares with ``recorded``; None where it cannot be."""
     source = Path(os.path.normpath(directory / manifest["source"]["path"]))
     if not source.is_file():
         return None, NOT_RECOMPILED, f"the source {source} is missing"
@@ -799,7 +819,10 @@ def _recompile(
             io_dtype=manifest.get("io_dtype", "float32"),
             **int8_golden.options_from(manifest, directory),
         )
-        recompiled = compile_model(model, _weights(model, chosen, draw, options.seed), options)
+        arrays = _weights(model, chosen, draw, options.seed)
+        recompiled = compile_model(model, arrays, options, bound=bound)
+    except TooMuchMemory:
+        raise
     except ConvcError as error:
         where = f"{error.path}: " if error.path else ""
         line = f" (line {error.span.line})" if error.span else ""

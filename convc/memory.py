@@ -22,8 +22,13 @@ The estimate counts what each executor keeps, as each one keeps it:
   (``WEIGHT_COPIES``).
 * **The int8 check** (``convc check --precision int8``) holds its calibration samples and
   held-out inputs throughout, and the largest of its phases: calibration in onnxruntime's
-  calibrator, the float32 and the int8 model run on the held-out inputs a chunk at a time, and
-  the int8 reference recomputing one quantized group at a time (``int8_check_estimate``).
+  calibrator (``calibration_bytes``), the float32 and the int8 model run on the held-out inputs
+  a chunk at a time, and the int8 reference recomputing one quantized group at a time
+  (``int8_check_estimate``).
+* **An int8 build** (``convc build``, ``run`` and ``golden`` with ``--precision int8``) holds its
+  calibration samples and the calibrator, then what the command does with the model it built
+  (``int8_build_estimate``, a ``Bound``'s ``running``): both are estimated from the float32
+  model before a calibration sample is drawn.
 
 Unknown dimensions take the batch, as convc's random inputs do. It is an estimate of the
 tensors, not of the process: the interpreter, NumPy and onnxruntime themselves add about 100 MB,
@@ -37,7 +42,7 @@ import contextlib
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -55,13 +60,15 @@ where that is less (``default_max_memory``)."""
 
 FLOAT32 = 4
 
-WEIGHT_COPIES = {"check": 5, "run": 4, "int8 check": 5}
+WEIGHT_COPIES = {"check": 5, "run": 4, "int8 check": 5, "int8 build": 4}
 """How many times a command holds the weights at its peak, while onnxruntime's session starts:
 the ONNX model's copy, the session's two (read out of the model, and packed for its kernels),
 a weight's copies in passing (measured: 3.7 times a Dense-heavy net's weights for ``run``), and
 for ``check`` the Keras-layout arrays the reference computes with (4.7 times). The int8 check
 holds the Keras arrays, the float32 model and its session, and the int8 model (a quarter) and
-its session while the float32 one starts (measured: 5.0 times)."""
+its session while the float32 one starts (measured: 5.0 times). An int8 build holds the float32
+model, the copy onnxruntime's calibrator loads and augments, and its session's two (measured:
+3.9 times a Dense-heavy net's weights)."""
 
 SMALL_ARRAY = 192
 """The bytes Python holds for a NumPy array of one number (its object and its data; measured
@@ -156,6 +163,12 @@ def max_memory_bytes(max_memory: int | str | None) -> int:
 # -- the estimate -----------------------------------------------------------------------------
 
 
+class TooMuchMemory(ConvcError):
+    """A refusal of ``Estimate.enforce``: the command would hold more than its limit. A caller
+    that turns other errors into a report (``convc golden verify``'s recompilation) lets it
+    through."""
+
+
 @dataclass(frozen=True)
 class Estimate:
     """What a command would hold: the tensors computed from its inputs (which grow with the
@@ -179,7 +192,7 @@ class Estimate:
         """Refuse, with the figures and what to change, when the estimate exceeds ``limit``."""
         if self.total <= limit:
             return
-        raise ConvcError(
+        raise TooMuchMemory(
             f"{self.command} would hold about {format_size(self.total)}: "
             f"{format_size(self.activations)} of activations "
             f"({self.inputs or f'batch {self.batch:,}'}) and "
@@ -204,6 +217,31 @@ def check_estimate(model: Model, proto: onnx.ModelProto, batch: int) -> Estimate
     return Estimate("check", activations, weights, batch if fixed is None else fixed)
 
 
+def calibration_bytes(
+    model: Model, proto: onnx.ModelProto, *, method: str, calibrating: int, feed: int
+) -> int:
+    """What onnxruntime's calibrator holds calibrating the float32 model ``proto`` (lowered from
+    ``model``) on ``calibrating`` samples, ``feed`` at a time, beyond the samples themselves:
+    it reads every value of the graph (``minmax`` through a ReduceMin and a ReduceMax each, run
+    after the graph's own nodes, so that every value is alive at the end of a run), and its
+    session holds them twice from its second run on (its memory pattern's block beside the
+    arena the first run filled; measured 1.4 to 2.6 times every value, depending on how
+    onnxruntime orders the reductions); ``minmax`` keeps each feed's minimum and maximum of
+    every value and input (two arrays of one number, ``SMALL_ARRAY`` each) until the last, and
+    the feed itself (a dict, a view of each input) and the list of its results, about four
+    more; the histogram methods (``percentile``, ``entropy``) keep every value of every feed
+    instead, then stack and flatten one tensor's at a time."""
+    per_feed = _value_sizes(proto, {}, feed)
+    everything = sum(per_feed.values())
+    feeds = max(1, calibrating // feed)
+    calibration = min(feeds, 2) * everything
+    if method == "minmax":  # each feed's minimum and maximum of every value and input
+        calibration += feeds * (2 * (len(per_feed) + len(model.inputs)) + 4) * SMALL_ARRAY
+    else:
+        calibration += feeds * everything + 2 * feeds * max(per_feed.values(), default=0)
+    return calibration
+
+
 def int8_check_estimate(
     model: Model,
     proto: onnx.ModelProto,
@@ -220,16 +258,7 @@ def int8_check_estimate(
     ``proto`` lowered from ``model``: ``kept`` bytes of samples held throughout (the
     calibration's, and the held-out inputs given or drawn), and the largest of its three phases:
 
-    * **calibration**, ``calibrating`` samples ``feed`` at a time: onnxruntime's calibrator reads
-      every value of the graph (``minmax`` through a ReduceMin and a ReduceMax each, run after
-      the graph's own nodes, so that every value is alive at the end of a run), and its session
-      holds them twice from its second run on (its memory pattern's block beside the arena the
-      first run filled; measured 1.4 to 2.6 times every value, depending on how onnxruntime
-      orders the reductions); ``minmax`` keeps each feed's minimum and maximum of every value
-      and input (two arrays of one number, ``SMALL_ARRAY`` each) until the last, and the feed
-      itself (a dict, a view of each input) and the list of its results, about four more;
-      the histogram methods (``percentile``, ``entropy``) keep every value of every feed
-      instead, then stack and flatten one tensor's at a time;
+    * **calibration**, ``calibrating`` samples ``feed`` at a time (``calibration_bytes``);
     * **the accuracy cost**, ``chunk`` inputs at a time: the float32 session's values and the
       int8 session's, counted as half of them (uint8 between its integer kernels, float32 where
       it dequantizes: measured 52 to 86 % of the float32 session's), both outputs, and two
@@ -245,14 +274,7 @@ def int8_check_estimate(
     def sizes(batch: int) -> dict[str, int]:
         return _value_sizes(proto, {}, batch)
 
-    per_feed = sizes(feed)
-    everything = sum(per_feed.values())
-    feeds = max(1, calibrating // feed)
-    calibration = min(feeds, 2) * everything
-    if method == "minmax":  # each feed's minimum and maximum of every value and input
-        calibration += feeds * (2 * (len(per_feed) + len(model.inputs)) + 4) * SMALL_ARRAY
-    else:
-        calibration += feeds * everything + 2 * feeds * max(per_feed.values(), default=0)
+    calibration = calibration_bytes(model, proto, method=method, calibrating=calibrating, feed=feed)
 
     per_chunk = sizes(chunk)
     outputs = sum(per_chunk.get(info.name, 0) for info in proto.graph.output)
@@ -281,6 +303,60 @@ def int8_check_estimate(
         "fewer calibration samples (--calibration-count) or held-out inputs, or a smaller "
         "input shape",
     )
+
+
+def int8_build_estimate(
+    model: Model,
+    proto: onnx.ModelProto,
+    *,
+    command: str,
+    kept: int,
+    method: str,
+    calibrating: int,
+    feed: int,
+    inputs: str,
+) -> Estimate:
+    """An int8 build's peak while it calibrates (``convc.compiler.quantize``) the float32 model
+    ``proto`` lowered from ``model``: ``kept`` bytes of calibration samples, in Keras's layout
+    and, where the model's inputs are in another, in the graph's too; the calibrator
+    (``calibration_bytes``), ``calibrating`` samples ``feed`` at a time; and the weights
+    ``WEIGHT_COPIES["int8 build"]`` times. ``command`` is the command that builds (``build``,
+    ``run``, ``golden record``, ``golden verify``)."""
+    calibration = calibration_bytes(model, proto, method=method, calibrating=calibrating, feed=feed)
+    return Estimate(
+        f"int8 {command}",
+        kept + calibration,
+        WEIGHT_COPIES["int8 build"] * parameter_bytes(model),
+        feed,
+        inputs,
+        "fewer calibration samples (--calibration-count) or a smaller input shape",
+    )
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The limit a command holds a build to (``convc.compiler.compile_detached``'s ``bound``):
+    an int8 build runs the model to calibrate it, and refuses before it draws or reads a
+    calibration sample when the calibration, or what the command does with the built model,
+    would hold more than ``limit`` bytes. ``command`` names the command in the refusal, ``path``
+    locates it, and ``running`` estimates, from the float32 model, what the command holds once
+    the model is built (a run on its inputs, a golden's sets): onnxruntime's values of the int8
+    model are those of the float32 one or fewer (uint8 between its integer kernels), and the
+    command estimates the int8 model itself again before it runs it."""
+
+    limit: int
+    command: str = "build"
+    path: str | None = None
+    running: Callable[[onnx.ModelProto], Estimate] | None = None
+
+    def enforce(self, calibrating: Estimate, proto: onnx.ModelProto) -> None:
+        """Refuse with the larger of ``calibrating`` and ``running(proto)`` when it exceeds the
+        limit."""
+        largest = calibrating
+        if self.running is not None:
+            after = self.running(proto)
+            largest = after if after.total > calibrating.total else calibrating
+        largest.enforce(self.limit, path=self.path)
 
 
 def run_estimate(

@@ -188,13 +188,18 @@ def check_int8_options(
 
 
 def read_calibration(
-    source: CalibrationSource, model: Model, count: int = DEFAULT_CALIBRATION_COUNT, seed: int = 0
+    source: CalibrationSource,
+    model: Model,
+    count: int = DEFAULT_CALIBRATION_COUNT,
+    seed: int = 0,
+    *,
+    hold_out: bool = True,
 ) -> Calibration:
     """The samples of ``source`` for ``model``'s inputs (see the module's docstring), checked
     against the inputs' shapes; ``count`` of them calibrate. ``random`` draws ``count``
-    samples from ``seed`` (and as many more to hold out)."""
+    samples from ``seed`` (and, to ``hold_out``, as many more: a build holds none out)."""
     inputs = {i.name: i for i in model.inputs}
-    drawn = random_samples(source, count)
+    drawn = random_samples(source, count, hold_out=hold_out)
     if drawn is not None:
         samples = {
             name: _standard_normal([seed, index, 27], drawn, _sample_shape(i.shape))
@@ -230,11 +235,12 @@ def read_calibration(
     return Calibration(_checked(arrays, inputs, where), where, count)
 
 
-def random_samples(source: CalibrationSource, count: int) -> int | None:
+def random_samples(source: CalibrationSource, count: int, *, hold_out: bool = True) -> int | None:
     """How many samples ``read_calibration`` draws for ``random``, without drawing them:
-    ``count`` to calibrate and as many to hold out. None for any other source."""
+    ``count`` to calibrate and, to ``hold_out``, as many more. None for any other source. The
+    calibrating samples are the same either way: the first ``count`` of one stream."""
     if isinstance(source, str) and source == RANDOM:
-        return 2 * count
+        return 2 * count if hold_out else count
     return None
 
 

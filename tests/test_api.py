@@ -220,13 +220,13 @@ def test_build_prints_the_workarounds_lowering_wrote(net, capsys, monkeypatch):
 
 def test_run_compiles_a_conv_source_for_the_runtimes_target(net, monkeypatch):
     seen = []
-    real = api.build
+    real = api.compile_model
 
-    def spy(source, weights=None, *, options=None):
+    def spy(model, weights=None, options=None, **keywords):
         seen.append(options)
-        return real(source, weights, options=options)
+        return real(model, weights, options, **keywords)
 
-    monkeypatch.setattr(api, "build", spy)
+    monkeypatch.setattr(api, "compile_model", spy)
     result = convc.run(net, runtime="onnx-reference")
     assert seen[-1].target == "onnx-reference" and result.runtime == "onnx-reference"
     convc.run(net, runtime="onnx-reference", options=BuildOptions(target="portable"))

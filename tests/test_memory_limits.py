@@ -9,6 +9,7 @@ than a few MB, and a refusal is checked to have allocated nothing of what it ref
 from __future__ import annotations
 
 import json
+import math
 import tracemalloc
 from pathlib import Path
 
@@ -25,8 +26,10 @@ from convc.diagnostics import ConvcError
 from convc.memory import (
     RUNTIME_MARGIN,
     WEIGHT_COPIES,
+    calibration_bytes,
     check_estimate,
     format_size,
+    int8_build_estimate,
     int8_check_estimate,
     live_peak,
     option_value,
@@ -579,3 +582,197 @@ def test_build_lets_each_array_go_once_its_bytes_are_in_the_model():
     proto = convc.build(model, weights, consume_weights=True)
     assert watched() is None and weights == {}
     assert len(proto.graph.initializer) == 4
+
+
+# -- int8 builds: calibration bounded before it starts ------------------------------------------
+
+BUILDERS = {
+    "build": lambda path, tmp: ["build", str(path), "-o", str(tmp / "out.onnx")],
+    "run": lambda path, tmp: ["run", str(path)],
+    "golden record": lambda path, tmp: ["golden", "record", str(path), str(tmp / "golden")],
+}
+"""The commands that build an int8 model, and so calibrate it, by the name their refusal
+gives."""
+
+
+@pytest.fixture
+def calibrations(monkeypatch):
+    """The calibrations run and the random calibration samples drawn, counted: a refusal comes
+    before either."""
+    from convc import quantize
+
+    counts = {"calibrated": 0, "drawn": 0}
+    calibrate, draw = quantize._calibrate, quantize._standard_normal
+
+    def counted_calibrate(*args, **kwargs):
+        counts["calibrated"] += 1
+        return calibrate(*args, **kwargs)
+
+    def counted_draw(seed, count, shape):
+        counts["drawn"] += count
+        assert count * math.prod(shape) * 4 < 64 * MIB, "a hostile draw"
+        return draw(seed, count, shape)
+
+    monkeypatch.setattr(quantize, "_calibrate", counted_calibrate)
+    monkeypatch.setattr(quantize, "_standard_normal", counted_draw)
+    return counts
+
+
+def test_int8_build_estimate_by_hand():
+    """The model of ``test_int8_check_estimate_by_hand``: 4 feeds of one sample calibrate
+    (18,432 bytes, as there), beside the 1,000 bytes of samples; the weights 4 times."""
+    model = resolve_text(
+        "Input(shape=(8, 8, 3))\nConv2D(4, 3, padding='same', name='conv')\nReLU(name='relu')\n"
+    )
+    proto = compile_model(model, None)
+    sizes = {"kept": 1000, "calibrating": 4, "feed": 1}
+    estimate = int8_build_estimate(
+        model, proto, command="run", method="minmax", inputs="4 samples", **sizes
+    )
+    assert estimate.activations == 1000 + 18_432
+    assert estimate.weights == WEIGHT_COPIES["int8 build"] * 4 * (3 * 3 * 3 * 4 + 4)
+    assert (estimate.command, estimate.inputs) == ("int8 run", "4 samples")
+    assert calibration_bytes(model, proto, method="minmax", calibrating=4, feed=1) == 18_432
+
+
+@pytest.mark.parametrize("command", BUILDERS)
+def test_a_hostile_model_file_is_refused_before_an_int8_build_draws_calibration_samples(
+    command, tmp_path, capsys, traced, calibrations
+):
+    """64 random calibration samples of (8192, 8192, 3) would be 48 GiB, and calibrating on
+    them three times that."""
+    path = _hostile_json(tmp_path / "big.json", [None, 8192, 8192, 3])
+    assert main([*BUILDERS[command](path, tmp_path), *INT8[:4]]) == 1
+    err = capsys.readouterr().err
+    assert f"big.json: error: int8 {command} would hold about " in err
+    assert "GiB of activations (64 calibration samples, 64 calibrating 1 at a time)" in err
+    assert "help: give --max-memory " in err and "--calibration-count" in err
+    assert calibrations == {"calibrated": 0, "drawn": 0}
+    assert traced.growth < 64 * MIB
+    assert not (tmp_path / "out.onnx").exists() and not (tmp_path / "golden").exists()
+
+
+@pytest.mark.parametrize("command", BUILDERS)
+def test_an_int8_build_is_refused_beyond_the_limit_and_the_option_raises_it(
+    command, tmp_path, capsys, calibrations
+):
+    source = tmp_path / "small.conv"
+    source.write_text(SMALL)
+    argv = [*BUILDERS[command](source, tmp_path), *INT8]
+    assert main([*argv, "--max-memory", "16K"]) == 1
+    err = capsys.readouterr().err
+    assert f"int8 {command} would hold about " in err and "; the limit is 16 KiB" in err
+    assert "(4 calibration samples, 4 calibrating 1 at a time)" in err
+    assert calibrations == {"calibrated": 0, "drawn": 0}
+    suggested = err.split("give --max-memory ")[1].split()[0]
+    assert main([*argv, "--max-memory", suggested]) == 0, capsys.readouterr().err
+    assert calibrations == {"calibrated": 1, "drawn": 4}  # a build holds no samples out
+    out = capsys.readouterr().out
+    if command == "build":
+        built = onnx.load(tmp_path / "out.onnx")
+        assert any(node.op_type == "QuantizeLinear" for node in built.graph.node)
+    elif command == "run":
+        assert "min " in out and "max " in out
+    else:
+        assert (tmp_path / "golden" / "manifest.json").is_file()
+
+
+def test_an_int8_run_is_refused_before_calibrating_when_the_run_after_it_would_be(
+    tmp_path, capsys, calibrations
+):
+    """Calibrating on 4 samples fits in 1 MiB; the run on a batch of 4096 that follows does
+    not (12 MiB of inputs alone): it is refused before the calibration, not after it."""
+    source = tmp_path / "small.conv"
+    source.write_text(SMALL)
+    argv = ["run", str(source), *INT8, "--batch", "4096", "--max-memory", "1M"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error: run would hold about " in err and "(batch 4,096)" in err
+    assert calibrations == {"calibrated": 0, "drawn": 0}
+
+
+def test_a_float_build_takes_no_memory_limit(tmp_path, capsys):
+    source = tmp_path / "small.conv"
+    source.write_text(SMALL)
+    assert main(["build", str(source), "--max-memory", "8G"]) == 1
+    assert "max_memory applies to int8 builds" in capsys.readouterr().err
+    with pytest.raises(ConvcError, match="max_memory applies to int8 builds"):
+        convc.build(source, max_memory="8G")
+
+
+def test_the_api_takes_max_memory_for_an_int8_build(tmp_path, calibrations):
+    from convc import golden
+
+    source = tmp_path / "small.conv"
+    source.write_text(SMALL)
+    calls = {
+        "build": lambda limit: convc.build(source, options=INT8_OPTIONS, max_memory=limit),
+        "build and save": lambda limit: convc.build_and_save(
+            source, tmp_path / "out.onnx", options=INT8_OPTIONS, max_memory=limit
+        ),
+        "build text": lambda limit: convc.build_text(SMALL, options=INT8_OPTIONS, max_memory=limit),
+        "run": lambda limit: convc.run(source, options=INT8_OPTIONS, max_memory=limit),
+        "golden record": lambda limit: golden.record(
+            source, tmp_path / "golden", options=INT8_OPTIONS, max_memory=limit
+        ),
+    }
+    for name, call in calls.items():
+        command = "build" if name.startswith("build") else name
+        with pytest.raises(ConvcError, match=f"int8 {command} would hold about .*limit is 1 KiB"):
+            call("1K")
+        assert calibrations["calibrated"] == 0, name
+    for call in calls.values():
+        call("64M")
+    assert calibrations["calibrated"] == len(calls)
+
+
+def test_an_int8_golden_verify_is_refused_before_it_recalibrates(tmp_path, capsys, calibrations):
+    """The refusal is the verification's, not a recompilation that failed (which would run
+    model.onnx as recorded instead)."""
+    source = tmp_path / "small.conv"
+    source.write_text(SMALL)
+    golden = tmp_path / "golden"
+    assert main(["golden", "record", str(source), str(golden), *INT8]) == 0
+    assert calibrations["calibrated"] == 1
+    assert main(["golden", "verify", str(golden), "--max-memory", "16K"]) == 1
+    err = capsys.readouterr().err
+    assert f"{golden}: error: int8 golden verify would hold about " in err
+    assert calibrations["calibrated"] == 1
+    assert main(["golden", "verify", str(golden), "--max-memory", "64M"]) == 0
+    assert calibrations["calibrated"] == 2
+
+
+def test_a_build_draws_the_calibrating_samples_a_check_draws_and_none_to_hold_out():
+    from convc.quantize import read_calibration
+
+    model = resolve_text(SMALL)
+    held = read_calibration("random", model, 5, seed=3)
+    built = read_calibration("random", model, 5, seed=3, hold_out=False)
+    assert (held.size, built.size, built.held_out()) == (10, 5, None)
+    assert built.samples["image"].tobytes() == held.calibrating()["image"].tobytes()
+
+
+def test_what_numpy_holds_in_an_int8_build_is_within_the_estimate(tmp_path, traced, monkeypatch):
+    """The build of ``test_what_numpy_holds_in_an_int8_check_is_within_the_estimate``'s model,
+    calibrated on 64 samples: the samples, the calibrator's results and the model's arrays that
+    NumPy and Python hold stay within the estimate (onnxruntime's own are not traced)."""
+    estimates = []
+    estimate = memory.int8_build_estimate
+    monkeypatch.setattr(
+        memory,
+        "int8_build_estimate",
+        lambda *args, **kwargs: estimates.append(estimate(*args, **kwargs)) or estimates[-1],
+    )
+    source = tmp_path / "up.conv"
+    source.write_text(
+        "Input(shape=(16, 16, 3), name='image')\nConv2D(8, 3, padding='same')\nUpSampling2D(2)\n"
+    )
+    model = convc.load(source)
+    options = INT8_OPTIONS.replace(calibration_count=64)
+    convc.build(model, options=INT8_OPTIONS)  # what the first build imports is not its data
+    estimates.clear()
+    traced.reset()
+    convc.build(model, options=options)
+    [used] = estimates
+    assert used.activations > 64 * 16 * 16 * 3 * 4  # the calibration samples, at least
+    assert traced.growth <= used.total, (format_size(traced.growth), used)

@@ -429,14 +429,39 @@ def compute_fans(
     return shape[-2] * receptive_field, shape[-1] * receptive_field
 
 
-def _truncated_standard_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """N(0, 1) restricted to (-2, 2), by rejection (4.6% of draws fall outside)."""
-    count = math.prod(shape)
+DRAW_CHUNK = 1 << 20
+"""Numbers drawn in float64 at a time (8 MiB) for a float32 weight: a draw is made a chunk at a
+time into the weight, so that a large kernel is never held in float64 whole (VGG16's first
+Dense kernel, 25088 x 4096, is 0.8 GB in float64 beside its 0.4 GB in float32)."""
+
+
+def _in_chunks(shape: tuple[int, ...], numbers: Callable[[int], np.ndarray]) -> np.ndarray:
+    """A float32 array of ``shape`` filled with ``numbers(count)``, the next ``count`` float64
+    numbers of a stream, ``DRAW_CHUNK`` at a time. NumPy's generators make the same numbers
+    drawn in parts as drawn at once, and each float64 is rounded to float32 alone, so the array
+    is the one drawing it whole and casting it would give, bit for bit."""
+    result = np.empty(shape, np.float32)
+    flat = result.reshape(-1)
+    for start in range(0, flat.size, DRAW_CHUNK):
+        end = min(start + DRAW_CHUNK, flat.size)
+        flat[start:end] = numbers(end - start)
+    return result
+
+
+def _truncated_standard_normal(rng: np.random.Generator) -> Callable[[int], np.ndarray]:
+    """N(0, 1) restricted to (-2, 2), by rejection (4.6% of draws fall outside): the next
+    ``count`` numbers kept, in the order drawn, whatever the counts asked for before."""
     kept = np.empty(0)
-    while kept.size < count:
-        sample = rng.standard_normal((count - kept.size) * 11 // 10 + 16)
-        kept = np.concatenate([kept, sample[np.abs(sample) < 2.0]])
-    return kept[:count].reshape(shape)
+
+    def numbers(count: int) -> np.ndarray:
+        nonlocal kept
+        while kept.size < count:
+            sample = rng.standard_normal((count - kept.size) * 11 // 10 + 16)
+            kept = np.concatenate([kept, sample[np.abs(sample) < 2.0]])
+        taken, kept = kept[:count], kept[count:]
+        return taken
+
+    return numbers
 
 
 _SCALINGS = {
@@ -457,11 +482,12 @@ def _draw_variance_scaling(shape, config, rng) -> np.ndarray:
     if config["distribution"] == "truncated_normal":
         # dividing by the truncated std makes the final std sqrt(variance)
         stddev = math.sqrt(variance) / TRUNCATION_STDDEV
-        return stddev * _truncated_standard_normal(shape, rng)
+        truncated = _truncated_standard_normal(rng)
+        return _in_chunks(shape, lambda count: stddev * truncated(count))
     if config["distribution"] == "untruncated_normal":
-        return rng.normal(0.0, math.sqrt(variance), shape)
+        return _in_chunks(shape, lambda count: rng.normal(0.0, math.sqrt(variance), count))
     limit = math.sqrt(3.0 * variance)
-    return rng.uniform(-limit, limit, shape)
+    return _in_chunks(shape, lambda count: rng.uniform(-limit, limit, count))
 
 
 def _draw_scaling_subclass(name: str) -> Draw:
@@ -536,24 +562,29 @@ def _draw_stft(shape, config, rng) -> np.ndarray:
 
 
 def _draw_normal(shape, config, rng) -> np.ndarray:
-    return rng.normal(config["mean"], config["stddev"], shape)
+    mean, stddev = config["mean"], config["stddev"]
+    return _in_chunks(shape, lambda count: rng.normal(mean, stddev, count))
 
 
 def _draw_truncated_normal(shape, config, rng) -> np.ndarray:
     # N(mean, stddev^2) restricted to mean +- 2 stddev, without VarianceScaling's correction
-    return config["mean"] + config["stddev"] * _truncated_standard_normal(shape, rng)
+    mean, stddev = config["mean"], config["stddev"]
+    truncated = _truncated_standard_normal(rng)
+    return _in_chunks(shape, lambda count: mean + stddev * truncated(count))
 
 
 def _draw_uniform(shape, config, rng) -> np.ndarray:
     low, high = config["minval"], config["maxval"]
-    return low + (high - low) * rng.random(shape)  # Keras's formula: works for low > high too
+    # Keras's formula: works for low > high too
+    return _in_chunks(shape, lambda count: low + (high - low) * rng.random(count))
 
 
 def _fill(value: float | str) -> Draw:
-    """Fill with a number, or with the number a config entry names."""
+    """Fill with a number, or with the number a config entry names (rounded to float32 once,
+    as a float64 fill cast to float32 would be)."""
     if isinstance(value, str):
-        return lambda shape, config, rng: np.full(shape, config[value])
-    return lambda shape, config, rng: np.full(shape, value)
+        return lambda shape, config, rng: np.full(shape, config[value], np.float32)
+    return lambda shape, config, rng: np.full(shape, value, np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
