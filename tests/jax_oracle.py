@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,38 +44,64 @@ def keras_outputs_on_jax(
         return [outputs[f"arr_{i}"] for i in range(len(texts))]
 
 
-def assert_matches_keras_on_jax(text: str, folder: Path, batch: int = 2):
-    """``tests.oracle.assert_matches_keras`` with Keras on JAX: the same random weights (drawn
-    by ``random_weights`` from the same model, so equal on both backends) and input; convc's
-    model in onnxruntime and its NumPy reference must agree with JAX's output. One input, one
-    output. Returns convc's ONNX model."""
+BACKENDS_DISAGREE = re.compile(r"AveragePooling[123]D\(.*['\"]same['\"]|bicubic['\"]|lanczos")
+"""What, in .conv text, Keras on torch computes otherwise than on JAX and TensorFlow (a 'same'
+average pooling, bicubic and Lanczos resampling): convc computes JAX's and TensorFlow's, so a
+text that has one is compared with Keras on JAX."""
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """Keras on JAX's output for one .conv text: the weights it was given (by Keras's names),
+    its input, and its output."""
+
+    arrays: dict[str, np.ndarray]
+    x: np.ndarray
+    expected: np.ndarray
+
+
+def keras_on_jax(texts: list[str], folder: Path, batch: int = 2) -> dict[str, Expectation]:
+    """Keras on JAX's output for each text (one input, one output), in one process: the same
+    random weights as ``oracle.random_weights`` draws for the same model (equal on both
+    backends, the variables being the same) and the input ``oracle.input_for`` makes."""
+    from oracle import input_for, keras_model, random_weights
+
+    drawn = []
+    for text in texts:
+        model = keras_model(text)
+        drawn.append((random_weights(model), input_for(model, batch)))
+    outputs = keras_outputs_on_jax(texts, [x for _, x in drawn], folder)
+    return {
+        text: Expectation(arrays, x, expected)
+        for text, (arrays, x), expected in zip(texts, drawn, outputs, strict=True)
+    }
+
+
+def assert_matches(text: str, expectation: Expectation):
+    """convc's model of ``text`` in onnxruntime, and its NumPy reference, agree with Keras on
+    JAX's output (``oracle.ATOL``, ``oracle.RTOL``). Returns convc's ONNX model."""
     from convc.compiler import compile_text, resolve_text
     from convc.reference import model_outputs, run_reference
     from convc.weights import from_arrays
 
-    from oracle import (
-        ATOL,
-        RTOL,
-        convc_names,
-        input_for,
-        keras_model,
-        onnx_output,
-        random_weights,
-    )
+    from oracle import ATOL, RTOL, convc_names, keras_model, onnx_output
 
-    model = keras_model(text)
-    arrays = random_weights(model)
-    x = input_for(model, batch)
-    (expected,) = keras_outputs_on_jax([text], [x], folder)
     ours = resolve_text(text)
-    arrays = convc_names(ours, model, arrays)
+    arrays = convc_names(ours, keras_model(text), expectation.arrays)
     proto = compile_text(text, arrays)
+    x, expected = expectation.x, expectation.expected
     np.testing.assert_allclose(onnx_output(proto, x), expected, atol=ATOL, rtol=RTOL)
     (name,) = (i.name for i in ours.inputs)
     outputs = model_outputs(ours, run_reference(ours, from_arrays(ours, arrays), {name: x}))
     (reference,) = outputs.values()
     np.testing.assert_allclose(reference, expected, atol=ATOL, rtol=RTOL)
     return proto
+
+
+def assert_matches_keras_on_jax(text: str, folder: Path, batch: int = 2):
+    """``oracle.assert_matches_keras`` with Keras on JAX, for one text of one input and one
+    output. Returns convc's ONNX model."""
+    return assert_matches(text, keras_on_jax([text], folder, batch)[text])
 
 
 def main(folder: Path) -> None:
