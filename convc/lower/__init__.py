@@ -17,6 +17,7 @@ import onnx
 from onnx import helper
 
 from convc import __version__
+from convc.collector import collector_paused
 from convc.lower import rewrites
 from convc.lower.emitter import Emitter, Value, channels_first, identity, onnx_type, tensor_info
 from convc.lower.registry import lowering_of
@@ -55,6 +56,7 @@ def lower(model: Model, weights: dict[str, dict[str, np.ndarray]], **options) ->
     return lower_detached(model, weights, **options).attach()
 
 
+@collector_paused
 def lower_detached(
     model: Model,
     weights: dict[str, dict[str, np.ndarray]],
