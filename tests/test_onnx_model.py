@@ -227,3 +227,14 @@ def test_the_check_of_a_built_model_is_the_checkers_full_check(proto, message):
         onnx.checker.check_model(proto, full_check=True)
     with pytest.raises(InvalidModel, match=message):
         check_and_infer(proto)
+
+
+def test_the_layout_of_an_output_is_found_past_layout_free_layers():
+    """io_layout reorders a graph output by the data_format of the layer nearest it; between
+    them may stand any number of layers that work in either layout (activations here)."""
+    text = 'Input(shape=(3, 8, 8))\nConv2D(4, 3, data_format="channels_first")\n' + "ReLU()\n" * 5
+    proto = compile_text(text, io_layout="channels_last")
+    dims = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    assert dims[1:] == [6, 6, 4]
+    inputs = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert inputs[1:] == [8, 8, 3]
