@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 from convc import __version__
+from convc.collector import collector_paused
 from convc.diagnostics import ConvcError, printable, render
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_INTERNAL, EXIT_PLACEHOLDERS = 0, 1, 2, 3, 4
@@ -538,6 +539,7 @@ def _shapes(given: list[str] | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+@collector_paused
 def _import(args: argparse.Namespace) -> int:
     from shlex import quote
 
@@ -615,6 +617,7 @@ def _options(args: argparse.Namespace):
     )
 
 
+@collector_paused
 def _build(args: argparse.Namespace) -> int:
     from convc.api import build_and_save, workarounds
 
@@ -644,6 +647,7 @@ def _build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@collector_paused
 def _summary(args: argparse.Namespace) -> int:
     from convc.summary import summary
 

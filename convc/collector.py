@@ -5,7 +5,11 @@ until the model is built: for a 100,000-layer model, millions of long-lived obje
 collector walks again and again (with its default thresholds, a third of the CPU time of
 importing such a model). These structures hold no reference cycles that must be collected
 while they are built (each phase is bounded by the limits on its input), so the collector is
-paused for the phase and resumed after it.
+paused for the phase and resumed after it. Lowering, and loading the weights, are such phases
+too; and the commands that build (``convc build``, ``summary``, ``import``) pause it for the whole
+command, since resuming it between phases costs three walks of everything made so far (the
+objects made while it was paused are all in its youngest generation, and each older generation
+walks them again as they are promoted).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import onnx
 
 from convc import resolve as resolver
 from convc import weights as weights_module
+from convc.collector import collector_paused
 from convc.diagnostics import ConvcError, ConvcErrors, Span
 from convc.importer.files import is_model_file
 from convc.limits import MAX_SOURCE_BYTES
@@ -80,6 +81,7 @@ def resolve_with(text: str, replace: Replace = None) -> Model:
         raise replaced.locate(error, text) from None
 
 
+@collector_paused
 def model_weights(
     model: Model, weights: WeightsSource = None, seed: int = 0
 ) -> weights_module.Weights:

@@ -128,13 +128,17 @@ def resolve(program: Program) -> Model:
 
 
 @collector_paused
-def resolve_text(text: str, max_chars: int = MAX_SOURCE_BYTES) -> Model:
-    """Parse and resolve a .conv text of at most ``max_chars`` characters into a ``Model``."""
+def resolve_text(
+    text: str, max_chars: int = MAX_SOURCE_BYTES, parsed: Program | None = None
+) -> Model:
+    """Parse and resolve a .conv text of at most ``max_chars`` characters into a ``Model``.
+    ``parsed`` is the text's syntax where its writer made it along with the text (``convc
+    import`` does), exactly what ``parse(text)`` gives: then the text is not parsed again."""
     if len(text) > max_chars:
         raise ConvcError(
             f"the text is {len(text):,} characters long; convc reads at most {max_chars:,}"
         )
-    return resolve(parse(text))
+    return resolve(parse(text) if parsed is None else parsed)
 
 
 class _Labels(collections.abc.Sequence[str]):

@@ -182,6 +182,22 @@ class CallSite:
                 self.evaluator.charge(value, span)
             for _key, value, _node, _name_span, value_span in self.keywords:
                 self.evaluator.charge(value, value_span)
+        node = self.node
+        if (
+            type(node) is Call
+            and not drop_args
+            and not drop_keywords
+            and node.name == name
+            and self.function_span is node.name_span
+            and all(
+                type(n) is Literal and n.value is v
+                for v, n in zip(self.args, self.arg_nodes, strict=True)
+            )
+            and all(type(k[2]) is Literal and k[2].value is k[1] for k in self.keywords)
+        ):
+            # a call of literals, as written (a layer call convc import wrote): the call built
+            # below would equal the node, argument for argument
+            return node
         args = tuple(
             reify(value, node, span)
             for value, node, span in zip(

@@ -178,3 +178,63 @@ def test_models_are_written_one_tensor_at_a_time_and_parse_the_same(text, tmp_pa
     (path,) = save(proto, tmp_path / "m.onnx")
     assert onnx.load(path) == proto
     ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _one_node_model(node, inputs, output_shape=(1, 4)):
+    from onnx import TensorProto, helper
+
+    values = [helper.make_tensor_value_info(n, t, [1, 4]) for n, t in inputs]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(output_shape))
+    graph = helper.make_graph([node], "g", values, [output])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _refusals():
+    from onnx import TensorProto, helper
+
+    x, i = ("x", TensorProto.FLOAT), ("i", TensorProto.INT64)
+    return [
+        # the checker's alone: shape inference ignores an attribute the op does not have
+        pytest.param(
+            _one_node_model(helper.make_node("Relu", ["x"], ["y"], alpha=1.0), [x]),
+            "Unrecognized attribute",
+            id="checker-unknown-attribute",
+        ),
+        # type-checked inference's alone: the checker reads no types
+        pytest.param(
+            _one_node_model(helper.make_node("Add", ["x", "i"], ["y"]), [x, i]),
+            "inconsistent type",
+            id="inference-type-mismatch",
+        ),
+        # strict inference's alone: a lax one keeps the declared shape silently
+        pytest.param(
+            _one_node_model(helper.make_node("Relu", ["x"], ["y"]), [x], (1, 5)),
+            "ShapeInferenceError",
+            id="inference-shape-mismatch",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("proto, message", _refusals())
+def test_the_check_of_a_built_model_is_the_checkers_full_check(proto, message):
+    """``check_and_infer`` checks what ``check_model(full_check=True)`` does (it runs the two
+    halves of that check itself, to infer the shapes once): each of these models is refused by
+    one half only."""
+    from convc.onnxfile import InvalidModel, check_and_infer
+
+    refusals = (onnx.checker.ValidationError, onnx.shape_inference.InferenceError)
+    with pytest.raises(refusals, match=message):
+        onnx.checker.check_model(proto, full_check=True)
+    with pytest.raises(InvalidModel, match=message):
+        check_and_infer(proto)
+
+
+def test_the_layout_of_an_output_is_found_past_layout_free_layers():
+    """io_layout reorders a graph output by the data_format of the layer nearest it; between
+    them may stand any number of layers that work in either layout (activations here)."""
+    text = 'Input(shape=(3, 8, 8))\nConv2D(4, 3, data_format="channels_first")\n' + "ReLU()\n" * 5
+    proto = compile_text(text, io_layout="channels_last")
+    dims = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    assert dims[1:] == [6, 6, 4]
+    inputs = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert inputs[1:] == [8, 8, 3]

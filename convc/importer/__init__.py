@@ -139,7 +139,7 @@ def import_file(
         text = written.text
         placements = [Placement(r, rendered[r.name], *written.positions[r.name]) for r in given]
         try:
-            model = resolve_text(text, _text_chars(graph))
+            model = resolve_text(text, _text_chars(graph), written.program)
         except ConvcError as error:
             raise locate_errors(
                 error,

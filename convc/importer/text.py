@@ -18,7 +18,7 @@ from dataclasses import replace as with_changes
 from typing import Any
 
 import convc.layers as registry
-from convc.diagnostics import ConvcError
+from convc.diagnostics import ConvcError, Span
 from convc.importer.graph import Application, Graph, InputEntry, LayerEntry, TensorRef
 from convc.importer.operations import (
     OPERATIONS,
@@ -28,9 +28,24 @@ from convc.importer.operations import (
 )
 from convc.layers.args import REQUIRED
 from convc.layers.refused import REFUSED
+from convc.limits import MAX_INT_DIGITS
 from convc.model import Shape, format_shape
 from convc.names import UniqueNames, snake_case
 from convc.replace import EXAMPLE_CALL, PLACEHOLDER
+from convc.syntax import (
+    Apply,
+    Assign,
+    Call,
+    Directive,
+    Import,
+    Keyword,
+    Literal,
+    Program,
+    Reference,
+    Sequence,
+    Statement,
+    Value,
+)
 
 _DROPPED_KEYS = ("name", "trainable", "dtype")
 _COLLAPSIBLE = {
@@ -341,6 +356,11 @@ class Written:
     text: str
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)
     """For each special layer, where its call starts in ``text`` and where its statement ends."""
+    program: Program | None = None
+    """``text`` as ``convc.syntax.parse`` reads it, made as it was written, so that the resolver
+    need not parse it again (Python's parser alone takes 1.7 s for 100,000 layers); ``None``
+    where a line was written without its syntax (a replacement, a Keras operation, a value
+    the writer does not mirror), and the text must be parsed."""
 
     def line_of(self, name: str) -> int:
         return self.text.count("\n", 0, self.positions[name][0]) + 1
@@ -367,22 +387,42 @@ def write_text(
 
 
 class _Lines:
-    """The text being written, and where each special layer's call sits in it."""
+    """The text being written, where each special layer's call sits in it, and the syntax of
+    its statements while every line has come with its own (``Written.program``)."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.marks: dict[str, tuple[int, int, int]] = {}  # name -> (line, column, end column)
+        self.statements: list[Statement] | None = []
+        self.assigned: dict[str, list[int]] = {}
+        self.offset = 0  # where the next line starts in the text
 
-    def append(self, line: str) -> None:
+    def append(self, line: str, statement: Statement | None = None) -> None:
+        """Add a line; a line of code without its ``statement`` leaves the text to be parsed."""
+        if statement is None and line.strip() and not line.lstrip().startswith("#"):
+            self.statements = None
+        elif statement is not None and self.statements is not None:
+            self.statements.append(statement)
         self.lines.append(line)
+        self.offset += len(line) + 1
 
     def __iadd__(self, lines: list[str]) -> _Lines:
-        self.lines += lines
+        for line in lines:
+            self.append(line)
         return self
 
     def mark(self, name: str, line: str, column: int, end: int) -> None:
         self.marks[name] = (len(self.lines), column, end)
-        self.lines.append(line)
+        self.append(line)
+
+    def at(self, column: int, end: int) -> Span:
+        """The span of columns ``column`` to ``end`` (0-based) of the next line."""
+        line = len(self.lines) + 1
+        return Span(line, column + 1, line, end + 1, self.offset + column, self.offset + end)
+
+    def bind(self, name: str) -> None:
+        """The next line assigns ``name`` at module level (``Program.assigned``)."""
+        self.assigned.setdefault(name, []).append(len(self.lines) + 1)
 
     def written(self) -> Written:
         text = "\n".join(self.lines) + "\n"
@@ -394,7 +434,11 @@ class _Lines:
             name: (starts[index] + column, starts[index] + end)
             for name, (index, column, end) in self.marks.items()
         }
-        return Written(text, positions)
+        program = None
+        if self.statements is not None:
+            assigned = {name: tuple(at) for name, at in self.assigned.items()}
+            program = Program(tuple(self.statements), assigned)
+        return Written(text, positions, program)
 
 
 def _write_sequential(
@@ -403,15 +447,22 @@ def _write_sequential(
     lines.append(header)
     if graph.name:
         bare = graph.name.isascii() and graph.name.isidentifier()
-        lines.append(f"model {graph.name if bare else _value(graph.name)}")
-    lines.append(_input_call(graph.inputs[0], "Input", input_shapes))
+        written = graph.name if bare else _value(graph.name)
+        directive = None
+        if bare or _reads_back(graph.name):
+            name_span, value_span = lines.at(0, 5), lines.at(6, 6 + len(written))
+            directive = Directive(
+                "model", graph.name, name_span.to(value_span), name_span, value_span
+            )
+        lines.append(f"model {written}", directive)
+    _append_call(lines, "", "Input", [], _input_arguments(graph.inputs[0], input_shapes))
     for application in graph.applications:
         layer = application.layer
         if layer.name in special:
             call = special[layer.name].call("")
             lines.mark(layer.name, call + _comment(special[layer.name]), 0, len(call))
         else:
-            lines.append(_layer_call(layer, ""))
+            _append_call(lines, "", layer.class_name, *_layer_arguments(layer))
 
 
 def _comment(special: Special) -> str:
@@ -422,17 +473,25 @@ def _write_functional(
     graph: Graph, header: str, input_shapes, lines: _Lines, special: Mapping[str, Special]
 ) -> None:
     names = _Names()
-    lines += [header, "import keras", "from keras import layers", ""]
+    lines.append(header)
+    imports = [
+        ("import keras", "keras", "keras"),
+        ("from keras import layers", "layers", "keras.layers"),
+    ]
+    for text, bound, path in imports:
+        lines.bind(bound)
+        lines.append(text, Import(((bound, path),), lines.at(0, len(text))))
+    lines.append("")
     variables: dict[TensorRef, str] = {}
     for entry in graph.inputs:
         variable = names.take(entry.name)
         variables[entry.output] = variable
-        lines.append(f"{variable} = {_input_call(entry, 'keras.Input', input_shapes)}")
+        keywords = _input_arguments(entry, input_shapes)
+        _append_call(lines, f"{variable} = ", "keras.Input", [], keywords, bound=variable)
     layer_objects: dict[str, str] = {}
     calls: dict[str, int] = {}
     for application in graph.applications:
         layer = application.layer
-        inputs = _render_args(application.args, variables)
         comment = ""
         if layer.name in special:
             _write_special(application, special[layer.name], variables, names, layer_objects, lines)
@@ -450,23 +509,44 @@ def _write_functional(
         elif layer.applications > 1:  # a shared layer: made once, called on each input
             if layer.name not in layer_objects:
                 layer_objects[layer.name] = names.take(layer.name)
-                lines.append(f"{layer_objects[layer.name]} = {_layer_call(layer, 'layers.')}")
+                prefix = f"{layer_objects[layer.name]} = "
+                positional, keywords = _layer_arguments(layer)
+                bound = layer_objects[layer.name]
+                callee = f"layers.{layer.class_name}"
+                _append_call(lines, prefix, callee, positional, keywords, bound=bound)
                 calls[layer.name] = 0
             calls[layer.name] += 1
-            expression = f"{layer_objects[layer.name]}({inputs})"
-        else:
-            expression = f"{_layer_call(layer, 'layers.')}({inputs})"
         tensor_name = application.output.name
         if layer.name in layer_objects:
             tensor_name = f"{layer_objects[layer.name]}_out{calls[layer.name]}"
         variable = names.take(tensor_name)
         variables[application.output] = variable
-        lines.append(f"{variable} = {expression}{comment}")
+        if comment:  # a Keras operation, written as the layer that computes it
+            lines.append(f"{variable} = {expression}{comment}")
+        elif layer.name in layer_objects:  # conv(x): a call of the name bound to the layer
+            callee = layer_objects[layer.name]
+            _append_shared_call(lines, variable, callee, application.args, variables)
+        else:  # layers.Conv2D(8, 3)(x)
+            positional, keywords = _layer_arguments(layer)
+            applied = (application.args, variables)
+            callee = f"layers.{layer.class_name}"
+            prefix = f"{variable} = "
+            _append_call(
+                lines, prefix, callee, positional, keywords, bound=variable, applied=applied
+            )
     model_inputs = [variables[entry.output] for entry in graph.inputs]
     inputs_text = model_inputs[0] if len(model_inputs) == 1 else "[" + ", ".join(model_inputs) + "]"
     outputs_text = _render_outputs(graph.outputs, variables)
     name = f", name={_value(graph.name)}" if graph.name else ""
-    lines += ["", f"model = keras.Model({inputs_text}, {outputs_text}{name})"]
+    lines.append("")
+    line = f"model = keras.Model({inputs_text}, {outputs_text}{name})"
+    statement = None
+    if isinstance(graph.outputs, TensorRef | list):  # a dict of outputs is left to the parser
+        inputs = [e.output for e in graph.inputs]
+        args = [inputs[0] if len(inputs) == 1 else inputs, graph.outputs]
+        statement = _model_statement(graph, args, variables, lines, line)
+    lines.bind("model")
+    lines.append(line, statement)
 
 
 def _write_special(
@@ -526,7 +606,8 @@ def _render_outputs(outputs: Any, variables: dict[TensorRef, str]) -> str:
     )
 
 
-def _input_call(entry: InputEntry, callee: str, input_shapes) -> str:
+def _input_arguments(entry: InputEntry, input_shapes) -> list[tuple[str, Any]]:
+    """The keyword arguments of an input's ``Input(...)`` call."""
     config = entry.config
     batch_shape = entry.batch_shape
     assert batch_shape is not None, "unsupported() ran first"
@@ -534,23 +615,24 @@ def _input_call(entry: InputEntry, callee: str, input_shapes) -> str:
     override = input_shapes.get(entry.name)
     if override is not None:
         shape = list(override)
-    args = [f"shape={_value(tuple(shape))}"]
+    arguments: list[tuple[str, Any]] = [("shape", tuple(shape))]
     if batch_shape[0] is not None:
-        args.append(f"batch_size={_value(batch_shape[0])}")
+        arguments.append(("batch_size", batch_shape[0]))
     dtype = config.get("dtype")
     dtype = _dtype_policy(dtype)
     if dtype not in (None, "float32"):
-        args.append(f"dtype={_value(dtype)}")
-    args.append(f"name={_value(entry.name)}")
-    return f"{callee}({', '.join(args)})"
+        arguments.append(("dtype", dtype))
+    arguments.append(("name", entry.name))
+    return arguments
 
 
-def _layer_call(layer: LayerEntry, prefix: str) -> str:
+def _layer_arguments(layer: LayerEntry) -> tuple[list[Any], list[tuple[str, Any]]]:
+    """The positional and keyword arguments of a layer's constructor call, as values."""
     layer_type = registry.lookup(layer.class_name)
     assert layer_type is not None, "unsupported() ran first"
     config = layer.config
-    positional: list[str] = []
-    keywords: list[str] = []
+    positional: list[Any] = []
+    keywords: list[tuple[str, Any]] = []
     in_order = True
     for param in layer_type.signature:
         if param.name in _DROPPED_KEYS or param.name not in config:
@@ -560,24 +642,237 @@ def _layer_call(layer: LayerEntry, prefix: str) -> str:
         if param.default is not REQUIRED and _is_default(param.name, value, param.default):
             in_order = False
             continue
-        rendered = _argument(param.name, value)
+        argument = _argument(param.name, value)
         if param.default is REQUIRED and in_order and not param.keyword_only:
-            positional.append(rendered)
+            positional.append(argument)
         else:
             in_order = False
-            keywords.append(f"{param.name}={rendered}")
+            keywords.append((param.name, argument))
     if config.get("trainable") is False:
-        keywords.append("trainable=False")
-    keywords.append(f"name={_value(layer.name)}")
-    return f"{prefix}{layer.class_name}({', '.join(positional + keywords)})"
+        keywords.append(("trainable", False))
+    keywords.append(("name", layer.name))
+    return positional, keywords
 
 
-def _argument(name: str, value: Any) -> str:
+def _layer_call(layer: LayerEntry, prefix: str) -> str:
+    return _call(f"{prefix}{layer.class_name}", *_layer_arguments(layer))
+
+
+def _call(callee: str, positional: list[Any], keywords: list[tuple[str, Any]]) -> str:
+    arguments = [_value(v) for v in positional] + [f"{k}={_value(v)}" for k, v in keywords]
+    return f"{callee}({', '.join(arguments)})"
+
+
+def _argument(name: str, value: Any) -> Any:
+    """A kernel size, stride ... whose numbers are all one number is written as that number."""
     if name in _COLLAPSIBLE:
         flat = _flat_ints(value)
         if flat and len(set(flat)) == 1:
-            return str(flat[0])
-    return _value(value)
+            return flat[0]
+    return value
+
+
+# --- the syntax of the text, as it is written -------------------------------------------------
+
+
+def _append_call(
+    lines: _Lines,
+    prefix: str,
+    callee: str,
+    positional: list[Any],
+    keywords: list[tuple[str, Any]],
+    *,
+    bound: str | None = None,
+    applied: tuple[list, dict[TensorRef, str]] | None = None,
+) -> None:
+    """Append the statement ``callee(positional..., key=value...)`` after ``prefix`` (``NAME =
+    `` where the statement binds ``bound``), applied to ``applied`` (an application's arguments
+    and the variables of its tensors) when given, with its syntax."""
+    text = prefix + _call(callee, positional, keywords)
+    if applied is not None:
+        text += f"({_render_args(*applied)})"
+    column = len(prefix)
+    syntax: Call | Apply | None = _call_syntax(lines, column, callee, positional, keywords)
+    if syntax is not None and applied is not None:
+        arguments, end = _tensors_syntax(lines, syntax.span.end - lines.offset + 1, *applied)
+        span = lines.at(column, end + 1)
+        syntax = None if arguments is None else Apply(syntax, arguments, (), span)
+    _append_statement(lines, text, syntax, bound)
+
+
+def _append_shared_call(
+    lines: _Lines, variable: str, callee: str, args: list, variables: dict[TensorRef, str]
+) -> None:
+    """Append ``variable = callee(tensors)``: a call of the name a shared layer is bound to."""
+    prefix = f"{variable} = "
+    text = f"{prefix}{callee}({_render_args(args, variables)})"
+    column = len(prefix)
+    arguments, end = _tensors_syntax(lines, column + len(callee) + 1, args, variables)
+    syntax = None
+    if arguments is not None:
+        name_span = lines.at(column, column + len(callee))
+        syntax = Call(callee, arguments, (), lines.at(column, end + 1), name_span)
+    _append_statement(lines, text, syntax, variable)
+
+
+def _append_statement(lines: _Lines, text: str, syntax: Call | Apply | None, bound: str | None):
+    """Append ``text``, the statement that is ``syntax`` (assigned to ``bound``): its syntax is
+    used only where it ends where the text does."""
+    statement: Statement | None = None
+    if syntax is not None and syntax.span.end - lines.offset == len(text):
+        if bound is None:
+            statement = syntax
+        else:
+            statement = Assign(bound, syntax, lines.at(0, len(text)), lines.at(0, len(bound)))
+    if bound is not None:
+        lines.bind(bound)
+    lines.append(text, statement)
+
+
+def _call_syntax(
+    lines: _Lines, column: int, callee: str, positional: list[Any], keywords: list[tuple[str, Any]]
+) -> Call | None:
+    """The syntax of ``_call(callee, positional, keywords)`` written at ``column``."""
+    at = column + len(callee) + 1
+    args: list[Value] = []
+    kwargs: list[Keyword] = []
+    for index, value in enumerate(positional):
+        at += 2 if index else 0
+        syntax, at = _value_syntax(value, lines, at)
+        if syntax is None:
+            return None
+        args.append(syntax)
+    for index, (key, value) in enumerate(keywords):
+        at += 2 if index or args else 0
+        name_span = lines.at(at, at + len(key))
+        syntax, at = _value_syntax(value, lines, at + len(key) + 1)
+        if syntax is None:
+            return None
+        kwargs.append(Keyword(key, syntax, name_span))
+    at += 1
+    return Call(
+        callee,
+        tuple(args),
+        tuple(kwargs),
+        lines.at(column, at),
+        lines.at(column, column + len(callee)),
+    )
+
+
+def _tensors_syntax(
+    lines: _Lines, column: int, args: list, variables: dict[TensorRef, str]
+) -> tuple[tuple[Value, ...] | None, int]:
+    """The syntax of ``_render_args(args, variables)`` written at ``column``, and the column
+    after it."""
+
+    def one(value: Any, at: int) -> tuple[Value | None, int]:
+        if isinstance(value, TensorRef):
+            name = variables[value]
+            return Reference(name, lines.at(at, at + len(name))), at + len(name)
+        if isinstance(value, list):
+            items, end = many(value, at + 1)
+            if items is None:
+                return None, at
+            return Sequence("list", items, lines.at(at, end + 1)), end + 1
+        return _value_syntax(value, lines, at)
+
+    def many(values: list, at: int) -> tuple[tuple[Value, ...] | None, int]:
+        items = []
+        for index, value in enumerate(values):
+            item, at = one(value, at + (2 if index else 0))
+            if item is None:
+                return None, at
+            items.append(item)
+        return tuple(items), at
+
+    return many(args, column)
+
+
+def _value_syntax(
+    value: Any, lines: _Lines, column: int, depth: int = 0
+) -> tuple[Value | None, int]:
+    """The syntax of ``_value(value)`` written at ``column`` of the next line, as
+    ``convc.syntax.parse`` reads it, and the column after it; ``None`` for a value this mirror
+    leaves to the parser (a Keras object, a dict, a number that is not finite, a string that
+    does not read back as itself, a deep nest)."""
+    if value is None or isinstance(value, bool):
+        text = repr(value)
+    elif isinstance(value, int):
+        text = str(value)
+        if len(text) - text.startswith("-") > MAX_INT_DIGITS:
+            return None, column
+    elif isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return None, column
+        text = repr(value)
+    elif isinstance(value, str):
+        if not _reads_back(value):
+            return None, column
+        text = json.dumps(value)
+    elif depth >= _MIRRORED_DEPTH:
+        return None, column
+    elif isinstance(value, tuple) or (isinstance(value, list) and _flat_ints(value) is not None):
+        items = [tuple(v) if isinstance(v, list) else v for v in value]
+        return _sequence_syntax("tuple", items, lines, column, depth)
+    elif isinstance(value, list):
+        return _sequence_syntax("list", value, lines, column, depth)
+    else:
+        return None, column
+    end = column + len(text)
+    return Literal(value, lines.at(column, end)), end
+
+
+_MIRRORED_DEPTH = 8
+"""How deeply nested a value ``_value_syntax`` mirrors; deeper ones are parsed (and refused
+past ``MAX_NESTING``, as any text is)."""
+
+
+def _sequence_syntax(
+    kind: str, values: list, lines: _Lines, column: int, depth: int
+) -> tuple[Value | None, int]:
+    at = column + 1
+    items = []
+    for index, value in enumerate(values):
+        item, at = _value_syntax(value, lines, at + (2 if index else 0), depth + 1)
+        if item is None:
+            return None, column
+        items.append(item)
+    at += (1 if kind == "tuple" and len(items) == 1 else 0) + 1
+    return Sequence(kind, tuple(items), lines.at(column, at)), at
+
+
+def _model_statement(
+    graph: Graph, args: list, variables: dict[TensorRef, str], lines: _Lines, text: str
+) -> Statement | None:
+    """The syntax of ``model = keras.Model(inputs, outputs, name=...)``."""
+    column = len("model = ")
+    callee = "keras.Model"
+    arguments, at = _tensors_syntax(lines, column + len(callee) + 1, args, variables)
+    if arguments is None:
+        return None
+    keywords: tuple[Keyword, ...] = ()
+    if graph.name:
+        at += 2
+        name_span = lines.at(at, at + len("name"))
+        name, at = _value_syntax(graph.name, lines, at + len("name="))
+        if name is None:
+            return None
+        keywords = (Keyword("name", name, name_span),)
+    at += 1
+    if at != len(text):
+        return None
+    name_span = lines.at(column, column + len(callee))
+    call = Call(callee, arguments, keywords, lines.at(column, at), name_span)
+    return Assign("model", call, lines.at(0, len(text)), lines.at(0, len("model")))
+
+
+def _reads_back(text: str) -> bool:
+    """Whether ``json.dumps(text)`` read as a Python string literal is ``text``: JSON writes a
+    character beyond the 16-bit range as two escaped surrogates, which Python reads as two
+    characters (and an unpaired surrogate is refused by the parser)."""
+    if text.isascii():
+        return True
+    return all(ord(c) <= 0xFFFF and not 0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
 def _flat_ints(value: Any) -> list[int] | None:

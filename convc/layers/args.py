@@ -64,9 +64,39 @@ class Bound:
         return value.span if value is not None else self.call.name_span
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What binding reads of a signature, worked out once per signature (a model binds the
+    same few signatures once a layer)."""
+
+    signature: tuple[Param, ...]  # held, so that its id is not reused while it is a key
+    positional: tuple[Param, ...]
+    names: frozenset[str]
+    required: tuple[str, ...]
+
+
+_SHAPES: dict[int, _Shape] = {}
+
+
+def _shape(signature: tuple[Param, ...]) -> _Shape:
+    shape = _SHAPES.get(id(signature))
+    if shape is None or shape.signature is not signature:
+        shape = _Shape(
+            signature,
+            tuple(p for p in signature if not p.keyword_only),
+            frozenset(p.name for p in signature),
+            tuple(p.name for p in signature if p.default is REQUIRED),
+        )
+        if len(_SHAPES) >= 1024:  # signatures made on the fly (params(...) in a call) pass
+            _SHAPES.clear()
+        _SHAPES[id(signature)] = shape
+    return shape
+
+
 def bind(call: Call, signature: tuple[Param, ...], what: str) -> Bound:
     """Bind ``call``'s arguments to ``signature`` as Python would; ``what`` names the callee."""
-    positional = [p for p in signature if not p.keyword_only]
+    shape = _shape(signature)
+    positional = shape.positional
     values: dict[str, Value] = {}
     if len(call.args) > len(positional):
         extra = call.args[len(positional)]
@@ -78,7 +108,7 @@ def bind(call: Call, signature: tuple[Param, ...], what: str) -> Bound:
         )
     for param, value in zip(positional, call.args, strict=False):
         values[param.name] = value
-    names = {p.name for p in signature}
+    names = shape.names
     for keyword in call.kwargs:
         if keyword.name not in names:
             close = difflib.get_close_matches(keyword.name, sorted(names), n=1, cutoff=0.6)
@@ -92,7 +122,7 @@ def bind(call: Call, signature: tuple[Param, ...], what: str) -> Bound:
                 f"{what} got '{keyword.name}' both by position and by name", keyword.span
             )
         values[keyword.name] = keyword.value
-    missing = [p.name for p in signature if p.default is REQUIRED and p.name not in values]
+    missing = [name for name in shape.required if name not in values]
     if missing:
         raise ConvcError(
             f"{what} is missing its required argument '{missing[0]}'",

@@ -8,6 +8,7 @@ is a convc bug, reported as such.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import pkgutil
 from collections.abc import Collection
@@ -17,6 +18,7 @@ import onnx
 from onnx import helper
 
 from convc import __version__
+from convc.collector import collector_paused
 from convc.lower import rewrites
 from convc.lower.emitter import Emitter, Value, channels_first, identity, onnx_type, tensor_info
 from convc.lower.registry import lowering_of
@@ -55,6 +57,7 @@ def lower(model: Model, weights: dict[str, dict[str, np.ndarray]], **options) ->
     return lower_detached(model, weights, **options).attach()
 
 
+@collector_paused
 def lower_detached(
     model: Model,
     weights: dict[str, dict[str, np.ndarray]],
@@ -204,23 +207,26 @@ def _reaches_only_convolutions(model: Model, node: Node) -> bool:
 def tensor_format(model: Model, tensor: Tensor) -> str:
     """The data_format of the layers nearest a graph input or output: where a layout-free layer
     (a merge, an activation) stands between, the nearest layer beyond it decides."""
+    # Breadth first; a chain of layout-free layers (100,000 activations) is walked to its end
+    # from the input and from the output, so each step is kept to a few lookups.
+    producers, consumers = model.producers, model.consumers
     seen: set[int] = set()
-    frontier = [tensor]
+    frontier = collections.deque([tensor])
     while frontier:
-        current = frontier.pop(0)
-        if id(current) in seen:
+        current = frontier.popleft()
+        key = id(current)
+        if key in seen:
             continue
-        seen.add(id(current))
-        producer = model.producers.get(id(current))
-        near = ([producer] if producer else []) + list(model.consumers.get(id(current), ()))
-        for node in near:
+        seen.add(key)
+        producer = producers.get(key)
+        readers = consumers.get(key, ())
+        for node in (producer, *readers) if producer is not None else readers:
             data_format = data_format_of(node.spec)
             if data_format is not None:
                 return data_format
         if producer is not None:
             frontier.extend(producer.inputs)
-        for node in model.consumers.get(id(current), ()):
-            frontier.append(node.output)
+        frontier.extend(node.output for node in readers)
     return "channels_last"
 
 

@@ -101,8 +101,10 @@ def _consumers(em: Emitter, value: str) -> list[onnx.NodeProto]:
 
 def _zero_pad_amounts(em: Emitter, node: onnx.NodeProto) -> np.ndarray | None:
     """The [begins..., ends...] of a constant zero Pad, or None for any other Pad."""
+    if node.op_type != "Pad":
+        return None
     mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
-    if node.op_type != "Pad" or mode != b"constant" or len(node.input) > 2:
+    if mode != b"constant" or len(node.input) > 2:
         return None  # a third input would be a non-zero fill value; a fourth, axes
     return em.constant_values.get(node.input[1])
 
@@ -122,10 +124,14 @@ def _fold_pad_into_conv(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
 
 
 def _fold_pad_into_max_pool(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
-    producers = {name: node for node in em.nodes for name in node.output}
+    producers: dict[str, onnx.NodeProto] | None = None  # made when a Pad is found
     for pad in em.nodes:
         found = _spatial_pad_into(em, pad, "MaxPool", graph_outputs)
-        if found is None or not _non_negative(em, producers.get(pad.input[0])):
+        if found is None:
+            continue
+        if producers is None:
+            producers = {name: node for node in em.nodes for name in node.output}
+        if not _non_negative(em, producers.get(pad.input[0])):
             continue
         pool, merged = found
         kernel = list(next(a.ints for a in pool.attribute if a.name == "kernel_shape"))
@@ -288,6 +294,8 @@ def _fold_batch_norms_into_convs(em: Emitter, graph_outputs: set[str]) -> list[R
     """Fold every BatchNormalization that reads a Conv or ConvTranspose output alone into that
     convolution, in one sweep; one ``Rewrite`` for each (a second BatchNormalization may follow:
     the caller sweeps again while any folded)."""
+    if not any(node.op_type == "BatchNormalization" for node in em.nodes):
+        return []  # the indexes below cost a walk of every node (100,000 of them, at times)
     producers = {name: node for node in em.nodes for name in node.output}
     uses: dict[str, int] = {}
     for node in em.nodes:
