@@ -806,6 +806,29 @@ def measure_int8(
 
 
 def quantize_peer(model: tuple[Path, str], samples, out: Path) -> None:
+    """``quantize_in_process`` in a process of its own: onnxruntime's calibration opens sessions
+    with their own thread pools, which this process's global pool (``set_thread_pool``) makes
+    onnxruntime refuse ("use_per_session_threads must be false when using a global thread
+    pool")."""
+    import numpy as np
+
+    data = out.with_suffix(".samples.npy")
+    np.save(data, samples)
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import run; "
+        "import numpy; run.quantize_in_process((Path(sys.argv[2]), sys.argv[3]), "
+        "numpy.load(sys.argv[4]), Path(sys.argv[5]))"
+    )
+    path, layout = model
+    arguments = [str(HERE), str(path), layout, str(data), str(out)]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *arguments], capture_output=True, text=True, timeout=1800
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
+
+
+def quantize_in_process(model: tuple[Path, str], samples, out: Path) -> None:
     """A peer's float32 model quantized by onnxruntime's ``quantize_static`` as convc quantizes
     its own: QDQ, per-channel 7-bit int8 weights, uint8 activations, min-max on ``samples``
     (fed in the peer's layout)."""
