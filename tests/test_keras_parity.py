@@ -194,10 +194,10 @@ REJECTED = [
         "'interpolation' must be one of",
     ),
     (
-        "up_sampling2d-interpolation-lanczos",
+        "up_sampling2d-interpolation-area",
         "(6, 6, 3)",
-        "UpSampling2D(interpolation='lanczos3')",
-        "JAX or TensorFlow",
+        "UpSampling2D(interpolation='area')",
+        "only on the TensorFlow backend",
     ),
     ("glu-odd", "(9, 3)", "Conv1D(5, 3, activation='glu')", "splits the last axis in halves"),
     ("name-with-slash", "(9, 3)", "Conv1D(4, 3, name='a/b')", "cannot contain '/'"),
@@ -358,9 +358,9 @@ KERAS_ERRORS = {
         "ValueError",
         "Invalid value for argument `interpolation`. Expected of one",
     ),
-    "up_sampling2d-interpolation-lanczos": (
+    "up_sampling2d-interpolation-area": (
         "ValueError",
-        "Resizing with Lanczos interpolation is not supported by the",
+        "Invalid value for argument `interpolation`. Expected of one",
     ),
     "glu-odd": ("RuntimeError", "Halving dimension must be even, but dimension 2 is size 5"),
     "name-with-slash": ("ValueError", "Argument `name` must be a string and cannot contain"),
