@@ -141,3 +141,11 @@ def test_conv_outputs_apart_from_adds_walk_the_graph_once(monkeypatch):
         text += "model = keras.Model(x, h)\n"
         counts[n], _ = work(monkeypatch, text, layer_outputs=True)
     assert counts[LONG] < 2.5 * counts[SHORT], counts
+
+
+def test_a_long_chain_of_paddings_after_the_input_builds():
+    """Whether the input reaches only convolutions through paddings and croppings is walked
+    without recursion: 600 pairs of them ended in an internal RecursionError."""
+    text = "Input(shape=(8, 8, 4))\n" + "ZeroPadding2D(1)\nCropping2D(1)\n" * 600 + "Conv2D(4, 3)\n"
+    proto = compile_text(text)
+    assert [node.op_type for node in proto.graph.node] == ["Transpose", "Conv", "Transpose"]
