@@ -158,9 +158,19 @@ def _conv_outputs_apart_from_adds(em: Emitter, graph_outputs: set[str]) -> None:
     """A Conv whose output is a graph output and is read by an Add writes another name, which
     its readers read, and the graph output is an Identity of it
     (``Target.conv_output_read_by_add``)."""
-    for conv in [n for n in em.nodes if n.op_type == "Conv" and n.output[0] in graph_outputs]:
+    convs = [n for n in em.nodes if n.op_type == "Conv" and n.output[0] in graph_outputs]
+    if not convs:
+        return
+    # Indexed once (``convc check`` makes every layer's output a graph output: a walk of the
+    # graph per Conv would be quadratic). Renaming one Conv's output changes no other's readers.
+    readers_of: dict[str, list[onnx.NodeProto]] = {conv.output[0]: [] for conv in convs}
+    for node in em.nodes:
+        for name in dict.fromkeys(node.input):
+            if name in readers_of:
+                readers_of[name].append(node)
+    for conv in convs:
         output = conv.output[0]
-        readers = [n for n in em.nodes if output in n.input]
+        readers = readers_of[output]
         if not any(n.op_type == "Add" for n in readers):
             continue
         em.scope = output
@@ -192,16 +202,26 @@ def _feeds_convolutions_through_padding(model: Model, tensor: Tensor) -> bool:
 
 def _reaches_only_convolutions(model: Model, node: Node) -> bool:
     """Whether ``node`` is a channels_last convolution, or an ``_ON_THE_WAY`` layer (of
-    channels_last or any layout) whose readers all are such nodes, recursively."""
-    if isinstance(node.spec, ConvSpec):
-        return data_format_of(node.spec) == "channels_last"
-    if not isinstance(node.spec, _ON_THE_WAY) or data_format_of(node.spec) not in (
-        "channels_last",
-        None,
-    ):
-        return False
-    readers = model.consumers.get(id(node.output), ())
-    return bool(readers) and all(_reaches_only_convolutions(model, n) for n in readers)
+    channels_last or any layout) whose readers all are such nodes, recursively. Walked with a
+    stack, not by recursion: a chain of thousands of paddings and croppings is a legitimate
+    (and a hostile) model."""
+    waiting = [node]
+    while waiting:
+        node = waiting.pop()
+        if isinstance(node.spec, ConvSpec):
+            if data_format_of(node.spec) != "channels_last":
+                return False
+            continue
+        if not isinstance(node.spec, _ON_THE_WAY) or data_format_of(node.spec) not in (
+            "channels_last",
+            None,
+        ):
+            return False
+        readers = model.consumers.get(id(node.output), ())
+        if not readers:
+            return False
+        waiting.extend(readers)
+    return True
 
 
 def tensor_format(model: Model, tensor: Tensor) -> str:

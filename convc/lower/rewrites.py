@@ -51,6 +51,7 @@ see what followed it, and a tool can explain a build.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,23 +81,222 @@ class Rewrite:
 
 
 def optimize(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
-    """Apply the rewrites to the emitter's nodes until none fires; what fired, in order."""
-    done: list[Rewrite] = []
-    while fired := _fold_batch_norms_into_convs(em, graph_outputs):
-        done += fired
-    while fired := (
-        _global_pool_for_reduce(em, graph_outputs)
-        or _fold_pad_into_conv(em, graph_outputs)
-        or _fold_pad_into_max_pool(em, graph_outputs)
-        or _merge_pad_and_slice(em, graph_outputs)
-        or _fold_flatten_transpose_into_dense(em, graph_outputs)
-    ):
-        done += fired
+    """Apply the rewrites to the emitter's nodes until none fires; what fired, in order.
+
+    The batch-norm fold is one sweep (``_fold_batch_norms_into_convs``). The others fire one
+    at a time, always the first rewrite of ``_PATTERNS`` that applies anywhere, at the first
+    node where it applies (a firing can make another apply, earlier in the graph or of an
+    earlier rewrite). Found without rescanning the graph: each rewrite keeps a heap of the
+    places of the nodes that might start its pattern, and a firing puts back only the nodes
+    whose patterns it can have completed (``_Graph.disturbed``), so the work is n log n in the
+    number of nodes, not a walk of every node per firing (a 100,000-layer chain of
+    ZeroPadding2D and Conv2D pairs took hours)."""
+    done = _fold_batch_norms_into_convs(em, graph_outputs)
+    graph = _Graph(em, graph_outputs)
+    heaps: list[list[int]] = [[] for _ in _PATTERNS]
+    for slot, node in enumerate(em.nodes):
+        for index in _STARTS.get(node.op_type, ()):
+            heaps[index].append(slot)  # in order: already a heap
+    while True:
+        for heap, (_, fire) in zip(heaps, _PATTERNS, strict=True):
+            fired = None
+            while heap and fired is None:
+                start = graph.slots[heapq.heappop(heap)]
+                fired = None if start is None else fire(graph, start)
+            if fired is not None:
+                done.append(fired)
+                for slot, node in graph.disturbed():
+                    for index in _STARTS.get(node.op_type, ()):
+                        heapq.heappush(heaps[index], slot)
+                break
+        else:
+            break
+    if graph.changed:
+        em.nodes[:] = [node for node in graph.slots if node is not None]
     return done
 
 
-def _consumers(em: Emitter, value: str) -> list[onnx.NodeProto]:
-    return [node for node in em.nodes if value in node.input]
+class _Graph:
+    """The emitter's nodes while the one-at-a-time rewrites run, indexed for them.
+
+    Each node keeps its place (``slots``; None where one was removed): a rewrite removes nodes,
+    rewires their readers and replaces a node in its place, and never inserts one, so the order
+    of the places is the order of ``em.nodes``. Which places read each value (and at which
+    input positions), which place writes it, and where each initializer lies are indexed when
+    a pattern first needs them, and kept current, so that a rewrite looks at a node's
+    neighbours instead of walking every node. What a firing changed is noted for
+    ``disturbed``."""
+
+    def __init__(self, em: Emitter, graph_outputs: set[str]) -> None:
+        self.em = em
+        self.graph_outputs = graph_outputs
+        self.slots: list[onnx.NodeProto | None] = list(em.nodes)
+        self.changed = False
+        self._readers: dict[str, dict[int, list[int]]] = {}  # value -> {place: input positions}
+        self._writers: dict[str, int] = {}  # value -> place of the node that outputs it
+        self._places: dict[int, int] = {}  # id(node) -> place
+        self._indexed = False
+        self._initializers: dict[str, list[int]] | None = None  # name -> where in initializers
+        self._touched_nodes: list[int] = []  # places of nodes a firing changed or put in
+        self._touched_values: list[str] = []  # values whose readers a firing changed
+
+    def _index(self) -> None:
+        if self._indexed:
+            return
+        self._indexed = True
+        for place, node in enumerate(self.slots):
+            assert node is not None  # nothing is removed before the first index
+            self._add(place, node)
+
+    def _add(self, place: int, node: onnx.NodeProto) -> None:
+        self._places[id(node)] = place
+        for position, name in enumerate(node.input):
+            self._readers.setdefault(name, {}).setdefault(place, []).append(position)
+        for name in node.output:
+            self._writers[name] = place
+
+    def _drop(self, place: int, node: onnx.NodeProto) -> None:
+        del self._places[id(node)]
+        for name in dict.fromkeys(node.input):
+            self._readers[name].pop(place, None)
+            self._touched_values.append(name)
+        for name in node.output:
+            if self._writers.get(name) == place:
+                del self._writers[name]
+
+    # -- looking ----------------------------------------------------------------------------
+
+    def only_reader(self, value: str) -> onnx.NodeProto | None:
+        """The one node that reads ``value`` (at one or more inputs); None if not exactly one."""
+        self._index()
+        readers = self._readers.get(value)
+        if not readers or len(readers) != 1:
+            return None
+        return self.slots[next(iter(readers))]
+
+    def writer(self, value: str) -> onnx.NodeProto | None:
+        """The node that outputs ``value``; None for a graph input or an initializer."""
+        self._index()
+        place = self._writers.get(value)
+        return None if place is None else self.slots[place]
+
+    def initializer_places(self, name: str) -> list[int]:
+        """Where in ``em.initializers`` arrays of that name lie (one, or none)."""
+        if self._initializers is None:
+            self._initializers = {}
+            for index, (each, _) in enumerate(self.em.initializers):
+                self._initializers.setdefault(each, []).append(index)
+        return self._initializers.get(name, [])
+
+    # -- changing ---------------------------------------------------------------------------
+
+    def remove(self, node: onnx.NodeProto) -> None:
+        self._index()
+        place = self._places[id(node)]
+        self._drop(place, node)
+        self.slots[place] = None
+        self.changed = True
+
+    def replace(self, old: onnx.NodeProto, new: onnx.NodeProto) -> None:
+        """Put ``new`` in ``old``'s place."""
+        self._index()
+        place = self._places[id(old)]
+        self._drop(place, old)
+        self.slots[place] = new
+        self._add(place, new)
+        self._touched_nodes.append(place)
+        self._touched_values += new.input
+        self.changed = True
+
+    def rewire(self, node: onnx.NodeProto, inputs: list[str]) -> None:
+        """Give ``node`` these inputs instead of its own."""
+        self._index()
+        place = self._places[id(node)]
+        for name in dict.fromkeys(node.input):
+            self._readers[name].pop(place, None)
+            self._touched_values.append(name)
+        node.input[:] = inputs
+        for position, name in enumerate(inputs):
+            self._readers.setdefault(name, {}).setdefault(place, []).append(position)
+        self._touched_values += inputs
+        self._touched_nodes.append(place)
+        self.changed = True
+
+    def set_input(self, node: onnx.NodeProto, position: int, name: str) -> None:
+        """Make ``node`` read ``name`` at input ``position``."""
+        self._index()
+        place = self._places[id(node)]
+        old = node.input[position]
+        positions = self._readers[old][place]
+        positions.remove(position)
+        if not positions:
+            del self._readers[old][place]
+        self._readers.setdefault(name, {}).setdefault(place, []).append(position)
+        node.input[position] = name
+        self._touched_values += [old, name]
+        self._touched_nodes.append(place)
+        self.changed = True
+
+    def rename_readers(self, old: str, new: str) -> None:
+        """Make every node that reads ``old`` read ``new`` there (``old``'s writer is gone)."""
+        self._index()
+        for place, positions in list(self._readers.get(old, {}).items()):
+            node = self.slots[place]
+            assert node is not None
+            for position in list(positions):
+                self.set_input(node, position, new)
+
+    def touch(self, node: onnx.NodeProto) -> None:
+        """Note that ``node``'s attributes changed."""
+        self._index()
+        self._touched_nodes.append(self._places[id(node)])
+
+    def constant(self, values) -> str:
+        """``em.constant``, its array indexed where it is new."""
+        count = len(self.em.initializers)
+        name = self.em.constant(values)
+        if self._initializers is not None and len(self.em.initializers) > count:
+            self._initializers.setdefault(name, []).append(count)
+        return name
+
+    def disturbed(self) -> list[tuple[int, onnx.NodeProto]]:
+        """The nodes (and their places) whose patterns the changes since the last call may have
+        completed, and forget the changes. A pattern starts at a node and reads at most two
+        nodes downstream and what each of those reads (its constants, its readers' count), and
+        the writer of its start's input (a MaxPool's Pad reads whether it is a Relu's output),
+        so a firing can complete only the patterns that start at a node it changed, at the
+        writer of a value whose readers it changed, or up to two writers upstream of either
+        (a Flatten's Transpose, two steps above the Dense it reads). A Dense whose kernel lost
+        its other readers may complete the pattern of the Transpose two steps above it."""
+        places: list[int] = []
+
+        def upstream(node: onnx.NodeProto | None, steps: int) -> None:
+            for _ in range(steps):
+                if node is None or not node.input:
+                    return
+                node = self.writer(node.input[0])
+                if node is not None:
+                    places.append(self._places[id(node)])
+
+        for place in self._touched_nodes:
+            node = self.slots[place]
+            if node is not None:
+                places.append(place)
+                upstream(node, 2)
+        for value in self._touched_values:
+            writer = self.writer(value)
+            if writer is not None:
+                places.append(self._places[id(writer)])
+                upstream(writer, 1)
+            dense = self.only_reader(value)
+            if dense is not None and dense.op_type in _DENSE and dense.input[1:2] == [value]:
+                upstream(dense, 2)
+        self._touched_nodes.clear()
+        self._touched_values.clear()
+        return [(place, node) for place in set(places) if (node := self.slots[place]) is not None]
+
+
+_DENSE = ("Gemm", "MatMul")
 
 
 def _zero_pad_amounts(em: Emitter, node: onnx.NodeProto) -> np.ndarray | None:
@@ -109,75 +309,65 @@ def _zero_pad_amounts(em: Emitter, node: onnx.NodeProto) -> np.ndarray | None:
     return em.constant_values.get(node.input[1])
 
 
-def _fold_pad_into_conv(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
-    for pad in em.nodes:
-        found = _spatial_pad_into(em, pad, "Conv", graph_outputs)
-        if found is None:
-            continue
-        conv, merged = found
-        kernel_shape = next(a.ints for a in conv.attribute if a.name == "kernel_shape")
-        if set(kernel_shape) == {1} and not em.target.pointwise_conv_pads:
-            continue
-        _absorb_pad(em, pad, conv, merged)
-        return [Rewrite("pad_into_conv", (pad.name, conv.name))]
-    return []
+def _fold_pad_into_conv(graph: _Graph, pad: onnx.NodeProto) -> Rewrite | None:
+    found = _spatial_pad_into(graph, pad, "Conv")
+    if found is None:
+        return None
+    conv, merged = found
+    kernel_shape = next(a.ints for a in conv.attribute if a.name == "kernel_shape")
+    if set(kernel_shape) == {1} and not graph.em.target.pointwise_conv_pads:
+        return None
+    _absorb_pad(graph, pad, conv, merged)
+    return Rewrite("pad_into_conv", (pad.name, conv.name))
 
 
-def _fold_pad_into_max_pool(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
-    producers: dict[str, onnx.NodeProto] | None = None  # made when a Pad is found
-    for pad in em.nodes:
-        found = _spatial_pad_into(em, pad, "MaxPool", graph_outputs)
-        if found is None:
-            continue
-        if producers is None:
-            producers = {name: node for node in em.nodes for name in node.output}
-        if not _non_negative(em, producers.get(pad.input[0])):
-            continue
-        pool, merged = found
-        kernel = list(next(a.ints for a in pool.attribute if a.name == "kernel_shape"))
-        strides = next((list(a.ints) for a in pool.attribute if a.name == "strides"), [1])
-        if any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in pool.attribute) or any(
-            p >= k for p, k in zip(merged, kernel + kernel, strict=True)
-        ):
-            continue
-        if set(strides) == {1} and not em.target.unit_stride_max_pool_pads:
-            continue
-        _absorb_pad(em, pad, pool, merged)
-        return [Rewrite("pad_into_max_pool", (pad.name, pool.name))]
-    return []
+def _fold_pad_into_max_pool(graph: _Graph, pad: onnx.NodeProto) -> Rewrite | None:
+    found = _spatial_pad_into(graph, pad, "MaxPool")
+    if found is None or not _non_negative(graph.em, graph.writer(pad.input[0])):
+        return None
+    pool, merged = found
+    kernel = list(next(a.ints for a in pool.attribute if a.name == "kernel_shape"))
+    strides = next((list(a.ints) for a in pool.attribute if a.name == "strides"), [1])
+    if any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in pool.attribute) or any(
+        p >= k for p, k in zip(merged, kernel + kernel, strict=True)
+    ):
+        return None
+    if set(strides) == {1} and not graph.em.target.unit_stride_max_pool_pads:
+        return None
+    _absorb_pad(graph, pad, pool, merged)
+    return Rewrite("pad_into_max_pool", (pad.name, pool.name))
 
 
 def _spatial_pad_into(
-    em: Emitter, pad: onnx.NodeProto, op: str, graph_outputs: set[str]
+    graph: _Graph, pad: onnx.NodeProto, op: str
 ) -> tuple[onnx.NodeProto, list[int]] | None:
     """The one ``op`` node that reads a zero Pad of only the spatial axes (2..) by non-negative
     amounts (what Conv's and MaxPool's own pads can do: no batch or channels, no crops), and
     its pads grown by the Pad's; None when ``pad`` is no such Pad."""
-    amounts = _zero_pad_amounts(em, pad)
-    if amounts is None or pad.output[0] in graph_outputs or (amounts < 0).any():
+    amounts = _zero_pad_amounts(graph.em, pad)
+    if amounts is None or pad.output[0] in graph.graph_outputs or (amounts < 0).any():
         return None
-    consumers = _consumers(em, pad.output[0])
-    if len(consumers) != 1 or consumers[0].op_type != op or consumers[0].input[0] != pad.output[0]:
+    node = graph.only_reader(pad.output[0])
+    if node is None or node.op_type != op or node.input[0] != pad.output[0]:
         return None
     rank = len(amounts) // 2
     begins, ends = amounts[:rank], amounts[rank:]
     if any(begins[:2]) or any(ends[:2]):
         return None
     spatial = rank - 2
-    node = consumers[0]
     old = next((list(a.ints) for a in node.attribute if a.name == "pads"), [0] * (2 * spatial))
     merged = [int(p) + int(b) for p, b in zip(old[:spatial], begins[2:], strict=True)]
     merged += [int(p) + int(e) for p, e in zip(old[spatial:], ends[2:], strict=True)]
     return node, merged
 
 
-def _absorb_pad(em: Emitter, pad: onnx.NodeProto, node: onnx.NodeProto, pads: list[int]) -> None:
+def _absorb_pad(graph: _Graph, pad: onnx.NodeProto, node: onnx.NodeProto, pads: list[int]) -> None:
     """``node`` pads by ``pads`` itself and reads what ``pad`` padded; ``pad`` is gone."""
     for attribute in [a for a in node.attribute if a.name == "pads"]:
         node.attribute.remove(attribute)
     node.attribute.append(helper.make_attribute("pads", pads))
-    node.input[0] = pad.input[0]
-    em.nodes.remove(pad)
+    graph.set_input(node, 0, pad.input[0])
+    graph.remove(pad)
 
 
 def _non_negative(em: Emitter, node: onnx.NodeProto | None) -> bool:
@@ -198,102 +388,104 @@ def _non_negative(em: Emitter, node: onnx.NodeProto | None) -> bool:
 _GLOBAL_POOLS = {"ReduceMean": "GlobalAveragePool", "ReduceMax": "GlobalMaxPool"}
 
 
-def _global_pool_for_reduce(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
-    for reduce in em.nodes:
-        if reduce.op_type not in _GLOBAL_POOLS:
-            continue
-        shape = em.value_shapes.get(reduce.input[0])
-        axes = next((list(a.ints) for a in reduce.attribute if a.name == "axes"), None)
-        if axes is None and len(reduce.input) > 1:
-            found = em.constant_values.get(reduce.input[1])
-            axes = None if found is None else [int(a) for a in found.ravel()]
-        # Images only: onnxruntime blocks only 4-D tensors, and OpenCV's and onnx.reference's
-        # global pools of 1-D or 3-D tensors are wrong (the runtime matrix's cases).
-        if shape is None or len(shape) != 4 or axes is None:
-            continue
-        if sorted(a % len(shape) for a in axes) != list(range(2, len(shape))):
-            continue
-        keepdims = next((a.i for a in reduce.attribute if a.name == "keepdims"), 1)
-        output = reduce.output[0]
-        replaced = [reduce]
-        if not keepdims:
-            # Only a Reshape that restores the reduced axes makes the pair a global pool; any
-            # other reader (an activation, a Dense's MatMul) takes the reduced shape.
-            readers = _consumers(em, output)
-            reshape = readers[0] if len(readers) == 1 and readers[0].op_type == "Reshape" else None
-            target = None if reshape is None else em.constant_values.get(reshape.input[1])
-            restored = [shape[1]] + [1] * (len(shape) - 2)
-            if (
-                output in graph_outputs
-                or reshape is None
-                or target is None
-                or [int(d) for d in target.ravel()[1:]] != restored
-                or int(target.ravel()[0]) not in (0, -1, shape[0])
-            ):
-                continue
-            output = reshape.output[0]
-            replaced.append(reshape)
-        pool = helper.make_node(
-            _GLOBAL_POOLS[reduce.op_type], [reduce.input[0]], [output], name=reduce.name
-        )
-        em.nodes[em.nodes.index(reduce)] = pool
-        for node in replaced[1:]:
-            em.nodes.remove(node)
-        return [Rewrite("global_pool", tuple(node.name for node in replaced))]
-    return []
+def _global_pool_for_reduce(graph: _Graph, reduce: onnx.NodeProto) -> Rewrite | None:
+    em = graph.em
+    if reduce.op_type not in _GLOBAL_POOLS:
+        return None
+    shape = em.value_shapes.get(reduce.input[0])
+    axes = next((list(a.ints) for a in reduce.attribute if a.name == "axes"), None)
+    if axes is None and len(reduce.input) > 1:
+        found = em.constant_values.get(reduce.input[1])
+        axes = None if found is None else [int(a) for a in found.ravel()]
+    # Images only: onnxruntime blocks only 4-D tensors, and OpenCV's and onnx.reference's
+    # global pools of 1-D or 3-D tensors are wrong (the runtime matrix's cases).
+    if shape is None or len(shape) != 4 or axes is None:
+        return None
+    if sorted(a % len(shape) for a in axes) != list(range(2, len(shape))):
+        return None
+    keepdims = next((a.i for a in reduce.attribute if a.name == "keepdims"), 1)
+    output = reduce.output[0]
+    replaced = [reduce]
+    if not keepdims:
+        # Only a Reshape that restores the reduced axes makes the pair a global pool; any
+        # other reader (an activation, a Dense's MatMul) takes the reduced shape.
+        reader = graph.only_reader(output)
+        reshape = reader if reader is not None and reader.op_type == "Reshape" else None
+        target = None if reshape is None else em.constant_values.get(reshape.input[1])
+        restored = [shape[1]] + [1] * (len(shape) - 2)
+        if (
+            output in graph.graph_outputs
+            or reshape is None
+            or target is None
+            or [int(d) for d in target.ravel()[1:]] != restored
+            or int(target.ravel()[0]) not in (0, -1, shape[0])
+        ):
+            return None
+        output = reshape.output[0]
+        replaced.append(reshape)
+    pool = helper.make_node(
+        _GLOBAL_POOLS[reduce.op_type], [reduce.input[0]], [output], name=reduce.name
+    )
+    graph.replace(reduce, pool)
+    for node in replaced[1:]:
+        graph.remove(node)
+    return Rewrite("global_pool", tuple(node.name for node in replaced))
 
 
-def _merge_pad_and_slice(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
-    for pad in em.nodes:
-        amounts = _zero_pad_amounts(em, pad)
-        if amounts is None or pad.output[0] in graph_outputs or (amounts < 0).any():
-            continue
-        consumers = _consumers(em, pad.output[0])
-        if len(consumers) != 1 or consumers[0].op_type != "Slice" or len(consumers[0].input) != 4:
-            continue
-        crop = consumers[0]
-        starts, ends, axes = (em.constant_values.get(name) for name in crop.input[1:4])
-        if starts is None or ends is None or axes is None:
-            continue
-        rank = len(amounts) // 2
-        shape = em.value_shapes.get(pad.output[0])
-        if shape is None:
-            continue
-        net = amounts.astype(np.int64).copy()  # begins then ends, positive: pad, negative: crop
-        for axis, start, stop in zip(axes, starts, ends, strict=True):
-            net[axis] -= start
-            net[rank + axis] -= shape[axis] - stop
-        if (net > 0).any() and (net < 0).any():
-            continue  # one op cannot both pad and crop
-        if not net.any() and crop.output[0] in graph_outputs:
-            continue  # cancelling would leave the graph output without a producer
-        source = pad.input[0]
-        em.nodes.remove(pad)
-        if not net.any():
-            em.nodes.remove(crop)
-            em.rename({crop.output[0]: source})
-        elif (net >= 0).all():
-            crop.op_type, crop.input[:] = "Pad", [source, em.constant(net.tolist())]
-            crop.attribute.append(helper.make_attribute("mode", "constant"))
-        else:
-            axes_, starts_, stops_ = [], [], []
-            input_shape = [
-                n - a - b for n, a, b in zip(shape, amounts[:rank], amounts[rank:], strict=True)
-            ]
-            for axis in range(rank):
-                if net[axis] or net[rank + axis]:
-                    axes_.append(axis)
-                    starts_.append(int(-net[axis]))
-                    stops_.append(int(input_shape[axis] + net[rank + axis]))
-            crop.input[:] = [source, em.constant(starts_), em.constant(stops_), em.constant(axes_)]
-        return [Rewrite("pad_and_slice", (pad.name, crop.name))]
-    return []
+def _merge_pad_and_slice(graph: _Graph, pad: onnx.NodeProto) -> Rewrite | None:
+    em, graph_outputs = graph.em, graph.graph_outputs
+    amounts = _zero_pad_amounts(em, pad)
+    if amounts is None or pad.output[0] in graph_outputs or (amounts < 0).any():
+        return None
+    crop = graph.only_reader(pad.output[0])
+    if crop is None or crop.op_type != "Slice" or len(crop.input) != 4:
+        return None
+    starts, ends, axes = (em.constant_values.get(name) for name in crop.input[1:4])
+    if starts is None or ends is None or axes is None:
+        return None
+    rank = len(amounts) // 2
+    shape = em.value_shapes.get(pad.output[0])
+    if shape is None:
+        return None
+    net = amounts.astype(np.int64).copy()  # begins then ends, positive: pad, negative: crop
+    for axis, start, stop in zip(axes, starts, ends, strict=True):
+        net[axis] -= start
+        net[rank + axis] -= shape[axis] - stop
+    if (net > 0).any() and (net < 0).any():
+        return None  # one op cannot both pad and crop
+    if not net.any() and crop.output[0] in graph_outputs:
+        return None  # cancelling would leave the graph output without a producer
+    source = pad.input[0]
+    graph.remove(pad)
+    if not net.any():
+        graph.remove(crop)
+        graph.rename_readers(crop.output[0], source)
+    elif (net >= 0).all():
+        pads = graph.constant(net.tolist())
+        crop.op_type = "Pad"
+        graph.rewire(crop, [source, pads])
+        crop.attribute.append(helper.make_attribute("mode", "constant"))
+    else:
+        axes_, starts_, stops_ = [], [], []
+        input_shape = [
+            n - a - b for n, a, b in zip(shape, amounts[:rank], amounts[rank:], strict=True)
+        ]
+        for axis in range(rank):
+            if net[axis] or net[rank + axis]:
+                axes_.append(axis)
+                starts_.append(int(-net[axis]))
+                stops_.append(int(input_shape[axis] + net[rank + axis]))
+        inputs = [source, graph.constant(starts_), graph.constant(stops_), graph.constant(axes_)]
+        graph.rewire(crop, inputs)
+    return Rewrite("pad_and_slice", (pad.name, crop.name))
 
 
 def _fold_batch_norms_into_convs(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
     """Fold every BatchNormalization that reads a Conv or ConvTranspose output alone into that
-    convolution, in one sweep; one ``Rewrite`` for each (a second BatchNormalization may follow:
-    the caller sweeps again while any folded)."""
+    convolution, in one sweep; one ``Rewrite`` for each. The nodes are in the order they run, so
+    a second BatchNormalization after the first comes later in the sweep, and finds the
+    convolution as its input's writer (a chain of them folds in one sweep, not one sweep per
+    link: 50,000 in a row took a walk of the graph each)."""
     if not any(node.op_type == "BatchNormalization" for node in em.nodes):
         return []  # the indexes below cost a walk of every node (100,000 of them, at times)
     producers = {name: node for node in em.nodes for name in node.output}
@@ -338,6 +530,7 @@ def _fold_batch_norms_into_convs(em: Emitter, graph_outputs: set[str]) -> list[R
         _replace(em, conv, 2, (bias * scale + shift).astype(np.float32), uses, where)
         em.scope = scope
         conv.output[0] = norm.output[0]
+        producers[norm.output[0]] = conv
         folded.append(norm)
         done.append(Rewrite("batch_norm_into_conv", (conv.name, norm.name)))
     if folded:
@@ -393,44 +586,63 @@ def _replace(
         node.input.append(name)
 
 
-def _fold_flatten_transpose_into_dense(em: Emitter, graph_outputs: set[str]) -> list[Rewrite]:
-    for transpose in em.nodes:
-        if transpose.op_type != "Transpose" or transpose.output[0] in graph_outputs:
-            continue
-        perm = list(next(a.ints for a in transpose.attribute if a.name == "perm"))
-        shape = em.value_shapes.get(transpose.input[0])
-        readers = _consumers(em, transpose.output[0])
-        if perm[0] != 0 or shape is None or len(readers) != 1 or readers[0].op_type != "Reshape":
-            continue
-        flatten = readers[0]
-        size = int(np.prod(shape[1:]))
-        target = em.constant_values.get(flatten.input[1])
-        if target is None or target.tolist() not in ([0, size], [0, -1]):
-            continue
-        dense = _consumers(em, flatten.output[0])
-        if flatten.output[0] in graph_outputs or len(dense) != 1:
-            continue
-        gemm = dense[0]
-        transposed_b = any(a.name == "transB" and a.i for a in gemm.attribute)
-        if gemm.op_type not in ("Gemm", "MatMul") or gemm.input[0] != flatten.output[0]:
-            continue
-        kernel = gemm.input[1]
-        arrays = [i for i, (name, _) in enumerate(em.initializers) if name == kernel]
-        if transposed_b or len(arrays) != 1 or len(_consumers(em, kernel)) != 1:
-            continue
-        # Flattened element j of the transposed tensor is element order[j] of the original.
-        order = np.arange(size).reshape(shape[1:]).transpose([p - 1 for p in perm[1:]]).ravel()
-        name, weight = em.initializers[arrays[0]]
-        if em.owns_arrays and weight.flags.writeable and weight.flags.c_contiguous:
-            permute_rows_in_place(weight, order)
-        else:  # a caller's array: left as it was given
-            permuted = np.empty_like(weight)
-            permuted[order] = weight
-            em.initializers[arrays[0]] = (name, permuted)
-        flatten.input[0] = transpose.input[0]
-        em.nodes.remove(transpose)
-        return [Rewrite("flatten_transpose_into_dense", (transpose.name, flatten.name, gemm.name))]
-    return []
+def _fold_flatten_transpose_into_dense(graph: _Graph, transpose: onnx.NodeProto) -> Rewrite | None:
+    em = graph.em
+    if transpose.op_type != "Transpose" or transpose.output[0] in graph.graph_outputs:
+        return None
+    perm = list(next(a.ints for a in transpose.attribute if a.name == "perm"))
+    shape = em.value_shapes.get(transpose.input[0])
+    flatten = graph.only_reader(transpose.output[0])
+    if perm[0] != 0 or shape is None or flatten is None or flatten.op_type != "Reshape":
+        return None
+    size = int(np.prod(shape[1:]))
+    target = em.constant_values.get(flatten.input[1])
+    if target is None or target.tolist() not in ([0, size], [0, -1]):
+        return None
+    gemm = graph.only_reader(flatten.output[0])
+    if flatten.output[0] in graph.graph_outputs or gemm is None:
+        return None
+    transposed_b = any(a.name == "transB" and a.i for a in gemm.attribute)
+    if gemm.op_type not in _DENSE or gemm.input[0] != flatten.output[0]:
+        return None
+    kernel = gemm.input[1]
+    arrays = graph.initializer_places(kernel)
+    if transposed_b or len(arrays) != 1 or graph.only_reader(kernel) is None:
+        return None
+    # Flattened element j of the transposed tensor is element order[j] of the original.
+    order = np.arange(size).reshape(shape[1:]).transpose([p - 1 for p in perm[1:]]).ravel()
+    name, weight = em.initializers[arrays[0]]
+    if em.owns_arrays and weight.flags.writeable and weight.flags.c_contiguous:
+        permute_rows_in_place(weight, order)
+    else:  # a caller's array: left as it was given
+        permuted = np.empty_like(weight)
+        permuted[order] = weight
+        em.initializers[arrays[0]] = (name, permuted)
+    graph.set_input(flatten, 0, transpose.input[0])
+    graph.remove(transpose)
+    return Rewrite("flatten_transpose_into_dense", (transpose.name, flatten.name, gemm.name))
+
+
+_PATTERNS = (
+    ("global_pool", _global_pool_for_reduce),
+    ("pad_into_conv", _fold_pad_into_conv),
+    ("pad_into_max_pool", _fold_pad_into_max_pool),
+    ("pad_and_slice", _merge_pad_and_slice),
+    ("flatten_transpose_into_dense", _fold_flatten_transpose_into_dense),
+)
+"""The rewrites that fire one at a time, in the order ``optimize`` tries them: each function
+takes the node where its pattern would start, and fires and says so, or says None."""
+
+_STARTS = {
+    op: tuple(i for i, (name, _) in enumerate(_PATTERNS) if name in names)
+    for op, names in {
+        "ReduceMean": {"global_pool"},
+        "ReduceMax": {"global_pool"},
+        "Pad": {"pad_into_conv", "pad_into_max_pool", "pad_and_slice"},
+        "Transpose": {"flatten_transpose_into_dense"},
+    }.items()
+}
+"""Which of ``_PATTERNS`` a node of each op type can start."""
 
 
 PERMUTE_BLOCK_BYTES = 16 << 20
