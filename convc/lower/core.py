@@ -30,7 +30,7 @@ from convc.lower.activations import emit_activation, last_physically
 from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, identity, known
 from convc.lower.layout import to_physical
 from convc.lower.registry import Weights, lowers
-from convc.lower.resampling import MATRIX_INTERPOLATIONS, resize_by_matrices
+from convc.lower.resampling import only_by_matrices, resize_by_matrices
 from convc.model import Node
 from convc.specs import (
     DenseSpec,
@@ -329,7 +329,7 @@ def _resize(em: Emitter, layer: Node, x: str, source, target, c: ResizingSpec) -
                 indices = np.minimum((2 * np.arange(m) + 1) * n // (2 * m), n - 1)
                 x = em.op("Gather", [x, em.constant(indices)], "resize", axis=axis)
         return x
-    if c.interpolation in MATRIX_INTERPOLATIONS:  # kernels no Resize computes
+    if only_by_matrices(em, c.interpolation):  # an antialias widens only a shrinking axis
         return resize_by_matrices(em, x, source, target, c.interpolation, antialias=c.antialias)
     shrinks = any(m < n for n, m in zip(source, target, strict=True))
     # torch's antialiased bicubic is Keys's a = -0.5 even when enlarging; an antialias changes
@@ -344,9 +344,6 @@ def _resize(em: Emitter, layer: Node, x: str, source, target, c: ResizingSpec) -
         if source == target:
             return x
         return em.resize(x, _scales(source, target), attrs.pop("mode"), "resize", **attrs)
-    if c.interpolation == "bicubic" and not em.target.resize_cubic_exclude_outside:
-        em.workaround("bicubic by constant matrices (the target's cubic Resize differs)")
-        return resize_by_matrices(em, x, source, target, c.interpolation, antialias=antialiased)
     if antialiased or (shrinks and c.interpolation in ("bicubic", "bicubic_torch")):
         # Below opset 18 (or where the target's antialias differs), and for a shrinking
         # bicubic resize (onnxruntime's layout optimizer moves a Resize between two

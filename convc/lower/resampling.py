@@ -37,6 +37,19 @@ def resize_by_matrices(em: Emitter, x: str, source, target, interpolation, *, an
 MATRIX_INTERPOLATIONS = ("bicubic_keras2", "lanczos3", "lanczos5")
 """Interpolations that no ONNX Resize computes, built from matrices wherever they appear."""
 
+
+def only_by_matrices(em: Emitter, interpolation: str) -> bool:
+    """Whether this interpolation is products with constant matrices in ``em``'s target: one
+    that no Resize computes, or bicubic where the target's cubic Resize does not leave the
+    samples outside the image out (noted as a workaround)."""
+    if interpolation in MATRIX_INTERPOLATIONS:
+        return True
+    if interpolation == "bicubic" and not em.target.resize_cubic_exclude_outside:
+        em.workaround("bicubic by constant matrices (the target's cubic Resize differs)")
+        return True
+    return False
+
+
 _RADIUS = {"bilinear": 1.0, "bicubic": 2.0, "bicubic_torch": 2.0, "lanczos3": 3.0, "lanczos5": 5.0}
 
 

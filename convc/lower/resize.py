@@ -12,7 +12,7 @@ from convc.geometry import spatial_axes
 from convc.lower.emitter import KERAS_INTERPOLATIONS, Emitter, Value, known
 from convc.lower.layout import channels_first_layout
 from convc.lower.registry import Weights, lowers
-from convc.lower.resampling import MATRIX_INTERPOLATIONS, resize_by_matrices
+from convc.lower.resampling import only_by_matrices, resize_by_matrices
 from convc.model import Node
 from convc.specs import (
     CroppingSpec,
@@ -79,12 +79,7 @@ def lower_up_sampling(em: Emitter, layer: Node, x: Value, weights: Weights) -> V
         factor > 1 and known(layer.input_shape[axis]) > 1
         for axis, factor in zip(logical, c.size, strict=True)
     )
-    by_matrices = c.interpolation in MATRIX_INTERPOLATIONS  # no Resize computes these
-    if c.interpolation == "bicubic" and not em.target.resize_cubic_exclude_outside:
-        by_matrices = True
-        if interpolates:
-            em.workaround("bicubic by constant matrices (the target's cubic Resize differs)")
-    if interpolates and by_matrices:
+    if interpolates and only_by_matrices(em, c.interpolation):
         x = em.in_layout(x, channels_first_layout(c, x.rank))
         lengths = [known(layer.input_shape[axis]) for axis in logical]
         scaled = [n * f for n, f in zip(lengths, c.size, strict=True)]
