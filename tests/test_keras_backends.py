@@ -115,10 +115,13 @@ def jax_results(tmp_path_factory):
 
 def test_convc_computes_what_keras_on_jax_computes(jax_results):
     """Every case, in onnxruntime and in the NumPy reference, against Keras on JAX; every one
-    compares numbers (a refusal fails)."""
+    compares numbers (a refusal fails). onnxruntime runs the portable model (constant matrices
+    for bicubic) and its own (cubic Resize with exclude_outside, antialiased Resize)."""
     compared = 0
     for text, (x, expected) in jax_results.items():
         actual = onnx_output(compile_text(text), x)
+        own = onnx_output(compile_text(text, target="ort"), x)
+        np.testing.assert_allclose(own, expected, atol=ATOL, rtol=ATOL, err_msg=f"ort: {text}")
         model = resolve_text(text)
         (reference,) = model_outputs(model, run_reference(model, {}, x)).values()
         assert actual.shape == expected.shape, text

@@ -21,6 +21,7 @@ from convc.diagnostics import ConvcError, errors_of
 from convc.reference import model_outputs, run_reference
 from convc.weights import from_arrays
 
+from jax_oracle import torch_padding
 from oracle import (
     assert_matches_keras,
     input_for,
@@ -340,9 +341,7 @@ def pooling_call(draw, rank: int, kind: str) -> str:
     args.append(_window(draw, rank, [1, 2, 3, 4, 5] if rank < 3 else [1, 2, 3]))
     if draw(st.booleans()):
         args.append(f"strides={_window(draw, rank, [1, 2, 3])}")
-    # an average's 'same' is drawn as same_torch, what the torch oracle computes (Keras on JAX
-    # checks convc's 'same': tests/test_keras_backends.py)
-    same = "'same_torch'" if kind == "Average" else "'same'"
+    same = repr(torch_padding(kind, "same"))
     padding = _rarely(draw, ["'valid'", same, same, None], ["'SAME'", "'causal'"])
     if padding:
         args.append(f"padding={padding}")

@@ -42,6 +42,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jax_oracle import torch_padding
+
 CL, CF = "channels_last", "channels_first"
 MAX_DIM = 16
 """No axis of an intermediate tensor grows past this: examples stay small and fast."""
@@ -490,10 +492,7 @@ class Graph:
         args = [size_text]
         if strides_text != "None" or self.draw(st.booleans()):
             args.append(f"strides={strides_text}")
-        # an average's 'same' as same_torch: Keras on torch computes it (convc's own 'same' is
-        # compared with Keras on JAX in tests/test_keras_backends.py)
-        written = "same_torch" if name == "AveragePooling" and padding == "same" else padding
-        args.append(f"padding={written!r}")
+        args.append(f"padding={torch_padding(name, padding)!r}")
         return f"{name}{self.rank}D({', '.join(args)}{fmt_arg})", _join(out, channels, fmt)
 
     def reshape(self, shape) -> tuple[str, tuple[int, ...]]:

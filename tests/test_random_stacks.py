@@ -31,6 +31,7 @@ from convc.diagnostics import ConvcError, errors_of
 from convc.reference import model_outputs, run_reference
 from convc.weights import from_arrays
 
+from jax_oracle import torch_padding
 from oracle import input_for, keras_model, keras_output, onnx_output, random_weights
 
 ACTIVATIONS = [
@@ -201,10 +202,8 @@ def new_layer_call(draw, rank: int, salt: str) -> str:
         args = [_tuple_or_int(draw, rank, [1, 2, 3])]
         if draw(st.booleans()):
             args.append(f"strides={_tuple_or_int(draw, rank, [1, 2, 3])}")
-        # an average's 'same' as same_torch: Keras on torch computes it (convc's own 'same' is
-        # compared with Keras on JAX in tests/test_keras_backends.py)
-        same = "same_torch" if name.startswith("Average") else "same"
-        args.append(f"padding={draw(st.sampled_from(['valid', same]))!r}")
+        padding = torch_padding(name, draw(st.sampled_from(["valid", "same"])))
+        args.append(f"padding={padding!r}")
         return f"{name}({', '.join(args)}{data_format})"
     if kind == "global_pool":
         name = draw(st.sampled_from(["GlobalMaxPooling", "GlobalAveragePooling"])) + f"{rank}D"

@@ -81,6 +81,8 @@ from convc.runners import open_runner
 from convc.runtime import open_session
 from convc.weights import exercise, from_arrays
 
+from jax_oracle import torch_padding
+
 EXAMPLES = int(os.environ.get("CONVC_REWRITE_EXAMPLES", "200"))
 """Examples drawn: the default run takes about 30 s of one core, Keras's import included; about
 a quarter are drawn twice and compared once."""
@@ -454,12 +456,9 @@ class RewriteGraph(Graph):
             size = [min(k, n) for k, n in zip(size, lengths, strict=True)]
             if strides_text == "None":
                 out = [-(-n // k) for n, k in zip(lengths, size, strict=True)]
-        # an average's 'same' as same_torch: Keras on torch computes it (convc's own 'same' is
-        # compared with Keras on JAX in tests/test_keras_backends.py)
-        written = "same_torch" if name == "AveragePooling" and padding == "same" else padding
         layer = (
             f"{name}{self.rank}D({self.per_axis(size)}, strides={strides_text}, "
-            f"padding={written!r}{fmt_arg})"
+            f"padding={torch_padding(name, padding)!r}{fmt_arg})"
         )
         return self.apply(layer, padded, _join(out, channels, fmt))
 
