@@ -470,6 +470,19 @@ def test_the_api_takes_max_memory_for_an_int8_check(tmp_path):
         convc.check(source, options=given, max_memory="1K")
 
 
+def _returns_of(monkeypatch, module, name: str) -> list:
+    """What ``module.name`` returns from now on, one entry a call (it still runs as before)."""
+    returned: list = []
+    function = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        returned.append(function(*args, **kwargs))
+        return returned[-1]
+
+    monkeypatch.setattr(module, name, spy)
+    return returned
+
+
 def test_what_numpy_holds_in_an_int8_check_is_within_the_estimate(tmp_path, traced, monkeypatch):
     """64 held-out inputs of a model whose output is larger than its input (32 KiB each): the
     check holds one chunk of outputs at a time, not all of them (it held six float64 copies of
@@ -480,13 +493,7 @@ def test_what_numpy_holds_in_an_int8_check_is_within_the_estimate(tmp_path, trac
     source.write_text(
         "Input(shape=(16, 16, 3), name='image')\nConv2D(8, 3, padding='same')\nUpSampling2D(2)\n"
     )
-    estimates = []
-    estimate = int8_check.int8_check_estimate
-    monkeypatch.setattr(
-        int8_check,
-        "int8_check_estimate",
-        lambda *args, **kwargs: estimates.append(estimate(*args, **kwargs)) or estimates[-1],
-    )
+    estimates = _returns_of(monkeypatch, int8_check, "int8_check_estimate")
     options = INT8_OPTIONS.replace(calibration_count=64)
     model = convc.load(source)
     convc.check(model, options=INT8_OPTIONS)  # what the first check imports is not its data
@@ -756,13 +763,7 @@ def test_what_numpy_holds_in_an_int8_build_is_within_the_estimate(tmp_path, trac
     """The build of ``test_what_numpy_holds_in_an_int8_check_is_within_the_estimate``'s model,
     calibrated on 64 samples: the samples, the calibrator's results and the model's arrays that
     NumPy and Python hold stay within the estimate (onnxruntime's own are not traced)."""
-    estimates = []
-    estimate = memory.int8_build_estimate
-    monkeypatch.setattr(
-        memory,
-        "int8_build_estimate",
-        lambda *args, **kwargs: estimates.append(estimate(*args, **kwargs)) or estimates[-1],
-    )
+    estimates = _returns_of(monkeypatch, memory, "int8_build_estimate")
     source = tmp_path / "up.conv"
     source.write_text(
         "Input(shape=(16, 16, 3), name='image')\nConv2D(8, 3, padding='same')\nUpSampling2D(2)\n"
