@@ -65,8 +65,6 @@ OFF_BY_ONE_FLOOR = 2
 one: onnxruntime computes it through a lookup table)."""
 
 OWN_ROUNDING = {
-    "Softmax": "onnxruntime's QLinearSoftmax looks exponentials up in a table and divides in "
-    "its own fixed point: about half of the elements one step off",
     "Resize": "onnxruntime's uint8 linear Resize interpolates with fixed-point weights: a few "
     "per cent of the elements one step off",
     "AveragePool": "an average of integers lies exactly on a half step often (a quarter of the "
@@ -75,7 +73,10 @@ OWN_ROUNDING = {
 }
 """Ops whose onnxruntime integer kernels round their own way, so that many elements are one
 step off the exact result (measured on the samples): groups of them are held to the one-step
-bound per element, not to ``OFF_BY_ONE_SHARE``."""
+bound per element, not to ``OFF_BY_ONE_SHARE``. (onnxruntime's QLinearSoftmax, a table of
+exponentials and its own fixed point, was one: about half of the elements one step off. convc
+keeps a Softmax float32 now, ``convc.quantize.FLOAT_OPS``, and a float op rounds as the
+reference does.)"""
 
 CHUNK = 8
 """Samples run at once when measuring the accuracy cost."""

@@ -25,8 +25,12 @@ quantizes biases to int32 at ``input scale * weight scale``. convc fixes the cho
   exact result, and ``convc check --precision int8`` sees it. 7-bit weights cannot saturate;
   ``weight_bits=8`` keeps the last bit for CPUs with VNNI, ARM and GPUs.
 
-Layers named in ``keep_float`` (``first`` and ``last`` name the first and last layers with
-weights) stay float32: their ONNX nodes are excluded from quantization.
+Quantization is placed only where onnxruntime's integer kernel is faster than its float32
+kernel (``slower_in_int8``, measured on this project's CPU): a Softmax, a layer whose 3-D
+convolution falls outside MLAS's fast integer convolution, and a transposed convolution's
+element-by-element interleave stay float32, with no QuantizeLinear/DequantizeLinear pair of their
+own. Layers named in ``keep_float`` (``first`` and ``last`` name the first and last layers with
+weights) stay float32 too: the ONNX nodes of both are excluded from quantization.
 
 The calibration data is read by ``read_calibration``: ``.npy`` (one input's samples along axis
 0), ``.npz`` (by input name), a folder of images (with Pillow, resized to the input and taken as
@@ -441,7 +445,8 @@ class QuantizationPlan:
     activations: tuple[QuantizedTensor, ...]
     weights: tuple[QuantizedWeight, ...]
     float_nodes: tuple[str, ...]
-    """The float32 model's nodes excluded from quantization (``keep_float``)."""
+    """The float32 model's nodes excluded from quantization (``keep_float``'s and
+    ``slower_in_int8``'s)."""
 
     def activation(self, integers: str) -> QuantizedTensor:
         return next(a for a in self.activations if a.integers == integers)
@@ -472,7 +477,7 @@ def to_int8(
     for entry in proto.metadata_props:
         if entry.key == PRECISION_KEY and entry.value != "float32":
             raise ConvcError(f"the model is already {entry.value}")
-    excluded = _excluded_nodes(proto, model, keep_float)
+    excluded = _excluded_nodes(proto, model, keep_float) | set(slower_in_int8(proto))
     feeds = _feeds(proto, model, calibration.calibrating(), io_layout)
 
     extra: dict[str, Any] = {
@@ -614,6 +619,155 @@ def _feeds(
             f"the model's batch is {batch}: calibration needs at least {batch} samples, got {size}"
         )
     return feeds
+
+
+# -- where int8 is faster -------------------------------------------------------------------------
+#
+# quantize_static places QuantizeLinear/DequantizeLinear pairs around every op that onnxruntime
+# *can* run on integers; it does not ask whether the integer kernel is faster. On a CPU some are
+# not, and the slowest op decides a model's time: volume3d (benchmarks/nets) took 3.5 times its
+# float32 time in int8 (179 against 56 ms, benchmarks/run.py, onnxruntime 1.32, 2 threads, AMD
+# EPYC Zen 3 with AVX2 and no VNNI), wavenet_gated1d 1.07 times. Profiles of the int8 models
+# (SessionOptions.enable_profiling) named the kernels, and onnxruntime's sources said why. With
+# the rule below, timed side by side in one process: volume3d 3.8 -> 0.73-0.77 of its float32 time,
+# wavenet_gated1d 1.06-1.09 -> 0.69-0.74 (docs/int8.md, Speed).
+
+
+FLOAT_OPS: dict[str, str] = {
+    "Softmax": "onnxruntime's QLinearSoftmax looks every element up in a table and divides it "
+    "by its row's sum one element at a time: wavenet_gated1d's 4000 x 256 softmax took 11.6 ms "
+    "against 1.9 ms in float32",
+}
+"""Ops that stay float32 wherever they are, with why. Only the op: the convolution before a
+softmax still gains (wavenet_gated1d's last Conv1D: 1.1 ms in int8, 3.6 ms in float32)."""
+
+CONCAT_INT8_MIN_RUN = 4
+"""The shortest contiguous run (elements) that a Concat which stays int8 copies from an input: the
+product of the input's dimensions from the concatenation axis on. onnxruntime's QLinearConcat
+copies (or, where the scales differ, looks up) one run at a time, on one thread; its float32
+Concat does not pay per run. Concatenating two (1, 16, 32, 32 * 32 / r, r) tensors on their
+last axis: runs of 1, 2, 4, 8 and 16 elements took 6.0, 1.5, 0.74, 0.41 and 0.28 ms in
+QLinearConcat, 0.33, 0.79, 0.40, 0.23 and 0.16 ms in float32, where keeping it float32 costs a
+DequantizeLinear of its inputs and a QuantizeLinear of its output (0.14 and 0.16 ms). volume3d's
+transposed convolution interleaves its 8 phases element by element: four such Concats, 3.0 to
+3.6 ms each in int8 against 0.4 to 0.6 ms in float32."""
+
+CONV3D_INT8_MIN_CHANNELS = 16
+"""The fewest input channels of a 3-D convolution that stays int8 (see ``conv_gains_in_int8``)."""
+
+
+def conv_gains_in_int8(kernel_shape: Sequence[int], group: int) -> bool:
+    """Whether onnxruntime's QLinearConv is faster on a CPU than its float32 Conv, for a kernel
+    of ONNX shape ``(out channels, in channels / group, *taps)`` in ``group`` groups. Timed as
+    one-layer models (Keras layout, float32 in and out), int8 time over float32 time.
+
+    1-D and 2-D: yes. QLinearConv builds the im2col rows of each thread's share of the output
+    in that thread, and the integer GEMM is faster (Conv2D(16, 3) at 192 x 192 from 4 channels:
+    0.71; wavenet_like1d, unet_like2d and resnet_like2d gain as whole nets). Narrow ones lose
+    up to a millisecond (from 1 or 3 channels: 2.2 and 1.5; to 1, 3 or 8 channels from 16: 2.1,
+    1.2 and 1.1; the same in 1-D gain: 0.95 and 0.76): not ruled on here.
+
+    3-D: only on MLAS's symmetric integer convolution, which reads the input through pointers
+    on every thread: one group, input channels a multiple of 4, output channels a multiple of 8
+    and at least 16 (MlasConvSymPackWSize on x86-64), and at least ``CONV3D_INT8_MIN_CHANNELS``
+    input channels. Outside it, QLinearConv builds the whole im2col buffer on one thread with a
+    generic N-d loop before its GEMM starts: Conv3D(16, 3) at 32^3 from 1 channel: 12.7; from
+    16 channels to 8 or 12: 2.6 and 2.7 (in volume3d, its first Conv3D took 80 ms against 5 ms
+    in float32, its last, to 1 channel, 54 against 10 ms). Inside it, few input channels leave
+    its kernel too little work per pointer: from 4, 8, 12, 16, 24 and 32 channels 2.1, 1.2,
+    0.99, 0.79, 0.58 and 0.50 (volume3d's Conv3D(32, 3, strides=2) from 16: 7 against 17 ms)."""
+    if len(kernel_shape) != 5:
+        return True
+    out_channels, in_channels = kernel_shape[0], kernel_shape[1]
+    return (
+        group == 1
+        and in_channels % 4 == 0
+        and in_channels >= CONV3D_INT8_MIN_CHANNELS
+        and out_channels % 8 == 0
+        and out_channels >= 16
+    )
+
+
+def slower_in_int8(proto: onnx.ModelProto) -> dict[str, str]:
+    """The nodes of the float32 model ``proto`` that stay float32 because onnxruntime's integer
+    kernel would be slower there, each with why (lowering names a layer's nodes
+    ``<layer>/...``):
+
+    * every op of ``FLOAT_OPS``, alone;
+    * every node of a layer whose convolution ``conv_gains_in_int8`` refuses: its activation and
+      Transposes go with it, since quantizing them alone would only put a
+      QuantizeLinear/DequantizeLinear pair around a float op;
+    * every node but the convolutions of a layer with a Concat of runs shorter than
+      ``CONCAT_INT8_MIN_RUN`` (a transposed convolution's interleave): were any Concat, Reshape
+      or Unsqueeze after it int8, onnxruntime would move that QuantizeLinear back through the
+      Reshapes (its QDQ propagation) and run the short Concat as QLinearConcat after all."""
+    kernels = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    shapes = _static_shapes(proto)
+    kept: dict[str, str] = {}
+    slow_layers: dict[str, str] = {}
+    short_concat_layers: dict[str, str] = {}
+    for node in proto.graph.node:
+        if node.op_type in FLOAT_OPS:
+            kept[node.name] = FLOAT_OPS[node.op_type]
+        elif node.op_type == "Concat":
+            run = _shortest_run(node, shapes)
+            if run is not None and run < CONCAT_INT8_MIN_RUN:
+                short_concat_layers.setdefault(
+                    _layer_of(node),
+                    f"a Concat that copies runs of {run} element{'s' if run != 1 else ''} is "
+                    "slower in onnxruntime's QLinearConcat than in float32 (see "
+                    "CONCAT_INT8_MIN_RUN)",
+                )
+        elif node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in kernels:
+            shape = kernels[node.input[1]]
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            if not conv_gains_in_int8(shape, group):
+                slow_layers.setdefault(
+                    _layer_of(node),
+                    f"a 3-D convolution of {shape[1] * group} to {shape[0]} channels in "
+                    f"{group} group{'s' if group != 1 else ''} is slower in onnxruntime's "
+                    "QLinearConv than in float32 (see conv_gains_in_int8)",
+                )
+    for node in proto.graph.node:
+        layer = _layer_of(node)
+        if layer in slow_layers:
+            kept.setdefault(node.name, slow_layers[layer])
+        elif layer in short_concat_layers and node.op_type != "Conv":
+            kept.setdefault(node.name, short_concat_layers[layer])
+    return kept
+
+
+def _static_shapes(proto: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
+    """The shapes that lowering's shape inference recorded, by value (None for a dimension that
+    is not a number: the batch)."""
+    shapes = {}
+    for info in (*proto.graph.input, *proto.graph.value_info, *proto.graph.output):
+        dims = info.type.tensor_type.shape.dim
+        shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    return shapes
+
+
+def _shortest_run(node: onnx.NodeProto, shapes: Mapping[str, tuple[int | None, ...]]) -> int | None:
+    """The fewest contiguous elements a Concat copies from one of its inputs at a time (None when
+    a shape is not known)."""
+    axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+    runs = []
+    for name in node.input:
+        shape = shapes.get(name)
+        if axis is None or shape is None or not shape:
+            return None
+        tail = shape[axis % len(shape) :]
+        if any(d is None for d in tail):
+            return None
+        runs.append(math.prod(d for d in tail if d is not None))
+    return min(runs, default=None)
+
+
+def _layer_of(node: onnx.NodeProto) -> str:
+    """The Keras layer of a node that lowering named ``<layer>/<what>`` (the node's own name for
+    another)."""
+    layer, _, _ = node.name.rpartition("/")
+    return layer or node.name
 
 
 def _excluded_nodes(proto: onnx.ModelProto, model: Model, keep_float: Sequence[str]) -> set[str]:
