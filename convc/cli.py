@@ -642,6 +642,12 @@ def _build(args: argparse.Namespace) -> int:
         + (f", {options.precision}" if options.precision != "float32" else "")
         + (f", and its weights in {written[0]}" if len(written) > 1 else "")
     )
+    if options.precision == "int8":
+        from convc.quantize import float32_layers, float32_line
+
+        kept = float32_line(float32_layers(proto))
+        if kept:
+            _say(f"  {kept}")
     for line in workarounds(proto):
         _say(f"  workaround for {options.target_name}: {line}")
     return EXIT_OK

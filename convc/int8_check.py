@@ -11,7 +11,8 @@ as ``convc build --precision int8`` quantizes it. Then two separate questions:
    each must be the float32 model's weight divided by the plan's scale, rounded half to even and
    saturated (biases: int32 at input scale times weight scale). Exposing the integer tensors
    keeps onnxruntime's fusions (a fused QLinearConv writes that very tensor); the report lists the
-   integer kernels onnxruntime ran, in the built model and in the checked one.
+   integer kernels onnxruntime ran, in the built model and in the checked one, and the layers
+   kept float32 and why (``convc.quantize.float32_line``).
 2. **What does int8 cost?** The float32 and the int8 model run on held-out inputs (given ones, else
    the calibration samples after the calibrating ones, else random ones), and per output the
    report gives the worst and the mean relative error (``|int8 - float32|`` over the float32
@@ -45,7 +46,13 @@ from convc.lower import lower
 from convc.memory import FLOAT32, int8_check_estimate, max_memory_bytes
 from convc.model import Model
 from convc.options import BuildOptions
-from convc.quantize import QuantizationPlan, random_samples, read_calibration
+from convc.quantize import (
+    QuantizationPlan,
+    float32_layers,
+    float32_line,
+    random_samples,
+    read_calibration,
+)
 from convc.runtime import check_inputs, open_session, random_array
 from convc.targets import get_target
 from convc.weights import Weights
@@ -153,6 +160,9 @@ class Int8CheckReport:
     checked_kernels: tuple[tuple[str, int], ...]
     weight_bits: int
     hint: str | None = None
+    float32_layers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """The layers that kept nodes float32, with the codes of why
+    (``convc.quantize.float32_layers``)."""
 
     @property
     def ok(self) -> bool:
@@ -204,6 +214,9 @@ class Int8CheckReport:
         lines.append("onnxruntime ran: " + _kernels(self.kernels))
         if self.checked_kernels != self.kernels:
             lines.append("  with the integer tensors exposed: " + _kernels(self.checked_kernels))
+        kept = float32_line(dict(self.float32_layers))
+        if kept:
+            lines.append(kept)
         lines.append("")
         lines.append(
             f"accuracy cost against float32 on {self.samples} {self.held_out} "
@@ -387,6 +400,7 @@ def check_int8(
         checked_kernels=_ran(exposed),
         weight_bits=weight_bits,
         hint=_hint(weight_bits),
+        float32_layers=tuple(float32_layers(int8_proto).items()),
     )
     return report
 

@@ -30,7 +30,9 @@ kernel (``slower_in_int8``, measured on this project's CPU): a Softmax, a layer 
 convolution falls outside MLAS's fast integer convolution, and a transposed convolution's
 element-by-element interleave stay float32, with no QuantizeLinear/DequantizeLinear pair of their
 own. Layers named in ``keep_float`` (``first`` and ``last`` name the first and last layers with
-weights) stay float32 too: the ONNX nodes of both are excluded from quantization.
+weights) stay float32 too: the ONNX nodes of both are excluded from quantization. The model's
+``convc.int8`` metadata names every layer with nodes kept float32 and why, in the short stable
+codes of ``FLOAT32_REASONS`` (``float32_layers``); ``float32_line`` says it in one line.
 
 The calibration data is read by ``read_calibration``: ``.npy`` (one input's samples along axis
 0), ``.npz`` (by input name), a folder of images (with Pillow, resized to the input and taken as
@@ -63,7 +65,7 @@ import onnx
 from onnx import numpy_helper
 
 from convc.arrays import read_npy, read_npz
-from convc.diagnostics import ConvcError
+from convc.diagnostics import ConvcError, printable
 from convc.onnxfile import InvalidModel, check_and_infer
 
 if TYPE_CHECKING:
@@ -100,7 +102,28 @@ whichever is older."""
 PRECISION_KEY = "convc.precision"
 INT8_KEY = "convc.int8"
 """Metadata of an int8 model: ``convc.precision`` is ``int8``; ``convc.int8`` is JSON with the
-calibration (method, samples used) and the weight bits."""
+calibration (method, samples used), the weight bits, ``keep_float`` as given, and
+``float32_layers``: each layer with nodes kept float32, with the sorted codes of
+``FLOAT32_REASONS`` that kept them (models made before it was recorded lack the key)."""
+
+FLOAT32_REASONS: dict[str, str] = {
+    "keep_float": "asked by --keep-float",
+    "conv3d": "3-D convolution slower in int8",
+    "softmax": "softmax slower in int8",
+    "short_concat": "interleave slower in int8",
+}
+"""Why a layer kept nodes float32, by the code that ``convc.int8`` metadata records (stable: a
+code is never renamed or reused), with the words ``float32_line`` says it in. ``keep_float``:
+the user named the layer (all its nodes). The others are ``slower_in_int8``'s: ``conv3d``, a
+3-D convolution outside onnxruntime's fast integer kernel (all the layer's nodes); ``softmax``,
+the layer's Softmax alone; ``short_concat``, a transposed convolution's element-by-element
+interleave (all but its convolutions)."""
+
+FLOAT32_LINE_NAMES = 4
+"""The most layer names ``float32_line`` gives for one reason (it counts the others)."""
+
+FLOAT32_LINE_NAME_WIDTH = 40
+"""The most characters of a layer name ``float32_line`` gives (it cuts a longer one)."""
 
 CalibrationSource = str | os.PathLike | np.ndarray | Mapping[str, np.ndarray] | None
 """A path (``.npy``, ``.npz``, a folder), ``"random"``, one array (a one-input model's samples)
@@ -460,6 +483,55 @@ def model_int8_settings(proto: onnx.ModelProto) -> dict[str, Any] | None:
     return None
 
 
+def float32_layers(proto: onnx.ModelProto) -> dict[str, tuple[str, ...]]:
+    """The layers of an int8 model that kept nodes float32, each with the codes of
+    ``FLOAT32_REASONS`` that kept them, in the model's order (none for another model, or for an
+    int8 model made before its metadata recorded them)."""
+    settings = model_int8_settings(proto) or {}
+    recorded = settings.get("float32_layers")
+    if not isinstance(recorded, dict):
+        return {}
+    order: dict[str, int] = {}
+    for index, node in enumerate(proto.graph.node):
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):  # weights' come first
+            order.setdefault(_layer_of(node), index)
+    layers = sorted(recorded, key=lambda layer: (order.get(layer, len(order)), layer))
+    return {
+        layer: tuple(str(code) for code in recorded[layer])
+        for layer in layers
+        if isinstance(recorded[layer], list)
+    }
+
+
+def float32_line(layers: Mapping[str, Sequence[str]]) -> str | None:
+    """One line that names the layers kept float32, grouped by reason (``FLOAT32_REASONS``'s
+    order; at most ``FLOAT32_LINE_NAMES`` names each, cut to ``FLOAT32_LINE_NAME_WIDTH``
+    characters and escaped for a terminal, as they come from files), or None when there are
+    none."""
+    by_reason: dict[str, list[str]] = {}
+    for layer, codes in layers.items():
+        for code in codes:
+            by_reason.setdefault(code, []).append(layer)
+    if not by_reason:
+        return None
+    known = [code for code in FLOAT32_REASONS if code in by_reason]
+    groups = []
+    for code in known + sorted(set(by_reason) - set(known)):
+        names = by_reason[code]
+        shown = ", ".join(_short_name(name) for name in names[:FLOAT32_LINE_NAMES])
+        if len(names) > FLOAT32_LINE_NAMES:
+            shown += f" and {len(names) - FLOAT32_LINE_NAMES} more"
+        groups.append(f"{shown} ({FLOAT32_REASONS.get(code, printable(code))})")
+    count = sum(1 for codes in layers.values() if codes)
+    return f"kept float32 ({count} layer{'s' if count != 1 else ''}): " + "; ".join(groups)
+
+
+def _short_name(name: str) -> str:
+    if len(name) > FLOAT32_LINE_NAME_WIDTH:
+        name = name[: FLOAT32_LINE_NAME_WIDTH - 3] + "..."
+    return printable(name)
+
+
 def to_int8(
     proto: onnx.ModelProto,
     model: Model,
@@ -477,7 +549,9 @@ def to_int8(
     for entry in proto.metadata_props:
         if entry.key == PRECISION_KEY and entry.value != "float32":
             raise ConvcError(f"the model is already {entry.value}")
-    excluded = _excluded_nodes(proto, model, keep_float) | set(slower_in_int8(proto))
+    asked = _excluded_nodes(proto, model, keep_float)
+    slower = slower_in_int8(proto)
+    excluded = asked | set(slower)
     feeds = _feeds(proto, model, calibration.calibrating(), io_layout)
 
     extra: dict[str, Any] = {
@@ -520,6 +594,7 @@ def to_int8(
         "calibration": {"method": method, "samples": calibration.used},
         "weight_bits": weight_bits,
         "keep_float": sorted(keep_float),
+        "float32_layers": _reasons_by_layer(proto, asked, slower),
     }
     for key, value in ((PRECISION_KEY, "int8"), (INT8_KEY, json.dumps(settings, sort_keys=True))):
         entry = quantized.metadata_props.add()
@@ -533,6 +608,20 @@ def to_int8(
     del quantized.graph.value_info[:]
     quantized.graph.value_info.extend(inferred.graph.value_info)
     return quantized, read_plan(quantized, excluded)
+
+
+def _reasons_by_layer(
+    proto: onnx.ModelProto, asked: set[str], slower: Mapping[str, KeptFloat]
+) -> dict[str, list[str]]:
+    """The layers with nodes kept float32 (``asked`` by ``keep_float``, or ``slower`` in int8),
+    each with the sorted codes of why."""
+    reasons: dict[str, set[str]] = {}
+    for node in proto.graph.node:
+        if node.name in asked:
+            reasons.setdefault(_layer_of(node), set()).add("keep_float")
+        if node.name in slower:
+            reasons.setdefault(_layer_of(node), set()).add(slower[node.name].code)
+    return {layer: sorted(codes) for layer, codes in reasons.items()}
 
 
 def _ort_method(name: str) -> Callable[[], Any]:
@@ -633,10 +722,22 @@ def _feeds(
 # wavenet_gated1d 1.06-1.09 -> 0.69-0.74 (docs/int8.md, Speed).
 
 
-FLOAT_OPS: dict[str, str] = {
-    "Softmax": "onnxruntime's QLinearSoftmax looks every element up in a table and divides it "
-    "by its row's sum one element at a time: wavenet_gated1d's 4000 x 256 softmax took 11.6 ms "
-    "against 1.9 ms in float32",
+@dataclass(frozen=True)
+class KeptFloat:
+    """Why ``slower_in_int8`` keeps a node float32: ``code``, a key of ``FLOAT32_REASONS`` (what
+    the model's metadata records), and ``why``, the measurement behind it in words."""
+
+    code: str
+    why: str
+
+
+FLOAT_OPS: dict[str, KeptFloat] = {
+    "Softmax": KeptFloat(
+        "softmax",
+        "onnxruntime's QLinearSoftmax looks every element up in a table and divides it by its "
+        "row's sum one element at a time: wavenet_gated1d's 4000 x 256 softmax took 11.6 ms "
+        "against 1.9 ms in float32",
+    ),
 }
 """Ops that stay float32 wherever they are, with why. Only the op: the convolution before a
 softmax still gains (wavenet_gated1d's last Conv1D: 1.1 ms in int8, 3.6 ms in float32)."""
@@ -688,9 +789,9 @@ def conv_gains_in_int8(kernel_shape: Sequence[int], group: int) -> bool:
     )
 
 
-def slower_in_int8(proto: onnx.ModelProto) -> dict[str, str]:
+def slower_in_int8(proto: onnx.ModelProto) -> dict[str, KeptFloat]:
     """The nodes of the float32 model ``proto`` that stay float32 because onnxruntime's integer
-    kernel would be slower there, each with why (lowering names a layer's nodes
+    kernel would be slower there, each with why (a ``KeptFloat``; lowering names a layer's nodes
     ``<layer>/...``):
 
     * every op of ``FLOAT_OPS``, alone;
@@ -703,9 +804,9 @@ def slower_in_int8(proto: onnx.ModelProto) -> dict[str, str]:
       Reshapes (its QDQ propagation) and run the short Concat as QLinearConcat after all."""
     kernels = {t.name: tuple(t.dims) for t in proto.graph.initializer}
     shapes = _static_shapes(proto)
-    kept: dict[str, str] = {}
-    slow_layers: dict[str, str] = {}
-    short_concat_layers: dict[str, str] = {}
+    kept: dict[str, KeptFloat] = {}
+    slow_layers: dict[str, KeptFloat] = {}
+    short_concat_layers: dict[str, KeptFloat] = {}
     for node in proto.graph.node:
         if node.op_type in FLOAT_OPS:
             kept[node.name] = FLOAT_OPS[node.op_type]
@@ -714,9 +815,12 @@ def slower_in_int8(proto: onnx.ModelProto) -> dict[str, str]:
             if run is not None and run < CONCAT_INT8_MIN_RUN:
                 short_concat_layers.setdefault(
                     _layer_of(node),
-                    f"a Concat that copies runs of {run} element{'s' if run != 1 else ''} is "
-                    "slower in onnxruntime's QLinearConcat than in float32 (see "
-                    "CONCAT_INT8_MIN_RUN)",
+                    KeptFloat(
+                        "short_concat",
+                        f"a Concat that copies runs of {run} element{'s' if run != 1 else ''} "
+                        "is slower in onnxruntime's QLinearConcat than in float32 (see "
+                        "CONCAT_INT8_MIN_RUN)",
+                    ),
                 )
         elif node.op_type == "Conv" and len(node.input) > 1 and node.input[1] in kernels:
             shape = kernels[node.input[1]]
@@ -724,9 +828,12 @@ def slower_in_int8(proto: onnx.ModelProto) -> dict[str, str]:
             if not conv_gains_in_int8(shape, group):
                 slow_layers.setdefault(
                     _layer_of(node),
-                    f"a 3-D convolution of {shape[1] * group} to {shape[0]} channels in "
-                    f"{group} group{'s' if group != 1 else ''} is slower in onnxruntime's "
-                    "QLinearConv than in float32 (see conv_gains_in_int8)",
+                    KeptFloat(
+                        "conv3d",
+                        f"a 3-D convolution of {shape[1] * group} to {shape[0]} channels in "
+                        f"{group} group{'s' if group != 1 else ''} is slower in onnxruntime's "
+                        "QLinearConv than in float32 (see conv_gains_in_int8)",
+                    ),
                 )
     for node in proto.graph.node:
         layer = _layer_of(node)

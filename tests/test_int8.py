@@ -91,6 +91,7 @@ def test_an_int8_build_runs_on_onnxruntimes_integer_kernels(tmp_path):
     settings = model_int8_settings(proto)
     assert settings == {
         "calibration": {"method": "minmax", "samples": 8},
+        "float32_layers": {},
         "keep_float": [],
         "weight_bits": 7,
     }
@@ -404,10 +405,13 @@ def test_the_command_line_builds_and_runs_an_int8_model(tmp_path, capsys):
         )
         == 0
     )
-    assert ", int8" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert ", int8" in out
+    assert "  kept float32 (1 layer): head (asked by --keep-float)\n" in out
     proto = onnx.load(output)
     assert model_int8_settings(proto) == {
         "calibration": {"method": "percentile", "samples": 6},
+        "float32_layers": {"head": ["keep_float"]},
         "keep_float": ["last"],
         "weight_bits": 8,
     }

@@ -137,9 +137,16 @@ def test_a_conv3d_net_keeps_its_slow_layers_float32_and_a_conv2d_net_does_not(tm
 
 def test_the_rule_says_why():
     reasons = slower_in_int8(convc.build(resolve_text(VOLUME)))
-    assert "3-D convolution of 1 to 16 channels" in reasons["stem/conv"]
-    assert "QLinearSoftmax" in reasons["head/softmax"]
-    assert "runs of 1 element" in reasons["up/conv_transpose_interleave"]
+    assert "3-D convolution of 1 to 16 channels" in reasons["stem/conv"].why
+    assert "QLinearSoftmax" in reasons["head/softmax"].why
+    assert "runs of 1 element" in reasons["up/conv_transpose_interleave"].why
+    assert [
+        reasons[n].code for n in ("stem/conv", "head/softmax", "up/conv_transpose_interleave")
+    ] == [
+        "conv3d",
+        "softmax",
+        "short_concat",
+    ]
     assert not any(name.startswith("body/") for name in reasons)
     assert slower_in_int8(convc.build(resolve_text(PLANE))) == {
         "head/softmax": reasons["head/softmax"]
