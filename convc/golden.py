@@ -56,7 +56,7 @@ import convc
 from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL, agreement
 from convc.compare import compare as compare_arrays
 from convc.compiler import compile_model, is_model_file, read_source, write_bytes
-from convc.diagnostics import ConvcError
+from convc.diagnostics import ConvcError, printable
 from convc.memory import (
     Bound,
     Estimate,
@@ -142,7 +142,7 @@ class Recording:
                 f"{', '.join(self.weak)}: this golden constrains little"
             )
         lines.append(f"  verify with: convc golden verify {self.directory}")
-        return "\n".join(lines)
+        return printable("\n".join(lines))  # names come from files
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ class Verification:
         if self.changes:
             lines.append("  since the recording: " + "; ".join(self.changes))
         lines += [f"  note: {note}" for note in self.notes]
-        return "\n".join(lines)
+        return printable("\n".join(lines))  # names come from files
 
 
 def record(

@@ -40,7 +40,7 @@ import onnx
 from onnx import numpy_helper
 
 from convc.compiler import quantize
-from convc.diagnostics import ConvcError
+from convc.diagnostics import ConvcError, printable
 from convc.int8_reference import Unsupported, compute_group, constants_of, quantized_groups
 from convc.lower import lower
 from convc.memory import FLOAT32, int8_check_estimate, max_memory_bytes
@@ -261,7 +261,7 @@ class Int8CheckReport:
             )
         if self.hint and not self.ok:
             lines.append(f"  hint: {self.hint}")
-        return "\n".join(lines)
+        return printable("\n".join(lines))  # names come from files
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:

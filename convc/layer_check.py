@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from convc.compare import DEFAULT_ATOL, DEFAULT_RTOL, check_tolerances, compare
-from convc.diagnostics import ConvcError
+from convc.diagnostics import ConvcError, printable
 from convc.lower import lower
 from convc.memory import check_estimate, input_batch, max_memory_bytes
 from convc.model import Model, format_shape
@@ -109,7 +109,7 @@ class CheckReport:
                 f"first divergence: layer '{first.name}' ({first.class_name}, line {first.line}): "
                 f"max abs error {first.max_abs:.3g} exceeds rtol {self.rtol:g}, atol {self.atol:g}"
             )
-        return "\n".join(lines)
+        return printable("\n".join(lines))  # names come from files
 
 
 def check_layers(

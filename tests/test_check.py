@@ -158,3 +158,19 @@ def test_a_layer_wrong_on_its_own_inputs_is_still_the_divergence(monkeypatch):
     report = check(model, weights, x)
     assert [layer.verdict for layer in report.layers][-1] == "MISMATCH"
     assert report.first_divergence.name == "gain"
+
+
+def test_a_report_escapes_the_names_it_shows():
+    """A layer's name comes from a file; a report printed by Python, not the CLI, must not carry
+    its terminal escapes either."""
+    hostile = "a\x1b[31mred\u202e"
+    source = (
+        "Input(shape=(6, 2))\n"
+        f'Conv1D(3, 2, name="{hostile.encode("unicode_escape").decode()}")\n'
+        "ReLU()\n"
+    )
+    model = resolve_text(source)
+    assert model.layers[0].name == hostile
+    text = check(model, initialize(model, seed=0), None).render()
+    assert "a\\x1b[31mred\\u202e" in text, text
+    assert "\x1b" not in text and "\u202e" not in text, text
