@@ -12,13 +12,13 @@ import json
 import numpy as np
 import onnx
 import pytest
+from test_int8_placement import INT8, VOLUME
 
 import convc
 from convc import golden
 from convc.cli import main
 from convc.compiler import quantize, resolve_text
 from convc.int8_check import Int8CheckReport
-from convc.options import BuildOptions
 from convc.quantize import (
     FLOAT32_LINE_NAME_WIDTH,
     FLOAT32_LINE_NAMES,
@@ -29,19 +29,7 @@ from convc.quantize import (
     model_int8_settings,
 )
 
-INT8 = BuildOptions(precision="int8", calibration="random", calibration_count=4)
 INT8_FLAGS = ["--precision", "int8", "--calibration", "random", "--calibration-count", "4"]
-
-VOLUME = """\
-Input(shape=(8, 8, 8, 1), batch_size=1, name="volume")
-Conv3D(16, 3, padding="same", activation="relu", name="stem")
-Conv3D(16, 3, padding="same", activation="relu", name="body")
-Conv3DTranspose(16, 3, strides=2, padding="same", name="up")
-Conv3D(2, 1, activation="softmax", name="head")
-"""
-"""Each reason of ``slower_in_int8`` once: ``stem`` (from 1 channel) and ``head`` (to 2) are
-3-D convolutions slower in int8, ``head`` has a softmax, ``up``'s interleave copies runs of one
-element; ``body`` (16 to 16 channels) stays int8."""
 
 VOLUME_REASONS = {"stem": ["conv3d"], "up": ["short_concat"], "head": ["conv3d", "softmax"]}
 VOLUME_LINE = (

@@ -8,13 +8,12 @@ agrees with the int8 reference, which computes the float32 layers in float."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
+from test_int8 import _optimized_ops
 
 import convc
 from convc import int8_reference
@@ -53,15 +52,6 @@ def _layers_with(proto: onnx.ModelProto, data_type: int) -> set[str]:
         for t in proto.graph.initializer
         if kernel.match(t.name.split("/")[-1]) and t.data_type == data_type
     }
-
-
-def _ran(proto: onnx.ModelProto, tmp_path: Path) -> list[str]:
-    """The op types of onnxruntime's optimized graph: the kernels it runs."""
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    options.log_severity_level = 3
-    ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
 
 
 @pytest.mark.parametrize(
@@ -119,7 +109,7 @@ def test_a_conv3d_net_keeps_its_slow_layers_float32_and_a_conv2d_net_does_not(tm
     }
     assert "stem/transpose" in quantized_inputs(plane)
 
-    volume_ran, plane_ran = _ran(volume, tmp_path), _ran(plane, tmp_path)
+    volume_ran, plane_ran = _optimized_ops(volume, tmp_path), _optimized_ops(plane, tmp_path)
     assert volume_ran.count("QLinearConv") == 9, volume_ran  # body and up's 8 phases
     assert "Conv" in volume_ran or "FusedConv" in volume_ran, volume_ran
     assert "Concat" in volume_ran and "QLinearConcat" not in volume_ran, volume_ran
