@@ -25,7 +25,7 @@ from __future__ import annotations
 import difflib
 import operator
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from convc import prelude
 from convc.diagnostics import ConvcError, ConvcErrors, Span
@@ -156,46 +156,6 @@ class Evaluator:
         self.active: list[Def | Lambda] = []
         self.returned: Any = None
         self.errors: list[ConvcError] = []
-        self.evaluators: dict[type, Callable[[Any], Any]] = {
-            Literal: self.literal,
-            Reference: self.reference,
-            Sequence: self.sequence,
-            Mapping: self.mapping,
-            Call: self.call_node,
-            Apply: self.call_node,
-            CallExpression: self.call_node,
-            Attribute: self.attribute_node,
-            Subscript: self.subscript,
-            Slice: self.slice,
-            Operation: self.operation,
-            UnaryOperation: self.unary,
-            BooleanOperation: self.boolean,
-            Comparison: self.comparison,
-            Conditional: self.conditional,
-            Display: self.display,
-            DictDisplay: self.dict_display,
-            Comprehension: self.comprehension,
-            FString: self.fstring,
-            Lambda: self.lambda_,
-        }
-        self.executors: dict[type, Callable[[Any], Any]] = {
-            Assign: self.assign,
-            AssignTo: self.assign_to,
-            AugmentedAssign: self.augmented_assign,
-            Call: self.expression_statement,
-            Apply: self.expression_statement,
-            ExpressionStatement: self.expression_statement,
-            If: self.if_,
-            For: self.for_,
-            Def: self.def_,
-            Return: self.return_,
-            Break: lambda node: _BREAK,
-            Continue: lambda node: _CONTINUE,
-            Pass: lambda node: None,
-            Assert: self.assert_,
-            Import: self.import_,
-            Directive: self.directive,
-        }
 
     # -- the program ------------------------------------------------------------------------
 
@@ -212,10 +172,10 @@ class Evaluator:
             except Quiet:
                 self.after_failure(statement)
             except ConvcErrors as several:
-                self.errors.extend(several.errors)
+                self.errors.extend(_detached(e) for e in several.errors)
                 self.after_failure(statement)
             except ConvcError as error:
-                self.errors.append(error)
+                self.errors.append(_detached(error))
                 self.after_failure(statement)
             if self.errors and not keep_going:
                 break
@@ -314,7 +274,7 @@ class Evaluator:
         self.steps += 1
         if self.steps > MAX_STEPS:
             self.step(statement.span, 0)
-        return self.executors[type(statement)](statement)
+        return self.executors[type(statement)](self, statement)
 
     def block(self, statements: tuple[Statement, ...]) -> int | None:
         self.depth += 1
@@ -517,7 +477,7 @@ class Evaluator:
         self.depth += 1
         if self.depth > MAX_EVALUATION_DEPTH:
             raise _nesting(node.span)
-        value = self.evaluators[type(node)](node)
+        value = self.evaluators[type(node)](self, node)
         self.depth -= 1
         return value
 
@@ -1145,6 +1105,58 @@ class Evaluator:
     def to_repr(self, value: Any, span: Span) -> str:
         return prelude.to_repr(self, value, span)
 
+    # What evaluates each kind of expression, and executes each kind of statement: plain
+    # functions, called with the evaluator (methods bound to it would make every evaluator a
+    # reference cycle, which keeps its program and all it built alive until the cycle collector
+    # walks them).
+    evaluators: ClassVar[dict[type, Callable[[Evaluator, Any], Any]]] = {
+        Literal: literal,
+        Reference: reference,
+        Sequence: sequence,
+        Mapping: mapping,
+        Call: call_node,
+        Apply: call_node,
+        CallExpression: call_node,
+        Attribute: attribute_node,
+        Subscript: subscript,
+        Slice: slice,
+        Operation: operation,
+        UnaryOperation: unary,
+        BooleanOperation: boolean,
+        Comparison: comparison,
+        Conditional: conditional,
+        Display: display,
+        DictDisplay: dict_display,
+        Comprehension: comprehension,
+        FString: fstring,
+        Lambda: lambda_,
+    }
+    executors: ClassVar[dict[type, Callable[[Evaluator, Any], Any]]] = {
+        Assign: assign,
+        AssignTo: assign_to,
+        AugmentedAssign: augmented_assign,
+        Call: expression_statement,
+        Apply: expression_statement,
+        ExpressionStatement: expression_statement,
+        If: if_,
+        For: for_,
+        Def: def_,
+        Return: return_,
+        Break: lambda evaluator, node: _BREAK,
+        Continue: lambda evaluator, node: _CONTINUE,
+        Pass: lambda evaluator, node: None,
+        Assert: assert_,
+        Import: import_,
+        Directive: directive,
+    }
+
+
+
+def _detached(error: ConvcError) -> ConvcError:
+    """``error`` without the frames it was raised through: an error kept while the program goes
+    on would otherwise keep the evaluator, and all it made, in a reference cycle."""
+    error.__traceback__ = None
+    return error
 
 _MISSING = object()
 

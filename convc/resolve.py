@@ -259,14 +259,26 @@ class _Resolver:
 
     def run(self, program: Program) -> Model:
         self.evaluator = Evaluator(program, self)
-        self.errors = self.evaluator.run(stop=lambda: self.layers_constructed > MAX_LAYERS)
-        if not self.errors:
-            model = self.finish()
-            if model is not None:
-                return model
+        try:
+            self.errors = self.evaluator.run(stop=lambda: self.layers_constructed > MAX_LAYERS)
+            if not self.errors:
+                model = self.finish()
+                if model is not None:
+                    return model
+        finally:
+            # the evaluator and the resolver refer to each other: without this, all a model's
+            # program made stays alive until the cycle collector walks it (a second, for a
+            # 100,000-layer model)
+            self.evaluator = None
+        raise self.take_errors()
+
+    def take_errors(self) -> ConvcError:
+        """The errors, as one exception, handed over rather than kept: its traceback holds the
+        frames it is raised through, and through them this resolver."""
         from convc.diagnostics import ConvcErrors
 
-        raise self.errors[0] if len(self.errors) == 1 else ConvcErrors(self.errors)
+        errors, self.errors = self.errors, []
+        return errors[0] if len(errors) == 1 else ConvcErrors(errors)
 
     # -- what the evaluator asks ------------------------------------------------------------
 

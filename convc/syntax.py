@@ -26,7 +26,7 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from convc.diagnostics import ConvcError, Span
 from convc.limits import MAX_BLOCK_DEPTH, MAX_EXPRESSION_DEPTH, MAX_INT_DIGITS, MAX_NESTING
@@ -784,6 +784,11 @@ _REFUSED_EXPRESSIONS: dict[type, tuple[str, str | None]] = {
 }
 
 
+_Converted = TypeVar("_Converted")
+# a node's type -> what converts a node of it, given the converter
+_Table = dict[type, Callable[[Any, Any], _Converted]]
+
+
 class _Converter:
     """Python's tree to convc's syntax objects, with the scopes Python's rules give names."""
 
@@ -797,44 +802,6 @@ class _Converter:
             set[str]
         ] = []  # the names each enclosing function (or comprehension) binds
         self.module_assigned: dict[str, list[int]] = {}
-        self.expressions: dict[type, Callable[[Any], Expr]] = {
-            ast.Constant: self.constant,
-            ast.Name: self.name,
-            ast.Attribute: self.attribute,
-            ast.Call: self.call,
-            ast.Tuple: self.display,
-            ast.List: self.display,
-            ast.Dict: self.dict,
-            ast.Subscript: self.subscript,
-            ast.Slice: self.slice,
-            ast.Starred: self.starred,
-            ast.BinOp: self.operation,
-            ast.UnaryOp: self.unary,
-            ast.BoolOp: self.boolean,
-            ast.Compare: self.comparison,
-            ast.IfExp: self.conditional,
-            ast.ListComp: self.comprehension,
-            ast.GeneratorExp: self.comprehension,
-            ast.DictComp: self.comprehension,
-            ast.JoinedStr: self.fstring,
-            ast.Lambda: self.lambda_,
-        }
-        self.statements: dict[type, Callable[[Any], Statement]] = {
-            ast.Expr: self.expression_statement,
-            ast.Assign: self.assign,
-            ast.AnnAssign: self.annotated_assign,
-            ast.AugAssign: self.augmented_assign,
-            ast.If: self.if_,
-            ast.For: self.for_,
-            ast.FunctionDef: self.def_,
-            ast.Return: self.return_,
-            ast.Break: self.break_,
-            ast.Continue: self.continue_,
-            ast.Pass: lambda node: Pass(self.span(node)),
-            ast.Assert: self.assert_,
-            ast.Import: self.import_,
-            ast.ImportFrom: self.import_from,
-        }
 
     def span(self, node: Any) -> Span:
         return self.lines.span(node)
@@ -871,7 +838,7 @@ class _Converter:
     def statement(self, node: ast.stmt) -> Statement:
         method = self.statements.get(type(node))
         if method is not None:
-            return method(node)
+            return method(self, node)
         word, message, help = _REFUSED_STATEMENTS.get(
             type(node), ("", "this statement" + _NOT_IN_THE_LANGUAGE, None)
         )
@@ -1052,7 +1019,7 @@ class _Converter:
                     type(node), ("this expression" + _NOT_IN_THE_LANGUAGE, None)
                 )
                 raise ConvcError(message, self.span(node), help=help)
-            return method(node)
+            return method(self, node)
         finally:
             self.depth -= 1
 
@@ -1246,6 +1213,48 @@ class _Converter:
         finally:
             self.scopes.pop()
         return Lambda(parameters, body, self.span(node), frozenset(scope))
+
+    # What converts each kind of Python node: plain functions, called with the converter
+    # (methods bound to it would make every converter a reference cycle, kept with the source's
+    # lines until the cycle collector walks it).
+    expressions: ClassVar[_Table[Expr]] = {
+        ast.Constant: constant,
+        ast.Name: name,
+        ast.Attribute: attribute,
+        ast.Call: call,
+        ast.Tuple: display,
+        ast.List: display,
+        ast.Dict: dict,
+        ast.Subscript: subscript,
+        ast.Slice: slice,
+        ast.Starred: starred,
+        ast.BinOp: operation,
+        ast.UnaryOp: unary,
+        ast.BoolOp: boolean,
+        ast.Compare: comparison,
+        ast.IfExp: conditional,
+        ast.ListComp: comprehension,
+        ast.GeneratorExp: comprehension,
+        ast.DictComp: comprehension,
+        ast.JoinedStr: fstring,
+        ast.Lambda: lambda_,
+    }
+    statements: ClassVar[_Table[Statement]] = {
+        ast.Expr: expression_statement,
+        ast.Assign: assign,
+        ast.AnnAssign: annotated_assign,
+        ast.AugAssign: augmented_assign,
+        ast.If: if_,
+        ast.For: for_,
+        ast.FunctionDef: def_,
+        ast.Return: return_,
+        ast.Break: break_,
+        ast.Continue: continue_,
+        ast.Pass: lambda converter, node: Pass(converter.span(node)),
+        ast.Assert: assert_,
+        ast.Import: import_,
+        ast.ImportFrom: import_from,
+    }
 
 
 # ---------------------------------------------------------------------------------------------

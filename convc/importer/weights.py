@@ -81,24 +81,7 @@ def read_weights(
 
 def _keras3_groups(handle: Any, graph: Graph):
     by_names: dict[tuple[str, ...], Any] = {}
-
-    def walk(group: Any, names: tuple[str, ...], depth: int) -> None:
-        if depth > 32 or not isinstance(group, Group):
-            return
-        layers = group.get("layers")
-        if not isinstance(layers, Group):
-            return
-        for key in layers:
-            child = layers[key]
-            if not isinstance(child, Group):
-                continue
-            variables = child.get("vars")
-            name = variables.attrs.get("name") if isinstance(variables, Group) else None
-            if isinstance(name, str):
-                by_names[names + (name,)] = variables
-                walk(child, names + (name,), depth + 1)
-
-    walk(handle, (), 0)
+    _keras3_layer_groups(handle, (), 0, by_names)
     tf_keras = _tf_keras_groups(handle, graph)
 
     def datasets(entry: LayerEntry) -> list | None:
@@ -121,6 +104,27 @@ def _keras3_groups(handle: Any, graph: Graph):
 
 
 _TF_KERAS_LAYERS = "_layer_checkpoint_dependencies"
+
+def _keras3_layer_groups(
+    group: Any, names: tuple[str, ...], depth: int, by_names: dict[tuple[str, ...], Any]
+) -> None:
+    """Into ``by_names``: the variables' group of each layer under ``group``, by the names of
+    the layers that nest it. (A function of the module, not a closure that calls itself: that
+    would be a reference cycle, keeping the file's tree until the cycle collector runs.)"""
+    if depth > 32 or not isinstance(group, Group):
+        return
+    layers = group.get("layers")
+    if not isinstance(layers, Group):
+        return
+    for key in layers:
+        child = layers[key]
+        if not isinstance(child, Group):
+            continue
+        variables = child.get("vars")
+        name = variables.attrs.get("name") if isinstance(variables, Group) else None
+        if isinstance(name, str):
+            by_names[names + (name,)] = variables
+            _keras3_layer_groups(child, names + (name,), depth + 1, by_names)
 
 
 def _tf_keras_groups(handle: Any, graph: Graph) -> dict[tuple[str, ...], Group]:
