@@ -502,6 +502,8 @@ class Evaluator:
         return self.dotted(node.name, node.span)
 
     def dotted(self, name: str, span: Span, *, call: bool = False) -> Any:
+        if "." not in name:
+            return self.lookup(name, span, call=call)
         head, *attributes = name.split(".")
         exact = span.line == span.end_line and span.end - span.start == len(name)
         head_span = _part(span, 0, len(head)) if exact else span
@@ -1151,12 +1153,12 @@ class Evaluator:
     }
 
 
-
 def _detached(error: ConvcError) -> ConvcError:
     """``error`` without the frames it was raised through: an error kept while the program goes
     on would otherwise keep the evaluator, and all it made, in a reference cycle."""
     error.__traceback__ = None
     return error
+
 
 _MISSING = object()
 

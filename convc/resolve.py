@@ -341,6 +341,15 @@ class _Resolver:
             if error.help is None and close:  # HeNormall(seed=1): an initializer misspelt
                 error.help = f"did you mean '{close[0]}'?"
             raise error
+        layer_type = registry.lookup(short)
+        if (
+            layer_type is not None
+            and short not in _SPECIAL_NAMES
+            and short not in MERGE_FUNCTIONS
+            and (not module or module.rsplit(".", 1)[-1] == "layers")
+        ):  # a layer class, as most calls are: what the branches below come to for it
+            obj = self.construct(site.call(written), layer_type)
+            return self.apply_to_previous(obj, obj.args.call) if statement else obj
         if short in ("Input", "InputLayer"):
             started = self.nodes or self.inputs or self.current is FAILED
             if statement and started and not self.functional:
@@ -490,8 +499,7 @@ class _Resolver:
         trainable = bool_arg(args, "trainable")
         autocast = bool_arg(args, "autocast")
         activity_regularizer = parse_regularizer(
-            args.value("activity_regularizer") or Literal(None, args.call.name_span),
-            "activity_regularizer",
+            args.value("activity_regularizer"), "activity_regularizer"
         )
         name = self.take_name(args, layer_type.prefix)
         for inner in layer_type.inner_prefixes(spec):  # layers its constructor makes

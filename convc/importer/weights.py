@@ -105,6 +105,7 @@ def _keras3_groups(handle: Any, graph: Graph):
 
 _TF_KERAS_LAYERS = "_layer_checkpoint_dependencies"
 
+
 def _keras3_layer_groups(
     group: Any, names: tuple[str, ...], depth: int, by_names: dict[tuple[str, ...], Any]
 ) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from convc.diagnostics import ConvcError, Span, abbreviated
@@ -44,7 +46,7 @@ class Bound:
 
     call: Call
     values: dict[str, Value]
-    defaults: dict[str, Any]
+    defaults: Mapping[str, Any]  # every parameter's default (read only where not given)
 
     def given(self, name: str) -> bool:
         return name in self.values
@@ -73,6 +75,7 @@ class _Shape:
     positional: tuple[Param, ...]
     names: frozenset[str]
     required: tuple[str, ...]
+    defaults: Mapping[str, Any]
 
 
 _SHAPES: dict[int, _Shape] = {}
@@ -86,6 +89,7 @@ def _shape(signature: tuple[Param, ...]) -> _Shape:
             tuple(p for p in signature if not p.keyword_only),
             frozenset(p.name for p in signature),
             tuple(p.name for p in signature if p.default is REQUIRED),
+            MappingProxyType({p.name: p.default for p in signature}),
         )
         if len(_SHAPES) >= 1024:  # signatures made on the fly (params(...) in a call) pass
             _SHAPES.clear()
@@ -129,8 +133,7 @@ def bind(call: Call, signature: tuple[Param, ...], what: str) -> Bound:
             call.span,
             help="required: " + ", ".join(p.name for p in signature if p.default is REQUIRED),
         )
-    defaults = {p.name: p.default for p in signature if p.name not in values}
-    return Bound(call, values, defaults)
+    return Bound(call, values, shape.defaults)
 
 
 # ---------------------------------------------------------------------------------------------
