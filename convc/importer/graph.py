@@ -641,6 +641,7 @@ class _Flattener:
     def layer_entry(self, member: _Member) -> LayerEntry:
         """The member's layer in the graph, added at its first application."""
         module = member.layer_config.get("module")
+        # every field in order: a call with keywords takes twice as long, once for every layer
         entry = LayerEntry(
             member.class_name,
             self.names.unique(member.keras_path[-1]),
@@ -648,9 +649,10 @@ class _Flattener:
             module if isinstance(module, str) else None,
             member.keras_path,
             member.weights_path,
-            position=member.position,
-            containers_trainable=member.containers_trainable,
-            build_input_shape=_dict(member.layer_config.get("build_config")).get("input_shape"),
+            0,  # applications
+            member.position,
+            member.containers_trainable,
+            _dict(member.layer_config.get("build_config")).get("input_shape"),
         )
         self.graph.layers.append(entry)
         return entry
