@@ -35,6 +35,9 @@ class UniqueNames:
 
     def unique(self, name: str) -> str:
         """``name``, or ``name`` with the first suffix that is free; taken from now on."""
+        if name not in self.taken:  # free: no suffix to remember (a name has one once taken)
+            self.taken.add(name)
+            return name
         candidate, suffix = name, self.next_suffix.get(name, self.first)
         while candidate in self.taken:
             candidate = f"{name}_{suffix}"

@@ -860,10 +860,20 @@ def _node(class_name: str, config: dict, inputs: list[list]) -> dict:
 # =============================================================================================
 # Keras 2 / tf.keras forms that mean what Keras 3 means (per layer, while the graph is read)
 
-_NO_GROUPS = re.compile(
-    r"Conv[123]DTranspose|Convolution[123]DTranspose|(Depthwise|Separable)Conv[12]D|SeparableConvolution[12]D"
+_SEPARABLE_CLASSES = frozenset(
+    ("SeparableConv1D", "SeparableConv2D", "SeparableConvolution1D", "SeparableConvolution2D")
 )
-_SEPARABLE_CLASS = re.compile(r"SeparableConv[12]D|SeparableConvolution[12]D")
+_NO_GROUPS = _SEPARABLE_CLASSES | {
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+    "Convolution1DTranspose",
+    "Convolution2DTranspose",
+    "Convolution3DTranspose",
+}
+"""Classes whose Keras 3 config has no ``groups``: older Keras wrote ``groups=1``."""
 _SEPARABLE_UNUSED = ("kernel_initializer", "kernel_regularizer", "kernel_constraint")
 
 
@@ -882,22 +892,19 @@ def layer_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
         axis = translated.get("axis")
         if isinstance(axis, list) and len(axis) == 1:
             translated["axis"] = axis[0]
-    if _NO_GROUPS.fullmatch(class_name) and translated.get("groups") == 1:
+    if class_name in _NO_GROUPS and translated.get("groups") == 1:
         del translated["groups"]
-    if _SEPARABLE_CLASS.fullmatch(class_name):
+    if class_name in _SEPARABLE_CLASSES:
         for key in _SEPARABLE_UNUSED:
             translated.pop(key, None)
     for key, value in config.items():
         # tf.keras 1.x-2.3 serialized TensorFlow's init_ops initializers with their dtype
         # (GlorotUniform(dtype="float32")), which Keras's own initializers do not take
-        inner = value.get("config") if isinstance(value, dict) else None
-        if (
-            key.endswith("_initializer")
-            and isinstance(inner, dict)
-            and inner.get("dtype") == "float32"
-        ):
-            inner = {k: v for k, v in inner.items() if k != "dtype"}
-            translated[key] = {**value, "config": inner}
+        if isinstance(value, dict) and key.endswith("_initializer"):
+            inner = value.get("config")
+            if isinstance(inner, dict) and inner.get("dtype") == "float32":
+                inner = {k: v for k, v in inner.items() if k != "dtype"}
+                translated[key] = {**value, "config": inner}
     return translated
 
 

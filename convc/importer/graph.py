@@ -236,7 +236,6 @@ class _Flattener:
         self.where = where
         self.graph: Graph = Graph(None)
         self.names = UniqueNames()
-        self.tensor_counts: dict[str, int] = {}
         self.snake_cases: dict[str, str] = {}
 
     def error(self, message: str, help: str | None = None) -> ConvcError:
@@ -270,12 +269,14 @@ class _Flattener:
             self.compile_sequential(container, config, weights_path, depth)
         else:
             self.compile_functional(container, config, weights_path, depth)
+        calls = arguments = 0
         for member, index in container.steps:
-            container.calls += 1
-            container.arguments += member.calls[index].cost
+            calls += 1
+            arguments += member.calls[index].cost
             if member.model is not None:
-                container.calls += member.model.calls
-                container.arguments += member.model.arguments
+                calls += member.model.calls
+                arguments += member.model.arguments
+        container.calls, container.arguments = calls, arguments
         return container
 
     def member(
@@ -303,9 +304,7 @@ class _Flattener:
         )
 
     def nested(self, member: _Member, depth: int) -> None:
-        """Compile the member's own container, if it is a nested model."""
-        if member.class_name not in MODEL_CLASSES:
-            return
+        """Compile the member's own container: it is a nested model."""
         trainable = member.config.get("trainable", member.layer_config.get("trainable", True))
         container = _Container(
             member.class_name,
@@ -335,7 +334,8 @@ class _Flattener:
             member = self.member(container, f"#{position}", position, layer_config, path, header)
             member.listed = 1
             member.calls.append(_CHAINED)
-            self.nested(member, depth)
+            if class_name in MODEL_CLASSES:
+                self.nested(member, depth)
             container.members.append(member)
             container.steps.append((member, 0))
 
@@ -369,7 +369,8 @@ class _Flattener:
                 refer = _Refer(self, style, by_name, label, member.name)
                 for node in member.layer_config["inbound_nodes"]:
                     member.calls.append(self.parse_call(node, style, refer, label))
-            self.nested(member, depth)
+            if member.class_name in MODEL_CLASSES:
+                self.nested(member, depth)
         container.inputs = self.functional_inputs(config, by_name, container)
         container.steps = self.call_order(container)
         refer = _Refer(self, style, by_name, label, None)
@@ -588,7 +589,10 @@ class _Flattener:
         if container.sequential:  # a chain: each layer called on the last one's output
             current = produced[(None, 0)][0]
             for member, _ in container.steps:
-                current = self.apply(member, [current], {})[0]
+                if member.model is None:
+                    current = self.apply_layer(member, [current], {})
+                else:
+                    current = self.apply(member, [current], {})[0]
             return current
         for member, index in container.steps:
             call = member.calls[index]
@@ -621,24 +625,37 @@ class _Flattener:
     def apply(self, member: _Member, args: list, kwargs: dict) -> list[TensorRef]:
         if member.model is not None:
             return _flat_tensors(self.expand(member.model, _flat_tensors(args)))
-        if member.entry is None:
-            module = member.layer_config.get("module")
-            member.entry = LayerEntry(
-                member.class_name,
-                self.names.unique(member.keras_path[-1]),
-                member.config,
-                module if isinstance(module, str) else None,
-                member.keras_path,
-                member.weights_path,
-                position=member.position,
-                containers_trainable=member.containers_trainable,
-                build_input_shape=_dict(member.layer_config.get("build_config")).get("input_shape"),
-            )
-            self.graph.layers.append(member.entry)
-        member.entry.applications += 1
-        output = self.new_tensor(member.entry.name)
-        self.graph.applications.append(Application(member.entry, args, kwargs, output))
-        return [output]
+        return [self.apply_layer(member, args, kwargs)]
+
+    def apply_layer(self, member: _Member, args: list, kwargs: dict) -> TensorRef:
+        entry = member.entry
+        if entry is None:
+            entry = member.entry = self.layer_entry(member)
+        # names are unique among inputs and layers: a layer's n-th application makes the n-th
+        # tensor of its name
+        output = TensorRef(entry.name, entry.applications)
+        entry.applications += 1
+        self.graph.applications.append(Application(entry, args, kwargs, output))
+        return output
+
+    def layer_entry(self, member: _Member) -> LayerEntry:
+        """The member's layer in the graph, added at its first application."""
+        module = member.layer_config.get("module")
+        # every field in order: a call with keywords takes twice as long, once for every layer
+        entry = LayerEntry(
+            member.class_name,
+            self.names.unique(member.keras_path[-1]),
+            member.config,
+            module if isinstance(module, str) else None,
+            member.keras_path,
+            member.weights_path,
+            0,  # applications
+            member.position,
+            member.containers_trainable,
+            _dict(member.layer_config.get("build_config")).get("input_shape"),
+        )
+        self.graph.layers.append(entry)
+        return entry
 
     # --- layers and inputs ------------------------------------------------------------------
 
@@ -657,7 +674,7 @@ class _Flattener:
     def add_input(self, config: dict, layer_config: dict) -> TensorRef:
         name = config.get("name") or layer_config.get("name") or "input_layer"
         name = self.names.unique(str(name))
-        entry = InputEntry(name, config, self.new_tensor(name))
+        entry = InputEntry(name, config, TensorRef(name))
         self.graph.inputs.append(entry)
         return entry.output
 
@@ -673,11 +690,6 @@ class _Flattener:
         if isinstance(dtype, str):
             input_config["dtype"] = dtype
         return self.add_input(input_config, {})
-
-    def new_tensor(self, layer_name: str) -> TensorRef:
-        count = self.tensor_counts.get(layer_name, 0)
-        self.tensor_counts[layer_name] = count + 1
-        return TensorRef(layer_name, count)
 
 
 class _Refer:

@@ -8,6 +8,7 @@ text is written, ``unsupported`` lists every problem of the whole model at once.
 
 from __future__ import annotations
 
+import functools
 import json
 import keyword
 import math
@@ -98,26 +99,37 @@ def is_code_layer(layer: LayerEntry) -> bool:
 def unsupported(graph: Graph) -> list[Problem]:
     """Every layer class, argument, call and input of the graph that convc cannot compile."""
     problems: list[Problem] = []
-    lookup = Lookup(graph)
+    lookup: Lookup | None = None  # made for the first layer described: most models need none
     shown: dict[int, str] = {}  # a value shared by many calls (one nested model's) shown once
+
+    def description(layer: LayerEntry) -> str:
+        nonlocal lookup
+        lookup = lookup or Lookup(graph)
+        return describe(graph, layer, lookup)
+
     for entry in graph.inputs:
         problems += _input_problems(entry)
+    operations: set[int] = set()  # the ids of the layers that are Keras operations
     for layer in graph.layers:
+        if _is_operation(layer):
+            operations.add(id(layer))
+            continue  # checked per call, where its arguments are
         found = _layer_problems(layer)
         if found and is_code_layer(layer):
-            detail = describe(graph, layer, lookup)
+            detail = description(layer)
             found = [with_changes(p, detail=detail, replaceable=True) for p in found]
         problems += found
     for application in graph.applications:
-        if _is_operation(application.layer):
-            reason = operation_problem(application.layer.class_name, application.args, graph.ranks)
+        layer = application.layer
+        if id(layer) in operations:
+            reason = operation_problem(layer.class_name, application.args, graph.ranks)
             if reason:
                 problems.append(
                     Problem(
-                        application.layer.class_name,
-                        application.layer.name,
+                        layer.class_name,
+                        layer.name,
                         reason,
-                        describe(graph, application.layer, lookup),
+                        description(layer),
                         replaceable=True,
                     )
                 )
@@ -127,10 +139,10 @@ def unsupported(graph: Graph) -> list[Problem]:
                     shown[id(value)] = _show(value)
                 problems.append(
                     Problem(
-                        application.layer.class_name,
-                        application.layer.name,
+                        layer.class_name,
+                        layer.name,
                         f"it is called with {key}={shown[id(value)]}, which convc cannot compile",
-                        replaceable=is_code_layer(application.layer),
+                        replaceable=is_code_layer(layer),
                     )
                 )
     return problems
@@ -155,8 +167,7 @@ def _input_problems(entry: InputEntry) -> list[Problem]:
 
 
 def _layer_problems(layer: LayerEntry) -> list[Problem]:
-    if _is_operation(layer):
-        return []  # checked per call, where its arguments are
+    """The problems of a layer that is not a Keras operation."""
     layer_type = registry.lookup(layer.class_name)
     if layer_type is None:
         reason = REFUSED.get(layer.class_name)
@@ -172,9 +183,9 @@ def _layer_problems(layer: LayerEntry) -> list[Problem]:
                 reason += f" (did you mean {close}?)"
         return [Problem(layer.class_name, layer.name, reason)]
     problems = []
-    known = {param.name for param in layer_type.signature}
+    known = _argument_names(layer_type)
     for key, value in layer.config.items():
-        if key in _DROPPED_KEYS or key in known:
+        if key in known:
             continue
         if value in (None, False, [], {}):
             continue  # a newer Keras's switch, off
@@ -192,6 +203,12 @@ def _layer_problems(layer: LayerEntry) -> list[Problem]:
             )
         )
     return problems
+
+
+@functools.cache
+def _argument_names(layer_type: registry.LayerType) -> frozenset[str]:
+    """The config keys a layer class takes: its arguments, and those the writer drops."""
+    return frozenset(param.name for param in layer_type.signature).union(_DROPPED_KEYS)
 
 
 def _dtype_policy(value: Any) -> str | None:
@@ -246,7 +263,8 @@ class Lookup:
         self.readers: dict[TensorRef, list[Application]] = {}
         for application in graph.applications:
             self.first.setdefault(id(application.layer), application)
-            for ref in dict.fromkeys(tensor_args(application.args)):
+            refs = tensor_args(application.args)
+            for ref in refs if len(refs) == 1 else dict.fromkeys(refs):
                 self.readers.setdefault(ref, []).append(application)
         self.inputs = {entry.output: entry for entry in graph.inputs}
 
@@ -330,11 +348,17 @@ def tensor_args(args: Any) -> list[TensorRef]:
     """The tensors among an application's arguments, in order."""
     if isinstance(args, TensorRef):
         return [args]
-    if isinstance(args, list | tuple):
-        return [t for item in args for t in tensor_args(item)]
     if isinstance(args, dict):
-        return [t for item in args.values() for t in tensor_args(item)]
-    return []
+        args = args.values()
+    elif not isinstance(args, list | tuple):
+        return []
+    found = []
+    for item in args:
+        if isinstance(item, TensorRef):  # most arguments: no call for each
+            found.append(item)
+        else:
+            found += tensor_args(item)
+    return found
 
 
 # --- writing --------------------------------------------------------------------------------
