@@ -107,6 +107,19 @@ def test_an_older_generations_config_builds_and_matches_keras(saved, form, tmp_p
         ("Conv3DTranspose", {"groups": 1}, {}),
         ("DepthwiseConv1D", {"groups": 1}, {}),
         ("SeparableConv1D", {"groups": 1, "kernel_initializer": "x"}, {}),
+        (  # tf.keras 1.x: an init_ops initializer with its dtype, on the unused kernel too
+            "SeparableConv2D",
+            {
+                "kernel_initializer": {"class_name": "Zeros", "config": {"dtype": "float32"}},
+                "depthwise_initializer": {"class_name": "Ones", "config": {"dtype": "float32"}},
+            },
+            {"depthwise_initializer": {"class_name": "Ones", "config": {}}},
+        ),
+        (
+            "Conv2D",
+            {"kernel_initializer": {"class_name": "Zeros", "config": {"dtype": "float32"}}},
+            {"kernel_initializer": {"class_name": "Zeros", "config": {}}},
+        ),
         (
             "Conv2D",
             {"groups": 1, "kernel_initializer": "x"},

@@ -900,7 +900,7 @@ def layer_config(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
     for key, value in config.items():
         # tf.keras 1.x-2.3 serialized TensorFlow's init_ops initializers with their dtype
         # (GlorotUniform(dtype="float32")), which Keras's own initializers do not take
-        if isinstance(value, dict) and key.endswith("_initializer"):
+        if isinstance(value, dict) and key.endswith("_initializer") and key in translated:
             inner = value.get("config")
             if isinstance(inner, dict) and inner.get("dtype") == "float32":
                 inner = {k: v for k, v in inner.items() if k != "dtype"}
