@@ -24,6 +24,7 @@ from convc.importer import generations
 from convc.importer.files import MODEL_SUFFIXES, is_model_file, open_model_file
 from convc.importer.graph import Application, Graph, flatten
 from convc.importer.text import (
+    Lookup,
     Problem,
     Special,
     recorded_shapes,
@@ -127,8 +128,10 @@ def import_file(
         if generation.version:
             header += f" (saved by Keras {_escaped(generation.version)})"
         header += "."
-        for replacement in given:
-            _check_recorded_shapes(graph, replacement)
+        if given:
+            first, lookup = _first_applications(graph), Lookup(graph)
+            for replacement in given:
+                _check_recorded_shapes(graph, replacement, first, lookup)
         rendered: dict[str, Rendered] = {}
         special = {r.name: _replaced(r, graph, rendered) for r in given}
         if pending:
@@ -201,14 +204,20 @@ def _replaced(replacement: Replacement, graph: Graph, rendered: dict[str, Render
     )
 
 
-def _application(graph: Graph, name: str) -> Application:
-    return next(a for a in graph.applications if a.layer.name == name)
+def _first_applications(graph: Graph) -> dict[str, Application]:
+    """Each layer's first application, by the layer's name."""
+    first: dict[str, Application] = {}
+    for application in graph.applications:
+        first.setdefault(application.layer.name, application)
+    return first
 
 
-def _check_recorded_shapes(graph: Graph, replacement: Replacement) -> None:
+def _check_recorded_shapes(
+    graph: Graph, replacement: Replacement, first: dict[str, Application], lookup: Lookup
+) -> None:
     """Where the file records the replaced layer's input shapes, the call is built on them
     alone, so that its mistakes and its output shape are told about the call itself."""
-    inputs, output = recorded_shapes(graph, _application(graph, replacement.name))
+    inputs, output = recorded_shapes(graph, first[replacement.name], lookup)
     if not inputs or any(shape is None or None in shape[1:] for shape in inputs):
         return
     lines = [
@@ -353,9 +362,10 @@ def _stand_in_weights(graph, header, shapes, special, classes, model_file, given
     each placeholder is an ``Identity``: right wherever the layer keeps its input's shape, which
     the file's own arrays then confirm (each is checked against the shape it must have)."""
     stand_ins = dict(special)
+    first, lookup = _first_applications(graph), Lookup(graph)
     for name in classes:
-        application = _application(graph, name)
-        inputs, output = recorded_shapes(graph, application)
+        application = first[name]
+        inputs, output = recorded_shapes(graph, application, lookup)
         if len(tensor_args(application.args)) != 1:
             return None, f"the placeholder {name!r} takes several inputs"
         if inputs and inputs[0] is not None and output is not None and inputs[0] != output:
