@@ -91,12 +91,17 @@ def printable(text: str) -> str:
     """``text`` safe for a terminal: control and format characters (an ESC sequence, a
     right-to-left override) written as escapes; line breaks kept. Names from a model file reach
     convc's output through this."""
-    if text.replace("\n", "").isprintable():  # the common case, at C speed: nothing to escape
+    if is_printable(text):  # the common case, at C speed
         return text
     return "".join(
         char if char == "\n" or not unicodedata.category(char).startswith("C") else _escape(char)
         for char in text
     )
+
+
+def is_printable(text: str) -> bool:
+    """Whether ``printable(text)`` is ``text``: nothing in it to escape."""
+    return text.replace("\n", "").isprintable()
 
 
 def abbreviated(text: str, width: int = 120) -> str:
