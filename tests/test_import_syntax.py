@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from convc.diagnostics import ConvcError
 from convc.importer.graph import flatten
-from convc.importer.text import write_text
+from convc.importer.text import _string, write_text
 from convc.syntax import parse
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -152,3 +152,13 @@ def test_names_that_read_back_otherwise_are_left_to_the_parser():
     written = _written(_sequential("m", "x", [('名前\n"#(', 3, "relu")]))
     assert written.program is not None
     _same_as_parsed(written)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(st.characters(max_codepoint=0x7F))  # quotes, backslashes, control characters, DEL
+    | st.text(st.characters(blacklist_categories=()))  # any code point, surrogates included
+)
+def test_strings_are_written_as_json_writes_them(text):
+    """The writer quotes a string that needs no escapes itself, and leaves the others to JSON."""
+    assert _string(text) == json.dumps(text)

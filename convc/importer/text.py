@@ -493,7 +493,8 @@ def _write_sequential(
             call = special[layer.name].call("")
             lines.mark(layer.name, call + _comment(special[layer.name]), 0, len(call))
         else:
-            _append_call(lines, "", layer.class_name, *_layer_arguments(layer))
+            text, syntax = _call_syntax(lines, 0, layer.class_name, *_layer_arguments(layer))
+            lines.append(text, syntax)
 
 
 def _comment(special: Special) -> str:
@@ -659,30 +660,42 @@ def _input_arguments(entry: InputEntry, input_shapes) -> list[tuple[str, Any]]:
 
 def _layer_arguments(layer: LayerEntry) -> tuple[list[Any], list[tuple[str, Any]]]:
     """The positional and keyword arguments of a layer's constructor call, as values."""
-    layer_type = registry.lookup(layer.class_name)
-    assert layer_type is not None, "unsupported() ran first"
     config = layer.config
     positional: list[Any] = []
     keywords: list[tuple[str, Any]] = []
     in_order = True
-    for param in layer_type.signature:
-        if param.name in _DROPPED_KEYS or param.name not in config:
-            in_order = in_order and param.default is not REQUIRED
+    for name, default, required, keyword_only in _written_params(layer.class_name):
+        if name not in config:
+            in_order = in_order and not required
             continue
-        value = config[param.name]
-        if param.default is not REQUIRED and _is_default(param.name, value, param.default):
+        value = config[name]
+        if not required and _is_default(name, value, default):
             in_order = False
             continue
-        argument = _argument(param.name, value)
-        if param.default is REQUIRED and in_order and not param.keyword_only:
+        argument = _argument(name, value)
+        if required and in_order and not keyword_only:
             positional.append(argument)
         else:
             in_order = False
-            keywords.append((param.name, argument))
+            keywords.append((name, argument))
     if config.get("trainable") is False:
         keywords.append(("trainable", False))
     keywords.append(("name", layer.name))
     return positional, keywords
+
+
+@functools.cache
+def _written_params(class_name: str) -> tuple[tuple[str, Any, bool, bool], ...]:
+    """The parameters of a layer class's constructor that its call may write, each as (name,
+    default, whether it is required, whether it is keyword-only): worked out once a class,
+    not once a layer."""
+    layer_type = registry.lookup(class_name)
+    assert layer_type is not None, "unsupported() ran first"
+    return tuple(
+        (p.name, p.default, p.default is REQUIRED, p.keyword_only)
+        for p in layer_type.signature
+        if p.name not in _DROPPED_KEYS
+    )
 
 
 def _layer_call(layer: LayerEntry, prefix: str) -> str:
@@ -719,11 +732,12 @@ def _append_call(
     """Append the statement ``callee(positional..., key=value...)`` after ``prefix`` (``NAME =
     `` where the statement binds ``bound``), applied to ``applied`` (an application's arguments
     and the variables of its tensors) when given, with its syntax."""
-    text = prefix + _call(callee, positional, keywords)
+    column = len(prefix)
+    call, call_syntax = _call_syntax(lines, column, callee, positional, keywords)
+    text = prefix + call
     if applied is not None:
         text += f"({_render_args(*applied)})"
-    column = len(prefix)
-    syntax: Call | Apply | None = _call_syntax(lines, column, callee, positional, keywords)
+    syntax: Call | Apply | None = call_syntax
     if syntax is not None and applied is not None:
         arguments, end = _tensors_syntax(lines, syntax.span.end - lines.offset + 1, *applied)
         span = lines.at(column, end + 1)
@@ -762,32 +776,35 @@ def _append_statement(lines: _Lines, text: str, syntax: Call | Apply | None, bou
 
 def _call_syntax(
     lines: _Lines, column: int, callee: str, positional: list[Any], keywords: list[tuple[str, Any]]
-) -> Call | None:
-    """The syntax of ``_call(callee, positional, keywords)`` written at ``column``."""
+) -> tuple[str, Call | None]:
+    """``_call(callee, positional, keywords)``, and its syntax written at ``column`` (``None``
+    where a value is left to the parser): each value's text is made once, for both."""
     at = column + len(callee) + 1
+    texts: list[str] = []
     args: list[Value] = []
     kwargs: list[Keyword] = []
-    for index, value in enumerate(positional):
-        at += 2 if index else 0
-        syntax, at = _value_syntax(value, lines, at)
+    for value in positional:
+        at += 2 if texts else 0
+        syntax, text = _value_syntax(value, lines, at)
         if syntax is None:
-            return None
+            return _call(callee, positional, keywords), None
+        texts.append(text)
         args.append(syntax)
-    for index, (key, value) in enumerate(keywords):
-        at += 2 if index or args else 0
+        at += len(text)
+    for key, value in keywords:
+        at += 2 if texts else 0
         name_span = lines.at(at, at + len(key))
-        syntax, at = _value_syntax(value, lines, at + len(key) + 1)
+        at += len(key) + 1
+        syntax, text = _value_syntax(value, lines, at)
         if syntax is None:
-            return None
+            return _call(callee, positional, keywords), None
+        texts.append(f"{key}={text}")
         kwargs.append(Keyword(key, syntax, name_span))
+        at += len(text)
     at += 1
-    return Call(
-        callee,
-        tuple(args),
-        tuple(kwargs),
-        lines.at(column, at),
-        lines.at(column, column + len(callee)),
-    )
+    name_span = lines.at(column, column + len(callee))
+    call = Call(callee, tuple(args), tuple(kwargs), lines.at(column, at), name_span)
+    return f"{callee}({', '.join(texts)})", call
 
 
 def _tensors_syntax(
@@ -805,7 +822,8 @@ def _tensors_syntax(
             if items is None:
                 return None, at
             return Sequence("list", items, lines.at(at, end + 1)), end + 1
-        return _value_syntax(value, lines, at)
+        syntax, text = _value_syntax(value, lines, at)
+        return syntax, at + len(text)
 
     def many(values: list, at: int) -> tuple[tuple[Value, ...] | None, int]:
         items = []
@@ -821,36 +839,35 @@ def _tensors_syntax(
 
 def _value_syntax(
     value: Any, lines: _Lines, column: int, depth: int = 0
-) -> tuple[Value | None, int]:
+) -> tuple[Value | None, str]:
     """The syntax of ``_value(value)`` written at ``column`` of the next line, as
-    ``convc.syntax.parse`` reads it, and the column after it; ``None`` for a value this mirror
-    leaves to the parser (a Keras object, a dict, a number that is not finite, a string that
-    does not read back as itself, a deep nest)."""
-    if value is None or isinstance(value, bool):
+    ``convc.syntax.parse`` reads it, and that text; ``None`` (and no text) for a value this
+    mirror leaves to the parser (a Keras object, a dict, a number that is not finite, a string
+    that does not read back as itself, a deep nest)."""
+    if isinstance(value, str):  # first: every layer's name is one
+        if not _reads_back(value):
+            return None, ""
+        text = _string(value)
+    elif value is None or isinstance(value, bool):
         text = repr(value)
     elif isinstance(value, int):
         text = str(value)
         if len(text) - text.startswith("-") > MAX_INT_DIGITS:
-            return None, column
+            return None, ""
     elif isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
-            return None, column
+            return None, ""
         text = repr(value)
-    elif isinstance(value, str):
-        if not _reads_back(value):
-            return None, column
-        text = json.dumps(value)
     elif depth >= _MIRRORED_DEPTH:
-        return None, column
+        return None, ""
     elif isinstance(value, tuple) or (isinstance(value, list) and _flat_ints(value) is not None):
         items = [tuple(v) if isinstance(v, list) else v for v in value]
         return _sequence_syntax("tuple", items, lines, column, depth)
     elif isinstance(value, list):
         return _sequence_syntax("list", value, lines, column, depth)
     else:
-        return None, column
-    end = column + len(text)
-    return Literal(value, lines.at(column, end)), end
+        return None, ""
+    return Literal(value, lines.at(column, column + len(text))), text
 
 
 _MIRRORED_DEPTH = 8
@@ -860,16 +877,23 @@ past ``MAX_NESTING``, as any text is)."""
 
 def _sequence_syntax(
     kind: str, values: list, lines: _Lines, column: int, depth: int
-) -> tuple[Value | None, int]:
+) -> tuple[Value | None, str]:
     at = column + 1
-    items = []
-    for index, value in enumerate(values):
-        item, at = _value_syntax(value, lines, at + (2 if index else 0), depth + 1)
+    items: list[Value] = []
+    texts: list[str] = []
+    for value in values:
+        at += 2 if texts else 0
+        item, text = _value_syntax(value, lines, at, depth + 1)
         if item is None:
-            return None, column
+            return None, ""
         items.append(item)
-    at += (1 if kind == "tuple" and len(items) == 1 else 0) + 1
-    return Sequence(kind, tuple(items), lines.at(column, at)), at
+        texts.append(text)
+        at += len(text)
+    if kind == "tuple":
+        text = "(" + ", ".join(texts) + ("," if len(texts) == 1 else "") + ")"
+    else:
+        text = "[" + ", ".join(texts) + "]"
+    return Sequence(kind, tuple(items), lines.at(column, column + len(text))), text
 
 
 def _model_statement(
@@ -885,9 +909,11 @@ def _model_statement(
     if graph.name:
         at += 2
         name_span = lines.at(at, at + len("name"))
-        name, at = _value_syntax(graph.name, lines, at + len("name="))
+        at += len("name=")
+        name, name_text = _value_syntax(graph.name, lines, at)
         if name is None:
             return None
+        at += len(name_text)
         keywords = (Keyword("name", name, name_span),)
     at += 1
     if at != len(text):
@@ -904,6 +930,15 @@ def _reads_back(text: str) -> bool:
     if text.isascii():
         return True
     return all(ord(c) <= 0xFFFF and not 0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+def _string(text: str) -> str:
+    """``json.dumps(text)``, a double-quoted literal with every character outside printable
+    ASCII escaped; written directly where nothing needs escaping (most names), in half the
+    time."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
 
 
 def _flat_ints(value: Any) -> list[int] | None:
@@ -968,7 +1003,7 @@ def _value(value: Any) -> str:
             return f'float("{value}")'
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)
+        return _string(value)
     if isinstance(value, tuple) or (isinstance(value, list) and _flat_ints(value) is not None):
         items = [_value(tuple(v) if isinstance(v, list) else v) for v in value]
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
