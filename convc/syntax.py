@@ -36,9 +36,8 @@ from convc.limits import MAX_BLOCK_DEPTH, MAX_EXPRESSION_DEPTH, MAX_INT_DIGITS, 
 
 
 # The values an imported model's writer makes for every layer (``convc.importer.text``) fill
-# their instance's dict in ``__init__``, as ``Span`` does: a frozen dataclass's own ``__init__``
-# sets each field through ``object.__setattr__``, which takes up to twice as long (a call: 1.4 us
-# against 0.7).
+# their instance's dict in ``__init__``: a frozen dataclass's own ``__init__`` sets each field
+# through ``object.__setattr__``, which takes up to twice as long (a call: 1.4 us against 0.7).
 
 
 @dataclass(frozen=True, init=False)
