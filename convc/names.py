@@ -3,10 +3,12 @@ the one generator of unique names that the passes share."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
 
+@functools.lru_cache(maxsize=1024)  # a class's name is asked for once a layer, or more
 def snake_case(class_name: str) -> str:
     """Keras's ``to_snake_case``: Conv2DTranspose -> conv2d_transpose, UpSampling2D ->
     up_sampling2d."""

@@ -962,6 +962,8 @@ def _is_default(name: str, value: Any, default: Any) -> bool:
         return value == "channels_last"
     if name == "activation" and default in (None, "linear"):
         return value in (None, "linear")
+    if value is None and default is None:  # most of a config: regularizers, constraints ...
+        return True
     if _is_keras_object(value):
         given = value.get("config")
         if not isinstance(given, dict):
