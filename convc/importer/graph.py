@@ -412,13 +412,18 @@ class _Flattener:
         making each layer's listed calls in turn until one lacks an input, and sweeps again
         until every call is made. A call's sweep follows from its inputs' sweeps (one more when
         the input's layer comes later in the list than its own), so the order is found in one
-        topological pass and a sort, not by sweeping (quadratic or worse for shared layers)."""
+        topological pass and a sort, not by sweeping (quadratic or worse for shared layers).
+        When every call reads only calls listed before it (as Keras writes a model), the first
+        sweep makes them all, in the listed order."""
         first: dict[str, int] = {}
         owner: list[tuple[_Member, int]] = []
         for member in container.members:
             if not member.is_input:
                 first[member.name] = len(owner)
-                owner += [(member, index) for index in range(member.listed)]
+                for index in range(member.listed):
+                    owner.append((member, index))
+        if self.in_listed_order(owner, first):
+            return owner
         sources_of: list[list[int]] = []
         dependents: list[list[int]] = [[] for _ in owner]
         waiting = [0] * len(owner)
@@ -459,6 +464,16 @@ class _Flattener:
             sweep[node] = value
         ranked = sorted(range(len(owner)), key=lambda n: (sweep[n], owner[n][0].position, n))
         return [owner[node] for node in ranked]
+
+    @staticmethod
+    def in_listed_order(owner: list[tuple[_Member, int]], first: dict[str, int]) -> bool:
+        """Whether every call reads only calls listed before it (``first``: the index in
+        ``owner`` of each layer's first call)."""
+        for node, (member, index) in enumerate(owner):
+            for slot in member.calls[index].slots:
+                if slot.member in first and first[slot.member] + slot.call >= node:
+                    return False
+        return True
 
     # --- calls --------------------------------------------------------------------------------
 
