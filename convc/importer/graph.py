@@ -144,7 +144,7 @@ def flatten(model_config: dict[str, Any], where: str) -> Graph:
 # --- the compiled form of a container --------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)  # not frozen: a frozen __init__ is twice as slow, per tensor
 class _Slot:
     """A tensor a container's config names: output ``tensor`` of the ``call``-th listed call of
     member ``member`` (``None``: the Sequential container's own input)."""
@@ -412,13 +412,18 @@ class _Flattener:
         making each layer's listed calls in turn until one lacks an input, and sweeps again
         until every call is made. A call's sweep follows from its inputs' sweeps (one more when
         the input's layer comes later in the list than its own), so the order is found in one
-        topological pass and a sort, not by sweeping (quadratic or worse for shared layers)."""
+        topological pass and a sort, not by sweeping (quadratic or worse for shared layers).
+        When every call reads only calls listed before it (as Keras writes a model), the first
+        sweep makes them all, in the listed order."""
         first: dict[str, int] = {}
         owner: list[tuple[_Member, int]] = []
         for member in container.members:
             if not member.is_input:
                 first[member.name] = len(owner)
-                owner += [(member, index) for index in range(member.listed)]
+                for index in range(member.listed):
+                    owner.append((member, index))
+        if self.in_listed_order(owner, first):
+            return owner
         sources_of: list[list[int]] = []
         dependents: list[list[int]] = [[] for _ in owner]
         waiting = [0] * len(owner)
@@ -460,14 +465,29 @@ class _Flattener:
         ranked = sorted(range(len(owner)), key=lambda n: (sweep[n], owner[n][0].position, n))
         return [owner[node] for node in ranked]
 
+    @staticmethod
+    def in_listed_order(owner: list[tuple[_Member, int]], first: dict[str, int]) -> bool:
+        """Whether every call reads only calls listed before it (``first``: the index in
+        ``owner`` of each layer's first call)."""
+        for node, (member, index) in enumerate(owner):
+            for slot in member.calls[index].slots:
+                if slot.member in first and first[slot.member] + slot.call >= node:
+                    return False
+        return True
+
     # --- calls --------------------------------------------------------------------------------
 
     def parse_call(self, node: Any, style: str, refer: _Refer, label: str) -> _Call:
         slots: list[_Slot] = []
         work = [1]
         if style == "keras3":
-            args = self.keras3_template(node.get("args", []), refer, slots, work, label, 0)
-            kwargs = self.keras3_template(node.get("kwargs", {}), refer, slots, work, label, 0)
+            args = node.get("args", [])
+            kwargs = node.get("kwargs", {})
+            # an empty or scalar part has no tensor: its template is itself
+            if args:
+                args = self.keras3_template(args, refer, slots, work, label, 0)
+            if kwargs:
+                kwargs = self.keras3_template(kwargs, refer, slots, work, label, 0)
             if not isinstance(args, list) or not isinstance(kwargs, dict):
                 raise self.error(f"an inbound node in {label} is malformed: {_short(node)}")
             return _Call(args, kwargs, slots, work[0])
@@ -483,24 +503,26 @@ class _Flattener:
         tensor is kept as the file's own value, shared by every call, never copied."""
         if depth > MAX_NODE_NESTING:
             raise self.error(f"an inbound node in {label} nests too deep")
-        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-            tensor = _dict(value.get("config"))
-            shape = tensor.get("shape")
-            slot = refer.slot(tensor.get("keras_history"), shape if _is_list(shape) else None)
-            slots.append(slot)
-            work[0] += 1
-            return slot
+        # a part holds a tensor when its items added a slot
+        before = len(slots)
         if isinstance(value, list):
             items = [self.keras3_template(v, refer, slots, work, label, depth + 1) for v in value]
-            if any(_is_template(item) for item in items):
+            if len(slots) > before:
                 work[0] += len(items)
                 return _TList(items)
-        elif isinstance(value, dict):
+        elif isinstance(value, dict) and value:
+            if value.get("class_name") == "__keras_tensor__":
+                tensor = _dict(value.get("config"))
+                shape = tensor.get("shape")
+                slot = refer.slot(tensor.get("keras_history"), shape if _is_list(shape) else None)
+                slots.append(slot)
+                work[0] += 1
+                return slot
             entries = {
                 k: self.keras3_template(v, refer, slots, work, label, depth + 1)
                 for k, v in value.items()
             }
-            if any(_is_template(item) for item in entries.values()):
+            if len(slots) > before:
                 work[0] += len(entries)
                 return _TDict(entries)
         return value
@@ -592,13 +614,16 @@ class _Flattener:
                 if member.model is None:
                     current = self.apply_layer(member, [current], {})
                 else:
-                    current = self.apply(member, [current], {})[0]
+                    current = self.apply_model(member.model, [current])[0]
             return current
         for member, index in container.steps:
             call = member.calls[index]
             args = self.instantiate(call.args, produced, label)
             kwargs = self.instantiate(call.kwargs, produced, label)
-            produced[(member.name, index)] = self.apply(member, args, kwargs)
+            if member.model is None:
+                produced[(member.name, index)] = [self.apply_layer(member, args, kwargs)]
+            else:
+                produced[(member.name, index)] = self.apply_model(member.model, args)
         return self.instantiate(container.outputs, produced, label)
 
     def instantiate(self, template: Any, produced, label: str) -> Any:
@@ -622,10 +647,9 @@ class _Flattener:
             return {key: self.instantiate(item, produced, label) for key, item in template.items()}
         return template
 
-    def apply(self, member: _Member, args: list, kwargs: dict) -> list[TensorRef]:
-        if member.model is not None:
-            return _flat_tensors(self.expand(member.model, _flat_tensors(args)))
-        return [self.apply_layer(member, args, kwargs)]
+    def apply_model(self, model: _Container, args: list) -> list[TensorRef]:
+        """One call of a nested model: its container, fed by the arguments' tensors."""
+        return _flat_tensors(self.expand(model, _flat_tensors(args)))
 
     def apply_layer(self, member: _Member, args: list, kwargs: dict) -> TensorRef:
         entry = member.entry
@@ -701,15 +725,18 @@ class _Refer:
         self.style = style
         self.by_name: dict[str, _Member] = by_name
         self.label = label
-        self.output = caller is None  # the container's output_layers, not a call's arguments
-        self.what = (
-            f"layer {caller!r} of {label} is fed by"
-            if caller is not None
-            else f"an output of {label} names"
-        )
+        self.caller = caller
+        """The member whose call's arguments it reads; None: the container's output_layers."""
+
+    @property
+    def what(self) -> str:
+        """Where the references are, as an error says it (made only for an error)."""
+        if self.caller is None:
+            return f"an output of {self.label} names"
+        return f"layer {self.caller!r} of {self.label} is fed by"
 
     def slot(self, history: Any, shape: list | None) -> _Slot:
-        if not _is_history(history) or any(isinstance(i, bool) for i in history[1:]):
+        if not _is_history(history) or isinstance(history[1], bool) or isinstance(history[2], bool):
             raise self.flattener.error(
                 f"a tensor reference in {self.label} is malformed: {_short(history)}"
             )
@@ -742,7 +769,7 @@ class _Refer:
         """How this container's file numbers the target's first listed call."""
         if self.style == "keras2":
             return _keras2_first_call(target)
-        return 1 if self.output and target.class_name in ("Functional", "Model") else 0
+        return 1 if self.caller is None and target.class_name in ("Functional", "Model") else 0
 
 
 def _keras2_first_call(member: _Member) -> int:
@@ -799,23 +826,22 @@ def _multipliers(top: _Container) -> str | None:
     return ", ".join(links) + "; nested models multiply each other's calls"
 
 
+_KERAS3_NODE_KEYS = frozenset(("args", "kwargs"))
+
+
 def _is_keras3_node(node: Any) -> bool:
     """Keras 3 writes a node as ``{"args": [...], "kwargs": {...}}``; tf.keras as a structure of
     ``[layer, node, tensor, kwargs]`` leaves (a dict only when a model is called on a dict)."""
     return (
         isinstance(node, dict)
         and "args" in node
-        and set(node) <= {"args", "kwargs"}
+        and node.keys() <= _KERAS3_NODE_KEYS
         and not (
             _is_list(node["args"])
             and len(node["args"]) in (3, 4)
             and isinstance(node["args"][0], str)
         )
     )
-
-
-def _is_template(value: Any) -> bool:
-    return isinstance(value, _Slot | _TList | _TDict)
 
 
 def _is_list(value: Any) -> bool:
@@ -862,11 +888,13 @@ def _history_names(spec: Any) -> list[str]:
 
 
 def _is_history(value: Any) -> bool:
+    # spelled out rather than all(...) over a generator: it runs for every tensor reference
     return (
         isinstance(value, list)
         and len(value) == 3
         and isinstance(value[0], str)
-        and all(isinstance(i, int) for i in value[1:])
+        and isinstance(value[1], int)
+        and isinstance(value[2], int)
     )
 
 
