@@ -97,7 +97,8 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
             with archive.open(names[key], "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
         if recorded:
-            archive.writestr(KEYS_MEMBER, json.dumps(recorded))
+            # dated as the arrays are (the zip epoch), not now: the same weights, the same bytes
+            archive.writestr(zipfile.ZipInfo(KEYS_MEMBER), json.dumps(recorded))
     return buffer.getvalue()
 
 

@@ -13,6 +13,7 @@ each of the three forms of HDF5, ``tests/test_import_hostile.py`` and
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 import zipfile
@@ -209,6 +210,14 @@ def test_an_npz_that_convc_writes_round_trips_every_key(tmp_path):
     assert {"array0/bias", "café/kernel"} <= set(np.load(path).files)
     path.write_bytes(npz_bytes({"conv/kernel": np.ones(2)}))
     assert np.load(path).files == ["conv/kernel"]
+
+
+def test_an_npz_is_the_same_bytes_whenever_it_is_written():
+    """Every member, keys.json too, is dated as the zip format's epoch, not when it was written:
+    the same weights give the same file (a golden's, a build's inputs)."""
+    written = npz_bytes({"b\x00n/gamma": np.ones(2, "f4"), "conv/kernel": np.zeros(3, "f4")})
+    with zipfile.ZipFile(io.BytesIO(written)) as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
 def test_a_broken_keys_member_is_a_located_refusal(tmp_path):
