@@ -35,21 +35,12 @@ from convc.limits import MAX_BLOCK_DEPTH, MAX_EXPRESSION_DEPTH, MAX_INT_DIGITS, 
 # Values: arguments as the layer registry reads them
 
 
-# The values an imported model's writer makes for every layer (``convc.importer.text``) fill
-# their instance's dict in ``__init__``: a frozen dataclass's own ``__init__`` sets each field
-# through ``object.__setattr__``, which takes up to twice as long (a call: 1.4 us against 0.7).
-
-
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class Literal:
     """An int, float, str, bool or None, as written (or as computed, for the registry)."""
 
     value: Any
     span: Span
-
-    def __init__(self, value: Any, span: Span):
-        fields = self.__dict__
-        fields["value"], fields["span"] = value, span
 
 
 @dataclass(frozen=True)
@@ -77,22 +68,18 @@ class Reference:
     span: Span
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class Keyword:
     name: str
     value: Value
     span: Span  # of the name
-
-    def __init__(self, name: str, value: Value, span: Span):
-        fields = self.__dict__
-        fields["name"], fields["value"], fields["span"] = name, value, span
 
     @property
     def full_span(self) -> Span:
         return self.span.to(self.value.span)
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class Call:
     """``name(args..., key=value...)``; the name may be dotted (``keras.layers.Conv2D``)."""
 
@@ -101,18 +88,6 @@ class Call:
     kwargs: tuple[Keyword, ...]
     span: Span
     name_span: Span
-
-    def __init__(
-        self,
-        name: str,
-        args: tuple[Value, ...],
-        kwargs: tuple[Keyword, ...],
-        span: Span,
-        name_span: Span,
-    ):
-        fields = self.__dict__
-        fields["name"], fields["args"], fields["kwargs"] = name, args, kwargs
-        fields["span"], fields["name_span"] = span, name_span
 
     @property
     def short_name(self) -> str:
