@@ -1062,10 +1062,11 @@ CASES = [
     Case("argument-of-100000-numbers", "time",
          _keras_with(_update("bn", "config", momentum=list(range(100_000)))), "'momentum' must be a number", "build"),
     Case("100000-layers", "time", long_sequential, None, "summary",
-         pending="a 100,000-layer model in seconds: the import is linear, but `convc summary` "
-         "takes 10.3 s (9.7 s of CPU) on a quiet 2-core machine, against this test's 10 s; in a "
-         "profile resolving is 49% (the evaluator and the registry), writing the text and its "
-         "syntax 16%, flattening 14%, the summary 8%, the scan for unsupported layers 6%"),
+         pending="a 100,000-layer model in seconds: `convc summary` of it takes 6.6 to 6.9 s "
+         "(6.3 to 6.6 s of CPU) on a quiet 2-core machine, against this test's 10 s, and more "
+         "beside a parallel test suite; resolving is 55% (the evaluator and the registry, about "
+         "30 us a layer), writing the text and its syntax 12%, flattening 11%"),
+
     # unbounded memory
     Case("weights-zip-bomb", "memory", weights_zip_bomb, "expands past", "summary"),
     Case("unwritten-gigabyte", "memory", unwritten_gigabyte, "(never written)", "build"),
