@@ -1154,9 +1154,13 @@ class Evaluator:
 
 
 def _detached(error: ConvcError) -> ConvcError:
-    """``error`` without the frames it was raised through: an error kept while the program goes
-    on would otherwise keep the evaluator, and all it made, in a reference cycle."""
+    """``error`` without the frames it was raised through, its own or those of the exception it
+    was raised from or while handling (``raise ... from None`` still keeps that one): an error
+    kept while the program goes on would otherwise keep the evaluator, and all it made, in a
+    reference cycle. Its message and place are all that is shown of it."""
     error.__traceback__ = None
+    error.__context__ = None
+    error.__cause__ = None
     return error
 
 

@@ -79,9 +79,17 @@ def test_resolving_and_building_leave_no_cycles(program: str, depth: int):
     assert convc_garbage(lambda: compile_text(text)) == Counter()
 
 
-def test_a_failed_program_leaves_no_cycles():
-    text = PROGRAM.format(depth=2).replace("Add()", "Add(nonsense=1)")
-    with pytest.raises(ConvcError, match="nonsense"):
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        ("Add(nonsense=1)", "nonsense"),
+        # raised while the evaluator handles Python's KeyError: kept as its context
+        ('{"a": Add}["b"]()', "'b'"),
+    ],
+)
+def test_a_failed_program_leaves_no_cycles(mistake: str, message: str):
+    text = PROGRAM.format(depth=2).replace("Add()", mistake)
+    with pytest.raises(ConvcError, match=message):
         resolve_text(text)
 
     def fail() -> None:

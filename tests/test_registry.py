@@ -65,6 +65,17 @@ def test_every_layer_names_its_keras_class():
         assert layer_type.keras_class.rsplit(".", 1)[-1] == layer_type.class_name
 
 
+def test_no_layer_class_is_a_name_the_resolver_calls_otherwise():
+    """The resolver takes a call of a registered class straight to the layer: that is right
+    only while no class is also a function it treats otherwise (a merge function, TF1's
+    lowercase layer functions, Input and Model, the static shape functions)."""
+    from convc.layers.merge import MERGE_FUNCTIONS
+    from convc.resolve import _SPECIAL_NAMES
+
+    special = set(MERGE_FUNCTIONS) | set(_SPECIAL_NAMES) | {"shape", "int_shape"}
+    assert not [name for name in LAYER_TYPES if name.islower() or name in special]
+
+
 def test_the_layer_table_in_the_docs_is_the_registrys():
     from pathlib import Path
 

@@ -388,7 +388,7 @@ class Written:
     the writer does not mirror), and the text must be parsed."""
 
     def line_of(self, name: str) -> int:
-        return bisect.bisect_right(self._line_ends, self.positions[name][0]) + 1
+        return bisect.bisect_left(self._line_ends, self.positions[name][0]) + 1
 
     @functools.cached_property
     def _line_ends(self) -> list[int]:
