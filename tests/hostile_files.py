@@ -1062,10 +1062,10 @@ CASES = [
     Case("argument-of-100000-numbers", "time",
          _keras_with(_update("bn", "config", momentum=list(range(100_000)))), "'momentum' must be a number", "build"),
     Case("100000-layers", "time", long_sequential, None, "summary",
-         pending="a 100,000-layer model in seconds: `convc summary` of it takes 6.6 to 6.9 s "
-         "(6.3 to 6.6 s of CPU) on a quiet 2-core machine, against this test's 10 s, and more "
-         "beside a parallel test suite; resolving is 55% (the evaluator and the registry, about "
-         "30 us a layer), writing the text and its syntax 12%, flattening 11%"),
+         pending="a 100,000-layer model in seconds: `convc summary` of it takes 6.6 to 8.9 s "
+         "(6.8 to 9.1 s of CPU, in two rounds on a quiet 2-core machine) against this test's "
+         "10 s, and more beside a parallel test suite; resolving is 55% (the evaluator and the "
+         "registry, about 30 us a layer), writing the text and its syntax 12%, flattening 11%"),
 
     # unbounded memory
     Case("weights-zip-bomb", "memory", weights_zip_bomb, "expands past", "summary"),
