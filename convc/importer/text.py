@@ -889,11 +889,15 @@ def _sequence_syntax(
         items.append(item)
         texts.append(text)
         at += len(text)
-    if kind == "tuple":
-        text = "(" + ", ".join(texts) + ("," if len(texts) == 1 else "") + ")"
-    else:
-        text = "[" + ", ".join(texts) + "]"
+    text = _sequence_text(kind, texts)
     return Sequence(kind, tuple(items), lines.at(column, column + len(text))), text
+
+
+def _sequence_text(kind: str, items: list[str]) -> str:
+    """A tuple's or a list's literal, of its items' texts."""
+    if kind == "tuple":
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    return "[" + ", ".join(items) + "]"
 
 
 def _model_statement(
@@ -1008,9 +1012,9 @@ def _value(value: Any) -> str:
         return _string(value)
     if isinstance(value, tuple) or (isinstance(value, list) and _flat_ints(value) is not None):
         items = [_value(tuple(v) if isinstance(v, list) else v) for v in value]
-        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+        return _sequence_text("tuple", items)
     if isinstance(value, list):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
+        return _sequence_text("list", [_value(v) for v in value])
     if _is_keras_object(value):
         config = value.get("config") or {}
         if not isinstance(config, dict):
