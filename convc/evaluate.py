@@ -114,6 +114,10 @@ class Builder(Protocol):
         ``statement``, the call is a statement of its own at module level (the sequential
         shorthand)."""
 
+    def call_literals(self, name: KerasName, call: Call, *, statement: bool) -> Any:
+        """``call_keras`` for a call whose arguments are all literals, where the builder has a
+        shorter path for it; ``NotImplemented`` where it has none."""
+
     def call_object(self, callee: Any, site: CallSite) -> Any:
         """Call a tensor or a builder's object (apply a layer to tensors)."""
 
@@ -889,6 +893,16 @@ class Evaluator:
     def call_node(self, node: Call | Apply | CallExpression, statement: bool = False) -> Any:
         if isinstance(node, Call):
             function = self.dotted(node.name, node.name_span, call=True)
+            if (
+                type(function) is KerasName
+                and self.builder is not None
+                and all(type(arg) is Literal for arg in node.args)
+                and all(type(keyword.value) is Literal for keyword in node.kwargs)
+            ):  # most layer calls: evaluating each argument would give the literal's value
+                self.steps += len(node.args) + len(node.kwargs)
+                value = self.builder.call_literals(function, node, statement=statement)
+                if value is not NotImplemented:
+                    return value
             function_span = node.name_span
         elif isinstance(node, Apply):
             function = self.evaluate(node.callee)

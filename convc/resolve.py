@@ -341,13 +341,8 @@ class _Resolver:
             if error.help is None and close:  # HeNormall(seed=1): an initializer misspelt
                 error.help = f"did you mean '{close[0]}'?"
             raise error
-        layer_type = registry.lookup(short)
-        if (
-            layer_type is not None
-            and short not in _SPECIAL_NAMES
-            and short not in MERGE_FUNCTIONS
-            and (not module or module.rsplit(".", 1)[-1] == "layers")
-        ):  # a layer class, as most calls are: what the branches below come to for it
+        layer_type = _layer_class(name)
+        if layer_type is not None:  # as most calls are: what the branches below come to for it
             obj = self.construct(site.call(written), layer_type)
             return self.apply_to_previous(obj, obj.args.call) if statement else obj
         if short in ("Input", "InputLayer"):
@@ -398,6 +393,16 @@ class _Resolver:
         if statement:
             return self.apply_to_previous(obj, obj.args.call)
         return obj
+
+    def call_literals(self, name: KerasName, call: Call, *, statement: bool) -> Any:
+        """``call_keras`` for a call written with literal arguments only (as the layer calls
+        ``convc import`` writes are), where it needs no ``CallSite``: a layer class's call.
+        ``NotImplemented`` for any other name, which takes the general path."""
+        layer_type = _layer_class(name)
+        if layer_type is None or call.name != name.written:
+            return NotImplemented
+        obj = self.construct(call, layer_type)
+        return self.apply_to_previous(obj, call) if statement else obj
 
     def call_object(self, callee: Any, site: CallSite) -> Any:
         """``callee(args)``: a layer object applied to a tensor or a list of tensors."""
@@ -495,12 +500,16 @@ class _Resolver:
             raise ConvcError(f"the model has more than {MAX_LAYERS:,} layers", call.name_span)
         args = args or bind(call, layer_type.signature, layer_type.class_name)
         spec = layer_type.configure(args, data_format or self.data_format)
-        check_layer_dtype(args)
-        trainable = bool_arg(args, "trainable")
-        autocast = bool_arg(args, "autocast")
-        activity_regularizer = parse_regularizer(
-            args.value("activity_regularizer"), "activity_regularizer"
-        )
+        given = args.values
+        if "dtype" in given:
+            check_layer_dtype(args)
+        trainable = bool_arg(args, "trainable") if "trainable" in given else True
+        autocast = bool_arg(args, "autocast") if "autocast" in given else True
+        activity_regularizer = (
+            parse_regularizer(given["activity_regularizer"], "activity_regularizer")
+            if "activity_regularizer" in given
+            else None
+        )  # each default as Layer.__init__ has it, without reading it through the signature
         name = self.take_name(args, layer_type.prefix)
         for inner in layer_type.inner_prefixes(spec):  # layers its constructor makes
             self.auto_counts[inner] = self.auto_counts.get(inner, 0) + 1
@@ -511,20 +520,21 @@ class _Resolver:
     def apply(self, obj: _LayerObject, inputs: Any, where_span: Span, span: Span) -> Tensor:
         """A node: ``obj`` applied to ``inputs`` (a tensor, or a list for a merge)."""
         tensors = self.tensors(obj, inputs, where_span)
-        shapes = tuple(t.shape for t in tensors)
+        shapes = tuple([t.shape for t in tensors])
         names = _Labels(self.tensor_label, tensors)
         built = obj.type.build_inputs(obj.spec, shapes, obj.args, obj.name, names)
         if obj.layer is None:
-            self.check_size(obj, built)
+            if built.variables:
+                self.check_size(obj, built)
             obj.layer = Layer(
                 obj.type,
                 obj.name,
                 obj.spec,
                 built.variables,
                 obj.args.call.span,
-                trainable=obj.trainable,
-                autocast=obj.autocast,
-                activity_regularizer=obj.activity_regularizer,
+                obj.trainable,
+                obj.autocast,
+                obj.activity_regularizer,
             )
         elif [v.shape for v in built.variables] != [v.shape for v in obj.layer.variables]:
             first = next(n for n in self.nodes if n.layer is obj.layer)
@@ -1123,6 +1133,20 @@ def _is_data(value: Any) -> bool:
     if isinstance(value, dict):
         return all(_is_data(item) for item in list(value.values())[:100])
     return value is None or isinstance(value, bool | int | float | str | range)
+
+
+def _layer_class(name: KerasName) -> LayerType | None:
+    """The layer type a call of ``name`` constructs, where ``name`` is a known layer class
+    (``Conv2D``, ``layers.Conv2D``) rather than a special name, a merge function or a name
+    outside a ``layers`` module."""
+    if not name.known:
+        return None
+    module, _, short = name.canonical.rpartition(".")
+    if short in _SPECIAL_NAMES or short in MERGE_FUNCTIONS:
+        return None
+    if module and module.rsplit(".", 1)[-1] != "layers":
+        return None
+    return registry.lookup(short)
 
 
 def _has_no_effect(expression: Any) -> bool:

@@ -76,6 +76,19 @@ def test_no_layer_class_is_a_name_the_resolver_calls_otherwise():
     assert not [name for name in LAYER_TYPES if name.islower() or name in special]
 
 
+def test_every_layer_takes_the_common_arguments_with_keras_defaults():
+    """The resolver reads an unwritten dtype, trainable, autocast or activity_regularizer as
+    Keras's ``Layer.__init__`` default without binding it: right only while every signature
+    has those defaults."""
+    from convc.layers.args import REQUIRED
+
+    expected = {"dtype": None, "trainable": True, "autocast": True, "activity_regularizer": None}
+    for layer_type in LAYER_TYPES.values():
+        defaults = {p.name: p.default for p in layer_type.signature}
+        got = {name: defaults.get(name, REQUIRED) for name in expected}
+        assert got == expected, layer_type.class_name
+
+
 def test_the_layer_table_in_the_docs_is_the_registrys():
     from pathlib import Path
 
