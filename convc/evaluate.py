@@ -514,7 +514,8 @@ class Evaluator:
         value = self.lookup(head, head_span, call=call and not attributes)
         position = len(head) + 1
         for attr in attributes:
-            attr_span = _part(span, 0, position + len(attr)) if exact else span
+            width = position + len(attr)
+            attr_span = _part(span, 0, width) if exact and width < len(name) else span
             value = self.attribute(value, attr, attr_span)
             position += len(attr) + 1
         return value

@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import Protocol
 
 from convc.diagnostics import ConvcError, Span
+from convc.records import fast_init
 from convc.specs import Draw, LayerSpec, TrainingOnly
 
 Shape = tuple[int | None, ...]
@@ -53,6 +54,7 @@ class LayerKind(Protocol):
     takes_list: bool
 
 
+@fast_init
 @dataclass(frozen=True)
 class Variable:
     """A weight of a layer, in Keras's own layout (as ``layer.weights`` lists it)."""
@@ -69,6 +71,7 @@ class Variable:
         return math.prod(self.shape)
 
 
+@fast_init
 @dataclass(frozen=True, eq=False)
 class Tensor:
     """A value of the graph: a model input or a node's output, named as its ONNX value is."""
@@ -81,6 +84,7 @@ class Tensor:
         return len(self.shape)
 
 
+@fast_init
 @dataclass(frozen=True, eq=False)
 class ModelInput(Tensor):
     """A graph input, as ``keras.Input`` declares it."""
@@ -89,6 +93,7 @@ class ModelInput(Tensor):
     span: Span = field(default_factory=lambda: Span(0, 0, 0, 0))
 
 
+@fast_init
 @dataclass(frozen=True, eq=False)
 class Layer:
     """One layer object: its Keras class, Keras name, its family's arguments (``spec``), the
@@ -118,6 +123,7 @@ class Layer:
         return sum(v.size for v in self.variables if v.trainable)
 
 
+@fast_init
 @dataclass(frozen=True, eq=False)
 class Node:
     """One application of a layer to input tensors, giving one output tensor.
@@ -156,6 +162,7 @@ class Node:
         return self.output.shape
 
 
+@fast_init
 @dataclass(frozen=True, eq=False)
 class Model:
     """A Keras model: inputs, nodes in an order where every tensor is made before it is used,

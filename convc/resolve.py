@@ -25,7 +25,7 @@ import collections.abc
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from convc import layers as registry
@@ -287,10 +287,12 @@ class _Resolver:
             return
         if isinstance(statement, ExpressionStatement) and _has_no_effect(statement.value):
             self.warnings.append(ConvcError("this statement has no effect", statement.span))
-        if isinstance(statement, Assign | AssignTo | AugmentedAssign) and not _is_data(value):
-            self.functional = True
         if isinstance(value, Tensor):
             self.current = value
+            if isinstance(statement, Assign | AssignTo | AugmentedAssign):
+                self.functional = True
+        elif isinstance(statement, Assign | AssignTo | AugmentedAssign) and not _is_data(value):
+            self.functional = True
         self.last_statement = statement
 
     def failed(self, statement: Statement) -> None:
@@ -406,6 +408,9 @@ class _Resolver:
 
     def call_object(self, callee: Any, site: CallSite) -> Any:
         """``callee(args)``: a layer object applied to a tensor or a list of tensors."""
+        if type(callee) is _LayerObject and len(site.args) == 1 and not site.keywords:
+            self.functional = True  # layer(x), as most calls are: the checks below pass it
+            return self.apply(callee, site.args[0], site.arg_spans[0], site.span)
         if isinstance(callee, Tensor):
             raise ConvcError(
                 "a tensor cannot be called: it is not a layer",
@@ -1139,9 +1144,12 @@ def _layer_class(name: KerasName) -> LayerType | None:
     """The layer type a call of ``name`` constructs, where ``name`` is a known layer class
     (``Conv2D``, ``layers.Conv2D``) rather than a special name, a merge function or a name
     outside a ``layers`` module."""
-    if not name.known:
-        return None
-    module, _, short = name.canonical.rpartition(".")
+    return _layer_class_named(name.canonical) if name.known else None
+
+
+@lru_cache(maxsize=1024)
+def _layer_class_named(canonical: str) -> LayerType | None:
+    module, _, short = canonical.rpartition(".")
     if short in _SPECIAL_NAMES or short in MERGE_FUNCTIONS:
         return None
     if module and module.rsplit(".", 1)[-1] != "layers":

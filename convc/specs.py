@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
+from convc.records import fast_init
+
 
 class Draw(Protocol):
     """An initializer: it draws a weight's first values."""
@@ -39,6 +41,7 @@ Pairs = tuple[tuple[int, int], ...]
 """One ``(begin, end)`` pair per spatial axis."""
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class LayerSpec:
     """What every family's spec is: a family is its spec class. Layer types
@@ -46,6 +49,7 @@ class LayerSpec:
     register by it, so no table of family names can drift from the classes."""
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class FormattedSpec(LayerSpec):
     """A layer whose ``data_format`` binds its physical layout."""
@@ -53,6 +57,7 @@ class FormattedSpec(LayerSpec):
     data_format: str  # "channels_last" or "channels_first"
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class SpatialSpec(FormattedSpec):
     """A layer with ``rank`` spatial axes (Cropping1D and UpSampling1D take no ``data_format``
@@ -61,6 +66,7 @@ class SpatialSpec(FormattedSpec):
     rank: int
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class ConvSpec(SpatialSpec):
     """Conv, ConvTranspose, DepthwiseConv and SeparableConv. An argument that a kind does not
@@ -94,6 +100,7 @@ class ConvSpec(SpatialSpec):
     lora_alpha: float | None = None
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class CroppingSpec(SpatialSpec):
     """Cropping1D to 3D: what to remove at each end of each spatial axis."""
@@ -101,6 +108,7 @@ class CroppingSpec(SpatialSpec):
     cropping: Pairs
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class ZeroPaddingSpec(SpatialSpec):
     """ZeroPadding1D to 3D: zeros to add at each end of each spatial axis (negative crops)."""
@@ -108,6 +116,7 @@ class ZeroPaddingSpec(SpatialSpec):
     padding: Pairs
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class UpSamplingSpec(SpatialSpec):
     """UpSampling1D to 3D: a factor per spatial axis; only UpSampling2D interpolates."""
@@ -119,6 +128,7 @@ class UpSamplingSpec(SpatialSpec):
 MergeOperation = Literal["add", "subtract", "multiply", "average", "maximum", "minimum"]
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class MergeSpec(LayerSpec):
     """Add, Subtract, Multiply, Average, Maximum and Minimum."""
@@ -126,6 +136,7 @@ class MergeSpec(LayerSpec):
     operation: MergeOperation
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class ConcatenateSpec(LayerSpec):
     """Concatenate, along a Keras logical axis (negative counts from the end)."""
@@ -133,6 +144,7 @@ class ConcatenateSpec(LayerSpec):
     axis: int
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class ActivationSpec(LayerSpec):
     """Activation: a canonical Keras activation name."""
@@ -140,6 +152,7 @@ class ActivationSpec(LayerSpec):
     activation: str
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class ReLUSpec(LayerSpec):
     """ReLU, Keras's general rectifier."""
@@ -152,6 +165,7 @@ class ReLUSpec(LayerSpec):
 NormKind = Literal["batch", "layer", "group", "unit"]
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class NormSpec(LayerSpec):
     """BatchNormalization, LayerNormalization, GroupNormalization and UnitNormalization. ``axis``
@@ -190,6 +204,7 @@ PoolPadding = Literal["valid", "same", "same_torch"]
 average pooling of Keras 3's torch backend (``convc.layers.pooling``)."""
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class RMSNormSpec(LayerSpec):
     """RMSNormalization: ``x / sqrt(mean(x ** 2) + epsilon) * scale`` over ``axis`` (as given;
@@ -199,6 +214,7 @@ class RMSNormSpec(LayerSpec):
     epsilon: float
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class PoolSpec(SpatialSpec):
     """MaxPooling1D to 3D and AveragePooling1D to 3D (``strides`` already defaulted to
@@ -224,6 +240,7 @@ Constant = tuple[tuple[int, ...], tuple[float, ...]]
 and its values in row-major order."""
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class DenseSpec(LayerSpec):
     """Dense, on the last axis of an input of any rank >= 2."""
@@ -241,11 +258,13 @@ class DenseSpec(LayerSpec):
     lora_alpha: float | None = None
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class FlattenSpec(FormattedSpec):
     """Flatten. With channels_first, Keras moves the channels last before flattening."""
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class ReshapeSpec(LayerSpec):
     """Reshape: the target shape as written (batch excluded); -1 marks the one inferred axis."""
@@ -253,6 +272,7 @@ class ReshapeSpec(LayerSpec):
     target_shape: tuple[int, ...]
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class PermuteSpec(LayerSpec):
     """Permute: output axis i (from 1) is input axis dims[i - 1]."""
@@ -260,6 +280,7 @@ class PermuteSpec(LayerSpec):
     dims: tuple[int, ...]
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class PassThroughSpec(LayerSpec):
     """A layer whose inference output is its input (Identity, Dropout and the noise layers,
@@ -269,11 +290,13 @@ class PassThroughSpec(LayerSpec):
     arguments: tuple[tuple[str, Any], ...]
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class LeakyReLUSpec(LayerSpec):
     negative_slope: float
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class PReLUSpec(LayerSpec):
     """PReLU: ``alpha`` has the input's shape (batch excluded), 1 on each shared axis."""
@@ -284,11 +307,13 @@ class PReLUSpec(LayerSpec):
     shared_axes: tuple[int, ...] | None
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class ELUSpec(LayerSpec):
     alpha: float
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class SoftmaxSpec(LayerSpec):
     """Softmax over one or several Keras logical axes (negative counts from the end)."""
@@ -296,6 +321,7 @@ class SoftmaxSpec(LayerSpec):
     axis: tuple[int, ...]
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class RescalingSpec(LayerSpec):
     """Rescaling: ``x * scale + offset``; an array scale is reshaped to (C, 1, 1) when the image
@@ -306,6 +332,7 @@ class RescalingSpec(LayerSpec):
     data_format: str
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class GlobalPoolSpec(SpatialSpec):
     """GlobalMaxPooling1D to 3D and GlobalAveragePooling1D to 3D."""
@@ -314,6 +341,7 @@ class GlobalPoolSpec(SpatialSpec):
     keepdims: bool
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class NormalizationSpec(LayerSpec):
     """Normalization: ``(x - mean) / max(sqrt(variance), 1e-7)`` (or its inverse), with mean and
@@ -325,6 +353,7 @@ class NormalizationSpec(LayerSpec):
     invert: bool
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class ResizingSpec(FormattedSpec):
     """Resizing, and CenterCrop (``center_crop``): as Keras's torch backend resizes."""
@@ -340,6 +369,7 @@ class ResizingSpec(FormattedSpec):
     center_crop: bool = False
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class ScaledAddSpec(LayerSpec):
     """CustomScaleLayer (InceptionResNetV2): ``inputs[0] + inputs[1] * scale``."""
@@ -347,6 +377,7 @@ class ScaledAddSpec(LayerSpec):
     scale: float
 
 
+@fast_init
 @dataclass(frozen=True, kw_only=True)
 class LayerScaleSpec(LayerSpec):
     """LayerScale (ConvNeXt): the last axis times ``gamma`` of shape ``(projection_dim,)``."""

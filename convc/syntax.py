@@ -30,11 +30,13 @@ from typing import Any, ClassVar, TypeVar
 
 from convc.diagnostics import ConvcError, Span
 from convc.limits import MAX_BLOCK_DEPTH, MAX_EXPRESSION_DEPTH, MAX_INT_DIGITS, MAX_NESTING
+from convc.records import fast_init
 
 # ---------------------------------------------------------------------------------------------
 # Values: arguments as the layer registry reads them
 
 
+@fast_init
 @dataclass(frozen=True)
 class Literal:
     """An int, float, str, bool or None, as written (or as computed, for the registry)."""
@@ -43,6 +45,7 @@ class Literal:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Sequence:
     """A tuple ``(a, b)`` or a list ``[a, b]`` of values."""
@@ -52,6 +55,7 @@ class Sequence:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Mapping:
     """A dict ``{"class_name": "HeNormal", "config": {...}}`` of values."""
@@ -60,6 +64,7 @@ class Mapping:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Reference:
     """A (dotted) name used as a value, e.g. ``x`` or ``keras.activations.relu``."""
@@ -68,6 +73,7 @@ class Reference:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Keyword:
     name: str
@@ -79,6 +85,7 @@ class Keyword:
         return self.span.to(self.value.span)
 
 
+@fast_init
 @dataclass(frozen=True)
 class Call:
     """``name(args..., key=value...)``; the name may be dotted (``keras.layers.Conv2D``)."""
@@ -94,6 +101,7 @@ class Call:
         return self.name.rsplit(".", 1)[-1]
 
 
+@fast_init
 @dataclass(frozen=True)
 class Apply:
     """A call of a call's result: ``Conv2D(8, 3)(x)``, ``Concatenate()([a, b])``.
@@ -145,6 +153,7 @@ def _hashable(key: Any, node: Value) -> Any:
 # Expressions beyond values
 
 
+@fast_init
 @dataclass(frozen=True)
 class Attribute:
     """``value.attr`` where ``value`` is not a name (``f(x).shape``); ``a.b`` is a Reference."""
@@ -154,6 +163,7 @@ class Attribute:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Subscript:
     """``value[index]``; a slice index is a ``Slice``, ``x[1:, 0]`` a tuple of them."""
@@ -163,6 +173,7 @@ class Subscript:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Slice:
     lower: Expr | None
@@ -171,6 +182,7 @@ class Slice:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Starred:
     """``*items`` in a call, a display or an assignment's targets."""
@@ -179,6 +191,7 @@ class Starred:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class KeywordArgument:
     """``name=value`` in a call; ``**mapping`` has no name."""
@@ -188,6 +201,7 @@ class KeywordArgument:
     span: Span  # of the name (of the whole ``**mapping``)
 
 
+@fast_init
 @dataclass(frozen=True)
 class CallExpression:
     """A call that is not a ``Call`` or ``Apply`` value: computed arguments, ``*args``,
@@ -199,6 +213,7 @@ class CallExpression:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Operation:
     """``left op right`` for ``+ - * / // % ** << >> & | ^``."""
@@ -209,6 +224,7 @@ class Operation:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class UnaryOperation:
     """``-x``, ``+x``, ``~x``, ``not x``."""
@@ -218,6 +234,7 @@ class UnaryOperation:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class BooleanOperation:
     """``a and b and ...`` or ``a or b or ...``: the deciding operand's value, as in Python."""
@@ -227,6 +244,7 @@ class BooleanOperation:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Comparison:
     """``a < b <= c``: a chain, each operand evaluated once, stopping at the first false."""
@@ -237,6 +255,7 @@ class Comparison:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Conditional:
     """``body if test else orelse``."""
@@ -247,6 +266,7 @@ class Conditional:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Display:
     """A tuple or list display that is not a ``Sequence`` value (computed items, ``*items``)."""
@@ -256,6 +276,7 @@ class Display:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class DictDisplay:
     """A dict display with computed entries; a key of None marks ``**mapping``."""
@@ -265,6 +286,7 @@ class DictDisplay:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Clause:
     """``for target in iterable if condition ...`` of a comprehension."""
@@ -274,6 +296,7 @@ class Clause:
     conditions: tuple[Expr, ...]
 
 
+@fast_init
 @dataclass(frozen=True)
 class Comprehension:
     """``[element for ...]``, ``(element for ...)`` or ``{element: value for ...}``; its
@@ -287,6 +310,7 @@ class Comprehension:
     locals: frozenset[str]
 
 
+@fast_init
 @dataclass(frozen=True)
 class FormattedValue:
     """``{value!conversion:spec}`` in an f-string."""
@@ -297,12 +321,14 @@ class FormattedValue:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class FString:
     parts: tuple[str | FormattedValue, ...]
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Parameter:
     name: str
@@ -310,6 +336,7 @@ class Parameter:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Parameters:
     """A function's parameters as Python binds them: ``positional`` (the first
@@ -326,6 +353,7 @@ class Parameters:
         return names + [n for n in (self.vararg, self.kwarg) if n is not None]
 
 
+@fast_init
 @dataclass(frozen=True)
 class Lambda:
     parameters: Parameters
@@ -357,6 +385,7 @@ Expr = (
 # Statements
 
 
+@fast_init
 @dataclass(frozen=True)
 class Assign:
     """``NAME = value``."""
@@ -367,6 +396,7 @@ class Assign:
     target_span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class AssignTo:
     """Any other assignment: ``x, skips = f(x)``, ``a = b = 0``, ``widths[0] = 8``."""
@@ -376,6 +406,7 @@ class AssignTo:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class AugmentedAssign:
     """``target op= value``."""
@@ -386,6 +417,7 @@ class AugmentedAssign:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class ExpressionStatement:
     """An expression evaluated for its effects; a call statement is a ``Call`` or ``Apply``."""
@@ -394,6 +426,7 @@ class ExpressionStatement:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class If:
     test: Expr
@@ -402,6 +435,7 @@ class If:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class For:
     target: Expr
@@ -411,6 +445,7 @@ class For:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Def:
     """``def name(parameters): body``; ``locals`` are the names it binds (Python's rule: a name
@@ -424,27 +459,32 @@ class Def:
     locals: frozenset[str]
 
 
+@fast_init
 @dataclass(frozen=True)
 class Return:
     value: Expr | None
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Break:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Continue:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Pass:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Assert:
     test: Expr
@@ -452,6 +492,7 @@ class Assert:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Import:
     """``import keras`` or ``from keras import layers as L``: binds names to modules.
@@ -462,6 +503,7 @@ class Import:
     span: Span
 
 
+@fast_init
 @dataclass(frozen=True)
 class Directive:
     """A file-level setting: ``model tiny`` or ``data_format channels_first``."""
@@ -493,6 +535,7 @@ Statement = (
 )
 
 
+@fast_init
 @dataclass(frozen=True)
 class Program:
     statements: tuple[Statement, ...]

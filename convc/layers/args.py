@@ -18,12 +18,14 @@ from typing import Any
 
 from convc.diagnostics import ConvcError, Span, abbreviated
 from convc.limits import MAX_INT
+from convc.records import fast_init
 from convc.syntax import Call, Value, to_python
 
 REQUIRED = object()
 """Default of a parameter that has none."""
 
 
+@fast_init
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -40,6 +42,7 @@ def params(*names: str | tuple[str, Any], keyword_only: bool = False) -> tuple[P
     return tuple(out)
 
 
+@fast_init
 @dataclass(frozen=True)
 class Bound:
     """The arguments of one call, bound to parameter names; unbound ones take their defaults."""
@@ -66,6 +69,7 @@ class Bound:
         return value.span if value is not None else self.call.name_span
 
 
+@fast_init
 @dataclass(frozen=True)
 class _Shape:
     """What binding reads of a signature, worked out once per signature (a model binds the

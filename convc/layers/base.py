@@ -17,6 +17,7 @@ from convc.diagnostics import ConvcError
 from convc.layers.args import Bound, Param, choice_arg, params
 from convc.model import Shape, Variable, format_shape
 from convc.names import snake_case
+from convc.records import fast_init
 from convc.specs import LayerSpec, SpatialSpec, SpecT
 
 COMMON_PARAMS = params(
@@ -37,6 +38,7 @@ COMMON_PARAMS = params(
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
+@fast_init
 @dataclass(frozen=True)
 class Built:
     output_shape: Shape
