@@ -829,23 +829,24 @@ class _Resolver:
 
     def reachable(self, inputs, outputs, spec) -> list[Node] | None:
         """The nodes the outputs depend on, in statement order; warnings for the rest."""
-        producers = {id(n.output): n for n in self.nodes}
-        needed: set[int] = set()
-        used_inputs: set[int] = set()
+        # tensors and nodes compare by identity: sets and dicts of them need no id()
+        producers = {n.output: n for n in self.nodes}
+        needed: set[Node] = set()
+        used_inputs: set[Tensor] = set()
         stack = list(outputs)
         while stack:
             tensor = stack.pop()
-            node = producers.get(id(tensor))
+            node = producers.get(tensor)
             if node is None:
-                used_inputs.add(id(tensor))
+                used_inputs.add(tensor)
                 continue
-            if id(node) in needed:
+            if node in needed:
                 continue
-            needed.add(id(node))
+            needed.add(node)
             stack.extend(node.inputs)
-        declared = {id(t) for t in inputs}
+        declared = set(inputs)
         for tensor in self.inputs:
-            if id(tensor) in used_inputs and id(tensor) not in declared:
+            if tensor in used_inputs and tensor not in declared:
                 self.errors.append(
                     ConvcError(
                         f"the outputs depend on the input '{tensor.name}', which is not among "
@@ -858,7 +859,7 @@ class _Resolver:
         if self.errors:
             return None
         for tensor in inputs:
-            if id(tensor) not in used_inputs:
+            if tensor not in used_inputs:
                 self.warnings.append(
                     ConvcError(f"the input '{tensor.name}' is not used by any output", tensor.span)
                 )
@@ -872,7 +873,7 @@ class _Resolver:
                     )
                 )
         for node in self.nodes:
-            if id(node) not in needed:
+            if node not in needed:
                 self.warnings.append(
                     ConvcError(
                         f"'{node.name}' ({node.class_name}) does not reach any output: it is "
@@ -880,7 +881,7 @@ class _Resolver:
                         node.span,
                     )
                 )
-        return [node for node in self.nodes if id(node) in needed]
+        return [node for node in self.nodes if node in needed]
 
     def check_outputs(self, outputs: list[Tensor], spec: _ModelSpec | None) -> None:
         seen: set[int] = set()
