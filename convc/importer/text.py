@@ -432,12 +432,19 @@ class _Lines:
         self.offset = 0  # where the next line starts in the text
         self.number = 1  # the next line's number
 
-    def append(self, line: str, statement: Statement | None = None) -> None:
-        """Add a line; a line of code without its ``statement`` leaves the text to be parsed."""
+    def append(
+        self, line: str, statement: Statement | None = None, bound: str | None = None
+    ) -> None:
+        """Add a line, which assigns ``bound`` at module level (``Program.assigned``); a line of
+        code without its ``statement`` leaves the text to be parsed."""
         if statement is None and line.strip() and not line.lstrip().startswith("#"):
             self.statements = None
         elif statement is not None and self.statements is not None:
             self.statements.append(statement)
+        if bound is not None:
+            # tuples, not lists converted at the end: the writer binds each of its names once
+            earlier = self.assigned.get(bound)
+            self.assigned[bound] = (self.number,) if earlier is None else (*earlier, self.number)
         self.lines.append(line)
         self.offset += len(line) + 1
         self.number += 1
@@ -456,12 +463,6 @@ class _Lines:
         line, offset = self.number, self.offset
         # made as the tuple it is: eight spans a layer, in half the time of Span(...)
         return _new_tuple(Span, (line, column + 1, line, end + 1, offset + column, offset + end))
-
-    def bind(self, name: str) -> None:
-        """The next line assigns ``name`` at module level (``Program.assigned``)."""
-        # tuples, not lists converted at the end: the writer binds each of its names once
-        earlier = self.assigned.get(name)
-        self.assigned[name] = (self.number,) if earlier is None else (*earlier, self.number)
 
     def written(self) -> Written:
         text = "\n".join(self.lines) + "\n"
@@ -510,8 +511,7 @@ def _write_functional(
         ("from keras import layers", "layers", "keras.layers"),
     ]
     for text, bound, path in imports:
-        lines.bind(bound)
-        lines.append(text, Import(((bound, path),), lines.at(0, len(text))))
+        lines.append(text, Import(((bound, path),), lines.at(0, len(text))), bound)
     lines.append("")
     variables: dict[TensorRef, str] = {}
     for entry in graph.inputs:
@@ -577,8 +577,7 @@ def _write_functional(
         inputs = [e.output for e in graph.inputs]
         args = [inputs[0] if len(inputs) == 1 else inputs, graph.outputs]
         statement = _model_statement(graph, args, variables, lines, line)
-    lines.bind("model")
-    lines.append(line, statement)
+    lines.append(line, statement, "model")
 
 
 def _write_special(
@@ -665,10 +664,11 @@ def _layer_arguments(layer: LayerEntry) -> tuple[list[Any], list[tuple[str, Any]
     keywords: list[tuple[str, Any]] = []
     in_order = True
     for name, default, required, keyword_only in _written_params(layer.class_name):
-        if name not in config:
-            in_order = in_order and not required
+        value = config.get(name, _ABSENT)
+        if value is _ABSENT:
+            if required:
+                in_order = False
             continue
-        value = config[name]
         if not required and _is_default(name, value, default):
             in_order = False
             continue
@@ -682,6 +682,10 @@ def _layer_arguments(layer: LayerEntry) -> tuple[list[Any], list[tuple[str, Any]
         keywords.append(("trainable", False))
     keywords.append(("name", layer.name))
     return positional, keywords
+
+
+_ABSENT = object()
+"""A config key's value where the config does not have the key."""
 
 
 @functools.cache
@@ -773,9 +777,7 @@ def _append_statement(lines: _Lines, text: str, syntax: Call | Apply | None, bou
             statement = syntax
         else:
             statement = Assign(bound, syntax, lines.at(0, len(text)), lines.at(0, len(bound)))
-    if bound is not None:
-        lines.bind(bound)
-    lines.append(text, statement)
+    lines.append(text, statement, bound)
 
 
 def _call_syntax(
@@ -863,7 +865,7 @@ def _value_syntax(
     mirror leaves to the parser (a Keras object, a dict, a number that is not finite, a string
     that does not read back as itself, a deep nest)."""
     if isinstance(value, str):  # first: every layer's name is one
-        if not _reads_back(value):
+        if not (value.isascii() or _reads_back(value)):  # ASCII: as most names, no call
             return None, ""
         text = _string(value)
     elif value is None or isinstance(value, bool):
