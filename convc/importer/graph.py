@@ -11,7 +11,7 @@ two containers use the same name) and remember where their weights are stored.
 It works in three steps, so that time is bounded by the config's size and the flattened graph's:
 
 1. **Compile** each container (model) once: its members, each listed call's arguments as a
-   template whose tensors are references to (member, call) pairs, and the order in which Keras's
+   template whose tensors are references to numbered calls, and the order in which Keras's
    ``functional_from_config`` makes the calls (``call_order``: each sweep visits the layers in
    config order and makes every call whose inputs exist; computed in n log n, not by rescanning).
 2. **Count** the calls the flattened model would make, nested models' calls multiplied by the
@@ -146,11 +146,11 @@ def flatten(model_config: dict[str, Any], where: str) -> Graph:
 
 @dataclass(slots=True, eq=False)  # not frozen: a frozen __init__ is twice as slow, per tensor
 class _Slot:
-    """A tensor a container's config names: output ``tensor`` of the ``call``-th listed call of
-    member ``member`` (``None``: the Sequential container's own input)."""
+    """A tensor a container's config names: output ``tensor`` of call ``node`` of the container
+    (``_Member.node``), a call of member ``member``."""
 
-    member: str | None
-    call: int
+    member: str
+    node: int
     tensor: int
     shape: list | None = None
     """The tensor's shape where the reference records it (Keras 3's node format)."""
@@ -195,6 +195,10 @@ class _Member:
     weights_path: tuple[str, ...]
     listed: int = 0
     """How many calls its container lists."""
+    node: int = 0
+    """The number of its first listed call among its container's calls (an InputLayer's: of its
+    output). A functional container numbers its members' listed calls in the order of its
+    layers, then its InputLayers: a tensor is looked up by number, not by name and call."""
     calls: list[_Call] = field(default_factory=list)
     model: _Container | None = None
     entry: LayerEntry | None = None
@@ -218,6 +222,8 @@ class _Container:
     """Its InputLayers, in the order of ``input_layers`` (a Sequential's first InputLayer)."""
     steps: list[tuple[_Member, int]] = field(default_factory=list)
     """(member, listed call) in the order Keras makes the calls."""
+    nodes: int = 0
+    """How many calls and InputLayers a functional container numbers (``_Member.node``)."""
     outputs: Any = None
     implicit_shape: Any = None
     """A Sequential without an InputLayer: the input shape its first layer or config declares."""
@@ -343,6 +349,10 @@ class _Flattener:
         label = _label(container.keras_path)
         by_name: dict[str, _Member] = {}
         keys = _KeyCounter(self.snake_cases)
+        listed = 0  # the calls of the members so far
+        input_members = []
+        # whether each node of every member (an InputLayer's too) is written as Keras 3 writes it
+        keras3: set[bool] = set()
         for position, layer_config in enumerate(_layer_list(config)):
             if not isinstance(layer_config, dict):
                 raise self.error(f"a layer of {label} is not a JSON object: {_short(layer_config)}")
@@ -356,14 +366,23 @@ class _Flattener:
             member = self.member(
                 container, name, position, layer_config, weights_path + ("layers", key)
             )
-            if not member.is_input:
-                nodes = layer_config.get("inbound_nodes")
+            nodes = layer_config.get("inbound_nodes")
+            if isinstance(nodes, list):
+                keras3.update(map(_is_keras3_node, nodes))
+            if member.is_input:
+                input_members.append(member)
+            else:
                 if not isinstance(nodes, list):
                     raise self.error(f"layer {name!r} of {label} has no inbound_nodes")
                 member.listed = len(nodes)
+                member.node = listed
+                listed += member.listed
             by_name[name] = member
             container.members.append(member)
-        style = self.node_style(container.members, label)
+        for number, member in enumerate(input_members, listed):
+            member.node = number
+        container.nodes = listed + len(input_members)
+        style = self.node_style(keras3, label)
         for member in container.members:
             if not member.is_input:
                 refer = _Refer(self, style, by_name, label, member.name)
@@ -376,20 +395,15 @@ class _Flattener:
         refer = _Refer(self, style, by_name, label, None)
         container.outputs = self.outputs_template(config.get("output_layers"), refer, label)
 
-    def node_style(self, members: list[_Member], label: str) -> str:
+    def node_style(self, keras3: set[bool], label: str) -> str:
         """``keras3`` or ``keras2``: how the container's nodes are written (which says how
-        they number calls)."""
-        styles = set()
-        for member in members:
-            nodes = member.layer_config.get("inbound_nodes")
-            for node in nodes if isinstance(nodes, list) else ():
-                styles.add("keras3" if _is_keras3_node(node) else "keras2")
-        if len(styles) > 1:
+        they number calls), given whether each node is written as Keras 3 writes them."""
+        if len(keras3) > 1:
             raise self.error(
                 f"the layers of {label} mix Keras 3 nodes ({{'args': ...}}) and Keras 2 nodes "
                 "([[layer, node, tensor, kwargs]]); no Keras writes both"
             )
-        return styles.pop() if styles else "keras3"
+        return "keras2" if keras3 == {False} else "keras3"
 
     def functional_inputs(self, config: dict, by_name, container: _Container) -> list[_Member]:
         inputs: dict[str, _Member] = {}
@@ -415,24 +429,19 @@ class _Flattener:
         topological pass and a sort, not by sweeping (quadratic or worse for shared layers).
         When every call reads only calls listed before it (as Keras writes a model), the first
         sweep makes them all, in the listed order."""
-        first: dict[str, int] = {}
-        owner: list[tuple[_Member, int]] = []
+        owner: list[tuple[_Member, int]] = []  # (member, listed call) of each call by number
         for member in container.members:
             if not member.is_input:
-                first[member.name] = len(owner)
                 for index in range(member.listed):
                     owner.append((member, index))
-        if self.in_listed_order(owner, first):
+        calls = len(owner)  # the InputLayers' numbers follow
+        if self.in_listed_order(owner):
             return owner
         sources_of: list[list[int]] = []
         dependents: list[list[int]] = [[] for _ in owner]
         waiting = [0] * len(owner)
         for node, (member, index) in enumerate(owner):
-            sources = {
-                first[slot.member] + slot.call
-                for slot in member.calls[index].slots
-                if slot.member in first
-            }
+            sources = {slot.node for slot in member.calls[index].slots if slot.node < calls}
             sources_of.append(list(sources))
             if index:  # a layer's calls are made in the order listed
                 sources.add(node - 1)
@@ -466,12 +475,13 @@ class _Flattener:
         return [owner[node] for node in ranked]
 
     @staticmethod
-    def in_listed_order(owner: list[tuple[_Member, int]], first: dict[str, int]) -> bool:
-        """Whether every call reads only calls listed before it (``first``: the index in
-        ``owner`` of each layer's first call)."""
+    def in_listed_order(owner: list[tuple[_Member, int]]) -> bool:
+        """Whether every call reads only calls listed before it (or InputLayers, numbered after
+        every call: ``owner`` has the (member, listed call) of each call by number)."""
+        calls = len(owner)
         for node, (member, index) in enumerate(owner):
             for slot in member.calls[index].slots:
-                if slot.member in first and first[slot.member] + slot.call >= node:
+                if node <= slot.node < calls:
                     return False
         return True
 
@@ -589,17 +599,28 @@ class _Flattener:
         """Add one call of the container to the graph, fed by ``inputs`` (``None`` at the top
         level, where its InputLayers become the graph's inputs); return its outputs."""
         label = _label(container.keras_path)
-        produced: dict[tuple[str | None, int], list[TensorRef]] = {}
+        if container.sequential:  # a chain: each layer called on the last one's output
+            if inputs is None:
+                if container.inputs:
+                    first = container.inputs[0]
+                    current = self.add_input(first.config, first.layer_config)
+                else:
+                    current = self.implicit_input(container)
+            elif len(inputs) != 1:
+                raise self.error(f"the Sequential model {label} is called on {len(inputs)} inputs")
+            else:
+                current = inputs[0]
+            for member, _ in container.steps:
+                if member.model is None:
+                    current = self.apply_layer(member, [current], {})
+                else:
+                    current = self.apply_model(member.model, [current])[0]
+            return current
+        # the outputs of each numbered call and InputLayer (``_Member.node``), as made
+        produced: list[list[TensorRef] | None] = [None] * container.nodes
         if inputs is None:
             for member in container.inputs:
-                produced[(member.name, 0)] = [self.add_input(member.config, member.layer_config)]
-            if container.sequential:
-                first = container.inputs[0].name if container.inputs else None
-                produced[(None, 0)] = produced.get((first, 0)) or [self.implicit_input(container)]
-        elif container.sequential:
-            if len(inputs) != 1:
-                raise self.error(f"the Sequential model {label} is called on {len(inputs)} inputs")
-            produced[(None, 0)] = inputs
+                produced[member.node] = [self.add_input(member.config, member.layer_config)]
         else:
             if len(container.inputs) != len(inputs):
                 raise self.error(
@@ -607,28 +628,22 @@ class _Flattener:
                     f"{len(inputs)}"
                 )
             for member, tensor in zip(container.inputs, inputs, strict=True):
-                produced[(member.name, 0)] = [tensor]
-        if container.sequential:  # a chain: each layer called on the last one's output
-            current = produced[(None, 0)][0]
-            for member, _ in container.steps:
-                if member.model is None:
-                    current = self.apply_layer(member, [current], {})
-                else:
-                    current = self.apply_model(member.model, [current])[0]
-            return current
+                produced[member.node] = [tensor]
         for member, index in container.steps:
             call = member.calls[index]
             args = self.instantiate(call.args, produced, label)
-            kwargs = self.instantiate(call.kwargs, produced, label)
+            kwargs = call.kwargs  # most calls' keyword arguments hold no tensor: the file's own
+            if isinstance(kwargs, _TDict):
+                kwargs = self.instantiate(kwargs, produced, label)
             if member.model is None:
-                produced[(member.name, index)] = [self.apply_layer(member, args, kwargs)]
+                produced[member.node + index] = [self.apply_layer(member, args, kwargs)]
             else:
-                produced[(member.name, index)] = self.apply_model(member.model, args)
+                produced[member.node + index] = self.apply_model(member.model, args)
         return self.instantiate(container.outputs, produced, label)
 
-    def instantiate(self, template: Any, produced, label: str) -> Any:
+    def instantiate(self, template: Any, produced: list, label: str) -> Any:
         if isinstance(template, _Slot):
-            outputs = produced.get((template.member, template.call))
+            outputs = produced[template.node]
             if outputs is None:  # only an InputLayer that is not one of the model's inputs
                 raise self.error(f"{label} reads {template.member!r}, which is not an input of it")
             if not 0 <= template.tensor < len(outputs):
@@ -753,7 +768,7 @@ class _Refer:
                     f"{self.what} {_short(history)}, which no layer makes: an InputLayer has "
                     "one node, node 0"
                 )
-            return _Slot(name, 0, tensor_index, shape)
+            return _Slot(name, target.node, tensor_index, shape)
         first = self.first_call(target)
         call = node_index - first
         if not 0 <= call < target.listed:
@@ -763,7 +778,7 @@ class _Refer:
                 f"{self.what} {_short(history)}, which no layer makes: {name!r} is called "
                 f"{times}{numbering}"
             )
-        return _Slot(name, call, tensor_index, shape)
+        return _Slot(name, target.node + call, tensor_index, shape)
 
     def first_call(self, target: _Member) -> int:
         """How this container's file numbers the target's first listed call."""

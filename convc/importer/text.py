@@ -417,25 +417,37 @@ def write_text(
     return lines.written()
 
 
+_new_tuple = tuple.__new__
+
+
 class _Lines:
     """The text being written, where each special layer's call sits in it, and the syntax of
     its statements while every line has come with its own (``Written.program``)."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
-        self.marks: dict[str, tuple[int, int, int]] = {}  # name -> (line, column, end column)
+        self.marks: dict[str, tuple[int, int]] = {}  # name -> (start, end) in the text
         self.statements: list[Statement] | None = []
-        self.assigned: dict[str, list[int]] = {}
+        self.assigned: dict[str, tuple[int, ...]] = {}
         self.offset = 0  # where the next line starts in the text
+        self.number = 1  # the next line's number
 
-    def append(self, line: str, statement: Statement | None = None) -> None:
-        """Add a line; a line of code without its ``statement`` leaves the text to be parsed."""
+    def append(
+        self, line: str, statement: Statement | None = None, bound: str | None = None
+    ) -> None:
+        """Add a line, which assigns ``bound`` at module level (``Program.assigned``); a line of
+        code without its ``statement`` leaves the text to be parsed."""
         if statement is None and line.strip() and not line.lstrip().startswith("#"):
             self.statements = None
         elif statement is not None and self.statements is not None:
             self.statements.append(statement)
+        if bound is not None:
+            # tuples, not lists converted at the end: the writer binds each of its names once
+            earlier = self.assigned.get(bound)
+            self.assigned[bound] = (self.number,) if earlier is None else (*earlier, self.number)
         self.lines.append(line)
         self.offset += len(line) + 1
+        self.number += 1
 
     def __iadd__(self, lines: list[str]) -> _Lines:
         for line in lines:
@@ -443,33 +455,21 @@ class _Lines:
         return self
 
     def mark(self, name: str, line: str, column: int, end: int) -> None:
-        self.marks[name] = (len(self.lines), column, end)
+        self.marks[name] = (self.offset + column, self.offset + end)
         self.append(line)
 
     def at(self, column: int, end: int) -> Span:
         """The span of columns ``column`` to ``end`` (0-based) of the next line."""
-        line = len(self.lines) + 1
-        return Span(line, column + 1, line, end + 1, self.offset + column, self.offset + end)
-
-    def bind(self, name: str) -> None:
-        """The next line assigns ``name`` at module level (``Program.assigned``)."""
-        self.assigned.setdefault(name, []).append(len(self.lines) + 1)
+        line, offset = self.number, self.offset
+        # made as the tuple it is: eight spans a layer, in half the time of Span(...)
+        return _new_tuple(Span, (line, column + 1, line, end + 1, offset + column, offset + end))
 
     def written(self) -> Written:
         text = "\n".join(self.lines) + "\n"
-        starts, offset = [], 0
-        for line in self.lines:
-            starts.append(offset)
-            offset += len(line) + 1
-        positions = {
-            name: (starts[index] + column, starts[index] + end)
-            for name, (index, column, end) in self.marks.items()
-        }
         program = None
         if self.statements is not None:
-            assigned = {name: tuple(at) for name, at in self.assigned.items()}
-            program = Program(tuple(self.statements), assigned)
-        return Written(text, positions, program)
+            program = Program(tuple(self.statements), self.assigned)
+        return Written(text, self.marks, program)
 
 
 def _write_sequential(
@@ -511,8 +511,7 @@ def _write_functional(
         ("from keras import layers", "layers", "keras.layers"),
     ]
     for text, bound, path in imports:
-        lines.bind(bound)
-        lines.append(text, Import(((bound, path),), lines.at(0, len(text))))
+        lines.append(text, Import(((bound, path),), lines.at(0, len(text))), bound)
     lines.append("")
     variables: dict[TensorRef, str] = {}
     for entry in graph.inputs:
@@ -528,12 +527,13 @@ def _write_functional(
         if layer.name in special:
             _write_special(application, special[layer.name], variables, names, layer_objects, lines)
             continue
-        if _is_operation(layer) and all(isinstance(a, TensorRef) for a in application.args):
+        operation = _is_operation(layer)
+        if operation and all(isinstance(a, TensorRef) for a in application.args):
             operands = [variables[a] for a in application.args]
             call, source = render_merge(layer.class_name, layer.config, operands)
             expression = f"{call}([{', '.join(operands)}])"
             comment = f"  # {source}"
-        elif _is_operation(layer):
+        elif operation:
             tensor = next(a for a in application.args if isinstance(a, TensorRef))
             call, source = render_operation(layer.class_name, layer.config, application.args)
             expression = f"{call}({variables[tensor]})"
@@ -577,8 +577,7 @@ def _write_functional(
         inputs = [e.output for e in graph.inputs]
         args = [inputs[0] if len(inputs) == 1 else inputs, graph.outputs]
         statement = _model_statement(graph, args, variables, lines, line)
-    lines.bind("model")
-    lines.append(line, statement)
+    lines.append(line, statement, "model")
 
 
 def _write_special(
@@ -665,10 +664,11 @@ def _layer_arguments(layer: LayerEntry) -> tuple[list[Any], list[tuple[str, Any]
     keywords: list[tuple[str, Any]] = []
     in_order = True
     for name, default, required, keyword_only in _written_params(layer.class_name):
-        if name not in config:
-            in_order = in_order and not required
+        value = config.get(name, _ABSENT)
+        if value is _ABSENT:
+            if required:
+                in_order = False
             continue
-        value = config[name]
         if not required and _is_default(name, value, default):
             in_order = False
             continue
@@ -682,6 +682,10 @@ def _layer_arguments(layer: LayerEntry) -> tuple[list[Any], list[tuple[str, Any]
         keywords.append(("trainable", False))
     keywords.append(("name", layer.name))
     return positional, keywords
+
+
+_ABSENT = object()
+"""A config key's value where the config does not have the key."""
 
 
 @functools.cache
@@ -735,13 +739,17 @@ def _append_call(
     column = len(prefix)
     call, call_syntax = _call_syntax(lines, column, callee, positional, keywords)
     text = prefix + call
-    if applied is not None:
-        text += f"({_render_args(*applied)})"
     syntax: Call | Apply | None = call_syntax
-    if syntax is not None and applied is not None:
-        arguments, end = _tensors_syntax(lines, syntax.span.end - lines.offset + 1, *applied)
-        span = lines.at(column, end + 1)
-        syntax = None if arguments is None else Apply(syntax, arguments, (), span)
+    if applied is not None:
+        args, variables = applied
+        if call_syntax is None:
+            text += f"({_render_args(args, variables)})"
+        else:
+            start = call_syntax.span.end - lines.offset + 1
+            written, arguments, end = _applied_arguments(lines, start, args, variables)
+            text += f"({written})"
+            span = lines.at(column, end + 1)
+            syntax = None if arguments is None else Apply(call_syntax, arguments, (), span)
     _append_statement(lines, text, syntax, bound)
 
 
@@ -750,9 +758,9 @@ def _append_shared_call(
 ) -> None:
     """Append ``variable = callee(tensors)``: a call of the name a shared layer is bound to."""
     prefix = f"{variable} = "
-    text = f"{prefix}{callee}({_render_args(args, variables)})"
     column = len(prefix)
-    arguments, end = _tensors_syntax(lines, column + len(callee) + 1, args, variables)
+    written, arguments, end = _applied_arguments(lines, column + len(callee) + 1, args, variables)
+    text = f"{prefix}{callee}({written})"
     syntax = None
     if arguments is not None:
         name_span = lines.at(column, column + len(callee))
@@ -769,9 +777,7 @@ def _append_statement(lines: _Lines, text: str, syntax: Call | Apply | None, bou
             statement = syntax
         else:
             statement = Assign(bound, syntax, lines.at(0, len(text)), lines.at(0, len(bound)))
-    if bound is not None:
-        lines.bind(bound)
-    lines.append(text, statement)
+    lines.append(text, statement, bound)
 
 
 def _call_syntax(
@@ -805,6 +811,20 @@ def _call_syntax(
     name_span = lines.at(column, column + len(callee))
     call = Call(callee, tuple(args), tuple(kwargs), lines.at(column, at), name_span)
     return f"{callee}({', '.join(texts)})", call
+
+
+def _applied_arguments(
+    lines: _Lines, column: int, args: list, variables: dict[TensorRef, str]
+) -> tuple[str, tuple[Value, ...] | None, int]:
+    """``_render_args(args, variables)``, its syntax written at ``column`` and the column after
+    it; most calls are on one tensor, whose variable is looked up once for both."""
+    if len(args) == 1 and isinstance(args[0], TensorRef):
+        name = variables[args[0]]
+        end = column + len(name)
+        return name, (Reference(name, lines.at(column, end)),), end
+    text = _render_args(args, variables)
+    arguments, end = _tensors_syntax(lines, column, args, variables)
+    return text, arguments, end
 
 
 def _tensors_syntax(
@@ -845,7 +865,7 @@ def _value_syntax(
     mirror leaves to the parser (a Keras object, a dict, a number that is not finite, a string
     that does not read back as itself, a deep nest)."""
     if isinstance(value, str):  # first: every layer's name is one
-        if not _reads_back(value):
+        if not (value.isascii() or _reads_back(value)):  # ASCII: as most names, no call
             return None, ""
         text = _string(value)
     elif value is None or isinstance(value, bool):
@@ -1042,6 +1062,9 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_NOT_IN_NAMES = re.compile(r"[^0-9A-Za-z_]")
+
+
 class _Names:
     """Python variable names for tensors: the layer name, made an identifier and unique."""
 
@@ -1049,9 +1072,12 @@ class _Names:
         self.names = UniqueNames(_RESERVED)
 
     def take(self, name: str) -> str:
-        base = re.sub(r"[^0-9A-Za-z_]", "_", name)  # the .conv language's names are ASCII
-        if not base or base[0].isdigit():
-            base = "t_" + base
+        if name.isascii() and name.isidentifier():  # most names: nothing to replace
+            base = name
+        else:
+            base = _NOT_IN_NAMES.sub("_", name)  # the .conv language's names are ASCII
+            if not base or base[0].isdigit():
+                base = "t_" + base
         if keyword.iskeyword(base) or base in ("True", "False", "None"):
             base += "_"
         return self.names.unique(base)
