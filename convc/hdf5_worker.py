@@ -11,10 +11,13 @@ reads a file itself, so a file cannot crash it.
 A child opens the file, walks every object once and vets it (nothing may name another file or
 device, nothing may be reached twice, the count is bounded) before anything is sent back, then
 sends the tree: each object's path, kind, attributes (as plain JSON values) and, for a dataset,
-its shape and dtype. After that it serves reads of whole datasets, one at a time, until the
-parent closes the pipe. Every message is JSON or raw array bytes, never a pickle, so that a
-child subverted by a hostile file can send the parent nothing but data. Its address space is
-capped (``RLIMIT_AS``) at what it held when it started plus the budget the parent gives.
+its shape, its dtype and, when its bytes are stored as they are in data the parent can read
+itself (a file, an uncompressed archive member), where they lie. After that it serves reads of
+the other datasets, whole, one at a time, until the parent closes the pipe. Every message is
+JSON or raw array bytes, never a pickle, so that a child subverted by a hostile file can send
+the parent nothing but data. Its address space is capped (``RLIMIT_AS``) at what it held when
+it started plus the budget the parent gives, and libhdf5's metadata cache is kept at a fixed
+size.
 """
 
 from __future__ import annotations
