@@ -8,11 +8,11 @@ crash or send into a loop. So convc never calls it in its own process on a file 
 ``open_hdf5`` starts a child (``convc.hdf5_worker``) that opens the file, walks every object
 once and vets it before anything is read (refusing external storage, virtual datasets, external
 and soft links, objects reached twice, more objects than a model file holds), and sends back
-the tree: groups, datasets' shapes and dtypes, attributes as plain values. Reading a dataset
-asks the child for it; its bytes come back raw, never pickled, or, when the file stores them as
-they are (contiguous, unfiltered, in the array's own type: every Keras weight), the child says
-where, and the parent reads them from the file itself: no libhdf5 runs in the parent, and it
-reads nothing outside the data it gave the child.
+the tree: groups, datasets' shapes and dtypes, attributes as plain values. A dataset the file
+stores as it is (contiguous, unfiltered, all of it, in the array's own type: every Keras weight)
+comes with the offset of its bytes, and the parent reads them from the file itself, with no
+request: no libhdf5 runs in the parent, and it reads nothing outside the data it gave the
+child. Reading any other dataset asks the child for it; its bytes come back raw, never pickled.
 
 The child's memory is capped at what the parent budgets (its start plus the weights the model
 needs); it must answer within ``STALL_SECONDS`` (the walk sends a heartbeat), and a read within
@@ -124,7 +124,9 @@ class Group(Node):
 class Dataset(Node):
     """A dataset: its shape and dtype, known without reading it; ``dataset[()]`` reads it."""
 
-    def __init__(self, name: str, attrs: dict[str, Any], shape, dtype: str, child: _Child):
+    def __init__(
+        self, name: str, attrs: dict[str, Any], shape, dtype: str, child: _Child, offset=None
+    ):
         super().__init__(name, attrs)
         self.shape: tuple[int, ...] = tuple(shape) if shape is not None else ()
         self.dtype: np.dtype | UnreadableDtype = (
@@ -133,13 +135,14 @@ class Dataset(Node):
             else np.dtype(dtype)
         )
         self._child = child
+        self._offset = offset  # where its bytes lie, as the child says: checked when read
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if key != ():
             raise TypeError("only whole datasets are read: dataset[()]")
         if isinstance(self.dtype, UnreadableDtype):
             raise ValueError(f"its dtype {self.dtype} is not a number")
-        return self._child.read(self.name, self.shape, self.dtype)
+        return self._child.read(self.name, self.shape, self.dtype, self._offset)
 
 
 class UnreadableDtype:
@@ -161,7 +164,7 @@ class File(Group):
     def __init__(self, child: _Child):
         super().__init__("/", {})
         self._child = child
-        for path, kind, attrs, shape, dtype in child.objects():
+        for path, kind, attrs, shape, dtype, offset in child.objects():
             if path == "/":
                 self.attrs = attrs
                 continue
@@ -169,7 +172,11 @@ class File(Group):
             parent = self.get(parent_path)
             if not isinstance(parent, Group):
                 raise child.failure("the child process sent an object without its group")
-            node = Group(path, attrs) if kind == "g" else Dataset(path, attrs, shape, dtype, child)
+            node = (
+                Group(path, attrs)
+                if kind == "g"
+                else Dataset(path, attrs, shape, dtype, child, offset)
+            )
             parent.members[name] = node
 
     def close(self) -> None:
@@ -211,22 +218,25 @@ class _Child:
             elif "beat" not in message:
                 raise self.failure("the child process sent an unexpected message")
 
-    def read(self, path: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """The dataset at ``path``, which the tree says has ``shape`` and ``dtype``, received
-        straight into the array that is returned (no other copy of it is made here)."""
+    def read(
+        self, path: str, shape: tuple[int, ...], dtype: np.dtype, offset: object = None
+    ) -> np.ndarray:
+        """The dataset at ``path``, which the tree says has ``shape`` and ``dtype`` and, when
+        stored as it is, its bytes at ``offset``: read from the file, else received from the
+        child, straight into the array that is returned (no other copy of it is made here)."""
+        if offset is not None:
+            array = np.empty(shape, dtype)
+            self._read_in_place(array.reshape(-1).view(np.uint8).data, offset, path)
+            return array
         size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         seconds = STALL_SECONDS + size / READ_BYTES_PER_SECOND
         deadline = time.monotonic() + seconds
-        self._send({"read": path, "bytes": size, "in_place": self._in_place is not None})
+        self._send({"read": path, "bytes": size})
         header = self._receive(seconds)
         if tuple(header.get("shape", ())) != shape or header.get("dtype") != dtype.str:
             raise self.failure(f"the child process read {path} as something else")
         array = np.empty(shape, dtype)
-        into = array.reshape(-1).view(np.uint8).data
-        if "offset" in header:
-            self._read_in_place(into, header["offset"], path)
-        else:
-            self._receive_raw(into, deadline, seconds, path)
+        self._receive_raw(array.reshape(-1).view(np.uint8).data, deadline, seconds, path)
         return array
 
     def _read_in_place(self, into: memoryview, offset: object, path: str) -> None:
@@ -234,8 +244,10 @@ class _Child:
         bytes stored as they are (``convc.hdf5_worker``): the parent reads them itself, once,
         rather than the child reading them and sending them through a socket. Only bytes
         inside the data the child was given are read: a child subverted by the file can point
-        at no more than it could have sent."""
-        assert self._in_place is not None, "asked only when the parent can read the data"
+        at no more than it could have sent (and at nothing when the data is not the parent's
+        to read: an inflated archive member)."""
+        if self._in_place is None:
+            raise self.failure(f"the child process placed {path} outside the file")
         name, start, length = self._in_place
         try:
             if self._data is None:

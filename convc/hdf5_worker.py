@@ -11,15 +11,19 @@ reads a file itself, so a file cannot crash it.
 A child opens the file, walks every object once and vets it (nothing may name another file or
 device, nothing may be reached twice, the count is bounded) before anything is sent back, then
 sends the tree: each object's path, kind, attributes (as plain JSON values) and, for a dataset,
-its shape and dtype. After that it serves reads of whole datasets, one at a time, until the
-parent closes the pipe. Every message is JSON or raw array bytes, never a pickle, so that a
-child subverted by a hostile file can send the parent nothing but data. Its address space is
-capped (``RLIMIT_AS``) at what it held when it started plus the budget the parent gives.
+its shape, its dtype and, when its bytes are stored as they are in data the parent can read
+itself (a file, an uncompressed archive member), where they lie. After that it serves reads of
+the other datasets, whole, one at a time, until the parent closes the pipe. Every message is
+JSON or raw array bytes, never a pickle, so that a child subverted by a hostile file can send
+the parent nothing but data. Its address space is capped (``RLIMIT_AS``) at what it held when
+it started plus the budget the parent gives, and libhdf5's metadata cache is kept at a fixed
+size.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import math
@@ -80,6 +84,7 @@ def serve(connection: Any, source: tuple, allowance: int) -> None:
     _cap_memory(allowance)
     try:
         handle = h5py.File(_open(source), "r")
+        _fix_metadata_cache(handle)
     except Refusal as refusal:
         _send(connection, {"error": str(refusal)})
         return
@@ -90,7 +95,7 @@ def serve(connection: Any, source: tuple, allowance: int) -> None:
         _send(connection, {"error": f"cannot read the HDF5 data (truncated or corrupt?): {error}"})
         return
     try:
-        _send_tree(connection, handle)
+        _send_tree(connection, handle, in_place=source[0] in ("file", "window"))
     except Refusal as refusal:
         _send(connection, {"error": str(refusal)})
         return
@@ -105,13 +110,22 @@ def serve(connection: Any, source: tuple, allowance: int) -> None:
             request = json.loads(connection.recv_bytes())
         except (EOFError, OSError):
             return
-        _serve_read(
-            connection,
-            handle,
-            request["read"],
-            allowance + int(request["bytes"]),
-            in_place=bool(request.get("in_place")),
-        )
+        _serve_read(connection, handle, request["read"], allowance + int(request["bytes"]))
+
+
+METADATA_CACHE_BYTES = 2 << 20
+"""The size of libhdf5's cache of the file's metadata (object headers, B-trees, heaps): its
+initial size, never grown. libhdf5 grows it (to 32 MiB of entries, 170 MB resident) when its
+hit rate is low, and a walk that reads each object header once has a low one."""
+
+
+def _fix_metadata_cache(handle: Any) -> None:
+    config = handle.id.get_mdc_config()
+    config.set_initial_size = True
+    config.initial_size = config.max_size = METADATA_CACHE_BYTES
+    config.min_size = min(config.min_size, METADATA_CACHE_BYTES)
+    config.incr_mode = config.flash_incr_mode = config.decr_mode = 0  # off
+    handle.id.set_mdc_config(config)
 
 
 _base_size: list[int] = []
@@ -185,48 +199,70 @@ class _Window(io.RawIOBase):
         super().close()
 
 
-def _send_tree(connection: Any, handle: Any) -> None:
+def _send_tree(connection: Any, handle: Any, *, in_place: bool = False) -> None:
     """Walk and vet every object, then send the tree in batches: ``{"objects": [[path, kind,
-    attributes, shape, dtype], ...]}``, then ``{"done": count}``. Nothing is sent before the
-    whole file is vetted."""
-    objects: list[list] = [["/", "g", _attributes(handle, "/"), None, None]]
+    attributes, shape, dtype, offset], ...]}``, then ``{"done": count}``. Nothing is sent before
+    the whole file is vetted. With ``in_place`` (the parent can read the HDF5 data itself), a
+    dataset's ``offset`` says where its bytes lie when they are stored as they are
+    (``_stored_as_is``), so that the parent reads it with no request; else it is ``None``.
+
+    The walk works on libhdf5's identifiers, not on h5py's objects: a group's links, with their
+    kinds, come in one iteration, and an object's attributes are read only when it has some (a
+    Keras file of 100,000 layers holds 400,000 objects)."""
+    objects: list[list] = [["/", "g", _attributes(handle, "/"), None, None, None]]
     seen: set[Any] = set()
-    groups: list[tuple[str, Any]] = [("/", handle)]
+    # each group to walk: its path, its identifier, and whether every name on its path is text
+    # (h5py shows a name that is not UTF-8 as bytes, a path no read can name)
+    groups: list[tuple[str, Any, bool]] = [("/", handle.id, True)]
     attribute_bytes = 0
     last_beat = time.monotonic()
     while groups:
-        path, group = groups.pop()
-        for name in group:
+        path, group, named = groups.pop()
+        for raw_name, link_type in _links(group):
+            name = _member_name(raw_name)
             place = f"{path}{name}"
-            link = group.get(name, getlink=True)
-            if isinstance(link, h5py.ExternalLink):
-                raise _outside(place, f"is a link to another file ({link.filename!r})")
-            if isinstance(link, h5py.SoftLink):
-                raise _outside(place, f"is a soft link (to {link.path!r})")
-            child = group.get(name)
-            address = h5py.h5o.get_info(child.id).addr
-            if address in seen:
+            if link_type != h5py.h5l.TYPE_HARD:
+                _refuse_link(group, raw_name, link_type, place)
+            child = h5py.h5o.open(group, raw_name)
+            kind = h5py.h5i.get_type(child)
+            if kind not in _KINDS:
+                raise TypeError("Unknown object type")  # as h5py's Group.get says it
+            info = h5py.h5o.get_info(child)
+            if info.addr in seen:
                 raise _outside(place, "is an object the file reaches twice")
-            seen.add(address)
+            seen.add(info.addr)
             if len(seen) > MAX_HDF5_OBJECTS:
                 raise Refusal(
                     f"the HDF5 data holds more than {MAX_HDF5_OBJECTS:,} objects, more than a "
                     "Keras model file does"
                 )
-            attributes = _attributes(child, place)
-            attribute_bytes += len(json.dumps(attributes))
+            if info.num_attrs:
+                attributes = _attributes(_KINDS[kind](child), place)
+                attribute_bytes += len(json.dumps(attributes))
+            else:
+                attributes = {}
+                attribute_bytes += len("{}")
             if attribute_bytes > MAX_HDF5_ATTRIBUTE_BYTES:
                 raise Refusal(
                     f"the HDF5 data's attributes hold more than {MAX_HDF5_ATTRIBUTE_BYTES:,} "
                     "bytes, more than a Keras model file's"
                 )
-            if isinstance(child, h5py.Group):
-                groups.append((place + "/", child))
-                objects.append([place, "g", attributes, None, None])
-            elif isinstance(child, h5py.Dataset):
-                _vet_storage(child, place)
-                shape = None if child.shape is None else list(child.shape)
-                objects.append([place, "d", attributes, shape, _dtype(child.dtype)])
+            if kind == h5py.h5i.GROUP:
+                groups.append((place + "/", child, named and isinstance(name, str)))
+                objects.append([place, "g", attributes, None, None, None])
+            elif kind == h5py.h5i.DATASET:
+                properties = child.get_create_plist()
+                _vet_storage(properties, place)
+                shape = child.shape
+                stored = child.get_type()
+                dtype = stored.dtype
+                offset = (
+                    _placed(child, properties, shape, stored, dtype)
+                    if in_place and named and isinstance(name, str)
+                    else None
+                )
+                shape = None if shape is None else list(shape)
+                objects.append([place, "d", attributes, shape, _dtype(dtype), offset])
             if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
                 _send(connection, {"beat": len(seen)})
                 last_beat = time.monotonic()
@@ -235,9 +271,52 @@ def _send_tree(connection: Any, handle: Any) -> None:
     _send(connection, {"done": len(objects)})
 
 
-def _vet_storage(dataset: Any, place: str) -> None:
-    """A dataset's data must be stored in this file: not in external files, not virtual."""
-    properties = dataset.id.get_create_plist()
+def _links(group: Any) -> list[tuple[bytes, int]]:
+    """A group's links, each its name and its type, in the order h5py lists them (by name)."""
+    links: list[tuple[bytes, int]] = []
+    group.links.iterate(lambda name, info: links.append((name, info.type)), info=True)
+    return links
+
+
+_KINDS: dict[int, Any] = {
+    h5py.h5i.GROUP: h5py.Group,
+    h5py.h5i.DATASET: h5py.Dataset,
+    h5py.h5i.DATATYPE: h5py.Datatype,
+}
+"""The kinds of object a hard link can reach, and h5py's class of each (for its attributes)."""
+
+
+def _member_name(raw: bytes) -> Any:
+    """A link's name as h5py gives it: text when it is UTF-8, else the bytes."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def _refuse_link(group: Any, raw_name: bytes, link_type: int, place: str) -> None:
+    """Refuse a link that is not a hard link: it names a path, maybe in another file."""
+    if link_type == h5py.h5l.TYPE_EXTERNAL:
+        filename, _ = group.links.get_val(raw_name)
+        raise _outside(place, f"is a link to another file ({os.fsdecode(filename)!r})")
+    if link_type == h5py.h5l.TYPE_SOFT:
+        target = _member_name(group.links.get_val(raw_name))
+        raise _outside(place, f"is a soft link (to {target!r})")
+    raise TypeError("Unknown link type")  # a user-defined link, as h5py's Group.get says it
+
+
+def _placed(dataset: Any, properties: Any, shape: Any, stored: Any, dtype: np.dtype) -> int | None:
+    """``_stored_as_is`` for a dataset being walked, or None when libhdf5 cannot say: a read
+    of it then asks the child, which refuses it as it always has."""
+    try:
+        return _stored_as_is(dataset, properties, shape, stored, dtype)
+    except Exception:  # noqa: BLE001 - a corrupt header raises many kinds
+        return None
+
+
+def _vet_storage(properties: Any, place: str) -> None:
+    """A dataset's data must be stored in this file (``properties``: its creation property
+    list): not in external files, not virtual."""
     if properties.get_external_count():
         names = [properties.get_external(i)[0] for i in range(properties.get_external_count())]
         shown = ", ".join(repr(_text(name)) for name in names)
@@ -292,25 +371,14 @@ def _dtype(dtype: np.dtype) -> str:
     return dtype.str if dtype.str in DTYPES else f"?{dtype}"
 
 
-def _serve_read(
-    connection: Any, handle: Any, path: str, allowance: int, *, in_place: bool = False
-) -> None:
-    """Send ``{"shape", "dtype"}`` and then the dataset's bytes, or ``{"error"}``. With
-    ``in_place`` (the parent reads the file itself), a dataset whose stored bytes are exactly
-    its array's is not read: ``{"shape", "dtype", "offset"}`` says where they lie."""
+def _serve_read(connection: Any, handle: Any, path: str, allowance: int) -> None:
+    """Send ``{"shape", "dtype"}`` and then the dataset's bytes, or ``{"error"}``."""
     _cap_memory(allowance)
     try:
         dataset = handle[path]
         unwritten = _unwritten(dataset)
         if unwritten:
             _send(connection, {"error": f"the HDF5 dataset {path!r} {unwritten}"})
-            return
-        offset = _stored_as_is(dataset) if in_place else None
-        if offset is not None:
-            _send(
-                connection,
-                {"shape": list(dataset.shape), "dtype": dataset.dtype.str, "offset": offset},
-            )
             return
         array = np.asarray(dataset[()])  # ascontiguousarray would make a scalar 1-D
         if not array.flags.c_contiguous:
@@ -334,20 +402,33 @@ def _send_raw(connection: Any, data: memoryview) -> None:
         data = data[os.write(descriptor, data) :]
 
 
-def _stored_as_is(dataset: Any) -> int | None:
+def _stored_as_is(
+    dataset: Any, properties: Any, shape: Any, stored: Any, dtype: np.dtype
+) -> int | None:
     """The offset in the HDF5 data of a dataset's bytes when they are its array's bytes
     exactly (stored contiguously, unfiltered, all of them, in the very type NumPy reads it as,
-    byte order and bit layout included), else None. Keras writes every weight so."""
-    if dataset.dtype.str not in DTYPES or dataset.shape is None:
+    byte order and bit layout included), else None. Keras writes every weight so. ``dataset``
+    is its identifier, ``properties`` its creation property list, ``shape`` its shape,
+    ``stored`` its HDF5 type and ``dtype`` NumPy's for it. All of its bytes being stored, such a
+    dataset is never ``_unwritten``."""
+    if dtype.str not in DTYPES or shape is None:
         return None
-    if dataset.id.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS:
+    if properties.get_layout() != h5py.h5d.CONTIGUOUS:
         return None
-    offset = dataset.id.get_offset()
-    if offset is None or dataset.id.get_storage_size() != dataset.nbytes:
+    offset = dataset.get_offset()
+    if offset is None or dataset.get_storage_size() != math.prod(shape) * dtype.itemsize:
         return None
-    if not dataset.id.get_type().equal(h5py.h5t.py_create(dataset.dtype)):
+    native = _native_type(dtype.str) if dtype.metadata is None else h5py.h5t.py_create(dtype)
+    if not stored.equal(native):
         return None
     return int(offset)
+
+
+@functools.cache
+def _native_type(dtype: str) -> Any:
+    """The HDF5 type NumPy's ``dtype`` is read through (a weight's dtype: a dozen of them; an
+    enum's dtype carries its members as metadata, and is not cached)."""
+    return h5py.h5t.py_create(np.dtype(dtype))
 
 
 def _unwritten(dataset: Any) -> str | None:

@@ -279,19 +279,29 @@ def test_a_keras_archives_weights_come_in_place_only_when_stored(
     assert bool(read_in_place) == (compression == "stored")
 
 
-@pytest.mark.parametrize("offset", [-1, 10**9, "12", 1.5, True])
+def _placing(monkeypatch, path: str, offset) -> dict:
+    """Make the reader's tree place the dataset at ``path`` at ``offset`` (a function of its
+    true offset), as a reader subverted by the file could; what it placed is returned."""
+    original = hdf5._Child.objects
+    placed: dict = {}
+
+    def lying(self):
+        for entry in original(self):
+            if entry[0] == path:
+                assert entry[5] is not None, "the dataset was placed by the tree"
+                entry = [*entry[:5], offset(entry[5])]
+                placed["offset"] = entry[5]
+            yield entry
+
+    monkeypatch.setattr(hdf5._Child, "objects", lying)
+    return placed
+
+
+@pytest.mark.parametrize("offset", [-1, 10**9, "12", 1.5, True, [0]])
 def test_a_reader_that_points_outside_the_file_is_refused(weights_file, monkeypatch, offset):
-    """A reader subverted by the file could name any offset: convc reads only inside the data
-    it gave the reader (here the whole file), and refuses the rest."""
-    original = hdf5._Child._receive
-
-    def lying(self, seconds):
-        message = original(self, seconds)
-        if "offset" in message:
-            message["offset"] = offset
-        return message
-
-    monkeypatch.setattr(hdf5._Child, "_receive", lying)
+    """A reader subverted by the file could name any offset in its tree: convc reads only
+    inside the data it gave the reader (here the whole file), and refuses the rest."""
+    _placing(monkeypatch, "/plain", lambda _: offset)
     with (
         hdf5.open_hdf5(weights_file, "w.h5") as handle,
         pytest.raises(ConvcError, match="placed /plain outside the file") as caught,
@@ -302,24 +312,12 @@ def test_a_reader_that_points_outside_the_file_is_refused(weights_file, monkeypa
 
 def test_a_reader_may_point_at_the_last_bytes_of_the_file_and_no_further(weights_file, monkeypatch):
     size = weights_file.stat().st_size
-    moved = {}
-    original = hdf5._Child._receive
-
-    def at(offset):
-        def receive(self, seconds):
-            message = original(self, seconds)
-            if "offset" in message:
-                message["offset"] = moved["offset"] = offset
-            return message
-
-        return receive
-
-    monkeypatch.setattr(hdf5._Child, "_receive", at(size - 300 * 70 * 4))
+    moved = _placing(monkeypatch, "/plain", lambda _: size - 300 * 70 * 4)
     with hdf5.open_hdf5(weights_file, "w.h5") as handle:
         tail = handle["plain"][()]
     raw = np.frombuffer(weights_file.read_bytes()[moved["offset"] :], "<f4").reshape(300, 70)
     np.testing.assert_array_equal(tail, raw)
-    monkeypatch.setattr(hdf5._Child, "_receive", at(size - 300 * 70 * 4 + 1))
+    _placing(monkeypatch, "/plain", lambda _: size - 300 * 70 * 4 + 1)
     with (
         hdf5.open_hdf5(weights_file, "w.h5") as handle,
         pytest.raises(ConvcError, match="placed /plain outside the file"),
@@ -341,15 +339,33 @@ def test_a_reader_may_not_point_past_its_window_on_an_archive(weights_file, tmp_
     with zipfile.ZipFile(archive) as opened:
         source = _stored_window(archive, opened.getinfo("model.weights.h5"), "m.zip")
     assert source is not None
-    original = hdf5._Child._receive
+    _placing(monkeypatch, "/plain", lambda _: source[3] - 300 * 70 * 4 + 1)
+    with (
+        hdf5.open_hdf5(source, "m.zip") as handle,
+        pytest.raises(ConvcError, match="placed /plain outside the file"),
+    ):
+        handle["plain"][()]
 
-    def past(self, seconds):
-        message = original(self, seconds)
-        if "offset" in message:
-            message["offset"] = source[3] - 300 * 70 * 4 + 1
-        return message
 
-    monkeypatch.setattr(hdf5._Child, "_receive", past)
+def test_a_reader_may_not_place_a_dataset_in_an_inflated_member(
+    weights_file, tmp_path, monkeypatch
+):
+    """A compressed member is inflated in the reader: there is nothing the parent could read
+    in place, and a tree that places a dataset anyway is refused."""
+    import zipfile
+
+    archive = tmp_path / "m.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.write(weights_file, "model.weights.h5")
+    original = hdf5._Child.objects
+
+    def placing(self):
+        for entry in original(self):
+            assert entry[5] is None, "an inflated member's datasets are sent, never placed"
+            yield [*entry[:5], 0] if entry[0] == "/plain" else entry
+
+    monkeypatch.setattr(hdf5._Child, "objects", placing)
+    source = ("member", str(archive), "model.weights.h5", 1 << 20)
     with (
         hdf5.open_hdf5(source, "m.zip") as handle,
         pytest.raises(ConvcError, match="placed /plain outside the file"),

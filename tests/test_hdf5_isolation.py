@@ -24,7 +24,10 @@ def weights_file(tmp_path):
     with h5py.File(path, "w") as handle:
         handle.attrs["keras_version"] = "3.0.0"
         handle.create_dataset("layers/dense/vars/0", data=np.arange(12, dtype="f4").reshape(3, 4))
-        handle.create_dataset("big", data=np.zeros((64 << 20) // 4, dtype="f4"))
+        # stored compressed and chunked, so that the reader is asked for them (a dataset stored
+        # as it is, like vars/0, is read by convc itself and needs no reader)
+        handle.create_dataset("layers/dense/vars/1", data=np.arange(4, dtype="f4"), compression=1)
+        handle.create_dataset("big", data=np.zeros((64 << 20) // 4, dtype="f4"), chunks=True)
     return path
 
 
@@ -60,7 +63,7 @@ def test_a_crash_of_the_reader_is_a_located_refusal(weights_file):
     with hdf5.open_hdf5(weights_file, "w.h5") as handle:
         os.kill(_reader_pid(), signal.SIGSEGV)
         with pytest.raises(ConvcError, match=r"libhdf5 crashed \(SIGSEGV\)") as caught:
-            handle["layers/dense/vars/0"][()]
+            handle["layers/dense/vars/1"][()]
     assert caught.value.path == "w.h5"
 
 
@@ -71,7 +74,7 @@ def test_a_reader_that_stops_answering_is_refused_and_killed(weights_file, monke
         os.kill(pid, signal.SIGSTOP)  # as a loop inside libhdf5 would look
         start = time.monotonic()
         with pytest.raises(ConvcError, match="did not answer within 1 s"):
-            handle["layers/dense/vars/0"][()]
+            handle["layers/dense/vars/1"][()]
         assert time.monotonic() - start < 5
     assert _gone(pid), "the fork server kills a reader that convc gave up on"
 
@@ -126,3 +129,34 @@ def test_a_scalar_dataset_comes_back_as_a_scalar(tmp_path):
         count, mean = handle["count"][()], handle["mean"][()]
     assert count.shape == () and count.dtype == np.int64 and int(count) == 7
     assert mean.shape == () and float(mean) == 0.5
+
+
+def test_a_dataset_stored_as_it_is_needs_no_reader(weights_file):
+    """The tree says where a dataset stored as it is lies, and convc reads it without asking:
+    a reader that has stopped (or crashed) after sending the tree is not needed for it."""
+    with hdf5.open_hdf5(weights_file, "w.h5") as handle:
+        os.kill(_reader_pid(), signal.SIGSTOP)
+        np.testing.assert_array_equal(
+            handle["layers/dense/vars/0"][()], np.arange(12, dtype="f4").reshape(3, 4)
+        )
+
+
+def test_a_dataset_never_written_is_still_refused_when_read(tmp_path):
+    """A dataset declared and never written has no bytes to place: it is asked for, and the
+    reader refuses it (libhdf5 would read its fill value), as one partly written is."""
+    path = tmp_path / "u.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("written", data=np.ones(8, "f4"))
+        handle.create_dataset("never", (1000,), "f4")
+        handle.create_dataset("partly", (64, 64), "f4", chunks=(8, 8))[:8, :8] = 1.0
+    with hdf5.open_hdf5(path, "u.h5") as handle:
+        assert handle["written"][()].sum() == 8
+        with pytest.raises(
+            ConvcError, match=r"'/never' declares 4,000 bytes .* 0 of them \(never written\)"
+        ):
+            handle["never"][()]
+    with (
+        hdf5.open_hdf5(path, "u.h5") as handle,
+        pytest.raises(ConvcError, match=r"'/partly' is stored in 64 chunks .* 1 of them"),
+    ):
+        handle["partly"][()]
