@@ -432,6 +432,12 @@ def _server() -> _ForkServer:
     return _fork_server
 
 
+def start_reader() -> None:
+    """Start the fork server now, when a file will be read later: its start (a Python process
+    that imports h5py) then overlaps the caller's own work, parsing and resolving a config."""
+    _server()
+
+
 def shutdown() -> None:
     """End the fork server and wait for it (it waits for its readers), so that no reader
     outlives convc and their memory and time count as convc's own (``wait4``, ``time -v``,

@@ -282,6 +282,8 @@ def _open_keras_zip(path: Path) -> ModelFile:
                 path=where,
                 help="members found: " + (", ".join(sorted(by_name)[:10]) or "none"),
             )
+        if "model.weights.h5" in by_name:
+            hdf5.start_reader()  # it starts while the config is parsed and resolved
         config = _model_config(
             parse_config(
                 _read_member(archive, by_name["config.json"], MAX_CONFIG_BYTES, where),
