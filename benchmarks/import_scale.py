@@ -164,29 +164,43 @@ def write_model(path: Path, kind: str, layers: int) -> Path:
     return path
 
 
+_MEASURE = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+process = subprocess.Popen([sys.executable, "-m", "convc", *sys.argv[1:]],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+error = process.stderr.read()
+_, status, usage = os.wait4(process.pid, 0)
+print(json.dumps({
+    "code": os.waitstatus_to_exitcode(status),
+    "wall_s": time.perf_counter() - start,
+    "cpu_s": usage.ru_utime + usage.ru_stime,
+    "peak_mb": usage.ru_maxrss / 1024,
+    "error": error.decode(errors="replace")[-2000:],
+}))
+"""
+"""Runs ``python -m convc ARGV`` and reports its wall and CPU time and its peak resident size
+(``wait4``, which covers the HDF5 reader it waits for). A process's peak counts what it shared
+with its parent when it was forked, so convc is started by this small process, not by the
+benchmark's (which holds the configs it wrote)."""
+
+
 def run_once(argv: list[str], cwd: Path) -> dict:
     """One whole ``python -m convc`` process: wall seconds, CPU seconds, peak resident MB."""
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "convc", *argv],
+    ran = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *argv],
         cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        capture_output=True,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
     )
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    assert process.stderr is not None
-    error = process.stderr.read().decode(errors="replace")
-    process.stderr.close()
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"convc {' '.join(argv)} failed (exit {code}):\n{error[-2000:]}")
-    return {
-        "wall_s": wall,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_mb": usage.ru_maxrss / 1024,
-    }
+    measured = json.loads(ran.stdout)
+    if measured["code"] != 0:
+        raise SystemExit(
+            f"convc {' '.join(argv)} failed (exit {measured['code']}):\n{measured['error']}"
+        )
+    return measured
 
 
 def _commit() -> str:
