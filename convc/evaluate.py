@@ -118,6 +118,10 @@ class Builder(Protocol):
         """``call_keras`` for a call whose arguments are all literals, where the builder has a
         shorter path for it; ``NotImplemented`` where it has none."""
 
+    def apply_object(self, callee: Any, value: Any, value_span: Span, span: Span) -> Any:
+        """``call_object`` for a call of one positional argument, already evaluated, where the
+        builder has a shorter path for it; ``NotImplemented`` where it has none."""
+
     def call_object(self, callee: Any, site: CallSite) -> Any:
         """Call a tensor or a builder's object (apply a layer to tensors)."""
 
@@ -908,6 +912,18 @@ class Evaluator:
         elif isinstance(node, Apply):
             function = self.evaluate(node.callee)
             function_span = node.callee.span
+            if len(node.args) == 1 and not node.kwargs and self.builder is not None:
+                # layer(x), as most applications are
+                arg = node.args[0]
+                value = self.evaluate(arg)
+                result = self.builder.apply_object(function, value, arg.span, node.span)
+                if result is not NotImplemented:
+                    return result
+                site = CallSite(node, function_span, self)
+                site.args.append(value)
+                site.arg_nodes.append(arg)
+                site.arg_spans.append(arg.span)
+                return self.invoke(function, site, statement=statement)
         else:
             callee = node.function
             if isinstance(callee, Reference):

@@ -406,11 +406,19 @@ class _Resolver:
         obj = self.construct(call, layer_type)
         return self.apply_to_previous(obj, call) if statement else obj
 
+    def apply_object(self, callee: Any, inputs: Any, where: Span, span: Span) -> Any:
+        """``call_object`` for ``layer(x)``, as most calls are, without a ``CallSite``: the
+        checks there pass a layer object called on one positional argument.
+        ``NotImplemented`` for any other callee, which takes the general path."""
+        if type(callee) is not _LayerObject:
+            return NotImplemented
+        self.functional = True
+        return self.apply(callee, inputs, where, span)
+
     def call_object(self, callee: Any, site: CallSite) -> Any:
         """``callee(args)``: a layer object applied to a tensor or a list of tensors."""
         if type(callee) is _LayerObject and len(site.args) == 1 and not site.keywords:
-            self.functional = True  # layer(x), as most calls are: the checks below pass it
-            return self.apply(callee, site.args[0], site.arg_spans[0], site.span)
+            return self.apply_object(callee, site.args[0], site.arg_spans[0], site.span)
         if isinstance(callee, Tensor):
             raise ConvcError(
                 "a tensor cannot be called: it is not a layer",
