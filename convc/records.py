@@ -14,7 +14,7 @@ class without slots. Everything else stays the dataclass's: its fields, ``__eq__
 
 The price is memory: an instance whose ``__dict__`` is asked for keeps a dict of its own
 instead of CPython's compact inline values, about 64 bytes more. A 100,000-layer import peaks
-10% higher (570 against 518 MB) and runs 1.1 s faster.
+10% higher (570 against 518 MB) and runs 1.3 s faster (10.4 against 9.1 s).
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ def fast_init(cls: type[T]) -> type[T]:
     faster one of the same signature (defaults, factories, keyword-only fields and
     ``__post_init__`` included)."""
     params = getattr(cls, "__dataclass_params__", None)
-    if params is None or not params.frozen:
-        raise TypeError(f"fast_init takes a frozen dataclass, not {cls.__name__}")
+    if params is None or not params.frozen or not params.init:
+        raise TypeError(
+            f"fast_init takes a frozen dataclass whose __init__ it wrote, not {cls.__name__}"
+        )
     if "__slots__" in cls.__dict__:
         raise TypeError(f"fast_init takes a dataclass without slots, not {cls.__name__}")
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]

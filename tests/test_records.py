@@ -115,6 +115,13 @@ def test_fast_init_refuses_what_it_cannot_rewrite():
     class NamedSelf:
         self: int
 
-    for cls in (Plain, Slotted, WithInitVar, NamedSelf):
+    @dataclasses.dataclass(frozen=True, init=False)
+    class OwnInit:
+        a: int
+
+        def __init__(self):
+            object.__setattr__(self, "a", 1)
+
+    for cls in (Plain, Slotted, WithInitVar, NamedSelf, OwnInit):
         with pytest.raises(TypeError):
             fast_init(cls)
