@@ -688,9 +688,9 @@ def _feeds(
 ) -> list[dict[str, np.ndarray]]:
     """The calibrating samples as the graph takes them: in its inputs' layout, one sample at a
     time (or as many as a static batch holds)."""
-    from convc.lower import io_order, tensor_format
+    from convc.lower import graph_order
 
-    layouts = {i.name: io_order(tensor_format(model, i), i.rank, io_layout) for i in model.inputs}
+    layouts = {i.name: graph_order(model, i, io_layout) for i in model.inputs}
     batch = model.inputs[0].shape[0] or 1
     size = len(next(iter(samples.values())))
     feeds = []

@@ -83,7 +83,7 @@ def lower_detached(
     values: dict[int, Value] = {}  # tensor id -> its value in the graph
     graph_inputs = []
     for model_input in model.inputs:
-        order = io_order(tensor_format(model, model_input), model_input.rank, io_layout)
+        order = graph_order(model, model_input, io_layout)
         x = Value(model_input.name, order, model_input.shape)
         graph_inputs.append(
             tensor_info(model_input.name, model_input.dtype, [model_input.shape[a] for a in order])
@@ -248,6 +248,15 @@ def tensor_format(model: Model, tensor: Tensor) -> str:
             frontier.extend(producer.inputs)
         frontier.extend(node.output for node in readers)
     return "channels_last"
+
+
+def graph_order(model: Model, tensor: Tensor, io_layout: str) -> tuple[int, ...]:
+    """The physical order of ``tensor``, a graph input or output of ``model``, for
+    ``io_layout``. The tensor's data_format (a walk of the graph) is looked for only where the
+    order depends on it: a build in Keras's layout, the default, walks nothing."""
+    if io_layout == "keras" or tensor.rank < 3:
+        return identity(tensor.rank)
+    return io_order(tensor_format(model, tensor), tensor.rank, io_layout)
 
 
 def io_order(data_format: str, rank: int, io_layout: str) -> tuple[int, ...]:
