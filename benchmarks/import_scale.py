@@ -1,7 +1,7 @@
 """How long convc takes to import very long models (#23: "a 100,000-layer model imports in
 seconds").
 
-    python benchmarks/import_scale.py [--layers N ...] [--runs K] [--commands summary import]
+    python benchmarks/import_scale.py [--layers N ...] [--runs K] [--commands summary import build]
 
 Writes Keras 3 ``.keras`` files as Keras lays them out (stored, not deflated) into a scratch
 folder, then times ``python -m convc COMMAND FILE`` on each as a user runs it, a whole process
@@ -221,7 +221,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--dense-layers", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--commands", nargs="+", default=["summary", "import"])
+    parser.add_argument("--commands", nargs="+", default=["summary", "import", "build"])
     options = parser.parse_args()
 
     plan = [("sequential-relu", n) for n in options.layers]
@@ -234,8 +234,9 @@ def main() -> None:
             path = write_model(folder / f"{kind}-{layers}.keras", kind, layers)
             for command in options.commands:
                 argv = [command, str(path)]
-                if command == "import":
-                    argv += ["-o", str(folder / "out.conv")]
+                if command in ("import", "build"):
+                    suffix = ".conv" if command == "import" else ".onnx"
+                    argv += ["-o", str(folder / f"out{suffix}")]
                 runs = [run_once(argv, folder) for _ in range(options.runs)]
                 median = sorted(runs, key=lambda run: run["wall_s"])[len(runs) // 2]
                 row = {

@@ -545,6 +545,7 @@ def _import(args: argparse.Namespace) -> int:
 
     from convc.arrays import npz_bytes
     from convc.importer import import_file
+    from convc.limits import MAX_SOURCE_BYTES
     from convc.onnxfile import write_files
     from convc.replace import from_options, source_weights
 
@@ -573,6 +574,14 @@ def _import(args: argparse.Namespace) -> int:
         _say(f"wrote {output}: {count} placeholder line{'s' if count > 1 else ''} to edit")
     if imported.weights is not None:
         _say(f"wrote {files[1][0]}: {len(imported.weights)} arrays (build with --weights)")
+    size = len(files[0][1][0])
+    if size > MAX_SOURCE_BYTES:
+        _say(
+            f"{output}: note: the text is {size:,} bytes, more than the {MAX_SOURCE_BYTES:,} that "
+            f"convc reads of a .conv file: build the model file itself, as in convc build "
+            f"{quote(args.model)}, which compiles the same model",
+            file=sys.stderr,
+        )
     if not imported.placeholders:
         return EXIT_OK
     for placeholder in imported.placeholders:

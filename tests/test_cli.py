@@ -168,6 +168,30 @@ def test_import_writes_the_conv_and_its_weights_together_or_neither(tmp_path, ca
     assert {"m.conv", "m.npz"} <= {p.name for p in tmp_path.iterdir()}
 
 
+def test_import_says_when_its_text_is_too_long_for_a_conv_file(tmp_path, capsys, monkeypatch):
+    """A model of more than about 20,000 layers imports to a text longer than a .conv file may
+    be: convc import says so and names what to build instead, and build's refusal says why."""
+    from hostile_files import long_sequential
+
+    import convc.compiler
+    import convc.limits
+
+    model = long_sequential(tmp_path, layers=3)
+    monkeypatch.setattr(convc.limits, "MAX_SOURCE_BYTES", 100)
+    monkeypatch.setattr(convc.compiler, "MAX_SOURCE_BYTES", 100)
+    assert main(["import", str(model), "-o", str(tmp_path / "m.conv")]) == 0
+    err = capsys.readouterr().err
+    size = (tmp_path / "m.conv").stat().st_size
+    assert f"the text is {size:,} bytes, more than the 100 that convc reads" in err
+    assert f"build the model file itself, as in convc build {model}" in err
+    assert main(["build", str(tmp_path / "m.conv")]) == 1
+    assert "is built from its Keras model file" in capsys.readouterr().err
+    assert main(["build", str(model), "-o", str(tmp_path / "m.onnx")]) == 0
+    monkeypatch.undo()
+    assert main(["import", str(model), "-o", str(tmp_path / "m.conv")]) == 0
+    assert "note" not in capsys.readouterr().err
+
+
 def test_sigterm_during_a_write_leaves_nothing_behind(tmp_path):
     """SIGTERM used to kill convc mid-write with its .NAME.*.tmp file left in the folder (#23);
     now the write removes it and convc exits 143."""
