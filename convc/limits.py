@@ -10,11 +10,13 @@ MAX_SOURCE_BYTES = 1 << 20
 
 def imported_text_chars(statements: int) -> int:
     """The longest text ``convc import`` may write, and convc build, for a model file whose
-    graph has ``statements`` inputs, layers and calls: a .conv file's limit and 64 characters a
-    statement more (an imported line is about 25 to 80 characters). A model of ``MAX_LAYERS``
-    layers fits; what the text costs to parse stays proportional to the model, not to the
-    arguments a file may pad its layers with."""
-    return MAX_SOURCE_BYTES + 64 * statements
+    graph has ``statements`` inputs, layers and calls: a .conv file's limit and 32 characters a
+    statement more (a layer and its call: 64 characters a line, where a line of a long chain
+    is 25 to 45). A model of ``MAX_LAYERS`` layers fits; what the text and its syntax cost
+    (about 100 bytes and 1 us a character, when a file pads its layers' arguments with
+    numbers) stays proportional to the model, not to the arguments a file may pad its layers
+    with, and the writer stops as soon as it passes this."""
+    return MAX_SOURCE_BYTES + 32 * statements
 
 
 MAX_NESTING = 32

@@ -31,11 +31,11 @@ from convc.importer.text import (
     replace_help,
     report,
     tensor_args,
+    text_limit,
     unsupported,
     write_text,
 )
 from convc.importer.weights import read_weights
-from convc.limits import imported_text_chars
 from convc.model import Model, format_shape
 from convc.replace import (
     Placement,
@@ -142,7 +142,7 @@ def import_file(
         text = written.text
         placements = [Placement(r, rendered[r.name], *written.positions[r.name]) for r in given]
         try:
-            model = resolve_text(text, _text_chars(graph), written.program)
+            model = resolve_text(text, text_limit(graph), written.program)
         except ConvcError as error:
             raise locate_errors(
                 error,
@@ -234,7 +234,7 @@ def _check_recorded_shapes(
     text = head + statement + "\n"
     placement = Placement(replacement, rendered, len(head), len(head) + len(statement))
     try:
-        model = resolve_text(text, _text_chars(graph))
+        model = resolve_text(text, text_limit(graph))
     except ConvcError as error:
         raise locate_errors(error, [placement]) from None
     _check_output(replacement, model.nodes[-1].output.shape, output, recorded=True)
@@ -376,7 +376,7 @@ def _stand_in_weights(graph, header, shapes, special, classes, model_file, given
         stand_ins[name] = Special(_identity(name))
     text = write_text(graph, header, shapes, stand_ins).text
     try:
-        model = resolve_text(text, _text_chars(graph))
+        model = resolve_text(text, text_limit(graph))
     except ConvcError as error:
         return None, "with each placeholder standing as an Identity layer, " + error.message
     # a replaced layer with variables: refused as it is without placeholders
@@ -447,7 +447,3 @@ def _in_imported_text(error: ConvcError, text: str, where: str) -> ConvcError:
         path=where,
     )
 
-
-def _text_chars(graph: Graph) -> int:
-    """The longest text the import of ``graph`` may write (``limits.imported_text_chars``)."""
-    return imported_text_chars(len(graph.inputs) + len(graph.layers) + len(graph.applications))

@@ -30,7 +30,7 @@ from convc.importer.operations import (
 )
 from convc.layers.args import REQUIRED
 from convc.layers.refused import REFUSED
-from convc.limits import MAX_INT_DIGITS
+from convc.limits import MAX_INT_DIGITS, imported_text_chars
 from convc.model import Shape, format_shape
 from convc.names import UniqueNames, snake_case
 from convc.replace import EXAMPLE_CALL, PLACEHOLDER
@@ -402,14 +402,24 @@ def write(graph: Graph, header: str, input_shapes: dict[str, tuple[int, ...]]) -
     return write_text(graph, header, input_shapes).text
 
 
+def text_limit(graph: Graph) -> int:
+    """The longest text the import of ``graph`` may write (``limits.imported_text_chars``)."""
+    return imported_text_chars(len(graph.inputs) + len(graph.layers) + len(graph.applications))
+
+
 def write_text(
     graph: Graph,
     header: str,
     input_shapes: dict[str, tuple[int, ...]],
     special: Mapping[str, Special] | None = None,
 ) -> Written:
-    """``write``, with the layers named in ``special`` written as they say."""
-    lines = _Lines()
+    """``write``, with the layers named in ``special`` written as they say. Refused as soon as
+    the text passes ``text_limit(graph)``: a file's arguments could make it far longer, and
+    its syntax costs about 100 bytes a character."""
+    lines = _Lines(
+        text_limit(graph),
+        f"{len(graph.layers):,} layers and {len(graph.applications):,} calls of them",
+    )
     if graph.sequential and len(graph.inputs) == 1:
         _write_sequential(graph, header, input_shapes, lines, special or {})
     else:
@@ -424,7 +434,8 @@ class _Lines:
     """The text being written, where each special layer's call sits in it, and the syntax of
     its statements while every line has come with its own (``Written.program``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int, model: str) -> None:
+        self.limit, self.model = limit, model  # the longest text, and the model it is for
         self.lines: list[str] = []
         self.marks: dict[str, tuple[int, int]] = {}  # name -> (start, end) in the text
         self.statements: list[Statement] | None = []
@@ -448,6 +459,13 @@ class _Lines:
         self.lines.append(line)
         self.offset += len(line) + 1
         self.number += 1
+        if self.offset > self.limit:
+            raise ConvcError(
+                f"the imported text would be more than {self.limit:,} characters long, the "
+                f"most convc writes for a model of {self.model} (1 MiB, and 32 characters "
+                "for each input, layer and call): its layers' arguments are longer than any "
+                "layer's"
+            )
 
     def __iadd__(self, lines: list[str]) -> _Lines:
         for line in lines:
