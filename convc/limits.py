@@ -76,8 +76,8 @@ value (an object holding an empty object), so a 63 KB archive whose config was 6
 ``MAX_LAYERS`` layers fits: the config Keras 3 writes for a Sequential of 100,000 layers
 (Conv2D, BatchNormalization and ReLU in turn) holds 4.0 million values (measured: 40 a layer),
 its functional form about 5.9 million (the inbound nodes add 19 a layer). Real configs spend
-about 20 bytes a value, so one within the 64 MiB of ``convc.importer.files.MAX_CONFIG_BYTES``
-stays well below the limit."""
+15 to 18 bytes a value, so one within the 128 MiB of ``convc.importer.files.MAX_CONFIG_BYTES``
+meets this limit before that one."""
 
 MAX_WEIGHT_BYTES = 16 << 30
 """The largest total of weights (float32) a model may have: 16 GiB."""

@@ -93,7 +93,8 @@ HOSTILE = {
             {**_members(good), "config.json": b" " * (files.MAX_CONFIG_BYTES + 1)},
             zipfile.ZIP_DEFLATED,
         ),
-        "config.json is 67,108,865 bytes; convc reads at most 67,108,864",
+        f"config.json is {files.MAX_CONFIG_BYTES + 1:,} bytes; convc reads at most "
+        f"{files.MAX_CONFIG_BYTES:,}",
     ),
     "config-nests-10000-deep": (
         lambda good: _zip({**_members(good), "config.json": _deep(10_000)}),
@@ -170,6 +171,43 @@ def test_hostile_file_is_refused_quickly_and_nothing_is_written(case, good, tmp_
     assert not output.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
     assert "error:" in capsys.readouterr().err
+
+
+def test_a_real_config_meets_the_limit_on_values_before_the_limit_on_bytes():
+    """The config Keras writes for MAX_LAYERS of a layer fits the limit on bytes wherever it
+    fits the limit on values: the limit on values bounds the memory parsing takes, the one on
+    bytes only what is read. 64 MiB refused a Sequential of 100,000 Dense layers (76 MB,
+    5.4 million values)."""
+    from convc.importer.files import MAX_CONFIG_BYTES, _json_shape
+    from convc.limits import MAX_CONFIG_VALUES, MAX_LAYERS
+
+    keras.backend.clear_session()
+    x = inputs = keras.Input((8, 8, 4))
+    for layer in [
+        layers.Conv2D(4, 3, padding="same"),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+        layers.DepthwiseConv2D(3, padding="same"),
+        layers.SeparableConv2D(4, 3, padding="same"),
+        layers.Conv2DTranspose(4, 3, padding="same"),
+        layers.LayerNormalization(),
+        layers.Flatten(),
+        layers.Dense(4),
+    ]:
+        x = layer(x)
+    functional = keras.saving.serialize_keras_object(keras.Model(inputs, x))
+    sequential = keras.saving.serialize_keras_object(keras.Sequential([layers.Dense(4)]))
+    entries = functional["config"]["layers"][1:] + sequential["config"]["layers"]
+    assert len(entries) == 10
+    for entry in entries:
+        text = json.dumps(entry).encode()
+        values = _json_shape(text)[1]
+        layers_by_values = MAX_CONFIG_VALUES // values
+        assert len(text) * min(layers_by_values, MAX_LAYERS) <= MAX_CONFIG_BYTES, (
+            entry["class_name"],
+            len(text),
+            values,
+        )
 
 
 def test_a_compressed_weights_member_inflates_only_as_far_as_the_model_needs(good, tmp_path):

@@ -446,4 +446,3 @@ def _in_imported_text(error: ConvcError, text: str, where: str) -> ConvcError:
         help=error.help,
         path=where,
     )
-

@@ -33,8 +33,10 @@ from convc.diagnostics import ConvcError
 from convc.importer import generations
 from convc.limits import MAX_CONFIG_VALUES, MAX_LAYERS, weights_file_bytes
 
-MAX_CONFIG_BYTES = 64 << 20
-"""A model's config JSON: ResNet152's is under 1 MiB."""
+MAX_CONFIG_BYTES = 128 << 20
+"""A model's config JSON: ResNet152's is under 1 MiB. Keras spends 15 to 18 bytes a value of
+its layers' configs (``convc.limits.MAX_CONFIG_VALUES``), so a real config meets the limit on
+values first: the config of a Sequential of 100,000 Dense layers is 76 MB (64 MiB refused it)."""
 
 MAX_CONFIG_DEPTH = 200
 """JSON nesting: a layer's config nests about 8 deep, each nested model adds about 6."""
