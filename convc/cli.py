@@ -575,11 +575,14 @@ def _import(args: argparse.Namespace) -> int:
     if imported.weights is not None:
         _say(f"wrote {files[1][0]}: {len(imported.weights)} arrays (build with --weights)")
     size = len(files[0][1][0])
-    if size > MAX_SOURCE_BYTES:
+    if size > MAX_SOURCE_BYTES and imported.model is not None:
+        same = [quote(args.model)]  # the options this import had, which a build takes too
+        same += [f"--input-shape {quote(shape)}" for shape in args.input_shape or ()]
+        same += [f"--replace {quote(call)}" for call in args.replace or ()]
         _say(
             f"{output}: note: the text is {size:,} bytes, more than the {MAX_SOURCE_BYTES:,} that "
             f"convc reads of a .conv file: build the model file itself, as in convc build "
-            f"{quote(args.model)}, which compiles the same model",
+            f"{' '.join(same)}, which compiles the same model",
             file=sys.stderr,
         )
     if not imported.placeholders:

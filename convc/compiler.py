@@ -327,8 +327,8 @@ def read_source(path: str | os.PathLike) -> str:
             raise ConvcError(
                 f"the file is {size:,} bytes; convc reads at most {MAX_SOURCE_BYTES:,}",
                 path=str(path),
-                help="a .conv file holds about 20,000 layers at most; a larger model that "
-                "convc import wrote is built from its Keras model file",
+                help="a .conv file holds 10,000 to 20,000 layers, by their arguments; a larger "
+                "model that convc import wrote is built from its Keras model file",
             )
         data = path.read_bytes()
         return data.decode("utf-8-sig")  # a byte-order mark is not an error

@@ -10,13 +10,27 @@ MAX_SOURCE_BYTES = 1 << 20
 
 def imported_text_chars(statements: int) -> int:
     """The longest text ``convc import`` may write, and convc build, for a model file whose
-    graph has ``statements`` inputs, layers and calls: a .conv file's limit and 32 characters a
-    statement more (a layer and its call: 64 characters a line, where a line of a long chain
-    is 25 to 45). A model of ``MAX_LAYERS`` layers fits; what the text and its syntax cost
-    (about 100 bytes and 1 us a character, when a file pads its layers' arguments with
-    numbers) stays proportional to the model, not to the arguments a file may pad its layers
-    with, and the writer stops as soon as it passes this."""
-    return MAX_SOURCE_BYTES + 32 * statements
+    graph has ``statements`` inputs, layers and calls: a .conv file's limit and 64 characters a
+    statement more (an imported statement is 12 to 84 characters: a chain of bare ReLUs the
+    least, ConvNeXt's and a Conv2D chain's layers with Keras's names the most). A model of
+    ``MAX_LAYERS`` layers fits; the writer stops as soon as its text passes this."""
+    return MAX_SOURCE_BYTES + 64 * statements
+
+
+IMPORTED_SYNTAX_BASE = 300_000
+"""The syntax values (calls, names, literals, each number of a list) any imported text may
+hold, whatever its size: as many as 1 MiB of .conv text of numbers holds."""
+
+
+def imported_syntax_values(statements: int) -> int:
+    """The most syntax values ``convc import`` writes for a model file whose graph has
+    ``statements`` inputs, layers and calls: ``IMPORTED_SYNTAX_BASE`` and 6 a statement more
+    (Keras's applications need 4.5 to 5.4 a statement, a chain of bare layers 2 to 4.7). Each
+    value costs about 300 bytes while the text is resolved, so this bounds what a file can
+    make the import hold by padding its layers' arguments with numbers (a 300 KB file of
+    100,000 layers with 30 zeros each made it write 3.6 million values, 1.4 GB); the writer
+    stops as soon as its text passes it."""
+    return IMPORTED_SYNTAX_BASE + 6 * statements
 
 
 MAX_NESTING = 32

@@ -551,9 +551,10 @@ def hard_link_cycle(folder: Path) -> Path:
 def long_sequential(folder: Path, layers: int = 100_000, padding: int = 0) -> Path:
     """A Keras 3 Sequential of 100,000 ReLU layers: a legitimate, large model. With
     ``padding``, each layer's ``max_value`` is a list of that many zeros: a crafted file whose
-    arguments make the imported text as long as convc writes for 100,000 layers (12 zeros), or
-    longer (30), so that writing it and its syntax costs all that the limit allows (a 300 KB
-    file took 1.4 GB and 18 s before the writer stopped at the limit, which was twice as high)."""
+    arguments make the imported text hold as many values as convc writes for 100,000 layers
+    (8 zeros), or more (30), so that writing it and its syntax costs all that the limits allow
+    (``limits.imported_syntax_values``; the 300 KB file of 30 zeros took 1.4 GB and 18 s before
+    the writer stopped at them)."""
     padded = {"max_value": [0] * padding} if padding else {}
     config = {
         "module": "keras",
@@ -903,9 +904,10 @@ class Case:
     weights: str | None = None
     """A file beside the model, given with --weights; the refusal names it."""
     cpu_limit: float | None = None
-    """A limit on CPU time, in seconds, instead of ``TIME_LIMIT`` on wall time: for a legitimate
-    file whose work is large, whose wall time beside a parallel test suite is the machine's
-    load as much as convc's (it is still killed past 1.5 times this limit of wall time)."""
+    """A limit on CPU time, in seconds, instead of ``TIME_LIMIT`` on wall time: for a file whose
+    work is large (a model of 100,000 layers), whose wall time beside a parallel test suite is
+    the machine's load as much as convc's (it is still killed past 1.5 times this limit of wall
+    time)."""
     memory_limit: int = MEMORY_LIMIT
     """The peak resident memory it may reach: lower than ``MEMORY_LIMIT`` for a case whose
     memory a fix bounded more tightly."""
@@ -1091,14 +1093,14 @@ CASES = [
     # machine (5 to 6 s of CPU, up to 10 s when the machine is slow; more than 120 s before
     # #23). How fast it imports is measured by benchmarks/import_scale.py, not here.
     Case("100000-layers", "time", long_sequential, None, "summary", cpu_limit=20.0),
-    # 7.5 to 8 s of CPU and 890 MB each (17.7 s and 1.4 GB for the second before the limit on
-    # the text was halved and the writer stopped at it)
-    Case("100000-layers-padded-to-the-text-limit", "time", partial(long_sequential, padding=12),
+    # 7 to 7.5 s of CPU and 720 to 770 MB each (17.7 s and 1.4 GB for the second before the
+    # writer stopped at a limit on the values it writes)
+    Case("100000-layers-padded-to-the-limit-on-values", "time", partial(long_sequential, padding=8),
          "'max_value' of a ReLU layer must be a number", "summary", cpu_limit=15.0,
-         memory_limit=1200 << 20),
-    Case("100000-layers-padded-past-the-text-limit", "time", partial(long_sequential, padding=30),
-         "the imported text would be more than 7,448,608 characters", "summary", cpu_limit=15.0,
-         memory_limit=1200 << 20),
+         memory_limit=1000 << 20),
+    Case("100000-layers-padded-past-the-limit-on-values", "time", partial(long_sequential, padding=30),
+         "the imported text would hold more than 1,500,006 values", "summary", cpu_limit=15.0,
+         memory_limit=1000 << 20),
 
     # unbounded memory
     Case("weights-zip-bomb", "memory", weights_zip_bomb, "expands past", "summary"),

@@ -179,11 +179,12 @@ def test_import_says_when_its_text_is_too_long_for_a_conv_file(tmp_path, capsys,
     model = long_sequential(tmp_path, layers=3)
     monkeypatch.setattr(convc.limits, "MAX_SOURCE_BYTES", 100)
     monkeypatch.setattr(convc.compiler, "MAX_SOURCE_BYTES", 100)
-    assert main(["import", str(model), "-o", str(tmp_path / "m.conv")]) == 0
+    given = ["--input-shape", "4"]  # an option the import had, which the build needs too
+    assert main(["import", str(model), "-o", str(tmp_path / "m.conv"), *given]) == 0
     err = capsys.readouterr().err
     size = (tmp_path / "m.conv").stat().st_size
     assert f"the text is {size:,} bytes, more than the 100 that convc reads" in err
-    assert f"build the model file itself, as in convc build {model}" in err
+    assert f"build the model file itself, as in convc build {model} --input-shape 4," in err
     assert main(["build", str(tmp_path / "m.conv")]) == 1
     assert "is built from its Keras model file" in capsys.readouterr().err
     assert main(["build", str(model), "-o", str(tmp_path / "m.onnx")]) == 0

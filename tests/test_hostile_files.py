@@ -90,7 +90,7 @@ def test_hostile_file(case: Case, tmp_path, baseline):
         assert ran.code == 1, f"exit {ran.code}: {said[-500:]}"
         # a refusal quotes what it refuses, cut short: not a file's megabyte of numbers (each
         # line short, and at most MAX_ERRORS errors of a few lines each)
-        longest = max(ran.err.splitlines(), key=len)
+        longest = max(ran.err.splitlines(), key=len, default="")
         assert len(longest) < 1024, f"a line of {len(longest):,} characters: {longest[:500]}"
         assert len(ran.err) < MAX_ERRORS * 1024, f"a refusal of {len(ran.err):,} characters"
         assert f"{located}" in ran.err and case.refusal in ran.err, ran.err[-800:]

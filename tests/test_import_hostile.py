@@ -210,6 +210,44 @@ def test_a_real_config_meets_the_limit_on_values_before_the_limit_on_bytes():
         )
 
 
+@pytest.mark.parametrize("form", ["functional", "sequential"])
+def test_the_text_of_keras_layers_fits_its_limits_at_max_layers(form):
+    """The text and the syntax convc writes a statement for Keras's own layers, named as Keras
+    names the 100,000th of each, fit ``limits.imported_text_chars`` and
+    ``imported_syntax_values`` at MAX_LAYERS: 32 characters a statement refused a functional
+    chain of Conv2D, BatchNormalization and ReLU of 60,000 layers (42.8 a statement)."""
+    from convc.importer import _input_shapes
+    from convc.importer.graph import flatten
+    from convc.importer.text import unsupported, write_text
+    from convc.limits import MAX_LAYERS, imported_syntax_values, imported_text_chars
+
+    keras.backend.clear_session()
+    made = []
+    for unit in range(40):
+        made += [
+            layers.Conv2D(8, 3, padding="same", name=f"conv2d_{99_900 + unit}"),
+            layers.BatchNormalization(name=f"batch_normalization_{99_900 + unit}"),
+            layers.ReLU(name=f"re_lu_{99_900 + unit}"),
+            layers.DepthwiseConv2D(3, padding="same", name=f"depthwise_conv2d_{99_900 + unit}"),
+            layers.SeparableConv2D(8, 1, name=f"separable_conv2d_{99_900 + unit}"),
+        ]
+    if form == "functional":
+        x = inputs = keras.Input((8, 8, 8))
+        for layer in made:
+            x = layer(x)
+        model = keras.Model(inputs, x)
+    else:
+        model = keras.Sequential([keras.Input((8, 8, 8)), *made])
+    graph = flatten(json.loads(model.to_json()), "m.keras")
+    assert unsupported(graph) == []
+    written = write_text(graph, "# m", _input_shapes(graph, {}, "m.keras"))
+    statements = len(graph.inputs) + len(graph.layers) + len(graph.applications)
+    at_most = 1 + 2 * MAX_LAYERS  # an input, and each layer with its one call
+    chars, values = len(written.text) / statements, written.values / statements
+    assert chars * at_most <= imported_text_chars(at_most), (chars, values)
+    assert values * at_most <= imported_syntax_values(at_most), (chars, values)
+
+
 def test_a_compressed_weights_member_inflates_only_as_far_as_the_model_needs(good, tmp_path):
     """A deflated model.weights.h5 padded with zeros (a zip bomb: 40 KB that inflates to 40 MiB)
     is refused as soon as it passes what a weights file of this model can hold, and the same

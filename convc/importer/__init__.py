@@ -138,7 +138,10 @@ def import_file(
             return _with_placeholders(
                 graph, header, shapes, special, problems, model_file, given, where
             )
-        written = write_text(graph, header, shapes, special)
+        try:
+            written = write_text(graph, header, shapes, special)
+        except ConvcError as error:  # too long: no line to show
+            raise _of_generation(_in_imported_text(error, "", where), generation) from None
         text = written.text
         placements = [Placement(r, rendered[r.name], *written.positions[r.name]) for r in given]
         try:
@@ -329,7 +332,10 @@ def _with_placeholders(
             f"convc: REPLACE this {_escaped(class_name)} ({_escaped(details[name])}) with a "
             "layer call that computes the same, keeping its name",
         )
-    written = write_text(graph, header, shapes, marked)
+    try:
+        written = write_text(graph, header, shapes, marked)
+    except ConvcError as error:  # too long: no line to show
+        raise _in_imported_text(error, "", where) from None
     found = [
         Placeholder(name, classes[name], written.line_of(name), details[name]) for name in classes
     ]
@@ -374,8 +380,8 @@ def _stand_in_weights(graph, header, shapes, special, classes, model_file, given
                 f"to {format_shape(output)}"
             )
         stand_ins[name] = Special(_identity(name))
-    text = write_text(graph, header, shapes, stand_ins).text
     try:
+        text = write_text(graph, header, shapes, stand_ins).text
         model = resolve_text(text, text_limit(graph))
     except ConvcError as error:
         return None, "with each placeholder standing as an Identity layer, " + error.message

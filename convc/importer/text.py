@@ -30,7 +30,12 @@ from convc.importer.operations import (
 )
 from convc.layers.args import REQUIRED
 from convc.layers.refused import REFUSED
-from convc.limits import MAX_INT_DIGITS, imported_text_chars
+from convc.limits import (
+    IMPORTED_SYNTAX_BASE,
+    MAX_INT_DIGITS,
+    imported_syntax_values,
+    imported_text_chars,
+)
 from convc.model import Shape, format_shape
 from convc.names import UniqueNames, snake_case
 from convc.replace import EXAMPLE_CALL, PLACEHOLDER
@@ -386,6 +391,8 @@ class Written:
     need not parse it again (Python's parser alone takes 1.7 s for 100,000 layers); ``None``
     where a line was written without its syntax (a replacement, a Keras operation, a value
     the writer does not mirror), and the text must be parsed."""
+    values: int = 0
+    """The values of syntax written (``limits.imported_syntax_values``)."""
 
     def line_of(self, name: str) -> int:
         return bisect.bisect_left(self._line_ends, self.positions[name][0]) + 1
@@ -414,10 +421,13 @@ def write_text(
     special: Mapping[str, Special] | None = None,
 ) -> Written:
     """``write``, with the layers named in ``special`` written as they say. Refused as soon as
-    the text passes ``text_limit(graph)``: a file's arguments could make it far longer, and
-    its syntax costs about 100 bytes a character."""
+    the text passes ``text_limit(graph)`` characters or ``limits.imported_syntax_values``
+    values of syntax: a file's names and arguments could make it far longer, and each value
+    costs about 300 bytes."""
+    statements = len(graph.inputs) + len(graph.layers) + len(graph.applications)
     lines = _Lines(
-        text_limit(graph),
+        imported_text_chars(statements),
+        imported_syntax_values(statements),
         f"{len(graph.layers):,} layers and {len(graph.applications):,} calls of them",
     )
     if graph.sequential and len(graph.inputs) == 1:
@@ -434,8 +444,9 @@ class _Lines:
     """The text being written, where each special layer's call sits in it, and the syntax of
     its statements while every line has come with its own (``Written.program``)."""
 
-    def __init__(self, limit: int, model: str) -> None:
-        self.limit, self.model = limit, model  # the longest text, and the model it is for
+    def __init__(self, limit: int, values: int, model: str) -> None:
+        self.limit, self.values, self.model = limit, values, model  # the most, and for what
+        self.spans = 0  # one a value of syntax
         self.lines: list[str] = []
         self.marks: dict[str, tuple[int, int]] = {}  # name -> (start, end) in the text
         self.statements: list[Statement] | None = []
@@ -462,9 +473,16 @@ class _Lines:
         if self.offset > self.limit:
             raise ConvcError(
                 f"the imported text would be more than {self.limit:,} characters long, the "
-                f"most convc writes for a model of {self.model} (1 MiB, and 32 characters "
-                "for each input, layer and call): its layers' arguments are longer than any "
-                "layer's"
+                f"most convc writes for a model of {self.model} (1 MiB, and 64 characters "
+                "for each input, layer and call): its names and arguments are longer than a "
+                "model of this size needs"
+            )
+        if self.spans > self.values:
+            raise ConvcError(
+                f"the imported text would hold more than {self.values:,} values (numbers, "
+                f"strings, calls), the most convc writes for a model of {self.model} "
+                f"({IMPORTED_SYNTAX_BASE:,}, and 6 for each input, layer and call): its layers' "
+                "arguments hold more values than a model of this size needs"
             )
 
     def __iadd__(self, lines: list[str]) -> _Lines:
@@ -479,6 +497,7 @@ class _Lines:
     def at(self, column: int, end: int) -> Span:
         """The span of columns ``column`` to ``end`` (0-based) of the next line."""
         line, offset = self.number, self.offset
+        self.spans += 1
         # made as the tuple it is: eight spans a layer, in half the time of Span(...)
         return _new_tuple(Span, (line, column + 1, line, end + 1, offset + column, offset + end))
 
@@ -487,7 +506,7 @@ class _Lines:
         program = None
         if self.statements is not None:
             program = Program(tuple(self.statements), self.assigned)
-        return Written(text, self.marks, program)
+        return Written(text, self.marks, program, self.spans)
 
 
 def _write_sequential(

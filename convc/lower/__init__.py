@@ -130,7 +130,7 @@ def lower_detached(
     for tensor in exposed:
         value = values[id(tensor)]
         name = em.scope = tensor.name
-        order = io_order(tensor_format(model, tensor), value.rank, io_layout)
+        order = graph_order(model, tensor, io_layout)
         result = em.in_layout(value, order).name
         if result in input_names or result in published:
             # A no-op layer shares its input's value; an output needs a value of its own.
