@@ -919,10 +919,8 @@ class Evaluator:
                 result = self.builder.apply_object(function, value, arg.span, node.span)
                 if result is not NotImplemented:
                     return result
-                site = CallSite(node, function_span, self)
-                site.args.append(value)
-                site.arg_nodes.append(arg)
-                site.arg_spans.append(arg.span)
+                site = CallSite(node, function_span, self)  # the argument is evaluated once
+                site.add_arg(value, arg, arg.span)
                 return self.invoke(function, site, statement=statement)
         else:
             callee = node.function
@@ -944,9 +942,7 @@ class Evaluator:
                 site.arg_nodes.extend([None] * len(items))
                 site.arg_spans.extend([arg.span] * len(items))
             else:
-                args.append(self.evaluate(arg))
-                site.arg_nodes.append(arg)
-                site.arg_spans.append(arg.span)
+                site.add_arg(self.evaluate(arg), arg, arg.span)
         keywords = node.keywords if isinstance(node, CallExpression) else node.kwargs
         for keyword in keywords:
             if keyword.name is None:  # **mapping

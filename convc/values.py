@@ -169,6 +169,13 @@ class CallSite:
         # (name, value, node of the value or None, span of the name, span of the value)
         self.keywords: list[tuple[str, Any, Expr | None, Span, Span]] = []
 
+    def add_arg(self, value: Any, node: Expr | None, span: Span) -> None:
+        """A positional argument's value, the syntax it came from (``None`` for an item of a
+        starred one) and where it was written."""
+        self.args.append(value)
+        self.arg_nodes.append(node)
+        self.arg_spans.append(span)
+
     def keyword(self, name: str, default: Any = None) -> Any:
         for key, value, *_ in self.keywords:
             if key == name:

@@ -409,9 +409,14 @@ def write(graph: Graph, header: str, input_shapes: dict[str, tuple[int, ...]]) -
     return write_text(graph, header, input_shapes).text
 
 
+def _statements(graph: Graph) -> int:
+    """The inputs, layers and calls of ``graph``, by which the limits on its text grow."""
+    return len(graph.inputs) + len(graph.layers) + len(graph.applications)
+
+
 def text_limit(graph: Graph) -> int:
     """The longest text the import of ``graph`` may write (``limits.imported_text_chars``)."""
-    return imported_text_chars(len(graph.inputs) + len(graph.layers) + len(graph.applications))
+    return imported_text_chars(_statements(graph))
 
 
 def write_text(
@@ -424,10 +429,9 @@ def write_text(
     the text passes ``text_limit(graph)`` characters or ``limits.imported_syntax_values``
     values of syntax: a file's names and arguments could make it far longer, and each value
     costs about 300 bytes."""
-    statements = len(graph.inputs) + len(graph.layers) + len(graph.applications)
     lines = _Lines(
-        imported_text_chars(statements),
-        imported_syntax_values(statements),
+        text_limit(graph),
+        imported_syntax_values(_statements(graph)),
         f"{len(graph.layers):,} layers and {len(graph.applications):,} calls of them",
     )
     if graph.sequential and len(graph.inputs) == 1:

@@ -254,14 +254,8 @@ def graph_order(model: Model, tensor: Tensor, io_layout: str) -> tuple[int, ...]
     """The physical order of ``tensor``, a graph input or output of ``model``, for
     ``io_layout``. The tensor's data_format (a walk of the graph) is looked for only where the
     order depends on it: a build in Keras's layout, the default, walks nothing."""
-    if io_layout == "keras" or tensor.rank < 3:
-        return identity(tensor.rank)
-    return io_order(tensor_format(model, tensor), tensor.rank, io_layout)
-
-
-def io_order(data_format: str, rank: int, io_layout: str) -> tuple[int, ...]:
-    """The physical order of a graph input or output of ``data_format``, for ``io_layout``."""
-    if io_layout == "keras" or io_layout == data_format or rank < 3:
+    rank = tensor.rank
+    if io_layout == "keras" or rank < 3 or io_layout == tensor_format(model, tensor):
         return identity(rank)
     if io_layout == "channels_first":  # a channels_last tensor, channels moved to axis 1
         return channels_first(rank)
